@@ -1,0 +1,205 @@
+"""``sources.yaml``: the sources to ingest and the pipeline settings, validated on load.
+
+A bad file fails with :class:`ConfigError`, whose message names the file, the field and what
+is expected, e.g.::
+
+    sources.yaml: sources[0].max_pages: expected an integer >= 1, got 'many'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+NAME_RE = r"^[a-z][a-z0-9_-]{0,62}$"
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, unreadable or invalid."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CrawlSource(_Model):
+    """A website crawled with Scrapy."""
+
+    name: Annotated[str, Field(pattern=NAME_RE)]
+    kind: Literal["crawl"] = "crawl"
+    start_urls: list[str] = Field(min_length=1)
+    allowed_domains: list[str] = Field(default_factory=list)
+    max_pages: Annotated[int, Field(ge=1)] = 1000
+    max_depth: Annotated[int, Field(ge=0)] = 5
+    max_bytes_per_page: Annotated[int, Field(ge=1024)] = 5_000_000
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 8
+    download_delay: Annotated[float, Field(ge=0)] = 0.0
+    obey_robots: bool = True
+    user_agent: str = "dataset-platform/0.1 (+https://github.com/dataset-platform/dataset_platform)"
+    #: Serve the built-in demo site on 127.0.0.1 for the crawl; start_urls are then paths on it.
+    demo_site: bool = False
+    #: Record URLs under this base instead of the fetched origin (crawling a mirror or a local copy).
+    record_base_url: str | None = None
+    timeout_s: Annotated[float, Field(gt=0)] = 3600
+
+    @field_validator("start_urls")
+    @classmethod
+    def _urls(cls, v: list[str], info) -> list[str]:
+        for u in v:
+            if not (u.startswith(("http://", "https://", "/"))):
+                raise ValueError(f"start URL {u!r} must be http(s):// (or a /path with demo_site: true)")
+        return v
+
+    @model_validator(mode="after")
+    def _demo_paths(self) -> "CrawlSource":
+        if not self.demo_site:
+            rel = [u for u in self.start_urls if u.startswith("/")]
+            if rel:
+                raise ValueError(f"start URL {rel[0]!r} is a path; give a full http(s):// URL (paths are only for demo_site: true)")
+            if not self.allowed_domains:
+                raise ValueError("allowed_domains is required for a crawl (e.g. [example.org]) so the crawl stays on the site")
+        return self
+
+
+Source = Annotated[CrawlSource, Field(discriminator="kind")]
+
+
+class DatasetSettings(_Model):
+    name: Annotated[str, Field(pattern=NAME_RE)] = "web-text"
+    description: str = "Web text collected and curated with dataset_platform."
+    license: str = "other"
+    language: list[str] = Field(default_factory=lambda: ["en", "zh"])
+
+
+class CleanSettings(_Model):
+    """Basic quality rules (each names the rule recorded in rejected_documents)."""
+
+    min_words: Annotated[int, Field(ge=0)] = 50  # too_few_words
+    max_words: Annotated[int, Field(ge=1)] = 100_000  # too_many_words
+    min_unique_word_ratio: Annotated[float, Field(ge=0, le=1)] = 0.3  # repetitive
+    max_symbol_ratio: Annotated[float, Field(ge=0, le=1)] = 0.25  # too_many_symbols
+    languages: list[str] = Field(default_factory=list)  # keep only these (empty: all); rule: language_not_wanted
+    redact_pii: bool = True
+
+
+class TopicRule(_Model):
+    name: Annotated[str, Field(pattern=NAME_RE)]
+    keywords: list[str] = Field(min_length=1)
+
+
+class LabelSettings(_Model):
+    topics: list[TopicRule] = Field(default_factory=list)
+    default_topic: str = "other"
+
+
+class SplitSettings(_Model):
+    train: Annotated[float, Field(ge=0, le=1)] = 0.8
+    validation: Annotated[float, Field(ge=0, le=1)] = 0.1
+    test: Annotated[float, Field(ge=0, le=1)] = 0.1
+    salt: str = "dataset_platform"
+
+    @model_validator(mode="after")
+    def _sum(self) -> "SplitSettings":
+        total = self.train + self.validation + self.test
+        if abs(total - 1.0) > 1e-9:
+            raise ValueError(f"train + validation + test must be 1.0, got {total:g}")
+        return self
+
+
+class PipelineSettings(_Model):
+    clean: CleanSettings = CleanSettings()
+    labels: LabelSettings = LabelSettings()
+    splits: SplitSettings = SplitSettings()
+    #: cron for the scheduled refresh of the whole graph
+    schedule: str = "0 3 * * *"
+    #: documents per batch in the Python stages (extraction, normalisation)
+    batch_size: Annotated[int, Field(ge=1)] = 2000
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        if len(v.split()) != 5:
+            raise ValueError(f"expected a 5-field cron string like '0 3 * * *', got {v!r}")
+        return v
+
+
+class PlatformConfig(_Model):
+    dataset: DatasetSettings = DatasetSettings()
+    sources: list[Source] = Field(min_length=1)
+    pipeline: PipelineSettings = PipelineSettings()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "PlatformConfig":
+        seen: set[str] = set()
+        for s in self.sources:
+            if s.name in seen:
+                raise ValueError(f"source name {s.name!r} appears twice; names must be unique")
+            seen.add(s.name)
+        return self
+
+    def fingerprint(self) -> str:
+        """sha256 of the canonical JSON of the config (goes into the release manifest)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("crawl",):  # discriminator tags are noise in a path
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _explain(err: dict) -> str:
+    t, msg = err["type"], err["msg"]
+    if t == "extra_forbidden":
+        return "unknown field (check the spelling; see ARCHITECTURE.md for the fields)"
+    if t == "missing":
+        return "required field is missing"
+    msg = re.sub(r"^Value error, ", "", msg)
+    got = err.get("input")
+    if t in ("extra_forbidden", "missing") or isinstance(got, (dict, list)):
+        return msg
+    return f"{msg[0].lower() + msg[1:]}, got {got!r}"
+
+
+def parse_config(data: object, *, origin: str = "<config>") -> PlatformConfig:
+    """Validate already-parsed YAML/JSON data."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: expected a mapping with 'sources' (and optional 'dataset', 'pipeline') at the top level")
+    try:
+        return PlatformConfig.model_validate(data)
+    except ValidationError as e:
+        lines = [f"{origin}: {_loc(err['loc'])}: {_explain(err)}" for err in e.errors()]
+        raise ConfigError("\n".join(lines)) from None
+
+
+def load_config(path: str | Path) -> PlatformConfig:
+    """Load and validate ``sources.yaml``."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found (pass --config FILE or see README.md)") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    return parse_config(data, origin=str(p))
+
+
+def demo_config_path() -> Path:
+    """The embedded default config: the demo site, served on 127.0.0.1."""
+    return Path(str(resources.files("dataset_platform.demo").joinpath("sources.yaml")))

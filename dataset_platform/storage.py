@@ -1,0 +1,158 @@
+"""Where everything lives in a workdir, and how layers are written safely.
+
+Storage design (see ARCHITECTURE.md): every layer is one Parquet file written by its own asset
+(through a private in-memory DuckDB connection, so steps in parallel processes never contend for
+a database lock), and replaced atomically (write to a temporary name, fsync, ``os.replace``).
+``warehouse.duckdb`` holds only *views* over those files under the contract names; a view is
+created once per layer and then points at a stable path, so the warehouse file is opened for
+writing only briefly and rarely.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from dataset_platform import schema
+
+DEFAULT_WORKDIR = ".dataset_platform"
+
+
+@dataclass(frozen=True)
+class Workdir:
+    root: Path
+
+    @classmethod
+    def at(cls, path: str | Path | None = None) -> "Workdir":
+        p = Path(path or os.environ.get("DATASET_PLATFORM_WORKDIR") or DEFAULT_WORKDIR).expanduser().resolve()
+        return cls(p)
+
+    @property
+    def warehouse(self) -> Path:
+        return self.root / "warehouse.duckdb"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.root / "dagster_home"
+
+    @property
+    def layers(self) -> Path:
+        return self.root / "layers"
+
+    def layer(self, name: str) -> Path:
+        """The Parquet file holding a layer."""
+        return self.layers / name / "data.parquet"
+
+    def rejects(self, stage: str) -> Path:
+        """The Parquet file of the documents one stage rejected."""
+        return self.layers / "rejected" / f"{stage}.parquet"
+
+    def raw_batches(self, source: str) -> Path:
+        return self.root / "raw" / source
+
+    @property
+    def releases(self) -> Path:
+        return self.root / "releases"
+
+    @property
+    def demo_site(self) -> Path:
+        return self.root / "demo_site"
+
+    def ensure(self) -> "Workdir":
+        for p in (self.root, self.layers, self.releases):
+            p.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+def memory_connection(threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """A private in-memory DuckDB connection for one stage's work."""
+    con = duckdb.connect(":memory:")
+    if threads:
+        con.sql(f"SET threads = {int(threads)}")
+    con.sql("SET preserve_insertion_order = true")
+    return con
+
+
+def sql_str(value: str | Path) -> str:
+    """Quote a value as a SQL string literal."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def write_parquet(con: duckdb.DuckDBPyConnection, query: str, dest: Path, *, layer: str | None = None) -> int:
+    """Write a query's rows to ``dest`` atomically; returns the row count.
+
+    With ``layer`` the columns are cast to that layer's contract, in its order. The caller's
+    query must be deterministic in its order (end it with ORDER BY) for byte-identical files.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
+    body = f"SELECT {schema.select_list(layer)} FROM ({query})" if layer else query
+    try:
+        con.sql(
+            f"COPY ({body}) TO {sql_str(tmp)} "
+            "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)"
+        )
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return count_rows(con, dest)
+
+
+def count_rows(con: duckdb.DuckDBPyConnection, path: Path) -> int:
+    return int(con.sql(f"SELECT count(*) FROM read_parquet({sql_str(path)})").fetchall()[0][0])
+
+
+def empty_layer_query(layer: str) -> str:
+    """A query with the layer's columns and no rows."""
+    cols = ", ".join(f'CAST(NULL AS {t}) AS "{n}"' for n, t in schema.LAYERS[layer])
+    return f"SELECT {cols} WHERE false"
+
+
+def read_layer(wd: Workdir, layer: str) -> str:
+    """SQL for reading a layer's Parquet file; a clear error if it was never materialised."""
+    p = wd.layer(layer)
+    if not p.exists():
+        raise FileNotFoundError(
+            f"layer {layer!r} has not been materialised yet ({p} is missing): materialise it first, "
+            "e.g. `dataset-platform demo` or from the Dagster UI"
+        )
+    return f"read_parquet({sql_str(p)})"
+
+
+def ensure_view(wd: Workdir, name: str, target_sql: str, *, wait_s: float = 60.0) -> bool:
+    """Create (or replace) ``name`` as a view in the warehouse file.
+
+    Views point at stable paths, so a layer's view is created once. The file may be locked by
+    another process (a parallel step or a user's DuckDB shell): retry with back-off for ``wait_s``
+    seconds, then give up and return False (the layer itself is written; only the view is stale).
+    """
+    wd.ensure()
+    stmt = f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {target_sql}"
+    deadline = time.monotonic() + wait_s
+    delay = 0.05
+    while True:
+        try:
+            con = duckdb.connect(str(wd.warehouse))
+        except duckdb.IOException:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+            continue
+        try:
+            existing = con.sql(
+                "SELECT sql FROM duckdb_views() WHERE view_name = ? AND NOT internal", params=[name]
+            ).fetchall()
+            if not existing or target_sql not in existing[0][0]:
+                con.sql(stmt)
+            return True
+        finally:
+            con.close()

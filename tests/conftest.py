@@ -1,0 +1,22 @@
+"""Shared fixtures: the shared corpus path, and a demo workdir materialised once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_CORPUS = REPO.parent / "shared" / "corpus"
+
+
+def shared_corpus(sub: str) -> Path:
+    """A folder of the shared third-party corpus; skip (or fail in CI) when it is absent."""
+    p = SHARED_CORPUS / sub
+    if not p.exists():
+        msg = f"shared corpus folder {p} is absent (it lives beside the project as ../shared/corpus)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg + "; CI must have it")
+        pytest.skip(msg)
+    return p

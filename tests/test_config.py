@@ -1,0 +1,69 @@
+from pathlib import Path
+
+import pytest
+
+from dataset_platform.config import ConfigError, demo_config_path, load_config, parse_config
+
+
+def test_demo_config_loads():
+    cfg = load_config(demo_config_path())
+    assert cfg.sources[0].demo_site is True
+    assert abs(cfg.pipeline.splits.train + cfg.pipeline.splits.validation + cfg.pipeline.splits.test - 1) < 1e-9
+    assert len(cfg.fingerprint()) == 64
+
+
+def test_missing_file_names_the_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"nope\.yaml: config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_bad_yaml(tmp_path):
+    p = tmp_path / "sources.yaml"
+    p.write_text("sources: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(p)
+
+
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        ({"sources": [{"name": "s", "kind": "crawl", "start_urls": ["http://example.org/"],
+                       "allowed_domains": ["example.org"], "max_pages": "many"}]},
+         r"sources\[0\]\.max_pages: .*integer.*'many'"),
+        ({"sources": [{"name": "s", "kind": "crawl", "start_urls": ["ftp://example.org/"],
+                       "allowed_domains": ["example.org"]}]},
+         r"sources\[0\]\.start_urls: .*must be http"),
+        ({"sources": [{"name": "s", "kind": "crawl", "start_urls": ["http://example.org/"]}]},
+         r"sources\[0\]: .*allowed_domains is required"),
+        ({"sources": [{"name": "s", "kind": "crawl", "start_urls": ["http://e.org/"], "allowed_domains": ["e.org"],
+                       "max_page": 3}]},
+         r"sources\[0\]\.max_page: unknown field"),
+        ({"sources": []}, r"sources: .*at least 1"),
+        ({"sources": [{"name": "s", "kind": "ftp", "start_urls": ["http://e.org/"]}]}, r"sources\[0\]"),
+        ({"sources": [{"name": "s", "start_urls": ["http://e.org/"], "allowed_domains": ["e.org"]}],
+          "pipeline": {"splits": {"train": 0.9, "validation": 0.2, "test": 0.1}}},
+         r"pipeline\.splits: .*must be 1\.0"),
+        ({"sources": [{"name": "s", "start_urls": ["http://e.org/"], "allowed_domains": ["e.org"]},
+                      {"name": "s", "start_urls": ["http://f.org/"], "allowed_domains": ["f.org"]}]},
+         r"appears twice"),
+        (["not", "a", "mapping"], r"expected a mapping"),
+    ],
+)
+def test_invalid_configs_name_file_and_field(data, expected):
+    with pytest.raises(ConfigError, match=expected) as e:
+        parse_config(data, origin="sources.yaml")
+    assert str(e.value).startswith("sources.yaml: ")
+
+
+def test_user_config_round_trip(tmp_path: Path):
+    p = tmp_path / "sources.yaml"
+    p.write_text(
+        "dataset: {name: my-set, license: cc-by-4.0}\n"
+        "sources:\n  - name: blog\n    kind: crawl\n    start_urls: [https://blog.example.org/]\n"
+        "    allowed_domains: [blog.example.org]\n    max_pages: 50\n"
+        "pipeline:\n  clean: {min_words: 20}\n  schedule: '0 4 * * 1'\n"
+    )
+    cfg = load_config(p)
+    assert cfg.dataset.name == "my-set" and cfg.sources[0].max_pages == 50
+    assert cfg.pipeline.clean.min_words == 20 and cfg.pipeline.schedule == "0 4 * * 1"
+    assert cfg.sources[0].obey_robots is True  # polite by default
