@@ -1,0 +1,248 @@
+"""``dataset-platform``: run the graph through Dagster, or one stage's library code on files.
+
+    dataset-platform demo [--workdir DIR]
+    dataset-platform run --config FILE [--workdir DIR]
+    dataset-platform ui [--config FILE] [--workdir DIR] [--port N]
+    dataset-platform stage extract --input F --output F [--rejected F]
+    dataset-platform stage clean --input F --output F [--rejected F] [--config FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from dataset_platform.config import ConfigError, demo_config_path, load_config
+from dataset_platform.storage import DEFAULT_WORKDIR, Workdir
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _prepare_instance(wd: Workdir) -> Path:
+    """A persistent DAGSTER_HOME under the workdir (unless the user set one)."""
+    home = Path(os.environ.get("DAGSTER_HOME") or wd.dagster_home).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    yaml_path = home / "dagster.yaml"
+    if not yaml_path.exists():
+        yaml_path.write_text(
+            "# written by dataset-platform; edit freely\n"
+            "telemetry:\n  enabled: false\n"
+            "concurrency:\n  pools:\n    default_limit: 1\n",
+            encoding="utf-8",
+        )
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def run_pipeline(config_path: Path, workdir: str | None, *, out=sys.stdout) -> int:
+    """Materialise the whole graph (with its checks) through Dagster; print a summary."""
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    wd = Workdir.at(workdir).ensure()
+    os.environ["DATASET_PLATFORM_CONFIG"] = str(Path(config_path).resolve())
+    os.environ["DATASET_PLATFORM_WORKDIR"] = str(wd.root)
+    home = _prepare_instance(wd)
+
+    import dagster as dg
+
+    from dataset_platform.definitions import build_definitions
+
+    defs = build_definitions(config_path, wd.root)
+    job = defs.resolve_job_def("dataset_pipeline")
+    print(f"dataset-platform: workdir {wd.root}, runs recorded in DAGSTER_HOME={home}", file=out)
+    t0 = time.monotonic()
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        )
+    evaluations = result.get_asset_check_evaluations()
+    return _summarise(cfg, wd, result, evaluations, time.monotonic() - t0, out)
+
+
+def _summarise(cfg, wd: Workdir, result, evaluations, seconds: float, out) -> int:
+    from dataset_platform import pipeline
+
+    print("", file=out)
+    print(f"run {result.run_id}: {'succeeded' if result.success else 'FAILED'} in {seconds:.1f}s", file=out)
+    print("documents per stage:", file=out)
+    raw = pipeline.read_stats(wd, "raw_pages")
+    if raw:
+        print(f"  {'crawled (raw_pages)':28s} {raw['rows']:>8}", file=out)
+    for _, _, layer in pipeline.STAGES:
+        st = pipeline.read_stats(wd, layer)
+        if st and st["stage"]:
+            s = st["stage"]
+            print(f"  {layer:28s} {s['kept']:>8}   (in {s['input']}, rejected {s['rejected']})", file=out)
+    rej = pipeline.read_stats(wd, "rejected_documents")
+    if rej and rej["counters"].get("reasons"):
+        print("drop reasons:", file=out)
+        for stage, rule, n in rej["counters"]["reasons"]:
+            print(f"  {stage:8s} {rule:28s} {n:>8}", file=out)
+    failed_blocking = [
+        e for e in evaluations
+        if not e.passed and getattr(e.severity, "value", str(e.severity)) == "ERROR"
+    ]
+    warned = [e for e in evaluations if not e.passed and e not in failed_blocking]
+    print(f"checks: {len(evaluations)} evaluated, {len(failed_blocking)} failed (blocking), {len(warned)} warnings", file=out)
+    for e in failed_blocking + warned:
+        print(f"  {'FAILED' if e in failed_blocking else 'warn  '} {e.asset_key.to_user_string()}:{e.check_name}", file=out)
+    release = pipeline.current_release(cfg, wd)
+    if release is not None and result.success and not failed_blocking:
+        print(f"release: {release}", file=out)
+    elif release is not None:
+        print(f"release (previous, unchanged by this run): {release}", file=out)
+    if not result.success or failed_blocking:
+        for ev in result.all_events:
+            if ev.is_step_failure:
+                err = ev.step_failure_data.error
+                print(f"step {ev.step_key} failed: {err.message.strip() if err else ''}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _cmd_ui(args) -> int:
+    cfg_path = Path(args.config or demo_config_path()).resolve()
+    try:
+        load_config(cfg_path)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    wd = Workdir.at(args.workdir).ensure()
+    env = dict(os.environ, DATASET_PLATFORM_CONFIG=str(cfg_path), DATASET_PLATFORM_WORKDIR=str(wd.root))
+    env["DAGSTER_HOME"] = str(_prepare_instance(wd))
+    workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
+    target = ["-w", str(workspace)] if workspace.exists() else ["-m", "dataset_platform.definitions"]
+    cmd = ["dagster", "dev", *target, "-h", args.host, "-p", str(args.port)]
+    print(" ".join(cmd), file=sys.stderr)
+    return subprocess.call(cmd, env=env)
+
+
+# ------------------------------------------------------------------------ stages on files
+
+
+def _read_sql(path: str) -> str:
+    from dataset_platform.storage import sql_str
+
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"input file {p} does not exist")
+    name = p.name.lower()
+    if name.endswith((".parquet", ".pq")):
+        return f"read_parquet({sql_str(p)})"
+    if name.endswith((".jsonl", ".jsonl.gz", ".json", ".ndjson")):
+        return f"read_json({sql_str(p)}, format = 'newline_delimited')"
+    raise ValueError(f"input {p}: expected .parquet or .jsonl (optionally .gz)")
+
+
+def _write(con, query: str, path: str) -> int:
+    from dataset_platform.storage import sql_str, write_parquet
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if p.name.lower().endswith((".parquet", ".pq")):
+        return write_parquet(con, query, p)
+    if p.name.lower().endswith((".jsonl", ".ndjson")):
+        tmp = p.with_name(f".{p.name}.tmp")
+        con.sql(f"COPY ({query}) TO {sql_str(tmp)} (FORMAT json)")
+        os.replace(tmp, p)
+        return int(con.sql(f"SELECT count(*) FROM ({query})").fetchall()[0][0])
+    raise ValueError(f"output {p}: expected .parquet or .jsonl")
+
+
+def _require_columns(con, src: str, needed: list[str], path: str) -> None:
+    have = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {src}").fetchall()}
+    missing = [c for c in needed if c not in have]
+    if missing:
+        raise ValueError(f"input {path}: missing field(s) {', '.join(missing)} (needs {', '.join(needed)})")
+
+
+def _cmd_stage(args) -> int:
+    from dataset_platform.storage import memory_connection
+
+    con = memory_connection()
+    src = _read_sql(args.input)
+    log = (lambda m: print(m, file=sys.stderr))
+    if args.stage_name == "extract":
+        from dataset_platform.core.extract import run_extract
+
+        _require_columns(con, src, ["id", "url", "html"], args.input)
+        # files carry only id, url, html: treat every row as a 200 text/html page
+        prepared = (f"(SELECT CAST(id AS VARCHAR) AS id, NULL::VARCHAR AS source, NULL::VARCHAR AS crawl_id, url, "
+                    f"200 AS status, 'text/html' AS content_type, html FROM {src})")
+        res = run_extract(con, prepared, log=log)
+        kept_q = "SELECT id, url, title, text, lang FROM kept ORDER BY id"
+    else:
+        from dataset_platform.core.clean import run_clean
+
+        _require_columns(con, src, ["id", "text"], args.input)
+        settings = load_config(args.config).pipeline.clean if args.config else None
+        prepared = f"(SELECT * REPLACE (CAST(id AS VARCHAR) AS id) FROM {src})"
+        res = run_clean(con, prepared, *( [settings] if settings else []), log=log)
+        cols = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {src}").fetchall()}
+        keep_cols = ["id", *[c for c in ("source", "url", "title") if c in cols], "text", *(["lang"] if "lang" in cols else []),
+                     "n_chars", "n_words", "pii_email", "pii_phone"]
+        kept_q = f"SELECT {', '.join(keep_cols)} FROM kept ORDER BY id"
+    _write(con, kept_q, args.output)
+    if args.rejected:
+        _write(con, "SELECT id, stage, rule, value FROM rejected ORDER BY id", args.rejected)
+    print(res.summary(), file=sys.stderr)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dataset-platform", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="materialise the whole graph on the built-in demo site (offline)")
+    d.add_argument("--workdir", default=None, help=f"where everything is written (default ./{DEFAULT_WORKDIR})")
+
+    r = sub.add_parser("run", help="materialise the whole graph for your sources.yaml")
+    r.add_argument("--config", required=True, help="path to sources.yaml")
+    r.add_argument("--workdir", default=None)
+
+    u = sub.add_parser("ui", help="open the Dagster UI on this workdir (dagster dev -w workspace.yaml)")
+    u.add_argument("--config", default=None)
+    u.add_argument("--workdir", default=None)
+    u.add_argument("--host", default="127.0.0.1")
+    u.add_argument("--port", type=int, default=3000)
+
+    s = sub.add_parser("stage", help="run one stage's library code on files (JSONL or Parquet)")
+    ss = s.add_subparsers(dest="stage_name", required=True)
+    for name, needs in (("extract", "id, url, html"), ("clean", "id, text")):
+        x = ss.add_parser(name, help=f"input fields: {needs}")
+        x.add_argument("--input", required=True)
+        x.add_argument("--output", required=True)
+        x.add_argument("--rejected", default=None, help="write dropped documents with stage, rule, value")
+        if name == "clean":
+            x.add_argument("--config", default=None, help="sources.yaml whose pipeline.clean settings to use")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    try:
+        if args.command == "demo":
+            return run_pipeline(demo_config_path(), args.workdir)
+        if args.command == "run":
+            return run_pipeline(Path(args.config), args.workdir)
+        if args.command == "ui":
+            return _cmd_ui(args)
+        return _cmd_stage(args)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

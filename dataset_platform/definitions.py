@@ -1,0 +1,34 @@
+"""The Dagster code location (loaded by ``dagster dev -w workspace.yaml`` and by the CLI).
+
+Reads two environment variables: DATASET_PLATFORM_CONFIG (default: the embedded demo config)
+and DATASET_PLATFORM_WORKDIR (default: ./.dataset_platform).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from dataset_platform.config import demo_config_path, load_config
+from dataset_platform.defs import automation, curation, ingestion, quality, release
+from dataset_platform.defs.resources import PlatformResource
+from dataset_platform.storage import Workdir
+
+
+def build_definitions(config_path: str | Path | None = None, workdir: str | Path | None = None) -> dg.Definitions:
+    cfg_path = str(Path(config_path or os.environ.get("DATASET_PLATFORM_CONFIG") or demo_config_path()).resolve())
+    cfg = load_config(cfg_path)  # a bad config fails the code location with a message naming the field
+    wd = Workdir.at(workdir)
+    return dg.Definitions(
+        assets=[*ingestion.assets, *curation.assets, *release.assets],
+        asset_checks=quality.checks,
+        jobs=[automation.dataset_pipeline],
+        schedules=[automation.build_schedule(cfg)],
+        sensors=[automation.build_config_sensor(cfg_path)],
+        resources={"platform": PlatformResource(config_path=cfg_path, workdir=str(wd.root))},
+    )
+
+
+defs = build_definitions()
