@@ -1,0 +1,183 @@
+"""The whole graph, for real: Scrapy over HTTP against the demo site, DuckDB, GX, Dagster."""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from dataset_platform import pipeline, schema
+from dataset_platform.config import demo_config_path, load_config
+from dataset_platform.definitions import build_definitions
+from dataset_platform.storage import Workdir
+
+pytestmark = pytest.mark.slow
+
+ASSETS = ["raw_pages", "extracted_documents", "cleaned_documents", "deduplicated_documents",
+          "duplicate_clusters", "labelled_documents", "rejected_documents", "dataset_release"]
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """One real materialize() of every asset and check into a temporary workdir."""
+    workdir = tmp_path_factory.mktemp("e2e")
+    defs = build_definitions(demo_config_path(), workdir)
+    graph = defs.resolve_all_asset_specs()
+    assert {s.key.to_user_string() for s in graph} == set(ASSETS)
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [*defs.assets, *defs.asset_checks],
+            resources=defs.resources,
+            instance=instance,
+            raise_on_error=False,
+        )
+        evaluations = result.get_asset_check_evaluations()
+    return Workdir.at(workdir), result, evaluations
+
+
+def q(wd: Workdir, sql: str):
+    con = duckdb.connect(str(wd.warehouse), read_only=True)
+    try:
+        return con.sql(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_materialize_succeeds_and_every_check_passes(demo_run):
+    wd, result, evaluations = demo_run
+    assert result.success
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert materialized == set(ASSETS)
+    names = {(e.asset_key.to_user_string(), e.check_name) for e in evaluations}
+    for layer in ASSETS:
+        assert (layer, "gx_suite") in names
+    for _, _, layer in pipeline.STAGES:
+        assert (layer, "accounting") in names
+    failed = [(e.asset_key.to_user_string(), e.check_name, e.metadata) for e in evaluations if not e.passed]
+    assert failed == []
+
+
+def test_warehouse_has_every_contract_table_with_its_columns(demo_run):
+    wd, _, _ = demo_run
+    for layer in ASSETS:
+        cols = [r[0] for r in q(wd, f"DESCRIBE {layer}")]
+        assert cols == schema.columns(layer), layer
+        assert q(wd, f"SELECT count(*) FROM {layer}")[0][0] >= (0 if layer in ("duplicate_clusters",) else 1)
+
+
+def test_every_crawled_page_is_released_or_rejected_with_a_reason(demo_run):
+    wd, _, _ = demo_run
+    (crawled,) = q(wd, "SELECT count(*) FROM raw_pages")[0]
+    (released,) = q(wd, "SELECT count(*) FROM dataset_release")[0]
+    (rejected,) = q(wd, "SELECT count(*) FROM rejected_documents")[0]
+    assert crawled == released + rejected
+    lost = q(wd, """SELECT id FROM raw_pages EXCEPT SELECT id FROM dataset_release
+                    EXCEPT SELECT id FROM rejected_documents""")
+    assert lost == []
+    assert q(wd, "SELECT count(*) FROM rejected_documents WHERE rule IS NULL OR rule = '' OR value IS NULL")[0][0] == 0
+    # every dropped duplicate names a keeper that is itself in the release
+    assert q(wd, """SELECT count(*) FROM duplicate_clusters c
+                    WHERE c.keeper_id NOT IN (SELECT id FROM dataset_release)""")[0][0] == 0
+    assert q(wd, """SELECT count(*) FROM duplicate_clusters c JOIN rejected_documents r ON r.id = c.doc_id
+                    AND r.stage = 'dedup'""")[0][0] == q(wd, "SELECT count(*) FROM duplicate_clusters")[0][0]
+
+
+def test_demo_site_features_flow_through(demo_run):
+    wd, _, _ = demo_run
+    manifest = json.loads((wd.demo_site / "manifest.json").read_text())
+    kinds = {p["path"]: p["kind"] for p in manifest["pages"]}
+    urls = {r[0] for r in q(wd, "SELECT url FROM raw_pages")}
+    paths = {re.sub(r"^https?://[^/]+", "", u) or "/" for u in urls}
+    # robots.txt is obeyed: nothing under /private/ was fetched
+    assert not [p for p in paths if p.startswith("/private/")]
+    assert any(k == "private" for k in kinds.values())
+    # URLs are recorded under the demo's stable base, not the random port
+    assert all(u.startswith(pipeline.DEMO_BASE_URL) for u in urls)
+    reasons = {(s, r) for s, r in q(wd, "SELECT DISTINCT stage, rule FROM rejected_documents")}
+    assert ("extract", "not_html") in reasons  # the PDF / PNG links
+    assert ("extract", "http_status") in reasons  # the broken link
+    assert ("dedup", "exact_duplicate") in reasons  # /mirror/ pages
+    assert {("clean", "too_few_words"), ("clean", "repetitive")} <= reasons  # short pages and spam
+    # the mirror copies were dropped in favour of the originals
+    mirrors = {u for (u,) in q(wd, "SELECT url FROM rejected_documents WHERE rule = 'exact_duplicate'")}
+    assert mirrors and all("/mirror/" in u for u in mirrors)
+    # spam pages never reach the release
+    spam = {p for p, k in kinds.items() if k == "spam"}
+    released_paths = {re.sub(r"^https?://[^/]+", "", u) for (u,) in q(wd, "SELECT url FROM dataset_release")}
+    assert not spam & released_paths
+    # both languages, topics with their source, and all three splits
+    langs = dict(q(wd, "SELECT lang, count(*) FROM dataset_release GROUP BY 1"))
+    assert langs.get("en", 0) > 50 and langs.get("zh", 0) > 20
+    assert q(wd, "SELECT count(*) FROM dataset_release WHERE topic IS NULL OR topic_source IS NULL")[0][0] == 0
+    assert {s for (s,) in q(wd, "SELECT DISTINCT split FROM dataset_release")} == {"train", "validation", "test"}
+
+
+def test_topic_labels_agree_with_the_demo_topics(demo_run):
+    wd, _, _ = demo_run
+    manifest = json.loads((wd.demo_site / "manifest.json").read_text())
+    gold = {p["path"]: p["topic"] for p in manifest["pages"] if p["kind"] in ("article", "pii") and p["topic"]}
+    rows = q(wd, "SELECT url, topic FROM dataset_release")
+    pairs = [(gold[p], t) for u, t in rows if (p := re.sub(r"^https?://[^/]+", "", u)) in gold]
+    assert len(pairs) > 100
+    accuracy = sum(g == t for g, t in pairs) / len(pairs)
+    assert accuracy >= 0.9, accuracy
+
+
+def test_no_structured_pii_in_the_release(demo_run):
+    wd, _, _ = demo_run
+    from dataset_platform.core.clean import EMAIL_RE, PHONE_RE
+
+    assert q(wd, f"SELECT count(*) FROM dataset_release WHERE regexp_matches(text, '{EMAIL_RE}')")[0][0] == 0
+    assert q(wd, f"SELECT count(*) FROM dataset_release WHERE regexp_matches(text, '{PHONE_RE}')")[0][0] == 0
+    assert q(wd, "SELECT count(*) FROM dataset_release WHERE text LIKE '%<EMAIL>%'")[0][0] >= 1
+    assert q(wd, "SELECT count(*) FROM dataset_release WHERE text LIKE '%<PHONE>%'")[0][0] >= 1
+
+
+def test_release_files_readable_and_manifest_true(demo_run):
+    wd, _, _ = demo_run
+    cfg = load_config(demo_config_path())
+    release = pipeline.current_release(cfg, wd)
+    manifest = json.loads((release / "manifest.json").read_text())
+    from dataset_platform.core.release import sha256_file
+
+    total = 0
+    for rel, meta in manifest["files"].items():
+        t = pq.read_table(release / rel)
+        assert t.num_rows == meta["rows"] and sha256_file(release / rel) == meta["sha256"]
+        total += t.num_rows
+    assert total == manifest["total_rows"] == q(wd, "SELECT count(*) FROM dataset_release")[0][0]
+    assert manifest["config_sha256"] == cfg.fingerprint()
+    card = (release / "README.md").read_text()
+    assert card.startswith("---\n") and f"# {cfg.dataset.name} ({manifest['version']})" in card
+
+
+def test_materialization_metadata_is_useful(demo_run):
+    _, result, _ = demo_run
+    md = {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}
+    assert md["raw_pages"]["dagster/row_count"].value > 200
+    for layer in ("extracted_documents", "cleaned_documents", "deduplicated_documents"):
+        assert {"input_rows", "kept_rows", "rejected_rows", "drop_reasons", "docs_per_s"} <= set(md[layer])
+    assert md["dataset_release"]["version"].value.startswith("v")
+
+
+def test_definitions_load_without_deprecation_warnings(tmp_path):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        defs = build_definitions(demo_config_path(), tmp_path)
+        dg.Definitions.validate_loadable(defs)
+    ours = [w for w in caught if "dataset_platform" in str(w.filename)]
+    assert ours == [], [str(w.message) for w in ours]
+    assert defs.resolve_job_def("dataset_pipeline") is not None
+    assert defs.resolve_schedule_def("refresh_schedule").default_status == dg.DefaultScheduleStatus.RUNNING
+    assert defs.resolve_sensor_def("config_change_sensor").default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_workspace_yaml_points_at_the_code_location():
+    text = (Path(__file__).resolve().parents[1] / "workspace.yaml").read_text()
+    assert "module_name: dataset_platform.definitions" in text
