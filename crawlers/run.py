@@ -1,0 +1,218 @@
+"""Entry of the crawl process: ``python -m crawlers.run spec.json``.
+
+Runs one crawl described by a crawl spec (see ``dataset_platform.raw.crawl.CrawlSpec``), writes
+the batch to ``<output>.part`` and renames it to the output path only when the crawl finished
+cleanly. Stdout carries progress lines and, last, one ``CRAWL_SUMMARY {json}`` line; Scrapy's log
+goes to stderr. Exit codes: 0 success, 1 crawl failed, 2 unreadable or invalid spec.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from scrapy import signals
+from scrapy.crawler import AsyncCrawlerProcess, Crawler
+from scrapy.settings import Settings
+from scrapy.utils.asyncio import create_looping_call
+
+from crawlers.pipelines import (
+    STAT_BYTES,
+    STAT_OUTPUT_COMPLETE,
+    STAT_PAGES,
+    STAT_STATUS_PREFIX,
+    STAT_WRITE_ERROR,
+)
+from crawlers.spiders.site import STAT_FAILED_REQUESTS, SiteSpider
+from dataset_platform.raw.crawl import EXIT_BAD_SPEC, SUMMARY_PREFIX, CrawlSpec, partial_path_for
+
+PROGRESS_EVERY_S = 2.0
+PROGRESS_EVERY_PAGES = 50
+#: Scrapy counters copied into the summary (when present).
+SUMMARY_STATS = (
+    "downloader/request_count",
+    "downloader/response_count",
+    "downloader/exception_count",
+    "retry/max_reached",
+    "offsite/filtered",
+    "robotstxt/forbidden",
+    "dupefilter/filtered",
+    "request_depth_max",
+    "log_count/ERROR",
+)
+
+
+def build_settings(spec: CrawlSpec, output_file: str | Path) -> Settings:
+    """The project settings with the spec's limits and politeness applied."""
+    settings = Settings()
+    settings.setmodule("crawlers.settings", priority="project")
+    settings.setdict(
+        {
+            "USER_AGENT": spec.user_agent,
+            "ROBOTSTXT_OBEY": spec.obey_robots,
+            "DEPTH_LIMIT": spec.max_depth,
+            "DOWNLOAD_MAXSIZE": spec.max_bytes_per_page,
+            "DOWNLOAD_WARNSIZE": spec.max_bytes_per_page,
+            "CONCURRENT_REQUESTS_PER_DOMAIN": spec.concurrency,
+            "CONCURRENT_REQUESTS": max(16, spec.concurrency),
+            "DOWNLOAD_DELAY": spec.download_delay,
+            "AUTOTHROTTLE_ENABLED": spec.download_delay > 0,
+            "TELNETCONSOLE_ENABLED": False,
+            "REMOTE_CONTROL_ENABLED": False,
+            "HTTPERROR_ALLOW_ALL": True,
+            "DATASET_PLATFORM_OUTPUT": str(output_file),
+        },
+        priority="cmdline",
+    )
+    if spec.download_delay > 0:  # AutoThrottle adapts the delay, never going below DOWNLOAD_DELAY
+        settings.set("AUTOTHROTTLE_START_DELAY", spec.download_delay, priority="cmdline")
+        settings.set("AUTOTHROTTLE_MAX_DELAY", max(60.0, 10 * spec.download_delay), priority="cmdline")
+    return settings
+
+
+class ProgressReporter:
+    """Prints a progress line every PROGRESS_EVERY_S seconds and every PROGRESS_EVERY_PAGES pages."""
+
+    def __init__(self, crawler: Crawler, crawl_id: str, t0: float, out: TextIO = sys.stdout) -> None:
+        self.crawler = crawler
+        self.crawl_id = crawl_id
+        self.t0 = t0
+        self.out = out
+        self._timer: Any = None
+        crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
+        crawler.signals.connect(self.item_scraped, signal=signals.item_scraped)
+        crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
+
+    def _stat(self, key: str) -> int:
+        return int(self.crawler.stats.get_value(key, 0)) if self.crawler.stats else 0
+
+    def report(self, note: str = "") -> None:
+        elapsed = time.monotonic() - self.t0
+        pages = self._stat(STAT_PAGES)
+        rate = pages / elapsed if elapsed > 0 else 0.0
+        line = (
+            f"crawl {self.crawl_id}: {pages} pages, {rate:.1f} pages/s, "
+            f"{self._stat(STAT_BYTES)} bytes, {elapsed:.1f} s{note}"
+        )
+        print(line, file=self.out, flush=True)
+
+    def spider_opened(self) -> None:
+        self._timer = create_looping_call(self.report)
+        self._timer.start(PROGRESS_EVERY_S, now=False)
+
+    def item_scraped(self) -> None:
+        if self._stat(STAT_PAGES) % PROGRESS_EVERY_PAGES == 0:
+            self.report()
+
+    def spider_closed(self, reason: str) -> None:
+        if self._timer is not None and self._timer.running:
+            self._timer.stop()
+        self.report(f" (closed: {reason})")
+
+
+def _ok_reason(reason: str) -> bool:
+    return reason in ("finished", "max_pages") or reason.startswith("closespider_")
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def crawl(spec: CrawlSpec) -> int:
+    """Run the crawl in this process (once per process); returns the exit code."""
+    t0 = time.monotonic()
+    out = Path(spec.output_path)
+    part = partial_path_for(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    part.unlink(missing_ok=True)
+
+    process = AsyncCrawlerProcess(build_settings(spec, part))
+    crawler = process.create_crawler(SiteSpider)
+    reporter = ProgressReporter(crawler, spec.crawl_id, t0)  # noqa: F841 (signals hold weak references)
+    task = process.crawl(
+        crawler,
+        start_urls=spec.start_urls,
+        allowed_domains=spec.allowed_domains,
+        max_pages=spec.max_pages,
+        max_depth=spec.max_depth,
+        record_base_url=spec.record_base_url,
+    )
+    process.start()
+
+    error = task.exception() if task.done() and not task.cancelled() else None
+    stats: dict[str, Any] = dict(crawler.stats.get_stats()) if getattr(crawler, "stats", None) else {}
+    reason = str(stats.get("finish_reason", ""))
+    if error is not None:
+        problem = f"the crawl raised {type(error).__name__}: {error}"
+    elif stats.get(STAT_WRITE_ERROR):
+        problem = f"the output file could not be written ({stats[STAT_WRITE_ERROR]})"
+    elif not stats.get(STAT_OUTPUT_COMPLETE):
+        problem = "the output file was not completed (see the log above)"
+    elif not _ok_reason(reason):
+        problem = f"the crawl stopped early (finish reason {reason!r})"
+    else:
+        problem = ""
+    if problem:
+        part.unlink(missing_ok=True)
+        print(f"crawl {spec.crawl_id} failed: {problem}", file=sys.stderr, flush=True)
+        return 1
+
+    os.replace(part, out)
+    _fsync_dir(out.parent)
+    pages = int(stats.get(STAT_PAGES, 0))
+    selected = {k: int(stats[k]) for k in SUMMARY_STATS if isinstance(stats.get(k), int)}
+    selected["failed_requests"] = int(stats.get(STAT_FAILED_REQUESTS, 0))
+    spider_exceptions = sum(v for k, v in stats.items() if k.startswith("spider_exceptions/") and k.count("/") == 1)
+    if spider_exceptions:
+        selected["spider_exceptions"] = int(spider_exceptions)
+    summary = {
+        "pages": pages,
+        "bytes": int(stats.get(STAT_BYTES, 0)),
+        "status_counts": {
+            k.removeprefix(STAT_STATUS_PREFIX): int(v)
+            for k, v in sorted(stats.items())
+            if k.startswith(STAT_STATUS_PREFIX)
+        },
+        "elapsed_s": round(time.monotonic() - t0, 3),
+        "output_path": str(out),
+        "finish_reason": reason,
+        "stats": selected,
+    }
+    if pages == 0:
+        print(
+            f"crawl {spec.crawl_id}: no response was recorded ({selected['failed_requests']} request(s) "
+            "failed); are the start URLs reachable and allowed by robots.txt?",
+            flush=True,
+        )
+    print(SUMMARY_PREFIX + json.dumps(summary, sort_keys=True), flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m crawlers.run SPEC.json", file=sys.stderr)
+        return EXIT_BAD_SPEC
+    try:
+        spec = CrawlSpec.from_json(Path(args[0]).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        print(f"invalid crawl spec {args[0]}: {e}", file=sys.stderr)
+        return EXIT_BAD_SPEC
+    return crawl(spec)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
