@@ -83,6 +83,7 @@ class ProgressReporter:
         self.t0 = t0
         self.out = out
         self._timer: Any = None
+        self._last_milestone = -1
         crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(self.item_scraped, signal=signals.item_scraped)
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
@@ -105,7 +106,9 @@ class ProgressReporter:
         self._timer.start(PROGRESS_EVERY_S, now=False)
 
     def item_scraped(self) -> None:
-        if self._stat(STAT_PAGES) % PROGRESS_EVERY_PAGES == 0:
+        pages = self._stat(STAT_PAGES)
+        if pages % PROGRESS_EVERY_PAGES == 0 and pages != self._last_milestone:
+            self._last_milestone = pages  # several items can be scraped while the count stands still
             self.report()
 
     def spider_closed(self, reason: str) -> None:

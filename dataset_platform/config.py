@@ -69,6 +69,8 @@ class CrawlSource(_Model):
 
 
 Source = Annotated[CrawlSource, Field(discriminator="kind")]
+#: every value ``sources[].kind`` can take
+SOURCE_KINDS = ("crawl",)
 
 
 class DatasetSettings(_Model):
@@ -168,6 +170,10 @@ def _explain(err: dict) -> str:
         return "unknown field (check the spelling; see ARCHITECTURE.md for the fields)"
     if t == "missing":
         return "required field is missing"
+    if t == "union_tag_not_found":
+        return f"kind: required field is missing; expected one of {sorted(SOURCE_KINDS)}"
+    if t == "union_tag_invalid":
+        return f"kind: expected one of {sorted(SOURCE_KINDS)}, got {err.get('ctx', {}).get('tag')!r}"
     msg = re.sub(r"^Value error, ", "", msg)
     got = err.get("input")
     if t in ("extra_forbidden", "missing") or isinstance(got, (dict, list)):

@@ -10,9 +10,9 @@ from __future__ import annotations
 # layer name -> ordered (column, DuckDB type) pairs
 LAYERS: dict[str, list[tuple[str, str]]] = {
     "raw_pages": [
-        ("id", "VARCHAR"),  # 16 hex chars: md5 of the recorded url, first 64 bits
+        ("id", "VARCHAR"),  # 16 hex chars: first 64 bits of md5(source || ' ' || recorded url)
         ("source", "VARCHAR"),  # source name from sources.yaml
-        ("crawl_id", "VARCHAR"),  # one per crawl batch: <source>-<UTC yyyymmddThhmmssZ>
+        ("crawl_id", "VARCHAR"),  # one per crawl batch: <source>-<UTC yyyymmddThhmmss + microseconds>Z
         ("url", "VARCHAR"),  # recorded (canonical) url
         ("fetch_url", "VARCHAR"),  # url actually fetched (differs when record_base_url is set)
         ("status", "INTEGER"),  # HTTP status

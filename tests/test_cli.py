@@ -97,7 +97,8 @@ def test_stage_extract_on_jsonl(tmp_path):
 
 def test_stage_clean_on_jsonl_with_rejects(tmp_path):
     inp = tmp_path / "docs.jsonl"
-    long_text = " ".join(f"Sentence {i} about the river and its many bridges, written for the test." for i in range(12))
+    # 60 distinct words: passes the word-count and repetition rules
+    long_text = " ".join(f"{w}{i}" for i, w in enumerate(["river", "bridge", "harbour", "lantern", "meadow", "orchard"] * 10)) + "."
     rows = [{"id": 1, "text": long_text + " Mail me at someone@example.org."},
             {"id": 2, "text": "Too short."},
             {"id": 3, "text": "spam " * 300}]

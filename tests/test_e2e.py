@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -181,3 +184,16 @@ def test_definitions_load_without_deprecation_warnings(tmp_path):
 def test_workspace_yaml_points_at_the_code_location():
     text = (Path(__file__).resolve().parents[1] / "workspace.yaml").read_text()
     assert "module_name: dataset_platform.definitions" in text
+
+
+def test_dagster_cli_loads_the_workspace(tmp_path):
+    """What `dagster dev -w workspace.yaml` loads: the code location validates through Dagster's own CLI."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "DATASET_PLATFORM_WORKDIR": str(tmp_path / "wd")}
+    (tmp_path / "home").mkdir()
+    r = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "All code locations passed validation" in r.stdout + r.stderr

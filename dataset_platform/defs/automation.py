@@ -1,6 +1,5 @@
 """The job, the schedule and the sensor (all running by default)."""
 
-from __future__ import annotations
 
 import hashlib
 from pathlib import Path

@@ -1,6 +1,5 @@
 """Document layers: extracted -> cleaned -> deduplicated -> labelled, and the rejects of all."""
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -1,6 +1,5 @@
 """Raw layer: crawl every source (each crawl in its own OS process) and land it."""
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -1,6 +1,5 @@
 """The published release: deterministic splits, Parquet files, dataset card and manifest."""
 
-from __future__ import annotations
 
 import dagster as dg
 
