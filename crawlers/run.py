@@ -3,13 +3,25 @@
 Runs one crawl described by a crawl spec (see ``dataset_platform.raw.crawl.CrawlSpec``), writes
 the batch to ``<output>.part`` and renames it to the output path only when the crawl finished
 cleanly. Stdout carries progress lines and, last, one ``CRAWL_SUMMARY {json}`` line; Scrapy's log
-goes to stderr. Exit codes: 0 success, 1 crawl failed, 2 unreadable or invalid spec.
+goes to stderr. Exit codes: 0 success, 1 crawl failed (or interrupted), 2 unreadable or invalid spec.
+
+Resumable crawls (``state_dir`` set: Scrapy's ``JOBDIR``): stopping the process with SIGTERM or
+SIGINT (once) lets Scrapy finish the requests in flight and save its queue and the spider's state;
+the records so far stay in ``<output>.part`` and a marker file ``STOP_MARKER`` is written in the
+job directory. Running the same spec again continues the crawl and appends to ``<output>.part``;
+no URL is recorded twice. Without the marker (the process was killed hard, or the machine
+stopped) Scrapy's queue and state cannot be trusted: they are discarded and the crawl starts again
+from its start URLs, keeping the complete records of ``<output>.part`` and not recording their
+URLs again (their pages are fetched again to find their links). When the crawl finishes, the job
+directory's files are removed, so the same spec then makes a new crawl.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -22,14 +34,21 @@ from scrapy.utils.asyncio import create_looping_call
 
 from crawlers.pipelines import (
     STAT_BYTES,
+    STAT_OUTCOME_PREFIX,
     STAT_OUTPUT_COMPLETE,
     STAT_PAGES,
+    STAT_RESUME_DUPLICATES,
+    STAT_RESUMED_RECORDS,
     STAT_STATUS_PREFIX,
     STAT_WRITE_ERROR,
 )
 from crawlers.spiders.site import STAT_FAILED_REQUESTS, SiteSpider
 from dataset_platform.raw.crawl import EXIT_BAD_SPEC, SUMMARY_PREFIX, CrawlSpec, partial_path_for
 
+#: File in the job directory written when a resumable crawl stopped cleanly before finishing.
+STOP_MARKER = "dataset_platform.stopped.json"
+#: Files and folders Scrapy keeps in a job directory.
+JOBDIR_ENTRIES = ("requests.queue", "requests.seen", "spider.state")
 PROGRESS_EVERY_S = 2.0
 PROGRESS_EVERY_PAGES = 50
 #: Scrapy counters copied into the summary (when present).
@@ -44,6 +63,8 @@ SUMMARY_STATS = (
     "request_depth_max",
     "log_count/ERROR",
 )
+#: Pipeline counters copied into the summary (when present).
+RESUME_STATS = {STAT_RESUMED_RECORDS: "resumed_records", STAT_RESUME_DUPLICATES: "resume_duplicates"}
 
 
 def build_settings(spec: CrawlSpec, output_file: str | Path) -> Settings:
@@ -54,7 +75,11 @@ def build_settings(spec: CrawlSpec, output_file: str | Path) -> Settings:
         {
             "USER_AGENT": spec.user_agent,
             "ROBOTSTXT_OBEY": spec.obey_robots,
-            "DEPTH_LIMIT": spec.max_depth,
+            "DEPTH_LIMIT": 0,  # the spider applies max_depth (and records what it filters)
+            "RETRY_TIMES": spec.retry_times,
+            "DATASET_PLATFORM_RETRY_BACKOFF_S": spec.retry_backoff_s,
+            "DOWNLOAD_TIMEOUT": spec.download_timeout_s,
+            "DATASET_PLATFORM_ALLOW_ADDRESSES": list(spec.allow_addresses),
             "DOWNLOAD_MAXSIZE": spec.max_bytes_per_page,
             "DOWNLOAD_WARNSIZE": spec.max_bytes_per_page,
             "CONCURRENT_REQUESTS_PER_DOMAIN": spec.concurrency,
@@ -68,6 +93,9 @@ def build_settings(spec: CrawlSpec, output_file: str | Path) -> Settings:
         },
         priority="cmdline",
     )
+    if spec.state_dir:  # Scrapy job directory: an interrupted crawl resumes from its queue and state
+        settings.set("JOBDIR", spec.state_dir, priority="cmdline")
+        settings.set("DATASET_PLATFORM_OUTPUT_RESUME", True, priority="cmdline")
     if spec.download_delay > 0:  # AutoThrottle adapts the delay, never going below DOWNLOAD_DELAY
         settings.set("AUTOTHROTTLE_START_DELAY", spec.download_delay, priority="cmdline")
         settings.set("AUTOTHROTTLE_MAX_DELAY", max(60.0, 10 * spec.download_delay), priority="cmdline")
@@ -134,13 +162,56 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _clear_job_dir(job: Path) -> None:
+    for name in (*JOBDIR_ENTRIES, STOP_MARKER):
+        p = job / name
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+
+
+def prepare_job_dir(spec: CrawlSpec, part: Path) -> str:
+    """Get the job directory and ``part`` ready for this run; returns what the run does:
+    ``new``, ``resume`` (after a clean stop), ``recover`` (after a hard kill that left records) or
+    ``restart`` (after a hard kill that left none); see the module doc."""
+    if not spec.state_dir:
+        part.unlink(missing_ok=True)
+        return "new"
+    job = Path(spec.state_dir)
+    marker = job / STOP_MARKER
+    clean_stop = marker.exists() and part.exists()
+    had_state = any((job / name).exists() for name in JOBDIR_ENTRIES)
+    if clean_stop:
+        marker.unlink()
+        return "resume"
+    # no clean stop: Scrapy's queue and spider state (if any) may be older than the records
+    _clear_job_dir(job)
+    if part.exists():
+        return "recover"
+    return "restart" if had_state else "new"
+
+
+def _peak_rss_kb() -> int:
+    """Peak resident set size of this process in KiB (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak // 1024) if sys.platform == "darwin" else int(peak)
+
+
 def crawl(spec: CrawlSpec) -> int:
     """Run the crawl in this process (once per process); returns the exit code."""
     t0 = time.monotonic()
     out = Path(spec.output_path)
     part = partial_path_for(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    part.unlink(missing_ok=True)
+    mode = prepare_job_dir(spec, part)
+    if mode != "new":
+        what = {
+            "resume": "resuming the interrupted crawl",
+            "recover": "the last run was killed: restarting from the start URLs, keeping its records",
+            "restart": "the last run was killed and left no records: restarting from the start URLs",
+        }[mode]
+        print(f"crawl {spec.crawl_id}: {what} (job directory {spec.state_dir})", flush=True)
 
     process = AsyncCrawlerProcess(build_settings(spec, part))
     crawler = process.create_crawler(SiteSpider)
@@ -152,6 +223,14 @@ def crawl(spec: CrawlSpec) -> int:
         max_pages=spec.max_pages,
         max_depth=spec.max_depth,
         record_base_url=spec.record_base_url,
+        sitemap_urls=spec.sitemap_urls,
+        allow_url_patterns=spec.allow_url_patterns,
+        deny_url_patterns=spec.deny_url_patterns,
+        accepted_content_types=spec.accepted_content_types,
+        known_pages_path=spec.known_pages_path,
+        max_redirects=spec.max_redirects,
+        trap_max_per_pattern=spec.trap_max_per_pattern,
+        max_bytes_per_page=spec.max_bytes_per_page,
     )
     process.start()
 
@@ -169,15 +248,30 @@ def crawl(spec: CrawlSpec) -> int:
     else:
         problem = ""
     if problem:
-        part.unlink(missing_ok=True)
+        if spec.state_dir:
+            # resumable: keep the records so far; mark a clean stop (queue and state were saved)
+            if reason == "shutdown" and error is None and stats.get(STAT_OUTPUT_COMPLETE):
+                marker = Path(spec.state_dir) / STOP_MARKER
+                marker.write_text(json.dumps({"records": int(stats.get(STAT_PAGES, 0))}) + "\n", encoding="utf-8")
+                print(f"crawl {spec.crawl_id} interrupted: {int(stats.get(STAT_PAGES, 0))} records kept in {part}; "
+                      "run the same spec again to resume it", file=sys.stderr, flush=True)
+                return 1
+        else:
+            part.unlink(missing_ok=True)
         print(f"crawl {spec.crawl_id} failed: {problem}", file=sys.stderr, flush=True)
         return 1
 
     os.replace(part, out)
     _fsync_dir(out.parent)
+    if spec.state_dir:  # finished: nothing to resume; the same spec now makes a new crawl
+        _clear_job_dir(Path(spec.state_dir))
     pages = int(stats.get(STAT_PAGES, 0))
     selected = {k: int(stats[k]) for k in SUMMARY_STATS if isinstance(stats.get(k), int)}
     selected["failed_requests"] = int(stats.get(STAT_FAILED_REQUESTS, 0))
+    selected["max_rss_kb"] = _peak_rss_kb()
+    for key, name in RESUME_STATS.items():
+        if stats.get(key):
+            selected[name] = int(stats[key])
     spider_exceptions = sum(v for k, v in stats.items() if k.startswith("spider_exceptions/") and k.count("/") == 1)
     if spider_exceptions:
         selected["spider_exceptions"] = int(spider_exceptions)
@@ -189,6 +283,11 @@ def crawl(spec: CrawlSpec) -> int:
             for k, v in sorted(stats.items())
             if k.startswith(STAT_STATUS_PREFIX)
         },
+        "outcomes": {
+            k.removeprefix(STAT_OUTCOME_PREFIX): int(v)
+            for k, v in sorted(stats.items())
+            if k.startswith(STAT_OUTCOME_PREFIX)
+        },
         "elapsed_s": round(time.monotonic() - t0, 3),
         "output_path": str(out),
         "finish_reason": reason,
@@ -196,8 +295,8 @@ def crawl(spec: CrawlSpec) -> int:
     }
     if pages == 0:
         print(
-            f"crawl {spec.crawl_id}: no response was recorded ({selected['failed_requests']} request(s) "
-            "failed); are the start URLs reachable and allowed by robots.txt?",
+            f"crawl {spec.crawl_id}: no URL was recorded ({selected['failed_requests']} request(s) "
+            "failed); are the start URLs reachable?",
             flush=True,
         )
     print(SUMMARY_PREFIX + json.dumps(summary, sort_keys=True), flush=True)

@@ -35,6 +35,41 @@ SCHEDULER_DISK_QUEUE = "scrapy.squeues.PickleFifoDiskQueue"
 SCHEDULER_MEMORY_QUEUE = "scrapy.squeues.FifoMemoryQueue"
 
 ITEM_PIPELINES = {"crawlers.pipelines.GzipJsonLinesPipeline": 300}
+# The pipeline is synchronous: processing a response's outputs (records and requests) in parallel
+# buys nothing, while Scrapy starts CONCURRENT_ITEMS asyncio tasks for every response (100 by
+# default: a large share of a crawl's CPU time, measured with bench/crawl.py).
+CONCURRENT_ITEMS = 1
+
+# Every request ends in one record (crawlers/spiders/site.py): the middlewares that would drop a
+# request silently are replaced by ones raising exceptions the spider records, or disabled where
+# the spider applies the rule itself (allowed domains, depth, URL length). Redirects of the
+# spider's requests are followed by the spider (its requests carry dont_redirect, so that every hop
+# gets a record); RedirectMiddleware stays enabled for robots.txt, which often redirects (http ->
+# https, to another host): without it such a site's rules would be ignored.
+DOWNLOADER_MIDDLEWARES = {
+    "crawlers.middlewares.AddressGuardMiddleware": 10,
+    "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,
+    "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
+    "crawlers.middlewares.RecordingRobotsTxtMiddleware": 100,
+    "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
+    "crawlers.middlewares.BackoffRetryMiddleware": 550,
+    "scrapy.downloadermiddlewares.redirect.MetaRefreshMiddleware": None,
+    "scrapy.downloadermiddlewares.httpcompression.HttpCompressionMiddleware": None,
+    "crawlers.middlewares.BoundedHttpCompressionMiddleware": 590,
+}
+SPIDER_MIDDLEWARES = {
+    "scrapy.spidermiddlewares.depth.DepthMiddleware": None,
+    "scrapy.spidermiddlewares.urllength.UrlLengthMiddleware": None,
+}
+# Connections resolve through the address guard (refuses private/loopback/metadata addresses).
+# (TWISTED_DNS_RESOLVER: Scrapy 2.19 warns that the DNS_RESOLVER name is deprecated.)
+TWISTED_DNS_RESOLVER = "crawlers.guard.GuardedResolver"
+# Retries back off exponentially (crawlers.middlewares.BackoffRetryMiddleware).
+DATASET_PLATFORM_RETRY_BACKOFF_S = 1.0
+DATASET_PLATFORM_RETRY_BACKOFF_MAX_S = 30.0
+DATASET_PLATFORM_RETRY_AFTER_MAX_S = 60.0
+# Non-public addresses the crawl may connect to (IPs or CIDR networks; set per crawl).
+DATASET_PLATFORM_ALLOW_ADDRESSES: list[str] = []
 
 # Path of the gzip JSON Lines file the pipeline writes (set per crawl by run.py).
 DATASET_PLATFORM_OUTPUT = ""

@@ -3,17 +3,19 @@
 Twisted's reactor cannot be restarted within one process, so the parent only writes the crawl
 spec as JSON next to the output, starts the child, streams its progress lines, enforces the
 timeout and reads the machine-readable summary line the child prints last. The child writes the
-batch (gzip JSON Lines, one object per response) under a temporary name and renames it into place
-only when the crawl finished cleanly.
+batch (gzip JSON Lines, one record per URL the crawl considered, see ``crawlers.items``) under a
+temporary name and renames it into place only when the crawl finished cleanly.
 """
 
 from __future__ import annotations
 
 import collections
 import importlib.util
+import ipaddress
 import json
 import os
 import queue
+import re
 import subprocess
 import sys
 import threading
@@ -29,6 +31,9 @@ SUMMARY_PREFIX = "CRAWL_SUMMARY "
 EXIT_BAD_SPEC = 2
 #: Lines of the child's stderr kept for error messages.
 STDERR_TAIL_LINES = 25
+#: Seconds a resumable crawl (``state_dir``) is given to stop cleanly (SIGTERM: Scrapy finishes the
+#: requests in flight and saves its queue) before it is killed.
+STOP_GRACE_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,18 @@ class CrawlSpec:
     user_agent: str = "dataset-platform/0.1 (+https://github.com/dataset-platform)"
     record_base_url: str | None = None  # URLs under the start URLs' origin are recorded under this base
     timeout_s: float = 3600
+    sitemap_urls: list[str] = field(default_factory=list)  # sitemaps (or sitemap indexes) to read
+    allow_url_patterns: list[str] = field(default_factory=list)  # regexes; a link must match one
+    deny_url_patterns: list[str] = field(default_factory=list)  # regexes; a matching link is not crawled
+    accepted_content_types: list[str] = field(default_factory=lambda: ["text/html", "application/xhtml+xml"])
+    allow_addresses: list[str] = field(default_factory=list)  # non-public IPs/CIDRs the crawl may connect to
+    known_pages_path: str | None = None  # gzip JSONL of the stored pages' validators (conditional requests)
+    state_dir: str | None = None  # Scrapy JOBDIR: an interrupted crawl resumes from it
+    max_redirects: int = 10
+    retry_times: int = 3
+    retry_backoff_s: float = 1.0  # the n-th retry waits retry_backoff_s * 2**(n-1) s (at least Retry-After)
+    download_timeout_s: float = 30
+    trap_max_per_pattern: int = 1000
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
@@ -93,6 +110,41 @@ def _check_value(name: str, v: Any) -> str | None:
     if name in ("source", "crawl_id", "output_path", "user_agent"):
         if not isinstance(v, str) or not v.strip():
             return f"{name} must be a non-empty string"
+    elif name in ("sitemap_urls", "allow_url_patterns", "deny_url_patterns", "accepted_content_types",
+                  "allow_addresses"):
+        if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+            return f"{name} must be a list of non-empty strings"
+        if name == "sitemap_urls":
+            bad = [u for u in v if not u.lower().startswith(("http://", "https://"))]
+            if bad:
+                return f"sitemap URL {bad[0]!r} is not http(s)://"
+        elif name.endswith("_patterns"):
+            for pattern in v:
+                try:
+                    re.compile(pattern)
+                except re.error as e:
+                    return f"{name}: {pattern!r} is not a valid regular expression ({e})"
+        elif name == "allow_addresses":
+            for a in v:
+                try:
+                    ipaddress.ip_network(a, strict=False)
+                except ValueError:
+                    return f"allow_addresses: {a!r} is not an IP address or CIDR network"
+    elif name in ("known_pages_path", "state_dir"):
+        if v is not None and (not isinstance(v, str) or not v.strip()):
+            return f"{name} must be null or a path"
+    elif name in ("max_redirects", "retry_times"):
+        if not is_int(v) or v < 0:
+            return f"{name} must be an integer >= 0, not {v!r}"
+    elif name == "trap_max_per_pattern":
+        if not is_int(v) or v < 1:
+            return f"trap_max_per_pattern must be an integer >= 1, not {v!r}"
+    elif name == "download_timeout_s":
+        if not is_num(v) or v <= 0:
+            return f"download_timeout_s must be a number > 0, not {v!r}"
+    elif name == "retry_backoff_s":
+        if not is_num(v) or v < 0:
+            return f"retry_backoff_s must be a number >= 0, not {v!r}"
     elif name in ("start_urls", "allowed_domains"):
         if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
             return f"{name} must be a list of non-empty strings"
@@ -131,7 +183,7 @@ def _check_value(name: str, v: Any) -> str | None:
 class CrawlSummary:
     """Outcome of a finished crawl (from the child's summary line)."""
 
-    pages: int  # responses recorded
+    pages: int  # records landed (one per URL considered)
     bytes: int  # sum of body_bytes
     status_counts: dict[str, int]
     elapsed_s: float
@@ -139,6 +191,8 @@ class CrawlSummary:
     finish_reason: str = ""  # Scrapy's: "finished", "max_pages", ...
     #: Selected Scrapy counters: download errors, offsite / robots.txt filtered requests, ...
     stats: dict[str, int] = field(default_factory=dict)
+    #: records per outcome (fetched, not_modified, failed:timeout, ...)
+    outcomes: dict[str, int] = field(default_factory=dict)
 
 
 class CrawlError(RuntimeError):
@@ -170,6 +224,21 @@ def _child_env() -> dict[str, str]:
     return env
 
 
+def _stop(proc: subprocess.Popen[str], graceful: bool) -> None:
+    """Stop the crawl process: SIGTERM and up to STOP_GRACE_S seconds to stop cleanly when
+    ``graceful``, then (or else) SIGKILL."""
+    if proc.poll() is not None:
+        return
+    if graceful:
+        proc.terminate()
+        try:
+            proc.wait(timeout=STOP_GRACE_S)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    proc.kill()
+
+
 def _pump(stream: Any, tag: str, q: queue.Queue[tuple[str, str | None]]) -> None:
     for line in stream:
         q.put((tag, line.rstrip("\r\n")))
@@ -181,9 +250,12 @@ def run_crawl(spec: CrawlSpec, log: Callable[[str], None] | None = None) -> Craw
 
     Progress lines of the child go to ``log`` (called from this thread). Raises CrawlError when
     the child exits non-zero, exceeds ``spec.timeout_s`` (it is killed) or reports no summary;
-    ``spec.output_path`` then is not created.
+    ``spec.output_path`` then is not created. A resumable crawl (``spec.state_dir``) that times
+    out or is interrupted is stopped cleanly (SIGTERM, see STOP_GRACE_S) and keeps its partial
+    output: running the same spec again resumes it (``crawlers.run``).
     """
     emit = log or (lambda _msg: None)
+    resumable = bool(spec.state_dir)
     out = Path(spec.output_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     spec_file = spec_path_for(out)
@@ -236,26 +308,42 @@ def run_crawl(spec: CrawlSpec, log: Callable[[str], None] | None = None) -> Craw
             except subprocess.TimeoutExpired:
                 timed_out = True
         if timed_out:
-            proc.kill()
+            _stop(proc, graceful=resumable)
         rc = proc.wait()
     except BaseException:
         # interrupted (or the wait timed out): never leave an orphan crawl behind
-        proc.kill()
+        _stop(proc, graceful=resumable)
         proc.wait()
-        partial_path_for(out).unlink(missing_ok=True)
+        if not resumable:
+            partial_path_for(out).unlink(missing_ok=True)
         raise
     finally:
         for r in readers:
             r.join(timeout=5)
+    while True:  # what the child wrote after the timeout (while it stopped)
+        try:
+            tag, line = lines.get_nowait()
+        except queue.Empty:
+            break
+        if line is None:
+            continue
+        if tag == "err":
+            stderr_tail.append(line)
+        elif line.startswith(SUMMARY_PREFIX):
+            summary_line = summary_line or line[len(SUMMARY_PREFIX):]
+        elif line.strip():
+            emit(line)
     tail = "\n".join(stderr_tail)
-    if timed_out:
+    if not resumable and (timed_out or rc != 0):
         partial_path_for(out).unlink(missing_ok=True)
+    if timed_out:
         raise CrawlError(
-            f"crawl {spec.crawl_id} timed out after {spec.timeout_s:g} s and was killed (exit code {rc}); "
-            f"last stderr lines:\n{tail}"
+            f"crawl {spec.crawl_id} timed out after {spec.timeout_s:g} s and was "
+            f"{'stopped' if resumable else 'killed'} (exit code {rc}); "
+            + ("run the same spec again to resume it; " if resumable else "")
+            + f"last stderr lines:\n{tail}"
         )
     if rc != 0:
-        partial_path_for(out).unlink(missing_ok=True)
         raise CrawlError(f"crawl {spec.crawl_id} failed with exit code {rc}; last stderr lines:\n{tail}")
     if summary_line is None or not out.exists():
         raise CrawlError(
@@ -273,11 +361,13 @@ def run_crawl(spec: CrawlSpec, log: Callable[[str], None] | None = None) -> Craw
             output_path=str(data["output_path"]),
             finish_reason=str(data.get("finish_reason", "")),
             stats={str(k): int(v) for k, v in data.get("stats", {}).items()},
+            outcomes={str(k): int(v) for k, v in data.get("outcomes", {}).items()},
         )
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise CrawlError(f"crawl {spec.crawl_id}: unreadable summary line {summary_line!r}: {e}") from None
     emit(
-        f"crawl {spec.crawl_id}: done ({summary.finish_reason}): {summary.pages} responses, "
-        f"{summary.bytes} bytes in {summary.elapsed_s:.1f} s"
+        f"crawl {spec.crawl_id}: done ({summary.finish_reason}): {summary.pages} URLs, "
+        f"{summary.bytes} bytes in {summary.elapsed_s:.1f} s; outcomes "
+        + ", ".join(f"{k} {v}" for k, v in sorted(summary.outcomes.items()))
     )
     return summary
