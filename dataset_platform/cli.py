@@ -3,6 +3,7 @@
     dataset-platform demo [--workdir DIR]
     dataset-platform run --config FILE [--workdir DIR]
     dataset-platform ui [--config FILE] [--workdir DIR] [--port N]
+    dataset-platform stage ingest --input FILE --output F [--kind K] [--source NAME] [--field OURS=THEIRS ...]
     dataset-platform stage extract --input F --output F [--rejected F]
     dataset-platform stage clean --input F --output F [--rejected F] [--config FILE]
 """
@@ -31,8 +32,7 @@ def _prepare_instance(wd: Workdir) -> Path:
     if not yaml_path.exists():
         yaml_path.write_text(
             "# written by dataset-platform; edit freely\n"
-            "telemetry:\n  enabled: false\n"
-            "concurrency:\n  pools:\n    default_limit: 1\n",
+            "telemetry:\n  enabled: false\n",
             encoding="utf-8",
         )
     os.environ["DAGSTER_HOME"] = str(home)
@@ -53,6 +53,7 @@ def run_pipeline(config_path: Path, workdir: str | None, *, out=sys.stdout) -> i
 
     import dagster as dg
 
+    from dataset_platform.defs.ingestion import all_sources_tags
     from dataset_platform.definitions import build_definitions
 
     defs = build_definitions(config_path, wd.root)
@@ -64,6 +65,7 @@ def run_pipeline(config_path: Path, workdir: str | None, *, out=sys.stdout) -> i
             instance=instance,
             raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            tags=all_sources_tags(cfg),  # every source partition, in one run
         )
     evaluations = result.get_asset_check_evaluations()
     return _summarise(cfg, wd, result, evaluations, time.monotonic() - t0, out)
@@ -75,9 +77,16 @@ def _summarise(cfg, wd: Workdir, result, evaluations, seconds: float, out) -> in
     print("", file=out)
     print(f"run {result.run_id}: {'succeeded' if result.success else 'FAILED'} in {seconds:.1f}s", file=out)
     print("documents per stage:", file=out)
+    try:
+        outcomes = pipeline.crawl_log_summary(wd)
+    except FileNotFoundError:
+        outcomes = {}
+    for source, counts in outcomes.items():
+        print(f"  {'newest batch of ' + source:28s} {sum(counts.values()):>8}   URLs: "
+              + ", ".join(f"{k} {v}" for k, v in counts.items()), file=out)
     raw = pipeline.read_stats(wd, "raw_pages")
     if raw:
-        print(f"  {'crawled (raw_pages)':28s} {raw['rows']:>8}", file=out)
+        print(f"  {'stored pages (raw_pages)':28s} {raw['rows']:>8}", file=out)
     for _, _, layer in pipeline.STAGES:
         st = pipeline.read_stats(wd, layer)
         if st and st["stage"]:
@@ -166,9 +175,58 @@ def _require_columns(con, src: str, needed: list[str], path: str) -> None:
         raise ValueError(f"input {path}: missing field(s) {', '.join(missing)} (needs {', '.join(needed)})")
 
 
+def _cmd_ingest(args) -> int:
+    """Land one WARC / JSONL / Parquet file: a raw batch (.jsonl.gz), or its rows as .parquet/.jsonl."""
+    import shutil
+    import tempfile
+
+    from dataset_platform.raw.ingest import batch_id_for, ingest_file, kind_for_path, quarantine_path_for
+    from dataset_platform.raw.load import Batch, batch_sql
+    from dataset_platform.storage import memory_connection
+
+    inp, out = Path(args.input), Path(args.output)
+    if not inp.is_file():
+        raise FileNotFoundError(f"input file {inp} does not exist")
+    as_batch = out.name.lower().endswith(".jsonl.gz")
+    if not as_batch and not out.name.lower().endswith((".parquet", ".pq", ".jsonl", ".ndjson")):
+        raise ValueError(f"output {out}: expected .jsonl.gz (a raw batch), .parquet or .jsonl")
+    kind = args.kind or kind_for_path(inp)
+    fields: dict[str, str] = {}
+    for spec in args.field or []:
+        ours, sep, theirs = spec.partition("=")
+        if not sep or not ours.strip() or not theirs.strip():
+            raise ValueError(f"--field {spec!r}: expected OURS=THEIRS, e.g. --field text=body")
+        fields[ours.strip()] = theirs.strip()
+    log = (lambda m: print(m, file=sys.stderr))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if as_batch:
+        summary = ingest_file(inp, source=args.source, kind=kind, output_path=out, fields=fields or None, log=log)
+    else:
+        with tempfile.TemporaryDirectory(prefix=".ingest-", dir=out.parent) as tmp:
+            batch_path = Path(tmp) / "batch.jsonl.gz"
+            summary = ingest_file(inp, source=args.source, kind=kind, output_path=batch_path, fields=fields or None,
+                                  log=log)
+            con = memory_connection()
+            try:
+                batch = Batch(args.source, batch_id_for(inp, args.source), batch_path)
+                _write(con, f"SELECT * FROM ({batch_sql(batch)}) ORDER BY seq", str(out))
+            finally:
+                con.close()
+            if summary.quarantine_path:
+                dest = quarantine_path_for(out)
+                shutil.move(summary.quarantine_path, dest)
+                summary.quarantine_path = str(dest)
+    if summary.quarantine_path:
+        print(f"quarantined lines: {summary.quarantine_path}", file=sys.stderr)
+    print(f"wrote {summary.records} records to {out}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _cmd_stage(args) -> int:
     from dataset_platform.storage import memory_connection
 
+    if args.stage_name == "ingest":
+        return _cmd_ingest(args)
     con = memory_connection()
     src = _read_sql(args.input)
     log = (lambda m: print(m, file=sys.stderr))
@@ -218,6 +276,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("stage", help="run one stage's library code on files (JSONL or Parquet)")
     ss = s.add_subparsers(dest="stage_name", required=True)
+    g = ss.add_parser("ingest", help="land a WARC / JSONL / Parquet file as landed records (crawlers/items.py)")
+    g.add_argument("--input", required=True, help=".warc(.gz), .jsonl(.gz) or .parquet file")
+    g.add_argument("--output", required=True,
+                   help=".jsonl.gz: the raw batch as the pipeline lands it; .parquet/.jsonl: its rows with "
+                        "source, crawl_id, seq and id (input of `stage extract`)")
+    g.add_argument("--kind", choices=("warc", "jsonl", "parquet"), default=None,
+                   help="file kind (default: from the input's name)")
+    g.add_argument("--source", default="local", help="source name used in the batch id and document ids")
+    g.add_argument("--field", action="append", metavar="OURS=THEIRS",
+                   help="JSONL/Parquet field mapping, e.g. --field text=body --field url=link (repeatable)")
     for name, needs in (("extract", "id, url, html"), ("clean", "id, text")):
         x = ss.add_parser(name, help=f"input fields: {needs}")
         x.add_argument("--input", required=True)

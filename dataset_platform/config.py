@@ -9,6 +9,7 @@ is expected, e.g.::
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import re
 from importlib import resources
@@ -48,19 +49,61 @@ class CrawlSource(_Model):
     #: Record URLs under this base instead of the fetched origin (crawling a mirror or a local copy).
     record_base_url: str | None = None
     timeout_s: Annotated[float, Field(gt=0)] = 3600
+    #: sitemap.xml URLs whose <loc> entries are crawled like start URLs
+    sitemap_urls: list[str] = Field(default_factory=list)
+    #: regexes: when given, a URL must match one of them to be crawled
+    allow_url_patterns: list[str] = Field(default_factory=list)
+    #: regexes: a URL matching one of them is not crawled (outcome filtered_by_rule)
+    deny_url_patterns: list[str] = Field(default_factory=list)
+    accepted_content_types: list[str] = Field(default_factory=lambda: ["text/html", "application/xhtml+xml"])
+    #: IP addresses / CIDR networks allowed although loopback, private or link-local (refused by default)
+    allow_private_addresses: list[str] = Field(default_factory=list)
+    retry_times: Annotated[int, Field(ge=0, le=20)] = 3
+    max_redirects: Annotated[int, Field(ge=0, le=50)] = 10
+    download_timeout_s: Annotated[float, Field(gt=0)] = 30
+    #: the n-th retry of a 5xx/429/timeout waits retry_backoff_s * 2**(n-1) seconds (at least Retry-After)
+    retry_backoff_s: Annotated[float, Field(ge=0, le=600)] = 1.0
+    #: crawler-trap bound: URLs of one shape per host (every run of digits folded, so /cal/2026/7 and
+    #: /cal/2031/12 share a shape) are crawled at most this many times; raise it for a site with more
+    #: numbered pages of one kind (/article/<id>) than this
+    trap_max_per_pattern: Annotated[int, Field(ge=1)] = 1000
+    #: keep Scrapy's job state under the workdir so an interrupted crawl resumes
+    resumable: bool = True
+    #: send If-None-Match / If-Modified-Since from the previous crawl; unchanged pages are not stored again
+    conditional_requests: bool = True
 
-    @field_validator("start_urls")
+    @field_validator("start_urls", "sitemap_urls")
     @classmethod
     def _urls(cls, v: list[str], info) -> list[str]:
         for u in v:
             if not (u.startswith(("http://", "https://", "/"))):
-                raise ValueError(f"start URL {u!r} must be http(s):// (or a /path with demo_site: true)")
+                raise ValueError(f"URL {u!r} must be http(s):// (or a /path with demo_site: true)")
+        return v
+
+    @field_validator("allow_url_patterns", "deny_url_patterns")
+    @classmethod
+    def _regexes(cls, v: list[str]) -> list[str]:
+        for pattern in v:
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ValueError(f"{pattern!r} is not a valid regular expression ({e})") from None
+        return v
+
+    @field_validator("allow_private_addresses")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for a in v:
+            try:
+                ipaddress.ip_network(a, strict=False)
+            except ValueError:
+                raise ValueError(f"{a!r} is not an IP address or CIDR network (e.g. 127.0.0.1 or 10.1.0.0/16)") from None
         return v
 
     @model_validator(mode="after")
     def _demo_paths(self) -> "CrawlSource":
         if not self.demo_site:
-            rel = [u for u in self.start_urls if u.startswith("/")]
+            rel = [u for u in self.start_urls + self.sitemap_urls if u.startswith("/")]
             if rel:
                 raise ValueError(f"start URL {rel[0]!r} is a path; give a full http(s):// URL (paths are only for demo_site: true)")
             if not self.allowed_domains:
@@ -68,9 +111,35 @@ class CrawlSource(_Model):
         return self
 
 
-Source = Annotated[CrawlSource, Field(discriminator="kind")]
+#: landed-record fields a dump's fields can be mapped to
+DUMP_FIELDS = ("url", "text", "html", "title", "fetched_at")
+
+
+class DumpSource(_Model):
+    """Existing files: WARC (e.g. Common Crawl), JSONL or Parquet text dumps.
+
+    ``paths`` are files or glob patterns (relative paths are relative to the config file); files
+    dropped into ``<workdir>/inbox/<name>/`` are ingested too. Each file is ingested once.
+    """
+
+    name: Annotated[str, Field(pattern=NAME_RE)]
+    kind: Literal["warc", "jsonl", "parquet"]
+    paths: list[str] = Field(default_factory=list)
+    #: landed field -> field of the dump (jsonl/parquet), e.g. {text: content, url: link}
+    fields: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("fields")
+    @classmethod
+    def _fields(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = sorted(set(v) - set(DUMP_FIELDS))
+        if bad:
+            raise ValueError(f"unknown landed field(s) {bad}; map any of {list(DUMP_FIELDS)}")
+        return v
+
+
+Source = Annotated[CrawlSource | DumpSource, Field(discriminator="kind")]
 #: every value ``sources[].kind`` can take
-SOURCE_KINDS = ("crawl",)
+SOURCE_KINDS = ("crawl", "jsonl", "parquet", "warc")
 
 
 class DatasetSettings(_Model):
@@ -157,7 +226,7 @@ def _loc(loc: tuple) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("crawl",):  # discriminator tags are noise in a path
+        elif part in SOURCE_KINDS:  # discriminator tags are noise in a path
             continue
         else:
             out += ("." if out else "") + str(part)
@@ -203,7 +272,18 @@ def load_config(path: str | Path) -> PlatformConfig:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML: {e}") from None
-    return parse_config(data, origin=str(p))
+    cfg = parse_config(data, origin=str(p))
+    return _resolve_paths(cfg, p.resolve().parent)
+
+
+def _resolve_paths(cfg: PlatformConfig, base: Path) -> PlatformConfig:
+    """Dump paths relative to the config file's folder become absolute."""
+    sources = []
+    for s in cfg.sources:
+        if isinstance(s, DumpSource):
+            s = s.model_copy(update={"paths": [str(base / x) if not Path(x).is_absolute() else x for x in s.paths]})
+        sources.append(s)
+    return cfg.model_copy(update={"sources": sources})
 
 
 def demo_config_path() -> Path:

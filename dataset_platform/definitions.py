@@ -22,11 +22,11 @@ def build_definitions(config_path: str | Path | None = None, workdir: str | Path
     cfg = load_config(cfg_path)  # a bad config fails the code location with a message naming the field
     wd = Workdir.at(workdir)
     return dg.Definitions(
-        assets=[*ingestion.assets, *curation.assets, *release.assets],
+        assets=[*ingestion.build_assets(cfg), *curation.assets, *release.assets],
         asset_checks=quality.checks,
         jobs=[automation.dataset_pipeline],
         schedules=[automation.build_schedule(cfg)],
-        sensors=[automation.build_config_sensor(cfg_path)],
+        sensors=[automation.build_config_sensor(cfg, cfg_path), automation.build_inbox_sensor(cfg, wd.root)],
         resources={"platform": PlatformResource(config_path=cfg_path, workdir=str(wd.root))},
     )
 

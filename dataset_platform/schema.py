@@ -10,19 +10,45 @@ from __future__ import annotations
 # layer name -> ordered (column, DuckDB type) pairs
 LAYERS: dict[str, list[tuple[str, str]]] = {
     "raw_pages": [
+        # one row per URL (or dump record) whose body is stored: the newest crawl of a crawl source
+        # (fetched now, or not_modified since an earlier crawl), every ingested record of a dump source
         ("id", "VARCHAR"),  # 16 hex chars: first 64 bits of md5(source || ' ' || recorded url)
-        ("source", "VARCHAR"),  # source name from sources.yaml
-        ("crawl_id", "VARCHAR"),  # one per crawl batch: <source>-<UTC yyyymmddThhmmss + microseconds>Z
+        ("source", "VARCHAR"),  # source name from sources.yaml (the Dagster partition)
+        ("crawl_id", "VARCHAR"),  # batch that stored this body: <source>-<UTC time>Z (crawl) or <source>-<sha256[:16]> (file)
         ("url", "VARCHAR"),  # recorded (canonical) url
         ("fetch_url", "VARCHAR"),  # url actually fetched (differs when record_base_url is set)
         ("status", "INTEGER"),  # HTTP status
         ("content_type", "VARCHAR"),  # lower-cased media type, no parameters
-        ("charset", "VARCHAR"),  # encoding used to decode the body
-        ("fetched_at", "TIMESTAMP WITH TIME ZONE"),  # UTC
-        ("depth", "INTEGER"),  # link depth from a start url
+        ("charset", "VARCHAR"),  # encoding used to decode the body (after detection)
+        ("fetched_at", "TIMESTAMP WITH TIME ZONE"),  # UTC (WARC-Date for WARC records)
+        ("depth", "INTEGER"),  # link depth from a start url (NULL for dumps)
         ("referer", "VARCHAR"),
         ("body_bytes", "BIGINT"),
-        ("html", "VARCHAR"),  # decoded body for HTML responses, NULL otherwise
+        ("content_hash", "VARCHAR"),  # md5 hex of the undecoded body (of the UTF-8 text for text dumps)
+        ("etag", "VARCHAR"),  # response validators, sent back on the next crawl
+        ("last_modified", "VARCHAR"),
+        ("headers", "VARCHAR"),  # JSON object of the response headers (lower-case names)
+        ("title", "VARCHAR"),  # dumps: title given by the dump
+        ("text", "VARCHAR"),  # dumps: already-extracted text (html is then NULL)
+        ("html", "VARCHAR"),  # decoded HTML body
+    ],
+    "crawl_log": [
+        # one row per URL (or dump record) each batch considered, whatever happened to it
+        ("id", "VARCHAR"),  # as raw_pages.id
+        ("source", "VARCHAR"),
+        ("crawl_id", "VARCHAR"),
+        ("seq", "BIGINT"),  # record number within the batch (line of a JSONL dump); (crawl_id, seq) is the key
+        ("url", "VARCHAR"),
+        ("fetch_url", "VARCHAR"),
+        ("outcome", "VARCHAR"),  # fetched | not_modified | redirected | robots_disallowed | filtered_by_rule | off_domain | too_large | not_html | blocked_address | failed:<reason>
+        ("detail", "VARCHAR"),  # rule, address, limit or error behind the outcome
+        ("status", "INTEGER"),
+        ("content_type", "VARCHAR"),
+        ("fetched_at", "TIMESTAMP WITH TIME ZONE"),
+        ("depth", "INTEGER"),
+        ("referer", "VARCHAR"),
+        ("body_bytes", "BIGINT"),
+        ("content_hash", "VARCHAR"),
     ],
     "extracted_documents": [
         ("id", "VARCHAR"),

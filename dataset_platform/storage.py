@@ -10,9 +10,12 @@ writing only briefly and rarely.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +24,8 @@ import duckdb
 from dataset_platform import schema
 
 DEFAULT_WORKDIR = ".dataset_platform"
+#: layers stored as one folder per source: layer -> file pattern inside a source's folder
+PARTITIONED_LAYERS = {"raw_pages": "data.parquet", "crawl_log": "*.parquet"}
 
 
 @dataclass(frozen=True)
@@ -45,8 +50,37 @@ class Workdir:
         return self.root / "layers"
 
     def layer(self, name: str) -> Path:
-        """The Parquet file holding a layer."""
+        """The Parquet file holding a layer (for a partitioned layer: use ``layer_files``)."""
         return self.layers / name / "data.parquet"
+
+    # The raw layer is partitioned by source: one folder per source, refreshed independently.
+    def raw_partition(self, source: str) -> Path:
+        """raw_pages of one source: its current state."""
+        return self.layers / "raw_pages" / source / "data.parquet"
+
+    def crawl_log_file(self, source: str, crawl_id: str) -> Path:
+        """crawl_log rows of one batch (written once; a reload of the batch rewrites the same file)."""
+        return self.layers / "crawl_log" / source / f"{crawl_id}.parquet"
+
+    def layer_glob(self, name: str) -> str:
+        """A read_parquet() pattern covering every file of a layer."""
+        if name in PARTITIONED_LAYERS:
+            return str(self.layers / name / "*" / PARTITIONED_LAYERS[name])
+        return str(self.layer(name))
+
+    def layer_files(self, name: str) -> list[Path]:
+        """The files of a layer that exist, sorted."""
+        if name in PARTITIONED_LAYERS:
+            return sorted((self.layers / name).glob(f"*/{PARTITIONED_LAYERS[name]}"))
+        return [self.layer(name)] if self.layer(name).exists() else []
+
+    def inbox(self, source: str) -> Path:
+        """Drop WARC/JSONL/Parquet files here to ingest them into ``source``."""
+        return self.root / "inbox" / source
+
+    def crawl_state(self, source: str) -> Path:
+        """Scrapy job state of an unfinished crawl of ``source`` (resumed by the next crawl)."""
+        return self.root / "raw" / source / "state"
 
     def rejects(self, stage: str) -> Path:
         """The Parquet file of the documents one stage rejected."""
@@ -67,6 +101,33 @@ class Workdir:
         for p in (self.root, self.layers, self.releases):
             p.mkdir(parents=True, exist_ok=True)
         return self
+
+
+@contextlib.contextmanager
+def source_lock(wd: Workdir, source: str, log: Callable[[str], None] = lambda _m: None,
+                poll_s: float = 1.0) -> Iterator[None]:
+    """Hold the writer lock of one raw partition (crawl, landing and loading of ``source``).
+
+    An OS file lock, so a writer that is killed (SIGKILL, OOM) releases it with its process and
+    never blocks the next run; a second writer of the same source waits, logging once a minute.
+    """
+    path = wd.raw_batches(source) / ".lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        waited = 0.0
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if waited % 60 == 0:
+                    log(f"waiting for another run that is writing source {source!r} (lock {path})")
+                time.sleep(poll_s)
+                waited += poll_s
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def memory_connection(threads: int | None = None) -> duckdb.DuckDBPyConnection:
@@ -117,14 +178,23 @@ def empty_layer_query(layer: str) -> str:
 
 
 def read_layer(wd: Workdir, layer: str) -> str:
-    """SQL for reading a layer's Parquet file; a clear error if it was never materialised."""
-    p = wd.layer(layer)
-    if not p.exists():
+    """SQL for reading a layer's Parquet file(s); a clear error if it was never materialised."""
+    files = wd.layer_files(layer)
+    if not files:
         raise FileNotFoundError(
-            f"layer {layer!r} has not been materialised yet ({p} is missing): materialise it first, "
-            "e.g. `dataset-platform demo` or from the Dagster UI"
+            f"layer {layer!r} has not been materialised yet (no {wd.layer_glob(layer)}): materialise it "
+            "first, e.g. `dataset-platform demo` or from the Dagster UI"
         )
-    return f"read_parquet({sql_str(p)})"
+    if layer in PARTITIONED_LAYERS:
+        return "read_parquet([" + ", ".join(sql_str(f) for f in files) + "])"
+    return f"read_parquet({sql_str(files[0])})"
+
+
+def count_layer(con: duckdb.DuckDBPyConnection, wd: Workdir, layer: str) -> int:
+    """Rows of a layer (0 if it has no file yet)."""
+    if not wd.layer_files(layer):
+        return 0
+    return int(con.sql(f"SELECT count(*) FROM {read_layer(wd, layer)}").fetchall()[0][0])
 
 
 def ensure_view(wd: Workdir, name: str, target_sql: str, *, wait_s: float = 60.0) -> bool:

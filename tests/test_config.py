@@ -40,7 +40,15 @@ def test_bad_yaml(tmp_path):
          r"sources\[0\]\.max_page: unknown field"),
         ({"sources": []}, r"sources: .*at least 1"),
         ({"sources": [{"name": "s", "kind": "ftp", "start_urls": ["http://e.org/"]}]},
-         r"sources\[0\]: kind: expected one of \['crawl'\], got 'ftp'"),
+         r"sources\[0\]: kind: expected one of \['crawl', 'jsonl', 'parquet', 'warc'\], got 'ftp'"),
+        ({"sources": [{"name": "d", "kind": "jsonl", "fields": {"body": "content"}}]},
+         r"sources\[0\]\.fields: unknown landed field\(s\) \['body'\]"),
+        ({"sources": [{"name": "s", "kind": "crawl", "start_urls": ["http://e.org/"], "allowed_domains": ["e.org"],
+                       "deny_url_patterns": ["(unclosed"]}]},
+         r"sources\[0\]\.deny_url_patterns: '\(unclosed' is not a valid regular expression"),
+        ({"sources": [{"name": "s", "kind": "crawl", "start_urls": ["http://e.org/"], "allowed_domains": ["e.org"],
+                       "allow_private_addresses": ["intranet"]}]},
+         r"sources\[0\]\.allow_private_addresses: 'intranet' is not an IP address or CIDR network"),
         ({"sources": [{"name": "s", "start_urls": ["http://e.org/"]}]},
          r"sources\[0\]: kind: required field is missing"),
         ({"sources": [{"name": "s", "kind": "crawl", "start_urls": ["http://e.org/"], "allowed_domains": ["e.org"]}],
@@ -70,3 +78,13 @@ def test_user_config_round_trip(tmp_path: Path):
     assert cfg.dataset.name == "my-set" and cfg.sources[0].max_pages == 50
     assert cfg.pipeline.clean.min_words == 20 and cfg.pipeline.schedule == "0 4 * * 1"
     assert cfg.sources[0].obey_robots is True  # polite by default
+
+
+def test_dump_source_paths_are_relative_to_the_config_file(tmp_path: Path):
+    p = tmp_path / "cfg" / "sources.yaml"
+    p.parent.mkdir()
+    p.write_text("sources:\n  - name: cc\n    kind: warc\n    paths: [dumps/*.warc.gz, /abs/x.warc]\n"
+                 "  - name: notes\n    kind: jsonl\n    fields: {text: body, url: link}\n")
+    cfg = load_config(p)
+    assert cfg.sources[0].paths == [str(p.parent / "dumps/*.warc.gz"), "/abs/x.warc"]
+    assert cfg.sources[1].fields == {"text": "body", "url": "link"}

@@ -18,11 +18,12 @@ import pytest
 from dataset_platform import pipeline, schema
 from dataset_platform.config import demo_config_path, load_config
 from dataset_platform.definitions import build_definitions
+from dataset_platform.defs.ingestion import all_sources_tags
 from dataset_platform.storage import Workdir
 
 pytestmark = pytest.mark.slow
 
-ASSETS = ["raw_pages", "extracted_documents", "cleaned_documents", "deduplicated_documents",
+ASSETS = ["raw_pages", "crawl_log", "extracted_documents", "cleaned_documents", "deduplicated_documents",
           "duplicate_clusters", "labelled_documents", "rejected_documents", "dataset_release"]
 
 
@@ -39,6 +40,7 @@ def demo_run(tmp_path_factory):
             resources=defs.resources,
             instance=instance,
             raise_on_error=False,
+            tags=all_sources_tags(load_config(demo_config_path())),  # every source partition, one run
         )
         evaluations = result.get_asset_check_evaluations()
     return Workdir.at(workdir), result, evaluations
@@ -62,6 +64,7 @@ def test_materialize_succeeds_and_every_check_passes(demo_run):
         assert (layer, "gx_suite") in names
     for _, _, layer in pipeline.STAGES:
         assert (layer, "accounting") in names
+    assert ("raw_pages", "reconciles_with_crawl_log") in names and ("dataset_release", "reconciles_with_crawl") in names
     failed = [(e.asset_key.to_user_string(), e.check_name, e.metadata) for e in evaluations if not e.passed]
     assert failed == []
 
@@ -103,8 +106,14 @@ def test_demo_site_features_flow_through(demo_run):
     # URLs are recorded under the demo's stable base, not the random port
     assert all(u.startswith(pipeline.DEMO_BASE_URL) for u in urls)
     reasons = {(s, r) for s, r in q(wd, "SELECT DISTINCT stage, rule FROM rejected_documents")}
-    assert ("extract", "not_html") in reasons  # the PDF / PNG links
-    assert ("extract", "http_status") in reasons  # the broken link
+    # what the crawl did not store is in crawl_log with its outcome
+    outcome = dict(q(wd, "SELECT regexp_replace(url, '^https?://[^/]+', ''), outcome FROM crawl_log"))
+    binaries = [p for p, k in kinds.items() if k == "binary"]
+    assert binaries and all(outcome[p] == "not_html" for p in binaries)  # the PDF / PNG links
+    assert [outcome[p] for p, k in kinds.items() if k == "missing"] == ["failed:http_404"]  # the broken link
+    private = [p for p, k in kinds.items() if k == "private"]
+    assert private and [outcome.get(p) for p in private] == ["robots_disallowed"] * len(private)
+    assert q(wd, "SELECT count(*) FROM crawl_log WHERE outcome = 'fetched'")[0][0] == len(urls)
     assert ("dedup", "exact_duplicate") in reasons  # /mirror/ pages
     assert {("clean", "too_few_words"), ("clean", "repetitive")} <= reasons  # short pages and spam
     # the mirror copies were dropped in favour of the originals

@@ -81,13 +81,27 @@ _EXTRACTED_SCHEMA = pa.schema(
 )
 
 
+def from_text(text: str, title: str | None) -> Extracted | None:
+    """A text dump's record: its text is the document (whitespace folded per line)."""
+    lines = [_WS.sub(" ", ln).strip() for ln in text.splitlines()]
+    body = "\n".join(ln for ln in lines if ln)
+    if not body:
+        return None
+    lang, score = detect_language(body)
+    return Extracted(title=(title or "").strip() or None, text=body, lang=lang, lang_score=score)
+
+
 def _extract_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
     ids, titles, texts, langs, scores = [], [], [], [], []
-    for rid, url, html in zip(
-        batch.column("id").to_pylist(), batch.column("url").to_pylist(), batch.column("html").to_pylist()
+    for rid, url, html, given_text, given_title in zip(
+        batch.column("id").to_pylist(), batch.column("url").to_pylist(), batch.column("html").to_pylist(),
+        batch.column("text").to_pylist(), batch.column("title").to_pylist(),
     ):
         try:
-            ex = extract_html(html, url)
+            if html is None and given_text is not None:
+                ex = from_text(given_text, given_title)
+            else:
+                ex = extract_html(html, url)
         except Exception:  # a pathological page must not stop the batch: it is rejected below
             ex = None
         ids.append(rid)
@@ -115,18 +129,25 @@ def run_extract(
     crawl_id, url, status, content_type, html).
     """
     con.sql(f"CREATE OR REPLACE TABLE _raw AS SELECT * FROM {raw_sql}")
+    cols = {r[0] for r in con.sql("DESCRIBE _raw").fetchall()}
+    for col in ("text", "title", "source", "crawl_id"):  # text/title: text dumps; absent for HTML-only input
+        if col not in cols:
+            con.sql(f"ALTER TABLE _raw ADD COLUMN {col} VARCHAR")
     # Set-based triage: which responses can hold a document at all.
     con.sql(
         """
         CREATE OR REPLACE TABLE _triage AS
         SELECT id, source, url,
           CASE
-            WHEN status IS NULL OR status < 200 OR status > 299 THEN 'http_status'
+            WHEN status < 200 OR status > 299 THEN 'http_status'
+            WHEN text IS NOT NULL AND html IS NULL THEN
+              CASE WHEN length(trim(text)) = 0 THEN 'empty_body' END
             WHEN coalesce(content_type, '') NOT IN ('text/html', 'application/xhtml+xml') THEN 'not_html'
             WHEN html IS NULL OR length(trim(html)) = 0 THEN 'empty_body'
           END AS rule,
           CASE
-            WHEN status IS NULL OR status < 200 OR status > 299 THEN CAST(status AS VARCHAR)
+            WHEN status < 200 OR status > 299 THEN CAST(status AS VARCHAR)
+            WHEN text IS NOT NULL AND html IS NULL THEN '0'
             WHEN coalesce(content_type, '') NOT IN ('text/html', 'application/xhtml+xml') THEN coalesce(content_type, '')
             ELSE '0'
           END AS value
@@ -140,7 +161,8 @@ def run_extract(
     # Stream bounded batches from a second cursor while inserting results on the first.
     cur = con.cursor()
     reader = cur.sql(
-        "SELECT r.id, r.url, r.html FROM _raw r JOIN _triage t USING (id) WHERE t.rule IS NULL ORDER BY r.id"
+        "SELECT r.id, r.url, r.html, r.text, r.title FROM _raw r JOIN _triage t USING (id) "
+        "WHERE t.rule IS NULL ORDER BY r.id"
     ).to_arrow_reader(batch_size)
     done = 0
     for b in reader:
@@ -166,7 +188,7 @@ def run_extract(
         CREATE OR REPLACE TABLE rejected AS
         SELECT id, source, url, '{STAGE}' AS stage, rule, value FROM _triage WHERE rule IS NOT NULL
         UNION ALL
-        SELECT r.id, r.source, r.url, '{STAGE}', 'no_main_text', CAST(length(r.html) AS VARCHAR)
+        SELECT r.id, r.source, r.url, '{STAGE}', 'no_main_text', CAST(length(coalesce(r.html, r.text)) AS VARCHAR)
         FROM _extracted e JOIN _raw r USING (id) WHERE e.text IS NULL
         ORDER BY id
         """

@@ -1,4 +1,4 @@
-"""The job, the schedule and the sensor (all running by default)."""
+"""The job, the schedule and the sensors (all running by default)."""
 
 
 import hashlib
@@ -7,30 +7,38 @@ from pathlib import Path
 import dagster as dg
 
 from dataset_platform.config import PlatformConfig
+from dataset_platform.defs.ingestion import TRIGGER_TAG, all_sources_tags
+from dataset_platform.storage import Workdir
 
 dataset_pipeline = dg.define_asset_job(
     "dataset_pipeline",
     selection=dg.AssetSelection.all(),
-    description="The whole graph: crawl -> extract -> clean -> dedup -> label -> release, with every check.",
+    description="The whole graph: crawl/ingest -> extract -> clean -> dedup -> label -> release, with every "
+                "check. Partitioned by source: a run refreshes the raw partitions it names, then everything downstream.",
 )
 
 
 def build_schedule(cfg: PlatformConfig) -> dg.ScheduleDefinition:
-    return dg.ScheduleDefinition(
+    @dg.schedule(
         name="refresh_schedule",
         job=dataset_pipeline,
         cron_schedule=cfg.pipeline.schedule,
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="Re-crawls every source and refreshes the whole graph (pipeline.schedule in sources.yaml).",
+        description="Re-crawls every source (conditional requests: unchanged pages are not stored again) and "
+                    "refreshes the whole graph (pipeline.schedule in sources.yaml).",
     )
+    def refresh_schedule(context: dg.ScheduleEvaluationContext):
+        return dg.RunRequest(tags={**all_sources_tags(cfg), TRIGGER_TAG: "schedule"})
+
+    return refresh_schedule
 
 
 def config_digest(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def build_config_sensor(config_path: str) -> dg.SensorDefinition:
+def build_config_sensor(cfg: PlatformConfig, config_path: str) -> dg.SensorDefinition:
     @dg.sensor(
         name="config_change_sensor",
         job=dataset_pipeline,
@@ -46,6 +54,43 @@ def build_config_sensor(config_path: str) -> dg.SensorDefinition:
         if context.cursor == digest:
             return dg.SkipReason("config unchanged")
         context.update_cursor(digest)
-        return dg.RunRequest(run_key=f"config-{digest[:16]}", tags={"trigger": "config_change", "config_sha256": digest})
+        return dg.RunRequest(run_key=f"config-{digest[:16]}",
+                             tags={**all_sources_tags(cfg), TRIGGER_TAG: "config_change", "config_sha256": digest})
+
+    return _sensor
+
+
+def inbox_files(wd: Workdir, source: str) -> list[Path]:
+    """Files waiting in ``<workdir>/inbox/<source>/`` (hidden files and folders ignored)."""
+    folder = wd.inbox(source)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def build_inbox_sensor(cfg: PlatformConfig, workdir: str | Path) -> dg.SensorDefinition:
+    names = [s.name for s in cfg.sources]
+
+    @dg.sensor(
+        name="inbox_sensor",
+        job=dataset_pipeline,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="A WARC/JSONL/Parquet file dropped into <workdir>/inbox/<source>/ refreshes that source's raw "
+                    "partition (and everything downstream), exactly once per file.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext):
+        wd = Workdir.at(workdir)
+        requests = []
+        for name in names:
+            for f in inbox_files(wd, name):
+                st = f.stat()
+                # exactly once per file: Dagster never launches two runs with the same run_key
+                key = f"inbox:{name}:{f.name}:{st.st_size}:{st.st_mtime_ns}"
+                requests.append(dg.RunRequest(run_key=key, partition_key=name,
+                                              tags={TRIGGER_TAG: "inbox", "dataset_platform/file": f.name}))
+        if not requests:
+            return dg.SkipReason(f"no files in {wd.root / 'inbox'}/<source>/ for sources {names}")
+        return requests
 
     return _sensor

@@ -13,10 +13,10 @@ import dagster as dg
 
 from dataset_platform import pipeline
 from dataset_platform.defs.resources import PlatformResource
-from dataset_platform.storage import memory_connection
+from dataset_platform.storage import PARTITIONED_LAYERS, memory_connection, read_layer
 
 LAYERS_WITH_SUITES = [
-    "raw_pages", "extracted_documents", "cleaned_documents", "deduplicated_documents",
+    "raw_pages", "crawl_log", "extracted_documents", "cleaned_documents", "deduplicated_documents",
     "duplicate_clusters", "labelled_documents", "rejected_documents", "dataset_release",
 ]
 
@@ -56,6 +56,12 @@ def _gx_check(layer: str) -> dg.AssetChecksDefinition:
             con = memory_connection()
             try:
                 outcome = validate_relation(con, f"SELECT * FROM {release_view_sql(release)}", suite)
+            finally:
+                con.close()
+        elif layer in PARTITIONED_LAYERS:
+            con = memory_connection()
+            try:
+                outcome = validate_relation(con, f"SELECT * FROM {read_layer(wd, layer)}", suite)
             finally:
                 con.close()
         else:
@@ -105,7 +111,6 @@ def _accounting_check(stage: str, layer: str) -> dg.AssetChecksDefinition:
 )
 def reconciles_with_crawl(platform: PlatformResource) -> dg.AssetCheckResult:
     from dataset_platform.core.release import release_view_sql
-    from dataset_platform.storage import read_layer
 
     wd = platform.wd
     release = pipeline.current_release(platform.config, wd)
@@ -131,8 +136,44 @@ def reconciles_with_crawl(platform: PlatformResource) -> dg.AssetCheckResult:
     )
 
 
+@dg.asset_check(
+    asset="raw_pages",
+    name="reconciles_with_crawl_log",
+    blocking=True,
+    description="Every stored page has its 'fetched' record in crawl_log, and every URL the newest crawl of a "
+                "source fetched or found not_modified is stored (nothing stored without a record, nothing lost).",
+)
+def raw_reconciles_with_crawl_log(platform: PlatformResource) -> dg.AssetCheckResult:
+    wd = platform.wd
+    con = memory_connection()
+    try:
+        orphans, missing, per_source = con.sql(f"""
+            WITH raw AS (SELECT source, crawl_id, url FROM {read_layer(wd, 'raw_pages')}),
+                 log AS (SELECT source, crawl_id, url, outcome FROM {read_layer(wd, 'crawl_log')}),
+                 newest AS (  -- newest crawl batch per source (crawl ids end in a UTC timestamp + Z)
+                   SELECT source, max(crawl_id) AS crawl_id FROM log
+                   WHERE regexp_matches(crawl_id, '-[0-9]{{8}}T[0-9]{{6,}}Z$') GROUP BY 1)
+            SELECT
+              (SELECT count(*) FROM raw r WHERE NOT EXISTS (
+                 SELECT 1 FROM log l WHERE l.source = r.source AND l.crawl_id = r.crawl_id AND l.url = r.url
+                   AND l.outcome = 'fetched')),
+              (SELECT count(*) FROM log l JOIN newest n USING (source, crawl_id)
+               WHERE l.outcome IN ('fetched', 'not_modified')
+                 AND NOT EXISTS (SELECT 1 FROM raw r WHERE r.source = l.source AND r.url = l.url)),
+              (SELECT count(DISTINCT source) FROM raw)
+        """).fetchall()[0]
+    finally:
+        con.close()
+    return dg.AssetCheckResult(
+        passed=orphans == 0 and missing == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"stored_without_fetched_record": orphans, "fetched_but_not_stored": missing,
+                  "sources_with_pages": per_source},
+    )
+
+
 checks = (
     [_gx_check(layer) for layer in LAYERS_WITH_SUITES]
     + [_accounting_check(stage, layer) for stage, _, layer in pipeline.STAGES]
-    + [reconciles_with_crawl]
+    + [reconciles_with_crawl, raw_reconciles_with_crawl_log]
 )

@@ -1,18 +1,41 @@
-"""Loading landed crawl batches (gzip JSONL, one object per response) into the raw layer."""
+"""Loading landed batches (gzip JSONL, one record per URL: see ``crawlers/items.py``).
+
+A batch becomes:
+
+* its ``crawl_log`` file - every record without the body, one Parquet file per batch, written
+  once (reloading a batch rewrites the same file, so rows are never duplicated);
+* a merge into its source's ``raw_pages`` partition, which holds the source's current state:
+
+  - a **crawl** source is a *snapshot* of its newest crawl: URLs ``fetched`` in it (new body),
+    URLs ``not_modified`` in it (the stored row is kept, body not stored again), and URLs whose
+    fetch failed transiently (``failed:*`` except ``failed:http_404``/``failed:http_410``: the last
+    good copy is kept). URLs the newest crawl did not reach, or found gone, leave the partition.
+  - a **dump** source (warc/jsonl/parquet files) *accumulates*: each file's ``fetched`` records
+    replace the stored rows of the same URL; everything else stays.
+
+Which batches were merged is recorded in ``merged.json`` beside the partition, so a batch is
+merged once; merging a batch again gives the same state (idempotent) should that record be lost.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
-from dataset_platform.storage import sql_str
+from dataset_platform import schema
+from dataset_platform.storage import Workdir, sql_str, write_parquet
 
-# The JSON keys a crawl batch line carries (see crawlers/items.py), with their types.
+# The JSON keys of a landed record (crawlers/items.py), with their types.
 BATCH_COLUMNS = {
     "url": "VARCHAR",
     "fetch_url": "VARCHAR",
+    "outcome": "VARCHAR",
+    "detail": "VARCHAR",
     "status": "INTEGER",
     "content_type": "VARCHAR",
     "charset": "VARCHAR",
@@ -20,10 +43,18 @@ BATCH_COLUMNS = {
     "depth": "INTEGER",
     "referer": "VARCHAR",
     "body_bytes": "BIGINT",
+    "content_hash": "VARCHAR",
+    "etag": "VARCHAR",
+    "last_modified": "VARCHAR",
+    "headers": "VARCHAR",
+    "title": "VARCHAR",
+    "text": "VARCHAR",
     "html": "VARCHAR",
 }
 
 ID_SQL = "left(md5({source} || ' ' || {url}), 16)"
+#: failed outcomes that mean "the page is gone" (not transient): the stored copy is dropped
+GONE_OUTCOMES = ("failed:http_404", "failed:http_410")
 
 
 @dataclass(frozen=True)
@@ -38,34 +69,155 @@ def doc_id_sql(source_sql: str, url_sql: str) -> str:
     return ID_SQL.format(source=source_sql, url=url_sql)
 
 
-def load_batches(con: duckdb.DuckDBPyConnection, batches: list[Batch]) -> dict[str, int]:
-    """Leaves table ``raw`` with the raw_pages columns; returns counters.
-
-    A URL fetched twice within the loaded batches (e.g. reached through two redirects) is one
-    page: the earliest fetch is kept and the others are counted as ``duplicate_fetches``.
-    """
+def batch_sql(batch: Batch) -> str:
+    """SELECT over a landed batch: source, crawl_id, seq (line order), id and every landed field."""
     columns = "{" + ", ".join(f"'{k}': '{v}'" for k, v in BATCH_COLUMNS.items()) + "}"
-    parts = []
-    for b in batches:
-        parts.append(
-            f"SELECT {sql_str(b.source)} AS source, {sql_str(b.crawl_id)} AS crawl_id, * "
-            f"FROM read_json({sql_str(b.path)}, format = 'newline_delimited', columns = {columns}, "
-            "compression = 'gzip')"
-        )
-    if not parts:
-        raise ValueError("no crawl batches to load")
-    con.sql(f"CREATE OR REPLACE TABLE _landed AS {' UNION ALL '.join(parts)}")
+    return (
+        f"SELECT {sql_str(batch.source)} AS source, {sql_str(batch.crawl_id)} AS crawl_id, "
+        f"row_number() OVER () AS seq, {doc_id_sql(sql_str(batch.source), 'url')} AS id, * "
+        f"FROM read_json({sql_str(batch.path)}, format = 'newline_delimited', columns = {columns}, "
+        "compression = 'gzip')"
+    )
+
+
+def load_batch(con: duckdb.DuckDBPyConnection, batch: Batch) -> dict[str, int]:
+    """Leaves table ``_batch`` (typed, fetched_at as TIMESTAMPTZ); returns outcome counts."""
     con.sql(
         f"""
-        CREATE OR REPLACE TABLE raw AS
-        SELECT {doc_id_sql('source', 'url')} AS id, source, crawl_id, url, fetch_url, status,
-               lower(coalesce(content_type, '')) AS content_type, charset,
-               CAST(fetched_at AS TIMESTAMPTZ) AS fetched_at, depth, referer, body_bytes, html
-        FROM _landed
-        QUALIFY row_number() OVER (PARTITION BY source, url ORDER BY fetched_at, fetch_url) = 1
-        ORDER BY id
+        CREATE OR REPLACE TABLE _batch AS
+        SELECT * REPLACE (CAST(fetched_at AS TIMESTAMPTZ) AS fetched_at,
+                          lower(coalesce(content_type, '')) AS content_type)
+        FROM ({batch_sql(batch)})
         """
     )
-    landed = con.sql("SELECT count(*) FROM _landed").fetchall()[0][0]
-    kept = con.sql("SELECT count(*) FROM raw").fetchall()[0][0]
-    return {"responses": int(landed), "pages": int(kept), "duplicate_fetches": int(landed - kept)}
+    bad = con.sql("SELECT count(*) FROM _batch WHERE url IS NULL OR outcome IS NULL").fetchall()[0][0]
+    if bad:
+        raise ValueError(
+            f"batch {batch.path}: {bad} record(s) without url or outcome; it was not written by this "
+            "version of the crawler/ingester (see crawlers/items.py) - delete it or re-land it"
+        )
+    return dict(con.sql("SELECT outcome, count(*) FROM _batch GROUP BY 1 ORDER BY 1").fetchall())
+
+
+def write_crawl_log(con: duckdb.DuckDBPyConnection, wd: Workdir, batch: Batch) -> int:
+    """The crawl_log file of the batch loaded in ``_batch``."""
+    return write_parquet(
+        con, "SELECT * FROM _batch ORDER BY seq", wd.crawl_log_file(batch.source, batch.crawl_id), layer="crawl_log"
+    )
+
+
+def merged_path(wd: Workdir, source: str) -> Path:
+    return wd.raw_partition(source).with_name("merged.json")
+
+
+def merged_batches(wd: Workdir, source: str) -> list[str]:
+    p = merged_path(wd, source)
+    return json.loads(p.read_text(encoding="utf-8"))["merged"] if p.exists() else []
+
+
+def _record_merged(wd: Workdir, source: str, crawl_ids: list[str]) -> None:
+    p = merged_path(wd, source)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(json.dumps({"merged": crawl_ids}, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, p)
+
+
+def pending_batches(wd: Workdir, source: str) -> list[Batch]:
+    """Landed batches of ``source`` not merged yet, in landing order."""
+    done = set(merged_batches(wd, source))
+    folder = wd.raw_batches(source)
+    files = [f for f in folder.glob("*.jsonl.gz") if not f.name.startswith(("known-", "."))]
+    files.sort(key=lambda f: (f.stat().st_mtime_ns, f.name))
+    out = []
+    for f in files:
+        crawl_id = f.name.removesuffix(".jsonl.gz")
+        if crawl_id not in done:
+            out.append(Batch(source, crawl_id, f))
+    return out
+
+
+def merge_batch(con: duckdb.DuckDBPyConnection, wd: Workdir, batch: Batch, *, snapshot: bool) -> dict[str, int]:
+    """Merge the batch loaded in ``_batch`` into its source's raw partition (atomically)."""
+    part = wd.raw_partition(batch.source)
+    cols = ", ".join(f'"{c}"' for c in schema.columns("raw_pages"))
+    prev = f"(SELECT {cols} FROM read_parquet({sql_str(part)}))" if part.exists() else None
+    # The newest record per URL within the batch (a dump may hold a URL twice).
+    con.sql(
+        """
+        CREATE OR REPLACE TABLE _latest AS
+        SELECT * FROM _batch QUALIFY row_number() OVER (PARTITION BY url ORDER BY fetched_at DESC, seq DESC) = 1
+        """
+    )
+    fresh = f"SELECT {cols} FROM _latest WHERE outcome = 'fetched'"
+    if prev is None:
+        query = fresh
+    elif snapshot:
+        gone = ", ".join(sql_str(o) for o in GONE_OUTCOMES)
+        query = f"""
+            {fresh}
+            UNION ALL
+            SELECT p.* FROM {prev} p JOIN _latest b ON b.url = p.url
+            WHERE b.outcome = 'not_modified' OR (b.outcome LIKE 'failed:%' AND b.outcome NOT IN ({gone}))
+        """
+    else:
+        query = f"""
+            {fresh}
+            UNION ALL
+            SELECT p.* FROM {prev} p WHERE p.url NOT IN (SELECT url FROM _latest WHERE outcome = 'fetched')
+        """
+    before = int(con.sql(f"SELECT count(*) FROM {prev}").fetchall()[0][0]) if prev else 0
+    rows = write_parquet(con, f"SELECT * FROM ({query}) ORDER BY id", part, layer="raw_pages")
+    stored = int(con.sql("SELECT count(*) FROM _latest WHERE outcome = 'fetched'").fetchall()[0][0])
+    return {"pages_before": before, "pages": rows, "bodies_stored": stored}
+
+
+def is_crawl_batch(batch: Batch) -> bool:
+    """Crawl batches are named ``<source>-<UTC yyyymmddThhmmss...>Z``; ingested files ``<source>-<sha256[:16]>``."""
+    return re.fullmatch(rf"{re.escape(batch.source)}-\d{{8}}T\d{{6,}}Z", batch.crawl_id) is not None
+
+
+def ingest_pending(con: duckdb.DuckDBPyConnection, wd: Workdir, source: str, *, log=None) -> dict:
+    """Load every pending batch of a source: crawl_log file + merge (a crawl batch as a snapshot,
+    an ingested file accumulating). Returns counters."""
+    merged = merged_batches(wd, source)
+    outcomes: dict[str, int] = {}
+    counters: dict = {"batches": [], "bodies_stored": 0}
+    for batch in pending_batches(wd, source):
+        counts = load_batch(con, batch)
+        write_crawl_log(con, wd, batch)
+        m = merge_batch(con, wd, batch, snapshot=is_crawl_batch(batch))
+        merged.append(batch.crawl_id)
+        _record_merged(wd, source, merged)
+        for k, v in counts.items():
+            outcomes[k] = outcomes.get(k, 0) + int(v)
+        counters["batches"].append(batch.crawl_id)
+        counters["bodies_stored"] += m["bodies_stored"]
+        if log:
+            log(f"{source}: merged batch {batch.crawl_id}: {sum(counts.values())} records, "
+                f"{m['bodies_stored']} bodies stored, partition {m['pages_before']} -> {m['pages']} pages")
+    counters["outcomes"] = outcomes
+    return counters
+
+
+def known_pages(con: duckdb.DuckDBPyConnection, wd: Workdir, source: str, out: Path,
+                url_rewrite: tuple[str, str] | None = None) -> int:
+    """Write the validators of a source's stored pages (for conditional requests) as gzip JSONL.
+
+    ``url_rewrite`` = (recorded prefix, fetch prefix) maps recorded URLs to the URLs the crawl
+    will request (e.g. the demo site's fixed base to the port it is served on now).
+    """
+    part = wd.raw_partition(source)
+    if not part.exists():
+        return 0
+    url = "url"
+    if url_rewrite:
+        a, b = (sql_str(x) for x in url_rewrite)
+        url = f"CASE WHEN starts_with(url, {a}) THEN {b} || substr(url, length({a}) + 1) ELSE url END"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    con.sql(
+        f"COPY (SELECT {url} AS url, etag, last_modified, content_hash FROM read_parquet({sql_str(part)}) ORDER BY id) "
+        f"TO {sql_str(tmp)} (FORMAT json, COMPRESSION gzip)"
+    )
+    os.replace(tmp, out)
+    return int(con.sql(f"SELECT count(*) FROM read_parquet({sql_str(part)})").fetchall()[0][0])
