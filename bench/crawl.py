@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import subprocess
 import sys
@@ -34,6 +33,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from common import machine, paragraphs  # bench/common.py (the script folder is on sys.path)
+
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
 REPO = HERE.parent
@@ -41,9 +42,6 @@ sys.path.insert(0, str(REPO))
 
 from dataset_platform.raw.crawl import SUMMARY_PREFIX, CrawlSpec, spec_path_for  # noqa: E402
 
-_SYLLABLES = "ka lo mi ne ru sa ti vo be da fe gu hi jo ku la ma no pe ri so tu ve wa ya zo".split()
-_VOCAB = sorted({"".join(random.Random(i).choices(_SYLLABLES, k=2 + i % 3)) for i in range(6000)})[:4000]
-_WEIGHTS = [1.0 / (rank + 1) for rank in range(len(_VOCAB))]
 FANOUT = 10
 RANDOM_LINKS = 3
 
@@ -59,10 +57,7 @@ def generate(n: int) -> dict[str, bytes]:
     for i in range(n):
         children = [c for c in range(FANOUT * i + 1, FANOUT * i + FANOUT + 1) if c < n]
         links = [_path(c) for c in children] + [_path(rng.randrange(n)) for _ in range(RANDOM_LINKS)]
-        pars = []
-        for _ in range(rng.randint(3, 8)):
-            words = rng.choices(_VOCAB, weights=_WEIGHTS, k=rng.randint(40, 90))
-            pars.append("<p>" + " ".join(words).capitalize() + ".</p>")
+        pars = [f"<p>{p}</p>" for p in paragraphs(rng)]
         nav = "".join(f'<li><a href="{h}">link {k}</a></li>' for k, h in enumerate(links))
         pages[_path(i)] = (
             f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Page {i}</title></head>"
@@ -141,18 +136,6 @@ class AsyncioServer:
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pages", type=int, default=5000, help="pages of the generated site (default 5000)")
@@ -162,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
     pages = generate(args.pages)
     size_mb = sum(len(b) for b in pages.values()) / 1e6
-    print(f"generated {args.pages} pages ({size_mb:.1f} MB of HTML); machine: {_machine()}", file=sys.stderr)
+    print(f"generated {args.pages} pages ({size_mb:.1f} MB of HTML); machine: {machine()}", file=sys.stderr)
     server = ThreadedServer(pages) if args.server == "threaded" else AsyncioServer(pages)
     OUT.mkdir(parents=True, exist_ok=True)
     log_path = OUT / f"crawl-{args.pages}.log"

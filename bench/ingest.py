@@ -18,7 +18,6 @@ import gzip
 import io
 import json
 import os
-import platform
 import random
 import subprocess
 import sys
@@ -27,22 +26,8 @@ import time
 import uuid
 from pathlib import Path
 
-_SYLLABLES = "ka lo mi ne ru sa ti vo be da fe gu hi jo ku la ma no pe ri so tu ve wa ya zo".split()
-_VOCAB = sorted({"".join(random.Random(i).choices(_SYLLABLES, k=2 + i % 3)) for i in range(6000)})[:4000]
-_WEIGHTS = [1.0 / (rank + 1) for rank in range(len(_VOCAB))]
+from common import machine, page  # bench/common.py (the script folder is on sys.path)
 
-
-def _page(rng: random.Random, i: int) -> str:
-    pars = []
-    for _ in range(rng.randint(3, 8)):
-        words = rng.choices(_VOCAB, weights=_WEIGHTS, k=rng.randint(40, 90))
-        pars.append("<p>" + " ".join(words).capitalize() + ".</p>")
-    nav = "".join(f'<li><a href="/c/{w}">{w}</a></li>' for w in _VOCAB[:8])
-    return (
-        f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Page {i}</title></head><body>"
-        f"<nav><ul>{nav}</ul></nav><article><h1>Page {i}</h1>{''.join(pars)}</article>"
-        "<footer>Copyright Bench Site. All rights reserved.</footer></body></html>"
-    )
 
 
 def generate(path: Path, n: int) -> dict[str, int]:
@@ -70,7 +55,7 @@ def generate(path: Path, n: int) -> dict[str, int]:
                 body = b"<html><body><p>Not found.</p></body></html>"
             else:
                 status, outcome = "200 OK", "fetched"
-                body = _page(rng, i).encode("utf-8")
+                body = page(rng, i, charset_meta=True).encode("utf-8")
                 if i % 10 == 3:
                     body = gzip.compress(body, mtime=0)
                     headers.append(("Content-Encoding", "gzip"))
@@ -99,18 +84,6 @@ def _child(warc: str, out: str) -> None:
                       "errors": s.errors}))
 
 
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=20000, help="response records to generate (default 20000)")
@@ -125,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generating {args.records} response records ...", file=sys.stderr)
         expected = generate(warc, args.records)
         size = warc.stat().st_size
-        print(f"{warc.name}: {size / 1e6:.1f} MB; machine: {_machine()}", file=sys.stderr)
+        print(f"{warc.name}: {size / 1e6:.1f} MB; machine: {machine()}", file=sys.stderr)
         out = Path(tmp) / "batch.jsonl.gz"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--_child", str(warc), str(out)]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)

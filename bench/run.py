@@ -15,34 +15,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from common import VOCAB, machine, page  # bench/common.py (the script folder is on sys.path)
+
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
 STAGES = ("extract", "clean", "dedup", "label")
 
-_SYLLABLES = "ka lo mi ne ru sa ti vo be da fe gu hi jo ku la ma no pe ri so tu ve wa ya zo".split()
-#: 4000 pseudo-words drawn with Zipf-like weights: word statistics close to natural text
-_VOCAB = sorted({"".join(random.Random(i).choices(_SYLLABLES, k=2 + i % 3)) for i in range(6000)})[:4000]
-_WEIGHTS = [1.0 / (rank + 1) for rank in range(len(_VOCAB))]
-
-
-def _page(rng: random.Random, i: int) -> str:
-    pars = []
-    for _ in range(rng.randint(3, 8)):
-        words = rng.choices(_VOCAB, weights=_WEIGHTS, k=rng.randint(40, 90))
-        pars.append("<p>" + " ".join(words).capitalize() + ".</p>")
-    nav = "".join(f'<li><a href="/c/{w}">{w}</a></li>' for w in _VOCAB[:8])
-    return (
-        f"<!doctype html><html lang=\"en\"><head><title>Page {i}</title></head><body>"
-        f"<nav><ul>{nav}</ul></nav><article><h1>Page {i}</h1>{''.join(pars)}</article>"
-        "<footer>Copyright Bench Site. All rights reserved.</footer></body></html>"
-    )
 
 
 def generate(n: int) -> Path:
@@ -62,7 +46,7 @@ def generate(n: int) -> Path:
         elif i % 10 == 9 and i > 10:
             htmls.append(htmls[rng.randrange(0, i - 1)])
         else:
-            htmls.append(_page(rng, i))
+            htmls.append(page(rng, i))
     table = pa.table({
         "id": [f"{i:016x}" for i in range(n)],
         "source": ["bench"] * n,
@@ -99,23 +83,11 @@ def _stage_child(stage: str, inp: str, out: str) -> None:
     elif stage == "dedup":
         r = run_dedup(con, src)
     else:
-        topics = [TopicRule(name=f"topic{t}", keywords=_VOCAB[20 + 10 * t: 30 + 10 * t]) for t in range(5)]
+        topics = [TopicRule(name=f"topic{t}", keywords=VOCAB[20 + 10 * t: 30 + 10 * t]) for t in range(5)]
         r = run_label(con, src, LabelSettings(topics=topics))
     con.sql(f"COPY (SELECT * FROM kept ORDER BY id) TO {sql_str(out)} (FORMAT parquet)")
     seconds = time.perf_counter() - t0
     print(json.dumps({"input": r.input_rows, "kept": r.kept_rows, "seconds": seconds}))
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown stage(s) {bad}; choose from {list(STAGES)}")
     print(f"generating {args.docs} pages ...", file=sys.stderr)
     inp = generate(args.docs)
-    print(f"machine: {_machine()}", file=sys.stderr)
+    print(f"machine: {machine()}", file=sys.stderr)
     print("| stage | command | input docs | seconds | docs/s | peak RSS MB |")
     print("|---|---|---:|---:|---:|---:|")
     for stage in STAGES:  # each stage reads the previous stage's output

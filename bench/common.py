@@ -1,0 +1,47 @@
+"""What the benchmark scripts share: the synthetic vocabulary, a generated news-like page, and
+a one-line description of the machine for BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+from pathlib import Path
+
+_SYLLABLES = "ka lo mi ne ru sa ti vo be da fe gu hi jo ku la ma no pe ri so tu ve wa ya zo".split()
+#: 4000 pseudo-words drawn with Zipf-like weights: word statistics close to natural text
+VOCAB = sorted({"".join(random.Random(i).choices(_SYLLABLES, k=2 + i % 3)) for i in range(6000)})[:4000]
+WEIGHTS = [1.0 / (rank + 1) for rank in range(len(VOCAB))]
+
+
+def paragraphs(rng: random.Random) -> list[str]:
+    """3-8 paragraphs of 40-90 Zipf-distributed words."""
+    return [
+        " ".join(rng.choices(VOCAB, weights=WEIGHTS, k=rng.randint(40, 90))).capitalize() + "."
+        for _ in range(rng.randint(3, 8))
+    ]
+
+
+def page(rng: random.Random, i: int, *, charset_meta: bool = False) -> str:
+    """A news-sized HTML page: navigation, an article of paragraphs, a footer."""
+    pars = "".join(f"<p>{p}</p>" for p in paragraphs(rng))
+    nav = "".join(f'<li><a href="/c/{w}">{w}</a></li>' for w in VOCAB[:8])
+    meta = '<meta charset="utf-8">' if charset_meta else ""
+    return (
+        f"<!doctype html><html lang=\"en\"><head>{meta}<title>Page {i}</title></head><body>"
+        f"<nav><ul>{nav}</ul></nav><article><h1>Page {i}</h1>{pars}</article>"
+        "<footer>Copyright Bench Site. All rights reserved.</footer></body></html>"
+    )
+
+
+def machine() -> str:
+    """CPU model, core count and Python version."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
