@@ -4,8 +4,9 @@
     dataset-platform run --config FILE [--workdir DIR]
     dataset-platform ui [--config FILE] [--workdir DIR] [--port N]
     dataset-platform stage ingest --input FILE --output F [--kind K] [--source NAME] [--field OURS=THEIRS ...]
-    dataset-platform stage extract --input F --output F [--rejected F]
+    dataset-platform stage extract --input F --output F [--rejected F] [--config FILE]
     dataset-platform stage clean --input F --output F [--rejected F] [--config FILE]
+    dataset-platform stage redact --input F --output F
 """
 
 from __future__ import annotations
@@ -222,11 +223,70 @@ def _cmd_ingest(args) -> int:
     return EXIT_OK
 
 
+def _cmd_redact(args) -> int:
+    """Redact structured PII (core/pii.py) in ``id, text`` rows; output ``id, text, pii`` where ``pii``
+    lists ``{type, start, end}`` as character offsets into the INPUT text. Streams bounded batches."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dataset_platform.core.pii import PII_TYPES, find_pii_batch, replace_spans
+    from dataset_platform.storage import memory_connection
+
+    out = Path(args.output)
+    as_parquet = out.name.lower().endswith((".parquet", ".pq"))
+    if not as_parquet and not out.name.lower().endswith((".jsonl", ".ndjson")):
+        raise ValueError(f"output {out}: expected .parquet or .jsonl")
+    src = _read_sql(args.input)
+    con = memory_connection()
+    try:
+        _require_columns(con, src, ["id", "text"], args.input)
+    except ValueError:
+        con.close()
+        raise
+    span_type = pa.list_(pa.struct([("type", pa.string()), ("start", pa.int32()), ("end", pa.int32())]))
+    schema = pa.schema([("id", pa.string()), ("text", pa.string()), ("pii", span_type)])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    rows, per_type = 0, dict.fromkeys(PII_TYPES, 0)
+    reader = con.sql(f"SELECT CAST(id AS VARCHAR) AS id, CAST(text AS VARCHAR) AS text FROM {src}").to_arrow_reader(4096)
+    writer = pq.ParquetWriter(tmp, schema) if as_parquet else None
+    fh = None if as_parquet else open(tmp, "w", encoding="utf-8")
+    try:
+        for batch in reader:
+            ids = batch.column(0).to_pylist()
+            red, spans = [], []
+            for t, sp in find_pii_batch(batch.column(1)):
+                red.append(replace_spans(t, sp))
+                spans.append([{"type": x.type, "start": x.start, "end": x.end} for x in sp])
+                for x in sp:
+                    per_type[x.type] += 1
+            rows += len(ids)
+            if writer is not None:
+                writer.write_table(pa.table([pa.array(ids, pa.string()), pa.array(red, pa.string()),
+                                             pa.array(spans, span_type)], schema=schema))
+            else:
+                for i, r, sp in zip(ids, red, spans):
+                    fh.write(json.dumps({"id": i, "text": r, "pii": sp}, ensure_ascii=False) + "\n")
+    finally:
+        if writer is not None:
+            writer.close()
+        if fh is not None:
+            fh.close()
+        con.close()
+    os.replace(tmp, out)
+    print(f"redact: {rows} documents, " + ", ".join(f"{t} {n}" for t, n in per_type.items()), file=sys.stderr)
+    return EXIT_OK
+
+
 def _cmd_stage(args) -> int:
     from dataset_platform.storage import memory_connection
 
     if args.stage_name == "ingest":
         return _cmd_ingest(args)
+    if args.stage_name == "redact":
+        return _cmd_redact(args)
     con = memory_connection()
     src = _read_sql(args.input)
     log = (lambda m: print(m, file=sys.stderr))
@@ -237,10 +297,13 @@ def _cmd_stage(args) -> int:
         # files carry only id, url, html: treat every row as a 200 text/html page
         prepared = (f"(SELECT CAST(id AS VARCHAR) AS id, NULL::VARCHAR AS source, NULL::VARCHAR AS crawl_id, url, "
                     f"200 AS status, 'text/html' AS content_type, html FROM {src})")
-        res = run_extract(con, prepared, log=log)
-        kept_q = "SELECT id, url, title, text, lang FROM kept ORDER BY id"
+        from dataset_platform.core.extract import options_from
+
+        settings = load_config(args.config).pipeline.extract if args.config else None
+        res = run_extract(con, prepared, log=log, options=options_from(settings) if settings else None)
+        kept_q = "SELECT id, url, title, date, text, lang, lang_score, extractor FROM kept ORDER BY id"
     else:
-        from dataset_platform.core.clean import run_clean
+        from dataset_platform.core.clean import PII_COLUMNS, run_clean
 
         _require_columns(con, src, ["id", "text"], args.input)
         settings = load_config(args.config).pipeline.clean if args.config else None
@@ -248,7 +311,7 @@ def _cmd_stage(args) -> int:
         res = run_clean(con, prepared, *( [settings] if settings else []), log=log)
         cols = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {src}").fetchall()}
         keep_cols = ["id", *[c for c in ("source", "url", "title") if c in cols], "text", *(["lang"] if "lang" in cols else []),
-                     "n_chars", "n_words", "pii_email", "pii_phone"]
+                     "n_chars", "n_words", *PII_COLUMNS, "quality", "annotations"]
         kept_q = f"SELECT {', '.join(keep_cols)} FROM kept ORDER BY id"
     _write(con, kept_q, args.output)
     if args.rejected:
@@ -291,8 +354,11 @@ def build_parser() -> argparse.ArgumentParser:
         x.add_argument("--input", required=True)
         x.add_argument("--output", required=True)
         x.add_argument("--rejected", default=None, help="write dropped documents with stage, rule, value")
-        if name == "clean":
-            x.add_argument("--config", default=None, help="sources.yaml whose pipeline.clean settings to use")
+        x.add_argument("--config", default=None, help=f"sources.yaml whose pipeline.{name} settings to use")
+    x = ss.add_parser("redact", help="input fields: id, text; output id, text (PII redacted) and "
+                                     "pii: [{type, start, end}] (character offsets into the input text)")
+    x.add_argument("--input", required=True, help=".parquet or .jsonl (optionally .gz) with id, text")
+    x.add_argument("--output", required=True, help=".parquet or .jsonl (format chosen by the extension)")
     return p
 
 

@@ -149,15 +149,91 @@ class DatasetSettings(_Model):
     language: list[str] = Field(default_factory=lambda: ["en", "zh"])
 
 
-class CleanSettings(_Model):
-    """Basic quality rules (each names the rule recorded in rejected_documents)."""
+class ExtractSettings(_Model):
+    """HTML -> main text (core/extract.py). The default chain is the best measured on the labelled
+    pages (bench/extract_eval.py, BENCHMARKS.md)."""
 
-    min_words: Annotated[int, Field(ge=0)] = 50  # too_few_words
-    max_words: Annotated[int, Field(ge=1)] = 100_000  # too_many_words
-    min_unique_word_ratio: Annotated[float, Field(ge=0, le=1)] = 0.3  # repetitive
-    max_symbol_ratio: Annotated[float, Field(ge=0, le=1)] = 0.25  # too_many_symbols
+    #: extractors tried in order until one finds main text: trafilatura, trafilatura_recall, resiliparse
+    chain: list[Literal["trafilatura", "trafilatura_recall", "resiliparse"]] = Field(
+        default_factory=lambda: ["trafilatura", "resiliparse"], min_length=1
+    )
+    #: a page that takes longer is abandoned (rule extract_timeout); 0 disables the bound
+    timeout_s: Annotated[float, Field(ge=0)] = 10.0
+    #: worker processes (default: the CPUs this process may use)
+    workers: Annotated[int, Field(ge=1)] | None = None
+    #: pages per task sent to a worker
+    chunk_size: Annotated[int, Field(ge=1)] = 32
+    #: a text shorter than this (characters) lets the next extractor of the chain try
+    min_chars: Annotated[int, Field(ge=1)] = 1
+
+
+class RuleSettings(_Model):
+    """Settings of one quality rule (or of a whole family); unset fields inherit the defaults."""
+
+    enabled: bool | None = None
+    #: drop: a failing document is rejected; annotate: the value is recorded and the document kept
+    mode: Literal["drop", "annotate"] | None = None
+    min: float | None = None
+    max: float | None = None
+    #: gopher_quality.stop_words only: the stop-word list
+    words: list[str] | None = None
+    #: fineweb.short_line_ratio only: a line of at most this many characters is short
+    line_length: Annotated[int, Field(ge=1)] | None = None
+
+
+def _check_rules(rules: dict[str, RuleSettings], where: str) -> dict[str, RuleSettings]:
+    from dataset_platform.core.quality.rules import FAMILIES, RULES
+
+    for key, rs in rules.items():
+        if key in FAMILIES:
+            extra = [f for f in ("min", "max", "words", "line_length") if getattr(rs, f) is not None]
+            if extra:
+                raise ValueError(f"{where}{key}: a family takes only enabled/mode, not {extra}")
+            continue
+        rule = RULES.get(key)
+        if rule is None:
+            raise ValueError(f"{where}{key!r} is not a rule; rules: {sorted(RULES)}; families: {list(FAMILIES)}")
+        for bound in ("min", "max"):
+            if getattr(rs, bound) is not None and getattr(rule, bound) is None:
+                raise ValueError(f"{where}{key}: this rule has no {bound} threshold")
+        if rs.words is not None and key != "gopher_quality.stop_words":
+            raise ValueError(f"{where}{key}: 'words' applies to gopher_quality.stop_words only")
+        if rs.line_length is not None and key != "fineweb.short_line_ratio":
+            raise ValueError(f"{where}{key}: 'line_length' applies to fineweb.short_line_ratio only")
+    return rules
+
+
+class CleanSettings(_Model):
+    """Normalisation and the quality rules (see core/quality/rules.py for every rule and default).
+
+    ``rules`` and ``languages_overrides.<lang>`` map a rule name (``gopher_quality.word_count``) or
+    a family (``c4``) to :class:`RuleSettings`. Precedence: built-in default < ``rules`` < built-in
+    language default (zh, ja) < ``languages_overrides``.
+    """
+
+    rules: dict[str, RuleSettings] = Field(default_factory=dict)
+    languages_overrides: dict[str, dict[str, RuleSettings]] = Field(default_factory=dict)
     languages: list[str] = Field(default_factory=list)  # keep only these (empty: all); rule: language_not_wanted
     redact_pii: bool = True
+    #: NFKC for CJK documents (full-width letters/digits/punctuation folded to their usual forms)
+    nfkc_cjk: bool = False
+    #: also remove the lines C4 would remove (javascript, policy, no terminal punctuation, < 3 words)
+    #: from the kept text; off: the text is kept whole and C4 only decides
+    c4_remove_lines: bool = False
+
+    @field_validator("rules")
+    @classmethod
+    def _rules(cls, v: dict[str, RuleSettings]) -> dict[str, RuleSettings]:
+        return _check_rules(v, "")
+
+    @field_validator("languages_overrides")
+    @classmethod
+    def _overrides(cls, v: dict[str, dict[str, RuleSettings]]) -> dict[str, dict[str, RuleSettings]]:
+        for lang, rules in v.items():
+            if not re.fullmatch(r"[a-z]{2,3}", lang):
+                raise ValueError(f"{lang!r} is not a language code (ISO 639-1, e.g. zh)")
+            _check_rules(rules, f"{lang}: ")
+        return v
 
 
 class TopicRule(_Model):
@@ -185,6 +261,7 @@ class SplitSettings(_Model):
 
 
 class PipelineSettings(_Model):
+    extract: ExtractSettings = ExtractSettings()
     clean: CleanSettings = CleanSettings()
     labels: LabelSettings = LabelSettings()
     splits: SplitSettings = SplitSettings()

@@ -20,7 +20,7 @@ from pathlib import Path
 from dataset_platform.config import CrawlSource, DumpSource, PlatformConfig, Source
 from dataset_platform.core.clean import run_clean
 from dataset_platform.core.dedup import run_dedup
-from dataset_platform.core.extract import run_extract
+from dataset_platform.core.extract import options_from, run_extract
 from dataset_platform.core.label import run_label
 from dataset_platform.core.release import ReleaseInfo, latest_release, publish_release, release_view_sql
 from dataset_platform.core.stage import StageResult, write_outputs
@@ -344,7 +344,7 @@ def _run_stage(cfg: PlatformConfig, wd: Workdir, layer: str, log: Log) -> LayerR
     src = read_layer(wd, upstream)
     bs = cfg.pipeline.batch_size
     if stage == "extract":
-        res = run_extract(con, src, batch_size=bs, log=log)
+        res = run_extract(con, src, batch_size=bs, log=log, options=options_from(cfg.pipeline.extract))
     elif stage == "clean":
         res = run_clean(con, src, cfg.pipeline.clean, batch_size=bs, log=log)
     elif stage == "dedup":

@@ -56,9 +56,11 @@ LAYERS: dict[str, list[tuple[str, str]]] = {
         ("crawl_id", "VARCHAR"),
         ("url", "VARCHAR"),
         ("title", "VARCHAR"),
+        ("date", "VARCHAR"),  # publication date YYYY-MM-DD from the page's metadata, NULL when absent
         ("text", "VARCHAR"),  # main text, paragraphs separated by "\n"
         ("lang", "VARCHAR"),  # ISO 639-1 code, "und" when unknown
         ("lang_score", "DOUBLE"),  # 0..1 confidence of the language guess
+        ("extractor", "VARCHAR"),  # which extractor of the chain produced the text ('text': a text dump)
     ],
     "cleaned_documents": [
         ("id", "VARCHAR"),
@@ -68,9 +70,15 @@ LAYERS: dict[str, list[tuple[str, str]]] = {
         ("text", "VARCHAR"),  # normalised, PII redacted
         ("lang", "VARCHAR"),
         ("n_chars", "BIGINT"),
-        ("n_words", "BIGINT"),  # whitespace words; each CJK character counts as one
-        ("pii_email", "INTEGER"),  # redactions made, per type
+        ("n_words", "BIGINT"),  # words of the language's tokeniser (jieba for zh, characters for ja), punctuation excluded
+        ("pii_email", "INTEGER"),  # structured PII spans redacted, per type (core/pii.py)
         ("pii_phone", "INTEGER"),
+        ("pii_ip", "INTEGER"),
+        ("pii_card", "INTEGER"),
+        ("pii_iban", "INTEGER"),
+        ("pii_cn_id", "INTEGER"),
+        ("quality", "VARCHAR"),  # JSON object: quality rule -> measured value, keys sorted (core/quality/rules.py)
+        ("annotations", "VARCHAR[]"),  # annotate-only rules the document fails (it is kept), sorted
     ],
     "deduplicated_documents": [
         ("id", "VARCHAR"),
@@ -83,6 +91,12 @@ LAYERS: dict[str, list[tuple[str, str]]] = {
         ("n_words", "BIGINT"),
         ("pii_email", "INTEGER"),
         ("pii_phone", "INTEGER"),
+        ("pii_ip", "INTEGER"),
+        ("pii_card", "INTEGER"),
+        ("pii_iban", "INTEGER"),
+        ("pii_cn_id", "INTEGER"),
+        ("quality", "VARCHAR"),
+        ("annotations", "VARCHAR[]"),
         ("content_hash", "VARCHAR"),  # md5 of the whitespace-folded, lower-cased text
     ],
     "duplicate_clusters": [
@@ -111,7 +125,7 @@ LAYERS: dict[str, list[tuple[str, str]]] = {
         ("source", "VARCHAR"),
         ("url", "VARCHAR"),
         ("stage", "VARCHAR"),  # extract | clean | dedup | ...
-        ("rule", "VARCHAR"),  # named rule, e.g. 'not_html', 'too_few_words', 'exact_duplicate'
+        ("rule", "VARCHAR"),  # named rule, e.g. 'not_html', 'gopher_quality.word_count', 'exact_duplicate'
         ("value", "VARCHAR"),  # the measured value (or the keeper id for duplicates)
     ],
     "dataset_release": [

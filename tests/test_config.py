@@ -72,11 +72,11 @@ def test_user_config_round_trip(tmp_path: Path):
         "dataset: {name: my-set, license: cc-by-4.0}\n"
         "sources:\n  - name: blog\n    kind: crawl\n    start_urls: [https://blog.example.org/]\n"
         "    allowed_domains: [blog.example.org]\n    max_pages: 50\n"
-        "pipeline:\n  clean: {min_words: 20}\n  schedule: '0 4 * * 1'\n"
+        "pipeline:\n  clean: {rules: {gopher_quality.word_count: {min: 20}}}\n  schedule: '0 4 * * 1'\n"
     )
     cfg = load_config(p)
     assert cfg.dataset.name == "my-set" and cfg.sources[0].max_pages == 50
-    assert cfg.pipeline.clean.min_words == 20 and cfg.pipeline.schedule == "0 4 * * 1"
+    assert cfg.pipeline.clean.rules["gopher_quality.word_count"].min == 20 and cfg.pipeline.schedule == "0 4 * * 1"
     assert cfg.sources[0].obey_robots is True  # polite by default
 
 

@@ -1,71 +1,77 @@
-"""Cleaning: Unicode/whitespace normalisation, PII redaction and basic quality rules.
+"""Cleaning: normalisation, language-routed quality rules, PII redaction.
 
-Normalisation (ftfy) is per document over bounded Arrow batches; redaction, counting and every
-quality rule are one set-based DuckDB pass. Each rule has a name (recorded in
-``rejected_documents.rule``) and records its measured value.
+Per bounded Arrow batch (in worker processes on all cores when there is more than one batch):
+normalise (ftfy, one newline convention, no control characters, single spaces; NFKC for CJK on
+request), measure every rule of the four families set-based and decide
+and redact structured PII in the kept texts (:mod:`dataset_platform.core.pii`: typed placeholders,
+counts per type) (:func:`dataset_platform.core.quality.score_batch`). DuckDB applies the language
+filter first and writes ``kept`` / ``rejected``.
 
-Rules, in the order they are applied (the first that fails names the rejection):
+Rules are measured on the normalised text before redaction. Rejection reasons
+(``rejected_documents.rule``), in the order they are applied:
 
-==========================  ===========================================================  =========
-rule                        measured value                                               default
-==========================  ===========================================================  =========
-``language_not_wanted``     detected language, when ``clean.languages`` is not empty     (all)
-``too_few_words``           words (whitespace words; each CJK character counts as one)   < 50
-``too_many_words``          words                                                        > 100000
-``repetitive``              distinct words / words                                       < 0.3
-``too_many_symbols``        symbol characters / characters                               > 0.25
-==========================  ===========================================================  =========
+* ``language_not_wanted`` (value: the language) when ``clean.languages`` is not empty;
+* the first failing rule in drop mode, named ``<family>.<rule>`` (see
+  ``core/quality/rules.py`` for every rule, what it measures and its default; value: the
+  measured value). Rules in annotate mode never drop: they are listed in ``annotations``.
+
+Kept documents carry ``quality`` (JSON object rule -> measured value, keys sorted),
+``annotations`` and ``pii_<type>`` (spans redacted, per type of ``core.pii.PII_TYPES``).
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
+import os
+from collections import deque
 from collections.abc import Callable
 
 import duckdb
 import pyarrow as pa
 
 from dataset_platform.config import CleanSettings
+from dataset_platform.core.pii import PII_TYPES
+from dataset_platform.core.quality import SCORED_SCHEMA, score_batch
+from dataset_platform.core.quality.text import normalise_text  # noqa: F401  (public helper)
 from dataset_platform.core.stage import StageResult, finish_stage
 from dataset_platform.storage import sql_str
 
 STAGE = "clean"
 
-# RE2 patterns (DuckDB). Kept simple on purpose; the PII issue deepens them.
-EMAIL_RE = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
-PHONE_RE = (
-    r"(\+\d{1,3}[ .-]?)?(\(\d{2,4}\)[ .-]?|\d{2,4}[ .-])\d{3,4}[ .-]\d{3,4}"  # international / NANP
-    r"|(\+?86[ -]?)?1[3-9]\d([ -]?\d{4}){2}"  # mainland-China mobile
-)
-PII_TYPES = {"email": (EMAIL_RE, "<EMAIL>"), "phone": (PHONE_RE, "<PHONE>")}
-# A "word": one CJK ideograph / kana, or a run of letters and digits.
-WORD_RE = r"[\p{Han}\p{Hiragana}\p{Katakana}]|[\p{L}\p{N}]+"
-SYMBOL_RE = r"[^\p{L}\p{N}\p{P}\s]"
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\ufeff]")
-_SPACES = re.compile(r"[ \t\u00a0\u3000]+")
-_BLANKS = re.compile(r"\n{3,}")
+PII_COLUMNS = [f"pii_{t}" for t in PII_TYPES]
 
 
-def normalise_text(text: str) -> str:
-    """Repair mojibake (ftfy), NFC, drop control characters, fold spaces, trim lines."""
-    import ftfy
-
-    t = ftfy.fix_text(text, normalization="NFC")
-    t = unicodedata.normalize("NFC", t).replace("\r\n", "\n").replace("\r", "\n")
-    t = _CONTROL.sub("", t)
-    lines = [_SPACES.sub(" ", ln).strip() for ln in t.split("\n")]
-    return _BLANKS.sub("\n\n", "\n".join(lines)).strip()
+def _workers(requested: int | None) -> int:
+    if requested is not None:
+        return max(1, requested)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
 
 
-def _normalise_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
-    ids = batch.column("id")
-    texts = [normalise_text(t) if t is not None else None for t in batch.column("text").to_pylist()]
-    titles = [normalise_text(t) if t else None for t in batch.column("title").to_pylist()]
-    return pa.RecordBatch.from_arrays(
-        [ids, pa.array(titles, pa.string()), pa.array(texts, pa.string())], names=["id", "title", "text"]
-    )
+def score_batches(
+    reader, settings: CleanSettings, *, workers: int, on_batch: Callable[[pa.RecordBatch], None]
+) -> None:
+    """Score every batch of ``reader``; results reach ``on_batch`` in input order.
+
+    With more than one worker, batches go to a process pool with at most 2 per worker in flight,
+    so memory stays bounded whatever the corpus size.
+    """
+    if workers <= 1:
+        for b in reader:
+            on_batch(score_batch(b, settings))
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending: deque = deque()
+        for b in reader:
+            pending.append(pool.submit(score_batch, b, settings))
+            while len(pending) >= 2 * workers:
+                on_batch(pending.popleft().result())
+        while pending:
+            on_batch(pending.popleft().result())
 
 
 def run_clean(
@@ -74,11 +80,14 @@ def run_clean(
     settings: CleanSettings = CleanSettings(),
     *,
     batch_size: int = 2000,
+    workers: int | None = None,
     log: Callable[[str], None] | None = None,
 ) -> StageResult:
     """Clean every extracted document; leaves ``kept`` and ``rejected`` on ``con``.
 
     ``extracted_sql`` is FROM-able with at least id, text (and optionally source, url, title, lang).
+    ``workers``: processes for scoring (default: the CPUs this process may use; a single batch is
+    always scored in-process).
     """
     con.sql(f"CREATE OR REPLACE TABLE _in AS SELECT * FROM {extracted_sql}")
     cols = {r[0] for r in con.sql("DESCRIBE _in").fetchall()}
@@ -86,82 +95,59 @@ def run_clean(
         if col not in cols:
             con.sql(f"ALTER TABLE _in ADD COLUMN {col} VARCHAR DEFAULT {default}")
     n = con.sql("SELECT count(*) FROM _in").fetchall()[0][0]
+    langs = ", ".join(sql_str(x) for x in settings.languages)
+    wanted = f"coalesce(lang, 'und') IN ({langs})" if settings.languages else "TRUE"
 
-    con.sql("CREATE OR REPLACE TABLE _norm (id VARCHAR, title VARCHAR, text VARCHAR)")
-    cur = con.cursor()
+    con.sql(
+        "CREATE OR REPLACE TABLE _scored (id VARCHAR, title VARCHAR, text VARCHAR, n_words BIGINT, "
+        "quality VARCHAR, annotations VARCHAR[], rule VARCHAR, value VARCHAR, "
+        + ", ".join(f"{c} INTEGER" for c in PII_COLUMNS) + ")"
+    )
     done = 0
-    for b in cur.sql("SELECT id, title, text FROM _in ORDER BY id").to_arrow_reader(batch_size):
-        con.register("_batch", _normalise_batch(b))
-        con.sql("INSERT INTO _norm SELECT * FROM _batch")
+
+    def insert(b: pa.RecordBatch) -> None:
+        nonlocal done
+        con.register("_batch", pa.Table.from_batches([b], SCORED_SCHEMA))
+        con.sql("INSERT INTO _scored SELECT * FROM _batch")
         con.unregister("_batch")
         done += b.num_rows
         if log:
-            log(f"clean: normalised {done}/{n} documents")
+            log(f"clean: scored {done}/{to_score} documents")
+
+    to_score = con.sql(f"SELECT count(*) FROM _in WHERE {wanted}").fetchall()[0][0]
+    cur = con.cursor()
+    reader = cur.sql(
+        f"SELECT CAST(id AS VARCHAR) AS id, CAST(title AS VARCHAR) AS title, CAST(text AS VARCHAR) AS text, "
+        f"CAST(lang AS VARCHAR) AS lang FROM _in WHERE {wanted} ORDER BY id"
+    ).to_arrow_reader(batch_size)
+    score_batches(reader, settings, workers=_workers(workers) if to_score > batch_size else 1, on_batch=insert)
     cur.close()
 
-    redact = "n.text"
-    counts = []
-    for kind, (pattern, placeholder) in PII_TYPES.items():
-        counts.append(f"len(regexp_extract_all(n.text, {sql_str(pattern)})) AS pii_{kind}")
-        if settings.redact_pii:
-            redact = f"regexp_replace({redact}, {sql_str(pattern)}, {sql_str(placeholder)}, 'g')"
-    langs = ", ".join(sql_str(x) for x in settings.languages)
-    lang_rule = (
-        f"WHEN coalesce(lang, 'und') NOT IN ({langs}) THEN 'language_not_wanted'" if settings.languages else ""
-    )
-    lang_value = f"WHEN coalesce(lang, 'und') NOT IN ({langs}) THEN coalesce(lang, 'und')" if settings.languages else ""
+    pii_cols = ", ".join(f"s.{c}" for c in PII_COLUMNS)
     con.sql(
         f"""
-        CREATE OR REPLACE TABLE _measured AS
-        WITH red AS (
-          SELECT i.id, i.source, i.url, n.title, i.lang, {redact} AS text, {", ".join(counts)}
-          FROM _in i JOIN _norm n USING (id)
-        ), tok AS (
-          SELECT *, regexp_extract_all(lower(coalesce(text, '')), {sql_str(WORD_RE)}) AS words
-          FROM red
-        )
-        SELECT id, source, url, title, text, lang, pii_email, pii_phone,
-               length(coalesce(text, '')) AS n_chars,
-               len(words) AS n_words,
-               CASE WHEN len(words) = 0 THEN 0.0 ELSE len(list_distinct(words)) / len(words) END AS unique_ratio,
-               CASE WHEN length(coalesce(text, '')) = 0 THEN 0.0
-                    ELSE len(regexp_extract_all(text, {sql_str(SYMBOL_RE)})) / length(text) END AS symbol_ratio
-        FROM tok
-        """
-    )
-    s = settings
-    con.sql(
-        f"""
-        CREATE OR REPLACE TABLE _ruled AS
-        SELECT *,
-          CASE {lang_rule}
-            WHEN n_words < {s.min_words} THEN 'too_few_words'
-            WHEN n_words > {s.max_words} THEN 'too_many_words'
-            WHEN unique_ratio < {s.min_unique_word_ratio} THEN 'repetitive'
-            WHEN symbol_ratio > {s.max_symbol_ratio} THEN 'too_many_symbols'
-          END AS rule,
-          CASE {lang_value}
-            WHEN n_words < {s.min_words} OR n_words > {s.max_words} THEN CAST(n_words AS VARCHAR)
-            WHEN unique_ratio < {s.min_unique_word_ratio} THEN printf('%.4f', unique_ratio)
-            WHEN symbol_ratio > {s.max_symbol_ratio} THEN printf('%.4f', symbol_ratio)
-          END AS value
-        FROM _measured
-        """
-    )
-    con.sql(
-        """
         CREATE OR REPLACE TABLE kept AS
-        SELECT id, source, url, title, text, lang, n_chars, n_words, pii_email, pii_phone
-        FROM _ruled WHERE rule IS NULL ORDER BY id
+        SELECT i.id, i.source, i.url, s.title, s.text, i.lang, CAST(length(s.text) AS BIGINT) AS n_chars, s.n_words,
+               {pii_cols}, s.quality, s.annotations
+        FROM _in i JOIN _scored s USING (id) WHERE s.rule IS NULL
+        ORDER BY id
         """
     )
     con.sql(
         f"""
         CREATE OR REPLACE TABLE rejected AS
-        SELECT id, source, url, '{STAGE}' AS stage, rule, value FROM _ruled WHERE rule IS NOT NULL ORDER BY id
+        SELECT id, source, url, '{STAGE}' AS stage, 'language_not_wanted' AS rule, coalesce(lang, 'und') AS value
+        FROM _in WHERE NOT ({wanted})
+        UNION ALL
+        SELECT i.id, i.source, i.url, '{STAGE}', s.rule, s.value
+        FROM _in i JOIN _scored s USING (id) WHERE s.rule IS NOT NULL
+        ORDER BY id
         """
     )
     result = finish_stage(con, STAGE, input_rows=n)
-    pii = con.sql("SELECT coalesce(sum(pii_email), 0), coalesce(sum(pii_phone), 0) FROM _ruled").fetchall()[0]
-    result.extra.update({"pii_email": int(pii[0]), "pii_phone": int(pii[1])})
+    sums = ", ".join(f"coalesce(sum({c}), 0)" for c in PII_COLUMNS)
+    pii = con.sql(f"SELECT {sums} FROM kept").fetchall()[0]
+    result.extra.update({c: int(v) for c, v in zip(PII_COLUMNS, pii)})
+    ann = con.sql("SELECT a, count(*) FROM (SELECT unnest(annotations) AS a FROM kept) GROUP BY a ORDER BY a").fetchall()
+    result.extra.update({f"annotated:{a}": int(c) for a, c in ann})
     return result

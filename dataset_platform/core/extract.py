@@ -1,14 +1,52 @@
-"""Extraction: HTML page -> main text, title and language.
+"""Extraction: HTML page -> main text, title, publication date and language.
 
-Set-based where it can be (which responses are extractable at all is one SQL pass); the
-per-page work (trafilatura, pycld2) runs over bounded Arrow batches, never the whole corpus.
+Which responses are extractable at all is one SQL pass (set-based triage); the per-page work
+(an extractor chain, then CLD2) runs over bounded batches on a process pool, with a time bound
+per page, and the results are written back in a deterministic order (by id).
+
+Extractors (``ExtractSettings.chain``, tried in order until one returns main text):
+
+- ``trafilatura``: ``trafilatura.bare_extraction`` (tables kept, comments dropped), paragraphs
+  separated by "\\n"; it also gives the title and the date;
+- ``trafilatura_recall``: the same with ``favor_recall=True``;
+- ``resiliparse``: ``resiliparse.extract.html2text.extract_plain_text(main_content=True)``
+  (needs the optional ``resiliparse`` package; skipped when it is not installed).
+
+``extracted_documents.extractor`` records which one produced each row (``text`` for text dumps,
+whose text passes through). The chain by default is the one that measured best on the labelled
+corpus (see ``bench/extract_eval.py`` and BENCHMARKS.md).
+
+Title and date come from trafilatura's metadata (htmldate without its "extensive" guessing: a
+copyright year in a footer is not a publication date); the date is ISO ``YYYY-MM-DD`` or NULL.
+HTML given as bytes is decoded with ``crawlers.charset.decode_html`` (BOM, declaration that
+decodes cleanly, detection: GBK/GB2312 pages come out right).
+
+Rules recorded in ``rejected_documents`` (stage ``extract``):
+
+- ``http_status`` (value: the status), ``not_html`` (the content type), ``empty_body`` (0):
+  set-based triage, before any parsing;
+- ``no_main_text`` (value: length of the HTML): no extractor of the chain found main text;
+- ``extract_timeout`` (value: the bound in seconds): the page took longer than
+  ``ExtractSettings.timeout_s``; it is abandoned and the rest of its batch goes on;
+- ``extract_error`` (value: the exception's class name): extracting the page raised.
+
+The time bound is a ``SIGALRM`` timer in the process doing the work: it interrupts Python code
+(trafilatura's tree walks, htmldate, CLD2 calls between C steps). A single uninterruptible C call
+(one lxml parse) is not cut short, but trafilatura refuses inputs over 20 MB before parsing.
 """
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+import signal
+import threading
+import unicodedata
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
 
 import duckdb
 import pyarrow as pa
@@ -16,10 +54,19 @@ import pyarrow as pa
 from dataset_platform.core.stage import StageResult, finish_stage
 
 STAGE = "extract"
+#: every value ``extracted_documents.extractor`` can take
+EXTRACTORS = ("trafilatura", "trafilatura_recall", "resiliparse", "text")
+#: default chain: the best measured on the labelled corpus (bench/extract_eval.py)
+DEFAULT_CHAIN = ("trafilatura", "resiliparse")
+#: default ``min_chars``: a shorter text lets the next extractor of the chain try
+DEFAULT_MIN_CHARS = 1
 
 # CLD2 names a few codes differently from ISO 639-1.
 _LANG_FIX = {"zh-Hant": "zh", "un": "und", "iw": "he", "jw": "jv"}
-_WS = re.compile(r"[ \t\r\f\v]+")
+_WS = re.compile(r"[ \t\r\f\v\u00a0\u200b]+")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+#: dates are accepted up to this day whatever today is (htmldate's default is "today": not deterministic)
+_MAX_DATE = "2099-12-31"
 
 
 @dataclass(frozen=True)
@@ -28,6 +75,46 @@ class Extracted:
     text: str
     lang: str
     lang_score: float
+    date: str | None = None
+    extractor: str = "trafilatura"
+
+
+@dataclass(frozen=True)
+class Options:
+    """Plain-library view of ``config.ExtractSettings`` (this module imports no config)."""
+
+    chain: tuple[str, ...] = DEFAULT_CHAIN
+    timeout_s: float = 10.0
+    workers: int = field(default_factory=lambda: default_workers())
+    #: pages per task sent to a worker
+    chunk_size: int = 32
+    #: a text shorter than this (characters) counts as "nothing": the next extractor is tried
+    min_chars: int = DEFAULT_MIN_CHARS
+    #: chunks a worker process handles before it is replaced (bounds its memory)
+    max_tasks_per_child: int = 100
+
+
+def default_workers() -> int:
+    """The CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def options_from(settings) -> Options:
+    """:class:`Options` from ``config.ExtractSettings`` (or anything with the same fields)."""
+    return Options(
+        chain=tuple(settings.chain),
+        timeout_s=float(settings.timeout_s),
+        workers=settings.workers or default_workers(),
+        chunk_size=settings.chunk_size,
+        min_chars=settings.min_chars,
+    )
+
+
+class PageTimeout(Exception):
+    """A page took longer than the time bound."""
 
 
 def detect_language(text: str) -> tuple[str, float]:
@@ -49,71 +136,204 @@ def detect_language(text: str) -> tuple[str, float]:
     return code, round(score, 4)
 
 
-def extract_html(html: str, url: str | None = None) -> Extracted | None:
-    """Main text of one page (paragraphs separated by newlines), or None if there is none."""
+def _fold_lines(text: str) -> str:
+    """NFC; whitespace folded within lines, empty lines dropped: paragraphs joined by one "\\n"."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text)
+    lines = (_WS.sub(" ", ln).strip() for ln in text.splitlines())
+    return "\n".join(ln for ln in lines if ln)
+
+
+def decode(html: str | bytes, content_type: str | None = None) -> str:
+    """HTML as text; bytes are decoded with the crawler's charset logic."""
+    if isinstance(html, str):
+        return html
+    from crawlers.charset import decode_html
+
+    return decode_html(html, content_type)[0]
+
+
+# ------------------------------------------------------------------ extractors
+
+
+def _trafilatura(html: str, url: str | None, *, recall: bool, metadata: bool):
     import trafilatura
 
-    doc = trafilatura.bare_extraction(
+    return trafilatura.bare_extraction(
         html,
         url=url,
-        with_metadata=True,
+        with_metadata=metadata,
+        favor_recall=recall,
         include_comments=False,
         include_tables=True,
         deduplicate=False,
+        date_extraction_params={"original_date": True, "extensive_search": False, "max_date": _MAX_DATE},
     )
-    if doc is None or not (doc.text or "").strip():
+
+
+def _resiliparse(html: str) -> str:
+    from resiliparse.extract.html2text import extract_plain_text
+
+    return extract_plain_text(html, main_content=True, preserve_formatting=True, list_bullets=False,
+                              alt_texts=False)
+
+
+def run_chain(html: str, url: str | None, chain: Sequence[str], min_chars: int = 1) -> Extracted | None:
+    """Main text of one page from the first extractor of ``chain`` whose text has at least
+    ``min_chars`` characters; else the longest non-empty text any of them found; else None."""
+    title = date = None
+    meta_done = False
+    best: tuple[str, str] | None = None  # (text, extractor) longest so far
+    for name in chain:
+        text = ""
+        if name in ("trafilatura", "trafilatura_recall"):
+            doc = _trafilatura(html, url, recall=name == "trafilatura_recall", metadata=not meta_done)
+            if doc is not None:
+                if not meta_done:
+                    title = (doc.title or "").strip() or None
+                    date = doc.date if doc.date and _ISO_DATE.match(doc.date) else None
+                text = doc.text or ""
+            meta_done = True
+        elif name == "resiliparse":
+            try:
+                text = _resiliparse(html)
+            except ImportError:
+                continue
+        else:
+            raise ValueError(f"unknown extractor {name!r}; known: {EXTRACTORS[:-1]}")
+        text = _fold_lines(text)
+        if text and (best is None or len(text) > len(best[0])):
+            best = (text, name)
+        if len(text) >= min_chars:
+            break
+    if best is None:
         return None
-    lines = [_WS.sub(" ", ln).strip() for ln in doc.text.splitlines()]
-    text = "\n".join(ln for ln in lines if ln)
+    text, name = best
+    if not meta_done:  # title/date still come from trafilatura's metadata
+        doc = _trafilatura(html, url, recall=False, metadata=True)
+        if doc is not None:
+            title = (doc.title or "").strip() or None
+            date = doc.date if doc.date and _ISO_DATE.match(doc.date) else None
     lang, score = detect_language(text)
-    title = (doc.title or "").strip() or None
-    return Extracted(title=title, text=text, lang=lang, lang_score=score)
+    return Extracted(title=title, text=text, lang=lang, lang_score=score, date=date, extractor=name)
 
 
-_EXTRACTED_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("title", pa.string()),
-        ("text", pa.string()),
-        ("lang", pa.string()),
-        ("lang_score", pa.float64()),
-    ]
-)
+def extract_html(html: str | bytes, url: str | None = None, chain: Sequence[str] = DEFAULT_CHAIN) -> Extracted | None:
+    """Main text of one page (paragraphs separated by newlines), or None if there is none."""
+    return run_chain(decode(html), url, chain)
 
 
 def from_text(text: str, title: str | None) -> Extracted | None:
     """A text dump's record: its text is the document (whitespace folded per line)."""
-    lines = [_WS.sub(" ", ln).strip() for ln in text.splitlines()]
-    body = "\n".join(ln for ln in lines if ln)
+    body = _fold_lines(text)
     if not body:
         return None
     lang, score = detect_language(body)
-    return Extracted(title=(title or "").strip() or None, text=body, lang=lang, lang_score=score)
+    return Extracted(title=(title or "").strip() or None, text=body, lang=lang, lang_score=score, extractor="text")
 
 
-def _extract_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
-    ids, titles, texts, langs, scores = [], [], [], [], []
-    for rid, url, html, given_text, given_title in zip(
-        batch.column("id").to_pylist(), batch.column("url").to_pylist(), batch.column("html").to_pylist(),
-        batch.column("text").to_pylist(), batch.column("title").to_pylist(),
-    ):
-        try:
-            if html is None and given_text is not None:
-                ex = from_text(given_text, given_title)
-            else:
-                ex = extract_html(html, url)
-        except Exception:  # a pathological page must not stop the batch: it is rejected below
-            ex = None
-        ids.append(rid)
-        titles.append(ex.title if ex else None)
-        texts.append(ex.text if ex else None)
-        langs.append(ex.lang if ex else None)
-        scores.append(ex.lang_score if ex else None)
-    return pa.RecordBatch.from_arrays(
-        [pa.array(ids), pa.array(titles, pa.string()), pa.array(texts, pa.string()),
-         pa.array(langs, pa.string()), pa.array(scores, pa.float64())],
-        schema=_EXTRACTED_SCHEMA,
-    )
+# ------------------------------------------------------------------ one page, under a time bound
+
+#: (title, date, text, lang, lang_score, extractor, reject_rule, reject_value)
+Row = tuple
+
+
+def _on_alarm(signum, frame):  # pragma: no cover - exercised through extract_page
+    raise PageTimeout()
+
+
+def extract_page(
+    url: str | None,
+    html: str | None,
+    text: str | None,
+    title: str | None,
+    opts: Options,
+    extract_fn: Callable[[str, str | None], Extracted | None] | None = None,
+) -> Row:
+    """One page -> a result row; never raises (timeouts and errors become reject rules).
+
+    ``extract_fn(html, url)`` replaces the chain (for tests and custom extractors; must be
+    picklable by reference when workers > 1).
+    """
+    timed = opts.timeout_s > 0 and threading.current_thread() is threading.main_thread()
+    previous = None
+    try:
+        if timed:
+            previous = signal.signal(signal.SIGALRM, _on_alarm)
+            signal.setitimer(signal.ITIMER_REAL, opts.timeout_s)
+        if html is None and text is not None:
+            ex = from_text(text, title)
+        elif extract_fn is not None:
+            ex = extract_fn(html, url)
+        else:
+            ex = run_chain(html, url, opts.chain, opts.min_chars)
+        if timed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except PageTimeout:
+        return (None, None, None, None, None, None, "extract_timeout", f"{opts.timeout_s:g}")
+    except Exception as e:  # a pathological page must not stop the batch
+        return (None, None, None, None, None, None, "extract_error", type(e).__name__)
+    finally:
+        if timed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
+    if ex is None:
+        return (None, None, None, None, None, None, "no_main_text", str(len(html or text or "")))
+    return (ex.title, ex.date, ex.text, ex.lang, ex.lang_score, ex.extractor, None, None)
+
+
+def _extract_chunk(rows: list[tuple], opts: Options, extract_fn) -> list[tuple]:
+    """Worker task: ``rows`` of (id, url, html, text, title) -> (id, *Row)."""
+    return [(rid, *extract_page(url, html, text, title, opts, extract_fn)) for rid, url, html, text, title in rows]
+
+
+def extract_rows(
+    chunks: Iterator[list[tuple]],
+    opts: Options,
+    extract_fn=None,
+) -> Iterator[list[tuple]]:
+    """Results of each chunk, in input order; at most ``2 * workers`` chunks in flight."""
+    if opts.workers <= 1:
+        for chunk in chunks:
+            yield _extract_chunk(chunk, opts, extract_fn)
+        return
+    # spawn: the parent holds DuckDB threads; forking a threaded process is unsafe
+    # workers are replaced after ``max_tasks_per_child`` chunks: lxml/trafilatura keep memory they
+    # once needed for a large page, so a long-lived worker's footprint only grows
+    with ProcessPoolExecutor(max_workers=opts.workers, mp_context=get_context("spawn"),
+                             max_tasks_per_child=opts.max_tasks_per_child) as pool:
+        pending: deque[Future] = deque()
+        for chunk in chunks:
+            pending.append(pool.submit(_extract_chunk, chunk, opts, extract_fn))
+            if len(pending) >= 2 * opts.workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+# ------------------------------------------------------------------ the stage
+
+_RESULT_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("title", pa.string()),
+        ("date", pa.string()),
+        ("text", pa.string()),
+        ("lang", pa.string()),
+        ("lang_score", pa.float64()),
+        ("extractor", pa.string()),
+        ("rule", pa.string()),
+        ("value", pa.string()),
+    ]
+)
+
+
+def _chunks(reader: pa.RecordBatchReader, size: int) -> Iterator[list[tuple]]:
+    for b in reader:
+        cols = [b.column(c).to_pylist() for c in ("id", "url", "html", "text", "title")]
+        rows = list(zip(*cols))
+        for i in range(0, len(rows), size):
+            yield rows[i : i + size]
 
 
 def run_extract(
@@ -122,17 +342,30 @@ def run_extract(
     *,
     batch_size: int = 2000,
     log: Callable[[str], None] | None = None,
+    options: Options | None = None,
+    extract_fn: Callable[[str, str | None], Extracted | None] | None = None,
 ) -> StageResult:
     """Extract every raw page; leaves tables ``kept`` and ``rejected`` on ``con``.
 
     ``raw_sql`` is a FROM-able expression with the raw_pages columns (at least id, source,
-    crawl_id, url, status, content_type, html).
+    crawl_id, url, status, content_type, html). Output rows are ordered by id whatever the
+    number of workers.
     """
-    con.sql(f"CREATE OR REPLACE TABLE _raw AS SELECT * FROM {raw_sql}")
-    cols = {r[0] for r in con.sql("DESCRIBE _raw").fetchall()}
-    for col in ("text", "title", "source", "crawl_id"):  # text/title: text dumps; absent for HTML-only input
-        if col not in cols:
-            con.sql(f"ALTER TABLE _raw ADD COLUMN {col} VARCHAR")
+    opts = options or Options()
+    # A view, not a table: the pages are streamed from the input (Parquet in the pipeline) on each
+    # pass, so the HTML of the whole corpus is never held in memory; later passes read no HTML.
+    cols = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {raw_sql}").fetchall()}
+    missing = [c for c in ("text", "title", "source", "crawl_id") if c not in cols]  # text/title: dumps only
+    extra = "".join(f", NULL::VARCHAR AS {c}" for c in missing)
+    con.sql(f"CREATE OR REPLACE VIEW _raw AS SELECT *{extra} FROM {raw_sql}")
+    probe = con.cursor()
+    try:  # the batches are streamed on a second cursor, which cannot see objects registered on `con`
+        probe.sql("SELECT * FROM _raw LIMIT 0").fetchall()
+    except duckdb.Error:
+        con.sql(f"CREATE OR REPLACE TABLE _raw_t AS SELECT *{extra} FROM {raw_sql}")
+        con.sql("CREATE OR REPLACE VIEW _raw AS SELECT * FROM _raw_t")
+    finally:
+        probe.close()
     # Set-based triage: which responses can hold a document at all.
     con.sql(
         """
@@ -156,7 +389,8 @@ def run_extract(
     )
     n_todo = con.sql("SELECT count(*) FROM _triage WHERE rule IS NULL").fetchall()[0][0]
     con.sql(
-        "CREATE OR REPLACE TABLE _extracted (id VARCHAR, title VARCHAR, text VARCHAR, lang VARCHAR, lang_score DOUBLE)"
+        "CREATE OR REPLACE TABLE _extracted (id VARCHAR, title VARCHAR, date VARCHAR, text VARCHAR, lang VARCHAR, "
+        "lang_score DOUBLE, extractor VARCHAR, rule VARCHAR, value VARCHAR)"
     )
     # Stream bounded batches from a second cursor while inserting results on the first.
     cur = con.cursor()
@@ -165,21 +399,37 @@ def run_extract(
         "WHERE t.rule IS NULL ORDER BY r.id"
     ).to_arrow_reader(batch_size)
     done = 0
-    for b in reader:
-        out = _extract_batch(b)
+    buf: list[tuple] = []
+
+    def flush() -> None:
+        cols = list(zip(*buf))
+        out = pa.RecordBatch.from_arrays(
+            [pa.array(list(c), t.type) for c, t in zip(cols, _RESULT_SCHEMA)], schema=_RESULT_SCHEMA
+        )
         con.register("_batch", out)
         con.sql("INSERT INTO _extracted SELECT * FROM _batch")
         con.unregister("_batch")
-        done += b.num_rows
-        if log:
+        buf.clear()
+
+    step = max(1, min(batch_size, 1000))
+    next_log = step
+    for res in extract_rows(_chunks(reader, max(1, opts.chunk_size)), opts, extract_fn):
+        buf.extend(res)
+        done += len(res)
+        if len(buf) >= batch_size:
+            flush()
+        if log and (done >= next_log or done == n_todo):
             log(f"extract: {done}/{n_todo} pages")
+            next_log = done + step
+    if buf:
+        flush()
     cur.close()
     con.sql(
         """
         CREATE OR REPLACE TABLE kept AS
-        SELECT r.id, r.source, r.crawl_id, r.url, e.title, e.text, e.lang, e.lang_score
+        SELECT r.id, r.source, r.crawl_id, r.url, e.title, e.date, e.text, e.lang, e.lang_score, e.extractor
         FROM _extracted e JOIN _raw r USING (id)
-        WHERE e.text IS NOT NULL
+        WHERE e.rule IS NULL
         ORDER BY r.id
         """
     )
@@ -188,8 +438,8 @@ def run_extract(
         CREATE OR REPLACE TABLE rejected AS
         SELECT id, source, url, '{STAGE}' AS stage, rule, value FROM _triage WHERE rule IS NOT NULL
         UNION ALL
-        SELECT r.id, r.source, r.url, '{STAGE}', 'no_main_text', CAST(length(coalesce(r.html, r.text)) AS VARCHAR)
-        FROM _extracted e JOIN _raw r USING (id) WHERE e.text IS NULL
+        SELECT r.id, r.source, r.url, '{STAGE}', e.rule, e.value
+        FROM _extracted e JOIN _raw r USING (id) WHERE e.rule IS NOT NULL
         ORDER BY id
         """
     )

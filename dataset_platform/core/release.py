@@ -216,9 +216,12 @@ def dataset_card(dataset: DatasetSettings, version: str, rows: dict[str, int], s
     if stats.get("stages"):
         parts += [
             "## How it was made\n",
-            "Pages were crawled, their main text extracted (trafilatura) and language identified (CLD2); text was "
-            "normalised (ftfy, NFC, whitespace), e-mail addresses and phone numbers were replaced by `<EMAIL>` and "
-            "`<PHONE>`, documents failing the quality rules were dropped, exact duplicates (same normalised text or "
+            "Pages were crawled, their main text extracted (trafilatura, resiliparse when trafilatura finds "
+            "nothing) and language identified (CLD2); text was normalised (ftfy encoding repair, NFC, whitespace), "
+            "documents failing the Gopher, C4 and FineWeb quality rules (language-aware; jieba words for Chinese) "
+            "were dropped, e-mail addresses, phone numbers, IP addresses, payment cards, IBANs and Chinese ID "
+            "numbers were replaced by `<EMAIL>`, `<PHONE>`, `<IP_ADDRESS>`, `<CARD>`, `<IBAN>` and `<CN_ID>`, "
+            "exact duplicates (same normalised text or "
             "URL) were removed keeping one per group, and each document got a topic from keyword rules "
             "(`topic_source` says so, `topic_confidence` is the share of keyword hits).\n",
             _table(["stage", "in", "kept", "rejected"], stats["stages"]) + "\n",
@@ -231,7 +234,8 @@ def dataset_card(dataset: DatasetSettings, version: str, rows: dict[str, int], s
         "## Known limits\n",
         "- Only exact duplicates are removed; near-duplicates may remain.\n"
         "- Topics come from keyword rules and are not reviewed by people.\n"
-        "- PII redaction covers e-mail addresses and phone numbers only.\n"
+        "- PII redaction covers structured identifiers only (e-mail, phone, IP, payment card, IBAN, Chinese ID "
+        "number); names and postal addresses are not redacted.\n"
         "- No decontamination against evaluation benchmarks has been done.\n",
     ]
     return "\n".join(parts)

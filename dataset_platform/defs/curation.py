@@ -11,14 +11,16 @@ GROUP = "curation"
 
 
 @dg.asset(group_name=GROUP, kinds={"duckdb", "parquet"}, deps=["raw_pages"],
-          description="Main text, title and language of each HTML page (trafilatura, CLD2).")
+          description="Main text (paragraphs kept), title, date and language of each HTML page: extractor chain "
+                      "(trafilatura, then resiliparse), a time bound per page, CLD2.")
 def extracted_documents(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=layer_metadata(
         pipeline.materialise_extracted(platform.config, platform.wd, log=context.log.info)))
 
 
 @dg.asset(group_name=GROUP, kinds={"duckdb", "parquet"}, deps=["extracted_documents"],
-          description="Normalised text, PII redacted, documents failing the quality rules dropped.")
+          description="Normalised text (ftfy, NFC), Gopher / C4 / FineWeb quality rules per language (values in "
+                      "`quality`), structured PII redacted with typed placeholders (counts per type).")
 def cleaned_documents(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=layer_metadata(
         pipeline.materialise_cleaned(platform.config, platform.wd, log=context.log.info)))

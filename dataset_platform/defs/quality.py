@@ -172,8 +172,51 @@ def raw_reconciles_with_crawl_log(platform: PlatformResource) -> dg.AssetCheckRe
     )
 
 
+@dg.asset_check(
+    asset="cleaned_documents",
+    name="no_structured_pii",
+    blocking=True,
+    description="No structured PII (e-mail, phone, IP, payment card, IBAN, Chinese resident ID; "
+                "core/pii.py) is left in the cleaned text or title; streamed in bounded Arrow batches.",
+)
+def no_structured_pii(platform: PlatformResource) -> dg.AssetCheckResult:
+    import pyarrow.parquet as pq
+
+    from dataset_platform.core.pii import PII_TYPES, find_pii_batch
+
+    path = platform.wd.layer("cleaned_documents")
+    if not path.exists():
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR,
+                                   metadata={"error": f"{path.name} of cleaned_documents is missing"})
+    per_type = dict.fromkeys(PII_TYPES, 0)
+    rows = docs = 0
+    examples: list[str] = []
+    pf = pq.ParquetFile(path)
+    cols = ["id", "text", *(["title"] if "title" in pf.schema_arrow.names else [])]  # titles are published too
+    for batch in pf.iter_batches(batch_size=2048, columns=cols):
+        rows += batch.num_rows
+        found = [s for _, s in find_pii_batch(batch.column(1))]
+        if len(cols) == 3:
+            found = [a + b for a, (_, b) in zip(found, find_pii_batch(batch.column(2)))]
+        for doc_id, spans in zip(batch.column(0).to_pylist(), found):
+            if spans:
+                docs += 1
+                for sp in spans:
+                    per_type[sp.type] += 1
+                if len(examples) < 5:
+                    examples.append(f"{doc_id} ({', '.join(sorted({sp.type for sp in spans}))})")
+    total = sum(per_type.values())
+    return dg.AssetCheckResult(
+        passed=total == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"rows_scanned": rows, "pii_found": total, "documents_with_pii": docs,
+                  **{f"pii_{t}": n for t, n in per_type.items()},
+                  "example_ids": ", ".join(examples) or "none"},
+    )
+
+
 checks = (
     [_gx_check(layer) for layer in LAYERS_WITH_SUITES]
     + [_accounting_check(stage, layer) for stage, _, layer in pipeline.STAGES]
-    + [reconciles_with_crawl, raw_reconciles_with_crawl_log]
+    + [reconciles_with_crawl, raw_reconciles_with_crawl_log, no_structured_pii]
 )

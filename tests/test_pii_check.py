@@ -1,0 +1,83 @@
+"""The blocking `no_structured_pii` check on cleaned_documents, run for real through Dagster."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dataset_platform.config import demo_config_path
+from dataset_platform.defs.quality import no_structured_pii
+from dataset_platform.defs.resources import PlatformResource
+from dataset_platform.storage import Workdir
+
+
+def _materialize(tmp_path, texts: list[str | None]):
+    """A stand-in cleaned_documents asset writes the given texts (in several row groups), then
+    the real check runs on that layer in the same run; a downstream asset shows the blocking."""
+    wd = Workdir.at(tmp_path / "wd").ensure()
+
+    @dg.asset(name="cleaned_documents")
+    def cleaned_documents(platform: PlatformResource) -> None:
+        path = platform.wd.layer("cleaned_documents")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ids = [f"doc{i:05d}" for i in range(len(texts))]
+        titles = [("Reach us at +44 20 7946 0958" if t == "TITLE" else f"Title {i}") for i, t in enumerate(texts)]
+        pq.write_table(pa.table({"id": ids, "title": titles, "text": pa.array(texts, pa.string())}), path,
+                       row_group_size=1000)
+
+    @dg.asset(deps=[cleaned_documents])
+    def downstream() -> None:
+        return None
+
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [cleaned_documents, downstream, no_structured_pii],
+            resources={"platform": PlatformResource(config_path=str(demo_config_path()), workdir=str(wd.root))},
+            instance=instance,
+            raise_on_error=False,
+        )
+        evaluations = [e for e in result.get_asset_check_evaluations() if e.check_name == "no_structured_pii"]
+        done = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert len(evaluations) == 1
+    return evaluations[0], done
+
+
+def _clean_texts(n: int) -> list[str | None]:
+    return [None if i % 97 == 0 else f"Document {i}: redacted <EMAIL> and <PHONE>, dated 2024-03-{1 + i % 28:02d}, "
+            f"version 2.{i % 7}.1, price $1,{i % 1000:03d}.50." for i in range(n)]
+
+
+def test_a_clean_layer_passes(tmp_path):
+    ev, done = _materialize(tmp_path, _clean_texts(2500))
+    assert ev.passed
+    md = ev.metadata
+    assert md["rows_scanned"].value == 2500 and md["pii_found"].value == 0
+    assert done == {"cleaned_documents", "downstream"}
+
+
+def test_an_unredacted_email_fails_with_error_and_blocks_downstream(tmp_path):
+    texts = _clean_texts(2500)
+    texts[1234] = "Forgot to redact: kim.park@example.com wrote this."
+    texts[2100] = "身份证号 11010519491231002X 没有打码。"
+    ev, done = _materialize(tmp_path, texts)
+    assert not ev.passed
+    assert ev.severity == dg.AssetCheckSeverity.ERROR
+    md = ev.metadata
+    assert md["pii_found"].value == 2 and md["documents_with_pii"].value == 2
+    assert md["pii_email"].value == 1 and md["pii_cn_id"].value == 1 and md["pii_phone"].value == 0
+    assert md["example_ids"].value == "doc01234 (email), doc02100 (cn_id)"
+    assert "downstream" not in done  # blocking: the ERROR stops the downstream asset
+
+
+def test_a_phone_number_left_in_a_title_fails(tmp_path):
+    texts = _clean_texts(300)
+    texts[42] = "TITLE"
+    ev, _ = _materialize(tmp_path, texts)
+    assert not ev.passed and ev.metadata["pii_phone"].value == 1
+    assert ev.metadata["example_ids"].value == "doc00042 (phone)"
+
+
+def test_an_empty_layer_passes(tmp_path):
+    ev, _ = _materialize(tmp_path, [])
+    assert ev.passed and ev.metadata["rows_scanned"].value == 0
