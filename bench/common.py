@@ -45,3 +45,65 @@ def machine() -> str:
     except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+# ---------------------------------------------------------------- peak memory, honestly measured
+# ru_maxrss of a child counts the pages it shared with its parent between fork and exec, so a
+# worker spawned by a large process "peaks" at the parent's size. VmHWM (/proc/<pid>/status) is
+# reset by exec: it is the process's own high-water mark.
+
+
+def vm_hwm_mb(pid: int | str = "self") -> float:
+    """Peak resident set (VmHWM) of a live process in MB; 0 if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [root]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+class DescendantPeak:
+    """Samples the VmHWM of every descendant process (workers) every ``interval`` seconds in a
+    thread; ``peak_mb`` is the largest seen (a worker's last growth before it exits may be missed)."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        import threading
+
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+
+    def _run(self, interval: float) -> None:
+        root = os.getpid()
+        while not self._stop.is_set():
+            for pid in _descendants(root):
+                self.peak_mb = max(self.peak_mb, vm_hwm_mb(pid))
+            self._stop.wait(interval)
+
+    def __enter__(self) -> DescendantPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()

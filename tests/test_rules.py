@@ -249,22 +249,34 @@ def test_zh_uses_jieba_words_and_cjk_punctuation():
     assert score(text, lang="en")["rule"] is not None
 
 
+def threshold_text(lang: str) -> str:
+    """A text (written for this test) on which every rule measures a non-zero value."""
+    if lang == "zh":
+        return (zh_article(24, per_line=1) + "\n" + ZH_SENTENCES[1] + "\n" + ZH_SENTENCES[0] * 3
+                + "\n• 列表项目…\n# 标签 #新闻\nLorem ipsum 是排版时常用的占位文字。\n集合{甲，乙}里有两个元素。"
+                + "\n\n" + ZH_SENTENCES[2] + "\n\n" + ZH_SENTENCES[2])
+    return (article(24, per_line=1) + "\n" + sentence(3)
+            + "\n• a bulleted item of the list\n- another item…\nRead the rest of the story...\n#news #river\n"
+            "Lorem ipsum dolor sit amet, consectetur adipiscing.\nThe set {a, b} holds two letters.\nIt was fine."
+            + "\n\n" + sentence(30) + " " + sentence(31) + "\n\n" + sentence(30) + " " + sentence(31))
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
 @pytest.mark.parametrize("rule", sorted(RULES))
-def test_every_rule_at_and_around_its_threshold_zh(rule):
-    """For each rule: threshold at the measured value -> kept; just past it -> dropped with the value."""
-    text = zh_article(24, per_line=1) + "\n" + ZH_SENTENCES[0] * 3 + "\n• 列表项目…\n# 标签 #新闻"
-    v = score(text, lang="zh")["quality"][rule]
+def test_every_rule_at_and_around_its_threshold(rule, lang):
+    """For each rule and language: threshold at the measured value -> kept; just past it -> dropped
+    with the value (rule measured with that language's tokeniser and settings)."""
+    text = threshold_text(lang)
+    v = score(text, lang=lang)["quality"][rule]
+    assert v, f"{rule} measures 0 on the {lang} text: the test would be trivial"
     r = RULES[rule]
     # quality values are rounded to 4 decimals: "at" allows the rounding, "past" goes beyond it
     at_eps, past_eps = (0, 1) if r.integer else (0.00005, 0.00006)
     bound = "min" if r.min is not None else "max"
     at = v - at_eps if bound == "min" else v + at_eps
-    assert score(text, only(rule, "zh", **{bound: at}), lang="zh")["rule"] is None
+    assert score(text, only(rule, lang, **{bound: at}), lang=lang)["rule"] is None
     past = v + past_eps if bound == "min" else v - past_eps
-    got = score(text, only(rule, "zh", **{bound: past}), lang="zh")
-    if bound == "max" and v == 0:  # max below zero: every document fails
-        assert got["rule"] == rule
-        return
+    got = score(text, only(rule, lang, **{bound: past}), lang=lang)
     assert got["rule"] == rule
     assert got["value"] == (str(int(v)) if r.integer else f"{v:.4f}")
 
@@ -330,11 +342,17 @@ def test_config_rejects_unknown_rules_and_bad_fields():
 
 def test_normalisation_nfkc_for_cjk_only_on_request():
     text = zh_article(6) + "\nＡＢＣ１２３，全角。"
-    plain = score(text, lang="zh")
-    folded = score(text, CleanSettings(nfkc_cjk=True), lang="zh")
+    keep = {f: {"mode": "annotate"} for f in FAMILIES}  # rules only annotate: the text is kept
+    plain = score(text, CleanSettings(rules=keep), lang="zh")
+    folded = score(text, CleanSettings(nfkc_cjk=True, rules=keep), lang="zh")
     assert "ＡＢＣ１２３，全角。" in plain["text"] and "，" in plain["text"]  # kept as written by default
     assert folded["text"].split("\n")[-1] == "ABC123,全角。"  # NFKC: full-width Latin/digits/comma folded
-    assert score("ＡＢＣ１２３ is full-width.", CleanSettings(nfkc_cjk=True))["text"].startswith("ＡＢＣ")  # CJK only
+    assert score("ＡＢＣ１２３ is full-width.", CleanSettings(nfkc_cjk=True, rules=keep))["text"].startswith("ＡＢＣ")  # CJK only
+
+
+def test_rejected_documents_carry_no_text():
+    row = score("Too short.")
+    assert row["rule"] is not None and row["text"] is None and row["title"] is None
 
 
 # ---------------------------------------------------------------- the stage, over DuckDB
@@ -419,3 +437,14 @@ def test_normalise_array_equals_normalise_text():
     got = normalise_array(texts + [None], nfkc + [False]).to_pylist()
     assert got == [normalise_text(t, nfkc=f) for t, f in zip(texts, nfkc)] + [""]
     assert got[2] == "café au lait — naïve" and got[3] == "Tom & Jerry...next"  # what ftfy makes of the C1 character 0x85
+
+
+def test_punctuation_sets_match_datatrove():
+    """Our written-out punctuation sets are datatrove's (its FineWeb / Gopher filters define them)."""
+    text_mod = pytest.importorskip("datatrove.utils.text", reason="datatrove is a bench-only dependency (pip install .[bench])")
+    import sys
+
+    measure_mod = sys.modules["dataset_platform.core.quality.measure"]
+    assert measure_mod.TERMINAL_PUNCTUATION == frozenset(text_mod.TERMINAL_PUNCTUATION)
+    assert measure_mod.PUNCT_SET == frozenset(text_mod.PUNCTUATION_SET)
+    assert "。" in measure_mod.TERMINAL_PUNCTUATION and "！" in measure_mod.TERMINAL_PUNCTUATION

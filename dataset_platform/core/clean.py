@@ -89,11 +89,19 @@ def run_clean(
     ``workers``: processes for scoring (default: the CPUs this process may use; a single batch is
     always scored in-process).
     """
-    con.sql(f"CREATE OR REPLACE TABLE _in AS SELECT * FROM {extracted_sql}")
-    cols = {r[0] for r in con.sql("DESCRIBE _in").fetchall()}
-    for col, default in (("source", "NULL"), ("url", "NULL"), ("title", "NULL"), ("lang", "NULL")):
-        if col not in cols:
-            con.sql(f"ALTER TABLE _in ADD COLUMN {col} VARCHAR DEFAULT {default}")
+    # A view over the input: documents are streamed from it (Parquet in the pipeline), never held
+    # all at once; the scored results keep text only for the documents that are kept.
+    cols = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {extracted_sql}").fetchall()}
+    extra = "".join(f", NULL::VARCHAR AS {c}" for c in ("source", "url", "title", "lang") if c not in cols)
+    con.sql(f"CREATE OR REPLACE VIEW _in AS SELECT *{extra} FROM {extracted_sql}")
+    probe = con.cursor()
+    try:  # batches are read on a second cursor, which cannot see objects registered on `con`
+        probe.sql("SELECT * FROM _in LIMIT 0").fetchall()
+    except duckdb.Error:
+        con.sql(f"CREATE OR REPLACE TABLE _in_t AS SELECT *{extra} FROM {extracted_sql}")
+        con.sql("CREATE OR REPLACE VIEW _in AS SELECT * FROM _in_t")
+    finally:
+        probe.close()
     n = con.sql("SELECT count(*) FROM _in").fetchall()[0][0]
     langs = ", ".join(sql_str(x) for x in settings.languages)
     wanted = f"coalesce(lang, 'und') IN ({langs})" if settings.languages else "TRUE"
@@ -118,7 +126,7 @@ def run_clean(
     cur = con.cursor()
     reader = cur.sql(
         f"SELECT CAST(id AS VARCHAR) AS id, CAST(title AS VARCHAR) AS title, CAST(text AS VARCHAR) AS text, "
-        f"CAST(lang AS VARCHAR) AS lang FROM _in WHERE {wanted} ORDER BY id"
+        f"CAST(lang AS VARCHAR) AS lang FROM _in WHERE {wanted}"  # input order: outputs are sorted at the end
     ).to_arrow_reader(batch_size)
     score_batches(reader, settings, workers=_workers(workers) if to_score > batch_size else 1, on_batch=insert)
     cur.close()

@@ -394,9 +394,12 @@ def run_extract(
     )
     # Stream bounded batches from a second cursor while inserting results on the first.
     cur = con.cursor()
+    # No ORDER BY here: sorting would hold every page's HTML in memory at once. Pages stream in
+    # input order through a semi-join on the (small) triage table; the outputs are sorted by id
+    # at the end, so the result does not depend on the order pages were processed in.
     reader = cur.sql(
-        "SELECT r.id, r.url, r.html, r.text, r.title FROM _raw r JOIN _triage t USING (id) "
-        "WHERE t.rule IS NULL ORDER BY r.id"
+        "SELECT id, url, html, text, title FROM _raw "
+        "WHERE id IN (SELECT id FROM _triage WHERE rule IS NULL)"
     ).to_arrow_reader(batch_size)
     done = 0
     buf: list[tuple] = []

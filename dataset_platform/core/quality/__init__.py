@@ -128,7 +128,7 @@ def score_batch(batch: pa.RecordBatch, settings) -> pa.RecordBatch:
     """Normalise, measure and decide one batch (columns id, title, text, lang).
 
     Returns :data:`SCORED_SCHEMA`: the normalised text (or C4's view of it with
-    ``c4_remove_lines``), the word count, ``quality`` (JSON object rule -> value, keys sorted),
+    ``c4_remove_lines``; NULL, like the title, for a rejected document), the word count, ``quality`` (JSON object rule -> value, keys sorted),
     ``annotations`` (annotate-only rules the document fails), the first drop rule it fails
     with its value (NULL when kept), and per PII type the spans found in a kept text (redacted
     with typed placeholders unless ``redact_pii`` is off).
@@ -188,6 +188,9 @@ def score_batch(batch: pa.RecordBatch, settings) -> pa.RecordBatch:
                 red_t, _ = redact_batch(pa.array([titles[i] for i in kept_titles], pa.string()))
                 for i, v in zip(kept_titles, red_t.to_pylist()):
                     titles[i] = v
+    for i in range(n):  # a rejected document's text is not needed downstream (rejected_documents has none)
+        if rule_col[i] is not None:
+            out_text[i] = titles[i] = None
     return pa.RecordBatch.from_arrays(
         [
             ids.cast(pa.string()),

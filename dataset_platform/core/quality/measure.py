@@ -34,16 +34,28 @@ _PUNCT = "!/—”:％１〈&(、━\\【#%「」，】；+^]~“《„';’{|�
 )
 
 
-def _terminal_punctuation() -> frozenset[str]:
-    try:  # the exact set FineWebQualityFilter uses, when datatrove is installed (bench extra)
-        from datatrove.utils.text import TERMINAL_PUNCTUATION
+#: Sentence-terminal punctuation of every script (the set FineWebQualityFilter uses, which follows
+#: Unicode's Sentence_Terminal property; tests/test_rules.py compares it with datatrove's when that
+#: is installed). Written out so that the rules never depend on which packages are installed.
+TERMINAL_PUNCTUATION = frozenset(
+    "!.?\u0589\u061d\u061e\u061f\u06d4\u0700\u0701\u0702\u07f9\u0837\u0839\u083d\u083e\u0964"
+    "\u0965\u104a\u104b\u1362\u1367\u1368\u166e\u1735\u1736\u17d4\u17d5\u17d6\u17d9\u17da\u1803"
+    "\u1809\u1944\u1945\u1aa8\u1aa9\u1aaa\u1aab\u1b5a\u1b5b\u1b5e\u1b5f\u1b7d\u1b7e\u1c3b\u1c3c"
+    "\u1c7e\u1c7f\u203c\u203d\u2047\u2048\u2049\u2e2e\u2e3c\u2e53\u2e54\u3002\ua4ff\ua60e\ua60f"
+    "\ua6f3\ua6f7\ua876\ua877\ua8ce\ua8cf\ua92f\ua9c8\ua9c9\uaa5d\uaa5e\uaa5f\uaaf0\uaaf1\uabeb"
+    "\ufe52\ufe56\ufe57\uff01\uff0e\uff1f\uff61\U00010a56\U00010a57\U00010f55\U00010f56"
+    "\U00010f57\U00010f58\U00010f59\U00010f86\U00010f87\U00010f88\U00010f89\U00011047\U00011048"
+    "\U000110be\U000110bf\U000110c0\U000110c1\U00011141\U00011142\U00011143\U000111c5\U000111c6"
+    "\U000111cd\U000111de\U000111df\U00011238\U00011239\U0001123b\U0001123c\U000112a9\U0001144b"
+    "\U0001144c\U000115c2\U000115c3\U000115c9\U000115ca\U000115cb\U000115cc\U000115cd\U000115ce"
+    "\U000115cf\U000115d0\U000115d1\U000115d2\U000115d3\U000115d4\U000115d5\U000115d6\U000115d7"
+    "\U00011641\U00011642\U0001173c\U0001173d\U0001173e\U00011944\U00011946\U00011a42\U00011a43"
+    "\U00011a9b\U00011a9c\U00011c41\U00011c42\U00011ef7\U00011ef8\U00011f43\U00011f44\U00016a6e"
+    "\U00016a6f\U00016af5\U00016b37\U00016b38\U00016b44\U00016e98\U0001bc9f\U0001da88"
+)
 
-        return frozenset(TERMINAL_PUNCTUATION)
-    except ImportError:  # pragma: no cover - the same set, main scripts only
-        return frozenset("!.?։؞؟۔܀܁܂߹।॥၊။።፧፨᙮᠃᠉᥄᥅᪨᪩᪪᪫᭚᭛᭞᭟᰻᰼᱾᱿‼‽⁇⁈⁉⸮⸼꓿꘎꘏꛳꛷꡶꡷꣎꣏꤯꧈꧉꩝꩞꩟꫰꫱꯫﹒﹖﹗！．？｡")
 
-
-_TERMINAL = _terminal_punctuation()
+_TERMINAL = TERMINAL_PUNCTUATION
 PUNCT_SET = frozenset(_PUNCT) | _TERMINAL
 _CJK_TERMINAL = "。！？…"
 
@@ -182,6 +194,10 @@ def measure(texts: list[str], profile: Profile) -> tuple[dict[str, np.ndarray], 
         if k < 2:
             continue
         valid = np.flatnonzero(remaining >= k)
+        if k > 5:
+            # a k-gram that repeats starts with a 5-gram that repeats: only those positions can hold
+            # a duplicate (same result, a much smaller sort)
+            valid = valid[repeated5[valid]]
         keys = h[valid] ^ mix[valid]
         if k <= 4:
             value = np.zeros(n)
@@ -199,6 +215,14 @@ def measure(texts: list[str], profile: Profile) -> tuple[dict[str, np.ndarray], 
                 top_len = cl[b + k] - cl[b] + (k - 1)  # " ".join of the n-gram
                 value[has] = top_len * maxc[has]
             out[f"gopher_repetition.top_{k}gram_char_frac"] = _ratio(value, n_chars)
+        if k == 5:
+            repeated5 = np.zeros(N, bool)
+            if valid.size:
+                order = np.argsort(keys)
+                sk = keys[order]
+                starts = np.flatnonzero(np.concatenate([[True], sk[1:] != sk[:-1]]))
+                sizes = np.diff(np.concatenate([starts, [sk.size]]))
+                repeated5[valid[order]] = np.repeat(sizes, sizes) >= 2
         if k >= 5:
             dup_start = np.zeros(N + 1, np.int64)
             dup_start[1:][valid] = _dup_mask(keys)
