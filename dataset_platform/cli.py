@@ -7,6 +7,7 @@
     dataset-platform stage extract --input F --output F [--rejected F] [--config FILE]
     dataset-platform stage clean --input F --output F [--rejected F] [--config FILE]
     dataset-platform stage redact --input F --output F
+    dataset-platform stage dedup --input F --output F --clusters F [--rejected F] [--config FILE]
 """
 
 from __future__ import annotations
@@ -302,7 +303,7 @@ def _cmd_stage(args) -> int:
         settings = load_config(args.config).pipeline.extract if args.config else None
         res = run_extract(con, prepared, log=log, options=options_from(settings) if settings else None)
         kept_q = "SELECT id, url, title, date, text, lang, lang_score, extractor FROM kept ORDER BY id"
-    else:
+    elif args.stage_name == "clean":
         from dataset_platform.core.clean import PII_COLUMNS, run_clean
 
         _require_columns(con, src, ["id", "text"], args.input)
@@ -313,6 +314,14 @@ def _cmd_stage(args) -> int:
         keep_cols = ["id", *[c for c in ("source", "url", "title") if c in cols], "text", *(["lang"] if "lang" in cols else []),
                      "n_chars", "n_words", *PII_COLUMNS, "quality", "annotations"]
         kept_q = f"SELECT {', '.join(keep_cols)} FROM kept ORDER BY id"
+    elif args.stage_name == "dedup":
+        from dataset_platform.core.dedup import run_dedup
+
+        _require_columns(con, src, ["id", "text"], args.input)
+        settings = load_config(args.config).pipeline.dedup if args.config else None
+        res = run_dedup(con, f"(SELECT * REPLACE (CAST(id AS VARCHAR) AS id) FROM {src})", settings, log=log)
+        kept_q = "SELECT * EXCLUDE (content_hash) FROM kept ORDER BY id"
+        _write(con, "SELECT * FROM clusters ORDER BY doc_id", args.clusters)
     _write(con, kept_q, args.output)
     if args.rejected:
         _write(con, "SELECT id, stage, rule, value FROM rejected ORDER BY id", args.rejected)
@@ -349,12 +358,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--source", default="local", help="source name used in the batch id and document ids")
     g.add_argument("--field", action="append", metavar="OURS=THEIRS",
                    help="JSONL/Parquet field mapping, e.g. --field text=body --field url=link (repeatable)")
-    for name, needs in (("extract", "id, url, html"), ("clean", "id, text")):
+    for name, needs in (("extract", "id, url, html"), ("clean", "id, text"),
+                        ("dedup", "id, text (optional: url, lang, quality, fetched_at)")):
         x = ss.add_parser(name, help=f"input fields: {needs}")
         x.add_argument("--input", required=True)
         x.add_argument("--output", required=True)
         x.add_argument("--rejected", default=None, help="write dropped documents with stage, rule, value")
         x.add_argument("--config", default=None, help=f"sources.yaml whose pipeline.{name} settings to use")
+        if name == "dedup":
+            x.add_argument("--clusters", required=True,
+                           help="write duplicate_clusters: cluster_id, doc_id, keeper_id, similarity, kind")
     x = ss.add_parser("redact", help="input fields: id, text; output id, text (PII redacted) and "
                                      "pii: [{type, start, end}] (character offsets into the input text)")
     x.add_argument("--input", required=True, help=".parquet or .jsonl (optionally .gz) with id, text")

@@ -241,6 +241,22 @@ class TopicRule(_Model):
     keywords: list[str] = Field(min_length=1)
 
 
+class DedupSettings(_Model):
+    """Near-duplicate detection (core/neardup.py); exact duplicates are always removed first."""
+
+    #: find near-duplicates with MinHash-LSH (off: exact only)
+    near: bool = True
+    #: word n-grams per shingle (space-separated scripts)
+    ngram: Annotated[int, Field(ge=1, le=32)] = 5
+    #: character n-grams per shingle for Chinese and Japanese
+    cjk_ngram: Annotated[int, Field(ge=1, le=32)] = 5
+    bands: Annotated[int, Field(ge=1, le=256)] = 14
+    rows: Annotated[int, Field(ge=1, le=64)] = 8
+    #: candidate pairs whose estimated Jaccard similarity is below this are not duplicates (0: no check)
+    threshold: Annotated[float, Field(ge=0, le=1)] = 0.7
+    seed: int = 1
+
+
 class LabelSettings(_Model):
     topics: list[TopicRule] = Field(default_factory=list)
     default_topic: str = "other"
@@ -263,6 +279,7 @@ class SplitSettings(_Model):
 class PipelineSettings(_Model):
     extract: ExtractSettings = ExtractSettings()
     clean: CleanSettings = CleanSettings()
+    dedup: DedupSettings = DedupSettings()
     labels: LabelSettings = LabelSettings()
     splits: SplitSettings = SplitSettings()
     #: cron for the scheduled refresh of the whole graph

@@ -103,8 +103,8 @@ LAYERS: dict[str, list[tuple[str, str]]] = {
         ("cluster_id", "VARCHAR"),  # = keeper_id's content hash for exact clusters
         ("doc_id", "VARCHAR"),  # a dropped document
         ("keeper_id", "VARCHAR"),  # the document kept in its place
-        ("similarity", "DOUBLE"),  # 1.0 for exact duplicates
-        ("kind", "VARCHAR"),  # 'exact' (later: 'near')
+        ("similarity", "DOUBLE"),  # 1.0 for exact duplicates; estimated Jaccard with the keeper for near
+        ("kind", "VARCHAR"),  # 'exact' (same normalised text or URL) | 'near' (MinHash-LSH, verified)
     ],
     "labelled_documents": [
         ("id", "VARCHAR"),

@@ -120,6 +120,15 @@ def test_demo_site_features_flow_through(demo_run):
     # the mirror copies were dropped in favour of the originals
     mirrors = {u for (u,) in q(wd, "SELECT url FROM rejected_documents WHERE rule = 'exact_duplicate'")}
     assert mirrors and all("/mirror/" in u for u in mirrors)
+    # near-duplicates (one sentence changed) are clustered with their originals, one kept per cluster
+    dup_of = {p["path"]: p["duplicate_of"] for p in manifest["pages"] if p["kind"] == "near_duplicate"}
+    near = q(wd, "SELECT regexp_replace(d.url, '^https?://[^/]+', ''), regexp_replace(k.url, '^https?://[^/]+', ''), "
+                 "c.similarity FROM duplicate_clusters c JOIN cleaned_documents d ON d.id = c.doc_id "
+                 "JOIN cleaned_documents k ON k.id = c.keeper_id WHERE c.kind = 'near'")
+    assert near and len(near) >= 0.8 * len(dup_of)
+    for doc, keeper, sim in near:  # each pair is a page and its planted original, either way round
+        assert dup_of.get(doc) == keeper or dup_of.get(keeper) == doc, (doc, keeper)
+        assert 0.7 <= sim <= 1
     # spam pages never reach the release
     spam = {p for p, k in kinds.items() if k == "spam"}
     released_paths = {re.sub(r"^https?://[^/]+", "", u) for (u,) in q(wd, "SELECT url FROM dataset_release")}

@@ -1,0 +1,139 @@
+"""MinHash signatures and LSH band keys, vectorised over a batch of documents.
+
+Shingles: word n-grams (lower-cased ``\\w+`` words; default n = 5) for space-separated scripts;
+character n-grams of the word characters for Chinese and Japanese (and any text that is mostly
+CJK), so that no whitespace "words" are needed. A text shorter than n units is one shingle.
+
+Hashing: each distinct unit is hashed once with xxh64 (seeded); an n-gram's hash combines its
+units' hashes (a polynomial over 64-bit words), so shingles are 64-bit. Permutation ``p`` maps a
+shingle ``x`` to ``a_p * x + b_p mod 2**64`` with odd ``a_p`` (a bijection of the 64-bit words);
+the signature is the minimum per permutation over the document's shingles, computed for the whole
+batch at once with ``numpy.minimum.reduceat``. Band ``k`` of a signature (rows ``k*r .. k*r+r-1``)
+is folded into one 64-bit band key. Nothing here imports DuckDB or Dagster.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+_WORD = re.compile(r"\w+")
+_CHAR = re.compile(r"\w")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_P = np.uint64(0x100000001B3)
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+#: permutations evaluated at once (bounds the shingles x permutations block in memory)
+_PERM_CHUNK = 16
+EMPTY = np.iinfo(np.uint64).max
+
+
+@dataclass(frozen=True)
+class MinHashParams:
+    ngram: int = 5
+    cjk_ngram: int = 5
+    bands: int = 14
+    rows: int = 8
+    seed: int = 1
+
+    @property
+    def permutations(self) -> int:
+        return self.bands * self.rows
+
+    def coefficients(self) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(self.seed)
+        a = rng.integers(1, 2**63, size=self.permutations, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+        b = rng.integers(0, 2**63, size=self.permutations, dtype=np.uint64)
+        return a, b
+
+
+def is_cjk(text: str, lang: str | None = None) -> bool:
+    """Chinese/Japanese by language code, or by script when the language is unknown."""
+    if lang in ("zh", "ja"):
+        return True
+    if lang not in (None, "", "und"):
+        return False
+    sample = text[:2000]
+    return len(_CJK.findall(sample)) > 0.3 * max(1, len(sample.replace(" ", "")))
+
+
+def units(text: str, cjk: bool) -> list[str]:
+    """The units shingles are made of: lower-cased words, or word characters for CJK."""
+    return _CHAR.findall(text.lower()) if cjk else _WORD.findall(text.lower())
+
+
+def shingle_hashes(texts: list[str], langs: list[str | None] | None, params: MinHashParams) -> tuple[np.ndarray, np.ndarray]:
+    """(shingle hashes of all documents, concatenated; start offset of each document, n + 1 long)."""
+    import xxhash
+
+    langs = langs or [None] * len(texts)
+    per_doc = [units(t or "", is_cjk(t or "", lang)) for t, lang in zip(texts, langs)]
+    ns = np.array([params.cjk_ngram if is_cjk(t or "", lang) else params.ngram for t, lang in zip(texts, langs)],
+                  np.int64)
+    lens = np.fromiter(map(len, per_doc), np.int64, len(per_doc))
+    vocab: dict[str, int] = {}
+    ids = np.fromiter((vocab.setdefault(u, len(vocab)) for us in per_doc for u in us), np.int64, int(lens.sum()))
+    seed = params.seed
+    vh = np.fromiter((xxhash.xxh64_intdigest(u.encode("utf-8"), seed) for u in vocab), np.uint64, len(vocab))
+    th = vh[ids] if ids.size else np.zeros(0, np.uint64)
+    starts = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    doc_of = np.repeat(np.arange(len(texts)), lens)
+    pos = np.arange(th.size) - starts[doc_of] if th.size else np.zeros(0, np.int64)
+    # n per document: shingles start where at least n units remain; a shorter document is one shingle
+    n_doc = np.minimum(ns, np.maximum(lens, 1))
+    n_tok = n_doc[doc_of] if th.size else np.zeros(0, np.int64)
+    remaining = lens[doc_of] - pos if th.size else np.zeros(0, np.int64)
+    g = th.copy()
+    with np.errstate(over="ignore"):
+        for k in range(1, int(n_doc.max()) if len(texts) else 1):
+            nxt = np.zeros_like(th)
+            nxt[:-k or None] = th[k:]
+            use = n_tok > k  # this n-gram has a (k+1)-th unit
+            g = np.where(use, g * _P + nxt, g)
+    valid = remaining >= n_tok
+    sh = g[valid]
+    sh_doc = doc_of[valid]
+    counts = np.bincount(sh_doc, minlength=len(texts)) if sh.size else np.zeros(len(texts), np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return sh, offsets
+
+
+def signatures(sh: np.ndarray, offsets: np.ndarray, params: MinHashParams) -> np.ndarray:
+    """MinHash signatures (documents x permutations, uint64); a document without shingles gets
+    :data:`EMPTY` everywhere."""
+    n = offsets.size - 1
+    a, b = params.coefficients()
+    sig = np.full((n, params.permutations), EMPTY, np.uint64)
+    has = np.flatnonzero(np.diff(offsets) > 0)
+    if has.size == 0:
+        return sig
+    with np.errstate(over="ignore"):
+        for lo in range(0, params.permutations, _PERM_CHUNK):
+            hi = min(lo + _PERM_CHUNK, params.permutations)
+            vals = sh[:, None] * a[None, lo:hi] + b[None, lo:hi]
+            sig[has, lo:hi] = np.minimum.reduceat(vals, offsets[has], axis=0)
+    return sig
+
+
+def band_keys(sig: np.ndarray, params: MinHashParams) -> np.ndarray:
+    """One 64-bit key per (document, band): documents x bands (uint64)."""
+    n = sig.shape[0]
+    keys = np.zeros((n, params.bands), np.uint64)
+    with np.errstate(over="ignore"):
+        for r in range(params.rows):
+            col = sig[:, np.arange(params.bands) * params.rows + r]  # row r of every band
+            keys = (keys ^ col) * _MIX + np.uint64(r + 1)
+    return keys
+
+
+def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> np.ndarray:
+    """Share of equal signature rows, per pair of rows of ``sig_a`` / ``sig_b``."""
+    return (sig_a == sig_b).mean(axis=1)
+
+
+def exact_jaccard(text_a: str, text_b: str, params: MinHashParams, lang: str | None = None) -> float:
+    """Jaccard similarity of the two texts' shingle sets (for verification and evaluation)."""
+    sh, off = shingle_hashes([text_a, text_b], [lang, lang], params)
+    a, b = set(sh[off[0] : off[1]].tolist()), set(sh[off[1] : off[2]].tolist())
+    return len(a & b) / len(a | b) if a or b else 1.0

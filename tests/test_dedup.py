@@ -1,0 +1,221 @@
+"""Deduplication: exact and MinHash-LSH near-duplicates on crafted English and Chinese documents
+(generated here from word lists written for these tests), keeper rules, cluster outputs, the CLI."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from dataset_platform.config import DedupSettings
+from dataset_platform.core.dedup import run_dedup
+from dataset_platform.core.minhash import MinHashParams, estimated_jaccard, exact_jaccard, shingle_hashes, signatures
+from dataset_platform.storage import memory_connection
+
+EN_WORDS = (
+    "river bridge market garden library harbour station orchard museum valley bakery tower meadow school theatre "
+    "village ferry forest castle workshop council farmer teacher doctor painter sailor miller weaver baker "
+    "morning evening winter summer autumn spring rain wind snow storm sunlight shadow lantern window door roof "
+    "opened closed repaired painted visited measured cleaned described photographed planted carried built "
+    "quietly slowly early late again often rarely together alone near beyond across under above behind "
+    "red green blue small large old new busy empty narrow wide bright dark warm cold"
+).split()
+ZH_CHARS = "山水田木火土石日月云风雨雪花草树林河湖海城村路桥门窗家人学校书店市场工厂医生老师农民孩子朋友春夏秋冬早晚新旧大小长短高低远近"
+BOILER = ("Subscribe to our newsletter for weekly updates. Follow us on every network. "
+          "Read our privacy policy and terms of use. All rights reserved by the publisher of this site.")
+
+
+def en_doc(rng: random.Random, paragraphs: int = 5, words: int = 60) -> str:
+    paras = []
+    for _ in range(paragraphs):
+        ws = [rng.choice(EN_WORDS) for _ in range(words)]
+        paras.append(" ".join(ws).capitalize() + ".")
+    return "\n".join(paras)
+
+
+def zh_doc(rng: random.Random, sentences: int = 12, chars: int = 25) -> str:
+    return "".join("".join(rng.choice(ZH_CHARS) for _ in range(chars)) + "。" for _ in range(sentences))
+
+
+def edit_words(rng: random.Random, text: str, every: int = 40) -> str:
+    words = text.split(" ")
+    for _ in range(max(1, len(words) // every)):
+        words[rng.randrange(len(words))] = "changed"
+    return " ".join(words)
+
+
+def edit_chars(rng: random.Random, text: str, every: int = 60) -> str:
+    chars = list(text)
+    for _ in range(max(1, len(chars) // every)):
+        chars[rng.randrange(len(chars))] = "改"
+    return "".join(chars)
+
+
+def _swap_first_sentences(text: str) -> str:
+    s = [x + "。" for x in text.split("。") if x]
+    return "".join([s[1], s[0], *s[2:]])
+
+
+def dedup(rows: list[dict], settings: DedupSettings | None = None):
+    con = memory_connection()
+    con.register("docs_arrow", pa.Table.from_pylist(rows))
+    con.sql("CREATE TABLE docs AS SELECT * FROM docs_arrow")
+    res = run_dedup(con, "docs", settings)
+    clusters = con.sql("SELECT cluster_id, doc_id, keeper_id, similarity, kind FROM clusters ORDER BY doc_id").fetchall()
+    kept = [r[0] for r in con.sql("SELECT id FROM kept ORDER BY id").fetchall()]
+    rejected = {r[0]: (r[1], r[2]) for r in con.sql("SELECT id, rule, value FROM rejected").fetchall()}
+    return res, kept, clusters, rejected
+
+
+def ident(i: int) -> str:
+    return f"{i:016x}"
+
+
+@pytest.fixture(scope="module")
+def crafted():
+    """20 distinct English and 10 distinct Chinese originals, with planted near-duplicates."""
+    rng = random.Random(7)
+    en = [en_doc(rng) for _ in range(20)]
+    zh = [zh_doc(rng) for _ in range(10)]
+    rows, planted = [], {}
+    for i, t in enumerate(en):
+        rows.append({"id": ident(i), "text": t, "lang": "en"})
+    for i, t in enumerate(zh):
+        rows.append({"id": ident(100 + i), "text": t, "lang": "zh"})
+    variants = {
+        200: (0, edit_words(rng, en[0])),  # a word in 40 replaced
+        201: (1, "\n".join(reversed(en[1].split("\n")))),  # paragraphs reordered
+        202: (2, en[2] + "\n" + BOILER),  # boilerplate appended
+        203: (3, edit_words(rng, en[3] + "\n" + BOILER)),  # both
+        204: (100, edit_chars(rng, zh[0])),  # a character in 60 replaced
+        205: (101, zh[1] + "版权所有，未经许可不得转载。"),  # a notice appended
+        206: (102, _swap_first_sentences(zh[2])),  # two sentences swapped
+    }
+    for vid, (orig, text) in variants.items():
+        rows.append({"id": ident(vid), "text": text, "lang": "zh" if orig >= 100 else "en"})
+        planted[ident(vid)] = ident(orig)
+    # distinct documents that share a long boilerplate block: not duplicates
+    for i in range(6):
+        rows.append({"id": ident(300 + i), "text": en_doc(rng, paragraphs=3) + "\n" + BOILER + " " + BOILER, "lang": "en"})
+    return rows, planted
+
+
+def test_planted_near_duplicates_are_clustered_with_their_originals(crafted):
+    rows, planted = crafted
+    res, kept, clusters, rejected = dedup(rows)
+    assert res.balanced
+    near = {doc: keeper for _, doc, keeper, _, kind in clusters if kind == "near"}
+    assert near == planted  # every planted variant, nothing else (the originals have smaller ids)
+    assert all(rejected[d] == ("near_duplicate", k) for d, k in near.items())
+    assert all(0.7 <= sim <= 1.0 for *_, sim, kind in clusters)
+    assert set(kept) == {r["id"] for r in rows} - set(planted)
+
+
+def test_distinct_documents_sharing_boilerplate_are_not_clustered(crafted):
+    rows, _ = crafted
+    _, kept, clusters, _ = dedup(rows)
+    shared = {ident(300 + i) for i in range(6)}
+    assert shared <= set(kept)
+    assert not [c for c in clusters if c[1] in shared or c[2] in shared]
+
+
+def test_keeper_is_highest_quality_then_earliest_fetch_then_id():
+    rng = random.Random(3)
+    base = en_doc(rng)
+    rows = [
+        {"id": ident(1), "text": base, "quality": 0.5, "fetched_at": "2026-03-01T00:00:00Z"},
+        {"id": ident(2), "text": edit_words(rng, base), "quality": 0.9, "fetched_at": "2026-05-01T00:00:00Z"},
+        {"id": ident(3), "text": edit_words(rng, base), "quality": 0.9, "fetched_at": "2026-04-01T00:00:00Z"},
+    ]
+    _, kept, clusters, _ = dedup(rows)
+    assert kept == [ident(3)]  # quality 0.9, then the earlier fetch
+    assert {c[1]: c[2] for c in clusters} == {ident(1): ident(3), ident(2): ident(3)}
+    rows = [{k: v for k, v in r.items() if k != "quality"} for r in rows]
+    assert dedup(rows)[1] == [ident(1)]  # no quality: earliest fetch
+    rows = [{k: v for k, v in r.items() if k != "fetched_at"} for r in rows]
+    assert dedup(rows)[1] == [ident(1)]  # neither: smallest id
+
+
+def test_exact_duplicate_of_a_dropped_near_duplicate_points_at_the_final_keeper():
+    rng = random.Random(5)
+    base = en_doc(rng)
+    variant = edit_words(rng, base)
+    rows = [{"id": ident(1), "text": base}, {"id": ident(2), "text": variant},
+            {"id": ident(3), "text": variant.upper()}]  # exact duplicate of 2 (case folded)
+    _, kept, clusters, rejected = dedup(rows)
+    assert kept == [ident(1)]
+    by_doc = {c[1]: c for c in clusters}
+    assert by_doc[ident(2)][2] == ident(1) and by_doc[ident(2)][4] == "near"
+    assert by_doc[ident(3)][2] == ident(1) and by_doc[ident(3)][4] == "exact"  # handed on to the final keeper
+    assert by_doc[ident(3)][0] == by_doc[ident(2)][0]  # one cluster id
+    assert rejected[ident(3)] == ("exact_duplicate", ident(1))
+
+
+def test_near_off_keeps_near_duplicates_and_runs_are_deterministic(crafted):
+    rows, planted = crafted
+    _, kept_off, clusters_off, _ = dedup(rows, DedupSettings(near=False))
+    assert set(planted) <= set(kept_off) and not clusters_off
+    assert dedup(rows)[1:] == dedup(list(reversed(rows)))[1:]  # input order does not matter
+
+
+def test_verification_threshold_decides_borderline_pairs():
+    rng = random.Random(11)
+    base = en_doc(rng, paragraphs=8)
+    far = edit_words(rng, base, every=12)  # about 1 word in 12 changed: Jaccard of 5-grams ~0.6
+    p = MinHashParams()
+    j = exact_jaccard(base, far, p)
+    assert 0.3 < j < 0.75
+    rows = [{"id": ident(1), "text": base}, {"id": ident(2), "text": far}]
+    assert dedup(rows, DedupSettings(threshold=0.95))[1] == [ident(1), ident(2)]
+    loose = dedup(rows, DedupSettings(threshold=0.0, bands=56, rows=2))  # many bands: a candidate pair
+    assert loose[1] == [ident(1)]
+
+
+def test_minhash_estimates_track_exact_jaccard():
+    rng = random.Random(13)
+    p = MinHashParams()
+    texts = []
+    for k in (60, 30, 15, 8):
+        base = en_doc(rng)
+        texts += [base, edit_words(rng, base, every=k)]
+    sh, off = shingle_hashes(texts, None, p)
+    sig = signatures(sh, off, p)
+    est = estimated_jaccard(sig[0::2], sig[1::2])
+    exact = np.array([exact_jaccard(texts[i], texts[i + 1], p) for i in range(0, len(texts), 2)])
+    assert np.all(np.abs(est - exact) < 0.15), (est, exact)
+    assert exact[0] > exact[-1]  # more edits, less similar
+
+
+def test_cjk_documents_use_character_shingles():
+    rng = random.Random(17)
+    a = zh_doc(rng)
+    p = MinHashParams()
+    sh, off = shingle_hashes([a], ["zh"], p)
+    han = sum(1 for c in a if c != "。")
+    assert off[1] == han - p.cjk_ngram + 1  # one shingle per 5 consecutive characters
+    assert exact_jaccard(a, edit_chars(rng, a), p, "zh") > 0.6
+
+
+def test_stage_dedup_cli(tmp_path, crafted):
+    import subprocess
+    import sys
+
+    rows, planted = crafted
+    inp = tmp_path / "docs.jsonl"
+    inp.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    out, clusters = tmp_path / "kept.parquet", tmp_path / "clusters.jsonl"
+    r = subprocess.run([sys.executable, "-m", "dataset_platform.cli", "stage", "dedup", "--input", str(inp),
+                        "--output", str(out), "--clusters", str(clusters)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    import pyarrow.parquet as pq
+
+    kept = pq.read_table(out).column("id").to_pylist()
+    assert set(kept) == {r["id"] for r in rows} - set(planted)
+    got = [json.loads(line) for line in clusters.read_text().splitlines()]
+    assert {c["doc_id"]: c["keeper_id"] for c in got} == planted and {c["kind"] for c in got} == {"near"}
+    r = subprocess.run([sys.executable, "-m", "dataset_platform.cli", "stage", "dedup", "--input", str(inp),
+                        "--output", str(out)], capture_output=True, text=True)
+    assert r.returncode == 2 and "--clusters" in r.stderr
