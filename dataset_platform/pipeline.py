@@ -348,7 +348,8 @@ def _run_stage(cfg: PlatformConfig, wd: Workdir, layer: str, log: Log) -> LayerR
     elif stage == "clean":
         res = run_clean(con, src, cfg.pipeline.clean, batch_size=bs, log=log)
     elif stage == "dedup":
-        res = run_dedup(con, src, cfg.pipeline.dedup, log=log)
+        res = run_dedup(con, src, cfg.pipeline.dedup, log=log,
+                        index_path=wd.layer("deduplicated_documents").parent / "minhash_index.parquet")
         write_parquet(con, "SELECT * FROM clusters ORDER BY doc_id", wd.layer("duplicate_clusters"), layer="duplicate_clusters")
     elif stage == "label":
         res = run_label(con, src, cfg.pipeline.labels)

@@ -219,3 +219,47 @@ def test_stage_dedup_cli(tmp_path, crafted):
     r = subprocess.run([sys.executable, "-m", "dataset_platform.cli", "stage", "dedup", "--input", str(inp),
                         "--output", str(out)], capture_output=True, text=True)
     assert r.returncode == 2 and "--clusters" in r.stderr
+
+
+def test_incremental_refresh_matches_a_full_run_and_reuses_signatures(tmp_path, crafted):
+    rows, planted = crafted
+    first = [r for r in rows if int(r["id"], 16) < 200 or int(r["id"], 16) >= 300]  # originals, boilerplate docs
+    index = tmp_path / "minhash_index.parquet"
+    logs: list[str] = []
+
+    def run(batch, log=None):
+        con = memory_connection()
+        con.register("a", pa.Table.from_pylist(batch))
+        con.sql("CREATE TABLE d AS SELECT * FROM a")
+        run_dedup(con, "d", index_path=index, log=log)
+        return [r[0] for r in con.sql("SELECT id FROM kept ORDER BY id").fetchall()], \
+            dict(con.sql("SELECT doc_id, keeper_id FROM clusters").fetchall())
+
+    kept1, _ = run(first)
+    assert index.exists() and set(kept1) == {r["id"] for r in first}
+    kept2, clusters2 = run(rows, logs.append)  # the refresh brings the planted variants
+    full_con = dedup(rows)
+    assert kept2 == full_con[1]  # the same kept set as one run over everything
+    assert clusters2 == planted
+    # only the 7 new documents were signed; the others came from the index
+    assert f"dedup: signatures for {len(planted)}/{len(planted)} new or changed documents ({len(first)} reused)" in logs
+
+
+def test_a_document_kept_before_wins_over_a_newcomer(tmp_path):
+    rng = random.Random(23)
+    base = en_doc(rng)
+    index = tmp_path / "minhash_index.parquet"
+
+    def run(batch):
+        con = memory_connection()
+        con.register("a", pa.Table.from_pylist(batch))
+        con.sql("CREATE TABLE d AS SELECT * FROM a")
+        run_dedup(con, "d", index_path=index)
+        return [r[0] for r in con.sql("SELECT id FROM kept ORDER BY id").fetchall()]
+
+    old = {"id": ident(9), "text": base}
+    newcomer = {"id": ident(1), "text": edit_words(rng, base)}  # smaller id: would win a fresh run
+    assert run([old]) == [ident(9)]
+    assert run([old, newcomer]) == [ident(9)]  # the published document stays
+    index.unlink()
+    assert run([old, newcomer]) == [ident(1)]  # without history the id decides

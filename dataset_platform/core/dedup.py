@@ -22,6 +22,7 @@ keeper for near), kind (exact | near). The rejected value is the keeper id.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import duckdb
 
@@ -39,11 +40,17 @@ def run_dedup(
     *,
     batch_size: int = 5000,
     log: Callable[[str], None] | None = None,
+    index_path: Path | None = None,
 ) -> StageResult:
     """Leaves ``kept``, ``rejected`` and ``clusters`` on ``con``.
 
     ``cleaned_sql`` is FROM-able with at least id and text (url, lang, quality, fetched_at
     optional). ``settings``: ``config.DedupSettings`` (or anything with its fields); None: defaults.
+
+    ``index_path``: the MinHash index of the previous run (Parquet: id, content_hash, sig, kept),
+    read if it exists and rewritten: signatures of documents whose text is unchanged are reused
+    (a refresh computes signatures only for new or changed documents), and a document kept last
+    time wins its cluster over newcomers (it may already be published).
     """
     con.sql(f"CREATE OR REPLACE TABLE _in AS SELECT * FROM {cleaned_sql}")
     cols = {r[0] for r in con.sql("DESCRIBE _in").fetchall()}
@@ -95,7 +102,7 @@ def run_dedup(
     # (doc_id, keeper_id, similarity) of near-duplicates among the exact keepers
     con.sql("CREATE OR REPLACE TABLE _near (doc_id VARCHAR, keeper_id VARCHAR, similarity DOUBLE)")
     if near_on:
-        _near_duplicates(con, cols, params, threshold, batch_size, log)
+        _near_duplicates(con, cols, params, threshold, batch_size, log, index_path)
     con.sql(
         """
         CREATE OR REPLACE TABLE kept AS
@@ -129,6 +136,15 @@ def run_dedup(
         """
     )
     con.sql("CREATE OR REPLACE TABLE clusters AS SELECT * EXCLUDE (rule) FROM clusters ORDER BY doc_id")
+    if near_on and index_path is not None:
+        from dataset_platform.storage import sql_str, write_parquet
+
+        write_parquet(
+            con,
+            f"SELECT i.id, i.content_hash, {sql_str(_params_tag(params))} AS params, i.sig, "
+            "i.id IN (SELECT id FROM kept) AS kept FROM _index_out i ORDER BY i.id",
+            index_path,
+        )
     n = con.sql("SELECT count(*) FROM _in").fetchall()[0][0]
     result = finish_stage(con, STAGE, input_rows=n)
     result.extra["clusters"] = con.sql("SELECT count(DISTINCT cluster_id) FROM clusters").fetchall()[0][0]
@@ -154,49 +170,80 @@ def _params(settings) -> MinHashParams:
                          rows=settings.rows, seed=settings.seed)
 
 
-def _near_duplicates(con, cols: set[str], params: MinHashParams, threshold: float, batch_size: int, log) -> None:
+def _params_tag(params: MinHashParams) -> str:
+    return f"{params.ngram}/{params.cjk_ngram}/{params.bands}x{params.rows}/{params.seed}"
+
+
+def _near_duplicates(con, cols: set[str], params: MinHashParams, threshold: float, batch_size: int, log,
+                     index_path: Path | None = None) -> None:
     """Fill ``_near`` from the exact keepers of ``_ranked`` (see the module docstring)."""
     import numpy as np
     import pyarrow as pa
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
+    from dataset_platform.storage import sql_str
+
     quality = "TRY_CAST(quality AS DOUBLE)" if "quality" in cols else "NULL::DOUBLE"
     fetched = "TRY_CAST(fetched_at AS TIMESTAMPTZ)" if "fetched_at" in cols else "NULL::TIMESTAMPTZ"
+    tag = _params_tag(params)
+    if index_path is not None and index_path.exists():
+        con.sql(f"CREATE OR REPLACE TABLE _index AS SELECT * FROM read_parquet({sql_str(index_path)}) "
+                f"WHERE params = {sql_str(tag)}")  # other settings: nothing reusable
+    else:
+        con.sql("CREATE OR REPLACE TABLE _index (id VARCHAR, content_hash VARCHAR, params VARCHAR, sig BLOB, kept BOOLEAN)")
     con.sql(
         f"""
         CREATE OR REPLACE TABLE _docs AS
-        SELECT (row_number() OVER (ORDER BY id) - 1)::INTEGER AS doc, id, {quality} AS q, {fetched} AS f
-        FROM _ranked WHERE dup_by IS NULL
+        SELECT (row_number() OVER (ORDER BY r.id) - 1)::INTEGER AS doc, r.id, r.content_hash, {quality} AS q,
+               {fetched} AS f, coalesce(x.kept, FALSE) AS was_kept, x.sig AS cached
+        FROM _ranked r LEFT JOIN _index x ON x.id = r.id AND x.content_hash = r.content_hash
+        WHERE r.dup_by IS NULL
         """
     )
     n = con.sql("SELECT count(*) FROM _docs").fetchall()[0][0]
-    if n < 2:
-        return
     sig = np.empty((n, params.permutations), np.uint64)
-    con.sql("CREATE OR REPLACE TABLE _bands (doc INTEGER, band SMALLINT, key UBIGINT)")
+    width = params.permutations * 8
+    # signatures kept from the previous run (text unchanged)
+    cached = con.sql("SELECT doc, cached FROM _docs WHERE cached IS NOT NULL ORDER BY doc").arrow().read_all()
+    if cached.num_rows:
+        docs = cached.column(0).to_numpy()
+        blob = b"".join(cached.column(1).to_pylist())
+        sig[docs] = np.frombuffer(blob, np.uint64).reshape(len(docs), params.permutations)
+    reused = cached.num_rows
+    new = n - reused
     cur = con.cursor()
     reader = cur.sql(
-        "SELECT d.doc, r.text, r.lang FROM _docs d JOIN _ranked r USING (id) ORDER BY d.doc"
+        "SELECT d.doc, r.text, r.lang FROM _docs d JOIN _ranked r USING (id) WHERE d.cached IS NULL ORDER BY d.doc"
     ).to_arrow_reader(batch_size)
     done = 0
     for b in reader:
         docs = b.column(0).to_numpy()
         sh, off = shingle_hashes(b.column(1).to_pylist(), b.column(2).to_pylist(), params)
-        s = signatures(sh, off, params)
-        sig[docs] = s
-        keys = band_keys(s, params)
-        nonempty = np.diff(off) > 0
-        d_idx, band = np.nonzero(np.broadcast_to(nonempty[:, None], keys.shape))
-        con.register("_b", pa.table({"doc": pa.array(docs[d_idx].astype(np.int32)),
+        sig[docs] = signatures(sh, off, params)
+        done += b.num_rows
+        if log:
+            log(f"dedup: signatures for {done}/{new} new or changed documents ({reused} reused)")
+    cur.close()
+    # band keys of every document (cheap next to the signatures), into DuckDB
+    con.sql("CREATE OR REPLACE TABLE _bands (doc INTEGER, band SMALLINT, key UBIGINT)")
+    empty = (sig == np.iinfo(np.uint64).max).all(axis=1)
+    for lo in range(0, n, 50_000):
+        part = sig[lo : lo + 50_000]
+        keys = band_keys(part, params)
+        d_idx, band = np.nonzero(np.broadcast_to(~empty[lo : lo + 50_000, None], keys.shape))
+        con.register("_b", pa.table({"doc": pa.array((d_idx + lo).astype(np.int32)),
                                      "band": pa.array(band.astype(np.int16)),
                                      "key": pa.array(keys[d_idx, band])}))
         con.sql("INSERT INTO _bands SELECT * FROM _b")
         con.unregister("_b")
-        done += b.num_rows
-        if log:
-            log(f"dedup: signatures for {done}/{n} documents")
-    cur.close()
+    con.register("_sig", pa.table({"doc": pa.array(np.arange(n, dtype=np.int32)),
+                                   "sig": pa.FixedSizeBinaryArray.from_buffers(
+                                       pa.binary(width), n, [None, pa.py_buffer(sig.tobytes())])}))
+    con.sql("CREATE OR REPLACE TABLE _sigs AS SELECT doc, CAST(sig AS BLOB) AS sig FROM _sig")
+    con.unregister("_sig")
+    if index_path is not None:
+        con.sql("CREATE OR REPLACE TABLE _index_out AS SELECT d.id, d.content_hash, s.sig FROM _docs d JOIN _sigs s USING (doc)")
     edges = con.sql(
         """
         WITH b AS (
@@ -230,7 +277,7 @@ def _near_duplicates(con, cols: set[str], params: MinHashParams, threshold: floa
                first_value(c.doc) OVER w AS keeper_doc, first_value(d.id) OVER w AS keeper_id,
                row_number() OVER w AS rank
         FROM _c c JOIN _docs d USING (doc)
-        WINDOW w AS (PARTITION BY c.comp ORDER BY d.q DESC NULLS LAST, d.f ASC NULLS LAST, d.id)
+        WINDOW w AS (PARTITION BY c.comp ORDER BY d.was_kept DESC, d.q DESC NULLS LAST, d.f ASC NULLS LAST, d.id)
         """
     ).fetchnumpy()
     con.unregister("_c")

@@ -24,8 +24,6 @@ _CHAR = re.compile(r"\w")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _P = np.uint64(0x100000001B3)
 _MIX = np.uint64(0x9E3779B97F4A7C15)
-#: permutations evaluated at once (bounds the shingles x permutations block in memory)
-_PERM_CHUNK = 16
 EMPTY = np.iinfo(np.uint64).max
 
 
@@ -67,14 +65,19 @@ def shingle_hashes(texts: list[str], langs: list[str | None] | None, params: Min
     """(shingle hashes of all documents, concatenated; start offset of each document, n + 1 long)."""
     import xxhash
 
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     langs = langs or [None] * len(texts)
-    per_doc = [units(t or "", is_cjk(t or "", lang)) for t, lang in zip(texts, langs)]
-    ns = np.array([params.cjk_ngram if is_cjk(t or "", lang) else params.ngram for t, lang in zip(texts, langs)],
-                  np.int64)
+    cjk = [is_cjk(t or "", lang) for t, lang in zip(texts, langs)]
+    per_doc = [units(t or "", c) for t, c in zip(texts, cjk)]
+    ns = np.where(np.array(cjk, bool), params.cjk_ngram, params.ngram).astype(np.int64)
     lens = np.fromiter(map(len, per_doc), np.int64, len(per_doc))
-    vocab: dict[str, int] = {}
-    ids = np.fromiter((vocab.setdefault(u, len(vocab)) for us in per_doc for u in us), np.int64, int(lens.sum()))
+    # units -> ids with Arrow's dictionary encoding (C++), each distinct unit hashed once
+    enc = pc.dictionary_encode(pa.array(per_doc, pa.list_(pa.string())).flatten())
+    ids = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     seed = params.seed
+    vocab = enc.dictionary.to_pylist()
     vh = np.fromiter((xxhash.xxh64_intdigest(u.encode("utf-8"), seed) for u in vocab), np.uint64, len(vocab))
     th = vh[ids] if ids.size else np.zeros(0, np.uint64)
     starts = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
@@ -108,11 +111,13 @@ def signatures(sh: np.ndarray, offsets: np.ndarray, params: MinHashParams) -> np
     has = np.flatnonzero(np.diff(offsets) > 0)
     if has.size == 0:
         return sig
+    starts = offsets[has]
+    buf = np.empty_like(sh)
     with np.errstate(over="ignore"):
-        for lo in range(0, params.permutations, _PERM_CHUNK):
-            hi = min(lo + _PERM_CHUNK, params.permutations)
-            vals = sh[:, None] * a[None, lo:hi] + b[None, lo:hi]
-            sig[has, lo:hi] = np.minimum.reduceat(vals, offsets[has], axis=0)
+        for p in range(params.permutations):  # one contiguous pass per permutation
+            np.multiply(sh, a[p], out=buf)
+            np.add(buf, b[p], out=buf)
+            sig[has, p] = np.minimum.reduceat(buf, starts)
     return sig
 
 
