@@ -319,6 +319,17 @@ def _cmd_stage(args) -> int:
 
         _require_columns(con, src, ["id", "text"], args.input)
         settings = load_config(args.config).pipeline.dedup if args.config else None
+        import atexit
+        import shutil
+        import tempfile
+
+        from dataset_platform.config import DedupSettings
+        from dataset_platform.storage import sql_str
+
+        spill = tempfile.mkdtemp(prefix="dataset-platform-dedup-")
+        atexit.register(shutil.rmtree, spill, True)
+        con.sql(f"SET memory_limit = {sql_str((settings or DedupSettings()).memory_limit)}")
+        con.sql(f"SET temp_directory = {sql_str(spill)}")
         res = run_dedup(con, f"(SELECT * REPLACE (CAST(id AS VARCHAR) AS id) FROM {src})", settings, log=log)
         kept_q = "SELECT * EXCLUDE (content_hash) FROM kept ORDER BY id"
         _write(con, "SELECT * FROM clusters ORDER BY doc_id", args.clusters)

@@ -242,7 +242,7 @@ class TopicRule(_Model):
 
 
 class DedupSettings(_Model):
-    """Near-duplicate detection (core/neardup.py); exact duplicates are always removed first."""
+    """Near-duplicate detection (core/dedup.py, core/minhash.py); exact duplicates are always removed first."""
 
     #: find near-duplicates with MinHash-LSH (off: exact only)
     near: bool = True
@@ -255,6 +255,20 @@ class DedupSettings(_Model):
     #: candidate pairs whose estimated Jaccard similarity is below this are not duplicates (0: no check)
     threshold: Annotated[float, Field(ge=0, le=1)] = 0.7
     seed: int = 1
+    #: processes computing signatures (default: every CPU this process may use)
+    workers: Annotated[int, Field(ge=1)] | None = None
+    #: DuckDB memory of the stage process; beyond it sorts and tables spill to disk
+    #: (the signing workers hold a few batches each on top)
+    memory_limit: str = "1GB"
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _size(cls, v: str) -> str:
+        import re
+
+        if not re.fullmatch(r"\s*\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", v, re.I):
+            raise ValueError(f"expected a size like '1GB' or '512MB', got {v!r}")
+        return v.strip()
 
 
 class LabelSettings(_Model):

@@ -20,6 +20,7 @@ from pathlib import Path
 from dataset_platform.config import CrawlSource, DumpSource, PlatformConfig, Source
 from dataset_platform.core.clean import run_clean
 from dataset_platform.core.dedup import run_dedup
+from dataset_platform.core.minhash_index import MinHashIndex
 from dataset_platform.core.extract import options_from, run_extract
 from dataset_platform.core.label import run_label
 from dataset_platform.core.release import ReleaseInfo, latest_release, publish_release, release_view_sql
@@ -340,7 +341,11 @@ def _run_stage(cfg: PlatformConfig, wd: Workdir, layer: str, log: Log) -> LayerR
     stage = STAGE_OF_LAYER[layer]
     upstream = next(inp for s, inp, _ in STAGES if s == stage)
     t0 = time.monotonic()
-    con = memory_connection()
+    if stage == "dedup":  # whole-corpus sorts and joins: bounded, spilling beyond the limit
+        spill = wd.root / "tmp" / "dedup"
+        con = memory_connection(memory_limit=cfg.pipeline.dedup.memory_limit, temp_dir=spill)
+    else:
+        con = memory_connection()
     src = read_layer(wd, upstream)
     bs = cfg.pipeline.batch_size
     if stage == "extract":
@@ -348,14 +353,16 @@ def _run_stage(cfg: PlatformConfig, wd: Workdir, layer: str, log: Log) -> LayerR
     elif stage == "clean":
         res = run_clean(con, src, cfg.pipeline.clean, batch_size=bs, log=log)
     elif stage == "dedup":
-        res = run_dedup(con, src, cfg.pipeline.dedup, log=log,
-                        index_path=wd.layer("deduplicated_documents").parent / "minhash_index.parquet")
+        index = MinHashIndex(minhash_index_path(wd))
+        res = run_dedup(con, src, cfg.pipeline.dedup, log=log, index=index)
         write_parquet(con, "SELECT * FROM clusters ORDER BY doc_id", wd.layer("duplicate_clusters"), layer="duplicate_clusters")
     elif stage == "label":
         res = run_label(con, src, cfg.pipeline.labels)
     else:  # pragma: no cover - STAGES and this switch are kept together
         raise ValueError(stage)
     write_outputs(con, layer, wd.layer(layer), wd.rejects(stage))
+    if stage == "dedup" and cfg.pipeline.dedup.near:
+        index.commit(con)  # only once the layer is written: a failed run leaves the old index
     con.close()
     log(res.summary())
     result = LayerResult(layer, res.kept_rows, wd.layer(layer), stage=res, seconds=time.monotonic() - t0)
@@ -364,6 +371,11 @@ def _run_stage(cfg: PlatformConfig, wd: Workdir, layer: str, log: Log) -> LayerR
     if stage == "dedup":
         _publish_view(wd, "duplicate_clusters")
     return result
+
+
+def minhash_index_path(wd: Workdir) -> Path:
+    """The dedup stage's MinHash index (core/minhash_index.py), beside its layer."""
+    return wd.layer("deduplicated_documents").parent / "minhash_index"
 
 
 def materialise_extracted(cfg: PlatformConfig, wd: Workdir, log: Log = _noop) -> LayerResult:

@@ -130,11 +130,17 @@ def source_lock(wd: Workdir, source: str, log: Callable[[str], None] = lambda _m
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def memory_connection(threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """A private in-memory DuckDB connection for one stage's work."""
+def memory_connection(threads: int | None = None, *, memory_limit: str | None = None,
+                      temp_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """A private in-memory DuckDB connection for one stage's work. With ``memory_limit`` (e.g.
+    "1GB") DuckDB spills sorts, joins and tables beyond it to ``temp_dir``."""
     con = duckdb.connect(":memory:")
     if threads:
         con.sql(f"SET threads = {int(threads)}")
+    if memory_limit:
+        con.sql(f"SET memory_limit = {sql_str(memory_limit)}")
+    if temp_dir is not None:
+        con.sql(f"SET temp_directory = {sql_str(temp_dir)}")
     con.sql("SET preserve_insertion_order = true")
     return con
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 
 import numpy as np
 import pyarrow as pa
@@ -12,6 +13,7 @@ import pytest
 
 from dataset_platform.config import DedupSettings
 from dataset_platform.core.dedup import run_dedup
+from dataset_platform.core.minhash_index import MinHashIndex
 from dataset_platform.core.minhash import MinHashParams, estimated_jaccard, exact_jaccard, shingle_hashes, signatures
 from dataset_platform.storage import memory_connection
 
@@ -224,14 +226,16 @@ def test_stage_dedup_cli(tmp_path, crafted):
 def test_incremental_refresh_matches_a_full_run_and_reuses_signatures(tmp_path, crafted):
     rows, planted = crafted
     first = [r for r in rows if int(r["id"], 16) < 200 or int(r["id"], 16) >= 300]  # originals, boilerplate docs
-    index = tmp_path / "minhash_index.parquet"
+    index = tmp_path / "minhash_index"
     logs: list[str] = []
 
     def run(batch, log=None):
         con = memory_connection()
         con.register("a", pa.Table.from_pylist(batch))
         con.sql("CREATE TABLE d AS SELECT * FROM a")
-        run_dedup(con, "d", index_path=index, log=log)
+        idx = MinHashIndex(index)
+        run_dedup(con, "d", index=idx, log=log)
+        idx.commit(con)
         return [r[0] for r in con.sql("SELECT id FROM kept ORDER BY id").fetchall()], \
             dict(con.sql("SELECT doc_id, keeper_id FROM clusters").fetchall())
 
@@ -248,18 +252,118 @@ def test_incremental_refresh_matches_a_full_run_and_reuses_signatures(tmp_path, 
 def test_a_document_kept_before_wins_over_a_newcomer(tmp_path):
     rng = random.Random(23)
     base = en_doc(rng)
-    index = tmp_path / "minhash_index.parquet"
+    index = tmp_path / "minhash_index"
 
     def run(batch):
         con = memory_connection()
         con.register("a", pa.Table.from_pylist(batch))
         con.sql("CREATE TABLE d AS SELECT * FROM a")
-        run_dedup(con, "d", index_path=index)
+        idx = MinHashIndex(index)
+        run_dedup(con, "d", index=idx)
+        idx.commit(con)
         return [r[0] for r in con.sql("SELECT id FROM kept ORDER BY id").fetchall()]
 
     old = {"id": ident(9), "text": base}
     newcomer = {"id": ident(1), "text": edit_words(rng, base)}  # smaller id: would win a fresh run
     assert run([old]) == [ident(9)]
     assert run([old, newcomer]) == [ident(9)]  # the published document stays
-    index.unlink()
+    shutil.rmtree(index)
     assert run([old, newcomer]) == [ident(1)]  # without history the id decides
+
+
+def _indexed_run(batch, index_dir, *, settings=None, commit=True, **kw):
+    """One dedup run against the index in ``index_dir``: (kept ids, clusters, log lines)."""
+    logs: list[str] = []
+    con = memory_connection()
+    con.register("a", pa.Table.from_pylist(batch))
+    con.sql("CREATE TABLE d AS SELECT * FROM a")
+    idx = MinHashIndex(index_dir)
+    run_dedup(con, "d", settings, index=idx, log=logs.append, **kw)
+    kept = [r[0] for r in con.sql("SELECT id FROM kept ORDER BY id").fetchall()]
+    clusters = dict(con.sql("SELECT doc_id, keeper_id FROM clusters").fetchall())
+    if commit:
+        idx.commit(con)
+    return kept, clusters, logs
+
+
+def _signed(logs: list[str]) -> str:
+    return next(m for m in reversed(logs) if m.startswith("dedup: signatures for"))
+
+
+def test_signing_on_a_process_pool_gives_the_same_result(crafted):
+    rows, planted = crafted
+    _, one, _, _ = dedup(rows)
+    con = memory_connection()
+    con.register("a", pa.Table.from_pylist(rows))
+    run_dedup(con, "a", batch_size=4, workers=2)  # 10 batches over 2 processes
+    assert [r[0] for r in con.sql("SELECT id FROM kept ORDER BY id").fetchall()] == one
+    assert dict(con.sql("SELECT doc_id, keeper_id FROM clusters").fetchall()) == planted
+
+
+def test_a_failed_run_leaves_the_index_as_it_was(tmp_path, crafted):
+    rows, planted = crafted
+    first = [r for r in rows if r["id"] not in planted]
+    index = tmp_path / "minhash_index"
+    _indexed_run(first, index)
+    before = {f.name: f.read_bytes() for f in index.iterdir()}
+    _indexed_run(rows, index, commit=False)  # e.g. writing the layer failed: no commit
+    assert {f.name for f in index.iterdir() if not f.name.startswith(".")} >= set(before)
+    assert (index / "index.json").read_bytes() == before["index.json"]
+    kept, clusters, logs = _indexed_run(rows, index)  # the next run signs the newcomers again
+    assert clusters == planted
+    assert _signed(logs) == f"dedup: signatures for {len(planted)}/{len(planted)} new or changed documents ({len(first)} reused)"
+    # files of the uncommitted run are gone after this commit
+    meta = json.loads((index / "index.json").read_text())
+    assert sorted(f.name for f in index.iterdir()) == sorted(
+        ["index.json", meta["docs"], meta["edges"], meta["hashes"], *(f"part-{p:05d}.parquet" for p in meta["parts"])])
+
+
+def test_changed_text_and_changed_settings(tmp_path, crafted):
+    rows, planted = crafted
+    index = tmp_path / "minhash_index"
+    _indexed_run(rows, index)
+    n = len(rows)  # no exact duplicates here: every document is signed
+    # the same documents again: nothing signed, every edge reused
+    kept, clusters, logs = _indexed_run(rows, index)
+    assert clusters == planted
+    assert not [m for m in logs if m.startswith("dedup: signatures for")]  # nothing to sign
+    assert any(f"{len(planted)} verified pairs reused from the index" in m for m in logs)
+    # one original changes its text: it alone is signed again, and its variant is now the keeper
+    changed = [dict(r, text=en_doc(random.Random(99))) if r["id"] == ident(0) else r for r in rows]
+    kept, clusters, logs = _indexed_run(changed, index)
+    assert _signed(logs) == f"dedup: signatures for 1/1 new or changed documents ({n - 1} reused)"
+    assert ident(0) in kept and ident(200) in kept and ident(200) not in clusters
+    # a new threshold keeps the signatures but verifies every edge again
+    kept, clusters, logs = _indexed_run(changed, index, settings=DedupSettings(threshold=0.75))
+    assert not [m for m in logs if m.startswith("dedup: signatures for")]
+    assert not [m for m in logs if "reused from the index" in m]
+    # other shingles: everything is signed again
+    kept, clusters, logs = _indexed_run(changed, index, settings=DedupSettings(ngram=4))
+    assert _signed(logs) == f"dedup: signatures for {n}/{n} new or changed documents (0 reused)"
+    assert clusters == {k: v for k, v in planted.items() if k != ident(200)}
+
+
+def test_parts_are_compacted_when_mostly_replaced(tmp_path, monkeypatch):
+    monkeypatch.setattr(MinHashIndex, "COMPACT_MIN_ROWS", 10)
+    rng = random.Random(31)
+    base = en_doc(rng)
+    pair = [{"id": ident(0), "text": base}, {"id": ident(1), "text": edit_words(rng, base)}]  # never changes
+    index = tmp_path / "minhash_index"
+
+    def batch(texts: list[str]) -> list[dict]:
+        return pair + [{"id": ident(10 + i), "text": t} for i, t in enumerate(texts)]
+
+    a = [en_doc(rng) for _ in range(30)]
+    b = [a[0]] + [en_doc(rng) for _ in range(29)]  # all but one replaced
+    c = [a[0], b[1]] + [en_doc(rng) for _ in range(28)]  # again, keeping one text of each earlier run
+    _indexed_run(batch(a), index)  # part 1: 32 signatures
+    _indexed_run(batch(b), index)  # part 2: 29; part 1 holds 3 live rows of 32
+    assert json.loads((index / "index.json").read_text())["parts"] == [1, 2]
+    kept, clusters, _ = _indexed_run(batch(c), index)  # part 3: 28; parts would hold 89 rows for 32 live
+    meta = json.loads((index / "index.json").read_text())
+    assert len(meta["parts"]) == 1 and sorted(f.name for f in index.glob("part-*.parquet")) == [
+        f"part-{meta['parts'][0]:05d}.parquet"]
+    assert clusters == {ident(1): ident(0)}
+    kept2, clusters2, logs = _indexed_run(batch(c), index)  # the compacted part serves the next run
+    assert (kept2, clusters2) == (kept, clusters)
+    assert not [m for m in logs if m.startswith("dedup: signatures for")]

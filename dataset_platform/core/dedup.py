@@ -1,17 +1,22 @@
-"""Deduplication: exact (set-based in DuckDB), then near-duplicates (MinHash-LSH).
+"""Deduplication: exact (set-based in DuckDB), then near-duplicates (MinHash-LSH), incremental.
 
 Exact: two documents are exact duplicates when their text is equal after lower-casing and
 folding runs of whitespace (``content_hash``), or when they share a URL. In each group one keeper
 is chosen deterministically (lowest URL, then lowest id); every other member is dropped with rule
-``exact_duplicate`` / ``duplicate_url``.
+``exact_duplicate`` / ``duplicate_url``. Only a slim table (id, URL, hash, quality, fetch time) is
+built; texts stay in the input and ``kept`` is a view over it.
 
-Near: the exact keepers are streamed in bounded batches through :mod:`core.minhash` (signatures
-and LSH band keys, numpy); the band keys go into DuckDB, and documents sharing a band key become
-candidate edges (each member linked to the bucket's smallest member and to its predecessor in the
-bucket: linear in the bucket size, never all pairs); edges whose estimated Jaccard similarity is
-below ``threshold`` are dropped (verification); connected components (scipy) are the clusters.
-One keeper per cluster: highest ``quality`` (when the input has it), then earliest ``fetched_at``
-(when present), then smallest id. Others are dropped with rule ``near_duplicate``.
+Near: the exact keepers not in the MinHash index (new or changed text) are streamed in bounded
+batches through :func:`core.minhash.sign_batch` on a process pool (all CPUs by default) and their
+signatures and band keys written to a new index part. Band keys of every document go into
+DuckDB; candidate edges come from shared band keys (each member linked to its bucket's smallest
+member and to its predecessor in the bucket: linear in the bucket size, never all pairs), computed
+only for buckets holding a new document; edges between old documents are the index's verified
+edges. Candidates whose estimated Jaccard similarity is below ``threshold`` are dropped
+(verification, signatures streamed from DuckDB in batches); connected components (scipy) are the
+clusters. One keeper per cluster: a document kept by the previous run first (it may already be
+published), then highest ``quality`` (when the input has it), then earliest ``fetched_at`` (when
+present), then smallest id. Others are dropped with rule ``near_duplicate``.
 
 ``duplicate_clusters`` has one row per dropped document: cluster_id (the keeper's content hash),
 doc_id, keeper_id (always a kept document: an exact duplicate of a document that was then dropped
@@ -21,16 +26,21 @@ keeper for near), kind (exact | near). The rejected value is the keeper id.
 
 from __future__ import annotations
 
+import os
+from collections import deque
 from collections.abc import Callable
-from pathlib import Path
 
 import duckdb
 
-from dataset_platform.core.minhash import MinHashParams, band_keys, shingle_hashes, signatures
+from dataset_platform.core.minhash import MinHashParams, sig_matrix, sign_batch
+from dataset_platform.core.minhash_index import MinHashIndex
 from dataset_platform.core.stage import StageResult, finish_stage
 
 STAGE = "dedup"
-CONTENT_HASH_SQL = "md5(lower(regexp_replace(trim(text), '\\s+', ' ', 'g')))"
+# Runs of whitespace fold to one space. Written so that RE2 only rewrites what changes (runs of
+# two or more, and single tabs/newlines): the same result as '\s+' -> ' ' at a quarter of its cost.
+CONTENT_HASH_SQL = "md5(lower(regexp_replace(trim(text), '\\s\\s+|[\\t\\n\\r\\f\\v]', ' ', 'g')))"
+OPTIONAL = ("source", "url", "lang")
 
 
 def run_dedup(
@@ -40,31 +50,51 @@ def run_dedup(
     *,
     batch_size: int = 5000,
     log: Callable[[str], None] | None = None,
-    index_path: Path | None = None,
+    index: MinHashIndex | None = None,
+    workers: int | None = None,
 ) -> StageResult:
-    """Leaves ``kept``, ``rejected`` and ``clusters`` on ``con``.
+    """Leaves ``kept`` (a view over ``cleaned_sql``: keep it readable until written), ``rejected``
+    and ``clusters`` on ``con``.
 
     ``cleaned_sql`` is FROM-able with at least id and text (url, lang, quality, fetched_at
-    optional). ``settings``: ``config.DedupSettings`` (or anything with its fields); None: defaults.
-
-    ``index_path``: the MinHash index of the previous run (Parquet: id, content_hash, sig, kept),
-    read if it exists and rewritten: signatures of documents whose text is unchanged are reused
-    (a refresh computes signatures only for new or changed documents), and a document kept last
-    time wins its cluster over newcomers (it may already be published).
+    optional); ids must be unique. ``settings``: ``config.DedupSettings`` (or anything with its
+    fields); None: defaults. ``index``: the MinHash index of previous runs, read here and extended
+    with a part for the newly signed documents; call ``index.commit(con)`` once the outputs are
+    written. ``workers``: signing processes (default ``settings.workers``, else every CPU).
     """
-    con.sql(f"CREATE OR REPLACE TABLE _in AS SELECT * FROM {cleaned_sql}")
-    cols = {r[0] for r in con.sql("DESCRIBE _in").fetchall()}
-    for col in ("source", "url", "lang"):
-        if col not in cols:
-            con.sql(f"ALTER TABLE _in ADD COLUMN {col} VARCHAR")
+    src = cleaned_sql
+    cols = set(con.sql(f"SELECT * FROM {src} LIMIT 0").columns)
+    for need in ("id", "text"):
+        if need not in cols:
+            raise ValueError(f"dedup input needs a {need!r} column (has: {', '.join(sorted(cols))})")
+    opt = {c: (f"s.{c}" if c in cols else f"NULL::VARCHAR AS {c}") for c in OPTIONAL}
+    quality = "TRY_CAST(s.quality AS DOUBLE)" if "quality" in cols else "NULL::DOUBLE"
+    fetched = "TRY_CAST(s.fetched_at AS TIMESTAMPTZ)" if "fetched_at" in cols else "NULL::TIMESTAMPTZ"
+    near_on = settings is None or getattr(settings, "near", True)
+    params = _params(settings)
+    threshold = 0.7 if settings is None else float(settings.threshold)
+    if index is not None:
+        index.load(con, _params_tag(params), threshold)
+    else:
+        MinHashIndex.empty_tables(con)
+    # The content hash (normalised text) of a document whose raw text hash is in the index is
+    # taken from there: a refresh normalises only new or changed texts.
     con.sql(
         f"""
-        CREATE OR REPLACE TABLE _hashed AS
-        SELECT *, {CONTENT_HASH_SQL} AS content_hash,
-               coalesce(url, id) AS _url_key
-        FROM _in
+        CREATE OR REPLACE TABLE _meta AS
+        SELECT s.id::VARCHAR AS id, {opt['source']}, {opt['url']}, {opt['lang']}, {quality} AS q, {fetched} AS f,
+               hash(s.text) AS raw_hash,
+               CASE WHEN h.content_hash IS NULL THEN {CONTENT_HASH_SQL.replace('(text)', '(s.text)')}
+                    ELSE h.content_hash END AS content_hash,
+               coalesce({'s.url' if 'url' in cols else 'NULL'}, s.id::VARCHAR) AS _url_key
+        FROM {src} s LEFT JOIN _index_hashes h ON h.id = s.id::VARCHAR AND h.raw_hash = hash(s.text)
         """
     )
+    n, distinct = con.sql("SELECT count(*), count(DISTINCT id) FROM _meta").fetchall()[0]
+    if n != distinct:
+        dup = con.sql("SELECT id FROM _meta GROUP BY id HAVING count(*) > 1 ORDER BY id LIMIT 3").fetchall()
+        raise ValueError(f"dedup input has {n - distinct} repeated ids (e.g. {', '.join(r[0] for r in dup)}): "
+                         "ids must be unique")
     # Group by content hash, then merge groups that share a URL (a URL seen twice, e.g. in two
     # sources, is one document). Keeper: lowest URL, then lowest id - stable across runs.
     con.sql(
@@ -73,7 +103,7 @@ def run_dedup(
         WITH by_hash AS (
           SELECT *, first_value(id) OVER w AS hash_keeper,
                     row_number() OVER w AS hash_rank
-          FROM _hashed
+          FROM _meta
           WINDOW w AS (PARTITION BY content_hash ORDER BY _url_key, id)
         ), by_url AS (
           SELECT *, first_value(hash_keeper) OVER w2 AS keeper_id,
@@ -96,20 +126,25 @@ def run_dedup(
         FROM _ranked r WHERE r.dup_by IS NOT NULL
         """
     )
-    near_on = settings is None or getattr(settings, "near", True)
-    params = _params(settings)
-    threshold = 0.7 if settings is None else float(settings.threshold)
+    if log:
+        exact = con.sql("SELECT count(*) FROM _exact").fetchall()[0][0]
+        log(f"dedup: {n} documents, {exact} exact duplicates (same normalised text or URL)")
+    if workers is None:
+        workers = getattr(settings, "workers", None) or _cpus()
     # (doc_id, keeper_id, similarity) of near-duplicates among the exact keepers
     con.sql("CREATE OR REPLACE TABLE _near (doc_id VARCHAR, keeper_id VARCHAR, similarity DOUBLE)")
     if near_on:
-        _near_duplicates(con, cols, params, threshold, batch_size, log, index_path)
+        _NearDuplicates(con, src, "lang" in cols, params, threshold, batch_size, log, index, workers).run()
     con.sql(
         """
-        CREATE OR REPLACE TABLE kept AS
-        SELECT * EXCLUDE (_url_key, hash_keeper, hash_rank, keeper_id, url_rank, dup_by)
-        FROM _ranked WHERE dup_by IS NULL AND id NOT IN (SELECT doc_id FROM _near) ORDER BY id
+        CREATE OR REPLACE TABLE _keep AS
+        SELECT id, content_hash FROM _ranked
+        WHERE dup_by IS NULL AND id NOT IN (SELECT doc_id FROM _near)
         """
     )
+    missing = "".join(f", NULL::VARCHAR AS {c}" for c in OPTIONAL if c not in cols)
+    con.sql(f"CREATE OR REPLACE VIEW kept AS SELECT s.*{missing}, k.content_hash FROM {src} s "
+            "JOIN _keep k ON k.id = s.id::VARCHAR")
     con.sql(
         """
         CREATE OR REPLACE TABLE clusters AS
@@ -136,24 +171,22 @@ def run_dedup(
         """
     )
     con.sql("CREATE OR REPLACE TABLE clusters AS SELECT * EXCLUDE (rule) FROM clusters ORDER BY doc_id")
-    if near_on and index_path is not None:
-        from dataset_platform.storage import sql_str, write_parquet
-
-        write_parquet(
-            con,
-            f"SELECT i.id, i.content_hash, {sql_str(_params_tag(params))} AS params, i.sig, "
-            "i.id IN (SELECT id FROM kept) AS kept FROM _index_out i ORDER BY i.id",
-            index_path,
-        )
-    n = con.sql("SELECT count(*) FROM _in").fetchall()[0][0]
+    if index is not None:
+        con.sql("CREATE OR REPLACE TABLE _index_hashes_out AS SELECT id, raw_hash, content_hash FROM _meta")
+        if near_on:
+            con.sql("CREATE OR REPLACE TABLE _index_docs_out AS SELECT d.id, d.content_hash, d.part, "
+                    "d.id IN (SELECT id FROM _keep) AS kept FROM _docs d")
+        else:  # nothing signed: the next run with near-dedup on signs everything
+            con.sql("CREATE OR REPLACE TABLE _index_docs_out AS SELECT * FROM _index_docs WHERE false")
+            con.sql("CREATE OR REPLACE TABLE _index_edges_out AS SELECT * FROM _index_edges WHERE false")
     result = finish_stage(con, STAGE, input_rows=n)
     result.extra["clusters"] = con.sql("SELECT count(DISTINCT cluster_id) FROM clusters").fetchall()[0][0]
     for kind, docs in con.sql("SELECT kind, count(*) FROM clusters GROUP BY 1 ORDER BY 1").fetchall():
         result.extra[f"{kind}_duplicates"] = int(docs)
     # duplicate rate by source, and how large clusters are (keeper included)
     for source, rate in con.sql(
-        "SELECT coalesce(i.source, '-'), round(avg(CASE WHEN c.doc_id IS NULL THEN 0 ELSE 1 END), 4) "
-        "FROM _in i LEFT JOIN clusters c ON c.doc_id = i.id GROUP BY 1 ORDER BY 1"
+        "SELECT coalesce(m.source, '-'), round(avg(CASE WHEN c.doc_id IS NULL THEN 0 ELSE 1 END), 4) "
+        "FROM _meta m LEFT JOIN clusters c ON c.doc_id = m.id GROUP BY 1 ORDER BY 1"
     ).fetchall():
         result.extra[f"duplicate_rate:{source}"] = float(rate)
     for size, count in con.sql(
@@ -161,6 +194,13 @@ def run_dedup(
     ).fetchall():
         result.extra[f"clusters_of_size:{size}"] = int(count)
     return result
+
+
+def _cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def _params(settings) -> MinHashParams:
@@ -174,118 +214,230 @@ def _params_tag(params: MinHashParams) -> str:
     return f"{params.ngram}/{params.cjk_ngram}/{params.bands}x{params.rows}/{params.seed}"
 
 
-def _near_duplicates(con, cols: set[str], params: MinHashParams, threshold: float, batch_size: int, log,
-                     index_path: Path | None = None) -> None:
-    """Fill ``_near`` from the exact keepers of ``_ranked`` (see the module docstring)."""
-    import numpy as np
-    import pyarrow as pa
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+class _NearDuplicates:
+    """Fill ``_near`` from the exact keepers of ``_ranked`` (see the module docstring); leaves
+    ``_docs`` (doc, id, content_hash, part, ...) and ``_index_edges_out`` on the connection."""
 
-    from dataset_platform.storage import sql_str
+    def __init__(self, con, src: str, has_lang: bool, params: MinHashParams, threshold: float, batch_size: int,
+                 log, index: MinHashIndex | None, workers: int):
+        self.con, self.src, self.has_lang, self.params = con, src, has_lang, params
+        self.threshold, self.batch_size, self.workers = threshold, batch_size, max(1, int(workers))
+        self.log = log or (lambda _m: None)
+        import tempfile
+        from pathlib import Path
 
-    quality = "TRY_CAST(quality AS DOUBLE)" if "quality" in cols else "NULL::DOUBLE"
-    fetched = "TRY_CAST(fetched_at AS TIMESTAMPTZ)" if "fetched_at" in cols else "NULL::TIMESTAMPTZ"
-    tag = _params_tag(params)
-    if index_path is not None and index_path.exists():
-        con.sql(f"CREATE OR REPLACE TABLE _index AS SELECT * FROM read_parquet({sql_str(index_path)}) "
-                f"WHERE params = {sql_str(tag)}")  # other settings: nothing reusable
-    else:
-        con.sql("CREATE OR REPLACE TABLE _index (id VARCHAR, content_hash VARCHAR, params VARCHAR, sig BLOB, kept BOOLEAN)")
-    con.sql(
-        f"""
-        CREATE OR REPLACE TABLE _docs AS
-        SELECT (row_number() OVER (ORDER BY r.id) - 1)::INTEGER AS doc, r.id, r.content_hash, {quality} AS q,
-               {fetched} AS f, coalesce(x.kept, FALSE) AS was_kept, x.sig AS cached
-        FROM _ranked r LEFT JOIN _index x ON x.id = r.id AND x.content_hash = r.content_hash
-        WHERE r.dup_by IS NULL
-        """
-    )
-    n = con.sql("SELECT count(*) FROM _docs").fetchall()[0][0]
-    sig = np.empty((n, params.permutations), np.uint64)
-    width = params.permutations * 8
-    # signatures kept from the previous run (text unchanged)
-    cached = con.sql("SELECT doc, cached FROM _docs WHERE cached IS NOT NULL ORDER BY doc").arrow().read_all()
-    if cached.num_rows:
-        docs = cached.column(0).to_numpy()
-        blob = b"".join(cached.column(1).to_pylist())
-        sig[docs] = np.frombuffer(blob, np.uint64).reshape(len(docs), params.permutations)
-    reused = cached.num_rows
-    new = n - reused
-    cur = con.cursor()
-    reader = cur.sql(
-        "SELECT d.doc, r.text, r.lang FROM _docs d JOIN _ranked r USING (id) WHERE d.cached IS NULL ORDER BY d.doc"
-    ).to_arrow_reader(batch_size)
-    done = 0
-    for b in reader:
-        docs = b.column(0).to_numpy()
-        sh, off = shingle_hashes(b.column(1).to_pylist(), b.column(2).to_pylist(), params)
-        sig[docs] = signatures(sh, off, params)
-        done += b.num_rows
-        if log:
-            log(f"dedup: signatures for {done}/{new} new or changed documents ({reused} reused)")
-    cur.close()
-    # band keys of every document (cheap next to the signatures), into DuckDB
-    con.sql("CREATE OR REPLACE TABLE _bands (doc INTEGER, band SMALLINT, key UBIGINT)")
-    empty = (sig == np.iinfo(np.uint64).max).all(axis=1)
-    for lo in range(0, n, 50_000):
-        part = sig[lo : lo + 50_000]
-        keys = band_keys(part, params)
-        d_idx, band = np.nonzero(np.broadcast_to(~empty[lo : lo + 50_000, None], keys.shape))
-        con.register("_b", pa.table({"doc": pa.array((d_idx + lo).astype(np.int32)),
-                                     "band": pa.array(band.astype(np.int16)),
-                                     "key": pa.array(keys[d_idx, band])}))
-        con.sql("INSERT INTO _bands SELECT * FROM _b")
-        con.unregister("_b")
-    con.register("_sig", pa.table({"doc": pa.array(np.arange(n, dtype=np.int32)),
-                                   "sig": pa.FixedSizeBinaryArray.from_buffers(
-                                       pa.binary(width), n, [None, pa.py_buffer(sig.tobytes())])}))
-    con.sql("CREATE OR REPLACE TABLE _sigs AS SELECT doc, CAST(sig AS BLOB) AS sig FROM _sig")
-    con.unregister("_sig")
-    if index_path is not None:
-        con.sql("CREATE OR REPLACE TABLE _index_out AS SELECT d.id, d.content_hash, s.sig FROM _docs d JOIN _sigs s USING (doc)")
-    edges = con.sql(
-        """
-        WITH b AS (
-          SELECT doc, min(doc) OVER w AS root, lag(doc) OVER (PARTITION BY band, key ORDER BY doc) AS prev
-          FROM _bands WINDOW w AS (PARTITION BY band, key)
+        if index is None:  # no history: an index in a scratch folder for this run only
+            self._scratch = tempfile.TemporaryDirectory(prefix="dedup-")
+            index = MinHashIndex(Path(self._scratch.name))
+            index.load(con, _params_tag(params), threshold)
+        self.index = index
+
+    def run(self) -> None:
+        con, index = self.con, self.index
+        con.sql(
+            f"""
+            CREATE OR REPLACE TABLE _docs AS
+            SELECT (row_number() OVER (ORDER BY r.id) - 1)::INTEGER AS doc, r.id, r.content_hash, r.q, r.f,
+                   coalesce(x.kept, FALSE) AS was_kept, x.part AS part,
+                   x.part IS NULL OR NOT {str(index.reuse_edges).upper()} AS edge_new
+            FROM _ranked r LEFT JOIN _index_docs x ON x.id = r.id AND x.content_hash = r.content_hash
+            WHERE r.dup_by IS NULL
+            """
         )
-        SELECT DISTINCT a, b FROM (
-          SELECT root AS a, doc AS b FROM b WHERE doc <> root
-          UNION ALL SELECT prev, doc FROM b WHERE prev IS NOT NULL AND prev <> root
-        ) ORDER BY a, b
-        """
-    ).fetchnumpy()
-    a, b = edges["a"].astype(np.int64), edges["b"].astype(np.int64)
-    if a.size == 0:
-        return
-    sim = (sig[a] == sig[b]).mean(axis=1)
-    ok = sim >= threshold
-    a, b = a[ok], b[ok]
-    if log:
-        log(f"dedup: {int(ok.sum())} of {ok.size} candidate pairs verified (estimated Jaccard >= {threshold:g})")
-    if a.size == 0:
-        return
-    graph = coo_matrix((np.ones(a.size, np.int8), (a, b)), shape=(n, n))
-    _, label = connected_components(graph, directed=False)
-    sizes = np.bincount(label)
-    member = np.flatnonzero(sizes[label] > 1)
-    con.register("_c", pa.table({"doc": pa.array(member.astype(np.int32)), "comp": pa.array(label[member].astype(np.int64))}))
-    ranked = con.sql(
-        """
-        SELECT c.doc, c.comp, d.id,
-               first_value(c.doc) OVER w AS keeper_doc, first_value(d.id) OVER w AS keeper_id,
-               row_number() OVER w AS rank
-        FROM _c c JOIN _docs d USING (doc)
-        WINDOW w AS (PARTITION BY c.comp ORDER BY d.was_kept DESC, d.q DESC NULLS LAST, d.f ASC NULLS LAST, d.id)
-        """
-    ).fetchnumpy()
-    con.unregister("_c")
-    drop = ranked["rank"] > 1
-    docs, keepers = ranked["doc"][drop].astype(np.int64), ranked["keeper_doc"][drop].astype(np.int64)
-    similarity = (sig[docs] == sig[keepers]).mean(axis=1)
-    con.register("_n", pa.table({"doc_id": pa.array(ranked["id"][drop], pa.string()),
-                                 "keeper_id": pa.array(ranked["keeper_id"][drop], pa.string()),
-                                 "similarity": pa.array(similarity.round(4))}))
-    con.sql("INSERT INTO _near SELECT * FROM _n")
-    con.unregister("_n")
+        self.n = con.sql("SELECT count(*) FROM _docs").fetchall()[0][0]
+        self._sign_new()
+        self._band_rows()
+        self.log(f"dedup: band keys of {self.n} documents ready")
+        a, b, sim = self._edges()
+        self._clusters(a, b, sim)
+
+    # -- signatures of new or changed documents -> a new index part
+    def _sign_new(self) -> None:
+        import pyarrow.parquet as pq
+
+        con, index, params = self.con, self.index, self.params
+        new = con.sql("SELECT count(*) FROM _docs WHERE part IS NULL").fetchall()[0][0]
+        reused = self.n - new
+        part = index.new_part
+        index.path.mkdir(parents=True, exist_ok=True)
+        lang = "s.lang" if self.has_lang else "NULL::VARCHAR AS lang"
+        # streamed on ``con`` itself (a cursor would not see views registered on it); nothing else
+        # runs on it until the reader is drained
+        reader = con.sql(
+            f"SELECT d.id, d.content_hash, s.text, {lang} FROM {self.src} s "
+            "JOIN (SELECT id, content_hash FROM _docs WHERE part IS NULL) d ON d.id = s.id::VARCHAR"
+        ).to_arrow_reader(self.batch_size)
+        writer = None
+        done = 0
+
+        def write(batch) -> None:
+            nonlocal writer, done
+            import pyarrow as pa
+
+            batch = pa.RecordBatch.from_arrays([pa.array([part] * batch.num_rows, pa.int32()), *batch.columns],
+                                               names=["part", *batch.schema.names])
+            if writer is None:
+                writer = pq.ParquetWriter(index.part_path(part), batch.schema, compression="zstd")
+            writer.write_batch(batch, row_group_size=100_000)
+            done += batch.num_rows
+            self.log(f"dedup: signatures for {done}/{new} new or changed documents ({reused} reused)")
+
+        try:
+            if new == 0:
+                pass
+            elif self.workers <= 1 or new <= self.batch_size:
+                for b in reader:
+                    write(sign_batch(b, params))
+            else:
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
+
+                with ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                    pending: deque = deque()
+                    for b in reader:
+                        pending.append(pool.submit(sign_batch, b, params))
+                        while len(pending) >= 2 * self.workers:
+                            write(pending.popleft().result())
+                    while pending:
+                        write(pending.popleft().result())
+        finally:
+            reader.close()
+            if writer is not None:
+                writer.close()
+        if new:
+            con.sql(f"UPDATE _docs SET part = {part} WHERE part IS NULL")
+
+    def _parts(self) -> str:
+        parts = [r[0] for r in self.con.sql("SELECT DISTINCT part FROM _docs ORDER BY 1").fetchall()]
+        return self.index.parts_sql(parts)
+
+    # -- band keys of every document (from the index parts)
+    def _band_rows(self) -> None:
+        self.con.sql(
+            f"""
+            CREATE OR REPLACE TABLE _bands AS
+            SELECT doc, (generate_subscripts(keys, 1) - 1)::SMALLINT AS band, unnest(keys) AS key
+            FROM (SELECT d.doc, p.keys FROM {self._parts()} p JOIN _docs d ON d.id = p.id AND d.part = p.part
+                  WHERE p.keys IS NOT NULL)
+            """
+        )
+
+    # -- candidate edges touching a new document, verified; plus the index's edges among old ones
+    def _edges(self):
+        import numpy as np
+
+        con = self.con
+        all_new = con.sql("SELECT bool_and(edge_new) FROM _docs").fetchall()[0][0]
+        touched = "_bands" if all_new in (True, None) else (
+            "(SELECT b.* FROM _bands b SEMI JOIN (SELECT DISTINCT band, key FROM _bands JOIN _docs USING (doc) "
+            "WHERE edge_new) n ON n.band = b.band AND n.key = b.key)"
+        )
+        con.sql(
+            f"""
+            CREATE OR REPLACE TABLE _cand AS
+            WITH w AS (
+              SELECT doc, min(doc) OVER (PARTITION BY band, key) AS root,
+                     lag(doc) OVER (PARTITION BY band, key ORDER BY doc) AS prev
+              FROM {touched}
+            ), e AS (
+              SELECT DISTINCT a, b FROM (
+                SELECT root AS a, doc AS b FROM w WHERE doc <> root
+                UNION ALL SELECT prev, doc FROM w WHERE prev IS NOT NULL AND prev <> root
+              )
+            )
+            SELECT e.a, e.b FROM e JOIN _docs da ON da.doc = e.a JOIN _docs db ON db.doc = e.b
+            WHERE da.edge_new OR db.edge_new
+            """
+        )
+        con.sql(
+            """
+            CREATE OR REPLACE TABLE _old_edges AS
+            SELECT da.doc AS a, db.doc AS b, e.similarity
+            FROM _index_edges e JOIN _docs da ON da.id = e.a_id JOIN _docs db ON db.id = e.b_id
+            WHERE NOT da.edge_new AND NOT db.edge_new
+            """
+        )
+        # signatures of every document an edge touches, from the parts
+        con.sql(
+            f"""
+            CREATE OR REPLACE TABLE _sig AS
+            WITH need AS (SELECT a AS doc FROM _cand UNION SELECT b FROM _cand
+                          UNION SELECT a FROM _old_edges UNION SELECT b FROM _old_edges)
+            SELECT d.doc, p.sig FROM {self._parts()} p JOIN _docs d ON d.id = p.id AND d.part = p.part
+            WHERE d.doc IN (SELECT doc FROM need)
+            """
+        )
+        a, b, sim = self._similarities("SELECT a, b FROM _cand ORDER BY a, b")
+        ok = sim >= self.threshold
+        n_cand = int(a.size)
+        a, b, sim = a[ok], b[ok], sim[ok]
+        old = con.sql("SELECT a, b, similarity FROM _old_edges ORDER BY a, b").fetchnumpy()
+        self.log(f"dedup: {int(ok.sum())} of {n_cand} candidate pairs verified (estimated Jaccard >= {self.threshold:g})"
+                 + (f"; {len(old['a'])} verified pairs reused from the index" if len(old["a"]) else ""))
+        a = np.concatenate([a, old["a"].astype(np.int64)])
+        b = np.concatenate([b, old["b"].astype(np.int64)])
+        sim = np.concatenate([sim, old["similarity"].astype(np.float64)])
+        self._store_edges(a, b, sim)
+        return a, b, sim
+
+    def _similarities(self, pairs_sql: str):
+        """(a, b, estimated Jaccard) for the pairs of ``pairs_sql``, streamed in batches."""
+        import numpy as np
+
+        p = self.params.permutations
+        reader = self.con.sql(
+            f"SELECT x.a, x.b, sa.sig AS sa, sb.sig AS sb FROM ({pairs_sql}) x "
+            "JOIN _sig sa ON sa.doc = x.a JOIN _sig sb ON sb.doc = x.b"
+        ).to_arrow_reader(50_000)
+        out_a, out_b, out_s = [], [], []
+        for batch in reader:
+            out_a.append(batch.column(0).to_numpy().astype(np.int64))
+            out_b.append(batch.column(1).to_numpy().astype(np.int64))
+            out_s.append((sig_matrix(batch.column(2), p) == sig_matrix(batch.column(3), p)).mean(axis=1))
+        if not out_a:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+        return np.concatenate(out_a), np.concatenate(out_b), np.concatenate(out_s)
+
+    def _store_edges(self, a, b, sim) -> None:
+        import pyarrow as pa
+
+        self.con.register("_e", pa.table({"a": pa.array(a.astype("int32")), "b": pa.array(b.astype("int32")),
+                                          "similarity": pa.array(sim.round(4))}))
+        self.con.sql(
+            "CREATE OR REPLACE TABLE _index_edges_out AS SELECT da.id AS a_id, db.id AS b_id, e.similarity "
+            "FROM _e e JOIN _docs da ON da.doc = e.a JOIN _docs db ON db.doc = e.b"
+        )
+        self.con.unregister("_e")
+
+    # -- connected components, one keeper each
+    def _clusters(self, a, b, sim) -> None:
+        import numpy as np
+        import pyarrow as pa
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        con, n = self.con, self.n
+        if a.size == 0:
+            return
+        graph = coo_matrix((np.ones(a.size, np.int8), (a, b)), shape=(n, n))
+        _, label = connected_components(graph, directed=False)
+        sizes = np.bincount(label)
+        member = np.flatnonzero(sizes[label] > 1)
+        con.register("_c", pa.table({"doc": pa.array(member.astype(np.int32)),
+                                     "comp": pa.array(label[member].astype(np.int64))}))
+        con.sql(
+            """
+            CREATE OR REPLACE TABLE _drop AS
+            SELECT * FROM (
+              SELECT c.doc, d.id, first_value(c.doc) OVER w AS keeper_doc, first_value(d.id) OVER w AS keeper_id,
+                     row_number() OVER w AS rank
+              FROM _c c JOIN _docs d USING (doc)
+              WINDOW w AS (PARTITION BY c.comp ORDER BY d.was_kept DESC, d.q DESC NULLS LAST, d.f ASC NULLS LAST, d.id)
+            ) WHERE rank > 1
+            """
+        )
+        con.unregister("_c")
+        docs, keepers, similarity = self._similarities("SELECT doc AS a, keeper_doc AS b FROM _drop")
+        con.register("_s", pa.table({"doc": pa.array(docs.astype(np.int32)), "similarity": pa.array(similarity.round(4))}))
+        con.sql("INSERT INTO _near SELECT x.id, x.keeper_id, s.similarity FROM _drop x JOIN _s s USING (doc) ORDER BY x.id")
+        con.unregister("_s")

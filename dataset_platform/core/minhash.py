@@ -132,6 +132,50 @@ def band_keys(sig: np.ndarray, params: MinHashParams) -> np.ndarray:
     return keys
 
 
+def sign_batch(batch, params: MinHashParams):
+    """Signatures and band keys of a batch (Arrow, columns ``id``, ``content_hash``, ``text``,
+    ``lang``): a record batch of id, content_hash, sig (fixed-size binary, permutations x 8 bytes,
+    little-endian uint64) and keys (list of ``bands`` uint64; null for a document without shingles).
+    Top-level and Arrow in / Arrow out, so it runs in worker processes."""
+    import pyarrow as pa
+
+    sh, off = shingle_hashes(batch.column("text").to_pylist(), batch.column("lang").to_pylist(), params)
+    sig = signatures(sh, off, params)
+    keys = band_keys(sig, params)
+    n = sig.shape[0]
+    empty = (sig == EMPTY).all(axis=1)
+    sig_arr = pa.FixedSizeBinaryArray.from_buffers(pa.binary(params.permutations * 8), n,
+                                                   [None, pa.py_buffer(np.ascontiguousarray(sig).tobytes())])
+    key_arr = pa.FixedSizeListArray.from_arrays(pa.array(keys.ravel(), pa.uint64()), params.bands,
+                                                mask=pa.array(empty))
+    return pa.RecordBatch.from_arrays([batch.column("id"), batch.column("content_hash"), sig_arr,
+                                       key_arr.cast(pa.list_(pa.uint64()))],
+                                      names=["id", "content_hash", "sig", "keys"])
+
+
+def sig_matrix(blobs, permutations: int) -> np.ndarray:
+    """An Arrow binary column of equal-width signatures (as :func:`sign_batch` writes them and
+    DuckDB returns them) as a documents x permutations uint64 array, without a copy per row."""
+    import pyarrow as pa
+
+    if isinstance(blobs, pa.ChunkedArray):
+        blobs = blobs.combine_chunks()
+    n = len(blobs)
+    if n == 0:
+        return np.zeros((0, permutations), np.uint64)
+    if blobs.null_count:
+        raise ValueError("a signature is missing")
+    if pa.types.is_fixed_size_binary(blobs.type):
+        data = np.frombuffer(blobs.buffers()[1], np.uint8)[blobs.offset * permutations * 8 :]
+        return data[: n * permutations * 8].view(np.uint64).reshape(n, permutations)
+    off_type = np.int64 if pa.types.is_large_binary(blobs.type) else np.int32
+    offsets = np.frombuffer(blobs.buffers()[1], off_type)[blobs.offset : blobs.offset + n + 1]
+    if not (np.diff(offsets) == permutations * 8).all():
+        raise ValueError(f"signatures must be {permutations * 8} bytes each (were they made with other settings?)")
+    data = np.frombuffer(blobs.buffers()[2], np.uint8)[offsets[0] : offsets[-1]]
+    return data.view(np.uint64).reshape(n, permutations)
+
+
 def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> np.ndarray:
     """Share of equal signature rows, per pair of rows of ``sig_a`` / ``sig_b``."""
     return (sig_a == sig_b).mean(axis=1)
