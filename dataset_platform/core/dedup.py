@@ -211,7 +211,8 @@ def _params(settings) -> MinHashParams:
 
 
 def _params_tag(params: MinHashParams) -> str:
-    return f"{params.ngram}/{params.cjk_ngram}/{params.bands}x{params.rows}/{params.seed}"
+    # "t2": units from Arrow kernels (Unicode lower-casing and word classes as RE2 sees them)
+    return f"t2/{params.ngram}/{params.cjk_ngram}/{params.bands}x{params.rows}/{params.seed}"
 
 
 class _NearDuplicates:

