@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -41,6 +42,7 @@ sys.path.insert(1, str(HERE.parent))
 from common import DescendantPeak, machine, paragraphs, vm_hwm_mb  # noqa: E402
 
 OUT = HERE / "out"
+WORD = re.compile(r"\w+")  # the peers' word units: Python's regex, as our units() for these texts
 
 
 def build(n: int, seed: int = 5) -> list[str]:
@@ -117,7 +119,7 @@ def child_datasketch(inp: str) -> None:
     import pyarrow.parquet as pq
     from datasketch import MinHash, MinHashLSH
 
-    from dataset_platform.core.minhash import MinHashParams, units
+    from dataset_platform.core.minhash import MinHashParams
 
     p = MinHashParams()
     t = pq.read_table(inp)
@@ -127,7 +129,7 @@ def child_datasketch(inp: str) -> None:
     lsh = MinHashLSH(num_perm=p.permutations, params=(p.bands, p.rows))
     hashes = {}
     for doc_id, text in zip(ids, texts):
-        us = units(text, False)
+        us = WORD.findall(text.lower())  # what a user of the library writes; = units() here
         grams = [" ".join(us[i : i + p.ngram]).encode() for i in range(max(1, len(us) - p.ngram + 1))]
         m = MinHash(num_perm=p.permutations, seed=p.seed)
         m.update_batch(grams)
@@ -147,7 +149,7 @@ def child_rensa(inp: str) -> None:
     import pyarrow.parquet as pq
     import rensa
 
-    from dataset_platform.core.minhash import MinHashParams, units
+    from dataset_platform.core.minhash import MinHashParams
 
     p = MinHashParams()
     t = pq.read_table(inp)
@@ -157,7 +159,7 @@ def child_rensa(inp: str) -> None:
     lsh = rensa.RMinHashLSH(threshold=0.7, num_perm=p.permutations, num_bands=p.bands)
     hashes = {}
     for key, (doc_id, text) in enumerate(zip(ids, texts)):
-        us = units(text, False)
+        us = WORD.findall(text.lower())  # what a user of the library writes; = units() here
         grams = [" ".join(us[i : i + p.ngram]) for i in range(max(1, len(us) - p.ngram + 1))]
         m = rensa.RMinHash(num_perm=p.permutations, seed=p.seed)
         m.update(grams)
@@ -233,6 +235,7 @@ def main() -> int:
     ap.add_argument("--_datasketch", help=argparse.SUPPRESS)
     ap.add_argument("--rensa", action="store_true", help="also rensa's RMinHash + RMinHashLSH (Rust)")
     ap.add_argument("--_rensa", help=argparse.SUPPRESS)
+    ap.add_argument("--_build", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._ours:
         child_ours(*args._ours)
@@ -243,6 +246,12 @@ def main() -> int:
     if args._rensa:
         child_rensa(args._rensa)
         return 0
+    if args._build:
+        n, n_extra = int(args._build[0]), int(args._build[1])
+        docs = build(n + n_extra)  # deterministic: files from an earlier run are the same
+        write(docs[:n], Path(args._build[2]))
+        write(docs, Path(args._build[3]))
+        return 0
 
     OUT.mkdir(exist_ok=True)
     n_extra = int(args.docs * args.refresh_share)
@@ -250,10 +259,9 @@ def main() -> int:
     index = OUT / f"dedup-index-{args.docs}"
     kept_out = OUT / f"dedup-kept-{args.docs}.parquet"
     if not (inp.exists() and inp2.exists() and rows_of(inp) == args.docs and rows_of(inp2) == args.docs + n_extra):
-        docs = build(args.docs + n_extra)  # deterministic: files from an earlier run are the same
-        write(docs[: args.docs], inp)
-        write(docs, inp2)
-        del docs
+        # built in a child process, so that this one stays small while the measured sides run
+        subprocess.run([sys.executable, str(Path(__file__).resolve()), "--_build", str(args.docs), str(n_extra),
+                        str(inp), str(inp2)], check=True)
     mb = text_mb(inp)
     extra = range(n_extra)
     if index.exists():

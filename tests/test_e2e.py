@@ -186,6 +186,24 @@ def test_materialization_metadata_is_useful(demo_run):
     for layer in ("extracted_documents", "cleaned_documents", "deduplicated_documents"):
         assert {"input_rows", "kept_rows", "rejected_rows", "drop_reasons", "docs_per_s"} <= set(md[layer])
     assert md["dataset_release"]["version"].value.startswith("v")
+    clusters = md["duplicate_clusters"]
+    sources = [x.name for x in load_config(demo_config_path()).sources]
+    assert all(f"| {name} |" in clusters["duplicate_rate_by_source"].value for name in sources)
+    assert "| documents in cluster | clusters |" in clusters["cluster_sizes"].value
+    assert clusters["near_duplicates"].value > 0 and clusters["exact_duplicates"].value > 0
+
+
+def test_a_dedup_refresh_reuses_the_minhash_index_and_writes_the_same_bytes(demo_run):
+    wd, _, _ = demo_run
+    cfg = load_config(demo_config_path())
+    index = pipeline.minhash_index_path(wd)
+    assert (index / "index.json").exists()
+    before = {p: p.read_bytes() for p in (wd.layer("deduplicated_documents"), wd.layer("duplicate_clusters"))}
+    logs: list[str] = []
+    pipeline.materialise_deduplicated(cfg, wd, log=logs.append)
+    assert [m for m in logs if "verified pairs reused from the index" in m]
+    assert not [m for m in logs if m.startswith("dedup: signatures for")]  # nothing new: nothing signed
+    assert {p: p.read_bytes() for p in before} == before
 
 
 def test_definitions_load_without_deprecation_warnings(tmp_path):

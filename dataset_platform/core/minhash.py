@@ -21,7 +21,7 @@ import numpy as np
 
 _CHAR = re.compile(r"\w")
 _CJK_RE2 = r"[\x{3040}-\x{30ff}\x{3400}-\x{4dbf}\x{4e00}-\x{9fff}\x{f900}-\x{faff}]"
-_NON_WORD_RE2 = r"[^\p{L}\p{N}_]+"  # Python's \W: not a letter, digit or underscore
+_NON_WORD_RE2 = r"[^\p{L}\p{N}_\s]+"  # neither a word character (letter, digit, _) nor whitespace
 _P = np.uint64(0x100000001B3)
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 EMPTY = np.iinfo(np.uint64).max
@@ -81,8 +81,8 @@ def units(text: str, cjk: bool) -> list[str]:
 
 def _units(arr, cjk: np.ndarray):
     """(document index of every unit, the units as an Arrow string array), in document order.
-    Words: Arrow's Unicode lower-casing, split at runs of characters that are not letters, digits
-    or underscore (RE2, over the whole batch). CJK documents: each word character is a unit."""
+    Words: Arrow's Unicode lower-casing, then the maximal runs of letters, digits and underscore
+    (RE2, over the whole batch). CJK documents: each word character is a unit."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -92,7 +92,11 @@ def _units(arr, cjk: np.ndarray):
     words = np.flatnonzero(~cjk)
     if words.size:
         sub = arr if words.size == n else arr.take(pa.array(words))
-        parts = pc.split_pattern_regex(pc.utf8_lower(sub), _NON_WORD_RE2)
+        # characters that are neither word characters nor whitespace become spaces, then split at
+        # whitespace: the same units as splitting at non-word runs, in half the time (RE2 rewrites
+        # only punctuation runs, not every gap between words)
+        spaced = pc.replace_substring_regex(pc.utf8_lower(sub), _NON_WORD_RE2, " ")
+        parts = pc.utf8_split_whitespace(spaced)
         flat = pc.list_flatten(parts)
         doc = np.repeat(words, pc.list_value_length(parts).to_numpy(zero_copy_only=False))
         keep = pc.not_equal(pc.binary_length(flat), 0)

@@ -4,7 +4,7 @@
 import dagster as dg
 
 from dataset_platform import pipeline
-from dataset_platform.defs.metadata import column_schema, layer_metadata, md_table
+from dataset_platform.defs.metadata import cluster_metadata, column_schema, layer_metadata, md_table
 from dataset_platform.defs.resources import PlatformResource
 
 GROUP = "curation"
@@ -30,7 +30,8 @@ def cleaned_documents(context: dg.AssetExecutionContext, platform: PlatformResou
     group_name=GROUP,
     specs=[
         dg.AssetSpec("deduplicated_documents", deps=["cleaned_documents"], kinds={"duckdb", "parquet"},
-                     description="One document per group of exact duplicates (same normalised text or URL)."),
+                     description="One document per cluster of duplicates: exact (same normalised text or URL) "
+                                 "and near (MinHash-LSH, verified Jaccard); incremental over its MinHash index."),
         dg.AssetSpec("duplicate_clusters", deps=["cleaned_documents"], kinds={"duckdb", "parquet"},
                      description="Who was dropped for whom: one row per dropped duplicate."),
     ],
@@ -43,6 +44,7 @@ def deduplicated_documents(context: dg.AssetExecutionContext, platform: Platform
         "dagster/row_count": clusters,
         "dagster/column_schema": column_schema("duplicate_clusters"),
         "clusters": int(result.stage.extra.get("clusters", 0)) if result.stage else 0,
+        **(cluster_metadata(result.stage.extra) if result.stage else {}),
     })
 
 

@@ -39,3 +39,18 @@ def layer_metadata(result: LayerResult) -> dict:
         for k, v in st.extra.items():
             md[k] = v
     return md
+
+
+def cluster_metadata(extra: dict) -> dict:
+    """Duplicate rates by source and the cluster-size histogram (keeper included) as tables."""
+    rates = sorted((k.split(":", 1)[1], v) for k, v in extra.items() if k.startswith("duplicate_rate:"))
+    sizes = sorted((int(k.split(":", 1)[1]), v) for k, v in extra.items() if k.startswith("clusters_of_size:"))
+    return {
+        "duplicate_rate_by_source": dg.MetadataValue.md(
+            md_table(["source", "share of documents dropped as duplicates"], [[s, f"{r:.2%}"] for s, r in rates])
+            if rates else "no documents"),
+        "cluster_sizes": dg.MetadataValue.md(
+            md_table(["documents in cluster", "clusters"], [[n, c] for n, c in sizes]) if sizes else "no clusters"),
+        "near_duplicates": int(extra.get("near_duplicates", 0)),
+        "exact_duplicates": int(extra.get("exact_duplicates", 0)),
+    }
