@@ -88,7 +88,7 @@ def text_mb(path: Path) -> float:
 
 
 def child_ours(inp: str, index: str, out: str) -> None:
-    from dataset_platform.core.dedup import run_dedup
+    from dataset_platform.core.dedup import kept_query, run_dedup
     from dataset_platform.core.minhash_index import MinHashIndex
     from dataset_platform.storage import memory_connection, sql_str, write_parquet
 
@@ -105,7 +105,7 @@ def child_ours(inp: str, index: str, out: str) -> None:
                         log=lambda m: print(f"{time.perf_counter() - t:7.1f}s {m}", file=sys.stderr, flush=True))
     core = time.perf_counter() - t
     # the rest of the stage, as the pipeline does it: write the layer and the clusters, commit the index
-    write_parquet(con, "SELECT * FROM kept ORDER BY id", Path(out))
+    write_parquet(con, kept_query(con), Path(out))
     write_parquet(con, "SELECT * FROM clusters ORDER BY doc_id", Path(out).with_suffix(".clusters.parquet"))
     idx.commit(con)
     seconds = time.perf_counter() - t

@@ -331,7 +331,9 @@ def _cmd_stage(args) -> int:
         con.sql(f"SET memory_limit = {sql_str((settings or DedupSettings()).memory_limit)}")
         con.sql(f"SET temp_directory = {sql_str(spill)}")
         res = run_dedup(con, f"(SELECT * REPLACE (CAST(id AS VARCHAR) AS id) FROM {src})", settings, log=log)
-        kept_q = "SELECT * EXCLUDE (content_hash) FROM kept ORDER BY id"
+        from dataset_platform.core.dedup import kept_query
+
+        kept_q = kept_query(con, "* EXCLUDE (content_hash)")
         _write(con, "SELECT * FROM clusters ORDER BY doc_id", args.clusters)
     _write(con, kept_q, args.output)
     if args.rejected:

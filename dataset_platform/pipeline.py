@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dataset_platform.config import CrawlSource, DumpSource, PlatformConfig, Source
 from dataset_platform.core.clean import run_clean
-from dataset_platform.core.dedup import run_dedup
+from dataset_platform.core.dedup import kept_query, run_dedup
 from dataset_platform.core.minhash_index import MinHashIndex
 from dataset_platform.core.extract import options_from, run_extract
 from dataset_platform.core.label import run_label
@@ -360,7 +360,10 @@ def _run_stage(cfg: PlatformConfig, wd: Workdir, layer: str, log: Log) -> LayerR
         res = run_label(con, src, cfg.pipeline.labels)
     else:  # pragma: no cover - STAGES and this switch are kept together
         raise ValueError(stage)
-    write_outputs(con, layer, wd.layer(layer), wd.rejects(stage))
+    if stage == "dedup":
+        write_outputs(con, layer, wd.layer(layer), wd.rejects(stage), kept_sql=kept_query(con))
+    else:
+        write_outputs(con, layer, wd.layer(layer), wd.rejects(stage))
     if stage == "dedup" and cfg.pipeline.dedup.near:
         index.commit(con)  # only once the layer is written: a failed run leaves the old index
     con.close()

@@ -53,8 +53,8 @@ def run_dedup(
     index: MinHashIndex | None = None,
     workers: int | None = None,
 ) -> StageResult:
-    """Leaves ``kept`` (a view over ``cleaned_sql``: keep it readable until written), ``rejected``
-    and ``clusters`` on ``con``.
+    """Leaves ``kept`` (a view over ``cleaned_sql``: keep it readable until written; write it
+    with :func:`kept_query`), ``rejected`` and ``clusters`` on ``con``.
 
     ``cleaned_sql`` is FROM-able with at least id and text (url, lang, quality, fetched_at
     optional); ids must be unique. ``settings``: ``config.DedupSettings`` (or anything with its
@@ -142,9 +142,17 @@ def run_dedup(
         WHERE dup_by IS NULL AND id NOT IN (SELECT doc_id FROM _near)
         """
     )
+    # ``kept`` is a view over the input: a keep flag per input row, in input order (a positional
+    # join), so the texts are streamed once, in order, and never sorted or held in memory
     missing = "".join(f", NULL::VARCHAR AS {c}" for c in OPTIONAL if c not in cols)
-    con.sql(f"CREATE OR REPLACE VIEW kept AS SELECT s.*{missing}, k.content_hash FROM {src} s "
-            "JOIN _keep k ON k.id = s.id::VARCHAR")
+    con.sql(f"CREATE OR REPLACE TABLE _pos AS SELECT s.id::VARCHAR AS id FROM {src} s")
+    con.sql("CREATE OR REPLACE TABLE _flags AS SELECT k.id IS NOT NULL AS keep, k.content_hash "
+            "FROM _pos p LEFT JOIN _keep k ON k.id = p.id ORDER BY p.rowid")
+    con.sql(f"CREATE OR REPLACE VIEW kept AS SELECT s.*{missing}, f.content_hash FROM {src} s "
+            "POSITIONAL JOIN _flags f WHERE f.keep")
+    in_order = con.sql("SELECT coalesce(bool_and(id > prev), TRUE) FROM "
+                       "(SELECT id, lag(id) OVER (ORDER BY rowid) AS prev FROM _pos) WHERE prev IS NOT NULL").fetchall()[0][0]
+    con.sql(f"CREATE OR REPLACE TABLE _kept_in_id_order AS SELECT {str(bool(in_order)).upper()} AS yes")
     con.sql(
         """
         CREATE OR REPLACE TABLE clusters AS
@@ -194,6 +202,13 @@ def run_dedup(
     ).fetchall():
         result.extra[f"clusters_of_size:{size}"] = int(count)
     return result
+
+
+def kept_query(con: duckdb.DuckDBPyConnection, select: str = "*") -> str:
+    """The query that writes ``kept`` in id order: without a sort when the input was in id order
+    (every layer is written so), else with ORDER BY id (a sort of every kept text)."""
+    in_order = con.sql("SELECT yes FROM _kept_in_id_order").fetchall()[0][0]
+    return f"SELECT {select} FROM kept" + ("" if in_order else " ORDER BY id")
 
 
 def _cpus() -> int:
