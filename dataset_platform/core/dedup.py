@@ -77,19 +77,36 @@ def run_dedup(
         index.load(con, _params_tag(params), threshold)
     else:
         MinHashIndex.empty_tables(con)
-    # The content hash (normalised text) of a document whose raw text hash is in the index is
-    # taken from there: a refresh normalises only new or changed texts.
+    # One ordered scan of the input (no join carries the texts): ids, metadata, a raw text hash.
+    # ``pos`` is the input position: later passes over the texts pair input rows with per-row
+    # flags by a positional join. The content hash (normalised text) of a document whose raw
+    # hash is in the index is taken from there: a refresh normalises only new or changed texts.
+    cached = con.sql("SELECT count(*) FROM _index_hashes").fetchall()[0][0] > 0
+    norm = CONTENT_HASH_SQL.replace("(text)", "(s.text)")
+    con.sql(
+        f"""
+        CREATE OR REPLACE TABLE _scan AS
+        SELECT s.id::VARCHAR AS id, {opt['source']}, {opt['url']}, {opt['lang']}, {quality} AS q, {fetched} AS f,
+               hash(s.text) AS raw_hash, {'NULL::VARCHAR' if cached else norm} AS content_hash
+        FROM {src} s
+        """
+    )
+    if cached:
+        con.sql("CREATE OR REPLACE TABLE _miss AS SELECT x.rowid AS pos, h.content_hash FROM _scan x "
+                "LEFT JOIN _index_hashes h ON h.id = x.id AND h.raw_hash = x.raw_hash ORDER BY x.rowid")
+        con.sql(f"CREATE OR REPLACE TABLE _normed AS SELECT m.pos, {norm} AS content_hash "
+                f"FROM {src} s POSITIONAL JOIN _miss m WHERE m.content_hash IS NULL")
+        con.sql("UPDATE _miss SET content_hash = n.content_hash FROM _normed n WHERE n.pos = _miss.pos")
+        con.sql("UPDATE _scan SET content_hash = m.content_hash FROM _miss m WHERE m.pos = _scan.rowid")
     con.sql(
         f"""
         CREATE OR REPLACE TABLE _meta AS
-        SELECT s.id::VARCHAR AS id, {opt['source']}, {opt['url']}, {opt['lang']}, {quality} AS q, {fetched} AS f,
-               hash(s.text) AS raw_hash,
-               CASE WHEN h.content_hash IS NULL THEN {CONTENT_HASH_SQL.replace('(text)', '(s.text)')}
-                    ELSE h.content_hash END AS content_hash,
-               coalesce({'s.url' if 'url' in cols else 'NULL'}, s.id::VARCHAR) AS _url_key
-        FROM {src} s LEFT JOIN _index_hashes h ON h.id = s.id::VARCHAR AND h.raw_hash = hash(s.text)
+        SELECT rowid AS pos, id, source, url, lang, q, f, raw_hash, content_hash,
+               coalesce(url, id) AS _url_key
+        FROM _scan
         """
     )
+    con.sql("DROP TABLE _scan")
     n, distinct = con.sql("SELECT count(*), count(DISTINCT id) FROM _meta").fetchall()[0]
     if n != distinct:
         dup = con.sql("SELECT id FROM _meta GROUP BY id HAVING count(*) > 1 ORDER BY id LIMIT 3").fetchall()
@@ -145,13 +162,12 @@ def run_dedup(
     # ``kept`` is a view over the input: a keep flag per input row, in input order (a positional
     # join), so the texts are streamed once, in order, and never sorted or held in memory
     missing = "".join(f", NULL::VARCHAR AS {c}" for c in OPTIONAL if c not in cols)
-    con.sql(f"CREATE OR REPLACE TABLE _pos AS SELECT s.id::VARCHAR AS id FROM {src} s")
     con.sql("CREATE OR REPLACE TABLE _flags AS SELECT k.id IS NOT NULL AS keep, k.content_hash "
-            "FROM _pos p LEFT JOIN _keep k ON k.id = p.id ORDER BY p.rowid")
+            "FROM _meta m LEFT JOIN _keep k ON k.id = m.id ORDER BY m.pos")
     con.sql(f"CREATE OR REPLACE VIEW kept AS SELECT s.*{missing}, f.content_hash FROM {src} s "
             "POSITIONAL JOIN _flags f WHERE f.keep")
     in_order = con.sql("SELECT coalesce(bool_and(id > prev), TRUE) FROM "
-                       "(SELECT id, lag(id) OVER (ORDER BY rowid) AS prev FROM _pos) WHERE prev IS NOT NULL").fetchall()[0][0]
+                       "(SELECT id, lag(id) OVER (ORDER BY pos) AS prev FROM _meta) WHERE prev IS NOT NULL").fetchall()[0][0]
     con.sql(f"CREATE OR REPLACE TABLE _kept_in_id_order AS SELECT {str(bool(in_order)).upper()} AS yes")
     con.sql(
         """
@@ -277,11 +293,13 @@ class _NearDuplicates:
         part = index.new_part
         index.path.mkdir(parents=True, exist_ok=True)
         lang = "s.lang" if self.has_lang else "NULL::VARCHAR AS lang"
+        # a sign flag per input row, in input order: the texts are streamed by a positional join
+        con.sql("CREATE OR REPLACE TABLE _sign AS SELECT m.id, m.content_hash, d.part IS NULL AND d.doc IS NOT NULL "
+                "AS sign FROM _meta m LEFT JOIN _docs d ON d.id = m.id ORDER BY m.pos")
         # streamed on ``con`` itself (a cursor would not see views registered on it); nothing else
         # runs on it until the reader is drained
         reader = con.sql(
-            f"SELECT d.id, d.content_hash, s.text, {lang} FROM {self.src} s "
-            "JOIN (SELECT id, content_hash FROM _docs WHERE part IS NULL) d ON d.id = s.id::VARCHAR"
+            f"SELECT g.id, g.content_hash, s.text, {lang} FROM {self.src} s POSITIONAL JOIN _sign g WHERE g.sign"
         ).to_arrow_reader(self.batch_size)
         writer = None
         done = 0
