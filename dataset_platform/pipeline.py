@@ -341,13 +341,14 @@ def _run_stage(cfg: PlatformConfig, wd: Workdir, layer: str, log: Log) -> LayerR
     stage = STAGE_OF_LAYER[layer]
     upstream = next(inp for s, inp, _ in STAGES if s == stage)
     t0 = time.monotonic()
-    if stage == "dedup":  # whole-corpus sorts and joins: bounded, spilling beyond the limit
-        spill = wd.root / "tmp" / "dedup"
-        con = memory_connection(memory_limit=cfg.pipeline.dedup.memory_limit, temp_dir=spill)
-    else:
-        con = memory_connection()
     src = read_layer(wd, upstream)
     bs = cfg.pipeline.batch_size
+    kept_sql, after_write, more_layers = None, None, ()
+    if stage == "dedup":
+        # whole-corpus sorts and joins: bounded, spilling beyond the limit
+        con = memory_connection(memory_limit=cfg.pipeline.dedup.memory_limit, temp_dir=wd.root / "tmp" / "dedup")
+    else:
+        con = memory_connection()
     if stage == "extract":
         res = run_extract(con, src, batch_size=bs, log=log, options=options_from(cfg.pipeline.extract))
     elif stage == "clean":
@@ -356,23 +357,22 @@ def _run_stage(cfg: PlatformConfig, wd: Workdir, layer: str, log: Log) -> LayerR
         index = MinHashIndex(minhash_index_path(wd))
         res = run_dedup(con, src, cfg.pipeline.dedup, log=log, index=index)
         write_parquet(con, "SELECT * FROM clusters ORDER BY doc_id", wd.layer("duplicate_clusters"), layer="duplicate_clusters")
+        kept_sql, more_layers = kept_query(con), ("duplicate_clusters",)
+        if cfg.pipeline.dedup.near:
+            after_write = index.commit  # only once the layer is written: a failed run leaves the old index
     elif stage == "label":
         res = run_label(con, src, cfg.pipeline.labels)
     else:  # pragma: no cover - STAGES and this switch are kept together
         raise ValueError(stage)
-    if stage == "dedup":
-        write_outputs(con, layer, wd.layer(layer), wd.rejects(stage), kept_sql=kept_query(con))
-    else:
-        write_outputs(con, layer, wd.layer(layer), wd.rejects(stage))
-    if stage == "dedup" and cfg.pipeline.dedup.near:
-        index.commit(con)  # only once the layer is written: a failed run leaves the old index
+    write_outputs(con, layer, wd.layer(layer), wd.rejects(stage), kept_sql=kept_sql)
+    if after_write is not None:
+        after_write(con)
     con.close()
     log(res.summary())
     result = LayerResult(layer, res.kept_rows, wd.layer(layer), stage=res, seconds=time.monotonic() - t0)
     _write_stats(wd, layer, result)
-    _publish_view(wd, layer)
-    if stage == "dedup":
-        _publish_view(wd, "duplicate_clusters")
+    for name in (layer, *more_layers):
+        _publish_view(wd, name)
     return result
 
 

@@ -21,7 +21,6 @@ Kept documents carry ``quality`` (JSON object rule -> measured value, keys sorte
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Callable
 
@@ -32,21 +31,12 @@ from dataset_platform.config import CleanSettings
 from dataset_platform.core.pii import PII_TYPES
 from dataset_platform.core.quality import SCORED_SCHEMA, score_batch
 from dataset_platform.core.quality.text import normalise_text  # noqa: F401  (public helper)
-from dataset_platform.core.stage import StageResult, finish_stage
+from dataset_platform.core.stage import StageResult, available_cpus, finish_stage, streamable_view
 from dataset_platform.storage import sql_str
 
 STAGE = "clean"
 
 PII_COLUMNS = [f"pii_{t}" for t in PII_TYPES]
-
-
-def _workers(requested: int | None) -> int:
-    if requested is not None:
-        return max(1, requested)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def score_batches(
@@ -93,15 +83,7 @@ def run_clean(
     # all at once; the scored results keep text only for the documents that are kept.
     cols = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {extracted_sql}").fetchall()}
     extra = "".join(f", NULL::VARCHAR AS {c}" for c in ("source", "url", "title", "lang") if c not in cols)
-    con.sql(f"CREATE OR REPLACE VIEW _in AS SELECT *{extra} FROM {extracted_sql}")
-    probe = con.cursor()
-    try:  # batches are read on a second cursor, which cannot see objects registered on `con`
-        probe.sql("SELECT * FROM _in LIMIT 0").fetchall()
-    except duckdb.Error:
-        con.sql(f"CREATE OR REPLACE TABLE _in_t AS SELECT *{extra} FROM {extracted_sql}")
-        con.sql("CREATE OR REPLACE VIEW _in AS SELECT * FROM _in_t")
-    finally:
-        probe.close()
+    streamable_view(con, "_in", f"SELECT *{extra} FROM {extracted_sql}")  # batches are read on a second cursor
     n = con.sql("SELECT count(*) FROM _in").fetchall()[0][0]
     langs = ", ".join(sql_str(x) for x in settings.languages)
     wanted = f"coalesce(lang, 'und') IN ({langs})" if settings.languages else "TRUE"
@@ -128,7 +110,8 @@ def run_clean(
         f"SELECT CAST(id AS VARCHAR) AS id, CAST(title AS VARCHAR) AS title, CAST(text AS VARCHAR) AS text, "
         f"CAST(lang AS VARCHAR) AS lang FROM _in WHERE {wanted}"  # input order: outputs are sorted at the end
     ).to_arrow_reader(batch_size)
-    score_batches(reader, settings, workers=_workers(workers) if to_score > batch_size else 1, on_batch=insert)
+    n_workers = max(1, workers) if workers is not None else available_cpus()
+    score_batches(reader, settings, workers=n_workers if to_score > batch_size else 1, on_batch=insert)
     cur.close()
 
     pii_cols = ", ".join(f"s.{c}" for c in PII_COLUMNS)

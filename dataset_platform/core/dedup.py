@@ -26,7 +26,6 @@ keeper for near), kind (exact | near). The rejected value is the keeper id.
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Callable
 
@@ -34,7 +33,7 @@ import duckdb
 
 from dataset_platform.core.minhash import MinHashParams, sig_matrix, sign_batch
 from dataset_platform.core.minhash_index import MinHashIndex
-from dataset_platform.core.stage import StageResult, finish_stage
+from dataset_platform.core.stage import StageResult, available_cpus, finish_stage
 
 STAGE = "dedup"
 # Runs of whitespace fold to one space. Written so that RE2 only rewrites what changes (runs of
@@ -91,19 +90,20 @@ def run_dedup(
         FROM {src} s
         """
     )
-    if cached:
+    content_hash, joins = "x.content_hash", ""
+    if cached:  # the index's hash where the raw hash matches; the others normalised in one ordered pass
         con.sql("CREATE OR REPLACE TABLE _miss AS SELECT x.rowid AS pos, h.content_hash FROM _scan x "
                 "LEFT JOIN _index_hashes h ON h.id = x.id AND h.raw_hash = x.raw_hash ORDER BY x.rowid")
         con.sql(f"CREATE OR REPLACE TABLE _normed AS SELECT m.pos, {norm} AS content_hash "
                 f"FROM {src} s POSITIONAL JOIN _miss m WHERE m.content_hash IS NULL")
-        con.sql("UPDATE _miss SET content_hash = n.content_hash FROM _normed n WHERE n.pos = _miss.pos")
-        con.sql("UPDATE _scan SET content_hash = m.content_hash FROM _miss m WHERE m.pos = _scan.rowid")
+        content_hash = "coalesce(m.content_hash, n.content_hash)"
+        joins = "JOIN _miss m ON m.pos = x.rowid LEFT JOIN _normed n ON n.pos = x.rowid"
     con.sql(
         f"""
         CREATE OR REPLACE TABLE _meta AS
-        SELECT rowid AS pos, id, source, url, lang, q, f, raw_hash, content_hash,
-               coalesce(url, id) AS _url_key
-        FROM _scan
+        SELECT x.rowid AS pos, x.id, x.source, x.url, x.lang, x.q, x.f, x.raw_hash, {content_hash} AS content_hash,
+               coalesce(x.url, x.id) AS _url_key
+        FROM _scan x {joins}
         """
     )
     con.sql("DROP TABLE _scan")
@@ -147,7 +147,7 @@ def run_dedup(
         exact = con.sql("SELECT count(*) FROM _exact").fetchall()[0][0]
         log(f"dedup: {n} documents, {exact} exact duplicates (same normalised text or URL)")
     if workers is None:
-        workers = getattr(settings, "workers", None) or _cpus()
+        workers = getattr(settings, "workers", None) or available_cpus()
     # (doc_id, keeper_id, similarity) of near-duplicates among the exact keepers
     con.sql("CREATE OR REPLACE TABLE _near (doc_id VARCHAR, keeper_id VARCHAR, similarity DOUBLE)")
     if near_on:
@@ -225,13 +225,6 @@ def kept_query(con: duckdb.DuckDBPyConnection, select: str = "*") -> str:
     (every layer is written so), else with ORDER BY id (a sort of every kept text)."""
     in_order = con.sql("SELECT yes FROM _kept_in_id_order").fetchall()[0][0]
     return f"SELECT {select} FROM kept" + ("" if in_order else " ORDER BY id")
-
-
-def _cpus() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def _params(settings) -> MinHashParams:

@@ -37,7 +37,6 @@ The time bound is a ``SIGALRM`` timer in the process doing the work: it interrup
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import threading
@@ -51,7 +50,7 @@ from multiprocessing import get_context
 import duckdb
 import pyarrow as pa
 
-from dataset_platform.core.stage import StageResult, finish_stage
+from dataset_platform.core.stage import StageResult, available_cpus, finish_stage, streamable_view
 
 STAGE = "extract"
 #: every value ``extracted_documents.extractor`` can take
@@ -85,7 +84,7 @@ class Options:
 
     chain: tuple[str, ...] = DEFAULT_CHAIN
     timeout_s: float = 10.0
-    workers: int = field(default_factory=lambda: default_workers())
+    workers: int = field(default_factory=lambda: available_cpus())
     #: pages per task sent to a worker
     chunk_size: int = 32
     #: a text shorter than this (characters) counts as "nothing": the next extractor is tried
@@ -94,20 +93,12 @@ class Options:
     max_tasks_per_child: int = 100
 
 
-def default_workers() -> int:
-    """The CPUs this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def options_from(settings) -> Options:
     """:class:`Options` from ``config.ExtractSettings`` (or anything with the same fields)."""
     return Options(
         chain=tuple(settings.chain),
         timeout_s=float(settings.timeout_s),
-        workers=settings.workers or default_workers(),
+        workers=settings.workers or available_cpus(),
         chunk_size=settings.chunk_size,
         min_chars=settings.min_chars,
     )
@@ -357,15 +348,7 @@ def run_extract(
     cols = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {raw_sql}").fetchall()}
     missing = [c for c in ("text", "title", "source", "crawl_id") if c not in cols]  # text/title: dumps only
     extra = "".join(f", NULL::VARCHAR AS {c}" for c in missing)
-    con.sql(f"CREATE OR REPLACE VIEW _raw AS SELECT *{extra} FROM {raw_sql}")
-    probe = con.cursor()
-    try:  # the batches are streamed on a second cursor, which cannot see objects registered on `con`
-        probe.sql("SELECT * FROM _raw LIMIT 0").fetchall()
-    except duckdb.Error:
-        con.sql(f"CREATE OR REPLACE TABLE _raw_t AS SELECT *{extra} FROM {raw_sql}")
-        con.sql("CREATE OR REPLACE VIEW _raw AS SELECT * FROM _raw_t")
-    finally:
-        probe.close()
+    streamable_view(con, "_raw", f"SELECT *{extra} FROM {raw_sql}")  # batches stream on a second cursor
     # Set-based triage: which responses can hold a document at all.
     con.sql(
         """

@@ -127,9 +127,9 @@ def shingle_hashes(texts, langs, params: MinHashParams) -> tuple[np.ndarray, np.
     arr = texts if isinstance(texts, pa.Array) else pa.array(texts, pa.string())
     n_docs = len(arr)
     cjk = _cjk_mask(arr, langs)
-    doc_units, flat = _units(arr, cjk)
+    doc_of, flat = _units(arr, cjk)  # document of each unit, in document order
     ns = np.where(np.array(cjk, bool), params.cjk_ngram, params.ngram).astype(np.int64)
-    lens = np.bincount(doc_units, minlength=n_docs).astype(np.int64)
+    lens = np.bincount(doc_of, minlength=n_docs).astype(np.int64)
     # units -> ids with Arrow's dictionary encoding (C++), each distinct unit hashed once
     enc = pc.dictionary_encode(flat)
     ids = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
@@ -138,7 +138,6 @@ def shingle_hashes(texts, langs, params: MinHashParams) -> tuple[np.ndarray, np.
     vh = np.fromiter((xxhash.xxh64_intdigest(u.encode("utf-8"), seed) for u in vocab), np.uint64, len(vocab))
     th = vh[ids] if ids.size else np.zeros(0, np.uint64)
     starts = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-    doc_of = np.repeat(np.arange(n_docs), lens)
     pos = np.arange(th.size) - starts[doc_of] if th.size else np.zeros(0, np.int64)
     # n per document: shingles start where at least n units remain; a shorter document is one shingle
     n_doc = np.minimum(ns, np.maximum(lens, 1))

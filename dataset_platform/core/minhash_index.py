@@ -57,7 +57,6 @@ class MinHashIndex:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.meta: dict = {}
         self.generation = 0
         self.tag, self.threshold = "", 0.0
         self.new_part: int | None = None
@@ -80,7 +79,6 @@ class MinHashIndex:
         meta = self._read_meta()
         self.generation = int(meta.get("generation", 0))
         usable = bool(meta) and meta.get("params") == tag
-        self.meta = meta if usable else {}
         self.tag, self.threshold = tag, float(threshold)
         self.empty_tables(con)
         if meta.get("hashes"):  # the content-hash cache holds whatever the settings
@@ -150,4 +148,4 @@ class MinHashIndex:
         for f in self.path.iterdir():
             if f.name not in keep and not f.name.startswith("."):
                 f.unlink()
-        self.meta = meta
+        self.generation = gen

@@ -256,25 +256,28 @@ def _inside(spans: list[tuple[int, int]], s: int, e: int) -> bool:
 
 
 @lru_cache(maxsize=65536)
+def _parsed(number: str, region: str | None):
+    """phonenumbers' parse of ``number`` (``region`` None: it carries its country code), or None."""
+    import phonenumbers
+
+    try:
+        return phonenumbers.parse(number, region)
+    except phonenumbers.NumberParseException:
+        return None
+
+
 def _valid_international(digits: str) -> bool:
     import phonenumbers
 
-    try:
-        n = phonenumbers.parse("+" + digits, None)
-    except phonenumbers.NumberParseException:
-        return False
-    return phonenumbers.is_valid_number(n)
+    n = _parsed("+" + digits, None)
+    return n is not None and phonenumbers.is_valid_number(n)
 
 
-@lru_cache(maxsize=65536)
 def _possible_international(digits: str) -> bool:
     import phonenumbers
 
-    try:
-        n = phonenumbers.parse("+" + digits, None)
-    except phonenumbers.NumberParseException:
-        return False
-    return phonenumbers.is_possible_number(n)
+    n = _parsed("+" + digits, None)
+    return n is not None and phonenumbers.is_possible_number(n)
 
 
 @lru_cache(maxsize=65536)
@@ -282,13 +285,10 @@ def _valid_national(digits: str) -> bool:
     import phonenumbers
 
     for region in NATIONAL_REGIONS:
-        try:
-            n = phonenumbers.parse(digits, region)
-        except phonenumbers.NumberParseException:
-            continue
-        if phonenumbers.is_valid_number_for_region(n, region) or (
+        n = _parsed(digits, region)
+        if n is not None and (phonenumbers.is_valid_number_for_region(n, region) or (
             region == "US" and phonenumbers.is_valid_number(n)  # NANP: Canada etc.
-        ):
+        )):
             return True
     return False
 

@@ -202,7 +202,7 @@ def dataset_card(dataset: DatasetSettings, version: str, rows: dict[str, int], s
         dataset.description + "\n",
         "## Loading\n",
         "```python\nfrom datasets import load_dataset\n"
-        f"ds = load_dataset(\"parquet\", data_files={{s: f\"data/{{s}}-*.parquet\" for s in (\"train\", \"validation\", \"test\")}})\n```\n",
+        "ds = load_dataset(\"parquet\", data_files={s: f\"data/{s}-*.parquet\" for s in (\"train\", \"validation\", \"test\")})\n```\n",
         "or with DuckDB: `SELECT * FROM read_parquet('data/*.parquet', filename = true)`.\n",
         "## Splits\n",
         _table(["split", "documents", "share of config"], [[s, rows[s], getattr(splits, s)] for s in schema.SPLITS]) + "\n",

@@ -8,6 +8,7 @@ again as a Dagster asset check.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,12 +53,36 @@ def finish_stage(con: duckdb.DuckDBPyConnection, stage: str, *, input_rows: int)
 
 def write_outputs(
     con: duckdb.DuckDBPyConnection, layer: str, kept_path: Path, rejects_path: Path | None,
-    kept_sql: str = "SELECT * FROM kept ORDER BY id",
+    kept_sql: str | None = None,
 ) -> None:
     """Write ``kept`` (cast to the layer contract) and ``rejected`` atomically, ordered by id
     (``kept_sql``: a stage that knows its rows are in id order can spare the sort)."""
-    write_parquet(con, kept_sql, kept_path, layer=layer)
+    write_parquet(con, kept_sql or "SELECT * FROM kept ORDER BY id", kept_path, layer=layer)
     if rejects_path is not None:
         write_parquet(
             con, "SELECT * FROM rejected ORDER BY id, rule", rejects_path, layer="rejected_documents"
         )
+
+
+def available_cpus() -> int:
+    """The CPUs this process may use (its affinity mask; all of them off Linux): the default
+    number of worker processes of every stage."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def streamable_view(con: duckdb.DuckDBPyConnection, name: str, select_sql: str) -> None:
+    """Create view ``name`` as ``select_sql`` so that a second cursor of ``con`` can stream it;
+    when the query reads objects registered on ``con`` (which other cursors cannot see), the rows
+    are copied into a table first."""
+    con.sql(f"CREATE OR REPLACE VIEW {name} AS {select_sql}")
+    probe = con.cursor()
+    try:
+        probe.sql(f"SELECT * FROM {name} LIMIT 0").fetchall()
+    except duckdb.Error:
+        con.sql(f"CREATE OR REPLACE TABLE {name}_t AS {select_sql}")
+        con.sql(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {name}_t")
+    finally:
+        probe.close()

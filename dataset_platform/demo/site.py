@@ -1043,7 +1043,7 @@ def _pii_sentences(rng: random.Random, lang: str, k: int) -> list[str]:
     """Contact sentences with fictional e-mail addresses and phone numbers (k selects the formats)."""
     if lang == "en":
         first, last = rng.choice(FIRST_NAMES).lower(), rng.choice(LAST_NAMES).lower()
-        emails = (f"{first}.{last}@example.com", f"newsdesk@example.org", f"{first[0]}{last}@example.net")
+        emails = (f"{first}.{last}@example.com", "newsdesk@example.org", f"{first[0]}{last}@example.net")
         phones = (f"+44 20 7946 0{rng.randint(100, 999)}", f"(555) 010-{rng.randint(1000, 9999)}",
                   f"555-010-{rng.randint(1000, 9999)}")
         email, email2 = emails[k % 3], emails[(k + 1) % 3]

@@ -187,6 +187,7 @@ def measure(texts: list[str], profile: Profile) -> tuple[dict[str, np.ndarray], 
     h = np.zeros(N, np.uint64)
     ids = tok_id.astype(np.uint64) + np.uint64(1)
     mix = tok_doc.astype(np.uint64) * _DOC_MIX
+    repeated5 = np.zeros(N, bool)  # set at k = 5, used from k = 6
     for k in range(1, 11):
         m = max(N - k + 1, 0)
         with np.errstate(over="ignore"):
