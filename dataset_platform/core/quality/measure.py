@@ -92,19 +92,27 @@ def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     numpy's default (SIMD quick) sort, not a stable one: the first position of a group is its
     minimum position, whatever order the sort leaves equal keys in."""
-    order = np.argsort(keys)
-    sk = keys[order]
-    starts = np.flatnonzero(np.concatenate([[True], sk[1:] != sk[:-1]]))
-    sizes = np.diff(np.concatenate([starts, [sk.size]]))
+    order, starts, sizes = _sorted_groups(keys)
     first = np.minimum.reduceat(order, starts)
     return starts, sizes, first
 
 
-def _dup_mask(keys: np.ndarray) -> np.ndarray:
-    """True where the key already occurred earlier in the array."""
+def _sorted_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(the sorting permutation of ``keys``, start of each group of equal keys in it, its size)."""
+    order = np.argsort(keys)
+    sk = keys[order]
+    starts = np.flatnonzero(np.concatenate([[True], sk[1:] != sk[:-1]]))
+    sizes = np.diff(np.concatenate([starts, [sk.size]]))
+    return order, starts, sizes
+
+
+def _dup_mask(keys: np.ndarray, groups: tuple | None = None) -> np.ndarray:
+    """True where the key already occurred earlier in the array (``groups``: its
+    :func:`_sorted_groups`, when already computed)."""
     if keys.size == 0:
         return np.zeros(0, bool)
-    _, _, first = _groups(keys)
+    order, starts, _ = groups if groups is not None else _sorted_groups(keys)
+    first = np.minimum.reduceat(order, starts)
     dup = np.ones(keys.size, bool)
     dup[first] = False
     return dup
@@ -216,17 +224,14 @@ def measure(texts: list[str], profile: Profile) -> tuple[dict[str, np.ndarray], 
                 top_len = cl[b + k] - cl[b] + (k - 1)  # " ".join of the n-gram
                 value[has] = top_len * maxc[has]
             out[f"gopher_repetition.top_{k}gram_char_frac"] = _ratio(value, n_chars)
-        if k == 5:
-            repeated5 = np.zeros(N, bool)
-            if valid.size:
-                order = np.argsort(keys)
-                sk = keys[order]
-                starts = np.flatnonzero(np.concatenate([[True], sk[1:] != sk[:-1]]))
-                sizes = np.diff(np.concatenate([starts, [sk.size]]))
-                repeated5[valid[order]] = np.repeat(sizes, sizes) >= 2
+        groups = None
+        if k == 5 and valid.size:  # one sort serves the 5-gram duplicates and the positions for k > 5
+            groups = _sorted_groups(keys)
+            order, _, sizes = groups
+            repeated5[valid[order]] = np.repeat(sizes, sizes) >= 2
         if k >= 5:
             dup_start = np.zeros(N + 1, np.int64)
-            dup_start[1:][valid] = _dup_mask(keys)
+            dup_start[1:][valid] = _dup_mask(keys, groups)
             cs = np.cumsum(dup_start)  # cs[i+1] = dup starts at positions <= i
             idx = np.arange(N)
             covered = (cs[idx + 1] - cs[np.maximum(idx + 1 - k, 0)]) > 0
