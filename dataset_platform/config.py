@@ -236,11 +236,6 @@ class CleanSettings(_Model):
         return v
 
 
-class TopicRule(_Model):
-    name: Annotated[str, Field(pattern=NAME_RE)]
-    keywords: list[str] = Field(min_length=1)
-
-
 class DedupSettings(_Model):
     """Near-duplicate detection (core/dedup.py, core/minhash.py); exact duplicates are always removed first."""
 
@@ -271,9 +266,100 @@ class DedupSettings(_Model):
         return v.strip()
 
 
+class LabelRule(_Model):
+    """A labelling function: votes for ``value`` when it fires, abstains otherwise.
+
+    Exactly one matcher: ``keywords`` (case-insensitive substrings of title + text, so they work for
+    Chinese without segmentation; the vote's weight is the number of occurrences), ``regex`` (RE2
+    over title + text, case-insensitive; weight: matches), ``url`` (regex searched in the URL;
+    weight 1) or ``domains`` (the URL's host is one of them or a subdomain; weight 1).
+    """
+
+    value: str
+    keywords: list[str] | None = None
+    regex: str | None = None
+    url: str | None = None
+    domains: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one_matcher(self) -> "LabelRule":
+        given = [k for k in ("keywords", "regex", "url", "domains") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(f"a rule needs exactly one of keywords, regex, url, domains (got {given or 'none'})")
+        for pattern in (self.regex, self.url):
+            if pattern:
+                try:
+                    re.compile(pattern)
+                except re.error as e:
+                    raise ValueError(f"{pattern!r} is not a valid regular expression ({e})") from None
+        return self
+
+
+class LabelSet(_Model):
+    """A named label set (e.g. ``topic``, ``quality_grade``) and its allowed values.
+
+    The labelled layer gets three columns per set: ``<name>`` (the value), ``<name>_source``
+    (``human`` | ``rule`` | ``model`` | ``rule+model`` | ``default``) and ``<name>_confidence`` (0..1).
+    """
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,40}$")]
+    values: list[str] = Field(min_length=2)
+    #: the value of a document no rule, model or person labels (confidence 0); must be in values
+    default: str
+    rules: list[LabelRule] = Field(default_factory=list)
+    #: train a classifier (TF-IDF + logistic regression, CJK-aware tokens) on the gold labels that
+    #: exist (gold file + resolved human labels) and combine it with the rules
+    model: bool = True
+
+    @model_validator(mode="after")
+    def _values(self) -> "LabelSet":
+        if len(set(self.values)) != len(self.values):
+            raise ValueError(f"label set {self.name!r}: values repeat")
+        if self.default not in self.values:
+            raise ValueError(f"label set {self.name!r}: default {self.default!r} is not one of its values {self.values}")
+        bad = sorted({r.value for r in self.rules} - set(self.values))
+        if bad:
+            raise ValueError(f"label set {self.name!r}: rules vote for {bad}, which are not among its values {self.values}")
+        if self.name in RESERVED_LABEL_NAMES:
+            raise ValueError(f"label set name {self.name!r} is a column of the layer already; choose another")
+        return self
+
+
+#: columns of the labelled layer that a label set may not shadow
+RESERVED_LABEL_NAMES = frozenset({
+    "id", "source", "url", "title", "text", "lang", "n_chars", "n_words", "content_hash", "split", "domain",
+})
+
+
+class ReviewSettings(_Model):
+    """Which documents are exported as Label Studio tasks for people to label."""
+
+    #: a document whose label confidence is below this (in any set) needs review
+    min_confidence: Annotated[float, Field(ge=0, le=1)] = 0.6
+    #: and a random audit sample of the rest (stable: a hash of the id)
+    audit_fraction: Annotated[float, Field(ge=0, le=1)] = 0.02
+    #: at most this many tasks per export (lowest confidence first, then disagreements, then audit)
+    max_tasks: Annotated[int, Field(ge=1)] = 500
+
+
 class LabelSettings(_Model):
-    topics: list[TopicRule] = Field(default_factory=list)
-    default_topic: str = "other"
+    sets: list[LabelSet] = Field(default_factory=list)
+    #: JSONL of ``id, text`` (optionally ``title``) and one field per label set: gold labels to train
+    #: the classifiers (relative to the config file)
+    gold: str | None = None
+    review: ReviewSettings = ReviewSettings()
+    #: the annotator_agreement check fails below this kappa (per label set, when >= 2 annotators)
+    min_kappa: Annotated[float, Field(ge=-1, le=1)] = 0.6
+    #: seed of the audit sample and the classifier
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _unique(self) -> "LabelSettings":
+        names = [s.name for s in self.sets]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"label set(s) {dup} declared twice")
+        return self
 
 
 class SplitSettings(_Model):
@@ -281,6 +367,13 @@ class SplitSettings(_Model):
     validation: Annotated[float, Field(ge=0, le=1)] = 0.1
     test: Annotated[float, Field(ge=0, le=1)] = 0.1
     salt: str = "dataset_platform"
+    #: documents sharing any of these keys stay in one split: ``cluster`` (near-duplicate cluster),
+    #: ``url``, ``domain`` (the URL's host)
+    group_by: list[Literal["cluster", "url", "domain"]] = Field(default_factory=lambda: ["cluster", "url"])
+    #: keep each split's shares of this label set's values near the whole's (None: no stratification)
+    stratify_by: str | None = None
+    #: the largest allowed |share in a split - share in the whole| (the split_balance check)
+    tolerance: Annotated[float, Field(ge=0, le=1)] = 0.05
 
     @model_validator(mode="after")
     def _sum(self) -> "SplitSettings":
@@ -290,12 +383,52 @@ class SplitSettings(_Model):
         return self
 
 
+class BenchmarkSet(_Model):
+    """An evaluation set to keep out of the release: JSONL items."""
+
+    path: str
+    #: name used in the rejects (default: the file's stem)
+    name: str | None = None
+    #: fields whose text is matched (strings, or lists of strings); empty: every string field
+    fields: list[str] = Field(default_factory=list)
+
+
+class DecontaminationSettings(_Model):
+    benchmarks: list[BenchmarkSet] = Field(default_factory=list)
+    #: word n-grams (space-separated scripts)
+    ngram: Annotated[int, Field(ge=3, le=64)] = 13
+    #: character n-grams for Chinese and Japanese text
+    cjk_ngram: Annotated[int, Field(ge=3, le=64)] = 13
+
+
+class AugmentSettings(_Model):
+    """EDA-style augmentation of the train split (off by default)."""
+
+    enabled: bool = False
+    #: augmented copies per train document
+    copies: Annotated[int, Field(ge=1, le=16)] = 1
+    #: share of a document's words changed by each operation
+    alpha: Annotated[float, Field(gt=0, le=0.5)] = 0.1
+    operations: list[Literal["synonym", "swap", "delete"]] = Field(default_factory=lambda: ["synonym", "swap", "delete"])
+    #: JSON file of word -> [synonyms] added to the small built-in English list
+    synonyms: str | None = None
+    seed: int = 0
+
+
+class ReleaseSettings(_Model):
+    #: a Parquet shard holds at most about this many bytes of text (more shards when larger)
+    max_shard_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024 * 1024
+
+
 class PipelineSettings(_Model):
     extract: ExtractSettings = ExtractSettings()
     clean: CleanSettings = CleanSettings()
     dedup: DedupSettings = DedupSettings()
     labels: LabelSettings = LabelSettings()
+    decontamination: DecontaminationSettings = DecontaminationSettings()
     splits: SplitSettings = SplitSettings()
+    augmentation: AugmentSettings = AugmentSettings()
+    release: ReleaseSettings = ReleaseSettings()
     #: cron for the scheduled refresh of the whole graph
     schedule: str = "0 3 * * *"
     #: documents per batch in the Python stages (extraction, normalisation)
@@ -308,6 +441,17 @@ class PipelineSettings(_Model):
             raise ValueError(f"expected a 5-field cron string like '0 3 * * *', got {v!r}")
         return v
 
+    @model_validator(mode="after")
+    def _stratify(self) -> "PipelineSettings":
+        by = self.splits.stratify_by
+        if by is not None and by not in {s.name for s in self.labels.sets}:
+            raise ValueError(f"splits.stratify_by: {by!r} is not a label set (declared: {[s.name for s in self.labels.sets]})")
+        return self
+
+
+#: the inbox folder that receives Label Studio exports (not a source)
+ANNOTATIONS_INBOX = "annotations"
+
 
 class PlatformConfig(_Model):
     dataset: DatasetSettings = DatasetSettings()
@@ -318,10 +462,21 @@ class PlatformConfig(_Model):
     def _unique_names(self) -> "PlatformConfig":
         seen: set[str] = set()
         for s in self.sources:
+            if s.name == ANNOTATIONS_INBOX:
+                raise ValueError(f"source name {s.name!r} is reserved: inbox/{ANNOTATIONS_INBOX}/ receives Label Studio exports")
             if s.name in seen:
                 raise ValueError(f"source name {s.name!r} appears twice; names must be unique")
             seen.add(s.name)
         return self
+
+    @property
+    def label_set_names(self) -> list[str]:
+        return [s.name for s in self.pipeline.labels.sets]
+
+    @property
+    def label_values(self) -> dict[str, list[str]]:
+        """label set -> allowed values (for the GX suites of the labelled layers)."""
+        return {s.name: list(s.values) for s in self.pipeline.labels.sets}
 
     def fingerprint(self) -> str:
         """sha256 of the canonical JSON of the config (goes into the release manifest)."""
@@ -391,7 +546,14 @@ def _resolve_paths(cfg: PlatformConfig, base: Path) -> PlatformConfig:
         if isinstance(s, DumpSource):
             s = s.model_copy(update={"paths": [str(base / x) if not Path(x).is_absolute() else x for x in s.paths]})
         sources.append(s)
-    return cfg.model_copy(update={"sources": sources})
+    rel = lambda x: x if x is None or Path(x).is_absolute() else str(base / x)  # noqa: E731
+    p = cfg.pipeline
+    labels = p.labels.model_copy(update={"gold": rel(p.labels.gold)})
+    decon = p.decontamination.model_copy(update={
+        "benchmarks": [b.model_copy(update={"path": rel(b.path)}) for b in p.decontamination.benchmarks]})
+    aug = p.augmentation.model_copy(update={"synonyms": rel(p.augmentation.synonyms)})
+    pipeline = p.model_copy(update={"labels": labels, "decontamination": decon, "augmentation": aug})
+    return cfg.model_copy(update={"sources": sources, "pipeline": pipeline})
 
 
 def demo_config_path() -> Path:

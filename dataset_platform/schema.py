@@ -107,6 +107,8 @@ LAYERS: dict[str, list[tuple[str, str]]] = {
         ("kind", "VARCHAR"),  # 'exact' (same normalised text or URL) | 'near' (MinHash-LSH, verified)
     ],
     "labelled_documents": [
+        # deduplicated documents with one value, source and confidence per configured label set:
+        # the columns of label_columns(set names) follow these (see layer_columns)
         ("id", "VARCHAR"),
         ("source", "VARCHAR"),
         ("url", "VARCHAR"),
@@ -116,9 +118,29 @@ LAYERS: dict[str, list[tuple[str, str]]] = {
         ("n_chars", "BIGINT"),
         ("n_words", "BIGINT"),
         ("content_hash", "VARCHAR"),
-        ("topic", "VARCHAR"),  # one of the configured topics, or 'other'
-        ("topic_source", "VARCHAR"),  # e.g. 'rule:keywords'
-        ("topic_confidence", "DOUBLE"),  # 0..1
+    ],
+    "decontaminated_documents": [
+        # labelled documents sharing no n-gram with a configured evaluation set (+ label columns)
+        ("id", "VARCHAR"),
+        ("source", "VARCHAR"),
+        ("url", "VARCHAR"),
+        ("title", "VARCHAR"),
+        ("text", "VARCHAR"),
+        ("lang", "VARCHAR"),
+        ("n_chars", "BIGINT"),
+        ("n_words", "BIGINT"),
+        ("content_hash", "VARCHAR"),
+    ],
+    "human_annotations": [
+        # every label a person gave in an imported Label Studio export (disagreements kept)
+        ("doc_id", "VARCHAR"),  # our document id (task data field doc_id)
+        ("label_set", "VARCHAR"),  # the Choices control's name = the label set
+        ("annotator", "VARCHAR"),  # Label Studio's completed_by (user id, or e-mail when exported so)
+        ("value", "VARCHAR"),  # the chosen value
+        ("annotation_id", "BIGINT"),  # Label Studio's annotation id
+        ("task_id", "BIGINT"),  # Label Studio's task id
+        ("updated_at", "VARCHAR"),  # as exported (ISO 8601)
+        ("file", "VARCHAR"),  # the export file it came from
     ],
     "rejected_documents": [
         ("id", "VARCHAR"),
@@ -129,27 +151,52 @@ LAYERS: dict[str, list[tuple[str, str]]] = {
         ("value", "VARCHAR"),  # the measured value (or the keeper id for duplicates)
     ],
     "dataset_release": [
+        # + the label columns of every label set, then split (see layer_columns)
         ("id", "VARCHAR"),
         ("source", "VARCHAR"),
         ("url", "VARCHAR"),
         ("title", "VARCHAR"),
         ("text", "VARCHAR"),
         ("lang", "VARCHAR"),
-        ("topic", "VARCHAR"),
-        ("topic_source", "VARCHAR"),
-        ("topic_confidence", "DOUBLE"),
+        ("augmented_from", "VARCHAR"),  # NULL, or the train document an augmented copy was made from
         ("split", "VARCHAR"),  # train | validation | test
     ],
 }
 
+#: layers that carry the label columns of the configured label sets, and before which column
+LABELLED_LAYERS = {"labelled_documents": None, "decontaminated_documents": None, "dataset_release": "augmented_from"}
+
+
 SPLITS = ("train", "validation", "test")
 
 
-def columns(layer: str) -> list[str]:
+def label_columns(label_sets: list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
+    """The three columns of each label set: value, where it came from, how sure."""
+    out: list[tuple[str, str]] = []
+    for name in label_sets:
+        out += [
+            (name, "VARCHAR"),  # one of the set's values
+            (f"{name}_source", "VARCHAR"),  # human | rule | model | rule+model | default
+            (f"{name}_confidence", "DOUBLE"),  # 0..1
+        ]
+    return out
+
+
+def layer_columns(layer: str, label_sets: list[str] | tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """(column, type) of a layer, with the label columns of ``label_sets`` where the layer has them."""
+    cols = list(LAYERS[layer])
+    if layer not in LABELLED_LAYERS or not label_sets:
+        return cols
+    before = LABELLED_LAYERS[layer]
+    at = len(cols) if before is None else [n for n, _ in cols].index(before)
+    return cols[:at] + label_columns(label_sets) + cols[at:]
+
+
+def columns(layer: str, label_sets: list[str] | tuple[str, ...] = ()) -> list[str]:
     """Column names of a layer, in order."""
-    return [name for name, _ in LAYERS[layer]]
+    return [name for name, _ in layer_columns(layer, label_sets)]
 
 
-def select_list(layer: str) -> str:
+def select_list(layer: str, label_sets: list[str] | tuple[str, ...] = ()) -> str:
     """A SQL select list that casts to the contract's types, in the contract's order."""
-    return ", ".join(f'CAST("{name}" AS {typ}) AS "{name}"' for name, typ in LAYERS[layer])
+    return ", ".join(f'CAST("{name}" AS {typ}) AS "{name}"' for name, typ in layer_columns(layer, label_sets))

@@ -78,6 +78,16 @@ class Workdir:
         """Drop WARC/JSONL/Parquet files here to ingest them into ``source``."""
         return self.root / "inbox" / source
 
+    @property
+    def annotations_inbox(self) -> Path:
+        """Drop Label Studio JSON exports here; the labelled layer is refreshed with them."""
+        return self.root / "inbox" / "annotations"
+
+    @property
+    def annotation_export(self) -> Path:
+        """Label Studio tasks (and labeling config) of the documents that most need review."""
+        return self.root / "annotation" / "export"
+
     def crawl_state(self, source: str) -> Path:
         """Scrapy job state of an unfinished crawl of ``source`` (resumed by the next crawl)."""
         return self.root / "raw" / source / "state"
@@ -150,15 +160,19 @@ def sql_str(value: str | Path) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def write_parquet(con: duckdb.DuckDBPyConnection, query: str, dest: Path, *, layer: str | None = None) -> int:
+def write_parquet(
+    con: duckdb.DuckDBPyConnection, query: str, dest: Path, *, layer: str | None = None,
+    label_sets: list[str] | tuple[str, ...] = (),
+) -> int:
     """Write a query's rows to ``dest`` atomically; returns the row count.
 
-    With ``layer`` the columns are cast to that layer's contract, in its order. The caller's
-    query must be deterministic in its order (end it with ORDER BY) for byte-identical files.
+    With ``layer`` the columns are cast to that layer's contract (with the label columns of
+    ``label_sets`` where the layer has them), in its order. The caller's query must be
+    deterministic in its order (end it with ORDER BY) for byte-identical files.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
-    body = f"SELECT {schema.select_list(layer)} FROM ({query})" if layer else query
+    body = f"SELECT {schema.select_list(layer, label_sets)} FROM ({query})" if layer else query
     try:
         con.sql(
             f"COPY ({body}) TO {sql_str(tmp)} "

@@ -53,11 +53,11 @@ def finish_stage(con: duckdb.DuckDBPyConnection, stage: str, *, input_rows: int)
 
 def write_outputs(
     con: duckdb.DuckDBPyConnection, layer: str, kept_path: Path, rejects_path: Path | None,
-    kept_sql: str | None = None,
+    kept_sql: str | None = None, label_sets: list[str] | tuple[str, ...] = (),
 ) -> None:
     """Write ``kept`` (cast to the layer contract) and ``rejected`` atomically, ordered by id
     (``kept_sql``: a stage that knows its rows are in id order can spare the sort)."""
-    write_parquet(con, kept_sql or "SELECT * FROM kept ORDER BY id", kept_path, layer=layer)
+    write_parquet(con, kept_sql or "SELECT * FROM kept ORDER BY id", kept_path, layer=layer, label_sets=label_sets)
     if rejects_path is not None:
         write_parquet(
             con, "SELECT * FROM rejected ORDER BY id, rule", rejects_path, layer="rejected_documents"

@@ -236,23 +236,63 @@ def referenced_columns(expectation: dict[str, Any]) -> list[str]:
 # validating
 
 
-def validate_parquet(path_or_glob: str | Path, suite_path: Path, *, batch_rows: int = 100_000) -> SuiteOutcome:
+#: placeholder in a column list: the label columns of every configured label set, in order
+LABEL_COLUMNS = "{label_columns}"
+
+
+def expand_label_sets(spec: dict[str, Any], label_sets: dict[str, list[str]]) -> dict[str, Any]:
+    """Expand the label-set templates of a suite for the configured label sets.
+
+    The columns of the labelled layers depend on the configuration (three per label set), so a
+    suite cannot name them. An expectation whose ``meta`` has ``"for_each_label_set": true`` is
+    repeated once per set, with ``{set}`` in its kwargs replaced by the set's name and the value
+    ``"{values}"`` by the set's allowed values; the item ``"{label_columns}"`` of a column list
+    becomes ``<set>, <set>_source, <set>_confidence`` for every set.
+    """
+    out = []
+    for e in spec["expectations"]:
+        kwargs = e["kwargs"]
+        for key in _COLUMN_LIST_KEYS:
+            if LABEL_COLUMNS in kwargs.get(key, []):
+                cols: list[str] = []
+                for c in kwargs[key]:
+                    cols += [x for n in label_sets for x in (n, f"{n}_source", f"{n}_confidence")] if c == LABEL_COLUMNS else [c]
+                kwargs = {**kwargs, key: cols}
+        if not e.get("meta", {}).get("for_each_label_set"):
+            out.append({**e, "kwargs": kwargs})
+            continue
+        for name, values in label_sets.items():
+            def sub(v: Any) -> Any:
+                if v == "{values}":
+                    return list(values)
+                return v.replace("{set}", name) if isinstance(v, str) else v
+            out.append({**e, "kwargs": {k: sub(v) for k, v in kwargs.items()}})
+    return {**spec, "expectations": out}
+
+
+def validate_parquet(
+    path_or_glob: str | Path, suite_path: Path, *, batch_rows: int = 100_000,
+    label_sets: dict[str, list[str]] | None = None,
+) -> SuiteOutcome:
     """Validate a Parquet file (or a glob of files) against a suite."""
     con = duckdb.connect(":memory:")
     try:
         src = "'" + str(path_or_glob).replace("'", "''") + "'"
-        return validate_relation(con, f"SELECT * FROM read_parquet({src})", suite_path, batch_rows=batch_rows)
+        return validate_relation(con, f"SELECT * FROM read_parquet({src})", suite_path, batch_rows=batch_rows,
+                                 label_sets=label_sets)
     finally:
         con.close()
 
 
 def validate_relation(
-    con: duckdb.DuckDBPyConnection, sql: str, suite_path: Path, *, batch_rows: int = 100_000
+    con: duckdb.DuckDBPyConnection, sql: str, suite_path: Path, *, batch_rows: int = 100_000,
+    label_sets: dict[str, list[str]] | None = None,
 ) -> SuiteOutcome:
-    """Validate the rows of a query against a suite, covering every row in bounded memory."""
+    """Validate the rows of a query against a suite, covering every row in bounded memory
+    (``label_sets``: name -> allowed values, for suites of the labelled layers)."""
     if batch_rows < 1:
         raise ValueError("batch_rows must be >= 1")
-    spec = load_suite(suite_path)
+    spec = expand_label_sets(load_suite(suite_path), label_sets or {})
     sql = sql.strip().rstrip(";")
     columns = con.sql(f"SELECT * FROM ({sql}) AS _q LIMIT 0").columns
     row_count = int(con.sql(f"SELECT count(*) FROM ({sql}) AS _q").fetchall()[0][0])
