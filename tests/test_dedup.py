@@ -270,6 +270,15 @@ def test_a_document_kept_before_wins_over_a_newcomer(tmp_path):
     shutil.rmtree(index)
     assert run([old, newcomer]) == [ident(1)]  # without history the id decides
 
+    # the same for exact duplicates: a later copy with a smaller URL/id does not displace it
+    shutil.rmtree(index)
+    mirror = {"id": ident(8), "url": "http://x.test/mirror/a", "text": base}
+    original = {"id": ident(2), "url": "http://x.test/a", "text": base.upper()}  # same normalised text
+    assert run([mirror]) == [ident(8)]
+    assert run([mirror, original]) == [ident(8)]
+    shutil.rmtree(index)
+    assert run([mirror, original]) == [ident(2)]
+
 
 def _indexed_run(batch, index_dir, *, settings=None, commit=True, **kw):
     """One dedup run against the index in ``index_dir``: (kept ids, clusters, log lines)."""

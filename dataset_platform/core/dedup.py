@@ -113,15 +113,18 @@ def run_dedup(
         raise ValueError(f"dedup input has {n - distinct} repeated ids (e.g. {', '.join(r[0] for r in dup)}): "
                          "ids must be unique")
     # Group by content hash, then merge groups that share a URL (a URL seen twice, e.g. in two
-    # sources, is one document). Keeper: lowest URL, then lowest id - stable across runs.
+    # sources, is one document). Keeper: the document kept last time (it may be published
+    # already: a newcomer with its text is the duplicate), then lowest URL, then lowest id -
+    # stable across runs.
     con.sql(
         """
         CREATE OR REPLACE TABLE _ranked AS
-        WITH by_hash AS (
-          SELECT *, first_value(id) OVER w AS hash_keeper,
+        WITH prev AS (SELECT id, bool_or(kept) AS was_kept FROM _index_docs GROUP BY id),
+        by_hash AS (
+          SELECT m.*, first_value(m.id) OVER w AS hash_keeper,
                     row_number() OVER w AS hash_rank
-          FROM _meta
-          WINDOW w AS (PARTITION BY content_hash ORDER BY _url_key, id)
+          FROM _meta m LEFT JOIN prev p ON p.id = m.id
+          WINDOW w AS (PARTITION BY m.content_hash ORDER BY coalesce(p.was_kept, FALSE) DESC, m._url_key, m.id)
         ), by_url AS (
           SELECT *, first_value(hash_keeper) OVER w2 AS keeper_id,
                     row_number() OVER w2 AS url_rank
