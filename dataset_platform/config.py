@@ -307,7 +307,7 @@ class LabelSet(_Model):
     #: the value of a document no rule, model or person labels (confidence 0); must be in values
     default: str
     rules: list[LabelRule] = Field(default_factory=list)
-    #: train a classifier (TF-IDF + logistic regression, CJK-aware tokens) on the gold labels that
+    #: train a classifier (TF-IDF + calibrated linear SVM; characters and character pairs for CJK) on the gold labels that
     #: exist (gold file + resolved human labels) and combine it with the rules
     model: bool = True
 

@@ -9,11 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dataset_platform.config import CleanSettings, DatasetSettings, LabelSettings, SplitSettings, TopicRule
+from dataset_platform.config import CleanSettings, DatasetSettings, ReleaseSettings, SplitSettings
 from dataset_platform.core.clean import normalise_text, run_clean
 from dataset_platform.core.dedup import run_dedup
 from dataset_platform.core.extract import detect_language, extract_html, run_extract
-from dataset_platform.core.label import run_label
 from dataset_platform.core.release import latest_release, publish_release
 from dataset_platform.core.split import assign_splits
 from dataset_platform.storage import memory_connection
@@ -112,34 +111,18 @@ def test_dedup_keeps_one_per_group_deterministically():
     assert con.sql("SELECT id, rule, value FROM rejected").fetchall() == [("b", "exact_duplicate", "a")]
 
 
-def test_label_by_keywords_with_source_and_confidence():
-    con = memory_connection()
-    con.register("docs", pa.table({
-        "id": ["1", "2", "3"],
-        "title": ["Match report", "新的研究", None],
-        "text": ["The football team won the match; the goal came late.", "科学家在实验室完成了实验。", "Nothing to see."],
-    }))
-    settings = LabelSettings(topics=[TopicRule(name="sports", keywords=["football", "match", "goal"]),
-                                     TopicRule(name="science", keywords=["实验", "科学", "laboratory"])])
-    res = run_label(con, "docs", settings)
-    got = {r[0]: r[1:] for r in con.sql("SELECT id, topic, topic_source, topic_confidence FROM kept").fetchall()}
-    assert res.balanced
-    assert got["1"] == ("sports", "rule:keywords", 1.0)
-    assert got["2"][0] == "science" and got["2"][2] == 1.0
-    assert got["3"] == ("other", "rule:keywords", 0.0)
-
-
 def test_splits_are_stable_and_follow_ratios():
     con = memory_connection()
     con.sql("CREATE TABLE docs AS SELECT 'id' || i AS id, 'http://x/' || i AS url FROM range(20000) t(i)")
-    s = SplitSettings()
+    s = SplitSettings(group_by=["url"])
     assign_splits(con, "docs", s)
     first = con.sql("SELECT id, split FROM split_docs ORDER BY id").fetchall()
     shares = dict(con.sql("SELECT split, count(*) / 20000 FROM split_docs GROUP BY 1").fetchall())
     assert abs(shares["train"] - 0.8) < 0.02 and abs(shares["validation"] - 0.1) < 0.015
     # adding documents never moves the old ones
     con.sql("INSERT INTO docs SELECT 'new' || i, 'http://y/' || i FROM range(500) t(i)")
-    assign_splits(con, "docs", s)
+    con.sql("CREATE TABLE prev AS SELECT id, split FROM split_assignments")
+    assign_splits(con, "docs", s, previous_sql="prev")
     again = dict(con.sql("SELECT id, split FROM split_docs").fetchall())
     assert all(again[i] == sp for i, sp in first)
 
@@ -147,7 +130,8 @@ def test_splits_are_stable_and_follow_ratios():
 def _labelled(con, n=40):
     con.sql(f"""CREATE OR REPLACE TABLE lab AS SELECT 'doc' || lpad(i::VARCHAR, 3, '0') AS id, 'demo' AS source,
         'http://x/' || i AS url, 'T' || i AS title, 'text number ' || i AS text, 'en' AS lang,
-        CASE WHEN i % 2 = 0 THEN 'science' ELSE 'sports' END AS topic, 'rule:keywords' AS topic_source,
+        md5('text number ' || i) AS content_hash,
+        CASE WHEN i % 2 = 0 THEN 'science' ELSE 'sports' END AS topic, 'rule' AS topic_source,
         0.5 AS topic_confidence FROM range({n}) t(i)""")
 
 
@@ -155,12 +139,12 @@ def test_release_is_deterministic_and_idempotent(tmp_path):
     con = memory_connection()
     _labelled(con)
     ds = DatasetSettings(name="t", license="cc-by-4.0")
-    a = publish_release(con, "lab", tmp_path / "r1", ds, SplitSettings(), config_fingerprint="f")
-    b = publish_release(con, "lab", tmp_path / "r2", ds, SplitSettings(), config_fingerprint="f")
+    a = publish_release(con, "lab", tmp_path / "r1", ds, SplitSettings(), config_fingerprint="f", label_sets=["topic"])
+    b = publish_release(con, "lab", tmp_path / "r2", ds, SplitSettings(), config_fingerprint="f", label_sets=["topic"])
     assert a.version == b.version and a.files == b.files and a.total_rows == 40
     for name in ("README.md", "manifest.json"):
         assert (a.path / name).read_bytes() == (b.path / name).read_bytes()
-    again = publish_release(con, "lab", tmp_path / "r1", ds, SplitSettings(), config_fingerprint="f")
+    again = publish_release(con, "lab", tmp_path / "r1", ds, SplitSettings(), config_fingerprint="f", label_sets=["topic"])
     assert again.created is False and len([p for p in (tmp_path / "r1" / "t").iterdir() if p.is_dir()]) == 1
     manifest = json.loads((a.path / "manifest.json").read_text())
     assert manifest["total_rows"] == 40 and set(manifest["rows"]) == {"train", "validation", "test"}
@@ -175,7 +159,7 @@ def test_failed_release_leaves_previous_intact(tmp_path, monkeypatch):
     con = memory_connection()
     _labelled(con)
     ds = DatasetSettings(name="t")
-    first = publish_release(con, "lab", tmp_path, ds, SplitSettings(), config_fingerprint="f")
+    first = publish_release(con, "lab", tmp_path, ds, SplitSettings(), config_fingerprint="f", label_sets=["topic"])
     before = {p: p.read_bytes() for p in first.path.rglob("*") if p.is_file()}
     _labelled(con, n=60)
 
@@ -186,7 +170,78 @@ def test_failed_release_leaves_previous_intact(tmp_path, monkeypatch):
 
     monkeypatch.setattr(rel, "dataset_card", boom)
     with pytest.raises(OSError, match="disk full"):
-        publish_release(con, "lab", tmp_path, ds, SplitSettings(), config_fingerprint="f")
+        publish_release(con, "lab", tmp_path, ds, SplitSettings(), config_fingerprint="f", label_sets=["topic"])
     assert latest_release(tmp_path, "t") == first.path
     assert {p: p.read_bytes() for p in first.path.rglob("*") if p.is_file()} == before
     assert not list((tmp_path / "t").glob(".tmp-*"))  # no half-written folder left behind
+
+
+def test_release_shards_are_bounded_and_load_with_datasets_and_duckdb(tmp_path):
+    import datasets
+
+    con = memory_connection()
+    _labelled(con, n=300)
+    con.sql("UPDATE lab SET text = repeat('words of the document number ' || id || '. ', 40)")
+    info = publish_release(con, "lab", tmp_path, DatasetSettings(name="t"), SplitSettings(), config_fingerprint="f",
+                           label_sets=["topic"], release=ReleaseSettings(max_shard_bytes=64 * 1024))
+    manifest = json.loads((info.path / "manifest.json").read_text())
+    train_files = sorted(k for k in manifest["files"] if k.startswith("data/train-"))
+    assert len(train_files) >= 3 and train_files[0].endswith(f"-00000-of-{len(train_files):05d}.parquet")
+    for rel in train_files:  # each shard holds at most the bound of text (no single document is larger)
+        ((size,),) = duckdb.sql(f"SELECT sum(strlen(text) + strlen(title)) FROM read_parquet('{info.path / rel}')").fetchall()
+        assert size <= 64 * 1024
+    assert sum(m["rows"] for m in manifest["files"].values()) == 300 == info.total_rows
+    files = {s: sorted(str(p) for p in (info.path / "data").glob(f"{s}-*.parquet")) for s in ("train", "validation", "test")}
+    ds = datasets.load_dataset("parquet", data_files=files, cache_dir=str(tmp_path / "hf-cache"))
+    assert {k: v.num_rows for k, v in ds.items()} == info.rows
+    assert ds["train"].column_names == ["id", "source", "url", "title", "text", "lang", "topic", "topic_source",
+                                        "topic_confidence", "augmented_from"]
+    from dataset_platform.core.release import release_view_sql
+
+    got = duckdb.sql(f"SELECT split, count(*) FROM {release_view_sql(info.path)} GROUP BY 1").fetchall()
+    assert dict(got) == info.rows
+
+
+def test_release_diff_and_stable_splits_against_the_previous_release(tmp_path):
+    con = memory_connection()
+    _labelled(con, n=200)
+    ds = DatasetSettings(name="t")
+    first = publish_release(con, "lab", tmp_path, ds, SplitSettings(), config_fingerprint="f", label_sets=["topic"])
+    con.sql("CREATE TABLE prev AS SELECT id, split FROM split_assignments")
+    before = dict(con.sql("SELECT id, split FROM split_docs").fetchall())
+    # refresh: 50 documents added, 10 removed, 5 relabelled
+    _labelled(con, n=250)
+    con.sql("DELETE FROM lab WHERE id IN (SELECT id FROM lab ORDER BY id LIMIT 10)")
+    con.sql("UPDATE lab SET topic = 'culture' WHERE id IN (SELECT id FROM lab ORDER BY id LIMIT 5)")
+    second = publish_release(con, "lab", tmp_path, ds, SplitSettings(), config_fingerprint="f", label_sets=["topic"],
+                             previous_assignments_sql="prev")
+    assert second.previous == first.version and second.diff == {"added": 50, "removed": 10, "changed": 5}
+    after = dict(con.sql("SELECT id, split FROM split_docs").fetchall())
+    assert all(after[i] == s for i, s in before.items() if i in after)
+    diff = duckdb.sql(f"SELECT change, count(*) FROM read_parquet('{second.path / 'diff.parquet'}') GROUP BY 1").fetchall()
+    assert dict(diff) == {"added": 50, "removed": 10, "changed": 5}
+    card = (second.path / "README.md").read_text()
+    assert f"Against {first.version}: 50 documents added, 10 removed, 5 changed" in card
+
+
+def test_augmented_copies_stay_in_train_with_provenance(tmp_path):
+    from dataset_platform.config import AugmentSettings
+    from dataset_platform.core.augment import augment_train
+
+    con = memory_connection()
+    _labelled(con, n=100)
+    con.sql("UPDATE lab SET text = 'The big city council said the new plan will help many people start again ' || id")
+    aug = AugmentSettings(enabled=True, copies=2, seed=3)
+    info = publish_release(con, "lab", tmp_path, DatasetSettings(name="t"), SplitSettings(), config_fingerprint="f",
+                           label_sets=["topic"], augment=lambda c: augment_train(c, aug))
+    from dataset_platform.core.release import release_view_sql
+
+    rows = duckdb.sql(f"SELECT id, split, augmented_from, text FROM {release_view_sql(info.path)}").fetchall()
+    originals = {r[0]: r for r in rows if r[2] is None}
+    copies = [r for r in rows if r[2] is not None]
+    assert len(originals) == 100 and copies
+    assert all(r[1] == "train" and originals[r[2]][1] == "train" and r[3] != originals[r[2]][3] for r in copies)
+    assert info.stats["augmentation"]["rows"] == len(copies)
+    again = publish_release(con, "lab", tmp_path / "again", DatasetSettings(name="t"), SplitSettings(),
+                            config_fingerprint="f", label_sets=["topic"], augment=lambda c: augment_train(c, aug))
+    assert again.files == info.files  # deterministic copies
