@@ -66,7 +66,7 @@ def generate(n: int) -> Path:
 
 def _stage_child(stage: str, inp: str, out: str) -> None:
     """Run one stage on a Parquet file (in this process) and print its figures as JSON."""
-    from dataset_platform.config import CleanSettings, LabelSettings, TopicRule
+    from dataset_platform.config import CleanSettings, LabelRule, LabelSet, LabelSettings
     from dataset_platform.core.clean import run_clean
     from dataset_platform.core.dedup import run_dedup
     from dataset_platform.core.extract import run_extract
@@ -83,8 +83,9 @@ def _stage_child(stage: str, inp: str, out: str) -> None:
     elif stage == "dedup":
         r = run_dedup(con, src)
     else:
-        topics = [TopicRule(name=f"topic{t}", keywords=VOCAB[20 + 10 * t: 30 + 10 * t]) for t in range(5)]
-        r = run_label(con, src, LabelSettings(topics=topics))
+        rules = [LabelRule(value=f"topic{t}", keywords=VOCAB[20 + 10 * t: 30 + 10 * t]) for t in range(5)]
+        topic = LabelSet(name="topic", values=[f"topic{t}" for t in range(5)] + ["other"], default="other", rules=rules)
+        r = run_label(con, src, LabelSettings(sets=[topic]), log=None)
     con.sql(f"COPY (SELECT * FROM kept ORDER BY id) TO {sql_str(out)} (FORMAT parquet)")
     seconds = time.perf_counter() - t0
     print(json.dumps({"input": r.input_rows, "kept": r.kept_rows, "seconds": seconds}))

@@ -8,6 +8,9 @@
     dataset-platform stage clean --input F --output F [--rejected F] [--config FILE]
     dataset-platform stage redact --input F --output F
     dataset-platform stage dedup --input F --output F --clusters F [--rejected F] [--config FILE]
+    dataset-platform stage label --input F --output F --config FILE [--gold F]
+    dataset-platform stage decontaminate --input F --output F --benchmark F [F ...] [--fields a,b] [--rejected F]
+    dataset-platform stage split --input F --output-dir D --config FILE [--previous F]
 """
 
 from __future__ import annotations
@@ -281,6 +284,85 @@ def _cmd_redact(args) -> int:
     return EXIT_OK
 
 
+def _with_defaults(con, src: str) -> str:
+    """The input with the columns the labelling stages read (absent ones filled in)."""
+    cols = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {src}").fetchall()}
+    fill = {
+        "source": "NULL::VARCHAR", "url": "NULL::VARCHAR", "title": "NULL::VARCHAR", "lang": "'und'",
+        "n_chars": "length(text)", "n_words": "NULL::BIGINT", "content_hash": "md5(lower(text))",
+    }
+    extra = ", ".join(f"{expr} AS {name}" for name, expr in fill.items() if name not in cols)
+    return f"(SELECT * REPLACE (CAST(id AS VARCHAR) AS id){', ' + extra if extra else ''} FROM {src})"
+
+
+def _cmd_label(args, con, src: str, log) -> int:
+    from dataset_platform import schema
+    from dataset_platform.core.label import read_gold, run_label
+
+    _require_columns(con, src, ["id", "text"], args.input)
+    cfg = load_config(args.config)
+    settings = cfg.pipeline.labels
+    if not settings.sets:
+        raise ValueError(f"{args.config}: pipeline.labels.sets is empty: declare at least one label set")
+    gold = read_gold(Path(args.gold), settings.sets) if args.gold else (
+        read_gold(Path(settings.gold), settings.sets) if settings.gold else None)
+    prepared = _with_defaults(con, src)
+    con.sql(f"CREATE OR REPLACE TABLE _input AS SELECT * FROM {prepared}")
+    res = run_label(con, "_input", settings, gold=gold, log=log)
+    label_cols = ", ".join(f'k."{c}"' for c, _ in schema.label_columns(cfg.label_set_names))
+    original = [r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {src}").fetchall()]
+    keep = ", ".join(f'i."{c}"' for c in original if c not in cfg.label_set_names)
+    _write(con, f"SELECT {keep}, {label_cols} FROM _input i JOIN kept k USING (id) ORDER BY id", args.output)
+    print(res.summary(), file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_decontaminate(args, con, src: str, log) -> int:
+    from dataset_platform.config import BenchmarkSet, DecontaminationSettings
+    from dataset_platform.core.decontam import run_decontaminate
+
+    _require_columns(con, src, ["id", "text"], args.input)
+    fields = [f.strip() for f in (args.fields or "").split(",") if f.strip()]
+    settings = DecontaminationSettings(
+        benchmarks=[BenchmarkSet(path=str(Path(b).resolve()), fields=fields) for b in args.benchmark],
+        ngram=args.ngram, cjk_ngram=args.cjk_ngram)
+    original = [r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {src}").fetchall()]
+    prepared = _with_defaults(con, src)
+    res = run_decontaminate(con, prepared, settings, log=log)
+    _write(con, f"SELECT {', '.join(chr(34) + c + chr(34) for c in original)} FROM kept ORDER BY id", args.output)
+    if args.rejected:
+        _write(con, "SELECT id, stage, rule, value FROM rejected ORDER BY id", args.rejected)
+    print(res.summary(), file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_split(args, con, src: str, log) -> int:
+    from dataset_platform.core.split import assign_splits
+
+    _require_columns(con, src, ["id"], args.input)
+    settings = load_config(args.config).pipeline.splits
+    cols = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {src}").fetchall()}
+    if "url" not in cols:
+        src = f"(SELECT *, NULL::VARCHAR AS url FROM {src})"
+    if settings.stratify_by and settings.stratify_by not in cols:
+        raise ValueError(f"{args.input}: splits.stratify_by is {settings.stratify_by!r} but the input has no such column "
+                         f"(columns: {sorted(cols)})")
+    previous = _read_sql(args.previous) if args.previous else None
+    stats = assign_splits(con, f"(SELECT * REPLACE (CAST(id AS VARCHAR) AS id) FROM {src})", settings, previous_sql=previous)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    from dataset_platform import schema
+
+    for split in schema.SPLITS:
+        _write(con, f"SELECT * EXCLUDE (group_key) FROM split_docs WHERE split = '{split}' ORDER BY id",
+               str(out / f"{split}.parquet"))
+    _write(con, "SELECT id, split, group_key FROM split_assignments ORDER BY id", str(out / "assignments.parquet"))
+    log(f"split: {stats.rows}; groups {stats.groups}, kept from previous {stats.kept_from_previous}, "
+        f"straddling groups {stats.straddling_groups}, largest share deviation {stats.max_share_deviation} "
+        f"(assignments for the next run: {out / 'assignments.parquet'}, pass it as --previous)")
+    return EXIT_OK
+
+
 def _cmd_stage(args) -> int:
     from dataset_platform.storage import memory_connection
 
@@ -288,6 +370,13 @@ def _cmd_stage(args) -> int:
         return _cmd_ingest(args)
     if args.stage_name == "redact":
         return _cmd_redact(args)
+    if args.stage_name in ("label", "decontaminate", "split"):
+        con = memory_connection()
+        try:
+            handler = {"label": _cmd_label, "decontaminate": _cmd_decontaminate, "split": _cmd_split}[args.stage_name]
+            return handler(args, con, _read_sql(args.input), lambda m: print(m, file=sys.stderr))
+        finally:
+            con.close()
     con = memory_connection()
     src = _read_sql(args.input)
     log = (lambda m: print(m, file=sys.stderr))
@@ -381,6 +470,27 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "dedup":
             x.add_argument("--clusters", required=True,
                            help="write duplicate_clusters: cluster_id, doc_id, keeper_id, similarity, kind")
+    x = ss.add_parser("label", help="input fields: id, text (optional: title, url, source, lang); output: the input "
+                                    "plus <set>, <set>_source, <set>_confidence per label set")
+    x.add_argument("--input", required=True)
+    x.add_argument("--output", required=True)
+    x.add_argument("--config", required=True, help="sources.yaml whose pipeline.labels declares the label sets")
+    x.add_argument("--gold", default=None, help="JSONL of id, text and one field per label set: trains the classifiers")
+    x = ss.add_parser("decontaminate", help="input fields: id, text (optional: title, lang); drops documents "
+                                            "sharing an n-gram with a benchmark item")
+    x.add_argument("--input", required=True)
+    x.add_argument("--output", required=True)
+    x.add_argument("--benchmark", required=True, nargs="+", help="JSONL evaluation set(s)")
+    x.add_argument("--fields", default=None, help="comma-separated item fields to match (default: every string field)")
+    x.add_argument("--rejected", default=None, help="write removed documents with the matched benchmark item")
+    x.add_argument("--ngram", type=int, default=13, help="word n-gram length (default 13)")
+    x.add_argument("--cjk-ngram", type=int, default=13, help="character n-gram length for CJK text (default 13)")
+    x = ss.add_parser("split", help="input fields: id, url (optional: cluster_id or content_hash, the stratify_by "
+                                    "label column); writes train/validation/test.parquet and assignments.parquet")
+    x.add_argument("--input", required=True)
+    x.add_argument("--output-dir", required=True)
+    x.add_argument("--config", required=True, help="sources.yaml whose pipeline.splits to use")
+    x.add_argument("--previous", default=None, help="assignments.parquet of an earlier run: those documents keep their split")
     x = ss.add_parser("redact", help="input fields: id, text; output id, text (PII redacted) and "
                                      "pii: [{type, start, end}] (character offsets into the input text)")
     x.add_argument("--input", required=True, help=".parquet or .jsonl (optionally .gz) with id, text")

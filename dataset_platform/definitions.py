@@ -24,9 +24,10 @@ def build_definitions(config_path: str | Path | None = None, workdir: str | Path
     return dg.Definitions(
         assets=[*ingestion.build_assets(cfg), *curation.assets, *release.assets],
         asset_checks=quality.checks,
-        jobs=[automation.dataset_pipeline],
+        jobs=[automation.dataset_pipeline, automation.annotation_refresh],
         schedules=[automation.build_schedule(cfg)],
-        sensors=[automation.build_config_sensor(cfg, cfg_path), automation.build_inbox_sensor(cfg, wd.root)],
+        sensors=[automation.build_config_sensor(cfg, cfg_path), automation.build_inbox_sensor(cfg, wd.root),
+                 automation.build_annotation_sensor(wd.root)],
         resources={"platform": PlatformResource(config_path=cfg_path, workdir=str(wd.root))},
     )
 

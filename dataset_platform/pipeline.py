@@ -23,6 +23,7 @@ from dataset_platform.core.dedup import kept_query, run_dedup
 from dataset_platform.core.minhash_index import MinHashIndex
 from dataset_platform.core.extract import options_from, run_extract
 from dataset_platform.core.label import run_label
+from dataset_platform.schema import LABELLED_LAYERS
 from dataset_platform.core.release import ReleaseInfo, latest_release, publish_release, release_view_sql
 from dataset_platform.core.stage import StageResult, write_outputs
 from dataset_platform.raw.load import Batch
@@ -38,6 +39,7 @@ STAGES: list[tuple[str, str, str]] = [
     ("clean", "extracted_documents", "cleaned_documents"),
     ("dedup", "cleaned_documents", "deduplicated_documents"),
     ("label", "deduplicated_documents", "labelled_documents"),
+    ("decontaminate", "labelled_documents", "decontaminated_documents"),
 ]
 STAGE_OF_LAYER = {out: stage for stage, _, out in STAGES}
 
@@ -343,7 +345,7 @@ def _run_stage(cfg: PlatformConfig, wd: Workdir, layer: str, log: Log) -> LayerR
     t0 = time.monotonic()
     src = read_layer(wd, upstream)
     bs = cfg.pipeline.batch_size
-    kept_sql, after_write, more_layers = None, None, ()
+    kept_sql, after_write, more_layers, counters = None, None, (), {}
     if stage == "dedup":
         # whole-corpus sorts and joins: bounded, spilling beyond the limit
         con = memory_connection(memory_limit=cfg.pipeline.dedup.memory_limit, temp_dir=wd.root / "tmp" / "dedup")
@@ -361,19 +363,85 @@ def _run_stage(cfg: PlatformConfig, wd: Workdir, layer: str, log: Log) -> LayerR
         if cfg.pipeline.dedup.near:
             after_write = index.commit  # only once the layer is written: a failed run leaves the old index
     elif stage == "label":
-        res = run_label(con, src, cfg.pipeline.labels)
+        res, counters, after_write = _label(cfg, wd, con, src, log)
+        more_layers = ("human_annotations",)
+    elif stage == "decontaminate":
+        from dataset_platform.core.decontam import run_decontaminate
+
+        res = run_decontaminate(con, src, cfg.pipeline.decontamination, batch_size=bs, log=log)
+        kept_sql = "SELECT * FROM kept"  # a view over the input, in its (id) order
+        counters = {"benchmarks": [
+            [k.split(":", 1)[1], int(v), int(res.extra.get("matched:" + k.split(":", 1)[1], 0))]
+            for k, v in sorted(res.extra.items()) if k.startswith("items:")]}
     else:  # pragma: no cover - STAGES and this switch are kept together
         raise ValueError(stage)
-    write_outputs(con, layer, wd.layer(layer), wd.rejects(stage), kept_sql=kept_sql)
+    label_sets = cfg.label_set_names if layer in LABELLED_LAYERS else ()
+    write_outputs(con, layer, wd.layer(layer), wd.rejects(stage), kept_sql=kept_sql, label_sets=label_sets)
     if after_write is not None:
         after_write(con)
     con.close()
     log(res.summary())
-    result = LayerResult(layer, res.kept_rows, wd.layer(layer), stage=res, seconds=time.monotonic() - t0)
+    result = LayerResult(layer, res.kept_rows, wd.layer(layer), stage=res, counters=counters,
+                         seconds=time.monotonic() - t0)
     _write_stats(wd, layer, result)
     for name in (layer, *more_layers):
         _publish_view(wd, name)
     return result
+
+
+def annotation_files(wd: Workdir) -> list[Path]:
+    """Label Studio exports: waiting in ``inbox/annotations/`` and imported before (``processed/``);
+    every one is read each time, so the human labels are a pure function of these files."""
+    folder = wd.annotations_inbox
+    files = []
+    for d in (folder / "processed", folder):
+        if d.is_dir():
+            files += [p for p in d.iterdir() if p.is_file() and p.suffix == ".json" and not p.name.startswith(".")]
+    waiting = {p.name for p in files if p.parent == folder}
+    # a file waiting again under an imported name supersedes the imported copy
+    return sorted((p for p in files if p.parent == folder or p.name not in waiting), key=lambda p: p.name)
+
+
+def _label(cfg: PlatformConfig, wd: Workdir, con, src: str, log: Log):
+    """The label stage: gold labels, imported human labels (all Label Studio exports), the rules
+    and classifiers, then the review export for the next annotation round."""
+    from dataset_platform.core import annotation as ann
+    from dataset_platform.core.label import read_gold
+
+    settings = cfg.pipeline.labels
+    gold = read_gold(Path(settings.gold), settings.sets) if settings.gold else None
+    files = annotation_files(wd)
+    annotations = ann.read_exports(files, sets=settings.sets)
+    con.register("_ann", annotations)
+    write_parquet(con, "SELECT * FROM _ann ORDER BY doc_id, label_set, annotator",
+                  wd.layer("human_annotations"), layer="human_annotations")
+    human = ann.resolve(annotations) if annotations.num_rows else None
+    agreement = ann.agreement(annotations) if annotations.num_rows else {}
+    if files:
+        log(f"human labels: {annotations.num_rows} from {len(files)} Label Studio export(s); agreement "
+            + (", ".join(f"{k}: {v.get('method')} kappa={v.get('kappa')}" for k, v in sorted(agreement.items())) or "n/a"))
+    res = run_label(con, src, settings, gold=gold, human=human, batch_size=cfg.pipeline.batch_size, log=log)
+    con.unregister("_ann")
+    queue = ann.select_for_review(con, "label_details", settings.review, seed=settings.seed)
+    tasks = ann.export_tasks(con, queue, "kept", "label_details", settings.sets)
+    paths = ann.write_export(wd.annotation_export, tasks, ann.labeling_config(settings.sets))
+    log(f"review: {len(tasks)} Label Studio task(s) written to {paths['tasks']}")
+    res.extra["review_tasks"] = len(tasks)
+    res.extra["human_annotations"] = annotations.num_rows
+    for name, a in agreement.items():
+        if a.get("kappa") is not None:
+            res.extra[f"kappa:{name}"] = round(float(a["kappa"]), 4)
+    counters = {"agreement": agreement, "review_tasks": len(tasks), "annotation_files": [p.name for p in files],
+                "export": str(paths["tasks"])}
+
+    def after_write(_con) -> None:
+        # imported files move to processed/ once the layer that used them is written
+        done = wd.annotations_inbox / "processed"
+        for p in files:
+            if p.parent == wd.annotations_inbox:
+                done.mkdir(parents=True, exist_ok=True)
+                os.replace(p, done / p.name)
+    return res, counters, after_write
 
 
 def minhash_index_path(wd: Workdir) -> Path:
@@ -395,6 +463,10 @@ def materialise_deduplicated(cfg: PlatformConfig, wd: Workdir, log: Log = _noop)
 
 def materialise_labelled(cfg: PlatformConfig, wd: Workdir, log: Log = _noop) -> LayerResult:
     return _run_stage(cfg, wd, "labelled_documents", log)
+
+
+def materialise_decontaminated(cfg: PlatformConfig, wd: Workdir, log: Log = _noop) -> LayerResult:
+    return _run_stage(cfg, wd, "decontaminated_documents", log)
 
 
 def materialise_rejected(wd: Workdir) -> LayerResult:
@@ -438,24 +510,47 @@ def accounting(wd: Workdir, stage: str) -> tuple[int, int, int]:
         con.close()
 
 
-def materialise_release(cfg: PlatformConfig, wd: Workdir, log: Log = _noop) -> ReleaseInfo:
+def split_assignments_path(wd: Workdir) -> Path:
+    """Every (id, split) any release assigned: documents keep their split for good."""
+    return wd.layer("split_assignments")
+
+
+def materialise_release(cfg: PlatformConfig, wd: Workdir, log: Log = _noop, *, lineage: dict | None = None) -> ReleaseInfo:
     con = memory_connection()
     stages = []
     for stage, _, _ in STAGES:
         i, k, r = accounting(wd, stage)
         stages.append([stage, i, k, r])
     rejected = read_stats(wd, "rejected_documents") or {}
+    labelled = read_stats(wd, "labelled_documents") or {}
+    decon = read_stats(wd, "decontaminated_documents") or {}
+    dc = cfg.pipeline.decontamination
     stats = {
         "sources": [f"{s.name} ({s.kind})" for s in cfg.sources],
         "stages": stages,
         "reasons": rejected.get("counters", {}).get("reasons", []),
+        "agreement": labelled.get("counters", {}).get("agreement", {}),
+        "decontamination": {"ngram": dc.ngram, "cjk_ngram": dc.cjk_ngram,
+                            "benchmarks": (decon.get("counters") or {}).get("benchmarks", [])},
     }
+    prev = split_assignments_path(wd)
+    augment = None
+    if cfg.pipeline.augmentation.enabled:
+        from dataset_platform.core.augment import augment_train
+
+        aug = cfg.pipeline.augmentation
+        augment = lambda c: augment_train(c, aug)  # noqa: E731
     info = publish_release(
-        con, read_layer(wd, "labelled_documents"), wd.releases, cfg.dataset, cfg.pipeline.splits,
-        config_fingerprint=cfg.fingerprint(), stats=stats,
+        con, read_layer(wd, "decontaminated_documents"), wd.releases, cfg.dataset, cfg.pipeline.splits,
+        config_fingerprint=cfg.fingerprint(), stats=stats, label_sets=cfg.label_set_names,
+        release=cfg.pipeline.release, previous_assignments_sql=f"read_parquet({sql_str(prev)})" if prev.exists() else None,
+        lineage=lineage, augment=augment,
     )
+    # only once the release is in place: a failed publish keeps the old assignments
+    write_parquet(con, "SELECT id, split, group_key FROM split_assignments ORDER BY id", prev)
     con.close()
-    log(f"release {info.dataset} {info.version}: {info.rows} at {info.path}" + ("" if info.created else " (unchanged)"))
+    log(f"release {info.dataset} {info.version}: {info.rows} at {info.path}" + ("" if info.created else " (unchanged)")
+        + f"; against {info.previous or 'no earlier release'}: {info.diff}")
     _publish_view(wd, "dataset_release", release_view_sql(info.path))
     return info
 

@@ -13,11 +13,23 @@ from dataset_platform.quality.gx_suites import (
     NATIVE_TYPES,
     SuiteError,
     load_suite,
+    expand_label_sets,
     referenced_columns,
-    validate_parquet,
     validate_relation,
 )
-from dataset_platform.schema import LAYERS, columns, select_list
+from dataset_platform.quality.gx_suites import validate_parquet as _validate_parquet
+from dataset_platform.schema import LAYERS, LABELLED_LAYERS, columns as _columns, select_list as _select_list
+
+#: the label sets the labelled layers are tested with (their columns are configuration-dependent)
+LABEL_SETS = {"topic": ["nature", "other"]}
+
+
+def columns(layer: str) -> list[str]:
+    return _columns(layer, list(LABEL_SETS))
+
+
+def select_list(layer: str) -> str:
+    return _select_list(layer, list(LABEL_SETS))
 
 REPO = Path(__file__).resolve().parents[1]
 SUITES = REPO / "expectations"
@@ -69,7 +81,14 @@ VALID = {
     "similarity": "1.0",
     "kind": "'exact'",
     "topic": "CASE WHEN i % 2 = 0 THEN 'nature' ELSE 'other' END",
-    "topic_source": "'rule:keywords'",
+    "topic_source": "'rule'",
+    "augmented_from": "NULL",
+    "label_set": "'topic'",
+    "annotator": "'annotator' || (i % 3)",
+    "annotation_id": "i + 1",
+    "task_id": "i // 3 + 1",
+    "updated_at": "'2026-11-23T10:00:00.000000Z'",
+    "file": "'project-1-export.json'",
     "topic_confidence": "0.75",
     "stage": "'clean'",
     "rule": "'gopher_quality.word_count'",
@@ -97,6 +116,15 @@ def suite(layer: str) -> Path:
     return SUITES / f"{layer}.json"
 
 
+def spec_of(layer: str) -> dict:
+    """The suite as validated: its label-set templates expanded for LABEL_SETS."""
+    return expand_label_sets(load_suite(suite(layer)), LABEL_SETS)
+
+
+def validate_parquet(path, suite_path, **kw):
+    return _validate_parquet(path, suite_path, label_sets=LABEL_SETS, **kw)
+
+
 def outcome(result, typ: str, column: str):
     (o,) = [o for o in result.outcomes if o.type == typ and o.kwargs.get("column") == column]
     return o
@@ -107,7 +135,7 @@ def outcome(result, typ: str, column: str):
 
 @pytest.mark.parametrize("layer", list(LAYERS))
 def test_every_suite_loads_and_guards_its_contract(layer):
-    spec = load_suite(suite(layer))
+    spec = spec_of(layer)
     assert spec["name"] == layer
     critical = [e for e in spec["expectations"] if e["severity"] == "critical"]
     assert {"type": "expect_table_columns_to_match_ordered_list", "kwargs": {"column_list": columns(layer)},
@@ -115,13 +143,16 @@ def test_every_suite_loads_and_guards_its_contract(layer):
     if layer == "crawl_log":  # one row per record of a batch: a dump may hold a URL twice
         assert {"type": "expect_compound_columns_to_be_unique", "kwargs": {"column_list": ["crawl_id", "seq"]},
                 "severity": "critical"} in critical
+    elif layer == "human_annotations":  # one label per person, document and label set
+        assert {"type": "expect_compound_columns_to_be_unique",
+                "kwargs": {"column_list": ["doc_id", "label_set", "annotator"]}, "severity": "critical"} in critical
     else:
         key = "doc_id" if layer == "duplicate_clusters" else "id"
         assert {"type": UNIQUE, "kwargs": {"column": key}, "severity": "critical"} in critical
-    if layer in ("deduplicated_documents", "labelled_documents"):
+    if layer in ("deduplicated_documents", "labelled_documents", "decontaminated_documents"):
         assert {"type": UNIQUE, "kwargs": {"column": "content_hash"}, "severity": "critical"} in critical
     row_count = [e for e in critical if e["type"] == "expect_table_row_count_to_be_between"]
-    if layer in ("rejected_documents", "duplicate_clusters"):
+    if layer in ("rejected_documents", "duplicate_clusters", "human_annotations"):
         assert row_count == []  # these may legitimately be empty
     else:
         assert row_count == [{"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1},
@@ -130,9 +161,9 @@ def test_every_suite_loads_and_guards_its_contract(layer):
 
 
 def test_every_column_a_suite_names_is_in_the_contract():
-    for layer, cols in LAYERS.items():
-        names = {c for c, _ in cols}
-        for e in load_suite(suite(layer))["expectations"]:
+    for layer in LAYERS:
+        names = set(columns(layer))
+        for e in spec_of(layer)["expectations"]:
             assert set(referenced_columns(e)) <= names, (layer, e)
     assert sorted(p.stem for p in SUITES.glob("*.json")) == sorted(LAYERS)
 
@@ -160,7 +191,7 @@ def test_a_valid_table_passes_every_suite(tmp_path, layer):
     assert result.suite == layer and result.row_count == 25
     assert [o for o in result.outcomes if not o.success] == []
     assert result.critical_passed and result.warnings_passed
-    assert len(result.outcomes) == len(load_suite(suite(layer))["expectations"])
+    assert len(result.outcomes) == len(spec_of(layer)["expectations"])
     for o in result.outcomes:
         assert o.engine == ("duckdb" if o.type in NATIVE_TYPES else "gx")
         if o.engine == "gx":
@@ -172,7 +203,7 @@ def test_empty_tables_fail_only_where_rows_are_required(tmp_path, layer):
     result = validate_parquet(write_layer(tmp_path / "t.parquet", layer, 0), suite(layer))
     assert result.row_count == 0
     failed = [o.type for o in result.failed()]
-    if layer in ("rejected_documents", "duplicate_clusters"):
+    if layer in ("rejected_documents", "duplicate_clusters", "human_annotations"):
         assert failed == []
     else:
         assert failed == ["expect_table_row_count_to_be_between"]
@@ -298,13 +329,13 @@ def test_markdown_summarises_failures(tmp_path):
                        lang="CASE WHEN i = 9 THEN 'e|n' ELSE 'en' END")
     md = validate_parquet(path, suite("labelled_documents")).to_markdown()
     lines = md.splitlines()
-    n = len(load_suite(suite("labelled_documents"))["expectations"])
+    n = len(spec_of("labelled_documents")["expectations"])
     assert lines[0] == (f"**labelled_documents**: 10 rows, {n - 2}/{n} expectations passed "
                         "(critical: FAILED, warnings: ok)")
     assert lines[2].startswith("| result | severity | expectation |") and len(lines) == 4 + n
     assert [line for line in lines if "**FAIL**" in line] == [
         "| **FAIL** | critical | column_values_to_match_regex(regex='^[a-z]{2,3}$') | lang | 1 / 10 | [\"e\\|n\"] |",
-        "| **FAIL** | critical | column_value_lengths_to_be_between(min_value=1) | topic | 1 / 10 | [\"\"] |",
+        "| **FAIL** | critical | column_values_to_be_in_set(value_set=['nature', 'other']) | topic | 1 / 10 | [\"\"] |",
     ]
 
 

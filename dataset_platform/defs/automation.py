@@ -18,6 +18,14 @@ dataset_pipeline = dg.define_asset_job(
 )
 
 
+annotation_refresh = dg.define_asset_job(
+    "annotation_refresh",
+    selection=dg.AssetSelection.assets("labelled_documents", "human_annotations").downstream(),
+    description="Imports the Label Studio exports in <workdir>/inbox/annotations/ and refreshes the labelled "
+                "layer and everything downstream (decontamination, rejects, release), with their checks.",
+)
+
+
 def build_schedule(cfg: PlatformConfig) -> dg.ScheduleDefinition:
     @dg.schedule(
         name="refresh_schedule",
@@ -92,5 +100,37 @@ def build_inbox_sensor(cfg: PlatformConfig, workdir: str | Path) -> dg.SensorDef
         if not requests:
             return dg.SkipReason(f"no files in {wd.root / 'inbox'}/<source>/ for sources {names}")
         return requests
+
+    return _sensor
+
+
+def annotation_inbox_files(wd: Workdir) -> list[Path]:
+    """Label Studio exports waiting in ``<workdir>/inbox/annotations/`` (imported ones move to processed/)."""
+    folder = wd.annotations_inbox
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix == ".json" and not p.name.startswith("."))
+
+
+def build_annotation_sensor(workdir: str | Path) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="annotation_sensor",
+        job=annotation_refresh,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="A Label Studio JSON export dropped into <workdir>/inbox/annotations/ re-materialises the "
+                    "labelled layer (human labels override automatic ones) and everything downstream, once per file.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext):
+        wd = Workdir.at(workdir)
+        files = annotation_inbox_files(wd)
+        if not files:
+            return dg.SkipReason(f"no Label Studio export waiting in {wd.annotations_inbox}")
+        # one run for everything waiting; its key names every file (name, size, mtime): the same
+        # files never trigger twice, a new or re-exported file triggers again
+        parts = sorted(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+        key = "annotations:" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+        return dg.RunRequest(run_key=key, tags={TRIGGER_TAG: "annotations",
+                                                "dataset_platform/files": ",".join(f.name for f in files)[:200]})
 
     return _sensor

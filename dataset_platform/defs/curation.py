@@ -1,10 +1,10 @@
-"""Document layers: extracted -> cleaned -> deduplicated -> labelled, and the rejects of all."""
+"""Document layers: extracted -> cleaned -> deduplicated -> labelled -> decontaminated, and the rejects of all."""
 
 
 import dagster as dg
 
 from dataset_platform import pipeline
-from dataset_platform.defs.metadata import cluster_metadata, column_schema, layer_metadata, md_table
+from dataset_platform.defs.metadata import cluster_metadata, column_schema, label_metadata, layer_metadata, md_table
 from dataset_platform.defs.resources import PlatformResource
 
 GROUP = "curation"
@@ -48,15 +48,51 @@ def deduplicated_documents(context: dg.AssetExecutionContext, platform: Platform
     })
 
 
-@dg.asset(group_name=GROUP, kinds={"duckdb", "parquet"}, deps=["deduplicated_documents"],
-          description="Every document with a topic label, its source and confidence.")
-def labelled_documents(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:
-    return dg.MaterializeResult(metadata=layer_metadata(
-        pipeline.materialise_labelled(platform.config, platform.wd, log=context.log.info)))
+@dg.multi_asset(
+    group_name=GROUP,
+    specs=[
+        dg.AssetSpec("labelled_documents", deps=["deduplicated_documents"], kinds={"duckdb", "parquet"},
+                     description="Every document with a value, source (human / rule / model / rule+model / default) "
+                                 "and confidence per label set; writes the Label Studio review tasks."),
+        dg.AssetSpec("human_annotations", deps=["deduplicated_documents"], kinds={"parquet", "labelstudio"},
+                     description="Every label people gave in the Label Studio exports dropped into "
+                                 "<workdir>/inbox/annotations/ (disagreements kept)."),
+    ],
+)
+def labelled_documents(context: dg.AssetExecutionContext, platform: PlatformResource):
+    cfg = platform.config
+    result = pipeline.materialise_labelled(cfg, platform.wd, log=context.log.info)
+    md = layer_metadata(result, label_sets=cfg.label_set_names)
+    md.update(label_metadata(result))
+    yield dg.MaterializeResult(asset_key="labelled_documents", metadata=md)
+    agreement = result.counters.get("agreement", {})
+    yield dg.MaterializeResult(asset_key="human_annotations", metadata={
+        "dagster/row_count": int(result.stage.extra.get("human_annotations", 0)) if result.stage else 0,
+        "dagster/column_schema": column_schema("human_annotations"),
+        "files": ", ".join(result.counters.get("annotation_files", [])) or "none yet",
+        "agreement": dg.MetadataValue.md(md_table(
+            ["label set", "method", "kappa", "documents", "annotators"],
+            [[k, v.get("method"), v.get("kappa"), v.get("items"), v.get("annotators")] for k, v in sorted(agreement.items())])
+            if agreement else "no document has two annotators yet"),
+    })
+
+
+@dg.asset(group_name=GROUP, kinds={"duckdb", "parquet"}, deps=["labelled_documents"],
+          description="Labelled documents sharing no 13-gram (13 characters for CJK) with a configured evaluation set; "
+                      "matches go to rejected_documents with the benchmark item.")
+def decontaminated_documents(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:
+    cfg = platform.config
+    result = pipeline.materialise_decontaminated(cfg, platform.wd, log=context.log.info)
+    md = layer_metadata(result, label_sets=cfg.label_set_names)
+    rows = result.counters.get("benchmarks", [])
+    md["benchmarks"] = dg.MetadataValue.md(
+        md_table(["evaluation set", "items", "documents removed"], rows) if rows else "no evaluation sets configured")
+    return dg.MaterializeResult(metadata=md)
 
 
 @dg.asset(group_name=GROUP, kinds={"duckdb", "parquet"},
-          deps=["extracted_documents", "cleaned_documents", "deduplicated_documents", "labelled_documents"],
+          deps=["extracted_documents", "cleaned_documents", "deduplicated_documents", "labelled_documents",
+                "decontaminated_documents"],
           description="Every document dropped at any stage, with stage, rule and measured value.")
 def rejected_documents(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:
     result = pipeline.materialise_rejected(platform.wd)
@@ -66,4 +102,5 @@ def rejected_documents(context: dg.AssetExecutionContext, platform: PlatformReso
     return dg.MaterializeResult(metadata=md)
 
 
-assets = [extracted_documents, cleaned_documents, deduplicated_documents, labelled_documents, rejected_documents]
+assets = [extracted_documents, cleaned_documents, deduplicated_documents, labelled_documents, decontaminated_documents,
+          rejected_documents]

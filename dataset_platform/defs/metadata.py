@@ -14,14 +14,14 @@ def md_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(out)
 
 
-def column_schema(layer: str) -> dg.TableSchema:
-    return dg.TableSchema(columns=[dg.TableColumn(n, t) for n, t in schema.LAYERS[layer]])
+def column_schema(layer: str, label_sets: list[str] | tuple[str, ...] = ()) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(n, t) for n, t in schema.layer_columns(layer, label_sets)])
 
 
-def layer_metadata(result: LayerResult) -> dict:
+def layer_metadata(result: LayerResult, *, label_sets: list[str] | tuple[str, ...] = ()) -> dict:
     md: dict = {
         "dagster/row_count": result.rows,
-        "dagster/column_schema": column_schema(result.layer),
+        "dagster/column_schema": column_schema(result.layer, label_sets),
         "path": dg.MetadataValue.path(str(result.path)),
         "duration_s": round(result.seconds, 3),
     }
@@ -54,3 +54,25 @@ def cluster_metadata(extra: dict) -> dict:
         "near_duplicates": int(extra.get("near_duplicates", 0)),
         "exact_duplicates": int(extra.get("exact_duplicates", 0)),
     }
+
+
+def label_metadata(result: LayerResult) -> dict:
+    """Per label set: values by source (a table), and the review export."""
+    extra = result.stage.extra if result.stage else {}
+    rows: dict[tuple[str, str], int] = {}
+    for k, v in extra.items():
+        if ":" in k and not k.startswith(("kappa:",)) and "_source:" not in k and "_model" not in k:
+            name, value = k.split(":", 1)
+            rows[(name, value)] = int(v)
+    sources = sorted((k.split("_source:", 1)[0], k.split("_source:", 1)[1], int(v))
+                     for k, v in extra.items() if "_source:" in k)
+    md: dict = {
+        "label_values": dg.MetadataValue.md(
+            md_table(["label set", "value", "documents"], [[a, b, n] for (a, b), n in sorted(rows.items())]) if rows else "none"),
+        "label_sources": dg.MetadataValue.md(
+            md_table(["label set", "source", "documents"], [list(r) for r in sources]) if sources else "none"),
+        "review_tasks": int(result.counters.get("review_tasks", 0)),
+    }
+    if result.counters.get("export"):
+        md["review_export"] = dg.MetadataValue.path(result.counters["export"])
+    return md

@@ -17,7 +17,8 @@ from dataset_platform.storage import PARTITIONED_LAYERS, memory_connection, read
 
 LAYERS_WITH_SUITES = [
     "raw_pages", "crawl_log", "extracted_documents", "cleaned_documents", "deduplicated_documents",
-    "duplicate_clusters", "labelled_documents", "rejected_documents", "dataset_release",
+    "duplicate_clusters", "labelled_documents", "human_annotations", "decontaminated_documents",
+    "rejected_documents", "dataset_release",
 ]
 
 
@@ -46,6 +47,7 @@ def _gx_check(layer: str) -> dg.AssetChecksDefinition:
 
         suite = expectations_dir() / f"{layer}.json"
         wd = platform.wd
+        label_sets = platform.config.label_values
         if layer == "dataset_release":
             release = pipeline.current_release(platform.config, wd)
             if release is None:
@@ -55,7 +57,8 @@ def _gx_check(layer: str) -> dg.AssetChecksDefinition:
 
             con = memory_connection()
             try:
-                outcome = validate_relation(con, f"SELECT * FROM {release_view_sql(release)}", suite)
+                outcome = validate_relation(con, f"SELECT * FROM {release_view_sql(release)}", suite,
+                                            label_sets=label_sets)
             finally:
                 con.close()
         elif layer in PARTITIONED_LAYERS:
@@ -65,7 +68,7 @@ def _gx_check(layer: str) -> dg.AssetChecksDefinition:
             finally:
                 con.close()
         else:
-            outcome = validate_parquet(wd.layer(layer), suite)
+            outcome = validate_parquet(wd.layer(layer), suite, label_sets=label_sets)
         critical_ok, warn_ok = outcome.critical_passed, outcome.warnings_passed
         failed = [o for o in outcome.outcomes if not o.success]
         context.log.info(f"{layer}: {len(outcome.outcomes)} expectations, {len(failed)} failed over {outcome.row_count} rows")
@@ -215,8 +218,119 @@ def no_structured_pii(platform: PlatformResource) -> dg.AssetCheckResult:
     )
 
 
+@dg.asset_check(
+    asset="labelled_documents",
+    name="annotator_agreement",
+    blocking=False,
+    description="Agreement between Label Studio annotators per label set (Cohen's kappa for two annotators, "
+                "Fleiss' for more) is at least pipeline.labels.min_kappa (WARN below it).",
+)
+def annotator_agreement(platform: PlatformResource) -> dg.AssetCheckResult:
+    stats = pipeline.read_stats(platform.wd, "labelled_documents") or {}
+    agreement = (stats.get("counters") or {}).get("agreement", {})
+    floor = platform.config.pipeline.labels.min_kappa
+    measured = {k: v for k, v in agreement.items() if v.get("kappa") is not None}
+    low = sorted(k for k, v in measured.items() if v["kappa"] < floor)
+    md: dict = {"min_kappa": floor, "label_sets_measured": len(measured), "below_threshold": ", ".join(low) or "none"}
+    for k, v in sorted(measured.items()):
+        md[f"kappa:{k}"] = round(float(v["kappa"]), 4)
+        md[f"method:{k}"] = v.get("method") or ""
+        md[f"documents:{k}"] = int(v.get("items") or 0)
+    if not measured:
+        md["note"] = "no document has labels from two annotators yet (import Label Studio exports into inbox/annotations/)"
+    return dg.AssetCheckResult(passed=not low, severity=dg.AssetCheckSeverity.WARN, metadata=md)
+
+
+def _release_or_none(platform: PlatformResource):
+    return pipeline.current_release(platform.config, platform.wd)
+
+
+@dg.asset_check(
+    asset="dataset_release",
+    name="no_split_leakage",
+    blocking=True,
+    description="No URL, near-duplicate cluster or split group has documents in two splits, and no augmented "
+                "copy is outside train.",
+)
+def no_split_leakage(platform: PlatformResource) -> dg.AssetCheckResult:
+    from dataset_platform.core.release import release_view_sql
+
+    wd = platform.wd
+    release = _release_or_none(platform)
+    if release is None:
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR,
+                                   metadata={"error": "no release has been published"})
+    rel = release_view_sql(release)
+    assignments = pipeline.split_assignments_path(wd)
+    con = memory_connection()
+    try:
+        by_url, by_cluster, by_group, augmented = con.sql(f"""
+            WITH r AS (SELECT id, url, split, augmented_from FROM {rel}),
+                 d AS (SELECT id, content_hash FROM {read_layer(wd, 'decontaminated_documents')}),
+                 a AS (SELECT id, group_key FROM read_parquet('{assignments}'))
+            SELECT
+              (SELECT count(*) FROM (SELECT url FROM r WHERE augmented_from IS NULL GROUP BY url HAVING count(DISTINCT split) > 1)),
+              (SELECT count(*) FROM (SELECT d.content_hash FROM r JOIN d USING (id) GROUP BY 1 HAVING count(DISTINCT r.split) > 1)),
+              (SELECT count(*) FROM (SELECT a.group_key FROM r JOIN a USING (id) GROUP BY 1 HAVING count(DISTINCT r.split) > 1)),
+              (SELECT count(*) FROM r WHERE augmented_from IS NOT NULL AND split <> 'train')
+        """).fetchall()[0]
+    finally:
+        con.close()
+    return dg.AssetCheckResult(
+        passed=by_url == 0 and by_cluster == 0 and by_group == 0 and augmented == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"urls_in_two_splits": by_url, "clusters_in_two_splits": by_cluster,
+                  "groups_in_two_splits": by_group, "augmented_outside_train": augmented},
+    )
+
+
+@dg.asset_check(
+    asset="dataset_release",
+    name="split_balance",
+    blocking=False,
+    description="Each split's shares of the stratified label set's values stay within pipeline.splits.tolerance "
+                "of the whole release's (WARN otherwise).",
+)
+def split_balance(platform: PlatformResource) -> dg.AssetCheckResult:
+    from dataset_platform.core.release import release_view_sql
+
+    settings = platform.config.pipeline.splits
+    release = _release_or_none(platform)
+    if release is None:
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN,
+                                   metadata={"error": "no release has been published"})
+    if settings.stratify_by is None:
+        return dg.AssetCheckResult(passed=True, metadata={"note": "splits.stratify_by is not set: nothing to balance"})
+    col = settings.stratify_by
+    con = memory_connection()
+    try:
+        rows = con.sql(f"""
+            WITH r AS (SELECT "{col}" AS v, split FROM {release_view_sql(release)} WHERE augmented_from IS NULL),
+                 whole AS (SELECT v, count(*) / (SELECT count(*) FROM r) AS share FROM r GROUP BY v),
+                 per AS (SELECT split, v, count(*) / sum(count(*)) OVER (PARTITION BY split) AS share FROM r GROUP BY split, v),
+                 grid AS (SELECT s.split, w.v, w.share AS whole_share FROM (SELECT DISTINCT split FROM r) s CROSS JOIN whole w)
+            SELECT g.split, g.v, round(coalesce(p.share, 0), 4), round(g.whole_share, 4),
+                   round(abs(coalesce(p.share, 0) - g.whole_share), 4) AS dev
+            FROM grid g LEFT JOIN per p ON p.split = g.split AND p.v = g.v
+            ORDER BY dev DESC, 1, 2
+        """).fetchall()
+    finally:
+        con.close()
+    worst = rows[0][4] if rows else 0.0
+    from dataset_platform.defs.metadata import md_table
+
+    return dg.AssetCheckResult(
+        passed=worst <= settings.tolerance + 1e-9,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"stratify_by": col, "tolerance": settings.tolerance, "max_deviation": float(worst),
+                  "shares": dg.MetadataValue.md(md_table(["split", col, "share", "share of whole", "deviation"],
+                                                         [list(r) for r in rows]))},
+    )
+
+
 checks = (
     [_gx_check(layer) for layer in LAYERS_WITH_SUITES]
     + [_accounting_check(stage, layer) for stage, _, layer in pipeline.STAGES]
-    + [reconciles_with_crawl, raw_reconciles_with_crawl_log, no_structured_pii]
+    + [reconciles_with_crawl, raw_reconciles_with_crawl_log, no_structured_pii, annotator_agreement,
+       no_split_leakage, split_balance]
 )

@@ -1,4 +1,4 @@
-"""The published release: deterministic splits, Parquet files, dataset card and manifest."""
+"""The published release: leak-free stable splits, Parquet shards, dataset card, manifest and diff."""
 
 
 import dagster as dg
@@ -7,19 +7,46 @@ from dataset_platform import pipeline
 from dataset_platform.defs.metadata import column_schema, md_table
 from dataset_platform.defs.resources import PlatformResource
 
+#: the assets whose newest materialisation a release records in its manifest (lineage)
+UPSTREAM = ["raw_pages", "extracted_documents", "cleaned_documents", "deduplicated_documents",
+            "labelled_documents", "human_annotations", "decontaminated_documents", "rejected_documents"]
+
+
+def upstream_materialisations(context: dg.AssetExecutionContext) -> dict:
+    """Run id, event storage id and time of the newest materialisation of every upstream asset."""
+    out = {}
+    for key in UPSTREAM:
+        records = context.instance.fetch_materializations(dg.AssetKey(key), limit=1).records
+        if records:
+            r = records[0]
+            out[key] = {"run_id": r.run_id, "storage_id": r.storage_id, "timestamp": round(r.timestamp, 3)}
+    return out
+
 
 @dg.asset(group_name="release", kinds={"parquet", "huggingface"},
-          deps=["labelled_documents", "rejected_documents"],
-          description="Versioned train/validation/test Parquet release with a dataset card and manifest.")
+          deps=["decontaminated_documents", "rejected_documents"],
+          description="Versioned train/validation/test Parquet shards with a dataset card, manifest (lineage) and a "
+                      "diff against the previous release. Splits are stable, group-wise and stratified.")
 def dataset_release(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:
-    info = pipeline.materialise_release(platform.config, platform.wd, log=context.log.info)
+    cfg = platform.config
+    info = pipeline.materialise_release(cfg, platform.wd, log=context.log.info, lineage=upstream_materialisations(context))
+    st = info.split_stats
+    shares = st.shares if st is not None else []
     return dg.MaterializeResult(metadata={
         "dagster/row_count": info.total_rows,
-        "dagster/column_schema": column_schema("dataset_release"),
+        "dagster/column_schema": column_schema("dataset_release", cfg.label_set_names),
         "version": info.version,
+        "previous_version": info.previous or "none",
         "path": dg.MetadataValue.path(str(info.path)),
         "new_version": info.created,
         "splits": dg.MetadataValue.md(md_table(["split", "documents"], [[k, v] for k, v in info.rows.items()])),
+        "files": len(info.files),
+        "diff": dg.MetadataValue.md(md_table(["change", "documents"], [[k, v] for k, v in info.diff.items()])),
+        "split_groups": st.groups if st is not None else 0,
+        "split_kept_from_previous": st.kept_from_previous if st is not None else 0,
+        "split_straddling_groups": st.straddling_groups if st is not None else 0,
+        "split_max_share_deviation": st.max_share_deviation if st is not None and st.max_share_deviation is not None else 0.0,
+        "split_shares": dg.MetadataValue.md(md_table(["split", "value", "documents", "share"], shares) if shares else "not stratified"),
         "dataset_card": dg.MetadataValue.path(str(info.path / "README.md")),
     })
 
