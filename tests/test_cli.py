@@ -139,3 +139,127 @@ def test_stage_with_missing_field_says_what_is_needed(tmp_path):
     inp.write_text('{"id": 1, "body": "no text field"}\n')
     r = cli("stage", "clean", "--input", str(inp), "--output", str(tmp_path / "o.parquet"))
     assert r.returncode == 2 and "missing field(s) text" in r.stderr
+
+
+# --- label / decontaminate / split on files -------------------------------------------------------
+
+GARDEN = ["The tomatoes in the east bed ripened early, and the beans climbed the trellis after the rain.",
+          "Compost the leaves in autumn; the worms turn them into soil for the spring seedlings.",
+          "Prune the roses in late winter, just above an outward-facing bud, to keep the centre open.",
+          "Sow the carrots thinly in rows and water the seedlings every evening during the dry weeks."]
+HARBOUR = ["The ferry leaves the harbour at seven, and the evening crossing returns before the tide turns.",
+           "Fishing boats unloaded their catch at the quay while the harbour master checked the moorings.",
+           "The lighthouse keeper logged the passing ships and the wind on the pier through the night.",
+           "A second ferry will serve the islands in summer, the harbour office said on Monday."]
+
+
+def _label_config(tmp_path: Path, **splits) -> Path:
+    cfg = tmp_path / "sources.yaml"
+    split_yaml = "".join(f"    {k}: {json.dumps(v)}\n" for k, v in splits.items())
+    cfg.write_text(
+        "sources:\n  - name: notes\n    kind: jsonl\n"
+        "pipeline:\n  labels:\n    sets:\n      - name: topic\n        values: [garden, harbour, other]\n"
+        "        default: other\n        rules:\n          - value: garden\n            keywords: [tomatoes, compost, seedlings]\n"
+        "          - value: harbour\n            keywords: [ferry, harbour, quay]\n"
+        + (f"  splits:\n{split_yaml}" if split_yaml else ""))
+    return cfg
+
+
+def _jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return path
+
+
+def test_stage_label_with_rules_and_gold(tmp_path):
+    import pyarrow.parquet as pq
+
+    cfg = _label_config(tmp_path)
+    docs = _jsonl(tmp_path / "docs.jsonl", [
+        {"id": 1, "text": GARDEN[0]},  # a rule fires: tomatoes
+        {"id": 2, "text": HARBOUR[2]},  # no rule fires (lighthouse): only the classifier knows
+        {"id": 3, "text": "Nothing here is about either of them at all, it is a note on taxes."},
+    ])
+    gold = _jsonl(tmp_path / "gold.jsonl", [{"id": f"{topic}{i}", "text": t, "topic": topic}
+                                            for topic, texts in (("garden", GARDEN), ("harbour", HARBOUR))
+                                            for i, t in enumerate(texts) if t != HARBOUR[2]])
+    out = tmp_path / "labelled.parquet"
+    r = cli("stage", "label", "--input", str(docs), "--output", str(out), "--config", str(cfg), "--gold", str(gold))
+    assert r.returncode == 0, r.stderr
+    t = pq.read_table(out)
+    assert t.column_names == ["id", "text", "topic", "topic_source", "topic_confidence"]
+    rows = {row["id"]: row for row in t.to_pylist()}
+    assert rows["1"]["topic"] == "garden" and rows["1"]["topic_source"] in ("rule", "rule+model")
+    assert rows["2"]["topic"] == "harbour" and rows["2"]["topic_source"] == "model"
+    assert all(0 <= row["topic_confidence"] <= 1 for row in rows.values())
+
+    # a label value the config does not declare is a clear error naming the file
+    bad = _jsonl(tmp_path / "bad_gold.jsonl", [{"id": "x", "text": GARDEN[0], "topic": "gardening"}])
+    r = cli("stage", "label", "--input", str(docs), "--output", str(out), "--config", str(cfg), "--gold", str(bad))
+    assert r.returncode == 2 and "gardening" in r.stderr and "bad_gold.jsonl" in r.stderr
+
+
+def test_stage_decontaminate_removes_a_planted_item(tmp_path):
+    import pyarrow.parquet as pq
+
+    question = ("A gardener plants seven rows of carrots with twelve seeds in each row and three seeds fail "
+                "to sprout in every row; how many carrots come up in the whole bed?")
+    bench = _jsonl(tmp_path / "eval.jsonl", [
+        {"id": "eval/1", "question": question, "answer": "63"},
+        {"id": "eval/2", "question": "天气很好的时候，我们去港口看渔船卸货，然后沿着码头走到灯塔，一共走了多少米？", "answer": "900"},
+    ])
+    docs = _jsonl(tmp_path / "docs.jsonl", [
+        {"id": "a", "text": GARDEN[1] + " " + question + " The answer is in the back of the book."},
+        {"id": "b", "text": " ".join(GARDEN)},
+        {"id": "c", "text": "周末的日记：天气很好的时候，我们去港口看渔船卸货，然后沿着码头走到灯塔，一共走了多少米？"},
+    ])
+    out, rej = tmp_path / "clean.parquet", tmp_path / "rej.jsonl"
+    r = cli("stage", "decontaminate", "--input", str(docs), "--output", str(out), "--benchmark", str(bench),
+            "--rejected", str(rej))
+    assert r.returncode == 0, r.stderr
+    assert pq.read_table(out).column("id").to_pylist() == ["b"]
+    dropped = {d["id"]: d for d in map(json.loads, rej.read_text().splitlines())}
+    assert set(dropped) == {"a", "c"} and all(d["stage"] == "decontaminate" for d in dropped.values())
+    assert "eval/1" in dropped["a"]["value"] and "eval/2" in dropped["c"]["value"]
+
+    # --fields restricts what is matched: the answers alone match nothing
+    r = cli("stage", "decontaminate", "--input", str(docs), "--output", str(out), "--benchmark", str(bench),
+            "--fields", "answer")
+    assert r.returncode == 0, r.stderr
+    assert pq.read_table(out).column("id").to_pylist() == ["a", "b", "c"]
+
+
+def test_stage_split_keeps_urls_together_and_old_documents_in_place(tmp_path):
+    import pyarrow.parquet as pq
+
+    cfg = _label_config(tmp_path, train=0.6, validation=0.2, test=0.2, group_by=["url"], stratify_by="topic",
+                        tolerance=0.15, salt="cli-test")
+    topics = ["garden", "harbour"]
+    first = _jsonl(tmp_path / "first.jsonl", [
+        {"id": f"d{i:03d}", "url": f"http://notes.test/p{i // 2}", "topic": topics[i % 2]} for i in range(200)])
+    out1 = tmp_path / "out1"
+    r = cli("stage", "split", "--input", str(first), "--output-dir", str(out1), "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    parts = {s: pq.read_table(out1 / f"{s}.parquet").to_pylist() for s in ("train", "validation", "test")}
+    assert sum(map(len, parts.values())) == 200
+    split_of_url: dict[str, set] = {}
+    for s, rows in parts.items():
+        for row in rows:
+            split_of_url.setdefault(row["url"], set()).add(s)
+    assert all(len(v) == 1 for v in split_of_url.values())  # a URL never straddles splits
+    assert abs(len(parts["train"]) / 200 - 0.6) <= 0.15
+
+    before = {row["id"]: row["split"] for row in pq.read_table(out1 / "assignments.parquet").to_pylist()}
+    second = _jsonl(tmp_path / "second.jsonl", [
+        {"id": f"d{i:03d}", "url": f"http://notes.test/p{i // 2}", "topic": topics[i % 2]} for i in range(400)])
+    out2 = tmp_path / "out2"
+    r = cli("stage", "split", "--input", str(second), "--output-dir", str(out2), "--config", str(cfg),
+            "--previous", str(out1 / "assignments.parquet"))
+    assert r.returncode == 0, r.stderr
+    after = {row["id"]: row["split"] for row in pq.read_table(out2 / "assignments.parquet").to_pylist()}
+    assert len(after) == 400 and all(after[k] == v for k, v in before.items())
+    assert "kept from previous 200" in r.stderr
+
+    # stratifying by a column the input lacks says which columns there are
+    r = cli("stage", "split", "--input", str(_jsonl(tmp_path / "no_topic.jsonl", [{"id": 1, "url": "http://x.test/"}])),
+            "--output-dir", str(tmp_path / "o3"), "--config", str(cfg))
+    assert r.returncode == 2 and "stratify_by is 'topic'" in r.stderr
