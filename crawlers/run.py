@@ -193,8 +193,20 @@ def prepare_job_dir(spec: CrawlSpec, part: Path) -> str:
 
 
 def _peak_rss_kb() -> int:
-    """Peak resident set size of this process in KiB (Linux reports KiB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """Peak resident set size of this process in KiB.
+
+    On Linux this is ``VmHWM`` of /proc/self/status: ``getrusage``'s ``ru_maxrss`` survives
+    ``execve`` and so, for a process started with vfork/fork + exec (as ``subprocess`` does), reports
+    at least the *parent's* peak - a large test or Dagster process would look like a large crawl.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux reports KiB, macOS bytes
     return int(peak // 1024) if sys.platform == "darwin" else int(peak)
 
 

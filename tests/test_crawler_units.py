@@ -552,3 +552,18 @@ def test_prepare_job_dir(tmp_path: Path) -> None:
     part.unlink()
     assert prepare_job_dir(s, part) == "restart" and not (job / "spider.state").exists()
 
+
+
+def test_peak_memory_of_a_crawl_process_is_its_own_not_its_parents() -> None:
+    """ru_maxrss survives exec: a child of a big process would report the parent's peak."""
+    import subprocess
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("VmHWM is Linux-only")
+    ballast = bytearray(300 * 1024 * 1024)
+    ballast[::4096] = b"\x01" * len(range(0, len(ballast), 4096))  # touch every page: resident
+    out = subprocess.run([sys.executable, "-c", "from crawlers.run import _peak_rss_kb; print(_peak_rss_kb())"],
+                         capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1])
+    del ballast
+    assert 10 * 1024 < int(out.stdout) < 200 * 1024
