@@ -291,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         choices(bbc, bbc_folds, cmmlu, cmmlu_folds)
     if args.throughput:
         throughput(args.throughput)
+    from common import vm_hwm_mb
+
+    print(f"\npeak RSS of the whole benchmark process: {vm_hwm_mb():.0f} MB")
     return 0
 
 

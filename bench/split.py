@@ -66,9 +66,9 @@ def main() -> None:
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     cmd = f"`python bench/split.py --docs {args.docs} --refresh {args.refresh}`"
     print(f"| first | {cmd} | {args.docs} | {t_first:.2f} | {args.docs / t_first:,.0f} | {first.groups} | "
-          f"{first.max_share_deviation:.5f} | - | {peak:.0f} |")
+          f"{first.max_share_deviation:.1e} | - | {peak:.0f} |")
     print(f"| refresh (+{extra}) | {cmd} | {args.docs + extra} | {t_second:.2f} | {(args.docs + extra) / t_second:,.0f} | "
-          f"{second.groups} | {second.max_share_deviation:.5f} | {moved} | {peak:.0f} |")
+          f"{second.groups} | {second.max_share_deviation:.1e} | {moved} | {peak:.0f} |")
 
 
 if __name__ == "__main__":
