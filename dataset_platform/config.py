@@ -17,9 +17,19 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 NAME_RE = r"^[a-z][a-z0-9_-]{0,62}$"
+
+
+def _cron(v: str) -> str:
+    if len(v.split()) != 5:
+        raise ValueError(f"expected a 5-field cron string like '0 3 * * *', got {v!r}")
+    return v
+
+
+#: a 5-field cron string (minute hour day month weekday), evaluated in UTC
+Cron = Annotated[str, AfterValidator(_cron)]
 
 
 class ConfigError(ValueError):
@@ -71,6 +81,9 @@ class CrawlSource(_Model):
     resumable: bool = True
     #: send If-None-Match / If-Modified-Since from the previous crawl; unchanged pages are not stored again
     conditional_requests: bool = True
+    #: cron (UTC) for refreshing this source's raw partition; default: pipeline.schedule. Downstream
+    #: layers then refresh by themselves (declarative automation) once the raw layer's checks pass.
+    schedule: Cron | None = None
 
     @field_validator("start_urls", "sitemap_urls")
     @classmethod
@@ -123,6 +136,9 @@ class DumpSource(_Model):
     """
 
     name: Annotated[str, Field(pattern=NAME_RE)]
+    #: cron (UTC) for refreshing this source's raw partition; default: pipeline.schedule. Downstream
+    #: layers then refresh by themselves (declarative automation) once the raw layer's checks pass.
+    schedule: Cron | None = None
     kind: Literal["warc", "jsonl", "parquet"]
     paths: list[str] = Field(default_factory=list)
     #: landed field -> field of the dump (jsonl/parquet), e.g. {text: content, url: link}
@@ -418,6 +434,17 @@ class AugmentSettings(_Model):
 class ReleaseSettings(_Model):
     #: a Parquet shard holds at most about this many bytes of text (more shards when larger)
     max_shard_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024 * 1024
+    #: freshness policy of the release asset: WARN when the newest release is older than
+    #: freshness_warn_hours, FAIL when older than freshness_fail_hours
+    freshness_warn_hours: Annotated[float, Field(gt=0)] = 26
+    freshness_fail_hours: Annotated[float, Field(gt=0)] = 50
+
+    @model_validator(mode="after")
+    def _windows(self) -> "ReleaseSettings":
+        if self.freshness_warn_hours > self.freshness_fail_hours:
+            raise ValueError(f"freshness_warn_hours ({self.freshness_warn_hours}) must not exceed "
+                             f"freshness_fail_hours ({self.freshness_fail_hours})")
+        return self
 
 
 class PipelineSettings(_Model):
@@ -429,17 +456,10 @@ class PipelineSettings(_Model):
     splits: SplitSettings = SplitSettings()
     augmentation: AugmentSettings = AugmentSettings()
     release: ReleaseSettings = ReleaseSettings()
-    #: cron for the scheduled refresh of the whole graph
-    schedule: str = "0 3 * * *"
+    #: default cron (UTC) of each source's scheduled refresh (sources[].schedule overrides it)
+    schedule: Cron = "0 3 * * *"
     #: documents per batch in the Python stages (extraction, normalisation)
     batch_size: Annotated[int, Field(ge=1)] = 2000
-
-    @field_validator("schedule")
-    @classmethod
-    def _cron(cls, v: str) -> str:
-        if len(v.split()) != 5:
-            raise ValueError(f"expected a 5-field cron string like '0 3 * * *', got {v!r}")
-        return v
 
     @model_validator(mode="after")
     def _stratify(self) -> "PipelineSettings":

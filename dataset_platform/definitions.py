@@ -22,12 +22,13 @@ def build_definitions(config_path: str | Path | None = None, workdir: str | Path
     cfg = load_config(cfg_path)  # a bad config fails the code location with a message naming the field
     wd = Workdir.at(workdir)
     return dg.Definitions(
-        assets=[*ingestion.build_assets(cfg), *curation.assets, *release.assets],
+        assets=[*ingestion.build_assets(cfg), *curation.assets, *release.build_assets(cfg)],
         asset_checks=quality.checks,
-        jobs=[automation.dataset_pipeline, automation.annotation_refresh],
-        schedules=[automation.build_schedule(cfg)],
+        jobs=[automation.dataset_pipeline, automation.raw_refresh, automation.annotation_refresh],
+        schedules=automation.build_schedules(cfg),
         sensors=[automation.build_config_sensor(cfg, cfg_path), automation.build_inbox_sensor(cfg, wd.root),
-                 automation.build_annotation_sensor(wd.root)],
+                 automation.build_annotation_sensor(wd.root),
+                 automation.automation_sensor, automation.build_run_failure_sensor(wd.root)],
         resources={"platform": PlatformResource(config_path=cfg_path, workdir=str(wd.root))},
     )
 

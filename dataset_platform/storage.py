@@ -49,6 +49,11 @@ class Workdir:
     def layers(self) -> Path:
         return self.root / "layers"
 
+    @property
+    def alerts(self) -> Path:
+        """One JSON line per failed run (written by the run-failure sensor)."""
+        return self.root / "alerts" / "run_failures.jsonl"
+
     def layer(self, name: str) -> Path:
         """The Parquet file holding a layer (for a partitioned layer: use ``layer_files``)."""
         return self.layers / name / "data.parquet"

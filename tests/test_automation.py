@@ -22,20 +22,39 @@ def _config(tmp_path: Path, schedule: str = "0 3 * * *") -> Path:
     return p
 
 
-def test_schedule_follows_config_and_targets_the_whole_graph(tmp_path):
-    defs = build_definitions(_config(tmp_path, "15 4 * * 1"), tmp_path / "w")
-    sched = defs.resolve_schedule_def("refresh_schedule")
-    assert sched.cron_schedule == "15 4 * * 1" and sched.execution_timezone == "UTC"
-    assert sched.default_status == dg.DefaultScheduleStatus.RUNNING
-    with dg.instance_for_test() as instance:
-        ctx = dg.build_schedule_context(instance=instance)
-        data = sched.evaluate_tick(ctx)
-        assert len(data.run_requests) == 1
-        tags = data.run_requests[0].tags
-        assert (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]) == ("demo", "demo")
-    job = defs.resolve_job_def(sched.job_name)
-    keys = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
-    assert {"raw_pages", "dataset_release", "rejected_documents"} <= keys
+def test_each_source_has_its_schedule_refreshing_only_its_raw_partition(tmp_path):
+    cfg = tmp_path / "sources.yaml"
+    cfg.write_text("sources:\n  - name: demo\n    kind: crawl\n    demo_site: true\n    start_urls: [/]\n"
+                   "  - name: notes\n    kind: jsonl\n    schedule: '*/30 * * * *'\n"
+                   "pipeline:\n  schedule: '15 4 * * 1'\n")
+    defs = build_definitions(cfg, tmp_path / "w")
+    repo = defs.get_repository_def()
+    crons = {}
+    # no instance here: a schedule context built on a temporary instance leaves Dagster's definitions-state
+    # storage pointing at it after it is gone, and the next test's definitions fail to load
+    for source in ("demo", "notes"):
+        sched = defs.resolve_schedule_def(f"refresh_{source}")
+        assert sched.execution_timezone == "UTC" and sched.default_status == dg.DefaultScheduleStatus.RUNNING
+        crons[source] = sched.cron_schedule
+        ctx = dg.build_schedule_context(repository_def=repo)
+        (req,) = sched.evaluate_tick(ctx).run_requests
+        assert req.partition_key == source and req.tags["dataset_platform/trigger"] == "schedule"
+        job = defs.resolve_job_def(sched.job_name)
+        assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {"raw_pages", "crawl_log"}
+    assert crons == {"demo": "15 4 * * 1", "notes": "*/30 * * * *"}  # pipeline.schedule is the default
+    # the layers below follow by themselves: every one of them has the automation condition, the
+    # automation sensor is declared and running, and the release has a freshness policy
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        cond = graph.get(key).automation_condition
+        if key.to_user_string() in ("raw_pages", "crawl_log"):
+            assert cond is None
+        else:
+            assert cond is not None and "blocking checks passed" in cond.get_label(), key
+    assert defs.resolve_sensor_def("automation_sensor").default_status == dg.DefaultSensorStatus.RUNNING
+    policy = graph.get(dg.AssetKey("dataset_release")).freshness_policy
+    assert policy.fail_window.to_timedelta().total_seconds() == 50 * 3600
+    assert policy.warn_window.to_timedelta().total_seconds() == 26 * 3600
 
 
 def test_config_sensor_fires_once_per_change(tmp_path):
@@ -108,3 +127,68 @@ def test_inbox_file_refreshes_its_source_partition_exactly_once(tmp_path):
         run(again)
         assert (count("raw_pages"), count("crawl_log")) == (3, 3)  # no duplicated rows
         con.close()
+
+
+def _failed_run(defs, instance):
+    """A real failed run: the raw refresh of a source whose dump path does not exist."""
+    result = defs.resolve_job_def("raw_refresh").execute_in_process(
+        partition_key="notes", instance=instance, raise_on_error=False)
+    assert not result.success
+    run = instance.get_run_by_id(result.run_id)
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
+    return run, failure
+
+
+def test_a_failed_run_is_recorded_and_posted_to_the_webhook(tmp_path, monkeypatch):
+    import http.server
+    import threading
+
+    received: list[dict] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    cfg = tmp_path / "sources.yaml"
+    cfg.write_text("sources:\n  - name: notes\n    kind: jsonl\n    paths: [missing/*.jsonl, missing.jsonl]\n")
+    wd = Workdir.at(tmp_path / "w").ensure()
+    defs = build_definitions(cfg, wd.root)
+    sensor = defs.resolve_sensor_def("run_failure_alert")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    try:
+        with dg.instance_for_test() as instance:
+            run, failure = _failed_run(defs, instance)
+            # without a webhook: the alert is only written down
+            monkeypatch.delenv("DATASET_PLATFORM_ALERT_WEBHOOK", raising=False)
+            ctx = dg.build_run_status_sensor_context(sensor_name="run_failure_alert", dagster_event=failure,
+                                                     dagster_instance=instance, dagster_run=run)
+            sensor(ctx.for_run_failure())
+            monkeypatch.setenv("DATASET_PLATFORM_ALERT_WEBHOOK", f"http://127.0.0.1:{server.server_port}/hook")
+            sensor(ctx.for_run_failure())
+    finally:
+        server.shutdown()
+    lines = [json.loads(x) for x in wd.alerts.read_text().splitlines()]
+    assert len(lines) == 2
+    assert all(x["run_id"] == run.run_id and x["job"] == "raw_refresh" and x["partitions"] == "notes" for x in lines)
+    assert "raw_layer" in lines[0]["error"]  # says which step failed
+    assert lines[0]["webhook"] == "not configured" and lines[1]["webhook"] == "sent (HTTP 204)"
+    assert len(received) == 1 and received[0]["run_id"] == run.run_id and received[0]["job"] == "raw_refresh"
+
+
+def test_an_unreachable_webhook_never_fails_the_alert(tmp_path):
+    from dataset_platform.defs.automation import post_webhook
+
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = post_webhook(f"http://127.0.0.1:{port}/hook", {"run_id": "x"}, timeout=2)
+    assert out.startswith("not sent: ") and "Connection refused" in out or "URLError" in out

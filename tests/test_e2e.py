@@ -215,7 +215,9 @@ def test_definitions_load_without_deprecation_warnings(tmp_path):
     ours = [w for w in caught if "dataset_platform" in str(w.filename)]
     assert ours == [], [str(w.message) for w in ours]
     assert defs.resolve_job_def("dataset_pipeline") is not None
-    assert defs.resolve_schedule_def("refresh_schedule").default_status == dg.DefaultScheduleStatus.RUNNING
+    assert defs.resolve_schedule_def("refresh_demo").default_status == dg.DefaultScheduleStatus.RUNNING
+    for name in ("automation_sensor", "run_failure_alert", "inbox_sensor", "annotation_sensor"):
+        assert defs.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING, name
     assert defs.resolve_sensor_def("config_change_sensor").default_status == dg.DefaultSensorStatus.RUNNING
 
 

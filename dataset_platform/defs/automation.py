@@ -1,7 +1,23 @@
-"""The job, the schedule and the sensors (all running by default)."""
+"""Jobs, per-source schedules, sensors and the automation sensor (all running by default).
+
+How refreshes happen:
+
+- each source's schedule (``sources[].schedule``, default ``pipeline.schedule``) refreshes that
+  source's raw partition (``raw_refresh``); a file dropped into ``inbox/<source>/`` or a change
+  of sources.yaml refreshes the whole graph (``dataset_pipeline``);
+- every layer below the raw layer refreshes by itself once an upstream layer changed and the
+  upstream blocking checks passed (``automation_sensor``, see ``policies.py``);
+- a Label Studio export in ``inbox/annotations/`` re-labels (``annotation_refresh``);
+- a failed run is recorded in ``<workdir>/alerts/run_failures.jsonl`` and, when
+  ``DATASET_PLATFORM_ALERT_WEBHOOK`` is set, POSTed there as JSON (``run_failure_alert``).
+"""
 
 
+import datetime as dt
 import hashlib
+import json
+import os
+import urllib.request
 from pathlib import Path
 
 import dagster as dg
@@ -26,20 +42,92 @@ annotation_refresh = dg.define_asset_job(
 )
 
 
-def build_schedule(cfg: PlatformConfig) -> dg.ScheduleDefinition:
-    @dg.schedule(
-        name="refresh_schedule",
-        job=dataset_pipeline,
-        cron_schedule=cfg.pipeline.schedule,
-        execution_timezone="UTC",
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="Re-crawls every source (conditional requests: unchanged pages are not stored again) and "
-                    "refreshes the whole graph (pipeline.schedule in sources.yaml).",
-    )
-    def refresh_schedule(context: dg.ScheduleEvaluationContext):
-        return dg.RunRequest(tags={**all_sources_tags(cfg), TRIGGER_TAG: "schedule"})
+raw_refresh = dg.define_asset_job(
+    "raw_refresh",
+    selection=dg.AssetSelection.assets("raw_pages", "crawl_log"),
+    description="Re-crawls / re-ingests the source partitions it is given, with the raw layer's checks; the layers "
+                "below follow by themselves (automation_sensor) once those checks pass.",
+)
 
-    return refresh_schedule
+WEBHOOK_ENV = "DATASET_PLATFORM_ALERT_WEBHOOK"
+
+
+def schedule_name(source: str) -> str:
+    return f"refresh_{source}"
+
+
+def build_schedules(cfg: PlatformConfig) -> list[dg.ScheduleDefinition]:
+    """One schedule per source: its own ``schedule`` or ``pipeline.schedule``."""
+    out = []
+    for src in cfg.sources:
+        cron = src.schedule or cfg.pipeline.schedule
+        what = "Re-crawls" if src.kind == "crawl" else "Re-ingests the files of"
+
+        def _tick(context: dg.ScheduleEvaluationContext, _name: str = src.name):
+            return dg.RunRequest(partition_key=_name, tags={TRIGGER_TAG: "schedule"})
+
+        out.append(dg.schedule(
+            name=schedule_name(src.name), job=raw_refresh, cron_schedule=cron, execution_timezone="UTC",
+            default_status=dg.DefaultScheduleStatus.RUNNING,
+            description=f"{what} source {src.name!r} ({cron} UTC; conditional requests: unchanged pages are not stored "
+                        "again); the layers below refresh by themselves once the raw checks pass.",
+        )(_tick))
+    return out
+
+
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "automation_sensor",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Refreshes each layer once an upstream layer changed and the upstream blocking checks passed.",
+)
+
+
+def alert_record(run: "dg.DagsterRun", error: str | None, when: dt.datetime) -> dict:
+    """What an alert says about a failed run (also the webhook's JSON body)."""
+    return {
+        "time": when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "run_id": run.run_id,
+        "job": run.job_name,
+        "trigger": run.tags.get(TRIGGER_TAG, "manual"),
+        "partitions": run.tags.get("dagster/partition") or run.tags.get("dagster/asset_partition_range_start"),
+        "error": (error or "").strip()[:2000],
+    }
+
+
+def post_webhook(url: str, body: dict, timeout: float = 10.0) -> str:
+    """POST ``body`` as JSON; returns 'sent (HTTP nnn)' or why it failed (never raises)."""
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json", "User-Agent": "dataset-platform"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - URL set by the operator
+            return f"sent (HTTP {resp.status})"
+    except Exception as e:  # an alert must never fail the sensor
+        return f"not sent: {type(e).__name__}: {e}"
+
+
+def build_run_failure_sensor(workdir: str | Path) -> dg.SensorDefinition:
+    @dg.run_failure_sensor(
+        name="run_failure_alert",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=30,
+        description="Records every failed run in <workdir>/alerts/run_failures.jsonl and POSTs it to "
+                    f"${WEBHOOK_ENV} when that is set.",
+    )
+    def _sensor(context: dg.RunFailureSensorContext):
+        failure = context.failure_event
+        error = failure.message if failure is not None else None
+        record = alert_record(context.dagster_run, error, dt.datetime.now(dt.timezone.utc))
+        url = os.environ.get(WEBHOOK_ENV)
+        record["webhook"] = post_webhook(url, record) if url else "not configured"
+        path = Workdir.at(workdir).alerts
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, sort_keys=True) + "\n")
+        context.log.info(f"run {record['run_id']} failed: alert recorded in {path} (webhook {record['webhook']})")
+
+    return _sensor
 
 
 def config_digest(path: str | Path) -> str:

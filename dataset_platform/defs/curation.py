@@ -5,12 +5,13 @@ import dagster as dg
 
 from dataset_platform import pipeline
 from dataset_platform.defs.metadata import cluster_metadata, column_schema, label_metadata, layer_metadata, md_table
+from dataset_platform.defs.policies import refresh_after_upstream
 from dataset_platform.defs.resources import PlatformResource
 
 GROUP = "curation"
 
 
-@dg.asset(group_name=GROUP, kinds={"duckdb", "parquet"}, deps=["raw_pages"],
+@dg.asset(group_name=GROUP, automation_condition=refresh_after_upstream(), kinds={"duckdb", "parquet"}, deps=["raw_pages"],
           description="Main text (paragraphs kept), title, date and language of each HTML page: extractor chain "
                       "(trafilatura, then resiliparse), a time bound per page, CLD2.")
 def extracted_documents(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:
@@ -18,7 +19,7 @@ def extracted_documents(context: dg.AssetExecutionContext, platform: PlatformRes
         pipeline.materialise_extracted(platform.config, platform.wd, log=context.log.info)))
 
 
-@dg.asset(group_name=GROUP, kinds={"duckdb", "parquet"}, deps=["extracted_documents"],
+@dg.asset(group_name=GROUP, automation_condition=refresh_after_upstream(), kinds={"duckdb", "parquet"}, deps=["extracted_documents"],
           description="Normalised text (ftfy, NFC), Gopher / C4 / FineWeb quality rules per language (values in "
                       "`quality`), structured PII redacted with typed placeholders (counts per type).")
 def cleaned_documents(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:
@@ -29,10 +30,10 @@ def cleaned_documents(context: dg.AssetExecutionContext, platform: PlatformResou
 @dg.multi_asset(
     group_name=GROUP,
     specs=[
-        dg.AssetSpec("deduplicated_documents", deps=["cleaned_documents"], kinds={"duckdb", "parquet"},
+        dg.AssetSpec("deduplicated_documents", automation_condition=refresh_after_upstream(), deps=["cleaned_documents"], kinds={"duckdb", "parquet"},
                      description="One document per cluster of duplicates: exact (same normalised text or URL) "
                                  "and near (MinHash-LSH, verified Jaccard); incremental over its MinHash index."),
-        dg.AssetSpec("duplicate_clusters", deps=["cleaned_documents"], kinds={"duckdb", "parquet"},
+        dg.AssetSpec("duplicate_clusters", automation_condition=refresh_after_upstream(), deps=["cleaned_documents"], kinds={"duckdb", "parquet"},
                      description="Who was dropped for whom: one row per dropped duplicate."),
     ],
 )
@@ -51,10 +52,10 @@ def deduplicated_documents(context: dg.AssetExecutionContext, platform: Platform
 @dg.multi_asset(
     group_name=GROUP,
     specs=[
-        dg.AssetSpec("labelled_documents", deps=["deduplicated_documents"], kinds={"duckdb", "parquet"},
+        dg.AssetSpec("labelled_documents", automation_condition=refresh_after_upstream(), deps=["deduplicated_documents"], kinds={"duckdb", "parquet"},
                      description="Every document with a value, source (human / rule / model / rule+model / default) "
                                  "and confidence per label set; writes the Label Studio review tasks."),
-        dg.AssetSpec("human_annotations", deps=["deduplicated_documents"], kinds={"parquet", "labelstudio"},
+        dg.AssetSpec("human_annotations", automation_condition=refresh_after_upstream(), deps=["deduplicated_documents"], kinds={"parquet", "labelstudio"},
                      description="Every label people gave in the Label Studio exports dropped into "
                                  "<workdir>/inbox/annotations/ (disagreements kept)."),
     ],
@@ -77,7 +78,7 @@ def labelled_documents(context: dg.AssetExecutionContext, platform: PlatformReso
     })
 
 
-@dg.asset(group_name=GROUP, kinds={"duckdb", "parquet"}, deps=["labelled_documents"],
+@dg.asset(group_name=GROUP, automation_condition=refresh_after_upstream(), kinds={"duckdb", "parquet"}, deps=["labelled_documents"],
           description="Labelled documents sharing no 13-gram (13 characters for CJK) with a configured evaluation set; "
                       "matches go to rejected_documents with the benchmark item.")
 def decontaminated_documents(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:
@@ -90,7 +91,7 @@ def decontaminated_documents(context: dg.AssetExecutionContext, platform: Platfo
     return dg.MaterializeResult(metadata=md)
 
 
-@dg.asset(group_name=GROUP, kinds={"duckdb", "parquet"},
+@dg.asset(group_name=GROUP, automation_condition=refresh_after_upstream(), kinds={"duckdb", "parquet"},
           deps=["extracted_documents", "cleaned_documents", "deduplicated_documents", "labelled_documents",
                 "decontaminated_documents"],
           description="Every document dropped at any stage, with stage, rule and measured value.")

@@ -4,7 +4,9 @@
 import dagster as dg
 
 from dataset_platform import pipeline
+from dataset_platform.config import PlatformConfig
 from dataset_platform.defs.metadata import column_schema, md_table
+from dataset_platform.defs.policies import refresh_after_upstream, release_freshness
 from dataset_platform.defs.resources import PlatformResource
 
 #: the assets whose newest materialisation a release records in its manifest (lineage)
@@ -23,11 +25,25 @@ def upstream_materialisations(context: dg.AssetExecutionContext) -> dict:
     return out
 
 
-@dg.asset(group_name="release", kinds={"parquet", "huggingface"},
-          deps=["decontaminated_documents", "rejected_documents"],
-          description="Versioned train/validation/test Parquet shards with a dataset card, manifest (lineage) and a "
-                      "diff against the previous release. Splits are stable, group-wise and stratified.")
-def dataset_release(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:
+def _release(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:
+    return _publish(context, platform)
+
+
+def build_assets(cfg: PlatformConfig) -> list[dg.AssetsDefinition]:
+    """The release asset, with the freshness policy of ``pipeline.release``."""
+    r = cfg.pipeline.release
+    return [dg.asset(
+        name="dataset_release", group_name="release", kinds={"parquet", "huggingface"},
+        deps=["decontaminated_documents", "rejected_documents"],
+        automation_condition=refresh_after_upstream(),
+        freshness_policy=release_freshness(cfg),
+        description="Versioned train/validation/test Parquet shards with a dataset card, manifest (lineage) and a "
+                    "diff against the previous release. Splits are stable, group-wise and stratified. Expected "
+                    f"at least every {r.freshness_warn_hours:g} h (warning) / {r.freshness_fail_hours:g} h (failure).",
+    )(_release)]
+
+
+def _publish(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:
     cfg = platform.config
     info = pipeline.materialise_release(cfg, platform.wd, log=context.log.info, lineage=upstream_materialisations(context))
     st = info.split_stats
@@ -50,5 +66,3 @@ def dataset_release(context: dg.AssetExecutionContext, platform: PlatformResourc
         "dataset_card": dg.MetadataValue.path(str(info.path / "README.md")),
     })
 
-
-assets = [dataset_release]
