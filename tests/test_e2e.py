@@ -187,6 +187,17 @@ def test_materialization_metadata_is_useful(demo_run):
     for layer in ("extracted_documents", "cleaned_documents", "deduplicated_documents"):
         assert {"input_rows", "kept_rows", "rejected_rows", "drop_reasons", "docs_per_s"} <= set(md[layer])
     assert md["dataset_release"]["version"].value.startswith("v")
+    # what a data engineer looks for on every document layer: counts, time, speed, and small charts
+    for layer in ("extracted_documents", "cleaned_documents", "deduplicated_documents", "labelled_documents",
+                  "decontaminated_documents", "dataset_release"):
+        m = md[layer]
+        assert {"dagster/row_count", "duration_s", "length_histogram", "length_median_chars", "language_shares",
+                "source_shares", "languages", "sources"} <= set(m), layer
+        assert "| characters | documents | share |" in m["length_histogram"].value and "█" in m["length_histogram"].value
+        assert "| en |" in m["language_shares"].value and "| zh |" in m["language_shares"].value
+        assert m["languages"].value >= 2 and m["length_median_chars"].value > 0
+        if layer != "dataset_release":
+            assert m["docs_per_s"].value > 0
     clusters = md["duplicate_clusters"]
     sources = [x.name for x in load_config(demo_config_path()).sources]
     assert all(f"| {name} |" in clusters["duplicate_rate_by_source"].value for name in sources)

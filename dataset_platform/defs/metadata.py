@@ -5,7 +5,9 @@ from __future__ import annotations
 import dagster as dg
 
 from dataset_platform import schema
+from dataset_platform.core.profile import bar, profile
 from dataset_platform.pipeline import LayerResult
+from dataset_platform.storage import memory_connection, sql_str
 
 
 def md_table(header: list[str], rows: list[list]) -> str:
@@ -38,6 +40,38 @@ def layer_metadata(result: LayerResult, *, label_sets: list[str] | tuple[str, ..
         })
         for k, v in st.extra.items():
             md[k] = v
+    if "text" in schema.columns(result.layer, label_sets) and result.path.is_file():
+        md.update(profile_metadata(f"read_parquet({sql_str(result.path)})"))
+    return md
+
+
+def _share_rows(counts: list[tuple[str, int]], total: int) -> list[list]:
+    return [[v, n, f"{n / total:.1%}" if total else "-", bar(n / total if total else 0.0)] for v, n in counts]
+
+
+def profile_metadata(relation_sql: str) -> dict:
+    """Length histogram and language / source shares as small text-bar charts, plus numbers that
+    the UI plots across materialisations (the asset's Plots tab)."""
+    con = memory_connection()
+    try:
+        p = profile(con, relation_sql)
+    finally:
+        con.close()
+    md: dict = {
+        "length_histogram": dg.MetadataValue.md(
+            md_table(["characters", "documents", "share", ""], _share_rows(p.lengths, p.rows))
+            + (f"\n\np10 / median / p90: {p.length_p10:,.0f} / {p.length_median:,.0f} / {p.length_p90:,.0f} characters"
+               if p.length_median is not None else "")),
+        "length_median_chars": float(p.length_median or 0.0),
+    }
+    if p.languages:
+        md["language_shares"] = dg.MetadataValue.md(md_table(["language", "documents", "share", ""],
+                                                             _share_rows(p.languages, p.rows)))
+        md["languages"] = p.distinct_languages
+    if p.sources:
+        md["source_shares"] = dg.MetadataValue.md(md_table(["source", "documents", "share", ""],
+                                                           _share_rows(p.sources, p.rows)))
+        md["sources"] = p.distinct_sources
     return md
 
 

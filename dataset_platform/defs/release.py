@@ -1,11 +1,15 @@
 """The published release: leak-free stable splits, Parquet shards, dataset card, manifest and diff."""
 
 
+import time
+
 import dagster as dg
+
+from dataset_platform.core.release import release_view_sql
 
 from dataset_platform import pipeline
 from dataset_platform.config import PlatformConfig
-from dataset_platform.defs.metadata import column_schema, md_table
+from dataset_platform.defs.metadata import column_schema, md_table, profile_metadata
 from dataset_platform.defs.policies import refresh_after_upstream, release_freshness
 from dataset_platform.defs.resources import PlatformResource
 
@@ -45,7 +49,9 @@ def build_assets(cfg: PlatformConfig) -> list[dg.AssetsDefinition]:
 
 def _publish(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:
     cfg = platform.config
+    t0 = time.monotonic()
     info = pipeline.materialise_release(cfg, platform.wd, log=context.log.info, lineage=upstream_materialisations(context))
+    info_seconds = time.monotonic() - t0
     st = info.split_stats
     shares = st.shares if st is not None else []
     return dg.MaterializeResult(metadata={
@@ -64,5 +70,7 @@ def _publish(context: dg.AssetExecutionContext, platform: PlatformResource) -> d
         "split_max_share_deviation": st.max_share_deviation if st is not None and st.max_share_deviation is not None else 0.0,
         "split_shares": dg.MetadataValue.md(md_table(["split", "value", "documents", "share"], shares) if shares else "not stratified"),
         "dataset_card": dg.MetadataValue.path(str(info.path / "README.md")),
+        "duration_s": round(info_seconds, 3),
+        **profile_metadata(release_view_sql(info.path)),
     })
 

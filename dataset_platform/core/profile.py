@@ -1,0 +1,80 @@
+"""A layer's profile: text-length histogram, language and source shares (one DuckDB pass).
+
+What a data engineer looks at first when a layer changes: how long the documents are, which
+languages and which sources it holds. Computed over the whole table in SQL (no rows in Python),
+so it costs one scan of the ``text`` lengths and two small group-bys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import duckdb
+
+#: upper bounds (characters, exclusive) of the length buckets; the last bucket is open
+LENGTH_BOUNDS = (100, 300, 1_000, 3_000, 10_000, 30_000, 100_000)
+TOP = 8  # languages / sources listed by name; the rest are summed as "other"
+
+
+@dataclass
+class Profile:
+    rows: int
+    #: (bucket label, documents) in length order, empty buckets included
+    lengths: list[tuple[str, int]] = field(default_factory=list)
+    length_p10: float | None = None
+    length_median: float | None = None
+    length_p90: float | None = None
+    #: (value, documents), most frequent first, at most TOP + an "other" row
+    languages: list[tuple[str, int]] = field(default_factory=list)
+    sources: list[tuple[str, int]] = field(default_factory=list)
+    distinct_languages: int = 0
+    distinct_sources: int = 0
+
+
+def _bucket_labels() -> list[str]:
+    def k(n: int) -> str:
+        return f"{n // 1000}k" if n >= 1000 else str(n)
+
+    lows = (0, *LENGTH_BOUNDS)
+    return [f"{k(lo)}-{k(hi)}" for lo, hi in zip(lows, LENGTH_BOUNDS)] + [f"{k(LENGTH_BOUNDS[-1])}+"]
+
+
+def _shares(con: duckdb.DuckDBPyConnection, rel: str, column: str) -> tuple[list[tuple[str, int]], int]:
+    rows = con.sql(
+        f'SELECT coalesce(CAST("{column}" AS VARCHAR), \'(none)\') AS v, count(*) AS n FROM {rel} '
+        "GROUP BY 1 ORDER BY n DESC, v"
+    ).fetchall()
+    top = [(str(v), int(n)) for v, n in rows[:TOP]]
+    rest = sum(int(n) for _, n in rows[TOP:])
+    return top + ([("other", rest)] if rest else []), len(rows)
+
+
+def profile(con: duckdb.DuckDBPyConnection, rel: str) -> Profile:
+    """Profile of relation ``rel`` (a table name or parenthesised query) with a ``text`` column and,
+    when present, ``lang`` and ``source``."""
+    cols = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {rel}").fetchall()}
+    if "text" not in cols:
+        raise ValueError(f"cannot profile {rel}: no text column (columns: {sorted(cols)})")
+    case = " ".join(f"WHEN n < {b} THEN {i}" for i, b in enumerate(LENGTH_BOUNDS))
+    ((rows, p10, p50, p90),) = con.sql(
+        f"SELECT count(*), quantile_cont(length(text), 0.1), median(length(text)), quantile_cont(length(text), 0.9) "
+        f"FROM {rel}"
+    ).fetchall()
+    counts = dict(con.sql(
+        f"SELECT CASE {case} ELSE {len(LENGTH_BOUNDS)} END AS b, count(*) "
+        f"FROM (SELECT coalesce(length(text), 0) AS n FROM {rel}) GROUP BY 1"
+    ).fetchall())
+    out = Profile(rows=int(rows), lengths=[(label, int(counts.get(i, 0))) for i, label in enumerate(_bucket_labels())],
+                  length_p10=None if p10 is None else float(p10), length_median=None if p50 is None else float(p50),
+                  length_p90=None if p90 is None else float(p90))
+    if "lang" in cols:
+        out.languages, out.distinct_languages = _shares(con, rel, "lang")
+    if "source" in cols:
+        out.sources, out.distinct_sources = _shares(con, rel, "source")
+    return out
+
+
+def bar(share: float, width: int = 20) -> str:
+    """A text bar for a share in [0, 1] (renders in any Markdown view, the Dagster UI included)."""
+    full = round(max(0.0, min(1.0, share)) * width)
+    return "█" * full + "·" * (width - full)
