@@ -11,6 +11,7 @@ import pytest
 from dataset_platform.quality.gx_suites import (
     BATCH_TYPES,
     NATIVE_TYPES,
+    OWN_TYPES,
     SuiteError,
     load_suite,
     expand_label_sets,
@@ -180,8 +181,11 @@ def test_supported_types_are_what_gx_says_they_are():
     for typ in BATCH_TYPES:
         assert issubclass(get_expectation_impl(typ),
                           ColumnMapExpectation | ColumnPairMapExpectation | MulticolumnMapExpectation), typ
-    for typ in NATIVE_TYPES:
+    for typ in set(NATIVE_TYPES) - OWN_TYPES:
         assert get_expectation_impl(typ) is not None
+    for typ in OWN_TYPES:  # ours (GX has no IQR expectation): the name must not shadow a GX type
+        with pytest.raises(Exception):
+            get_expectation_impl(typ)
     assert not BATCH_TYPES & set(NATIVE_TYPES)
 
 
@@ -205,6 +209,9 @@ def test_empty_tables_fail_only_where_rows_are_required(tmp_path, layer):
     failed = [o.type for o in result.failed()]
     if layer in ("rejected_documents", "duplicate_clusters", "human_annotations"):
         assert failed == []
+    elif layer in ("labelled_documents", "decontaminated_documents"):  # and no label value at all: a diversity warning
+        assert failed == ["expect_table_row_count_to_be_between", "expect_column_unique_value_count_to_be_between"]
+        assert [o.severity for o in result.failed()] == ["critical", "warning"]
     else:
         assert failed == ["expect_table_row_count_to_be_between"]
         assert result.failed()[0].observed_value == 0 and not result.critical_passed
@@ -401,3 +408,38 @@ def _md5(s: str) -> str:
     import hashlib
 
     return hashlib.md5(s.encode()).hexdigest()
+
+
+def test_distribution_and_diversity_expectations_run_over_the_whole_table(tmp_path):
+    """z-scores (GX's definition), Tukey's IQR fences and distinct-value floors, evaluated in DuckDB
+    over every row: 5 huge values among 1000 are flagged by both outlier rules, wherever they are."""
+    spec = {"name": "t", "expectations": [
+        {"type": "expect_column_unique_value_count_to_be_between", "kwargs": {"column": "lang", "min_value": 3},
+         "severity": "warning"},
+        {"type": "expect_column_unique_value_count_to_be_between", "kwargs": {"column": "lang", "min_value": 2,
+                                                                               "max_value": 2}, "severity": "warning"},
+        {"type": "expect_column_value_z_scores_to_be_less_than", "kwargs": {"column": "n", "threshold": 3,
+                                                                             "mostly": 0.999}, "severity": "warning"},
+        {"type": "expect_column_value_z_scores_to_be_less_than", "kwargs": {"column": "n", "threshold": 3,
+                                                                             "mostly": 0.99}, "severity": "warning"},
+        {"type": "expect_column_values_to_be_within_iqr_fences", "kwargs": {"column": "n", "k": 3, "mostly": 0.999},
+         "severity": "warning"},
+        {"type": "expect_column_values_to_be_within_iqr_fences", "kwargs": {"column": "n"}, "severity": "info"},
+    ]}
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(spec))
+    con = duckdb.connect()
+    sql = ("SELECT CASE WHEN i % 2 = 0 THEN 'en' ELSE 'zh' END AS lang, "
+           "CASE WHEN i % 200 = 7 THEN 100000 WHEN i = 3 THEN NULL ELSE 1000 + i % 100 END AS n FROM range(1000) t(i)")
+    r = validate_relation(con, sql, path, batch_rows=64)
+    few, exact, z_strict, z_loose, iqr, iqr_default = r.outcomes
+    assert (few.success, few.observed_value, exact.success) == (False, 2, True)
+    assert (z_strict.success, z_strict.element_count, z_strict.unexpected_count) == (False, 999, 5)
+    assert z_loose.success and z_strict.sample_unexpected == [100000.0] * 5
+    import statistics
+
+    values = [1000 + i % 100 for i in range(1000) if i % 200 != 7 and i != 3] + [100000] * 5
+    assert z_strict.observed_value == {"mean": round(statistics.mean(values), 3), "sd": round(statistics.stdev(values), 3)}
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")  # linear interpolation, as quantile_cont
+    assert (iqr.success, iqr.unexpected_count, iqr.observed_value) == (False, 5, {"q1": round(q1, 3), "q3": round(q3, 3)})
+    assert not iqr_default.success and iqr_default.unexpected_count == 5 and r.critical_passed

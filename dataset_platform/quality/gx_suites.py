@@ -66,7 +66,18 @@ NATIVE_TYPES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
         frozenset(), frozenset({"min_value", "max_value", "strict_min", "strict_max"})),
     "expect_table_columns_to_match_ordered_list": (frozenset({"column_list"}), frozenset()),
     "expect_table_columns_to_match_set": (frozenset({"column_set"}), frozenset({"exact_match"})),
+    # diversity: how many distinct values (sources, languages, label values) the whole table holds
+    "expect_column_unique_value_count_to_be_between": (frozenset({"column"}), frozenset({"min_value", "max_value"})),
+    # distribution: outliers by z-score against the whole table's mean and standard deviation
+    "expect_column_value_z_scores_to_be_less_than": (
+        frozenset({"column", "threshold"}), frozenset({"double_sided", "mostly"})),
+    # distribution: outliers outside Tukey's fences (q1 - k*IQR, q3 + k*IQR) of the whole table;
+    # not a GX core type (GX has no IQR expectation): evaluated here only
+    "expect_column_values_to_be_within_iqr_fences": (frozenset({"column"}), frozenset({"k", "mostly"})),
 }
+
+#: native types that are ours, not Great Expectations' (everything else keeps GX's name and meaning)
+OWN_TYPES: frozenset[str] = frozenset({"expect_column_values_to_be_within_iqr_fences"})
 
 _COLUMN_KEYS = ("column", "column_A", "column_B")
 _COLUMN_LIST_KEYS = ("column_list", "column_set")
@@ -498,6 +509,10 @@ def _native(
         if kw.get("exact_match", True):
             bad += [f"unexpected {c!r}" for c in columns if c not in expected]
         return _outcome(e, not bad, len(columns), len(bad), bad, "duckdb", observed=list(columns))
+    if typ in _DISTRIBUTION_TYPES:
+        if kw["column"] not in columns:
+            return _outcome(e, False, row_count, 0, [], "duckdb", observed=f"missing column(s): {[kw['column']]}")
+        return _DISTRIBUTION_TYPES[typ](con, sql, e)
     # uniqueness of one column or of a combination of columns
     cols = [kw["column"]] if typ == "expect_column_values_to_be_unique" else kw["column_list"]
     absent = [c for c in cols if c not in columns]
@@ -525,6 +540,65 @@ def _native(
     mostly = float(kw.get("mostly", 1.0))
     ok = considered == 0 or (considered - int(unexpected)) / considered >= mostly
     return _outcome(e, ok, row_count, int(unexpected), [_plain(v) for v in sample], "duckdb")
+
+
+def _unique_value_count(con: duckdb.DuckDBPyConnection, sql: str, e: dict[str, Any]) -> ExpectationOutcome:
+    kw = e["kwargs"]
+    col = _quote(kw["column"])
+    ((n, sample),) = con.sql(
+        f"SELECT count(DISTINCT {col}), list(DISTINCT {col} ORDER BY {col})[1:{SAMPLE_SIZE}] FROM ({sql}) AS _q"
+    ).fetchall()
+    lo, hi = kw.get("min_value"), kw.get("max_value")
+    ok = (lo is None or n >= lo) and (hi is None or n <= hi)
+    return _outcome(e, ok, int(n), 0 if ok else 1, [_plain(v) for v in (sample or [])], "duckdb", observed=int(n))
+
+
+def _outliers(con: duckdb.DuckDBPyConnection, sql: str, e: dict[str, Any], outside: str,
+              stats_sql: str) -> tuple[int, int, list[Any], dict[str, Any]]:
+    """(non-null values, values for which ``outside`` holds, a sample of them, the statistics used);
+    ``outside`` is SQL over the value ``x`` and the statistics ``s.*``."""
+    col = _quote(e["kwargs"]["column"])
+    ((considered, unexpected, sample, stats),) = con.sql(f"""
+        WITH v AS (SELECT CAST({col} AS DOUBLE) AS x FROM ({sql}) AS _q WHERE {col} IS NOT NULL),
+             s AS (SELECT {stats_sql} FROM v)
+        SELECT count(*), count(*) FILTER (WHERE {outside}),
+               coalesce(list(x ORDER BY x DESC) FILTER (WHERE {outside}), [])[1:{SAMPLE_SIZE}],
+               any_value(s)
+        FROM v CROSS JOIN s
+    """).fetchall()
+    return int(considered), int(unexpected), list(sample or []), dict(stats or {})
+
+
+def _z_scores(con: duckdb.DuckDBPyConnection, sql: str, e: dict[str, Any]) -> ExpectationOutcome:
+    """As GX: z = (x - mean) / sample standard deviation; a value passes when |z| < threshold
+    (z < threshold when not double-sided); a column without spread has no outliers."""
+    kw = e["kwargs"]
+    t = float(kw["threshold"])
+    z = "(x - s.mean) / s.sd"
+    outside = f"s.sd > 0 AND {'abs(' + z + ')' if kw.get('double_sided', True) else z} >= {t}"
+    considered, unexpected, sample, stats = _outliers(con, sql, e, outside, "avg(x) AS mean, stddev_samp(x) AS sd")
+    ok = considered == 0 or (considered - unexpected) / considered >= float(kw.get("mostly", 1.0))
+    return _outcome(e, ok, considered, unexpected, sample, "duckdb",
+                    observed={k: None if v is None else round(float(v), 3) for k, v in stats.items()})
+
+
+def _iqr_fences(con: duckdb.DuckDBPyConnection, sql: str, e: dict[str, Any]) -> ExpectationOutcome:
+    """Tukey's fences: a value passes when q1 - k*IQR <= x <= q3 + k*IQR (k defaults to 1.5)."""
+    kw = e["kwargs"]
+    k = float(kw.get("k", 1.5))
+    outside = f"(x < s.q1 - {k} * (s.q3 - s.q1) OR x > s.q3 + {k} * (s.q3 - s.q1))"
+    considered, unexpected, sample, stats = _outliers(
+        con, sql, e, outside, "quantile_cont(x, 0.25) AS q1, quantile_cont(x, 0.75) AS q3")
+    ok = considered == 0 or (considered - unexpected) / considered >= float(kw.get("mostly", 1.0))
+    return _outcome(e, ok, considered, unexpected, sample, "duckdb",
+                    observed={k_: None if v is None else round(float(v), 3) for k_, v in stats.items()})
+
+
+_DISTRIBUTION_TYPES = {
+    "expect_column_unique_value_count_to_be_between": _unique_value_count,
+    "expect_column_value_z_scores_to_be_less_than": _z_scores,
+    "expect_column_values_to_be_within_iqr_fences": _iqr_fences,
+}
 
 
 # ---------------------------------------------------------------------------------------------
