@@ -460,6 +460,9 @@ class PipelineSettings(_Model):
     schedule: Cron = "0 3 * * *"
     #: documents per batch in the Python stages (extraction, normalisation)
     batch_size: Annotated[int, Field(ge=1)] = 2000
+    #: a stage's drop rate may change by this many share points between two materialisations
+    #: before its drop_rate_stable check warns (runs of fewer than 100 documents are not compared)
+    max_drop_rate_change: Annotated[float, Field(gt=0, le=1)] = 0.15
 
     @model_validator(mode="after")
     def _stratify(self) -> "PipelineSettings":

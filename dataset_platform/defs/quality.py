@@ -106,6 +106,43 @@ def _accounting_check(stage: str, layer: str) -> dg.AssetChecksDefinition:
     return _check
 
 
+def _drop_rate_check(stage: str, layer: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=layer,
+        name="drop_rate_stable",
+        blocking=False,
+        description=f"{stage}: the share of documents dropped did not jump against the previous materialisation "
+                    "(pipeline.max_drop_rate_change share points; WARN only).",
+    )
+    def _check(context: dg.AssetCheckExecutionContext, platform: PlatformResource) -> dg.AssetCheckResult:
+        from dataset_platform.quality.drift import drop_rate_change
+
+        records = context.instance.fetch_materializations(dg.AssetKey(layer), limit=2).records
+
+        def counts(record) -> tuple[int, int] | None:
+            md = record.asset_materialization.metadata if record.asset_materialization else {}
+            if "input_rows" not in md or "rejected_rows" not in md:
+                return None
+            return int(md["input_rows"].value), int(md["rejected_rows"].value)
+
+        current = counts(records[0]) if records else None
+        if current is None:
+            return dg.AssetCheckResult(passed=True, metadata={"note": f"{layer} has no counts to compare yet"})
+        previous = counts(records[1]) if len(records) > 1 else None
+        d = drop_rate_change(previous, current, platform.config.pipeline.max_drop_rate_change)
+        return dg.AssetCheckResult(
+            passed=d.ok,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=d.reason,
+            metadata={"drop_rate": d.rate if d.rate is not None else 0.0,
+                      "previous_drop_rate": d.previous_rate if d.previous_rate is not None else "none",
+                      "change": d.change if d.change is not None else "not compared",
+                      "max_change": platform.config.pipeline.max_drop_rate_change, "verdict": d.reason},
+        )
+
+    return _check
+
+
 @dg.asset_check(
     asset="dataset_release",
     name="reconciles_with_crawl",
@@ -331,6 +368,7 @@ def split_balance(platform: PlatformResource) -> dg.AssetCheckResult:
 checks = (
     [_gx_check(layer) for layer in LAYERS_WITH_SUITES]
     + [_accounting_check(stage, layer) for stage, _, layer in pipeline.STAGES]
+    + [_drop_rate_check(stage, layer) for stage, _, layer in pipeline.STAGES]
     + [reconciles_with_crawl, raw_reconciles_with_crawl_log, no_structured_pii, annotator_agreement,
        no_split_leakage, split_balance]
 )
