@@ -50,6 +50,11 @@ class Workdir:
         return self.root / "layers"
 
     @property
+    def data_docs(self) -> Path:
+        """GX Data Docs of every suite check: ``site/index.html`` and the validation results."""
+        return self.root / "data_docs"
+
+    @property
     def alerts(self) -> Path:
         """One JSON line per failed run (written by the run-failure sensor)."""
         return self.root / "alerts" / "run_failures.jsonl"

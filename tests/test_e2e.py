@@ -180,6 +180,20 @@ def test_release_files_readable_and_manifest_true(demo_run):
     assert card.startswith("---\n") and f"# {cfg.dataset.name} ({manifest['version']})" in card
 
 
+def test_every_suite_check_links_its_gx_data_docs(demo_run):
+    wd, result, _ = demo_run
+    evaluations = [e for e in result.get_asset_check_evaluations() if e.check_name == "gx_suite"]
+    assert {e.asset_key.to_user_string() for e in evaluations} >= {"raw_pages", "labelled_documents", "dataset_release"}
+    for e in evaluations:
+        assert "data_docs" in e.metadata, (e.asset_key, dict(e.metadata))
+        page = Path(e.metadata["data_docs"].value)
+        assert page.is_file() and page.is_relative_to(wd.data_docs), page
+        text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page.read_text()))
+        assert f"Expectation Suite: {e.asset_key.to_user_string()}" in text and "Status: Succeeded" in text
+    index = (wd.data_docs / "site" / "index.html").read_text()
+    assert all(f"validations/{e.asset_key.to_user_string()}/" in index for e in evaluations)
+
+
 def test_materialization_metadata_is_useful(demo_run):
     _, result, _ = demo_run
     md = {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}

@@ -418,9 +418,9 @@ def test_distribution_and_diversity_expectations_run_over_the_whole_table(tmp_pa
          "severity": "warning"},
         {"type": "expect_column_unique_value_count_to_be_between", "kwargs": {"column": "lang", "min_value": 2,
                                                                                "max_value": 2}, "severity": "warning"},
-        {"type": "expect_column_value_z_scores_to_be_less_than", "kwargs": {"column": "n", "threshold": 3,
+        {"type": "expect_column_value_z_scores_to_be_less_than", "kwargs": {"column": "n", "threshold": 3, "double_sided": True,
                                                                              "mostly": 0.999}, "severity": "warning"},
-        {"type": "expect_column_value_z_scores_to_be_less_than", "kwargs": {"column": "n", "threshold": 3,
+        {"type": "expect_column_value_z_scores_to_be_less_than", "kwargs": {"column": "n", "threshold": 3, "double_sided": True,
                                                                              "mostly": 0.99}, "severity": "warning"},
         {"type": "expect_column_values_to_be_within_iqr_fences", "kwargs": {"column": "n", "k": 3, "mostly": 0.999},
          "severity": "warning"},
@@ -443,3 +443,13 @@ def test_distribution_and_diversity_expectations_run_over_the_whole_table(tmp_pa
     q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")  # linear interpolation, as quantile_cont
     assert (iqr.success, iqr.unexpected_count, iqr.observed_value) == (False, 5, {"q1": round(q1, 3), "q3": round(q3, 3)})
     assert not iqr_default.success and iqr_default.unexpected_count == 5 and r.critical_passed
+
+
+@pytest.mark.parametrize("layer", list(LAYERS))
+def test_every_suite_renders_as_gx_data_docs(tmp_path, layer):
+    """GX's renderer validates each expectation's kwargs: every suite of ours must render."""
+    from dataset_platform.quality.data_docs import build_data_docs
+
+    result = validate_parquet(write_layer(tmp_path / "t.parquet", layer, 25), suite(layer), batch_rows=10)
+    page = build_data_docs(result, tmp_path / "docs", "run")
+    assert page.is_file() and layer in page.read_text(encoding="utf-8")

@@ -72,6 +72,16 @@ def _gx_check(layer: str) -> dg.AssetChecksDefinition:
         critical_ok, warn_ok = outcome.critical_passed, outcome.warnings_passed
         failed = [o for o in outcome.outcomes if not o.success]
         context.log.info(f"{layer}: {len(outcome.outcomes)} expectations, {len(failed)} failed over {outcome.row_count} rows")
+        docs: dict = {}
+        try:  # the report is a convenience: a rendering problem must not change the check's verdict
+            from dataset_platform.quality.data_docs import build_data_docs
+
+            page = build_data_docs(outcome, wd.data_docs, context.run.run_id)
+            docs = {"data_docs": dg.MetadataValue.path(str(page)),
+                    "data_docs_index": dg.MetadataValue.path(str(wd.data_docs / "site" / "index.html"))}
+        except Exception as e:  # noqa: BLE001
+            context.log.warning(f"{layer}: GX Data Docs not built: {type(e).__name__}: {e}")
+            docs = {"data_docs_error": f"{type(e).__name__}: {e}"[:500]}
         return dg.AssetCheckResult(
             passed=critical_ok and warn_ok,
             severity=dg.AssetCheckSeverity.ERROR if not critical_ok else dg.AssetCheckSeverity.WARN,
@@ -82,6 +92,7 @@ def _gx_check(layer: str) -> dg.AssetChecksDefinition:
                 "failed_warning": len(outcome.failed("warning")),
                 "failed_info": len(outcome.failed("info")),  # informational only: never fail the check
                 "results": dg.MetadataValue.md(outcome.to_markdown()),
+                **docs,
             },
         )
 

@@ -70,7 +70,7 @@ NATIVE_TYPES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "expect_column_unique_value_count_to_be_between": (frozenset({"column"}), frozenset({"min_value", "max_value"})),
     # distribution: outliers by z-score against the whole table's mean and standard deviation
     "expect_column_value_z_scores_to_be_less_than": (
-        frozenset({"column", "threshold"}), frozenset({"double_sided", "mostly"})),
+        frozenset({"column", "threshold", "double_sided"}), frozenset({"mostly"})),  # as GX: double_sided required
     # distribution: outliers outside Tukey's fences (q1 - k*IQR, q3 + k*IQR) of the whole table;
     # not a GX core type (GX has no IQR expectation): evaluated here only
     "expect_column_values_to_be_within_iqr_fences": (frozenset({"column"}), frozenset({"k", "mostly"})),
@@ -575,7 +575,7 @@ def _z_scores(con: duckdb.DuckDBPyConnection, sql: str, e: dict[str, Any]) -> Ex
     kw = e["kwargs"]
     t = float(kw["threshold"])
     z = "(x - s.mean) / s.sd"
-    outside = f"s.sd > 0 AND {'abs(' + z + ')' if kw.get('double_sided', True) else z} >= {t}"
+    outside = f"s.sd > 0 AND {'abs(' + z + ')' if kw['double_sided'] else z} >= {t}"
     considered, unexpected, sample, stats = _outliers(con, sql, e, outside, "avg(x) AS mean, stddev_samp(x) AS sd")
     ok = considered == 0 or (considered - unexpected) / considered >= float(kw.get("mostly", 1.0))
     return _outcome(e, ok, considered, unexpected, sample, "duckdb",
