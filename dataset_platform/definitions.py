@@ -30,6 +30,10 @@ def build_definitions(config_path: str | Path | None = None, workdir: str | Path
                  automation.build_annotation_sensor(wd.root),
                  automation.automation_sensor, automation.build_run_failure_sensor(wd.root)],
         resources={"platform": PlatformResource(config_path=cfg_path, workdir=str(wd.root))},
+        # one process per run, steps in order: every stage already uses all cores (DuckDB threads,
+        # process pools; a crawl is its own OS process), and a process per step would re-import
+        # GX, scikit-learn and trafilatura ~40 times per run (the demo took minutes instead of ~1)
+        executor=dg.in_process_executor,
     )
 
 
