@@ -447,6 +447,19 @@ class ReleaseSettings(_Model):
         return self
 
 
+class QualitySettings(_Model):
+    """Floors and limits of the release's diversity_and_balance check (WARN when not met)."""
+
+    min_sources: Annotated[int, Field(ge=0)] = 1
+    min_languages: Annotated[int, Field(ge=0)] = 1
+    #: distinct URL hosts (www. ignored)
+    min_domains: Annotated[int, Field(ge=0)] = 1
+    #: distinct values of each label set
+    min_label_values: Annotated[int, Field(ge=0)] = 2
+    #: the most frequent value of a label set may hold at most this share of the release
+    max_label_share: Annotated[float, Field(gt=0, le=1)] = 0.9
+
+
 class PipelineSettings(_Model):
     extract: ExtractSettings = ExtractSettings()
     clean: CleanSettings = CleanSettings()
@@ -456,6 +469,7 @@ class PipelineSettings(_Model):
     splits: SplitSettings = SplitSettings()
     augmentation: AugmentSettings = AugmentSettings()
     release: ReleaseSettings = ReleaseSettings()
+    quality: QualitySettings = QualitySettings()
     #: default cron (UTC) of each source's scheduled refresh (sources[].schedule overrides it)
     schedule: Cron = "0 3 * * *"
     #: documents per batch in the Python stages (extraction, normalisation)

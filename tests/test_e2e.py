@@ -194,6 +194,16 @@ def test_every_suite_check_links_its_gx_data_docs(demo_run):
     assert all(f"validations/{e.asset_key.to_user_string()}/" in index for e in evaluations)
 
 
+def test_release_diversity_and_balance_is_measured(demo_run):
+    _, result, _ = demo_run
+    (ev,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "diversity_and_balance"]
+    md = ev.metadata
+    assert ev.passed and md["failed"].value == 0
+    assert md["languages"].value == 2 and md["sources"].value >= 1 and md["domains"].value >= 1
+    assert md["topic_values"].value >= 5 and 0 < md["topic_largest_share"].value <= 0.5
+    assert "| measure | value | bound | ok | largest |" in md["findings"].value
+
+
 def test_materialization_metadata_is_useful(demo_run):
     _, result, _ = demo_run
     md = {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}

@@ -376,10 +376,50 @@ def split_balance(platform: PlatformResource) -> dg.AssetCheckResult:
     )
 
 
+@dg.asset_check(
+    asset="dataset_release",
+    name="diversity_and_balance",
+    blocking=False,
+    description="The release holds at least pipeline.quality's number of sources, languages, domains and values "
+                "per label set, and no label value holds more than max_label_share of it (WARN otherwise).",
+)
+def diversity_and_balance(platform: PlatformResource) -> dg.AssetCheckResult:
+    from dataset_platform.core.release import release_view_sql
+    from dataset_platform.defs.metadata import md_table
+    from dataset_platform.quality.diversity import assess, measure
+
+    release = _release_or_none(platform)
+    if release is None:
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN,
+                                   metadata={"error": "no release has been published"})
+    q = platform.config.pipeline.quality
+    con = memory_connection()
+    try:
+        measures = measure(con, f"(SELECT * FROM {release_view_sql(release)} WHERE augmented_from IS NULL)",
+                           platform.config.label_set_names)
+    finally:
+        con.close()
+    findings = assess(measures, min_sources=q.min_sources, min_languages=q.min_languages, min_domains=q.min_domains,
+                      min_label_values=q.min_label_values, max_label_share=q.max_label_share)
+    failed = [f for f in findings if not f.ok]
+    return dg.AssetCheckResult(
+        passed=not failed,
+        severity=dg.AssetCheckSeverity.WARN,
+        description="; ".join(f"{f.what} {f.value:g} ({'at least' if f.kind == 'floor' else 'at most'} {f.bound:g})"
+                              for f in failed) or None,
+        metadata={"findings": dg.MetadataValue.md(md_table(
+                      ["measure", "value", "bound", "ok", "largest"],
+                      [[f.what, f"{f.value:g}", f"{'>=' if f.kind == 'floor' else '<='} {f.bound:g}",
+                        "yes" if f.ok else "**no**", f.detail] for f in findings])),
+                  "failed": len(failed),
+                  **{f.what.replace(": ", "_").replace(" ", "_"): float(f.value) for f in findings}},
+    )
+
+
 checks = (
     [_gx_check(layer) for layer in LAYERS_WITH_SUITES]
     + [_accounting_check(stage, layer) for stage, _, layer in pipeline.STAGES]
     + [_drop_rate_check(stage, layer) for stage, _, layer in pipeline.STAGES]
     + [reconciles_with_crawl, raw_reconciles_with_crawl_log, no_structured_pii, annotator_agreement,
-       no_split_leakage, split_balance]
+       no_split_leakage, split_balance, diversity_and_balance]
 )
