@@ -33,7 +33,7 @@ from common import machine, vm_hwm_mb
 
 from dataset_platform.config import demo_config_path, load_config
 from dataset_platform.core.label import run_label
-from dataset_platform.quality.gx_suites import NATIVE_TYPES, load_suite, validate_parquet
+from dataset_platform.quality.gx_suites import NATIVE_TYPES, load_suite, validate_parquet, validate_relation
 from dataset_platform.storage import memory_connection, sql_str
 
 OUT = HERE / "out"
@@ -99,8 +99,6 @@ def main() -> None:
     # GX's import and context set-up (seconds, once per process; the check's process pays it once too)
     t0 = time.perf_counter()
     con = memory_connection()
-    from dataset_platform.quality.gx_suites import validate_relation
-
     validate_relation(con, f"SELECT * FROM read_parquet({sql_str(labelled)}) LIMIT 1000", suite, label_sets=label_sets)
     con.close()
     t_warm = time.perf_counter() - t0

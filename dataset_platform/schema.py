@@ -7,6 +7,19 @@ Each stage writes its layer with exactly these columns, in this order; the GX su
 
 from __future__ import annotations
 
+#: the fixed columns of the labelled layers (the label columns of each configured set follow)
+_LABELLED_BASE: list[tuple[str, str]] = [
+    ("id", "VARCHAR"),
+    ("source", "VARCHAR"),
+    ("url", "VARCHAR"),
+    ("title", "VARCHAR"),
+    ("text", "VARCHAR"),
+    ("lang", "VARCHAR"),
+    ("n_chars", "BIGINT"),
+    ("n_words", "BIGINT"),
+    ("content_hash", "VARCHAR"),
+]
+
 # layer name -> ordered (column, DuckDB type) pairs
 LAYERS: dict[str, list[tuple[str, str]]] = {
     "raw_pages": [
@@ -106,31 +119,11 @@ LAYERS: dict[str, list[tuple[str, str]]] = {
         ("similarity", "DOUBLE"),  # 1.0 for exact duplicates; estimated Jaccard with the keeper for near
         ("kind", "VARCHAR"),  # 'exact' (same normalised text or URL) | 'near' (MinHash-LSH, verified)
     ],
-    "labelled_documents": [
-        # deduplicated documents with one value, source and confidence per configured label set:
-        # the columns of label_columns(set names) follow these (see layer_columns)
-        ("id", "VARCHAR"),
-        ("source", "VARCHAR"),
-        ("url", "VARCHAR"),
-        ("title", "VARCHAR"),
-        ("text", "VARCHAR"),
-        ("lang", "VARCHAR"),
-        ("n_chars", "BIGINT"),
-        ("n_words", "BIGINT"),
-        ("content_hash", "VARCHAR"),
-    ],
-    "decontaminated_documents": [
-        # labelled documents sharing no n-gram with a configured evaluation set (+ label columns)
-        ("id", "VARCHAR"),
-        ("source", "VARCHAR"),
-        ("url", "VARCHAR"),
-        ("title", "VARCHAR"),
-        ("text", "VARCHAR"),
-        ("lang", "VARCHAR"),
-        ("n_chars", "BIGINT"),
-        ("n_words", "BIGINT"),
-        ("content_hash", "VARCHAR"),
-    ],
+    # deduplicated documents with one value, source and confidence per configured label set:
+    # the columns of label_columns(set names) follow these (see layer_columns)
+    "labelled_documents": list(_LABELLED_BASE),
+    # labelled documents sharing no n-gram with a configured evaluation set (+ label columns)
+    "decontaminated_documents": list(_LABELLED_BASE),
     "human_annotations": [
         # every label a person gave in an imported Label Studio export (disagreements kept)
         ("doc_id", "VARCHAR"),  # our document id (task data field doc_id)

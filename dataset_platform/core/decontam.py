@@ -35,7 +35,6 @@ no text is held or sorted. Nothing here imports Dagster.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +43,7 @@ import duckdb
 import numpy as np
 
 from dataset_platform.config import BenchmarkSet, DecontaminationSettings
+from dataset_platform.core.jsonl import json_objects
 from dataset_platform.core.stage import StageResult, finish_stage, streamable_view
 
 STAGE = "decontaminate"
@@ -272,27 +272,17 @@ def _read_items(bench: BenchmarkSet, name: str) -> tuple[list[str], list[tuple[s
     labels: list[tuple[str, str, str]] = []
     item_of: list[int] = []
     n_items = 0
-    with open(path, encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, 1):
-            if not line.strip():
+    for line_no, where, item in json_objects(path, BenchmarkError, prefix=f"benchmark {name!r}: ", what="an item"):
+        item_id = str(item["id"]) if item.get("id") is not None else f"{name}:{line_no}"
+        for key in wanted or [k for k in item if k != "id"]:
+            if key not in item:
                 continue
-            where = f"{path}:{line_no}"
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise BenchmarkError(f"benchmark {name!r}: {where}: not valid JSON ({e.msg}, column {e.colno})") from None
-            if not isinstance(item, dict):
-                raise BenchmarkError(f"benchmark {name!r}: {where}: an item must be a JSON object, not {type(item).__name__}")
-            item_id = str(item["id"]) if item.get("id") is not None else f"{name}:{line_no}"
-            for key in wanted or [k for k in item if k != "id"]:
-                if key not in item:
-                    continue
-                seen.add(key)
-                for label, text in _texts(item[key], key, strict=bool(wanted), where=f"benchmark {name!r}: {where}"):
-                    strings.append(text)
-                    labels.append((name, item_id, label))
-                    item_of.append(n_items)
-            n_items += 1
+            seen.add(key)
+            for label, text in _texts(item[key], key, strict=bool(wanted), where=f"benchmark {name!r}: {where}"):
+                strings.append(text)
+                labels.append((name, item_id, label))
+                item_of.append(n_items)
+        n_items += 1
     absent = [k for k in wanted if k not in seen]
     if absent:
         raise BenchmarkError(f"benchmark {name!r}: no item of {path} has the field(s) {', '.join(map(repr, absent))}")

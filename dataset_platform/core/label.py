@@ -36,7 +36,6 @@ set: every piece of evidence next to the decision; the annotation export reads i
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -49,6 +48,7 @@ import pyarrow as pa
 
 from dataset_platform import schema
 from dataset_platform.config import LabelRule, LabelSet, LabelSettings
+from dataset_platform.core.jsonl import json_objects
 from dataset_platform.core.stage import StageResult, finish_stage, streamable_view
 from dataset_platform.storage import sql_str
 
@@ -86,24 +86,9 @@ def read_gold(path: Path, sets: Sequence[LabelSet]) -> pa.Table:
     labels none of the sets at all. Fields that are not label sets are ignored.
     """
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise GoldError(f"{path}: gold-label file not found") from None
-    except UnicodeDecodeError as e:
-        raise GoldError(f"{path}: not UTF-8 ({e})") from None
     rows: list[dict] = []
     seen: dict[str, int] = {}
-    for no, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{no}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise GoldError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(obj, dict):
-            raise GoldError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    for no, where, obj in json_objects(path, GoldError, what="a gold line"):
         row = _gold_row(obj, sets, where)
         if row["id"] in seen:
             raise GoldError(f"{where}: id {row['id']!r} repeats line {seen[row['id']]}")

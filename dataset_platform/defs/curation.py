@@ -4,7 +4,13 @@
 import dagster as dg
 
 from dataset_platform import pipeline
-from dataset_platform.defs.metadata import cluster_metadata, column_schema, label_metadata, layer_metadata, md_table
+from dataset_platform.defs.metadata import (
+    cluster_metadata,
+    column_schema,
+    label_metadata,
+    layer_metadata,
+    md_table,
+)
 from dataset_platform.defs.policies import refresh_after_upstream
 from dataset_platform.defs.resources import PlatformResource
 

@@ -43,7 +43,10 @@ def _gx_check(layer: str) -> dg.AssetChecksDefinition:
                     "(critical expectations ERROR and block downstream; warnings WARN).",
     )
     def _check(context: dg.AssetCheckExecutionContext, platform: PlatformResource) -> dg.AssetCheckResult:
-        from dataset_platform.quality.gx_suites import validate_parquet, validate_relation
+        from dataset_platform.quality.gx_suites import (
+            validate_parquet,
+            validate_relation,
+        )
 
         suite = expectations_dir() / f"{layer}.json"
         wd = platform.wd

@@ -5,10 +5,9 @@ import time
 
 import dagster as dg
 
-from dataset_platform.core.release import release_view_sql
-
 from dataset_platform import pipeline
 from dataset_platform.config import PlatformConfig
+from dataset_platform.core.release import release_view_sql
 from dataset_platform.defs.metadata import column_schema, md_table, profile_metadata
 from dataset_platform.defs.policies import refresh_after_upstream, release_freshness
 from dataset_platform.defs.resources import PlatformResource
@@ -29,10 +28,6 @@ def upstream_materialisations(context: dg.AssetExecutionContext) -> dict:
     return out
 
 
-def _release(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:
-    return _publish(context, platform)
-
-
 def build_assets(cfg: PlatformConfig) -> list[dg.AssetsDefinition]:
     """The release asset, with the freshness policy of ``pipeline.release``."""
     r = cfg.pipeline.release
@@ -44,7 +39,7 @@ def build_assets(cfg: PlatformConfig) -> list[dg.AssetsDefinition]:
         description="Versioned train/validation/test Parquet shards with a dataset card, manifest (lineage) and a "
                     "diff against the previous release. Splits are stable, group-wise and stratified. Expected "
                     f"at least every {r.freshness_warn_hours:g} h (warning) / {r.freshness_fail_hours:g} h (failure).",
-    )(_release)]
+    )(_publish)]
 
 
 def _publish(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:

@@ -52,16 +52,21 @@ def build_data_docs(outcome: SuiteOutcome, docs_dir: Path, run_name: str,
                     run_time: dt.datetime | None = None) -> Path:
     """Render ``outcome`` into the Data Docs site under ``docs_dir``; returns the validation page."""
     import great_expectations as gx
-    from great_expectations.data_context.store import ValidationResultsStore
-    from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
+    from great_expectations.core import (
+        ExpectationSuiteValidationResult,
+        ExpectationValidationResult,
+    )
     from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.store import ValidationResultsStore
     from great_expectations.data_context.types.resource_identifiers import (
         ExpectationSuiteIdentifier,
         ValidationResultIdentifier,
     )
-    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+    from great_expectations.expectations.expectation_configuration import (
+        ExpectationConfiguration,
+    )
 
-    run_time = (run_time or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
+    run_time = (run_time or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     results = [
         ExpectationValidationResult(
             success=o.success,

@@ -30,6 +30,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from dataset_platform.schema import label_columns
+
 SEVERITIES = ("critical", "warning", "info")
 SAMPLE_SIZE = 10
 _MAX_SAMPLE_CHARS = 200
@@ -267,18 +269,21 @@ def expand_label_sets(spec: dict[str, Any], label_sets: dict[str, list[str]]) ->
             if LABEL_COLUMNS in kwargs.get(key, []):
                 cols: list[str] = []
                 for c in kwargs[key]:
-                    cols += [x for n in label_sets for x in (n, f"{n}_source", f"{n}_confidence")] if c == LABEL_COLUMNS else [c]
+                    cols += [n for n, _ in label_columns(list(label_sets))] if c == LABEL_COLUMNS else [c]
                 kwargs = {**kwargs, key: cols}
         if not e.get("meta", {}).get("for_each_label_set"):
             out.append({**e, "kwargs": kwargs})
             continue
         for name, values in label_sets.items():
-            def sub(v: Any) -> Any:
-                if v == "{values}":
-                    return list(values)
-                return v.replace("{set}", name) if isinstance(v, str) else v
-            out.append({**e, "kwargs": {k: sub(v) for k, v in kwargs.items()}})
+            out.append({**e, "kwargs": {k: _for_set(v, name, values) for k, v in kwargs.items()}})
     return {**spec, "expectations": out}
+
+
+def _for_set(v: Any, name: str, values: list[str]) -> Any:
+    """A template kwarg for one label set: "{values}" -> its values, "{set}" -> its name."""
+    if v == "{values}":
+        return list(values)
+    return v.replace("{set}", name) if isinstance(v, str) else v
 
 
 def validate_parquet(
