@@ -70,7 +70,7 @@ def augment_text(text: str, settings: AugmentSettings, rng: random.Random, synon
         if len(words) < 4:
             out_lines.append(line)
             continue
-        n = max(1, int(round(settings.alpha * len(words))))
+        n = max(1, round(settings.alpha * len(words)))
         for op in settings.operations:
             if op == "synonym":
                 spots = [i for i, w in enumerate(words) if w.lower() in synonyms]
@@ -99,9 +99,12 @@ def augment_train(con: duckdb.DuckDBPyConnection, settings: AugmentSettings, *, 
     reader = con.cursor().sql(
         "SELECT id, text FROM split_docs WHERE split = 'train' AND augmented_from IS NULL ORDER BY id"
     ).to_arrow_reader(batch_size)
-    ids, orig, texts = [], [], []
+    # the copies of each batch go to a table as the batch is done: no list of the whole split in Python
+    con.sql("CREATE OR REPLACE TEMP TABLE _aug (_id VARCHAR, _from VARCHAR, _text VARCHAR)")
     ops_count: dict[str, int] = {}
+    rows = 0
     for batch in reader:
+        ids, orig, texts = [], [], []
         for doc_id, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
             for k in range(settings.copies):
                 new, applied = augment_text(text or "", settings, _rng(settings.seed, doc_id, k), synonyms)
@@ -112,11 +115,14 @@ def augment_train(con: duckdb.DuckDBPyConnection, settings: AugmentSettings, *, 
                 texts.append(new)
                 for op in applied:
                     ops_count[op] = ops_count.get(op, 0) + 1
-    con.register("_aug", pa.table({"_id": pa.array(ids, pa.string()), "_from": pa.array(orig, pa.string()),
-                                    "_text": pa.array(texts, pa.string())}))
+        con.register("_aug_batch", pa.table({"_id": pa.array(ids, pa.string()), "_from": pa.array(orig, pa.string()),
+                                             "_text": pa.array(texts, pa.string())}))
+        con.sql("INSERT INTO _aug SELECT * FROM _aug_batch")
+        con.unregister("_aug_batch")
+        rows += len(ids)
     select = ", ".join(
         {"id": "a._id AS id", "text": "a._text AS text", "augmented_from": "a._from AS augmented_from"}.get(c, f'd."{c}"')
         for c in cols)
     con.sql(f"INSERT INTO split_docs SELECT {select} FROM _aug a JOIN split_docs d ON d.id = a._from")
-    con.unregister("_aug")
-    return {"rows": len(ids), "operations": sorted(ops_count), "per_operation": ops_count}
+    con.sql("DROP TABLE _aug")
+    return {"rows": rows, "operations": sorted(ops_count), "per_operation": ops_count}
