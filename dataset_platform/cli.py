@@ -284,15 +284,12 @@ def _cmd_redact(args) -> int:
     return EXIT_OK
 
 
-def _with_defaults(con, src: str) -> str:
-    """The input with the columns the labelling stages read (absent ones filled in)."""
+def _with_id_text(con, src: str, fill: tuple[str, ...] = ()) -> str:
+    """The input with a VARCHAR id and the ``fill`` columns it lacks (NULL; ``lang`` 'und')."""
     cols = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {src}").fetchall()}
-    fill = {
-        "source": "NULL::VARCHAR", "url": "NULL::VARCHAR", "title": "NULL::VARCHAR", "lang": "'und'",
-        "n_chars": "length(text)", "n_words": "NULL::BIGINT", "content_hash": "md5(lower(text))",
-    }
-    extra = ", ".join(f"{expr} AS {name}" for name, expr in fill.items() if name not in cols)
-    return f"(SELECT * REPLACE (CAST(id AS VARCHAR) AS id){', ' + extra if extra else ''} FROM {src})"
+    default = {"lang": "'und'"}
+    extra = "".join(f", {default.get(c, 'NULL')}::VARCHAR AS {c}" for c in fill if c not in cols)
+    return f"(SELECT * REPLACE (CAST(id AS VARCHAR) AS id){extra} FROM {src})"
 
 
 def _cmd_label(args, con, src: str, log) -> int:
@@ -306,7 +303,7 @@ def _cmd_label(args, con, src: str, log) -> int:
         raise ValueError(f"{args.config}: pipeline.labels.sets is empty: declare at least one label set")
     gold = read_gold(Path(args.gold), settings.sets) if args.gold else (
         read_gold(Path(settings.gold), settings.sets) if settings.gold else None)
-    prepared = _with_defaults(con, src)
+    prepared = _with_id_text(con, src)
     con.sql(f"CREATE OR REPLACE TABLE _input AS SELECT * FROM {prepared}")
     res = run_label(con, "_input", settings, gold=gold, log=log)
     label_cols = ", ".join(f'k."{c}"' for c, _ in schema.label_columns(cfg.label_set_names))
@@ -319,7 +316,7 @@ def _cmd_label(args, con, src: str, log) -> int:
 
 def _cmd_decontaminate(args, con, src: str, log) -> int:
     from dataset_platform.config import BenchmarkSet, DecontaminationSettings
-    from dataset_platform.core.decontam import run_decontaminate
+    from dataset_platform.core.decontam import REQUIRED, run_decontaminate
 
     _require_columns(con, src, ["id", "text"], args.input)
     fields = [f.strip() for f in (args.fields or "").split(",") if f.strip()]
@@ -327,7 +324,7 @@ def _cmd_decontaminate(args, con, src: str, log) -> int:
         benchmarks=[BenchmarkSet(path=str(Path(b).resolve()), fields=fields) for b in args.benchmark],
         ngram=args.ngram, cjk_ngram=args.cjk_ngram)
     original = [r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {src}").fetchall()]
-    prepared = _with_defaults(con, src)
+    prepared = _with_id_text(con, src, fill=REQUIRED)
     res = run_decontaminate(con, prepared, settings, log=log)
     _write(con, f"SELECT {', '.join(chr(34) + c + chr(34) for c in original)} FROM kept ORDER BY id", args.output)
     if args.rejected:
