@@ -299,6 +299,7 @@ def dagster_ui(chromium_bin, artifacts, tmp_path):
 
 
 def test_ui_graph_lineage_materialize_all_and_checks(chromium_bin, artifacts, dagster_ui):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect, sync_playwright
 
     chromium = chromium_bin
@@ -351,8 +352,17 @@ def test_ui_graph_lineage_materialize_all_and_checks(chromium_bin, artifacts, da
             expect(page.get_by_text("Global asset lineage")).to_be_visible()
             materialize_all = page.get_by_role("button", name="Materialize all")
             expect(materialize_all).to_be_visible()
-            page.get_by_role("button", name="settings", exact=True).click()  # graph options
-            page.get_by_role("menuitem", name=re.compile(r"(Expand|Collapse) all groups")).wait_for()
+            # graph options; the community dialog can pop up at any moment and its dismissal closes
+            # the menu too, so open it again until its items show
+            items = page.get_by_role("menuitem", name=re.compile(r"(Expand|Collapse) all groups"))
+            for attempt in range(4):
+                page.get_by_role("button", name="settings", exact=True).click()
+                try:
+                    items.wait_for(timeout=15_000)
+                    break
+                except PlaywrightTimeout:
+                    if attempt == 3:
+                        raise
             expand = page.get_by_role("menuitem", name="Expand all groups")
             if expand.count():
                 expand.click()  # show every asset, not just its group's box
