@@ -214,7 +214,8 @@ def start(exe: str, root: Path) -> tuple[subprocess.Popen, LabelStudio]:
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [exe, "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port),
-             "--username", admin, "--password", password, "--user-token", token, "--enable-legacy-api-token"],
+             # "--password=<p>": a generated password may start with "-", which argparse would read as an option
+             "--username", admin, f"--password={password}", "--user-token", token, "--enable-legacy-api-token"],
             env=offline_env(root, data), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=root,
         )
     server = LabelStudio(url=f"http://127.0.0.1:{port}", token=token, admin=admin, log=log)
