@@ -14,7 +14,14 @@ import pytest
 from dataset_platform.config import DedupSettings
 from dataset_platform.core.dedup import run_dedup
 from dataset_platform.core.minhash_index import MinHashIndex
-from dataset_platform.core.minhash import MinHashParams, estimated_jaccard, exact_jaccard, shingle_hashes, signatures
+from dataset_platform.core.minhash import (
+    MinHashParams,
+    batch_signatures,
+    estimated_jaccard,
+    exact_jaccard,
+    shingle_hashes,
+    signatures,
+)
 from dataset_platform.storage import memory_connection
 
 EN_WORDS = (
@@ -189,6 +196,35 @@ def test_minhash_estimates_track_exact_jaccard():
     exact = np.array([exact_jaccard(texts[i], texts[i + 1], p) for i in range(0, len(texts), 2)])
     assert np.all(np.abs(est - exact) < 0.15), (est, exact)
     assert exact[0] > exact[-1]  # more edits, less similar
+
+
+def test_compiled_kernel_computes_the_numpy_signatures_bit_for_bit():
+    """The numba kernel (units split, hashed, shingled and minimised in one pass) against the
+    Arrow + numpy path it replaces for space-separated scripts; CJK rows go through numpy."""
+    import xxhash
+
+    from dataset_platform.core.minhash_kernel import xxh64
+
+    for raw in (b"", b"a", b"abcd", b"abcdefg", b"abcdefgh", b"river bridge market", b"x" * 31, b"y" * 32,
+                b"z" * 33, b"w" * 100, "naïve straße 中文".encode() * 5):
+        data = np.frombuffer(raw, np.uint8) if raw else np.zeros(0, np.uint8)
+        assert xxh64(data, 0, len(raw), np.uint64(7)) == xxhash.xxh64_intdigest(raw, 7), raw
+    rng = random.Random(23)
+    texts = [en_doc(rng) for _ in range(40)] + [
+        "", None, "one", "two words", "a b c d", "a b c d e f",  # fewer units than n, exactly n, more
+        "Hello, World!! \u00a0non\u2003breaking\u3000spaces", "tab\tnew\nline\rform\fvertical\vend",
+        "Naïve CAFÉ, ÉCOLE and STRASSE/straße -- 3.14 + x_y_z", "¡¿…—“quoted”—!?", "   ", zh_doc(rng),
+        "Ελληνικά κείμενα και русский текст тоже здесь", "emoji 🙂 between 🙂🙂 words here now",
+    ]
+    langs = [None] * (len(texts) - 3) + ["zh", None, None]
+    for p in (MinHashParams(), MinHashParams(ngram=3, bands=4, rows=5, seed=9), MinHashParams(ngram=1)):
+        sh, off = shingle_hashes(texts, langs, p)
+        expected = signatures(sh, off, p)
+        got = batch_signatures(pa.array(texts, pa.string()), pa.array(langs, pa.string()), p)
+        assert got.shape == expected.shape and got.dtype == np.uint64
+        assert np.array_equal(got, expected), np.flatnonzero((got != expected).any(axis=1))
+        sliced = pa.array(texts, pa.string()).slice(40, 8)  # an Arrow slice: buffers with an offset
+        assert np.array_equal(batch_signatures(sliced, None, p), expected[40:48])
 
 
 def test_cjk_documents_use_character_shingles():

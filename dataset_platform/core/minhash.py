@@ -10,6 +10,10 @@ shingle ``x`` to ``a_p * x + b_p mod 2**64`` with odd ``a_p`` (a bijection of th
 the signature is the minimum per permutation over the document's shingles, computed for the whole
 batch at once with ``numpy.minimum.reduceat``. Band ``k`` of a signature (rows ``k*r .. k*r+r-1``)
 is folded into one 64-bit band key. Nothing here imports DuckDB or Dagster.
+
+The pipeline signs with :func:`batch_signatures`: the same values, with documents of space-separated
+scripts going through the compiled kernel of :mod:`core.minhash_kernel` (no shingle array), CJK
+documents through :func:`shingle_hashes` + :func:`signatures`.
 """
 
 from __future__ import annotations
@@ -65,10 +69,17 @@ def _cjk_mask(texts, langs) -> np.ndarray:
     if not unknown.any():
         return known_cjk
     sample = pc.utf8_slice_codeunits(pc.fill_null(arr, ""), 0, 2000)
-    han = pc.count_substring_regex(sample, _CJK_RE2).to_numpy(zero_copy_only=False)
-    chars = (pc.utf8_length(sample).to_numpy(zero_copy_only=False)
-             - pc.count_substring(sample, " ").to_numpy(zero_copy_only=False))
-    return known_cjk | (unknown & (han > 0.3 * np.maximum(1, chars)))
+    length = pc.utf8_length(sample).to_numpy(zero_copy_only=False)
+    chars = length - pc.count_substring(sample, " ").to_numpy(zero_copy_only=False)
+    # a CJK character takes 3 UTF-8 bytes, so there are at most (bytes - characters) / 2 of them:
+    # the regex runs only on samples where that bound passes the threshold
+    bound = (pc.binary_length(sample).to_numpy(zero_copy_only=False) - length) / 2
+    maybe = np.flatnonzero(unknown & (bound > 0.3 * np.maximum(1, chars)))
+    cjk = known_cjk.copy()
+    if maybe.size:
+        han = pc.count_substring_regex(sample.take(pa.array(maybe)), _CJK_RE2).to_numpy(zero_copy_only=False)
+        cjk[maybe] = han > 0.3 * np.maximum(1, chars[maybe])
+    return cjk
 
 
 def units(text: str, cjk: bool) -> list[str]:
@@ -199,6 +210,48 @@ def band_keys(sig: np.ndarray, params: MinHashParams) -> np.ndarray:
     return keys
 
 
+def batch_signatures(texts, langs, params: MinHashParams) -> np.ndarray:
+    """MinHash signatures (documents x permutations) of a batch, as
+    ``signatures(*shingle_hashes(texts, langs, params), params)`` computes them: documents of
+    space-separated scripts through the compiled kernel (:mod:`core.minhash_kernel`: units split
+    and hashed, shingled and minimised in one pass), CJK documents through the numpy path."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from dataset_platform.core.minhash_kernel import sign_spaced
+
+    arr = texts if isinstance(texts, pa.Array) else pa.array(texts, pa.string())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if isinstance(langs, pa.ChunkedArray):
+        langs = langs.combine_chunks()
+    arr = pc.fill_null(arr.cast(pa.string()), "")
+    n = len(arr)
+    sig = np.full((n, params.permutations), EMPTY, np.uint64)
+    if n == 0:
+        return sig
+    cjk = _cjk_mask(arr, langs)
+    words = np.flatnonzero(~cjk)
+    if words.size:
+        sub = arr if words.size == n else arr.take(pa.array(words))
+        # as in :func:`_units`: what is neither a word character nor ASCII whitespace becomes a
+        # space; the kernel splits at runs of ASCII whitespace
+        spaced = pc.replace_substring_regex(pc.utf8_lower(sub), _NON_WORD_RE2, " ")
+        offsets = np.frombuffer(spaced.buffers()[1], np.int32)[spaced.offset : spaced.offset + len(spaced) + 1]
+        data = spaced.buffers()[2]
+        data = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+        a, b = params.coefficients()
+        out = np.full((words.size, params.permutations), EMPTY, np.uint64)
+        sign_spaced(data, offsets.astype(np.int64), params.ngram, a, b, np.uint64(params.seed), out)
+        sig[words] = out
+    rest = np.flatnonzero(cjk)
+    if rest.size:
+        sub_langs = None if langs is None else pa.array(langs).take(pa.array(rest))
+        sh, off = shingle_hashes(arr.take(pa.array(rest)), sub_langs, params)
+        sig[rest] = signatures(sh, off, params)
+    return sig
+
+
 def sign_batch(batch, params: MinHashParams):
     """Signatures and band keys of a batch (Arrow, columns ``id``, ``content_hash``, ``text``,
     ``lang``): a record batch of id, content_hash, sig (fixed-size binary, permutations x 8 bytes,
@@ -206,8 +259,7 @@ def sign_batch(batch, params: MinHashParams):
     Top-level and Arrow in / Arrow out, so it runs in worker processes."""
     import pyarrow as pa
 
-    sh, off = shingle_hashes(batch.column("text"), batch.column("lang"), params)
-    sig = signatures(sh, off, params)
+    sig = batch_signatures(batch.column("text"), batch.column("lang"), params)
     keys = band_keys(sig, params)
     n = sig.shape[0]
     empty = (sig == EMPTY).all(axis=1)
