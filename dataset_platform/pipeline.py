@@ -14,21 +14,36 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from dataset_platform.config import CrawlSource, DumpSource, PlatformConfig, Source
 from dataset_platform.core.clean import run_clean
-from dataset_platform.core.dedup import kept_query, run_dedup
-from dataset_platform.core.minhash_index import MinHashIndex
+from dataset_platform.core.dedup import kept_rows_query, run_dedup
 from dataset_platform.core.extract import options_from, run_extract
 from dataset_platform.core.label import run_label
-from dataset_platform.schema import LABELLED_LAYERS
-from dataset_platform.core.release import ReleaseInfo, latest_release, publish_release, release_view_sql
+from dataset_platform.core.minhash_index import MinHashIndex
+from dataset_platform.core.parted_layer import PartedLayer
+from dataset_platform.core.release import (
+    ReleaseInfo,
+    latest_release,
+    publish_release,
+    release_view_sql,
+)
 from dataset_platform.core.stage import StageResult, write_outputs
 from dataset_platform.raw.load import Batch
+from dataset_platform.schema import LABELLED_LAYERS
 from dataset_platform.storage import (
-    Workdir, count_layer, count_rows, ensure_view, memory_connection, read_layer, source_lock, sql_str, write_parquet,
+    PARTITIONED_LAYERS,
+    Workdir,
+    count_layer,
+    count_rows,
+    ensure_view,
+    memory_connection,
+    read_layer,
+    source_lock,
+    sql_str,
+    write_parquet,
 )
 
 Log = Callable[[str], None]
@@ -67,7 +82,7 @@ def _noop(_: str) -> None:
 
 
 def _publish_view(wd: Workdir, layer: str, target_sql: str | None = None) -> bool:
-    return ensure_view(wd, layer, target_sql or f"read_parquet({sql_str(wd.layer(layer))})")
+    return ensure_view(wd, layer, target_sql or f"read_parquet({sql_str(wd.layer_glob(layer))})")
 
 
 def _write_stats(wd: Workdir, layer: str, result: LayerResult) -> None:
@@ -114,7 +129,7 @@ def _crawl_target(source: CrawlSource, wd: Workdir, log: Log) -> Iterator[dict]:
     generate_site(wd.demo_site)  # deterministic and cheap: always regenerate
     with DemoServer(wd.demo_site / "site") as server:
         log(f"demo site for source {source.name!r} served at {server.base_url}")
-        absolute = lambda urls: [server.base_url + u if u.startswith("/") else u for u in urls]  # noqa: E731
+        absolute = lambda urls: [server.base_url + u if u.startswith("/") else u for u in urls]
         target.update(
             start_urls=absolute(source.start_urls), sitemap_urls=absolute(source.sitemap_urls),
             allowed_domains=["127.0.0.1"], allow_addresses=sorted({*source.allow_private_addresses, "127.0.0.1"}),
@@ -124,7 +139,7 @@ def _crawl_target(source: CrawlSource, wd: Workdir, log: Log) -> Iterator[dict]:
 
 
 def _new_crawl_id(source: str) -> str:
-    return f"{source}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%fZ')}"
+    return f"{source}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
 
 
 def crawl_source(source: CrawlSource, wd: Workdir, log: Log = _noop) -> tuple[Batch, dict]:
@@ -356,12 +371,21 @@ def _run_stage(cfg: PlatformConfig, wd: Workdir, layer: str, log: Log) -> LayerR
     elif stage == "clean":
         res = run_clean(con, src, cfg.pipeline.clean, batch_size=bs, log=log)
     elif stage == "dedup":
+        # the layer is stored in parts: a refresh writes a part with its new rows (and rewrites
+        # only parts that lost a row), not the whole layer
+        parted = PartedLayer(wd.layers / layer, layer)
+        parted.load(con)
         index = MinHashIndex(minhash_index_path(wd))
         res = run_dedup(con, src, cfg.pipeline.dedup, log=log, index=index)
         write_parquet(con, "SELECT * FROM clusters ORDER BY doc_id", wd.layer("duplicate_clusters"), layer="duplicate_clusters")
-        kept_sql, more_layers = kept_query(con), ("duplicate_clusters",)
-        if cfg.pipeline.dedup.near:
-            after_write = index.commit  # only once the layer is written: a failed run leaves the old index
+        parted.write(con, "kept_rows", lambda ids: kept_rows_query(con, ids), log=log)
+        more_layers = ("duplicate_clusters",)
+        near = cfg.pipeline.dedup.near
+
+        def after_write(c) -> None:  # only once everything else is written: a failed run leaves the old state
+            if near:
+                index.commit(c)
+            parted.commit(c)
     elif stage == "label":
         res, counters, after_write = _label(cfg, wd, con, src, log)
         more_layers = ("human_annotations",)
@@ -376,12 +400,16 @@ def _run_stage(cfg: PlatformConfig, wd: Workdir, layer: str, log: Log) -> LayerR
     else:  # pragma: no cover - STAGES and this switch are kept together
         raise ValueError(stage)
     label_sets = cfg.label_set_names if layer in LABELLED_LAYERS else ()
-    write_outputs(con, layer, wd.layer(layer), wd.rejects(stage), kept_sql=kept_sql, label_sets=label_sets)
+    if layer in PARTITIONED_LAYERS:  # written above in parts: only the rejects here
+        write_parquet(con, "SELECT * FROM rejected ORDER BY id, rule", wd.rejects(stage), layer="rejected_documents")
+    else:
+        write_outputs(con, layer, wd.layer(layer), wd.rejects(stage), kept_sql=kept_sql, label_sets=label_sets)
     if after_write is not None:
         after_write(con)
     con.close()
     log(res.summary())
-    result = LayerResult(layer, res.kept_rows, wd.layer(layer), stage=res, counters=counters,
+    result = LayerResult(layer, res.kept_rows, wd.layers / layer if layer in PARTITIONED_LAYERS else wd.layer(layer),
+                         stage=res, counters=counters,
                          seconds=time.monotonic() - t0)
     _write_stats(wd, layer, result)
     for name in (layer, *more_layers):
@@ -503,7 +531,7 @@ def accounting(wd: Workdir, stage: str) -> tuple[int, int, int]:
     try:
         return (
             count_layer(con, wd, upstream),
-            count_rows(con, wd.layer(layer)),
+            count_layer(con, wd, layer),
             count_rows(con, wd.rejects(stage)) if wd.rejects(stage).exists() else 0,
         )
     finally:
@@ -539,7 +567,7 @@ def materialise_release(cfg: PlatformConfig, wd: Workdir, log: Log = _noop, *, l
         from dataset_platform.core.augment import augment_train
 
         aug = cfg.pipeline.augmentation
-        augment = lambda c: augment_train(c, aug)  # noqa: E731
+        augment = lambda c: augment_train(c, aug)
     info = publish_release(
         con, read_layer(wd, "decontaminated_documents"), wd.releases, cfg.dataset, cfg.pipeline.splits,
         config_fingerprint=cfg.fingerprint(), stats=stats, label_sets=cfg.label_set_names,

@@ -92,6 +92,7 @@ LAYERS: dict[str, list[tuple[str, str]]] = {
         ("pii_cn_id", "INTEGER"),
         ("quality", "VARCHAR"),  # JSON object: quality rule -> measured value, keys sorted (core/quality/rules.py)
         ("annotations", "VARCHAR[]"),  # annotate-only rules the document fails (it is kept), sorted
+        ("text_hash", "UBIGINT"),  # DuckDB hash(text): dedup tells new or changed texts without reading them
     ],
     "deduplicated_documents": [
         ("id", "VARCHAR"),

@@ -24,8 +24,10 @@ import duckdb
 from dataset_platform import schema
 
 DEFAULT_WORKDIR = ".dataset_platform"
-#: layers stored as one folder per source: layer -> file pattern inside a source's folder
-PARTITIONED_LAYERS = {"raw_pages": "data.parquet", "crawl_log": "*.parquet"}
+#: layers stored as folders of files: layer -> file pattern inside each folder. raw_pages and
+#: crawl_log have one folder per source; deduplicated_documents one per part written by a run
+#: (core/parted_layer.py), so that a refresh adds a part instead of rewriting the layer
+PARTITIONED_LAYERS = {"raw_pages": "data.parquet", "crawl_log": "*.parquet", "deduplicated_documents": "data.parquet"}
 
 
 @dataclass(frozen=True)

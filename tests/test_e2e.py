@@ -234,11 +234,15 @@ def test_a_dedup_refresh_reuses_the_minhash_index_and_writes_the_same_bytes(demo
     cfg = load_config(demo_config_path())
     index = pipeline.minhash_index_path(wd)
     assert (index / "index.json").exists()
-    before = {p: p.read_bytes() for p in (wd.layer("deduplicated_documents"), wd.layer("duplicate_clusters"))}
+    parts = wd.layer_files("deduplicated_documents")
+    assert len(parts) == 1  # one run: one part
+    before = {p: p.read_bytes() for p in (*parts, wd.layer("duplicate_clusters"))}
     logs: list[str] = []
     pipeline.materialise_deduplicated(cfg, wd, log=logs.append)
     assert [m for m in logs if "verified pairs reused from the index" in m]
     assert not [m for m in logs if m.startswith("dedup: signatures for")]  # nothing new: nothing signed
+    assert [m for m in logs if "nothing new" in m]  # and no part written
+    assert wd.layer_files("deduplicated_documents") == parts
     assert {p: p.read_bytes() for p in before} == before
 
 

@@ -119,7 +119,7 @@ def run_clean(
         f"""
         CREATE OR REPLACE TABLE kept AS
         SELECT i.id, i.source, i.url, s.title, s.text, i.lang, CAST(length(s.text) AS BIGINT) AS n_chars, s.n_words,
-               {pii_cols}, s.quality, s.annotations
+               {pii_cols}, s.quality, s.annotations, hash(s.text) AS text_hash
         FROM _in i JOIN _scored s USING (id) WHERE s.rule IS NULL
         ORDER BY id
         """

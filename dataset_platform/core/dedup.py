@@ -40,6 +40,9 @@ STAGE = "dedup"
 # two or more, and single tabs/newlines): the same result as '\s+' -> ' ' at a quarter of its cost.
 CONTENT_HASH_SQL = "md5(lower(regexp_replace(trim(text), '\\s\\s+|[\\t\\n\\r\\f\\v]', ' ', 'g')))"
 OPTIONAL = ("source", "url", "lang")
+#: a refresh reads texts by id (a join) instead of in one ordered pass when fewer than 1/FEW of
+#: the documents need them
+FEW = 10
 
 
 def run_dedup(
@@ -82,27 +85,39 @@ def run_dedup(
     # hash is in the index is taken from there: a refresh normalises only new or changed texts.
     cached = con.sql("SELECT count(*) FROM _index_hashes").fetchall()[0][0] > 0
     norm = CONTENT_HASH_SQL.replace("(text)", "(s.text)")
+    # the raw text hash: the input's text_hash (the cleaned layer carries DuckDB's hash(text)), so
+    # that a refresh reads no text it has seen before; else computed here
+    raw = "s.text_hash::UBIGINT" if "text_hash" in cols else "hash(s.text)"
+    # a fingerprint of everything a kept row carries: the layer keeps stored rows whose
+    # fingerprint is unchanged (core/parted_layer.py)
+    carried = ", ".join(f's."{c}"' for c in sorted(cols - {"text", "text_hash"}))
     con.sql(
         f"""
         CREATE OR REPLACE TABLE _scan AS
         SELECT s.id::VARCHAR AS id, {opt['source']}, {opt['url']}, {opt['lang']}, {quality} AS q, {fetched} AS f,
-               hash(s.text) AS raw_hash, {'NULL::VARCHAR' if cached else norm} AS content_hash
+               {raw} AS raw_hash, {'NULL::VARCHAR' if cached else norm} AS content_hash,
+               hash({raw}, {carried}) AS row_hash
         FROM {src} s
         """
     )
     content_hash, joins = "x.content_hash", ""
-    if cached:  # the index's hash where the raw hash matches; the others normalised in one ordered pass
-        con.sql("CREATE OR REPLACE TABLE _miss AS SELECT x.rowid AS pos, h.content_hash FROM _scan x "
+    if cached:  # the index's hash where the raw hash matches; the others normalised
+        con.sql("CREATE OR REPLACE TABLE _miss AS SELECT x.rowid AS pos, x.id, h.content_hash FROM _scan x "
                 "LEFT JOIN _index_hashes h ON h.id = x.id AND h.raw_hash = x.raw_hash ORDER BY x.rowid")
-        con.sql(f"CREATE OR REPLACE TABLE _normed AS SELECT m.pos, {norm} AS content_hash "
-                f"FROM {src} s POSITIONAL JOIN _miss m WHERE m.content_hash IS NULL")
+        misses, total = con.sql("SELECT count(*) FILTER (content_hash IS NULL), count(*) FROM _miss").fetchall()[0]
+        if misses * FEW < total:  # a few new texts: read just those (by id)
+            con.sql(f"CREATE OR REPLACE TABLE _normed AS SELECT m.pos, {norm} AS content_hash "
+                    f"FROM {src} s JOIN _miss m ON m.id = s.id::VARCHAR WHERE m.content_hash IS NULL")
+        else:  # many: one ordered pass with per-row flags
+            con.sql(f"CREATE OR REPLACE TABLE _normed AS SELECT m.pos, {norm} AS content_hash "
+                    f"FROM {src} s POSITIONAL JOIN _miss m WHERE m.content_hash IS NULL")
         content_hash = "coalesce(m.content_hash, n.content_hash)"
         joins = "JOIN _miss m ON m.pos = x.rowid LEFT JOIN _normed n ON n.pos = x.rowid"
     con.sql(
         f"""
         CREATE OR REPLACE TABLE _meta AS
         SELECT x.rowid AS pos, x.id, x.source, x.url, x.lang, x.q, x.f, x.raw_hash, {content_hash} AS content_hash,
-               coalesce(x.url, x.id) AS _url_key
+               coalesce(x.url, x.id) AS _url_key, x.row_hash
         FROM _scan x {joins}
         """
     )
@@ -169,6 +184,10 @@ def run_dedup(
             "FROM _meta m LEFT JOIN _keep k ON k.id = m.id ORDER BY m.pos")
     con.sql(f"CREATE OR REPLACE VIEW kept AS SELECT s.*{missing}, f.content_hash FROM {src} s "
             "POSITIONAL JOIN _flags f WHERE f.keep")
+    # for a writer that needs only some kept rows (kept_rows_query): the input, and the kept
+    # rows' fingerprints
+    con.sql(f"CREATE OR REPLACE VIEW _dedup_input AS SELECT s.*{missing} FROM {src} s")
+    con.sql("CREATE OR REPLACE TABLE kept_rows AS SELECT k.id, m.row_hash FROM _keep k JOIN _meta m USING (id)")
     in_order = con.sql("SELECT coalesce(bool_and(id > prev), TRUE) FROM "
                        "(SELECT id, lag(id) OVER (ORDER BY pos) AS prev FROM _meta) WHERE prev IS NOT NULL").fetchall()[0][0]
     con.sql(f"CREATE OR REPLACE TABLE _kept_in_id_order AS SELECT {str(bool(in_order)).upper()} AS yes")
@@ -230,6 +249,15 @@ def kept_query(con: duckdb.DuckDBPyConnection, select: str = "*") -> str:
     return f"SELECT {select} FROM kept" + ("" if in_order else " ORDER BY id")
 
 
+def kept_rows_query(con: duckdb.DuckDBPyConnection, ids_sql: str | None = None) -> str:
+    """The kept rows whose ids ``ids_sql`` selects, read by id from the input (a refresh's few
+    new rows, without a pass over every text); ``None``: every kept row, as :func:`kept_query`."""
+    if ids_sql is None:
+        return kept_query(con)
+    return ("SELECT v.*, k.content_hash FROM _dedup_input v JOIN (SELECT k.id, k.content_hash FROM _keep k "
+            f"SEMI JOIN ({ids_sql}) i ON i.id = k.id) k ON k.id = v.id::VARCHAR")
+
+
 def _params(settings) -> MinHashParams:
     if settings is None:
         return MinHashParams()
@@ -289,14 +317,16 @@ class _NearDuplicates:
         part = index.new_part
         index.path.mkdir(parents=True, exist_ok=True)
         lang = "s.lang" if self.has_lang else "NULL::VARCHAR AS lang"
-        # a sign flag per input row, in input order: the texts are streamed by a positional join
-        con.sql("CREATE OR REPLACE TABLE _sign AS SELECT m.id, m.content_hash, d.part IS NULL AND d.doc IS NOT NULL "
-                "AS sign FROM _meta m LEFT JOIN _docs d ON d.id = m.id ORDER BY m.pos")
+        if new * FEW < self.n:  # a few: their texts read by id
+            query = (f"SELECT d.id, d.content_hash, s.text, {lang} FROM {self.src} s "
+                     "JOIN _docs d ON d.id = s.id::VARCHAR WHERE d.part IS NULL ORDER BY d.id")
+        else:  # a sign flag per input row, in input order: the texts are streamed by a positional join
+            con.sql("CREATE OR REPLACE TABLE _sign AS SELECT m.id, m.content_hash, d.part IS NULL AND d.doc IS NOT NULL "
+                    "AS sign FROM _meta m LEFT JOIN _docs d ON d.id = m.id ORDER BY m.pos")
+            query = f"SELECT g.id, g.content_hash, s.text, {lang} FROM {self.src} s POSITIONAL JOIN _sign g WHERE g.sign"
         # streamed on ``con`` itself (a cursor would not see views registered on it); nothing else
         # runs on it until the reader is drained
-        reader = con.sql(
-            f"SELECT g.id, g.content_hash, s.text, {lang} FROM {self.src} s POSITIONAL JOIN _sign g WHERE g.sign"
-        ).to_arrow_reader(self.batch_size)
+        reader = con.sql(query).to_arrow_reader(self.batch_size)
         writer = None
         done = 0
 

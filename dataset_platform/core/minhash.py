@@ -130,10 +130,9 @@ def _units(arr, cjk: np.ndarray):
 def shingle_hashes(texts, langs, params: MinHashParams) -> tuple[np.ndarray, np.ndarray]:
     """(shingle hashes of all documents, concatenated; start offset of each document, n + 1 long).
     ``texts`` and ``langs``: lists or Arrow arrays (``langs`` may be None)."""
-    import xxhash
-
     import pyarrow as pa
     import pyarrow.compute as pc
+    import xxhash
 
     arr = texts if isinstance(texts, pa.Array) else pa.array(texts, pa.string())
     n_docs = len(arr)

@@ -7,7 +7,7 @@ import dagster as dg
 from dataset_platform import schema
 from dataset_platform.core.profile import bar, profile
 from dataset_platform.pipeline import LayerResult
-from dataset_platform.storage import memory_connection, sql_str
+from dataset_platform.storage import PARTITIONED_LAYERS, memory_connection, sql_str
 
 
 def md_table(header: list[str], rows: list[list]) -> str:
@@ -40,8 +40,11 @@ def layer_metadata(result: LayerResult, *, label_sets: list[str] | tuple[str, ..
         })
         for k, v in st.extra.items():
             md[k] = v
-    if "text" in schema.columns(result.layer, label_sets) and result.path.is_file():
-        md.update(profile_metadata(f"read_parquet({sql_str(result.path)})"))
+    if "text" in schema.columns(result.layer, label_sets):
+        if result.path.is_file():
+            md.update(profile_metadata(f"read_parquet({sql_str(result.path)})"))
+        elif result.layer in PARTITIONED_LAYERS and result.path.is_dir():  # a layer stored in parts
+            md.update(profile_metadata(f"read_parquet({sql_str(result.path / '*' / PARTITIONED_LAYERS[result.layer])})"))
     return md
 
 
