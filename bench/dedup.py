@@ -1,6 +1,6 @@
 """Dedup throughput and memory, against datasketch's MinHashLSH, and an incremental refresh.
 
-    python bench/dedup.py --docs 100000 [--datasketch] [--rensa] [--refresh-share 0.01]
+    python bench/dedup.py --docs 100000 [--datasketch] [--rensa] [--one-core] [--refresh-share 0.01]
 
 Documents: bench/common.py's Zipf pseudo-word paragraphs (deterministic, about 2 KB each); one in
 ten is a near-duplicate of an earlier one (a few words replaced, or a paragraph appended), one in
@@ -87,32 +87,71 @@ def text_mb(path: Path) -> float:
                for b in pq.ParquetFile(path).iter_batches(columns=["text"])) / 1e6
 
 
-def child_ours(inp: str, index: str, out: str) -> None:
-    from dataset_platform.core.dedup import kept_query, run_dedup
-    from dataset_platform.core.minhash_index import MinHashIndex
-    from dataset_platform.storage import memory_connection, sql_str, write_parquet
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and of its children that have ended (the workers)."""
+    import resource
 
+    return sum(resource.getrusage(w).ru_utime + resource.getrusage(w).ru_stime
+               for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+
+
+def child_ours(inp: str, index: str, out: str) -> None:
+    one_core = os.environ.get("DEDUP_ONE_CORE") == "1"
+    if one_core:  # this process, its DuckDB threads and its workers on one CPU
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     import pandas  # noqa: F401  imports a long-running process has paid already, before the clock
     import scipy.sparse  # noqa: F401
 
     from dataset_platform.config import DedupSettings
+    from dataset_platform.core import minhash_kernel  # noqa: F401  (as is the compiled kernel)
+    from dataset_platform.core.dedup import kept_rows_query, run_dedup
+    from dataset_platform.core.minhash_index import MinHashIndex
+    from dataset_platform.core.parted_layer import PartedLayer
+    from dataset_platform.storage import memory_connection, sql_str, write_parquet
 
-    con = memory_connection(memory_limit=DedupSettings().memory_limit, temp_dir=OUT / "tmp")  # as the pipeline
-    t = time.perf_counter()
+    # as the pipeline; one thread when pinned to one CPU
+    con = memory_connection(1 if one_core else None, memory_limit=DedupSettings().memory_limit, temp_dir=OUT / "tmp")
+    t, cpu0 = time.perf_counter(), cpu_seconds()
     idx = MinHashIndex(Path(index))
+    layer = PartedLayer(Path(out), "deduplicated_documents")
+    layer.load(con)
     with DescendantPeak() as workers_peak:
         res = run_dedup(con, f"read_parquet({sql_str(inp)})", index=idx, workers=int(os.environ.get("DEDUP_WORKERS", 0)) or None,
                         log=lambda m: print(f"{time.perf_counter() - t:7.1f}s {m}", file=sys.stderr, flush=True))
     core = time.perf_counter() - t
-    # the rest of the stage, as the pipeline does it: write the layer and the clusters, commit the index
-    write_parquet(con, kept_query(con), Path(out))
+    # the rest of the stage, as the pipeline does it: the clusters, the rejects and the layer's new
+    # part written, the index and the layer committed
     write_parquet(con, "SELECT * FROM clusters ORDER BY doc_id", Path(out).with_suffix(".clusters.parquet"))
+    write_parquet(con, "SELECT * FROM rejected ORDER BY id, rule", Path(out).with_suffix(".rejected.parquet"))
+    layer.write(con, "kept_rows", lambda ids: kept_rows_query(con, ids),
+                log=lambda m: print(f"{time.perf_counter() - t:7.1f}s {m}", file=sys.stderr, flush=True))
     idx.commit(con)
+    layer.commit(con)
     seconds = time.perf_counter() - t
+    cpu = cpu_seconds() - cpu0
     clusters = con.sql("SELECT doc_id, keeper_id, kind FROM clusters").fetchall()
-    print(json.dumps({"seconds": seconds, "core_seconds": core, "kept": res.kept_rows, "rss_mb": vm_hwm_mb(),
-                      "worker_rss_mb": workers_peak.peak_mb,
-                      "clusters": clusters}))
+    print(json.dumps({"seconds": seconds, "core_seconds": core, "cpu_seconds": cpu, "kept": res.kept_rows,
+                      "rss_mb": vm_hwm_mb(), "worker_rss_mb": workers_peak.peak_mb, "clusters": clusters}))
+
+
+def as_cleaned_layer(path: Path) -> None:
+    """The input as the dedup stage finds it in the pipeline: with the cleaned layer's columns
+    (source, URL, title, language 'en', counts, no PII, quality JSON, and text_hash = DuckDB's
+    hash(text), written by the clean stage). The peers read only id and text."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    if "n_words" in pq.ParquetFile(path).schema_arrow.names:
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    pii = ", ".join(f"0::INTEGER AS pii_{t}" for t in ("email", "phone", "ip", "card", "iban", "cn_id"))
+    con = duckdb.connect()
+    con.sql(f"COPY (SELECT id, 'bench' AS source, 'https://news.example/' || id AS url, 'story ' || id AS title, text, "
+            f"'en' AS lang, length(text)::BIGINT AS n_chars, (length(text) - length(replace(text, ' ', '')) + 1)::BIGINT "
+            f"AS n_words, {pii}, '{{}}' AS quality, []::VARCHAR[] AS annotations, hash(text) AS text_hash "
+            f"FROM read_parquet('{path}')) TO '{tmp}' (FORMAT parquet, ROW_GROUP_SIZE 20000)")
+    con.close()
+    os.replace(tmp, path)
 
 
 def child_datasketch(inp: str) -> None:
@@ -122,10 +161,10 @@ def child_datasketch(inp: str) -> None:
     from dataset_platform.core.minhash import MinHashParams
 
     p = MinHashParams()
-    t = pq.read_table(inp)
+    t = pq.read_table(inp, columns=["id", "text"])
     ids, texts = t.column("id").to_pylist(), t.column("text").to_pylist()
     del t
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), cpu_seconds()
     lsh = MinHashLSH(num_perm=p.permutations, params=(p.bands, p.rows))
     hashes = {}
     for doc_id, text in zip(ids, texts):
@@ -142,7 +181,7 @@ def child_datasketch(inp: str) -> None:
             if other > doc_id and m.jaccard(hashes[other]) >= 0.7:
                 pairs.append((doc_id, other))
     seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "rss_mb": vm_hwm_mb(), "pairs": pairs}))
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds() - cpu0, "rss_mb": vm_hwm_mb(), "pairs": pairs}))
 
 
 def child_rensa(inp: str) -> None:
@@ -152,10 +191,10 @@ def child_rensa(inp: str) -> None:
     from dataset_platform.core.minhash import MinHashParams
 
     p = MinHashParams()
-    t = pq.read_table(inp)
+    t = pq.read_table(inp, columns=["id", "text"])
     ids, texts = t.column("id").to_pylist(), t.column("text").to_pylist()
     del t
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), cpu_seconds()
     lsh = rensa.RMinHashLSH(threshold=0.7, num_perm=p.permutations, num_bands=p.bands)
     hashes = {}
     for key, (doc_id, text) in enumerate(zip(ids, texts)):
@@ -172,11 +211,12 @@ def child_rensa(inp: str) -> None:
             if other > key and m.jaccard(hashes[other]) >= 0.7:
                 pairs.append((doc_id, ids[other]))
     seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "rss_mb": vm_hwm_mb(), "pairs": pairs}))
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds() - cpu0, "rss_mb": vm_hwm_mb(), "pairs": pairs}))
 
 
-def run_child(*args: str) -> dict:
-    r = subprocess.run([sys.executable, str(Path(__file__).resolve()), *args], stdout=subprocess.PIPE, text=True, check=True)
+def run_child(*args: str, env: dict | None = None) -> dict:
+    r = subprocess.run([sys.executable, str(Path(__file__).resolve()), *args], stdout=subprocess.PIPE, text=True, check=True,
+                       env={**os.environ, **(env or {})})
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
@@ -235,6 +275,8 @@ def main() -> int:
     ap.add_argument("--_datasketch", help=argparse.SUPPRESS)
     ap.add_argument("--rensa", action="store_true", help="also rensa's RMinHash + RMinHashLSH (Rust)")
     ap.add_argument("--_rensa", help=argparse.SUPPRESS)
+    ap.add_argument("--one-core", action="store_true",
+                    help="also ours pinned to one CPU (one process, DuckDB one thread), for a per-core comparison")
     ap.add_argument("--_build", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._ours:
@@ -257,20 +299,35 @@ def main() -> int:
     n_extra = int(args.docs * args.refresh_share)
     inp, inp2 = OUT / f"dedup-in-{args.docs}.parquet", OUT / f"dedup-in-{args.docs}-refresh.parquet"
     index = OUT / f"dedup-index-{args.docs}"
-    kept_out = OUT / f"dedup-kept-{args.docs}.parquet"
+    kept_out = OUT / f"dedup-kept-{args.docs}"  # the layer's parts
     if not (inp.exists() and inp2.exists() and rows_of(inp) == args.docs and rows_of(inp2) == args.docs + n_extra):
         # built in a child process, so that this one stays small while the measured sides run
         subprocess.run([sys.executable, str(Path(__file__).resolve()), "--_build", str(args.docs), str(n_extra),
                         str(inp), str(inp2)], check=True)
+    for f in (inp, inp2):
+        as_cleaned_layer(f)
+    # numba compiles the kernel on its first use and caches it on disk: once per install, before any clock
+    from dataset_platform.core.minhash import MinHashParams, batch_signatures
+
+    batch_signatures(["warm up the compiled kernel once"], None, MinHashParams())
     mb = text_mb(inp)
     extra = range(n_extra)
-    if index.exists():
-        shutil.rmtree(index)
+    for old in (index, kept_out):
+        if old.exists():
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
     ours = run_child("--_ours", str(inp), str(index), str(kept_out))
     refresh = run_child("--_ours", str(inp2), str(index), str(kept_out))
     workers = int(os.environ.get("DEDUP_WORKERS", 0)) or os.cpu_count()
     rows = [(f"ours: dedup stage (exact + MinHash-LSH, {workers} signing processes; Parquet out, index written)",
-             args.docs, ours["seconds"], ours["rss_mb"])]
+             args.docs, ours["seconds"], ours["cpu_seconds"], ours["rss_mb"])]
+    if args.one_core:
+        one_index, one_out = Path(f"{index}-1core"), Path(f"{kept_out}-1core")
+        for old in (one_index, one_out):
+            if old.exists():
+                shutil.rmtree(old)
+        one = run_child("--_ours", str(inp), str(one_index), str(one_out), env={"DEDUP_ONE_CORE": "1"})
+        rows.append(("ours, pinned to one CPU (one process, DuckDB 1 thread)", args.docs, one["seconds"],
+                     one["cpu_seconds"], one["rss_mb"]))
     print(f"machine: {machine()}", file=sys.stderr)
     print(f"docs {args.docs}, {mb:.1f} MB of text; kept {ours['kept']}; "
           f"near {sum(1 for c in ours['clusters'] if c[2] == 'near')}, exact {sum(1 for c in ours['clusters'] if c[2] == 'exact')}")
@@ -278,7 +335,7 @@ def main() -> int:
     if args.datasketch:
         ds = run_child("--_datasketch", str(inp))
         rows.append(("datasketch 2.0 MinHash + MinHashLSH (same shingles, 14 x 8, verified at 0.7)", args.docs,
-                     ds["seconds"], ds["rss_mb"]))
+                     ds["seconds"], ds["cpu_seconds"], ds["rss_mb"]))
         a = same_cluster_pairs([(d, k) for d, k, kind in ours["clusters"] if kind == "near"])
         b = same_cluster_pairs([tuple(p) for p in ds["pairs"]])
         # exact copies: datasketch finds them as near pairs, ours in the exact step: compare all ours
@@ -288,19 +345,24 @@ def main() -> int:
     if args.rensa:
         rs = run_child("--_rensa", str(inp))
         rows.append(("rensa 0.5 RMinHash + RMinHashLSH (same shingles, 14 x 8, verified at 0.7)", args.docs,
-                     rs["seconds"], rs["rss_mb"]))
+                     rs["seconds"], rs["cpu_seconds"], rs["rss_mb"]))
         a_all = same_cluster_pairs([(d, k) for d, k, _ in ours["clusters"]])
         r = same_cluster_pairs([tuple(p) for p in rs["pairs"]])
         print(f"rensa: same-cluster pairs: both {len(a_all & r)} of {len(a_all | r)} found by either "
               f"({len(a_all & r) / max(1, len(a_all | r)):.1%}); throughput ratio ours / rensa: "
               f"{rs['seconds'] / ours['seconds']:.1f}x")
     print(f"ours: peak RSS of the stage process {ours['rss_mb']:.0f} MB, of each signing worker {ours['worker_rss_mb']:.0f} MB")
-    print("\n| what | docs | seconds | docs/s | MB/s | peak RSS MB |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, n, s, rss in rows:
-        print(f"| {name} | {n} | {s:.1f} | {n / s:.0f} | {mb / s:.2f} | {rss:.0f} |")
+    print("\n| what | docs | seconds | CPU seconds | docs/s | MB/s | MB per CPU-second | peak RSS MB |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, n, s, cpu, rss in rows:
+        print(f"| {name} | {n} | {s:.1f} | {cpu:.1f} | {n / s:.0f} | {mb / s:.2f} | {mb / cpu:.2f} | {rss:.0f} |")
     print(f"| refresh: + {len(extra)} new documents ({args.refresh_share:.0%}), index reused | {args.docs + len(extra)} "
-          f"| {refresh['seconds']:.1f} | | | {refresh['rss_mb']:.0f} |")
+          f"| {refresh['seconds']:.1f} | {refresh['cpu_seconds']:.1f} | | | | {refresh['rss_mb']:.0f} |")
+    if args.one_core and args.rensa:
+        print(f"one core: ours {mb / one['seconds']:.2f} MB/s, rensa {mb / rs['seconds']:.2f} MB/s: "
+              f"ours / rensa {rs['seconds'] / one['seconds']:.2f}x")
+    if args.one_core and args.datasketch:
+        print(f"one core: ours / datasketch {ds['seconds'] / one['seconds']:.2f}x")
     print(f"\nours: run_dedup itself {ours['core_seconds']:.1f} s of {ours['seconds']:.1f} s; refresh "
           f"{refresh['core_seconds']:.1f} s of {refresh['seconds']:.1f} s")
     print(f"refresh time / full run: {refresh['seconds'] / ours['seconds']:.1%}")

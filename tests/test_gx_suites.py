@@ -76,6 +76,7 @@ VALID = {
     "quality": "'{\"gopher_quality.word_count\":' || (60 + i) || '}'",
     "annotations": "CASE WHEN i % 2 = 0 THEN ['fineweb.short_line_ratio'] ELSE [] END",
     "content_hash": "md5('text' || i)",
+    "text_hash": "hash('Document ' || i)",
     "cluster_id": "md5('cluster' || i)",
     "doc_id": "substr(md5('dup' || i), 1, 16)",
     "keeper_id": "substr(md5('doc' || i), 1, 16)",
