@@ -89,6 +89,8 @@ def run_dedup(
     # flags by a positional join. The content hash (normalised text) of a document whose raw
     # hash is in the index is taken from there: a refresh normalises only new or changed texts.
     cached = con.sql("SELECT count(*) FROM _index_hashes").fetchall()[0][0] > 0
+    # the rows of new or changed texts, when a refresh reads them by id (else empty)
+    con.sql(f"CREATE OR REPLACE TABLE _fresh AS SELECT * FROM {src} LIMIT 0")
     norm = CONTENT_HASH_SQL.replace("(text)", "(s.text)")
     # the raw text hash: the input's text_hash (the cleaned layer carries DuckDB's hash(text)), so
     # that a refresh reads no text it has seen before; else computed here
@@ -110,9 +112,11 @@ def run_dedup(
         con.sql("CREATE OR REPLACE TABLE _miss AS SELECT x.rowid AS pos, x.id, h.content_hash FROM _scan x "
                 "LEFT JOIN _index_hashes h ON h.id = x.id AND h.raw_hash = x.raw_hash ORDER BY x.rowid")
         misses, total = con.sql("SELECT count(*) FILTER (content_hash IS NULL), count(*) FROM _miss").fetchall()[0]
-        if misses * FEW < total:  # a few new texts: read just those (by id)
+        if misses * FEW < total:  # a few new texts: their rows read once, by id, for every later step
+            con.sql(f"CREATE OR REPLACE TABLE _fresh AS SELECT s.* FROM {src} s "
+                    "SEMI JOIN (SELECT id FROM _miss WHERE content_hash IS NULL) m ON m.id = s.id::VARCHAR")
             con.sql(f"CREATE OR REPLACE TABLE _normed AS SELECT m.pos, {norm} AS content_hash "
-                    f"FROM {src} s JOIN _miss m ON m.id = s.id::VARCHAR WHERE m.content_hash IS NULL")
+                    "FROM _fresh s JOIN _miss m ON m.id = s.id::VARCHAR")
         else:  # many: one ordered pass with per-row flags
             con.sql(f"CREATE OR REPLACE TABLE _normed AS SELECT m.pos, {norm} AS content_hash "
                     f"FROM {src} s POSITIONAL JOIN _miss m WHERE m.content_hash IS NULL")
@@ -192,6 +196,7 @@ def run_dedup(
     # for a writer that needs only some kept rows (kept_rows_query): the input, and the kept
     # rows' fingerprints
     con.sql(f"CREATE OR REPLACE VIEW _dedup_input AS SELECT s.*{missing} FROM {src} s")
+    con.sql(f"CREATE OR REPLACE VIEW _dedup_fresh AS SELECT s.*{missing} FROM _fresh s")
     con.sql("CREATE OR REPLACE TABLE kept_rows AS SELECT k.id, m.row_hash FROM _keep k JOIN _meta m USING (id)")
     in_order = con.sql("SELECT coalesce(bool_and(id > prev), TRUE) FROM "
                        "(SELECT id, lag(id) OVER (ORDER BY pos) AS prev FROM _meta) WHERE prev IS NOT NULL").fetchall()[0][0]
@@ -259,8 +264,17 @@ def kept_rows_query(con: duckdb.DuckDBPyConnection, ids_sql: str | None = None) 
     new rows, without a pass over every text); ``None``: every kept row, as :func:`kept_query`."""
     if ids_sql is None:
         return kept_query(con)
-    return ("SELECT v.*, k.content_hash FROM _dedup_input v JOIN (SELECT k.id, k.content_hash FROM _keep k "
-            f"SEMI JOIN ({ids_sql}) i ON i.id = k.id) k ON k.id = v.id::VARCHAR")
+    con.sql(f"CREATE OR REPLACE TABLE _want_ids AS SELECT k.id, k.content_hash FROM _keep k SEMI JOIN ({ids_sql}) i "
+            "ON i.id = k.id")
+    rows = _rows_of(con, "_want_ids", "_dedup_fresh", "_dedup_input")
+    return f"SELECT v.*, k.content_hash FROM {rows} v JOIN _want_ids k ON k.id = v.id::VARCHAR"
+
+
+def _rows_of(con: duckdb.DuckDBPyConnection, ids_table: str, fresh: str, otherwise: str) -> str:
+    """Where to read the input rows of ``ids_table``'s ids: ``fresh`` (over the rows a refresh
+    has read already, ``_fresh``) when those hold all of them, else ``otherwise``."""
+    outside = con.sql(f"SELECT count(*) FROM {ids_table} t ANTI JOIN _fresh f ON f.id::VARCHAR = t.id").fetchall()[0][0]
+    return fresh if outside == 0 else otherwise
 
 
 def _params(settings) -> MinHashParams:
@@ -322,9 +336,10 @@ class _NearDuplicates:
         part = index.new_part
         index.path.mkdir(parents=True, exist_ok=True)
         lang = "s.lang" if self.has_lang else "NULL::VARCHAR AS lang"
-        if new * FEW < self.n:  # a few: their texts read by id
-            query = (f"SELECT d.id, d.content_hash, s.text, {lang} FROM {self.src} s "
-                     "JOIN _docs d ON d.id = s.id::VARCHAR WHERE d.part IS NULL ORDER BY d.id")
+        if new * FEW < self.n:  # a few: their texts read by id (or taken from the rows read already)
+            con.sql("CREATE OR REPLACE TABLE _to_sign AS SELECT id, content_hash FROM _docs WHERE part IS NULL")
+            query = (f"SELECT d.id, d.content_hash, s.text, {lang} FROM {_rows_of(con, '_to_sign', '_fresh', self.src)} s "
+                     "JOIN _to_sign d ON d.id = s.id::VARCHAR ORDER BY d.id")
         else:  # a sign flag per input row, in input order: the texts are streamed by a positional join
             con.sql("CREATE OR REPLACE TABLE _sign AS SELECT m.id, m.content_hash, d.part IS NULL AND d.doc IS NOT NULL "
                     "AS sign FROM _meta m LEFT JOIN _docs d ON d.id = m.id ORDER BY m.pos")
