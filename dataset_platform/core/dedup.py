@@ -48,6 +48,10 @@ OPTIONAL = ("source", "url", "lang")
 #: a refresh reads texts by id (a join) instead of in one ordered pass when fewer than 1/FEW of
 #: the documents need them
 FEW = 10
+#: up to this many batches to sign are signed in this process: starting worker processes (each
+#: imports numpy, Arrow and the compiled kernel) costs about 3 s, as long as signing ~40 000
+#: news-sized documents on one core (bench/dedup.py: a 1 % refresh of 1M documents)
+IN_PROCESS = 8
 
 
 def run_dedup(
@@ -189,10 +193,10 @@ def run_dedup(
     # ``kept`` is a view over the input: a keep flag per input row, in input order (a positional
     # join), so the texts are streamed once, in order, and never sorted or held in memory
     missing = "".join(f", NULL::VARCHAR AS {c}" for c in OPTIONAL if c not in cols)
-    con.sql("CREATE OR REPLACE TABLE _flags AS SELECT k.id IS NOT NULL AS keep, k.content_hash "
-            "FROM _meta m LEFT JOIN _keep k ON k.id = m.id ORDER BY m.pos")
+    # (the flags are computed when ``kept`` is read: a refresh that writes only new rows never does)
     con.sql(f"CREATE OR REPLACE VIEW kept AS SELECT s.*{missing}, f.content_hash FROM {src} s "
-            "POSITIONAL JOIN _flags f WHERE f.keep")
+            "POSITIONAL JOIN (SELECT k.id IS NOT NULL AS keep, k.content_hash "
+            "FROM _meta m LEFT JOIN _keep k ON k.id = m.id ORDER BY m.pos) f WHERE f.keep")
     # for a writer that needs only some kept rows (kept_rows_query): the input, and the kept
     # rows' fingerprints
     con.sql(f"CREATE OR REPLACE VIEW _dedup_input AS SELECT s.*{missing} FROM {src} s")
@@ -235,7 +239,7 @@ def run_dedup(
         else:  # nothing signed: the next run with near-dedup on signs everything
             con.sql("CREATE OR REPLACE TABLE _index_docs_out AS SELECT * FROM _index_docs WHERE false")
             con.sql("CREATE OR REPLACE TABLE _index_edges_out AS SELECT * FROM _index_edges WHERE false")
-    result = finish_stage(con, STAGE, input_rows=n)
+    result = finish_stage(con, STAGE, input_rows=n, kept_rows=con.sql("SELECT count(*) FROM _keep").fetchall()[0][0])
     result.extra["clusters"] = con.sql("SELECT count(DISTINCT cluster_id) FROM clusters").fetchall()[0][0]
     for kind, docs in con.sql("SELECT kind, count(*) FROM clusters GROUP BY 1 ORDER BY 1").fetchall():
         result.extra[f"{kind}_duplicates"] = int(docs)
@@ -365,7 +369,7 @@ class _NearDuplicates:
         try:
             if new == 0:
                 pass
-            elif self.workers <= 1 or new <= self.batch_size:
+            elif self.workers <= 1 or new <= IN_PROCESS * self.batch_size:
                 for b in reader:
                     write(sign_batch(b, params))
             else:

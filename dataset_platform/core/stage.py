@@ -39,8 +39,10 @@ class StageResult:
         return f"{self.stage}: in {self.input_rows}, kept {self.kept_rows}, rejected {self.rejected_rows} ({reasons})"
 
 
-def finish_stage(con: duckdb.DuckDBPyConnection, stage: str, *, input_rows: int) -> StageResult:
-    kept = con.sql("SELECT count(*) FROM kept").fetchall()[0][0]
+def finish_stage(con: duckdb.DuckDBPyConnection, stage: str, *, input_rows: int,
+                 kept_rows: int | None = None) -> StageResult:
+    """Account for the stage (``kept_rows``: the kept count, when counting ``kept`` would cost a scan)."""
+    kept = con.sql("SELECT count(*) FROM kept").fetchall()[0][0] if kept_rows is None else kept_rows
     reasons = dict(con.sql("SELECT rule, count(*) FROM rejected GROUP BY rule ORDER BY rule").fetchall())
     result = StageResult(stage, int(input_rows), int(kept), int(sum(reasons.values())), reasons)
     if not result.balanced:
