@@ -193,10 +193,10 @@ def run_dedup(
     # ``kept`` is a view over the input: a keep flag per input row, in input order (a positional
     # join), so the texts are streamed once, in order, and never sorted or held in memory
     missing = "".join(f", NULL::VARCHAR AS {c}" for c in OPTIONAL if c not in cols)
-    # (the flags are computed when ``kept`` is read: a refresh that writes only new rows never does)
+    con.sql("CREATE OR REPLACE TABLE _flags AS SELECT k.id IS NOT NULL AS keep, k.content_hash "
+            "FROM _meta m LEFT JOIN _keep k ON k.id = m.id ORDER BY m.pos")
     con.sql(f"CREATE OR REPLACE VIEW kept AS SELECT s.*{missing}, f.content_hash FROM {src} s "
-            "POSITIONAL JOIN (SELECT k.id IS NOT NULL AS keep, k.content_hash "
-            "FROM _meta m LEFT JOIN _keep k ON k.id = m.id ORDER BY m.pos) f WHERE f.keep")
+            "POSITIONAL JOIN _flags f WHERE f.keep")
     # for a writer that needs only some kept rows (kept_rows_query): the input, and the kept
     # rows' fingerprints
     con.sql(f"CREATE OR REPLACE VIEW _dedup_input AS SELECT s.*{missing} FROM {src} s")
