@@ -104,33 +104,27 @@ def child_ours(inp: str, index: str, out: str) -> None:
 
     from dataset_platform.config import DedupSettings
     from dataset_platform.core import minhash_kernel  # noqa: F401  (as is the compiled kernel)
-    from dataset_platform.core.dedup import kept_rows_query, run_dedup
+    from dataset_platform.core.dedup import dedup_into_parts
     from dataset_platform.core.minhash_index import MinHashIndex
     from dataset_platform.core.parted_layer import PartedLayer
-    from dataset_platform.storage import memory_connection, sql_str, write_parquet
+    from dataset_platform.storage import memory_connection, sql_str
 
     # as the pipeline; one thread when pinned to one CPU
     con = memory_connection(1 if one_core else None, memory_limit=DedupSettings().memory_limit, temp_dir=OUT / "tmp")
     t, cpu0 = time.perf_counter(), cpu_seconds()
-    idx = MinHashIndex(Path(index))
-    layer = PartedLayer(Path(out), "deduplicated_documents")
-    layer.load(con)
+    # the stage as the pipeline runs it: clusters, rejects and the layer's new part written, the
+    # index and the layer committed
     with DescendantPeak() as workers_peak:
-        res = run_dedup(con, f"read_parquet({sql_str(inp)})", index=idx, workers=int(os.environ.get("DEDUP_WORKERS", 0)) or None,
-                        log=lambda m: print(f"{time.perf_counter() - t:7.1f}s {m}", file=sys.stderr, flush=True))
-    core = time.perf_counter() - t
-    # the rest of the stage, as the pipeline does it: the clusters, the rejects and the layer's new
-    # part written, the index and the layer committed
-    write_parquet(con, "SELECT * FROM clusters ORDER BY doc_id", Path(out).with_suffix(".clusters.parquet"))
-    write_parquet(con, "SELECT * FROM rejected ORDER BY id, rule", Path(out).with_suffix(".rejected.parquet"))
-    layer.write(con, "kept_rows", lambda ids: kept_rows_query(con, ids),
-                log=lambda m: print(f"{time.perf_counter() - t:7.1f}s {m}", file=sys.stderr, flush=True))
-    idx.commit(con)
-    layer.commit(con)
+        res, commit = dedup_into_parts(
+            con, f"read_parquet({sql_str(inp)})", None, PartedLayer(Path(out), "deduplicated_documents"),
+            MinHashIndex(Path(index)), clusters_path=Path(out).with_suffix(".clusters.parquet"),
+            rejects_path=Path(out).with_suffix(".rejected.parquet"), workers=int(os.environ.get("DEDUP_WORKERS", 0)) or None,
+            log=lambda m: print(f"{time.perf_counter() - t:7.1f}s {m}", file=sys.stderr, flush=True))
+    commit()
     seconds = time.perf_counter() - t
     cpu = cpu_seconds() - cpu0
     clusters = con.sql("SELECT doc_id, keeper_id, kind FROM clusters").fetchall()
-    print(json.dumps({"seconds": seconds, "core_seconds": core, "cpu_seconds": cpu, "kept": res.kept_rows,
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "kept": res.kept_rows,
                       "rss_mb": vm_hwm_mb(), "worker_rss_mb": workers_peak.peak_mb, "clusters": clusters}))
 
 
@@ -363,8 +357,6 @@ def main() -> int:
               f"ours / rensa {rs['seconds'] / one['seconds']:.2f}x")
     if args.one_core and args.datasketch:
         print(f"one core: ours / datasketch {ds['seconds'] / one['seconds']:.2f}x")
-    print(f"\nours: run_dedup itself {ours['core_seconds']:.1f} s of {ours['seconds']:.1f} s; refresh "
-          f"{refresh['core_seconds']:.1f} s of {refresh['seconds']:.1f} s")
     print(f"refresh time / full run: {refresh['seconds'] / ours['seconds']:.1%}")
     if agreement:
         both, either, na, nb = agreement

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dataset_platform.config import CrawlSource, DumpSource, PlatformConfig, Source
 from dataset_platform.core.clean import run_clean
-from dataset_platform.core.dedup import kept_rows_query, run_dedup
+from dataset_platform.core.dedup import dedup_into_parts
 from dataset_platform.core.extract import options_from, run_extract
 from dataset_platform.core.label import run_label
 from dataset_platform.core.minhash_index import MinHashIndex
@@ -372,20 +372,15 @@ def _run_stage(cfg: PlatformConfig, wd: Workdir, layer: str, log: Log) -> LayerR
         res = run_clean(con, src, cfg.pipeline.clean, batch_size=bs, log=log)
     elif stage == "dedup":
         # the layer is stored in parts: a refresh writes a part with its new rows (and rewrites
-        # only parts that lost a row), not the whole layer
-        parted = PartedLayer(wd.layers / layer, layer)
-        parted.load(con)
-        index = MinHashIndex(minhash_index_path(wd))
-        res = run_dedup(con, src, cfg.pipeline.dedup, log=log, index=index)
-        write_parquet(con, "SELECT * FROM clusters ORDER BY doc_id", wd.layer("duplicate_clusters"), layer="duplicate_clusters")
-        parted.write(con, "kept_rows", lambda ids: kept_rows_query(con, ids), log=log)
+        # only parts that lost a row), not the whole layer; the layer, the clusters and the
+        # rejects are written here, committed once the run's other outputs are
+        res, commit = dedup_into_parts(con, src, cfg.pipeline.dedup, PartedLayer(wd.layers / layer, layer),
+                                       MinHashIndex(minhash_index_path(wd)), clusters_path=wd.layer("duplicate_clusters"),
+                                       rejects_path=wd.rejects(stage), log=log)
         more_layers = ("duplicate_clusters",)
-        near = cfg.pipeline.dedup.near
 
-        def after_write(c) -> None:  # only once everything else is written: a failed run leaves the old state
-            if near:
-                index.commit(c)
-            parted.commit(c)
+        def after_write(_con) -> None:
+            commit()
     elif stage == "label":
         res, counters, after_write = _label(cfg, wd, con, src, log)
         more_layers = ("human_annotations",)
@@ -400,9 +395,7 @@ def _run_stage(cfg: PlatformConfig, wd: Workdir, layer: str, log: Log) -> LayerR
     else:  # pragma: no cover - STAGES and this switch are kept together
         raise ValueError(stage)
     label_sets = cfg.label_set_names if layer in LABELLED_LAYERS else ()
-    if layer in PARTITIONED_LAYERS:  # written above in parts: only the rejects here
-        write_parquet(con, "SELECT * FROM rejected ORDER BY id, rule", wd.rejects(stage), layer="rejected_documents")
-    else:
+    if layer not in PARTITIONED_LAYERS:  # (a layer in parts is written above, with its rejects)
         write_outputs(con, layer, wd.layer(layer), wd.rejects(stage), kept_sql=kept_sql, label_sets=label_sets)
     if after_write is not None:
         after_write(con)

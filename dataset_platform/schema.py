@@ -20,6 +20,27 @@ _LABELLED_BASE: list[tuple[str, str]] = [
     ("content_hash", "VARCHAR"),
 ]
 
+#: the cleaned layer's columns (the deduplicated layer's derive from them)
+_CLEANED: list[tuple[str, str]] = [
+    ("id", "VARCHAR"),
+    ("source", "VARCHAR"),
+    ("url", "VARCHAR"),
+    ("title", "VARCHAR"),
+    ("text", "VARCHAR"),  # normalised, PII redacted
+    ("lang", "VARCHAR"),
+    ("n_chars", "BIGINT"),
+    ("n_words", "BIGINT"),  # words of the language's tokeniser (jieba for zh, characters for ja), punctuation excluded
+    ("pii_email", "INTEGER"),  # structured PII spans redacted, per type (core/pii.py)
+    ("pii_phone", "INTEGER"),
+    ("pii_ip", "INTEGER"),
+    ("pii_card", "INTEGER"),
+    ("pii_iban", "INTEGER"),
+    ("pii_cn_id", "INTEGER"),
+    ("quality", "VARCHAR"),  # JSON object: quality rule -> measured value, keys sorted (core/quality/rules.py)
+    ("annotations", "VARCHAR[]"),  # annotate-only rules the document fails (it is kept), sorted
+    ("text_hash", "UBIGINT"),  # DuckDB hash(text): dedup tells new or changed texts without reading them
+]
+
 # layer name -> ordered (column, DuckDB type) pairs
 LAYERS: dict[str, list[tuple[str, str]]] = {
     "raw_pages": [
@@ -75,44 +96,10 @@ LAYERS: dict[str, list[tuple[str, str]]] = {
         ("lang_score", "DOUBLE"),  # 0..1 confidence of the language guess
         ("extractor", "VARCHAR"),  # which extractor of the chain produced the text ('text': a text dump)
     ],
-    "cleaned_documents": [
-        ("id", "VARCHAR"),
-        ("source", "VARCHAR"),
-        ("url", "VARCHAR"),
-        ("title", "VARCHAR"),
-        ("text", "VARCHAR"),  # normalised, PII redacted
-        ("lang", "VARCHAR"),
-        ("n_chars", "BIGINT"),
-        ("n_words", "BIGINT"),  # words of the language's tokeniser (jieba for zh, characters for ja), punctuation excluded
-        ("pii_email", "INTEGER"),  # structured PII spans redacted, per type (core/pii.py)
-        ("pii_phone", "INTEGER"),
-        ("pii_ip", "INTEGER"),
-        ("pii_card", "INTEGER"),
-        ("pii_iban", "INTEGER"),
-        ("pii_cn_id", "INTEGER"),
-        ("quality", "VARCHAR"),  # JSON object: quality rule -> measured value, keys sorted (core/quality/rules.py)
-        ("annotations", "VARCHAR[]"),  # annotate-only rules the document fails (it is kept), sorted
-        ("text_hash", "UBIGINT"),  # DuckDB hash(text): dedup tells new or changed texts without reading them
-    ],
-    "deduplicated_documents": [
-        ("id", "VARCHAR"),
-        ("source", "VARCHAR"),
-        ("url", "VARCHAR"),
-        ("title", "VARCHAR"),
-        ("text", "VARCHAR"),
-        ("lang", "VARCHAR"),
-        ("n_chars", "BIGINT"),
-        ("n_words", "BIGINT"),
-        ("pii_email", "INTEGER"),
-        ("pii_phone", "INTEGER"),
-        ("pii_ip", "INTEGER"),
-        ("pii_card", "INTEGER"),
-        ("pii_iban", "INTEGER"),
-        ("pii_cn_id", "INTEGER"),
-        ("quality", "VARCHAR"),
-        ("annotations", "VARCHAR[]"),
-        ("content_hash", "VARCHAR"),  # md5 of the whitespace-folded, lower-cased text
-    ],
+    "cleaned_documents": _CLEANED,
+    # the cleaned columns (text_hash stays behind), + the normalised text's hash
+    "deduplicated_documents": [c for c in _CLEANED if c[0] != "text_hash"]
+    + [("content_hash", "VARCHAR")],  # md5 of the whitespace-folded, lower-cased text
     "duplicate_clusters": [
         ("cluster_id", "VARCHAR"),  # = keeper_id's content hash for exact clusters
         ("doc_id", "VARCHAR"),  # a dropped document

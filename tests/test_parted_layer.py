@@ -5,13 +5,14 @@ same input holds, and survives a run that fails at any step of its write."""
 from __future__ import annotations
 
 import random
+import shutil
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from dataset_platform.core import parted_layer
-from dataset_platform.core.dedup import kept_rows_query, run_dedup
+from dataset_platform.core.dedup import dedup_into_parts
 from dataset_platform.core.minhash_index import MinHashIndex
 from dataset_platform.core.parted_layer import PartedLayer
 from dataset_platform.storage import memory_connection, sql_str
@@ -42,18 +43,13 @@ def run(tmp_path, rows: list[dict], name: str, *, fail_at: str | None = None, mo
     logs: list[str] = []
     src = write_input(tmp_path / f"{name}.parquet", rows)
     con = memory_connection()
-    layer = PartedLayer(tmp_path / "layer", LAYER)
-    layer.load(con)
-    index = MinHashIndex(tmp_path / "layer" / "minhash_index")
-    run_dedup(con, src, index=index, workers=1, log=logs.append)
-    layer.write(con, "kept_rows", lambda ids: kept_rows_query(con, ids), log=logs.append)
-    if fail_at == "before_commit":
-        con.close()
-        return logs
-    index.commit(con)
+    _, commit = dedup_into_parts(con, src, None, PartedLayer(tmp_path / "layer", LAYER),
+                                 MinHashIndex(tmp_path / "layer" / "minhash_index"), clusters_path=tmp_path / "c.parquet",
+                                 rejects_path=tmp_path / "r.parquet", workers=1, log=logs.append)
     if fail_at == "after_commit":
         monkeypatch.setattr(parted_layer.PartedLayer, "_move_in", _boom)
-    layer.commit(con)
+    if fail_at != "before_commit":
+        commit()
     con.close()
     return logs
 
@@ -73,11 +69,8 @@ def layer_rows(tmp_path) -> dict[str, tuple]:
 def full_run(tmp_path, rows: list[dict]) -> dict[str, tuple]:
     """What a run without history keeps (in a fresh folder)."""
     fresh = tmp_path / "fresh"
-    fresh.mkdir(exist_ok=True)
-    for p in fresh.iterdir():
-        import shutil
-
-        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    shutil.rmtree(fresh, ignore_errors=True)
+    fresh.mkdir()
     run(fresh, rows, "full")
     return layer_rows(fresh)
 
@@ -132,7 +125,7 @@ def test_changed_and_vanished_rows_rewrite_only_their_parts(tmp_path, corpus):
 
 def test_parts_are_folded_together_beyond_the_limit(tmp_path, corpus, monkeypatch):
     monkeypatch.setattr(PartedLayer, "MAX_PARTS", 3)
-    base, new = corpus
+    base, _ = corpus
     rows = list(base)
     run(tmp_path, rows, "r0")
     for k in range(5):

@@ -33,12 +33,15 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 
 import duckdb
 
 from dataset_platform.core.minhash import MinHashParams, sig_matrix, sign_batch
 from dataset_platform.core.minhash_index import MinHashIndex
+from dataset_platform.core.parted_layer import PartedLayer
 from dataset_platform.core.stage import StageResult, available_cpus, finish_stage
+from dataset_platform.storage import write_parquet
 
 STAGE = "dedup"
 # Runs of whitespace fold to one space. Written so that RE2 only rewrites what changes (runs of
@@ -261,6 +264,29 @@ def kept_query(con: duckdb.DuckDBPyConnection, select: str = "*") -> str:
     (every layer is written so), else with ORDER BY id (a sort of every kept text)."""
     in_order = con.sql("SELECT yes FROM _kept_in_id_order").fetchall()[0][0]
     return f"SELECT {select} FROM kept" + ("" if in_order else " ORDER BY id")
+
+
+def dedup_into_parts(
+    con: duckdb.DuckDBPyConnection, src: str, settings, layer: PartedLayer, index: MinHashIndex, *,
+    clusters_path: Path, rejects_path: Path, log: Callable[[str], None] | None = None, workers: int | None = None,
+) -> tuple[StageResult, Callable[[], None]]:
+    """The dedup stage as the pipeline runs it: :func:`run_dedup` against ``index``, the clusters
+    and rejects written, the layer's new part staged. Returns the result and the commit to call
+    once everything else of the run is written (the index, then the layer: a run that fails
+    before leaves both as they were)."""
+    layer.load(con)
+    res = run_dedup(con, src, settings, log=log, index=index, workers=workers)
+    write_parquet(con, "SELECT * FROM clusters ORDER BY doc_id", clusters_path, layer="duplicate_clusters")
+    write_parquet(con, "SELECT * FROM rejected ORDER BY id, rule", rejects_path, layer="rejected_documents")
+    layer.write(con, "kept_rows", lambda ids: kept_rows_query(con, ids), log=log or (lambda _m: None))
+    near = settings is None or getattr(settings, "near", True)
+
+    def commit() -> None:
+        if near:  # (without near-dedup nothing was signed: the index stays as it was)
+            index.commit(con)
+        layer.commit(con)
+
+    return res, commit
 
 
 def kept_rows_query(con: duckdb.DuckDBPyConnection, ids_sql: str | None = None) -> str:

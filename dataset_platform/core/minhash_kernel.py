@@ -28,17 +28,10 @@ def _rotl(x, r):
 
 
 @njit(inline="always")
-def _read64(data, i):
+def _read(data, i, width):
+    """``width`` bytes of ``data`` from ``i`` as a little-endian unsigned integer."""
     v = uint64(0)
-    for k in range(8):
-        v |= uint64(data[i + k]) << uint64(8 * k)
-    return v
-
-
-@njit(inline="always")
-def _read32(data, i):
-    v = uint64(0)
-    for k in range(4):
+    for k in range(width):
         v |= uint64(data[i + k]) << uint64(8 * k)
     return v
 
@@ -68,10 +61,10 @@ def xxh64(data, start, end, seed):
         v4 = seed - _P1
         limit = end - 32
         while i <= limit:
-            v1 = _round(v1, _read64(data, i))
-            v2 = _round(v2, _read64(data, i + 8))
-            v3 = _round(v3, _read64(data, i + 16))
-            v4 = _round(v4, _read64(data, i + 24))
+            v1 = _round(v1, _read(data, i, 8))
+            v2 = _round(v2, _read(data, i + 8, 8))
+            v3 = _round(v3, _read(data, i + 16, 8))
+            v4 = _round(v4, _read(data, i + 24, 8))
             i += 32
         h = _rotl(v1, 1) + _rotl(v2, 7) + _rotl(v3, 12) + _rotl(v4, 18)
         h = _merge(h, v1)
@@ -82,11 +75,11 @@ def xxh64(data, start, end, seed):
         h = seed + _P5
     h = h + uint64(n)
     while i + 8 <= end:
-        h = h ^ _round(uint64(0), _read64(data, i))
+        h = h ^ _round(uint64(0), _read(data, i, 8))
         h = _rotl(h, 27) * _P1 + _P4
         i += 8
     if i + 4 <= end:
-        h = h ^ (_read32(data, i) * _P1)
+        h = h ^ (_read(data, i, 4) * _P1)
         h = _rotl(h, 23) * _P2 + _P3
         i += 4
     while i < end:

@@ -118,7 +118,7 @@ class PartedLayer:
             dirty.add(clean.pop(0))
         new_rows = con.sql("SELECT count(*) FROM _layer_new").fetchall()[0][0]
         part = f"p{self.generation + 1:06d}"
-        self._plan = {"part": part, "dirty": sorted(dirty), "clean": sorted(clean), "written": False}
+        self._plan = {"part": part, "dirty": sorted(dirty), "clean": sorted(clean), "written": None}  # rows staged
         if new_rows == 0 and not dirty and self.parts:
             log(f"{self.layer}: nothing new; the {len(self.parts)} stored part(s) stay as they are")
             return 0
@@ -135,7 +135,7 @@ class PartedLayer:
         if staged.parent.exists():
             _remove(staged.parent)
         n = write_parquet(con, query, staged, layer=self.layer)
-        self._plan["written"] = True
+        self._plan["written"] = n
         log(f"{self.layer}: new part {part} with {n} rows ({new_rows} new or changed"
             + (f", {n - new_rows} moved from {len(dirty)} rewritten part(s)" if dirty else "") + f"); "
             f"{len(clean)} part(s) untouched")
@@ -146,22 +146,20 @@ class PartedLayer:
         plan = self._plan
         if plan is None:
             raise RuntimeError("commit() without write()")
-        if not plan["written"]:
+        if plan["written"] is None:
             return
         part, gen = plan["part"], self.generation + 1
         live = plan["clean"] + [part]
         map_name = f"map-{gen:06d}.parquet"
         clean_list = ", ".join(sql_str(p) for p in plan["clean"]) or "NULL"
-        moved = con.sql(f"SELECT count(*) FROM read_parquet({sql_str(self._staged(part))})").fetchall()[0][0]
-        write_parquet(
+        rows = write_parquet(
             con,
             f"SELECT id, row_hash, part FROM _layer_map WHERE part IN ({clean_list}) "
             f"UNION ALL SELECT o.id, w.row_hash, '{part}' FROM read_parquet({sql_str(self._staged(part))}) o "
             "JOIN _layer_want w ON w.id = o.id ORDER BY id",
             self.folder / map_name,
         )
-        meta = {"generation": gen, "parts": live, "map": map_name, "rows": None}
-        meta["rows"] = int(con.sql(f"SELECT count(*) FROM _layer_map WHERE part IN ({clean_list})").fetchall()[0][0]) + moved
+        meta = {"generation": gen, "parts": live, "map": map_name, "rows": rows}
         tmp = self.folder / f".parts.json.{uuid.uuid4().hex}.tmp"
         tmp.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
         os.replace(tmp, self.folder / "parts.json")  # the commit
