@@ -360,7 +360,8 @@ def test_a_failed_run_leaves_the_index_as_it_was(tmp_path, crafted):
     # files of the uncommitted run are gone after this commit
     meta = json.loads((index / "index.json").read_text())
     assert sorted(f.name for f in index.iterdir()) == sorted(
-        ["index.json", meta["docs"], meta["edges"], meta["hashes"], *(f"part-{p:05d}.parquet" for p in meta["parts"])])
+        ["index.json", *meta["state"], *meta["docs"], *(meta[name] for name in ("edges", "exact", "near", "flipped")),
+         *(f"part-{p:05d}{ext}" for p in meta["parts"] for ext in (".parquet", ".sig.npy", ".bkeys.npy", ".brows.npy"))])
 
 
 def test_changed_text_and_changed_settings(tmp_path, crafted):

@@ -41,7 +41,7 @@ from dataset_platform.core.minhash import MinHashParams, sig_matrix, sign_batch
 from dataset_platform.core.minhash_index import MinHashIndex
 from dataset_platform.core.parted_layer import PartedLayer
 from dataset_platform.core.stage import StageResult, available_cpus, finish_stage
-from dataset_platform.storage import write_parquet
+from dataset_platform.storage import sql_str, write_parquet
 
 STAGE = "dedup"
 # Runs of whitespace fold to one space. Written so that RE2 only rewrites what changes (runs of
@@ -55,6 +55,35 @@ FEW = 10
 #: imports numpy, Arrow and the compiled kernel) costs about 3 s, as long as signing ~40 000
 #: news-sized documents on one core (bench/dedup.py: a 1 % refresh of 1M documents)
 IN_PROCESS = 8
+
+
+# Group by content hash, then merge groups that share a URL (a URL seen twice, e.g. in two sources,
+# is one document). Keeper: the document kept last time (it may be published already: a newcomer
+# with its text is the duplicate), then lowest URL, then lowest id - stable across runs.
+RANKED_SQL = """
+    CREATE OR REPLACE TABLE {table} AS
+    WITH by_hash AS (  -- (ids are unique in _index_docs)
+      SELECT m.*, first_value(m.id) OVER w AS hash_keeper,
+                row_number() OVER w AS hash_rank
+      FROM {meta} m LEFT JOIN _index_docs p ON p.id = m.id
+      WINDOW w AS (PARTITION BY m.content_hash ORDER BY coalesce(p.kept, FALSE) DESC, m._url_key, m.id)
+    ), by_url AS (
+      SELECT *, first_value(hash_keeper) OVER w2 AS keeper_id,
+                row_number() OVER w2 AS url_rank
+      FROM by_hash
+      WINDOW w2 AS (PARTITION BY _url_key ORDER BY hash_rank, id)
+    )
+    SELECT *,
+      CASE WHEN hash_rank > 1 THEN 'content' WHEN url_rank > 1 THEN 'url' END AS dup_by
+    FROM by_url
+"""
+EXACT_SQL = """
+    SELECT r.content_hash AS cluster_id, r.id AS doc_id,
+           CASE WHEN r.dup_by = 'content' THEN r.hash_keeper ELSE r.keeper_id END AS keeper_id,
+           1.0 AS similarity, 'exact' AS kind,
+           CASE WHEN r.dup_by = 'content' THEN 'exact_duplicate' ELSE 'duplicate_url' END AS rule
+    FROM {ranked} r WHERE r.dup_by IS NOT NULL
+"""
 
 
 def run_dedup(
@@ -95,7 +124,6 @@ def run_dedup(
     # ``pos`` is the input position: later passes over the texts pair input rows with per-row
     # flags by a positional join. The content hash (normalised text) of a document whose raw
     # hash is in the index is taken from there: a refresh normalises only new or changed texts.
-    cached = con.sql("SELECT count(*) FROM _index_hashes").fetchall()[0][0] > 0
     # the rows of new or changed texts, when a refresh reads them by id (else empty)
     con.sql(f"CREATE OR REPLACE TABLE _fresh AS SELECT * FROM {src} LIMIT 0")
     norm = CONTENT_HASH_SQL.replace("(text)", "(s.text)")
@@ -105,6 +133,36 @@ def run_dedup(
     # a fingerprint of everything a kept row carries: the layer keeps stored rows whose
     # fingerprint is unchanged (core/parted_layer.py)
     carried = ", ".join(f's."{c}"' for c in sorted(cols - {"text", "text_hash"}))
+    if workers is None:
+        workers = getattr(settings, "workers", None) or available_cpus()
+    q = _Query(src, cols, opt, quality, fetched, raw, carried, norm)
+    n = None
+    if index is not None and near_on and index.reuse_edges:  # a refresh: by difference when little changed
+        from dataset_platform.core.dedup_refresh import refresh_by_difference
+
+        n = refresh_by_difference(con, q, params, threshold, batch_size, log, index, workers)
+    positional = n is None
+    if n is None:
+        n = _full_pass(con, q, near_on, params, threshold, batch_size, log, index, workers)
+    _finish_outputs(con, q, positional, index, near_on)
+    return _result(con, n)
+
+
+class _Query:
+    """The input and the SQL expressions over it (``s``) that both passes use."""
+
+    def __init__(self, src, cols, opt, quality, fetched, raw, carried, norm):
+        self.src, self.cols, self.opt, self.quality, self.fetched = src, cols, opt, quality, fetched
+        self.raw, self.carried, self.norm = raw, carried, norm
+
+
+def _full_pass(con, q: _Query, near_on, params, threshold, batch_size, log, index, workers) -> int:
+    """Exact and near steps over every document (the index's hashes, signatures and verified edges
+    reused); leaves ``_meta``, ``_exact``, ``_near``, ``_keep`` (and ``_docs``). Returns the
+    number of input documents."""
+    src, cols, opt, quality, fetched, raw, carried, norm = (q.src, q.cols, q.opt, q.quality, q.fetched, q.raw,
+                                                            q.carried, q.norm)
+    cached = con.sql("SELECT count(*) FROM _index_state").fetchall()[0][0] > 0
     con.sql(
         f"""
         CREATE OR REPLACE TABLE _scan AS
@@ -117,7 +175,7 @@ def run_dedup(
     content_hash, joins = "x.content_hash", ""
     if cached:  # the index's hash where the raw hash matches; the others normalised
         con.sql("CREATE OR REPLACE TABLE _miss AS SELECT x.rowid AS pos, x.id, h.content_hash FROM _scan x "
-                "LEFT JOIN _index_hashes h ON h.id = x.id AND h.raw_hash = x.raw_hash ORDER BY x.rowid")
+                "LEFT JOIN _index_state h ON h.id = x.id AND h.raw_hash = x.raw_hash ORDER BY x.rowid")
         misses, total = con.sql("SELECT count(*) FILTER (content_hash IS NULL), count(*) FROM _miss").fetchall()[0]
         if misses * FEW < total:  # a few new texts: their rows read once, by id, for every later step
             con.sql(f"CREATE OR REPLACE TABLE _fresh AS SELECT s.* FROM {src} s "
@@ -129,6 +187,7 @@ def run_dedup(
                     f"FROM {src} s POSITIONAL JOIN _miss m WHERE m.content_hash IS NULL")
         content_hash = "coalesce(m.content_hash, n.content_hash)"
         joins = "JOIN _miss m ON m.pos = x.rowid LEFT JOIN _normed n ON n.pos = x.rowid"
+    con.sql("DROP VIEW IF EXISTS _meta")  # (left by a refresh by difference that gave up)
     con.sql(
         f"""
         CREATE OR REPLACE TABLE _meta AS
@@ -143,45 +202,11 @@ def run_dedup(
         dup = con.sql("SELECT id FROM _meta GROUP BY id HAVING count(*) > 1 ORDER BY id LIMIT 3").fetchall()
         raise ValueError(f"dedup input has {n - distinct} repeated ids (e.g. {', '.join(r[0] for r in dup)}): "
                          "ids must be unique")
-    # Group by content hash, then merge groups that share a URL (a URL seen twice, e.g. in two
-    # sources, is one document). Keeper: the document kept last time (it may be published
-    # already: a newcomer with its text is the duplicate), then lowest URL, then lowest id -
-    # stable across runs.
-    con.sql(
-        """
-        CREATE OR REPLACE TABLE _ranked AS
-        WITH prev AS (SELECT id, bool_or(kept) AS was_kept FROM _index_docs GROUP BY id),
-        by_hash AS (
-          SELECT m.*, first_value(m.id) OVER w AS hash_keeper,
-                    row_number() OVER w AS hash_rank
-          FROM _meta m LEFT JOIN prev p ON p.id = m.id
-          WINDOW w AS (PARTITION BY m.content_hash ORDER BY coalesce(p.was_kept, FALSE) DESC, m._url_key, m.id)
-        ), by_url AS (
-          SELECT *, first_value(hash_keeper) OVER w2 AS keeper_id,
-                    row_number() OVER w2 AS url_rank
-          FROM by_hash
-          WINDOW w2 AS (PARTITION BY _url_key ORDER BY hash_rank, id)
-        )
-        SELECT *,
-          CASE WHEN hash_rank > 1 THEN 'content' WHEN url_rank > 1 THEN 'url' END AS dup_by
-        FROM by_url
-        """
-    )
-    con.sql(
-        """
-        CREATE OR REPLACE TABLE _exact AS
-        SELECT r.content_hash AS cluster_id, r.id AS doc_id,
-               CASE WHEN r.dup_by = 'content' THEN r.hash_keeper ELSE r.keeper_id END AS keeper_id,
-               1.0 AS similarity, 'exact' AS kind,
-               CASE WHEN r.dup_by = 'content' THEN 'exact_duplicate' ELSE 'duplicate_url' END AS rule
-        FROM _ranked r WHERE r.dup_by IS NOT NULL
-        """
-    )
+    con.sql(RANKED_SQL.format(table="_ranked", meta="_meta"))
+    con.sql("CREATE OR REPLACE TABLE _exact AS " + EXACT_SQL.format(ranked="_ranked"))
     if log:
         exact = con.sql("SELECT count(*) FROM _exact").fetchall()[0][0]
         log(f"dedup: {n} documents, {exact} exact duplicates (same normalised text or URL)")
-    if workers is None:
-        workers = getattr(settings, "workers", None) or available_cpus()
     # (doc_id, keeper_id, similarity) of near-duplicates among the exact keepers
     con.sql("CREATE OR REPLACE TABLE _near (doc_id VARCHAR, keeper_id VARCHAR, similarity DOUBLE)")
     if near_on:
@@ -189,33 +214,44 @@ def run_dedup(
     con.sql(
         """
         CREATE OR REPLACE TABLE _keep AS
-        SELECT id, content_hash FROM _ranked
+        SELECT id, content_hash, row_hash FROM _ranked
         WHERE dup_by IS NULL AND id NOT IN (SELECT doc_id FROM _near)
         """
     )
-    # ``kept`` is a view over the input: a keep flag per input row, in input order (a positional
-    # join), so the texts are streamed once, in order, and never sorted or held in memory
+    return n
+
+
+def _finish_outputs(con, q: _Query, positional: bool, index: MinHashIndex | None, near_on: bool) -> None:
+    """``kept``, ``kept_rows``, ``clusters``, ``rejected`` and the index's tables from ``_meta``,
+    ``_exact``, ``_near`` and ``_keep``."""
+    src, cols = q.src, q.cols
     missing = "".join(f", NULL::VARCHAR AS {c}" for c in OPTIONAL if c not in cols)
-    con.sql("CREATE OR REPLACE TABLE _flags AS SELECT k.id IS NOT NULL AS keep, k.content_hash "
-            "FROM _meta m LEFT JOIN _keep k ON k.id = m.id ORDER BY m.pos")
-    con.sql(f"CREATE OR REPLACE VIEW kept AS SELECT s.*{missing}, f.content_hash FROM {src} s "
-            "POSITIONAL JOIN _flags f WHERE f.keep")
+    if positional:
+        # ``kept`` is a view over the input: a keep flag per input row, in input order (a
+        # positional join), so the texts are streamed once, in order, never sorted or held
+        con.sql("CREATE OR REPLACE TABLE _flags AS SELECT k.id IS NOT NULL AS keep, k.content_hash "
+                "FROM _meta m LEFT JOIN _keep k ON k.id = m.id ORDER BY m.pos")
+        con.sql(f"CREATE OR REPLACE VIEW kept AS SELECT s.*{missing}, f.content_hash FROM {src} s "
+                "POSITIONAL JOIN _flags f WHERE f.keep")
+        in_order = con.sql("SELECT coalesce(bool_and(id > prev), TRUE) FROM (SELECT id, lag(id) OVER (ORDER BY pos) "
+                           "AS prev FROM _meta) WHERE prev IS NOT NULL").fetchall()[0][0]
+    else:  # (a refresh by difference writes only its few rows; every kept row is a join away)
+        con.sql(f"CREATE OR REPLACE VIEW kept AS SELECT s.*{missing}, k.content_hash FROM {src} s "
+                "JOIN _keep k ON k.id = s.id::VARCHAR ORDER BY s.id")
+        in_order = True
+    con.sql(f"CREATE OR REPLACE TABLE _kept_in_id_order AS SELECT {str(bool(in_order)).upper()} AS yes")
     # for a writer that needs only some kept rows (kept_rows_query): the input, and the kept
     # rows' fingerprints
     con.sql(f"CREATE OR REPLACE VIEW _dedup_input AS SELECT s.*{missing} FROM {src} s")
     con.sql(f"CREATE OR REPLACE VIEW _dedup_fresh AS SELECT s.*{missing} FROM _fresh s")
-    con.sql("CREATE OR REPLACE TABLE kept_rows AS SELECT k.id, m.row_hash FROM _keep k JOIN _meta m USING (id)")
-    in_order = con.sql("SELECT coalesce(bool_and(id > prev), TRUE) FROM "
-                       "(SELECT id, lag(id) OVER (ORDER BY pos) AS prev FROM _meta) WHERE prev IS NOT NULL").fetchall()[0][0]
-    con.sql(f"CREATE OR REPLACE TABLE _kept_in_id_order AS SELECT {str(bool(in_order)).upper()} AS yes")
+    con.sql("CREATE OR REPLACE VIEW kept_rows AS SELECT id, row_hash FROM _keep")
     con.sql(
         """
         CREATE OR REPLACE TABLE clusters AS
-        WITH hashes AS (SELECT id, content_hash FROM _ranked),
-        near AS (
+        WITH near AS (
           SELECT h.content_hash AS cluster_id, n.doc_id, n.keeper_id, n.similarity, 'near' AS kind,
                  'near_duplicate' AS rule
-          FROM _near n JOIN hashes h ON h.id = n.keeper_id
+          FROM _near n JOIN _meta h ON h.id = n.keeper_id
         ),
         exact AS (  -- an exact keeper dropped as a near-duplicate hands its duplicates on
           SELECT coalesce(n.cluster_id, e.cluster_id) AS cluster_id, e.doc_id,
@@ -230,18 +266,35 @@ def run_dedup(
         f"""
         CREATE OR REPLACE TABLE rejected AS
         SELECT r.id, r.source, r.url, '{STAGE}' AS stage, c.rule, c.keeper_id AS value
-        FROM _ranked r JOIN clusters c ON c.doc_id = r.id ORDER BY r.id
+        FROM _meta r JOIN clusters c ON c.doc_id = r.id ORDER BY r.id
         """
     )
     con.sql("CREATE OR REPLACE TABLE clusters AS SELECT * EXCLUDE (rule) FROM clusters ORDER BY doc_id")
-    if index is not None:
-        con.sql("CREATE OR REPLACE TABLE _index_hashes_out AS SELECT id, raw_hash, content_hash FROM _meta")
-        if near_on:
-            con.sql("CREATE OR REPLACE TABLE _index_docs_out AS SELECT d.id, d.content_hash, d.part, "
-                    "d.id IN (SELECT id FROM _keep) AS kept FROM _docs d")
-        else:  # nothing signed: the next run with near-dedup on signs everything
-            con.sql("CREATE OR REPLACE TABLE _index_docs_out AS SELECT * FROM _index_docs WHERE false")
-            con.sql("CREATE OR REPLACE TABLE _index_edges_out AS SELECT * FROM _index_edges WHERE false")
+    if index is None:
+        return
+    if positional:  # (a refresh by difference leaves only the rows that changed: _index_state_delta)
+        con.sql("CREATE OR REPLACE TABLE _index_state_out AS SELECT id, raw_hash, row_hash, content_hash, "
+                "_url_key AS url_key, source, url, lang, q, f FROM _meta")
+    if not near_on:  # nothing signed: the next run with near-dedup on signs everything
+        con.sql("DROP TABLE IF EXISTS _index_docs_delta")
+        for name in ("docs", "edges", "exact", "near", "flipped"):
+            con.sql(f"CREATE OR REPLACE TABLE _index_{name}_out AS SELECT * FROM _index_{name} WHERE false")
+        return
+    if positional:  # (a refresh by difference leaves its own, and _index_docs_delta)
+        con.sql("DROP TABLE IF EXISTS _index_state_delta")
+        con.sql("DROP TABLE IF EXISTS _index_docs_delta")
+        con.sql("CREATE OR REPLACE TABLE _index_docs_out AS SELECT d.id, d.content_hash, d.part, d.row, "
+                "d.id IN (SELECT id FROM _keep) AS kept FROM _docs d")
+        # documents kept by the last run and dropped by this one: the keeper of a group prefers
+        # what was kept, so the next refresh by difference ranks their groups again (a document
+        # that became kept is its groups' first already, and stays first)
+        con.sql("CREATE OR REPLACE TABLE _index_flipped_out AS SELECT p.id FROM _index_docs p "
+                "WHERE p.kept AND p.id NOT IN (SELECT id FROM _keep)")
+    con.sql("CREATE OR REPLACE TABLE _index_exact_out AS SELECT * FROM _exact")
+    con.sql("CREATE OR REPLACE TABLE _index_near_out AS SELECT * FROM _near")
+
+
+def _result(con, n: int) -> StageResult:
     result = finish_stage(con, STAGE, input_rows=n, kept_rows=con.sql("SELECT count(*) FROM _keep").fetchall()[0][0])
     result.extra["clusters"] = con.sql("SELECT count(DISTINCT cluster_id) FROM clusters").fetchall()[0][0]
     for kind, docs in con.sql("SELECT kind, count(*) FROM clusters GROUP BY 1 ORDER BY 1").fetchall():
@@ -283,7 +336,7 @@ def dedup_into_parts(
 
     def commit() -> None:
         if near:  # (without near-dedup nothing was signed: the index stays as it was)
-            index.commit(con)
+            index.commit(con, _params(settings))
         layer.commit(con)
 
     return res, commit
@@ -305,6 +358,70 @@ def _rows_of(con: duckdb.DuckDBPyConnection, ids_table: str, fresh: str, otherwi
     has read already, ``_fresh``) when those hold all of them, else ``otherwise``."""
     outside = con.sql(f"SELECT count(*) FROM {ids_table} t ANTI JOIN _fresh f ON f.id::VARCHAR = t.id").fetchall()[0][0]
     return fresh if outside == 0 else otherwise
+
+
+def sign_into_part(con: duckdb.DuckDBPyConnection, query: str, new: int, reused: int, index: MinHashIndex,
+                   params: MinHashParams, batch_size: int, workers: int, log: Callable[[str], None]) -> None:
+    """Sign the ``new`` documents of ``query`` (id, content_hash, text, lang) in bounded batches
+    (on a process pool when there are many) into the index's new part: its Parquet file (part,
+    row, id, content_hash, sig, keys; rows numbered in query order) and its arrays."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dataset_platform.core.minhash import EMPTY
+
+    if new == 0:
+        return
+    part = index.new_part
+    index.path.mkdir(parents=True, exist_ok=True)
+    # streamed on ``con`` itself (a cursor would not see views registered on it); nothing else
+    # runs on it until the reader is drained
+    reader = con.sql(query).to_arrow_reader(batch_size)
+    arrays = index.part_arrays(part, new, params.permutations, params.bands)
+    writer = None
+    done = 0
+
+    def write(batch) -> None:
+        nonlocal writer, done
+        n = batch.num_rows
+        sig = sig_matrix(batch.column("sig"), params.permutations)
+        keys = batch.column("keys")
+        has = ~np.asarray(keys.is_null().to_numpy(zero_copy_only=False))
+        k = np.zeros((n, params.bands), np.uint64)
+        if has.any():
+            k[has] = np.asarray(keys.drop_null().flatten().to_numpy(), np.uint64).reshape(-1, params.bands)
+        arrays.add(sig, k, has & ~(sig == EMPTY).all(axis=1))
+        batch = pa.RecordBatch.from_arrays(
+            [pa.array(np.full(n, part, np.int32)), pa.array(np.arange(done, done + n, dtype=np.int32)), *batch.columns],
+            names=["part", "row", *batch.schema.names])
+        if writer is None:
+            writer = pq.ParquetWriter(index.part_path(part), batch.schema, compression="zstd")
+        writer.write_batch(batch, row_group_size=100_000)
+        done += n
+        log(f"dedup: signatures for {done}/{new} new or changed documents ({reused} reused)")
+
+    try:
+        if workers <= 1 or new <= IN_PROCESS * batch_size:
+            for b in reader:
+                write(sign_batch(b, params))
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                pending: deque = deque()
+                for b in reader:
+                    pending.append(pool.submit(sign_batch, b, params))
+                    while len(pending) >= 2 * workers:
+                        write(pending.popleft().result())
+                while pending:
+                    write(pending.popleft().result())
+    finally:
+        reader.close()
+        if writer is not None:
+            writer.close()
+    arrays.close()
 
 
 def _params(settings) -> MinHashParams:
@@ -343,7 +460,7 @@ class _NearDuplicates:
             f"""
             CREATE OR REPLACE TABLE _docs AS
             SELECT (row_number() OVER (ORDER BY r.id) - 1)::INTEGER AS doc, r.id, r.content_hash, r.q, r.f,
-                   coalesce(x.kept, FALSE) AS was_kept, x.part AS part,
+                   coalesce(x.kept, FALSE) AS was_kept, x.part AS part, x.row AS row,
                    x.part IS NULL OR NOT {str(index.reuse_edges).upper()} AS edge_new
             FROM _ranked r LEFT JOIN _index_docs x ON x.id = r.id AND x.content_hash = r.content_hash
             WHERE r.dup_by IS NULL
@@ -358,13 +475,8 @@ class _NearDuplicates:
 
     # -- signatures of new or changed documents -> a new index part
     def _sign_new(self) -> None:
-        import pyarrow.parquet as pq
-
-        con, index, params = self.con, self.index, self.params
+        con, index = self.con, self.index
         new = con.sql("SELECT count(*) FROM _docs WHERE part IS NULL").fetchall()[0][0]
-        reused = self.n - new
-        part = index.new_part
-        index.path.mkdir(parents=True, exist_ok=True)
         lang = "s.lang" if self.has_lang else "NULL::VARCHAR AS lang"
         if new * FEW < self.n:  # a few: their texts read by id (or taken from the rows read already)
             con.sql("CREATE OR REPLACE TABLE _to_sign AS SELECT id, content_hash FROM _docs WHERE part IS NULL")
@@ -374,48 +486,11 @@ class _NearDuplicates:
             con.sql("CREATE OR REPLACE TABLE _sign AS SELECT m.id, m.content_hash, d.part IS NULL AND d.doc IS NOT NULL "
                     "AS sign FROM _meta m LEFT JOIN _docs d ON d.id = m.id ORDER BY m.pos")
             query = f"SELECT g.id, g.content_hash, s.text, {lang} FROM {self.src} s POSITIONAL JOIN _sign g WHERE g.sign"
-        # streamed on ``con`` itself (a cursor would not see views registered on it); nothing else
-        # runs on it until the reader is drained
-        reader = con.sql(query).to_arrow_reader(self.batch_size)
-        writer = None
-        done = 0
-
-        def write(batch) -> None:
-            nonlocal writer, done
-            import pyarrow as pa
-
-            batch = pa.RecordBatch.from_arrays([pa.array([part] * batch.num_rows, pa.int32()), *batch.columns],
-                                               names=["part", *batch.schema.names])
-            if writer is None:
-                writer = pq.ParquetWriter(index.part_path(part), batch.schema, compression="zstd")
-            writer.write_batch(batch, row_group_size=100_000)
-            done += batch.num_rows
-            self.log(f"dedup: signatures for {done}/{new} new or changed documents ({reused} reused)")
-
-        try:
-            if new == 0:
-                pass
-            elif self.workers <= 1 or new <= IN_PROCESS * self.batch_size:
-                for b in reader:
-                    write(sign_batch(b, params))
-            else:
-                import multiprocessing
-                from concurrent.futures import ProcessPoolExecutor
-
-                with ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                    pending: deque = deque()
-                    for b in reader:
-                        pending.append(pool.submit(sign_batch, b, params))
-                        while len(pending) >= 2 * self.workers:
-                            write(pending.popleft().result())
-                    while pending:
-                        write(pending.popleft().result())
-        finally:
-            reader.close()
-            if writer is not None:
-                writer.close()
+        sign_into_part(con, query, new, self.n - new, index, self.params, self.batch_size, self.workers, self.log)
         if new:
-            con.sql(f"UPDATE _docs SET part = {part} WHERE part IS NULL")
+            con.sql(f"UPDATE _docs SET part = {index.new_part}, row = p.row "
+                    f"FROM read_parquet({sql_str(index.part_path(index.new_part))}) p "
+                    "WHERE p.id = _docs.id AND _docs.part IS NULL")
 
     def _parts(self) -> str:
         parts = [r[0] for r in self.con.sql("SELECT DISTINCT part FROM _docs ORDER BY 1").fetchall()]

@@ -1,16 +1,27 @@
 """The persistent MinHash index beside the deduplicated layer: what a refresh reuses.
 
-A folder of Parquet files::
+A folder of Parquet files (and, per part, arrays for lookups by position)::
 
     index.json            the commit point: settings tag, verification threshold, generation, parts
-    docs-<gen>.parquet    every document of the last run that took part in near-dedup:
-                          id, content_hash, part (where its signature is), kept (bool)
+    state-<gen>.parquet   every input document of the last run: id, raw_hash (the input's text_hash,
+                          DuckDB ``hash(text)``), row_hash (fingerprint of the row), content_hash
+                          (md5 of the normalised text), url_key, source, url, lang, q, f: what a
+                          refresh compares its input with, so that it reads, normalises and signs
+                          only new or changed documents
+    docs-<gen>.parquet    every document of the last run that took part in near-dedup (the exact
+                          keepers): id, content_hash, part and row (where its signature is), kept
     edges-<gen>.parquet   verified near-duplicate edges of the last run: a_id, b_id, similarity
-    hashes-<gen>.parquet  every input document of the last run: id, raw_hash (DuckDB ``hash(text)``),
-                          content_hash (md5 of the normalised text), so that a refresh normalises
-                          and hashes only new or changed texts
+    exact-<gen>.parquet   the last run's exact duplicates (cluster_id, doc_id, keeper_id, ..., rule)
+    near-<gen>.parquet    the last run's near-duplicates (doc_id, keeper_id, similarity): its
+                          clusters, each a keeper and the documents dropped for it
+    flipped-<gen>.parquet ids whose kept/dropped state the last run changed
     part-<k>.parquet      signatures written by one run, only for the documents it signed:
-                          part, id, content_hash, sig (permutations x 8 bytes), keys (band keys)
+                          part, row, id, content_hash, sig (permutations x 8 bytes), keys (band keys)
+    part-<k>.sig.npy      the same signatures as a rows x permutations uint64 array (read by
+                          position, memory-mapped: a refresh reads the few it compares)
+    part-<k>.bkeys.npy    per band, the part's band keys sorted (bands x rows with shingles), and
+    part-<k>.brows.npy    the row of each: a refresh finds the buckets of its new documents by
+                          binary search instead of a pass over every key
 
 A refresh signs only documents whose (id, content hash) is not in ``docs`` (new or changed
 text); the others' signatures and band keys are read from their part. Parts are only ever added
@@ -35,7 +46,35 @@ import duckdb
 
 from dataset_platform.storage import sql_str
 
-FORMAT = 1
+FORMAT = 2  # 1: no state/exact/near files, no arrays per part (read as no index: signed again once)
+#: the tables a run leaves for :meth:`MinHashIndex.commit`, and the files they become
+OUT_TABLES = {
+    "state": ("_index_state_out", "id, raw_hash, row_hash, content_hash, url_key, source, url, lang, q, f", "id"),
+    "docs": ("_index_docs_out", "id, content_hash, part, row, kept", "id"),
+    "edges": ("_index_edges_out", "a_id, b_id, similarity", "a_id, b_id"),
+    "exact": ("_index_exact_out", "cluster_id, doc_id, keeper_id, similarity, kind, rule", "doc_id"),
+    "near": ("_index_near_out", "doc_id, keeper_id, similarity", "doc_id"),
+    "flipped": ("_index_flipped_out", "id", "id"),
+}
+#: kept as a base file and deltas (see :meth:`MinHashIndex.commit`)
+LOGGED = ("state", "docs")
+EMPTY_TABLES = {
+    "_index_state": "id VARCHAR, raw_hash UBIGINT, row_hash UBIGINT, content_hash VARCHAR, url_key VARCHAR, "
+                    "source VARCHAR, url VARCHAR, lang VARCHAR, q DOUBLE, f TIMESTAMPTZ",
+    "_index_docs": "id VARCHAR, content_hash VARCHAR, part INTEGER, row INTEGER, kept BOOLEAN",
+    "_index_edges": "a_id VARCHAR, b_id VARCHAR, similarity DOUBLE",
+    "_index_exact": "cluster_id VARCHAR, doc_id VARCHAR, keeper_id VARCHAR, similarity DOUBLE, kind VARCHAR, rule VARCHAR",
+    "_index_near": "doc_id VARCHAR, keeper_id VARCHAR, similarity DOUBLE",
+    "_index_flipped": "id VARCHAR",
+}
+
+
+def _cols(table: str) -> str:
+    return ", ".join(c.split()[0] for c in EMPTY_TABLES[table].split(", "))
+
+
+def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return con.sql(f"SELECT count(*) FROM duckdb_tables() WHERE table_name = '{table}'").fetchall()[0][0] > 0
 
 
 def _write(con: duckdb.DuckDBPyConnection, query: str, dest: Path) -> None:
@@ -48,12 +87,60 @@ def _write(con: duckdb.DuckDBPyConnection, query: str, dest: Path) -> None:
             tmp.unlink()
 
 
+class PartArrays:
+    """Writes one part's signatures and its sorted band keys as ``.npy`` arrays, batch by batch
+    (rows in the order of the part's ``row`` column)."""
+
+    def __init__(self, index: MinHashIndex, part: int, rows: int, permutations: int, bands: int):
+        import numpy as np
+
+        self.index, self.part, self.bands = index, part, bands
+        self.sig = np.lib.format.open_memmap(self._tmp("sig"), mode="w+", dtype=np.uint64, shape=(rows, permutations))
+        self.keys = np.zeros((rows, bands), np.uint64)
+        self.has = np.zeros(rows, bool)
+        self.done = 0
+
+    def _tmp(self, what: str) -> Path:  # (removed by the next commit if this run fails)
+        return self.index.path / f"tmp-{self.part:05d}.{what}.npy"
+
+    def add(self, sig, keys, has) -> None:
+        n = sig.shape[0]
+        self.sig[self.done : self.done + n] = sig
+        self.keys[self.done : self.done + n] = keys
+        self.has[self.done : self.done + n] = has
+        self.done += n
+
+    def close(self) -> None:
+        import numpy as np
+
+        if self.done != self.sig.shape[0]:
+            raise RuntimeError(f"index part {self.part}: {self.done} of {self.sig.shape[0]} signatures written")
+        self.sig.flush()
+        del self.sig
+        rows = np.flatnonzero(self.has).astype(np.int32)
+        bkeys = np.empty((self.bands, rows.size), np.uint64)
+        brows = np.empty((self.bands, rows.size), np.int32)
+        for b in range(self.bands):
+            k = self.keys[rows, b]
+            order = np.argsort(k, kind="stable")
+            bkeys[b], brows[b] = k[order], rows[order]
+        for what, arr in (("bkeys", bkeys), ("brows", brows)):
+            with open(self._tmp(what), "wb") as f:
+                np.save(f, arr)
+        for what in ("sig", "bkeys", "brows"):
+            os.replace(self._tmp(what), self.index.array_path(self.part, what))
+
+
 class MinHashIndex:
     """Load (into tables on a connection), add a part, commit. One writer at a time (the
     deduplicated layer's asset)."""
 
     #: parts are compacted when they hold more than twice the live rows and more than this many
     COMPACT_MIN_ROWS = 10_000
+    #: state and docs get a new base file when their deltas hold more than this share of the rows
+    DELTA_SHARE = 0.25
+    #: ... or number more than this
+    MAX_DELTAS = 16
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -61,6 +148,9 @@ class MinHashIndex:
         self.tag, self.threshold = "", 0.0
         self.new_part: int | None = None
         self.reuse_edges = False
+        self.usable = False  # signatures, edges and clusters of the last run serve this one
+        self.parts: list[int] = []
+        self.logged: dict[str, list[str]] = {}
 
     # ------------------------------------------------------------------ reading
     def _read_meta(self) -> dict:
@@ -74,78 +164,170 @@ class MinHashIndex:
         return meta if meta.get("format") == FORMAT else {}
 
     def load(self, con: duckdb.DuckDBPyConnection, tag: str, threshold: float) -> None:
-        """Create ``_index_docs`` and ``_index_edges`` on ``con`` (empty when there is no usable
-        index for these settings)."""
+        """Create the ``_index_*`` tables of :data:`EMPTY_TABLES` on ``con`` (empty when there is
+        no usable index for these settings; the state is read whatever the settings)."""
         meta = self._read_meta()
         self.generation = int(meta.get("generation", 0))
         usable = bool(meta) and meta.get("params") == tag
         self.tag, self.threshold = tag, float(threshold)
         self.empty_tables(con)
-        if meta.get("hashes"):  # the content-hash cache holds whatever the settings
-            con.sql(f"CREATE OR REPLACE TABLE _index_hashes AS SELECT id, raw_hash, content_hash "
-                    f"FROM read_parquet({sql_str(self.path / meta['hashes'])})")
+        # base file, then deltas (one name: a base alone)
+        self.logged = {name: [meta[name]] if isinstance(meta.get(name), str) else list(meta.get(name) or [])
+                       for name in LOGGED}
+        if meta.get("state"):  # the content-hash cache holds whatever the settings
+            self._read_logged(con, "state")
+        self.reuse_edges = usable and float(meta.get("threshold", -1)) == float(threshold)
+        if not usable:
+            self.logged["docs"] = []
         if usable:
-            docs, edges = self.path / meta["docs"], self.path / meta["edges"]
-            con.sql(f"CREATE OR REPLACE TABLE _index_docs AS SELECT id, content_hash, part, kept "
-                    f"FROM read_parquet({sql_str(docs)})")
-            self.reuse_edges = float(meta.get("threshold", -1)) == float(threshold)
-            con.sql(f"CREATE OR REPLACE TABLE _index_edges AS SELECT a_id, b_id, similarity "
-                    f"FROM read_parquet({sql_str(edges)}) WHERE {str(self.reuse_edges).upper()}")
-        else:
-            self.reuse_edges = False
+            self._read_logged(con, "docs")
+            if self.reuse_edges:
+                for table in ("edges", "exact", "near", "flipped"):
+                    self._read(con, f"_index_{table}", meta[table])
+        self.usable = usable
+        self.parts = [int(p) for p in meta.get("parts", [])] if usable else []
         self.new_part = int(meta.get("next_part", 1))  # never a number a committed part has
+
+    def _read(self, con: duckdb.DuckDBPyConnection, table: str, name: str) -> None:
+        con.sql(f"INSERT INTO {table} SELECT {_cols(table)} FROM read_parquet({sql_str(self.path / name)})")
+
+    def _read_logged(self, con: duckdb.DuckDBPyConnection, name: str) -> None:
+        """A table kept as a base file and deltas (rows that replace the rows of their id, or
+        delete them): read the base, apply each delta in order."""
+        table = f"_index_{name}"
+        base, *deltas = self.logged[name]
+        self._read(con, table, base)
+        for delta in deltas:
+            self._apply(con, table, f"read_parquet({sql_str(self.path / delta)})")
+
+    @staticmethod
+    def _apply(con: duckdb.DuckDBPyConnection, table: str, delta_sql: str) -> None:
+        con.sql(f"DELETE FROM {table} WHERE id IN (SELECT id FROM {delta_sql})")
+        con.sql(f"INSERT INTO {table} SELECT {_cols(table)} FROM {delta_sql} WHERE NOT deleted")
 
     @staticmethod
     def empty_tables(con: duckdb.DuckDBPyConnection) -> None:
         """The tables :meth:`load` creates, empty (a run without history)."""
-        con.sql("CREATE OR REPLACE TABLE _index_hashes (id VARCHAR, raw_hash UBIGINT, content_hash VARCHAR)")
-        con.sql("CREATE OR REPLACE TABLE _index_docs (id VARCHAR, content_hash VARCHAR, part INTEGER, kept BOOLEAN)")
-        con.sql("CREATE OR REPLACE TABLE _index_edges (a_id VARCHAR, b_id VARCHAR, similarity DOUBLE)")
+        for table, cols in EMPTY_TABLES.items():
+            con.sql(f"CREATE OR REPLACE TABLE {table} ({cols})")
 
     def part_path(self, part: int) -> Path:
         return self.path / f"part-{part:05d}.parquet"
 
+    def array_path(self, part: int, what: str) -> Path:
+        return self.path / f"part-{part:05d}.{what}.npy"
+
+    def arrays(self, part: int, what: str):
+        """A part's array (``sig``, ``bkeys`` or ``brows``), memory-mapped."""
+        import numpy as np
+
+        return np.load(self.array_path(part, what), mmap_mode="r")
+
+    def part_arrays(self, part: int, rows: int, permutations: int, bands: int) -> PartArrays:
+        return PartArrays(self, part, rows, permutations, bands)
+
     def parts_sql(self, parts: list[int]) -> str:
-        """FROM-able union of the given parts (part, id, content_hash, sig, keys)."""
+        """FROM-able union of the given parts (part, row, id, content_hash, sig, keys)."""
         files = [self.part_path(p) for p in parts if self.part_path(p).exists()]
         if not files:
-            return ("(SELECT NULL::INTEGER AS part, NULL::VARCHAR AS id, NULL::VARCHAR AS content_hash, "
-                    "NULL::BLOB AS sig, NULL::UBIGINT[] AS keys WHERE false)")
+            return ("(SELECT NULL::INTEGER AS part, NULL::INTEGER AS row, NULL::VARCHAR AS id, "
+                    "NULL::VARCHAR AS content_hash, NULL::BLOB AS sig, NULL::UBIGINT[] AS keys WHERE false)")
         return "read_parquet([" + ", ".join(sql_str(f) for f in files) + "])"
 
     # ------------------------------------------------------------------ writing
-    def commit(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Persist ``_index_docs_out`` (id, content_hash, part, kept) and ``_index_edges_out``
-        (a_id, b_id, similarity) left on ``con`` by the dedup stage. Call after the layer itself
-        has been written."""
+    def commit(self, con: duckdb.DuckDBPyConnection, params=None) -> None:
+        """Persist what the dedup stage left on ``con``: the ``_index_*_out`` tables of
+        :data:`OUT_TABLES`; for ``state`` and ``docs`` either ``_index_<name>_out`` (every row: a
+        new base file) or ``_index_<name>_delta`` (the rows that changed, with a ``deleted``
+        flag: appended as a delta file, so a refresh writes in proportion to its changes; folded
+        into a new base when the deltas hold more than :attr:`DELTA_SHARE` of the rows or number
+        more than :attr:`MAX_DELTAS`). Call after the layer itself has been written. ``params``
+        (MinHashParams) is needed only to compact parts."""
         self.path.mkdir(parents=True, exist_ok=True)
-        parts = [r[0] for r in con.sql("SELECT DISTINCT part FROM _index_docs_out ORDER BY 1").fetchall()]
-        live = con.sql("SELECT count(*) FROM _index_docs_out").fetchall()[0][0]
+        current = {}
+        for name in LOGGED:  # the whole table as it now is: the run's, or the loaded one + the delta
+            if _exists(con, f"_index_{name}_out"):
+                current[name] = f"_index_{name}_out"
+            else:
+                self._apply(con, f"_index_{name}", f"_index_{name}_delta")
+                current[name] = f"_index_{name}"
+        docs = current["docs"]
+        parts = [r[0] for r in con.sql(f"SELECT DISTINCT part FROM {docs} ORDER BY 1").fetchall()]
+        live = con.sql(f"SELECT count(*) FROM {docs}").fetchall()[0][0]
         stored = sum(
             con.sql(f"SELECT count(*) FROM read_parquet({sql_str(self.part_path(p))})").fetchall()[0][0]
             for p in parts if self.part_path(p).exists()
         )
         next_part = self.new_part + 1
+        rebase = {name: current[name].endswith("_out") for name in LOGGED}
         if stored > 2 * live and stored > self.COMPACT_MIN_ROWS:  # mostly replaced signatures: compact
             compact = next_part
             next_part += 1
-            _write(con, f"SELECT {compact}::INTEGER AS part, p.id, p.content_hash, p.sig, p.keys "
-                        f"FROM {self.parts_sql(parts)} p JOIN _index_docs_out d ON d.id = p.id AND d.part = p.part "
-                        "ORDER BY p.id", self.part_path(compact))
-            con.sql(f"UPDATE _index_docs_out SET part = {compact}")
+            self._compact(con, parts, compact, params, docs)
             parts = [compact]
+            rebase["docs"] = True  # every row moved
         gen = int(self.generation) + 1
-        docs, edges, hashes = f"docs-{gen:06d}.parquet", f"edges-{gen:06d}.parquet", f"hashes-{gen:06d}.parquet"
-        _write(con, "SELECT id, raw_hash, content_hash FROM _index_hashes_out ORDER BY id", self.path / hashes)
-        _write(con, "SELECT id, content_hash, part, kept FROM _index_docs_out ORDER BY id", self.path / docs)
-        _write(con, "SELECT a_id, b_id, similarity FROM _index_edges_out ORDER BY a_id, b_id", self.path / edges)
         meta = {"format": FORMAT, "params": self.tag, "threshold": self.threshold, "generation": gen,
-                "docs": docs, "edges": edges, "hashes": hashes, "parts": parts, "next_part": next_part}
+                "parts": parts, "next_part": next_part}
+        for name in LOGGED:
+            files = self.logged.get(name) or []
+            rows = con.sql(f"SELECT count(*) FROM {current[name]}").fetchall()[0][0]
+            in_deltas = sum(self._rows(f) for f in files[1:]) if files else 0
+            delta_rows = 0 if rebase[name] else con.sql(f"SELECT count(*) FROM _index_{name}_delta").fetchall()[0][0]
+            if rebase[name] or not files or len(files) > self.MAX_DELTAS or \
+                    in_deltas + delta_rows > self.DELTA_SHARE * max(rows, 1):
+                meta[name] = [f"{name}-{gen:06d}.parquet"]
+                _write(con, f"SELECT {_cols(f'_index_{name}')} FROM {current[name]} ORDER BY id",
+                       self.path / meta[name][0])
+            else:
+                meta[name] = [*files, f"{name}-{gen:06d}.parquet"]
+                _write(con, f"SELECT {_cols(f'_index_{name}')}, deleted FROM _index_{name}_delta ORDER BY id",
+                       self.path / meta[name][-1])
+        for name, (table, cols, order) in OUT_TABLES.items():
+            if name in LOGGED:
+                continue
+            meta[name] = f"{name}-{gen:06d}.parquet"
+            _write(con, f"SELECT {cols} FROM {table} ORDER BY {order}", self.path / meta[name])
         tmp = self.path / f".index.json.{uuid.uuid4().hex}.tmp"
         tmp.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
         os.replace(tmp, self.path / "index.json")
-        keep = {"index.json", docs, edges, hashes, *(self.part_path(p).name for p in parts)}
+        keep = {"index.json", *(f for name in LOGGED for f in meta[name]),
+                *(meta[name] for name in OUT_TABLES if name not in LOGGED)}
+        keep |= {self.part_path(p).name for p in parts}
+        keep |= {self.array_path(p, w).name for p in parts for w in ("sig", "bkeys", "brows")}
         for f in self.path.iterdir():
             if f.name not in keep and not f.name.startswith("."):
                 f.unlink()
         self.generation = gen
+        self.logged = {name: list(meta[name]) for name in LOGGED}
+
+    def _rows(self, name: str) -> int:
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(self.path / name).metadata.num_rows
+
+    def _compact(self, con: duckdb.DuckDBPyConnection, parts: list[int], compact: int, params, docs: str) -> None:
+        """The live rows of ``parts`` into one new part (id order), with its arrays."""
+        import numpy as np
+        import pyarrow.parquet as pq
+
+        from dataset_platform.core.minhash import EMPTY, MinHashParams, sig_matrix
+
+        params = params or MinHashParams()
+        _write(con, f"SELECT {compact}::INTEGER AS part, (row_number() OVER (ORDER BY p.id) - 1)::INTEGER AS row, "
+                    f"p.id, p.content_hash, p.sig, p.keys "
+                    f"FROM {self.parts_sql(parts)} p JOIN {docs} d ON d.id = p.id AND d.part = p.part "
+                    "ORDER BY p.id", self.part_path(compact))
+        f = pq.ParquetFile(self.part_path(compact))
+        arrays = self.part_arrays(compact, f.metadata.num_rows, params.permutations, params.bands)
+        for batch in f.iter_batches(columns=["sig", "keys"], batch_size=50_000):
+            sig = sig_matrix(batch.column(0), params.permutations)
+            keys = batch.column(1)
+            has = ~np.asarray(keys.is_null().to_numpy(zero_copy_only=False))
+            k = np.zeros((batch.num_rows, params.bands), np.uint64)
+            if has.any():
+                k[has] = np.asarray(keys.drop_null().flatten().to_numpy(), np.uint64).reshape(-1, params.bands)
+            arrays.add(sig, k, has & ~(sig == EMPTY).all(axis=1))
+        arrays.close()
+        con.sql(f"UPDATE {docs} SET part = {compact}, row = p.row "
+                f"FROM read_parquet({sql_str(self.part_path(compact))}) p WHERE p.id = {docs}.id")
