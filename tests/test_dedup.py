@@ -343,6 +343,11 @@ def test_signing_on_a_process_pool_gives_the_same_result(crafted):
     run_dedup(con, "a", batch_size=4, workers=2)  # 10 batches over 2 processes
     assert [r[0] for r in con.sql("SELECT id FROM kept ORDER BY id").fetchall()] == one
     assert dict(con.sql("SELECT doc_id, keeper_id FROM clusters").fetchall()) == planted
+    logs: list[str] = []
+    run_dedup(con, "a", batch_size=8, workers=2, log=logs.append)  # 6 batches (<= IN_PROCESS): on 2 threads
+    assert [r[0] for r in con.sql("SELECT id FROM kept ORDER BY id").fetchall()] == one
+    assert dict(con.sql("SELECT doc_id, keeper_id FROM clusters").fetchall()) == planted
+    assert 1 < sum(m.startswith("dedup: signatures for") for m in logs) <= 8  # several batches, on threads
 
 
 def test_a_failed_run_leaves_the_index_as_it_was(tmp_path, crafted):

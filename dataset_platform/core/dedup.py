@@ -51,9 +51,9 @@ OPTIONAL = ("source", "url", "lang")
 #: a refresh reads texts by id (a join) instead of in one ordered pass when fewer than 1/FEW of
 #: the documents need them
 FEW = 10
-#: up to this many batches to sign are signed in this process: starting worker processes (each
-#: imports numpy, Arrow and the compiled kernel) costs about 3 s, as long as signing ~40 000
-#: news-sized documents on one core (bench/dedup.py: a 1 % refresh of 1M documents)
+#: up to this many batches to sign are signed on threads of this process: starting worker
+#: processes (each imports numpy, Arrow and the compiled kernel) costs about 3 s, as long as
+#: signing ~40 000 news-sized documents on one core (bench/dedup.py: a 1 % refresh of 1M documents)
 IN_PROCESS = 8
 
 
@@ -187,7 +187,8 @@ def _full_pass(con, q: _Query, near_on, params, threshold, batch_size, log, inde
                     f"FROM {src} s POSITIONAL JOIN _miss m WHERE m.content_hash IS NULL")
         content_hash = "coalesce(m.content_hash, n.content_hash)"
         joins = "JOIN _miss m ON m.pos = x.rowid LEFT JOIN _normed n ON n.pos = x.rowid"
-    con.sql("DROP VIEW IF EXISTS _meta")  # (left by a refresh by difference that gave up)
+    if con.sql("SELECT count(*) FROM duckdb_views() WHERE view_name = '_meta'").fetchall()[0][0]:
+        con.sql("DROP VIEW _meta")  # (left by a refresh by difference that gave up)
     con.sql(
         f"""
         CREATE OR REPLACE TABLE _meta AS
@@ -402,14 +403,18 @@ def sign_into_part(con: duckdb.DuckDBPyConnection, query: str, new: int, reused:
         log(f"dedup: signatures for {done}/{new} new or changed documents ({reused} reused)")
 
     try:
-        if workers <= 1 or new <= IN_PROCESS * batch_size:
+        if workers <= 1 or new <= batch_size:
             for b in reader:
                 write(sign_batch(b, params))
         else:
+            # a few batches on threads of this process (the kernel and Arrow's kernels release the
+            # GIL; no pool to start), many on a process pool
             import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
+            from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            pool = (ThreadPoolExecutor(workers) if new <= IN_PROCESS * batch_size else
+                    ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")))
+            with pool:
                 pending: deque = deque()
                 for b in reader:
                     pending.append(pool.submit(sign_batch, b, params))

@@ -148,6 +148,7 @@ class _Difference:
         con.sql("DELETE FROM _index_state WHERE id IN (SELECT id FROM _chg UNION ALL SELECT id FROM _gone)")
         con.sql("INSERT INTO _index_state SELECT id, raw_hash, row_hash, content_hash, _url_key, source, url, lang, q, f "
                 "FROM _dmeta")
+        con.sql("DROP TABLE IF EXISTS _meta")  # (a full pass's, on the same connection)
         con.sql("CREATE OR REPLACE VIEW _meta AS SELECT id, source, url, lang, q, f, raw_hash, content_hash, "
                 "url_key AS _url_key, row_hash FROM _index_state")
         return n

@@ -100,7 +100,7 @@ def _is_gap(c):
     return c == 32 or c == 9 or c == 10 or c == 12 or c == 13
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # (no Python objects inside: batches can be signed on threads)
 def sign_spaced(data, offsets, ngram, a, b, seed, sig):
     """Fill ``sig`` (documents x permutations, preset to the empty value) from texts whose units
     are separated by runs of ASCII whitespace (as ``_NON_WORD_RE2`` leaves them): ``data`` the UTF-8 bytes,
