@@ -95,7 +95,11 @@ class PartArrays:
         import numpy as np
 
         self.index, self.part, self.bands = index, part, bands
-        self.sig = np.lib.format.open_memmap(self._tmp("sig"), mode="w+", dtype=np.uint64, shape=(rows, permutations))
+        # written in order through a file (a memory map would count its pages in this process's memory)
+        self.sig = open(self._tmp("sig"), "wb")
+        np.lib.format.write_array_header_1_0(self.sig, {"descr": np.dtype(np.uint64).str, "fortran_order": False,
+                                                        "shape": (rows, permutations)})
+        self.rows = rows
         self.keys = np.zeros((rows, bands), np.uint64)
         self.has = np.zeros(rows, bool)
         self.done = 0
@@ -104,8 +108,10 @@ class PartArrays:
         return self.index.path / f"tmp-{self.part:05d}.{what}.npy"
 
     def add(self, sig, keys, has) -> None:
+        import numpy as np
+
         n = sig.shape[0]
-        self.sig[self.done : self.done + n] = sig
+        self.sig.write(np.ascontiguousarray(sig, np.uint64).tobytes())
         self.keys[self.done : self.done + n] = keys
         self.has[self.done : self.done + n] = has
         self.done += n
@@ -113,10 +119,9 @@ class PartArrays:
     def close(self) -> None:
         import numpy as np
 
-        if self.done != self.sig.shape[0]:
-            raise RuntimeError(f"index part {self.part}: {self.done} of {self.sig.shape[0]} signatures written")
-        self.sig.flush()
-        del self.sig
+        self.sig.close()
+        if self.done != self.rows:
+            raise RuntimeError(f"index part {self.part}: {self.done} of {self.rows} signatures written")
         rows = np.flatnonzero(self.has).astype(np.int32)
         bkeys = np.empty((self.bands, rows.size), np.uint64)
         brows = np.empty((self.bands, rows.size), np.int32)
