@@ -79,9 +79,8 @@ def _step(rng: random.Random, rows: list[dict], serial: list[int]) -> list[dict]
     return sorted(rows, key=lambda r: r["id"])
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_a_refresh_by_difference_equals_the_full_pass_over_many_refreshes(tmp_path, monkeypatch, seed):
-    rng = random.Random(seed)
+def _corpus(rng: random.Random) -> list[dict]:
+    """120 documents: originals (English, some Chinese), near and exact copies, URL mirrors."""
     rows = []
     for i in range(120):
         r = rng.random()
@@ -95,6 +94,13 @@ def test_a_refresh_by_difference_equals_the_full_pass_over_many_refreshes(tmp_pa
         else:
             doc["text"] = en_doc(rng) if r < 0.9 else zh_doc(rng)
         rows.append(doc)
+    return rows
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_refresh_by_difference_equals_the_full_pass_over_many_refreshes(tmp_path, monkeypatch, seed):
+    rng = random.Random(seed)
+    rows = _corpus(rng)
     serial = [len(rows)]
     by_diff, by_full = tmp_path / "diff", tmp_path / "full"
     _run(rows, by_diff, [])
@@ -135,3 +141,26 @@ def test_a_repeated_id_is_still_reported_on_a_refresh(tmp_path):
     _run(rows, tmp_path / "index", [])
     with pytest.raises(ValueError, match="repeated ids"):
         _run(rows + [dict(rows[3], text=en_doc(rng))], tmp_path / "index", [])
+
+
+def test_a_refresh_that_gives_up_midway_still_equals_the_full_pass(tmp_path, monkeypatch):
+    """When the changed groups do not close within the allowed rounds, the refresh hands over to
+    the full pass after it has updated the state in place: the result is still the full pass's."""
+    monkeypatch.setattr(dedup_refresh, "MAX_ROUNDS", 1)
+    rng = random.Random(7)
+    rows = _corpus(rng)
+    serial = [len(rows)]
+    by_diff, by_full = tmp_path / "diff", tmp_path / "full"
+    _run(rows, by_diff, [])
+    shutil.copytree(by_diff, by_full)
+    gave_up = 0
+    for _ in range(4):
+        rows = _step(rng, rows, serial)
+        logs: list[str] = []
+        got = _run(rows, by_diff, logs)
+        gave_up += any("too much changed for a refresh by difference" in m for m in logs)
+        with monkeypatch.context() as m:
+            m.setattr(dedup_refresh, "refresh_by_difference", lambda *a, **k: None)
+            want = _run(rows, by_full, [])
+        assert got == want
+    assert gave_up

@@ -18,10 +18,13 @@ clusters. One keeper per cluster: a document kept by the previous run first (it 
 published), then highest ``quality`` (when the input has it), then earliest ``fetched_at`` (when
 present), then smallest id. Others are dropped with rule ``near_duplicate``.
 
-Refresh: the raw text hash comes from the input's ``text_hash`` when it has one (the cleaned
-layer does), so a refresh reads only the texts that are new or changed (by id) to normalise and
-sign them. ``kept_rows`` (id, row fingerprint) and :func:`kept_rows_query` let the writer of a
-layer stored in parts (:mod:`core.parted_layer`) write only what is new.
+Refresh: when the index holds the last run's state for these settings and fewer than 1/FEW of
+the documents are new, changed or gone, the run goes by difference (:mod:`core.dedup_refresh`:
+only the groups and clusters a change touches are ranked again); otherwise this module's full
+pass runs, which still reuses the index: the raw text hash comes from the input's ``text_hash``
+when it has one (the cleaned layer does), so only texts that are new or changed (by id) are read,
+normalised and signed. ``kept_rows`` (id, row fingerprint) and :func:`kept_rows_query` let the
+writer of a layer stored in parts (:mod:`core.parted_layer`) write only what is new.
 
 ``duplicate_clusters`` has one row per dropped document: cluster_id (the keeper's content hash),
 doc_id, keeper_id (always a kept document: an exact duplicate of a document that was then dropped

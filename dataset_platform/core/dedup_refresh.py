@@ -34,7 +34,8 @@ from dataset_platform.core.dedup import EXACT_SQL, FEW, RANKED_SQL, _rows_of, si
 from dataset_platform.core.minhash import EMPTY, band_keys
 from dataset_platform.storage import sql_str
 
-#: closing the affected exact groups: at most this many rounds (each a pass over the slim state)
+#: closing the affected exact groups: at most this many rounds (each a pass over the slim state),
+#: else the full pass runs
 MAX_ROUNDS = 20
 
 
@@ -61,8 +62,8 @@ class _Difference:
         n = self._changes()
         if n is None:
             return None
-        self._exact()
-        if not self._nodes(n):
+        if not self._exact() or not self._nodes(n):
+            self.log("dedup: too much changed for a refresh by difference; every document is visited")
             return None
         self._sign()
         self._near()
@@ -154,7 +155,7 @@ class _Difference:
         return n
 
     # -- 2. exact groups touched by a change, ranked again
-    def _exact(self) -> None:
+    def _exact(self) -> bool:
         con = self.con
         for _ in range(MAX_ROUNDS):
             con.sql("CREATE OR REPLACE TABLE _R AS SELECT m.* FROM _meta m "
@@ -167,14 +168,15 @@ class _Difference:
                 break
             con.sql("INSERT INTO _H SELECT DISTINCT r.content_hash FROM _R r ANTI JOIN _H h ON h.content_hash = r.content_hash")
             con.sql("INSERT INTO _U SELECT DISTINCT r._url_key FROM _R r ANTI JOIN _U u ON u.url_key = r._url_key")
-        else:  # pragma: no cover - groups chained this long are the full pass's job
-            raise RuntimeError("dedup: the exact groups of the changed documents did not close")
+        else:  # groups chained this long are the full pass's job
+            return False
         con.sql(RANKED_SQL.format(table="_rankedR", meta="_R"))
         con.sql("CREATE OR REPLACE TABLE _exact AS "
                 "SELECT e.* FROM _index_exact e ANTI JOIN _R r ON r.id = e.doc_id ANTI JOIN _gone g ON g.id = e.doc_id "
                 "UNION ALL " + EXACT_SQL.format(ranked="_rankedR"))
         self.log(f"dedup: {_one(con, 'SELECT count(*) FROM _R')} documents in the exact groups of a change; "
                  f"{_one(con, 'SELECT count(*) FROM _exact')} exact duplicates (same normalised text or URL)")
+        return True
 
     # -- 3. near: which exact keepers are new, which are gone
     def _nodes(self, n: int) -> bool:
