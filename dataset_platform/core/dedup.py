@@ -40,7 +40,7 @@ from pathlib import Path
 
 import duckdb
 
-from dataset_platform.core.minhash import MinHashParams, sig_matrix, sign_batch
+from dataset_platform.core.minhash import MinHashParams, sig_matrix, sign_batch, warm_up_in_background
 from dataset_platform.core.minhash_index import MinHashIndex
 from dataset_platform.core.parted_layer import PartedLayer
 from dataset_platform.core.stage import StageResult, available_cpus, finish_stage
@@ -119,6 +119,8 @@ def run_dedup(
     near_on = settings is None or getattr(settings, "near", True)
     params = _params(settings)
     threshold = 0.7 if settings is None else float(settings.threshold)
+    if near_on:  # the compiled kernel loads while the index and the input are read
+        warm_up_in_background()
     if index is not None:
         index.load(con, _params_tag(params), threshold)
     else:

@@ -209,6 +209,20 @@ def band_keys(sig: np.ndarray, params: MinHashParams) -> np.ndarray:
     return keys
 
 
+def warm_up_in_background() -> None:
+    """Load the compiled kernel (from numba's cache: about 0.5-0.9 s on first use in a process) on
+    a thread, so that it overlaps the SQL work that precedes the first signature."""
+    import threading
+
+    def warm() -> None:
+        try:
+            batch_signatures(["warm up the compiled kernel"], None, MinHashParams())
+        except Exception:  # noqa: BLE001 - the first real call reports the error
+            pass
+
+    threading.Thread(target=warm, name="minhash-warm-up", daemon=True).start()
+
+
 def batch_signatures(texts, langs, params: MinHashParams) -> np.ndarray:
     """MinHash signatures (documents x permutations) of a batch, as
     ``signatures(*shingle_hashes(texts, langs, params), params)`` computes them: documents of
