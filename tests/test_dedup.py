@@ -335,7 +335,7 @@ def _signed(logs: list[str]) -> str:
     return next(m for m in reversed(logs) if m.startswith("dedup: signatures for"))
 
 
-def test_signing_on_a_process_pool_gives_the_same_result(crafted):
+def test_signing_on_a_process_pool_gives_the_same_result(crafted, monkeypatch):
     rows, planted = crafted
     _, one, _, _ = dedup(rows)
     con = memory_connection()
@@ -348,6 +348,13 @@ def test_signing_on_a_process_pool_gives_the_same_result(crafted):
     assert [r[0] for r in con.sql("SELECT id FROM kept ORDER BY id").fetchall()] == one
     assert dict(con.sql("SELECT doc_id, keeper_id FROM clusters").fetchall()) == planted
     assert 1 < sum(m.startswith("dedup: signatures for") for m in logs) <= 8  # several batches, on threads
+    # these few documents take the numpy path in this process; through the compiled kernel, the same
+    from dataset_platform.core import dedup as dedup_module
+
+    monkeypatch.setattr(dedup_module, "KERNEL_MIN_DOCS", 0)
+    run_dedup(con, "a", batch_size=8, workers=2)
+    assert [r[0] for r in con.sql("SELECT id FROM kept ORDER BY id").fetchall()] == one
+    assert dict(con.sql("SELECT doc_id, keeper_id FROM clusters").fetchall()) == planted
 
 
 def test_a_failed_run_leaves_the_index_as_it_was(tmp_path, crafted):

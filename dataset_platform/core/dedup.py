@@ -40,7 +40,7 @@ from pathlib import Path
 
 import duckdb
 
-from dataset_platform.core.minhash import MinHashParams, sig_matrix, sign_batch, warm_up_in_background
+from dataset_platform.core.minhash import MinHashParams, kernel_loaded, sig_matrix, sign_batch
 from dataset_platform.core.minhash_index import MinHashIndex
 from dataset_platform.core.parted_layer import PartedLayer
 from dataset_platform.core.stage import StageResult, available_cpus, finish_stage
@@ -58,6 +58,10 @@ FEW = 10
 #: processes (each imports numpy, Arrow and the compiled kernel) costs about 3 s, as long as
 #: signing ~40 000 news-sized documents on one core (bench/dedup.py: a 1 % refresh of 1M documents)
 IN_PROCESS = 8
+#: fewer documents than this, signed in a process that has not loaded the compiled kernel, take
+#: the numpy path: loading the kernel costs about 0.5 s, as long as the numpy path takes for ~3 000
+#: news-sized documents (1 000: 0.18 s vs 0.54 + 0.04 s; 5 000: 0.77 s vs 0.54 + 0.2 s)
+KERNEL_MIN_DOCS = 4000
 
 
 # Group by content hash, then merge groups that share a URL (a URL seen twice, e.g. in two sources,
@@ -119,8 +123,6 @@ def run_dedup(
     near_on = settings is None or getattr(settings, "near", True)
     params = _params(settings)
     threshold = 0.7 if settings is None else float(settings.threshold)
-    if near_on:  # the compiled kernel loads while the index and the input are read
-        warm_up_in_background()
     if index is not None:
         index.load(con, _params_tag(params), threshold)
     else:
@@ -407,10 +409,11 @@ def sign_into_part(con: duckdb.DuckDBPyConnection, query: str, new: int, reused:
         done += n
         log(f"dedup: signatures for {done}/{new} new or changed documents ({reused} reused)")
 
+    kernel = new >= KERNEL_MIN_DOCS or kernel_loaded()
     try:
         if workers <= 1 or new <= batch_size:
             for b in reader:
-                write(sign_batch(b, params))
+                write(sign_batch(b, params, kernel))
         else:
             # a few batches on threads of this process (the kernel and Arrow's kernels release the
             # GIL; no pool to start), many on a process pool
@@ -422,7 +425,7 @@ def sign_into_part(con: duckdb.DuckDBPyConnection, query: str, new: int, reused:
             with pool:
                 pending: deque = deque()
                 for b in reader:
-                    pending.append(pool.submit(sign_batch, b, params))
+                    pending.append(pool.submit(sign_batch, b, params, kernel))
                     while len(pending) >= 2 * workers:
                         write(pending.popleft().result())
                 while pending:

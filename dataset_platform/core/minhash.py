@@ -209,27 +209,28 @@ def band_keys(sig: np.ndarray, params: MinHashParams) -> np.ndarray:
     return keys
 
 
-def warm_up_in_background() -> None:
-    """Load the compiled kernel (from numba's cache: about 0.5-0.9 s on first use in a process) on
-    a thread, so that it overlaps the SQL work that precedes the first signature."""
-    import threading
+def kernel_loaded() -> bool:
+    """Whether this process has loaded the compiled kernel already (its first use costs about
+    0.5 s: numba loads it from its cache)."""
+    import sys
 
-    def warm() -> None:
-        try:
-            batch_signatures(["warm up the compiled kernel"], None, MinHashParams())
-        except Exception:  # noqa: BLE001 - the first real call reports the error
-            pass
-
-    threading.Thread(target=warm, name="minhash-warm-up", daemon=True).start()
+    mod = sys.modules.get("dataset_platform.core.minhash_kernel")
+    return bool(mod is not None and mod.sign_spaced.signatures)
 
 
-def batch_signatures(texts, langs, params: MinHashParams) -> np.ndarray:
+def batch_signatures(texts, langs, params: MinHashParams, kernel: bool = True) -> np.ndarray:
     """MinHash signatures (documents x permutations) of a batch, as
     ``signatures(*shingle_hashes(texts, langs, params), params)`` computes them: documents of
     space-separated scripts through the compiled kernel (:mod:`core.minhash_kernel`: units split
-    and hashed, shingled and minimised in one pass), CJK documents through the numpy path."""
+    and hashed, shingled and minimised in one pass), CJK documents through the numpy path.
+    ``kernel=False``: everything through the numpy path (the same signatures; faster for a few
+    thousand documents in a process that has not loaded the kernel yet)."""
     import pyarrow as pa
     import pyarrow.compute as pc
+
+    if not kernel:
+        sh, off = shingle_hashes(texts, langs, params)
+        return signatures(sh, off, params)
 
     from dataset_platform.core.minhash_kernel import sign_spaced
 
@@ -265,14 +266,14 @@ def batch_signatures(texts, langs, params: MinHashParams) -> np.ndarray:
     return sig
 
 
-def sign_batch(batch, params: MinHashParams):
+def sign_batch(batch, params: MinHashParams, kernel: bool = True):
     """Signatures and band keys of a batch (Arrow, columns ``id``, ``content_hash``, ``text``,
     ``lang``): a record batch of id, content_hash, sig (fixed-size binary, permutations x 8 bytes,
     little-endian uint64) and keys (list of ``bands`` uint64; null for a document without shingles).
     Top-level and Arrow in / Arrow out, so it runs in worker processes."""
     import pyarrow as pa
 
-    sig = batch_signatures(batch.column("text"), batch.column("lang"), params)
+    sig = batch_signatures(batch.column("text"), batch.column("lang"), params, kernel)
     keys = band_keys(sig, params)
     n = sig.shape[0]
     empty = (sig == EMPTY).all(axis=1)
