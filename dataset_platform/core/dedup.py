@@ -437,6 +437,19 @@ def sign_into_part(con: duckdb.DuckDBPyConnection, query: str, new: int, reused:
     arrays.close()
 
 
+def cluster_members(a, b, n: int):
+    """Connected components of the graph of edges ``a``-``b`` (node numbers) over ``n`` nodes:
+    the nodes in a component of two or more, and their component labels (int64)."""
+    import numpy as np
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(a.size, np.int8), (a, b)), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    member = np.flatnonzero(np.bincount(label)[label] > 1)
+    return member, label[member].astype(np.int64)
+
+
 def _params(settings) -> MinHashParams:
     if settings is None:
         return MinHashParams()
@@ -611,18 +624,12 @@ class _NearDuplicates:
     def _clusters(self, a, b, sim) -> None:
         import numpy as np
         import pyarrow as pa
-        from scipy.sparse import coo_matrix
-        from scipy.sparse.csgraph import connected_components
 
         con, n = self.con, self.n
         if a.size == 0:
             return
-        graph = coo_matrix((np.ones(a.size, np.int8), (a, b)), shape=(n, n))
-        _, label = connected_components(graph, directed=False)
-        sizes = np.bincount(label)
-        member = np.flatnonzero(sizes[label] > 1)
-        con.register("_c", pa.table({"doc": pa.array(member.astype(np.int32)),
-                                     "comp": pa.array(label[member].astype(np.int64))}))
+        member, label = cluster_members(a, b, n)
+        con.register("_c", pa.table({"doc": pa.array(member.astype(np.int32)), "comp": pa.array(label)}))
         con.sql(
             """
             CREATE OR REPLACE TABLE _drop AS

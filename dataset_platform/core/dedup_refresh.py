@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from dataset_platform.core.dedup import EXACT_SQL, FEW, RANKED_SQL, _rows_of, sign_into_part
+from dataset_platform.core.dedup import EXACT_SQL, FEW, RANKED_SQL, _rows_of, cluster_members, sign_into_part
 from dataset_platform.core.minhash import EMPTY, band_keys
 from dataset_platform.storage import sql_str
 
@@ -327,9 +327,6 @@ class _Difference:
         return t.column("a"), t.column("b"), sim
 
     def _clusters(self) -> None:
-        from scipy.sparse import coo_matrix
-        from scipy.sparse.csgraph import connected_components
-
         con = self.con
         nodes = _one(con, "SELECT count(*) FROM _RN")
         if nodes == 0:
@@ -339,12 +336,8 @@ class _Difference:
         a, b = np.asarray(e["a"], np.int64), np.asarray(e["b"], np.int64)
         if a.size == 0:
             return
-        graph = coo_matrix((np.ones(a.size, np.int8), (a, b)), shape=(nodes, nodes))
-        _, label = connected_components(graph, directed=False)
-        sizes = np.bincount(label)
-        member = np.flatnonzero(sizes[label] > 1)
-        con.register("_c", pa.table({"i": pa.array(member.astype(np.int32)),
-                                     "comp": pa.array(label[member].astype(np.int64))}))
+        member, label = cluster_members(a, b, nodes)
+        con.register("_c", pa.table({"i": pa.array(member.astype(np.int32)), "comp": pa.array(label)}))
         # one keeper per cluster, as the full pass picks it
         con.sql(
             """
