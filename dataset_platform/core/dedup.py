@@ -44,7 +44,7 @@ from dataset_platform.core.minhash import MinHashParams, kernel_loaded, sig_matr
 from dataset_platform.core.minhash_index import MinHashIndex
 from dataset_platform.core.parted_layer import PartedLayer
 from dataset_platform.core.stage import StageResult, available_cpus, finish_stage
-from dataset_platform.storage import sql_str, write_parquet
+from dataset_platform.storage import write_parquet
 
 STAGE = "dedup"
 # Runs of whitespace fold to one space. Written so that RE2 only rewrites what changes (runs of
@@ -84,6 +84,23 @@ RANKED_SQL = """
       CASE WHEN hash_rank > 1 THEN 'content' WHEN url_rank > 1 THEN 'url' END AS dup_by
     FROM by_url
 """
+# Candidate pairs from LSH buckets: each member of a bucket (band, key) with the bucket's smallest
+# member and with its predecessor - linear in the bucket size, never all pairs. ``{m}``: the
+# member column (doc numbers in id order, or ids), ``{bands}``: band, key, member rows.
+BUCKET_PAIRS_SQL = """
+    WITH w AS (
+      SELECT {m} AS m, min({m}) OVER (PARTITION BY band, key) AS root,
+             lag({m}) OVER (PARTITION BY band, key ORDER BY {m}) AS prev
+      FROM {bands}
+    )
+    SELECT DISTINCT a, b FROM (
+      SELECT root AS a, m AS b FROM w WHERE m <> root
+      UNION ALL SELECT prev, m FROM w WHERE prev IS NOT NULL AND prev <> root
+    )
+"""
+# One keeper per near-duplicate cluster: kept by the last run, then highest quality, then earliest
+# fetch, then smallest id (``{kept}``, ``{q}``, ``{f}``, ``{id}``: the columns)
+NEAR_KEEPER_ORDER = "{kept} DESC, {q} DESC NULLS LAST, {f} ASC NULLS LAST, {id}"
 EXACT_SQL = """
     SELECT r.content_hash AS cluster_id, r.id AS doc_id,
            CASE WHEN r.dup_by = 'content' THEN r.hash_keeper ELSE r.keeper_id END AS keeper_id,
@@ -372,13 +389,13 @@ def sign_into_part(con: duckdb.DuckDBPyConnection, query: str, new: int, reused:
                    params: MinHashParams, batch_size: int, workers: int, log: Callable[[str], None]) -> None:
     """Sign the ``new`` documents of ``query`` (id, content_hash, text, lang) in bounded batches
     (on a process pool when there are many) into the index's new part: its Parquet file (part,
-    row, id, content_hash, sig, keys; rows numbered in query order) and its arrays."""
+    row, id, content_hash, sig, keys; rows numbered in query order) and its arrays. Leaves
+    ``_signed`` (id, row) on ``con``."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from dataset_platform.core.minhash import EMPTY
-
+    con.sql("CREATE OR REPLACE TABLE _signed (id VARCHAR, row INTEGER)")
     if new == 0:
         return
     part = index.new_part
@@ -386,20 +403,16 @@ def sign_into_part(con: duckdb.DuckDBPyConnection, query: str, new: int, reused:
     # streamed on ``con`` itself (a cursor would not see views registered on it); nothing else
     # runs on it until the reader is drained
     reader = con.sql(query).to_arrow_reader(batch_size)
-    arrays = index.part_arrays(part, new, params.permutations, params.bands)
+    arrays = index.part_arrays(part, new, params)
     writer = None
     done = 0
+    ids = []
 
     def write(batch) -> None:
         nonlocal writer, done
         n = batch.num_rows
-        sig = sig_matrix(batch.column("sig"), params.permutations)
-        keys = batch.column("keys")
-        has = ~np.asarray(keys.is_null().to_numpy(zero_copy_only=False))
-        k = np.zeros((n, params.bands), np.uint64)
-        if has.any():
-            k[has] = np.asarray(keys.drop_null().flatten().to_numpy(), np.uint64).reshape(-1, params.bands)
-        arrays.add(sig, k, has & ~(sig == EMPTY).all(axis=1))
+        arrays.add(sig_matrix(batch.column("sig"), params.permutations))
+        ids.append(batch.column("id"))
         batch = pa.RecordBatch.from_arrays(
             [pa.array(np.full(n, part, np.int32)), pa.array(np.arange(done, done + n, dtype=np.int32)), *batch.columns],
             names=["part", "row", *batch.schema.names])
@@ -435,6 +448,10 @@ def sign_into_part(con: duckdb.DuckDBPyConnection, query: str, new: int, reused:
         if writer is not None:
             writer.close()
     arrays.close()
+    con.register("_ids", pa.table({"id": pa.chunked_array(ids, pa.string()).cast(pa.string()),
+                                   "row": pa.array(np.arange(done, dtype=np.int32))}))
+    con.sql("INSERT INTO _signed SELECT id, row FROM _ids")
+    con.unregister("_ids")
 
 
 def cluster_members(a, b, n: int):
@@ -514,8 +531,7 @@ class _NearDuplicates:
             query = f"SELECT g.id, g.content_hash, s.text, {lang} FROM {self.src} s POSITIONAL JOIN _sign g WHERE g.sign"
         sign_into_part(con, query, new, self.n - new, index, self.params, self.batch_size, self.workers, self.log)
         if new:
-            con.sql(f"UPDATE _docs SET part = {index.new_part}, row = p.row "
-                    f"FROM read_parquet({sql_str(index.part_path(index.new_part))}) p "
+            con.sql(f"UPDATE _docs SET part = {index.new_part}, row = p.row FROM _signed p "
                     "WHERE p.id = _docs.id AND _docs.part IS NULL")
 
     def _parts(self) -> str:
@@ -546,16 +562,7 @@ class _NearDuplicates:
         con.sql(
             f"""
             CREATE OR REPLACE TABLE _cand AS
-            WITH w AS (
-              SELECT doc, min(doc) OVER (PARTITION BY band, key) AS root,
-                     lag(doc) OVER (PARTITION BY band, key ORDER BY doc) AS prev
-              FROM {touched}
-            ), e AS (
-              SELECT DISTINCT a, b FROM (
-                SELECT root AS a, doc AS b FROM w WHERE doc <> root
-                UNION ALL SELECT prev, doc FROM w WHERE prev IS NOT NULL AND prev <> root
-              )
-            )
+            WITH e AS ({BUCKET_PAIRS_SQL.format(m="doc", bands=touched)})
             SELECT e.a, e.b FROM e JOIN _docs da ON da.doc = e.a JOIN _docs db ON db.doc = e.b
             WHERE da.edge_new OR db.edge_new
             """
@@ -631,13 +638,13 @@ class _NearDuplicates:
         member, label = cluster_members(a, b, n)
         con.register("_c", pa.table({"doc": pa.array(member.astype(np.int32)), "comp": pa.array(label)}))
         con.sql(
-            """
+            f"""
             CREATE OR REPLACE TABLE _drop AS
             SELECT * FROM (
               SELECT c.doc, d.id, first_value(c.doc) OVER w AS keeper_doc, first_value(d.id) OVER w AS keeper_id,
                      row_number() OVER w AS rank
               FROM _c c JOIN _docs d USING (doc)
-              WINDOW w AS (PARTITION BY c.comp ORDER BY d.was_kept DESC, d.q DESC NULLS LAST, d.f ASC NULLS LAST, d.id)
+              WINDOW w AS (PARTITION BY c.comp ORDER BY {NEAR_KEEPER_ORDER.format(kept="d.was_kept", q="d.q", f="d.f", id="d.id")})
             ) WHERE rank > 1
             """
         )

@@ -30,7 +30,16 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from dataset_platform.core.dedup import EXACT_SQL, FEW, RANKED_SQL, _rows_of, cluster_members, sign_into_part
+from dataset_platform.core.dedup import (
+    BUCKET_PAIRS_SQL,
+    EXACT_SQL,
+    FEW,
+    NEAR_KEEPER_ORDER,
+    RANKED_SQL,
+    _rows_of,
+    cluster_members,
+    sign_into_part,
+)
 from dataset_platform.core.minhash import EMPTY, band_keys
 from dataset_platform.storage import sql_str
 
@@ -198,8 +207,6 @@ class _Difference:
         reused = _one(con, "SELECT count(*) FROM _index_docs") - _one(con, "SELECT count(*) FROM _removed")
         sign_into_part(con, query, new, reused, index, self.params, self.batch_size, self.workers, self.log)
         self.new_part = index.new_part if new else None
-        part_rows = (f"SELECT id, row FROM read_parquet('{index.part_path(index.new_part)}')" if new
-                     else "SELECT NULL::VARCHAR AS id, NULL::INTEGER AS row WHERE false")
         con.sql(
             f"""
             CREATE OR REPLACE TABLE _live AS
@@ -207,7 +214,7 @@ class _Difference:
             ANTI JOIN _removed r ON r.id = d.id AND r.content_hash = d.content_hash
             UNION ALL
             SELECT a.id, a.content_hash, {index.new_part}::INTEGER AS part, p.row, TRUE AS new
-            FROM _added a JOIN ({part_rows}) p ON p.id = a.id
+            FROM _added a JOIN _signed p ON p.id = a.id
             """
         )
 
@@ -290,18 +297,10 @@ class _Difference:
                 "FROM _m m JOIN _live l ON l.part = m.part AND l.row = m.row")
         con.unregister("_m")
         con.sql(
-            """
+            f"""
             CREATE OR REPLACE TABLE _cand AS
-            WITH w AS (
-              SELECT id, min(id) OVER (PARTITION BY band, key) AS root,
-                     lag(id) OVER (PARTITION BY band, key ORDER BY id) AS prev
-              FROM _tb
-            ), e AS (
-              SELECT DISTINCT a, b FROM (
-                SELECT root AS a, id AS b FROM w WHERE id <> root
-                UNION ALL SELECT prev, id FROM w WHERE prev IS NOT NULL AND prev <> root
-              )
-            ), flags AS (SELECT id, bool_or(new) AS new FROM _tb GROUP BY id)
+            WITH e AS ({BUCKET_PAIRS_SQL.format(m="id", bands="_tb")}),
+            flags AS (SELECT id, bool_or(new) AS new FROM _tb GROUP BY id)
             SELECT e.a, e.b FROM e JOIN flags fa ON fa.id = e.a JOIN flags fb ON fb.id = e.b
             WHERE fa.new OR fb.new ORDER BY e.a, e.b
             """
@@ -340,14 +339,14 @@ class _Difference:
         con.register("_c", pa.table({"i": pa.array(member.astype(np.int32)), "comp": pa.array(label)}))
         # one keeper per cluster, as the full pass picks it
         con.sql(
-            """
+            f"""
             CREATE OR REPLACE TABLE _drop AS
             SELECT * FROM (
               SELECT r.id, first_value(r.id) OVER w AS keeper_id, row_number() OVER w AS rank
               FROM _c c JOIN _RN r USING (i) JOIN _meta m ON m.id = r.id JOIN _live l ON l.id = r.id
               LEFT JOIN _index_docs x ON x.id = l.id AND x.content_hash = l.content_hash
-              WINDOW w AS (PARTITION BY c.comp ORDER BY coalesce(x.kept, FALSE) DESC, m.q DESC NULLS LAST,
-                                                     m.f ASC NULLS LAST, r.id)
+              WINDOW w AS (PARTITION BY c.comp
+                           ORDER BY {NEAR_KEEPER_ORDER.format(kept="coalesce(x.kept, FALSE)", q="m.q", f="m.f", id="r.id")})
             ) WHERE rank > 1
             """
         )

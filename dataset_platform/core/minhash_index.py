@@ -47,15 +47,9 @@ import duckdb
 from dataset_platform.storage import sql_str
 
 FORMAT = 2  # 1: no state/exact/near files, no arrays per part (read as no index: signed again once)
-#: the tables a run leaves for :meth:`MinHashIndex.commit`, and the files they become
-OUT_TABLES = {
-    "state": ("_index_state_out", "id, raw_hash, row_hash, content_hash, url_key, source, url, lang, q, f", "id"),
-    "docs": ("_index_docs_out", "id, content_hash, part, row, kept", "id"),
-    "edges": ("_index_edges_out", "a_id, b_id, similarity", "a_id, b_id"),
-    "exact": ("_index_exact_out", "cluster_id, doc_id, keeper_id, similarity, kind, rule", "doc_id"),
-    "near": ("_index_near_out", "doc_id, keeper_id, similarity", "doc_id"),
-    "flipped": ("_index_flipped_out", "id", "id"),
-}
+#: the tables a run leaves for :meth:`MinHashIndex.commit` as ``_index_<name>_out`` and rewrites
+#: whole, with the order of their files (columns: :data:`EMPTY_TABLES`)
+OUT_TABLES = {"edges": "a_id, b_id", "exact": "doc_id", "near": "doc_id", "flipped": "id"}
 #: kept as a base file and deltas (see :meth:`MinHashIndex.commit`)
 LOGGED = ("state", "docs")
 EMPTY_TABLES = {
@@ -89,31 +83,34 @@ def _write(con: duckdb.DuckDBPyConnection, query: str, dest: Path) -> None:
 
 class PartArrays:
     """Writes one part's signatures and its sorted band keys as ``.npy`` arrays, batch by batch
-    (rows in the order of the part's ``row`` column)."""
+    (rows in the order of the part's ``row`` column); the band keys are the signatures'."""
 
-    def __init__(self, index: MinHashIndex, part: int, rows: int, permutations: int, bands: int):
+    def __init__(self, index: MinHashIndex, part: int, rows: int, params):
         import numpy as np
 
-        self.index, self.part, self.bands = index, part, bands
+        self.index, self.part, self.params = index, part, params
         # written in order through a file (a memory map would count its pages in this process's memory)
         self.sig = open(self._tmp("sig"), "wb")
         np.lib.format.write_array_header_1_0(self.sig, {"descr": np.dtype(np.uint64).str, "fortran_order": False,
-                                                        "shape": (rows, permutations)})
+                                                        "shape": (rows, params.permutations)})
         self.rows = rows
-        self.keys = np.zeros((rows, bands), np.uint64)
-        self.has = np.zeros(rows, bool)
+        self.keys = np.zeros((rows, params.bands), np.uint64)
+        self.has = np.zeros(rows, bool)  # the document has shingles (its keys go into buckets)
         self.done = 0
 
     def _tmp(self, what: str) -> Path:  # (removed by the next commit if this run fails)
         return self.index.path / f"tmp-{self.part:05d}.{what}.npy"
 
-    def add(self, sig, keys, has) -> None:
+    def add(self, sig) -> None:
+        """The next rows' signatures (documents x permutations uint64)."""
         import numpy as np
+
+        from dataset_platform.core.minhash import EMPTY, band_keys
 
         n = sig.shape[0]
         self.sig.write(np.ascontiguousarray(sig, np.uint64).tobytes())
-        self.keys[self.done : self.done + n] = keys
-        self.has[self.done : self.done + n] = has
+        self.keys[self.done : self.done + n] = band_keys(sig, self.params)
+        self.has[self.done : self.done + n] = ~(sig == EMPTY).all(axis=1)
         self.done += n
 
     def close(self) -> None:
@@ -123,9 +120,9 @@ class PartArrays:
         if self.done != self.rows:
             raise RuntimeError(f"index part {self.part}: {self.done} of {self.rows} signatures written")
         rows = np.flatnonzero(self.has).astype(np.int32)
-        bkeys = np.empty((self.bands, rows.size), np.uint64)
-        brows = np.empty((self.bands, rows.size), np.int32)
-        for b in range(self.bands):
+        bkeys = np.empty((self.params.bands, rows.size), np.uint64)
+        brows = np.empty((self.params.bands, rows.size), np.int32)
+        for b in range(self.params.bands):
             k = self.keys[rows, b]
             order = np.argsort(k, kind="stable")
             bkeys[b], brows[b] = k[order], rows[order]
@@ -153,7 +150,6 @@ class MinHashIndex:
         self.tag, self.threshold = "", 0.0
         self.new_part: int | None = None
         self.reuse_edges = False
-        self.usable = False  # signatures, edges and clusters of the last run serve this one
         self.parts: list[int] = []
         self.logged: dict[str, list[str]] = {}
 
@@ -189,7 +185,6 @@ class MinHashIndex:
             if self.reuse_edges:
                 for table in ("edges", "exact", "near", "flipped"):
                     self._read(con, f"_index_{table}", meta[table])
-        self.usable = usable
         self.parts = [int(p) for p in meta.get("parts", [])] if usable else []
         self.new_part = int(meta.get("next_part", 1))  # never a number a committed part has
 
@@ -228,8 +223,8 @@ class MinHashIndex:
 
         return np.load(self.array_path(part, what), mmap_mode="r")
 
-    def part_arrays(self, part: int, rows: int, permutations: int, bands: int) -> PartArrays:
-        return PartArrays(self, part, rows, permutations, bands)
+    def part_arrays(self, part: int, rows: int, params) -> PartArrays:
+        return PartArrays(self, part, rows, params)
 
     def parts_sql(self, parts: list[int]) -> str:
         """FROM-able union of the given parts (part, row, id, content_hash, sig, keys)."""
@@ -241,8 +236,8 @@ class MinHashIndex:
 
     # ------------------------------------------------------------------ writing
     def commit(self, con: duckdb.DuckDBPyConnection, params=None) -> None:
-        """Persist what the dedup stage left on ``con``: the ``_index_*_out`` tables of
-        :data:`OUT_TABLES`; for ``state`` and ``docs`` either ``_index_<name>_out`` (every row: a
+        """Persist what the dedup stage left on ``con``: the ``_index_<name>_out`` tables of
+        :data:`OUT_TABLES`; for ``state`` and ``docs`` (:data:`LOGGED`) either ``_index_<name>_out`` (every row: a
         new base file) or ``_index_<name>_delta`` (the rows that changed, with a ``deleted``
         flag: appended as a delta file, so a refresh writes in proportion to its changes; folded
         into a new base when the deltas hold more than :attr:`DELTA_SHARE` of the rows or number
@@ -288,16 +283,14 @@ class MinHashIndex:
                 meta[name] = [*files, f"{name}-{gen:06d}.parquet"]
                 _write(con, f"SELECT {_cols(f'_index_{name}')}, deleted FROM _index_{name}_delta ORDER BY id",
                        self.path / meta[name][-1])
-        for name, (table, cols, order) in OUT_TABLES.items():
-            if name in LOGGED:
-                continue
+        for name, order in OUT_TABLES.items():
             meta[name] = f"{name}-{gen:06d}.parquet"
-            _write(con, f"SELECT {cols} FROM {table} ORDER BY {order}", self.path / meta[name])
+            _write(con, f"SELECT {_cols(f'_index_{name}')} FROM _index_{name}_out ORDER BY {order}",
+                   self.path / meta[name])
         tmp = self.path / f".index.json.{uuid.uuid4().hex}.tmp"
         tmp.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
         os.replace(tmp, self.path / "index.json")
-        keep = {"index.json", *(f for name in LOGGED for f in meta[name]),
-                *(meta[name] for name in OUT_TABLES if name not in LOGGED)}
+        keep = {"index.json", *(f for name in LOGGED for f in meta[name]), *(meta[name] for name in OUT_TABLES)}
         keep |= {self.part_path(p).name for p in parts}
         keep |= {self.array_path(p, w).name for p in parts for w in ("sig", "bkeys", "brows")}
         for f in self.path.iterdir():
@@ -313,10 +306,9 @@ class MinHashIndex:
 
     def _compact(self, con: duckdb.DuckDBPyConnection, parts: list[int], compact: int, params, docs: str) -> None:
         """The live rows of ``parts`` into one new part (id order), with its arrays."""
-        import numpy as np
         import pyarrow.parquet as pq
 
-        from dataset_platform.core.minhash import EMPTY, MinHashParams, sig_matrix
+        from dataset_platform.core.minhash import MinHashParams, sig_matrix
 
         params = params or MinHashParams()
         _write(con, f"SELECT {compact}::INTEGER AS part, (row_number() OVER (ORDER BY p.id) - 1)::INTEGER AS row, "
@@ -324,15 +316,9 @@ class MinHashIndex:
                     f"FROM {self.parts_sql(parts)} p JOIN {docs} d ON d.id = p.id AND d.part = p.part "
                     "ORDER BY p.id", self.part_path(compact))
         f = pq.ParquetFile(self.part_path(compact))
-        arrays = self.part_arrays(compact, f.metadata.num_rows, params.permutations, params.bands)
-        for batch in f.iter_batches(columns=["sig", "keys"], batch_size=50_000):
-            sig = sig_matrix(batch.column(0), params.permutations)
-            keys = batch.column(1)
-            has = ~np.asarray(keys.is_null().to_numpy(zero_copy_only=False))
-            k = np.zeros((batch.num_rows, params.bands), np.uint64)
-            if has.any():
-                k[has] = np.asarray(keys.drop_null().flatten().to_numpy(), np.uint64).reshape(-1, params.bands)
-            arrays.add(sig, k, has & ~(sig == EMPTY).all(axis=1))
+        arrays = self.part_arrays(compact, f.metadata.num_rows, params)
+        for batch in f.iter_batches(columns=["sig"], batch_size=50_000):
+            arrays.add(sig_matrix(batch.column(0), params.permutations))
         arrays.close()
         con.sql(f"UPDATE {docs} SET part = {compact}, row = p.row "
                 f"FROM read_parquet({sql_str(self.part_path(compact))}) p WHERE p.id = {docs}.id")
