@@ -17,7 +17,7 @@ from dataset_platform.core import dedup_refresh
 from dataset_platform.core.dedup import run_dedup
 from dataset_platform.core.minhash_index import MinHashIndex
 from dataset_platform.storage import memory_connection
-from tests.test_dedup import edit_words, en_doc, zh_doc
+from test_dedup import edit_words, en_doc, zh_doc
 
 
 def _run(rows: list[dict], index_dir, logs: list[str]):
