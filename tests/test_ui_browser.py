@@ -464,11 +464,18 @@ def test_ui_graph_lineage_materialize_all_and_checks(chromium_bin, artifacts, da
                 for check in checks[asset]:
                     label = page.get_by_text(check, exact=True).first  # the list comes before the details
                     expect(label).to_be_visible()
-                    # the check's row: the nearest element around its name that states a status
-                    row_text = label.evaluate(
-                        "(el) => { let n = el; while (n && !/Succeeded|Failed|Warning|Skipped|Not evaluated|Running/"
-                        ".test(n.innerText || '')) n = n.parentElement; return n ? n.innerText : ''; }")
-                    others = [c for c in checks[asset] if c != check and c in row_text.split()]
+                    # the check's row: the nearest element around its name that states a status (read
+                    # again until the row has rendered its own status: before that, the walk reaches
+                    # the whole list, whose text holds the other checks)
+                    deadline = time.monotonic() + UI_TIMEOUT_MS / 1000
+                    while True:
+                        row_text = label.evaluate(
+                            "(el) => { let n = el; while (n && !/Succeeded|Failed|Warning|Skipped|Not evaluated|Running/"
+                            ".test(n.innerText || '')) n = n.parentElement; return n ? n.innerText : ''; }")
+                        others = [c for c in checks[asset] if c != check and c in row_text.split()]
+                        if (not others and "Succeeded" in row_text) or time.monotonic() > deadline:
+                            break
+                        page.wait_for_timeout(250)
                     assert not others and "Succeeded" in row_text, f"{asset}:{check} row says {row_text!r}"
                 page.get_by_text("gx_suite", exact=True).first.click()
                 expect(page.get_by_text("Evaluation result")).to_be_visible()
