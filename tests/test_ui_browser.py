@@ -251,7 +251,9 @@ def dagster_ui(chromium_bin, artifacts, tmp_path):
     workdir = tmp_path / "workdir"
     home = workdir / "dagster_home"
     home.mkdir(parents=True)
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    # no telemetry, and no "Join the Dagster community" dialog: it pops up a second after any page
+    # loads and closes whatever menu is open (it failed a CI run that way)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n", encoding="utf-8")
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     workspace = REPO / "workspace.yaml"
@@ -289,6 +291,7 @@ def dagster_ui(chromium_bin, artifacts, tmp_path):
                 if time.monotonic() > deadline:
                     pytest.fail(f"code location not loaded within {CODE_LOCATION_S}s: {entries}\n{_tail(log_path)}")
                 time.sleep(2)
+            assert _graphql(base, "{ shouldShowNux }")["shouldShowNux"] is False, "the community dialog is still on"
             yield base, workdir, log_path
         finally:
             _stop_server(proc, workdir)
@@ -299,7 +302,6 @@ def dagster_ui(chromium_bin, artifacts, tmp_path):
 
 
 def test_ui_graph_lineage_materialize_all_and_checks(chromium_bin, artifacts, dagster_ui):
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect, sync_playwright
 
     chromium = chromium_bin
@@ -341,9 +343,6 @@ def test_ui_graph_lineage_materialize_all_and_checks(chromium_bin, artifacts, da
             context.set_default_navigation_timeout(2 * UI_TIMEOUT_MS)
             context.route("**/*", loopback_only)
             page = context.new_page()
-            # the first visit shows a "Join the Dagster community" dialog: skip it whenever it is in the way
-            nux = page.get_by_role("dialog").filter(has_text="Join the Dagster community")
-            page.add_locator_handler(nux, lambda loc: loc.get_by_role("button", name="Skip", exact=True).click())
             expect.set_options(timeout=UI_TIMEOUT_MS)
 
             # 1. the global asset graph: every asset of the Definitions is a node with its name
@@ -352,17 +351,9 @@ def test_ui_graph_lineage_materialize_all_and_checks(chromium_bin, artifacts, da
             expect(page.get_by_text("Global asset lineage")).to_be_visible()
             materialize_all = page.get_by_role("button", name="Materialize all")
             expect(materialize_all).to_be_visible()
-            # graph options; the community dialog can pop up at any moment and its dismissal closes
-            # the menu too, so open it again until its items show
-            items = page.get_by_role("menuitem", name=re.compile(r"(Expand|Collapse) all groups"))
-            for attempt in range(4):
-                page.get_by_role("button", name="settings", exact=True).click()
-                try:
-                    items.wait_for(timeout=15_000)
-                    break
-                except PlaywrightTimeout:
-                    if attempt == 3:
-                        raise
+            # graph options
+            page.get_by_role("button", name="settings", exact=True).click()
+            page.get_by_role("menuitem", name=re.compile(r"(Expand|Collapse) all groups")).wait_for()
             expand = page.get_by_role("menuitem", name="Expand all groups")
             if expand.count():
                 expand.click()  # show every asset, not just its group's box
