@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -98,9 +99,6 @@ BUCKET_PAIRS_SQL = """
       UNION ALL SELECT prev, m FROM w WHERE prev IS NOT NULL AND prev <> root
     )
 """
-# One keeper per near-duplicate cluster: kept by the last run, then highest quality, then earliest
-# fetch, then smallest id (``{kept}``, ``{q}``, ``{f}``, ``{id}``: the columns)
-NEAR_KEEPER_ORDER = "{kept} DESC, {q} DESC NULLS LAST, {f} ASC NULLS LAST, {id}"
 EXACT_SQL = """
     SELECT r.content_hash AS cluster_id, r.id AS doc_id,
            CASE WHEN r.dup_by = 'content' THEN r.hash_keeper ELSE r.keeper_id END AS keeper_id,
@@ -134,7 +132,6 @@ def run_dedup(
     for need in ("id", "text"):
         if need not in cols:
             raise ValueError(f"dedup input needs a {need!r} column (has: {', '.join(sorted(cols))})")
-    opt = {c: (f"s.{c}" if c in cols else f"NULL::VARCHAR AS {c}") for c in OPTIONAL}
     quality = "TRY_CAST(s.quality AS DOUBLE)" if "quality" in cols else "NULL::DOUBLE"
     fetched = "TRY_CAST(s.fetched_at AS TIMESTAMPTZ)" if "fetched_at" in cols else "NULL::TIMESTAMPTZ"
     near_on = settings is None or getattr(settings, "near", True)
@@ -144,10 +141,6 @@ def run_dedup(
         index.load(con, _params_tag(params), threshold)
     else:
         MinHashIndex.empty_tables(con)
-    # One ordered scan of the input (no join carries the texts): ids, metadata, a raw text hash.
-    # ``pos`` is the input position: later passes over the texts pair input rows with per-row
-    # flags by a positional join. The content hash (normalised text) of a document whose raw
-    # hash is in the index is taken from there: a refresh normalises only new or changed texts.
     # the rows of new or changed texts, when a refresh reads them by id (else empty)
     con.sql(f"CREATE OR REPLACE TABLE _fresh AS SELECT * FROM {src} LIMIT 0")
     norm = CONTENT_HASH_SQL.replace("(text)", "(s.text)")
@@ -159,7 +152,7 @@ def run_dedup(
     carried = ", ".join(f's."{c}"' for c in sorted(cols - {"text", "text_hash"}))
     if workers is None:
         workers = getattr(settings, "workers", None) or available_cpus()
-    q = _Query(src, cols, opt, quality, fetched, raw, carried, norm)
+    q = _Query(src, cols, quality, fetched, raw, carried, norm)
     n = None
     if index is not None and near_on and index.reuse_edges:  # a refresh: by difference when little changed
         from dataset_platform.core.dedup_refresh import refresh_by_difference
@@ -172,30 +165,39 @@ def run_dedup(
     return _result(con, n)
 
 
+@dataclass(frozen=True)
 class _Query:
-    """The input and the SQL expressions over it (``s``) that both passes use."""
+    """The input (``src``, its column names ``cols``) and the SQL expressions over its rows
+    (``s``) that both passes use."""
 
-    def __init__(self, src, cols, opt, quality, fetched, raw, carried, norm):
-        self.src, self.cols, self.opt, self.quality, self.fetched = src, cols, opt, quality, fetched
-        self.raw, self.carried, self.norm = raw, carried, norm
+    src: str
+    cols: set[str]
+    quality: str
+    fetched: str
+    raw: str  # the raw text hash
+    carried: str  # the columns a kept row carries (for its fingerprint)
+    norm: str  # the content hash: md5 of the normalised text
+
+    def metadata(self, content_hash: str) -> str:
+        """The select list of a row's metadata: id, source, url, lang, q, f, raw_hash,
+        content_hash (``content_hash``: its expression) and row_hash."""
+        opt = {c: f"s.{c}::VARCHAR" if c in self.cols else "NULL::VARCHAR" for c in OPTIONAL}
+        return (f"s.id::VARCHAR AS id, {opt['source']} AS source, {opt['url']} AS url, {opt['lang']} AS lang, "
+                f"{self.quality} AS q, {self.fetched} AS f, {self.raw} AS raw_hash, {content_hash} AS content_hash, "
+                f"hash({self.raw}, {self.carried}) AS row_hash")
 
 
 def _full_pass(con, q: _Query, near_on, params, threshold, batch_size, log, index, workers) -> int:
     """Exact and near steps over every document (the index's hashes, signatures and verified edges
     reused); leaves ``_meta``, ``_exact``, ``_near``, ``_keep`` (and ``_docs``). Returns the
     number of input documents."""
-    src, cols, opt, quality, fetched, raw, carried, norm = (q.src, q.cols, q.opt, q.quality, q.fetched, q.raw,
-                                                            q.carried, q.norm)
+    src, norm = q.src, q.norm
+    # One ordered scan of the input (no join carries the texts): ids, metadata, a raw text hash.
+    # ``pos`` is the input position: later passes over the texts pair input rows with per-row
+    # flags by a positional join. The content hash (normalised text) of a document whose raw
+    # hash is in the index is taken from there: a refresh normalises only new or changed texts.
     cached = con.sql("SELECT count(*) FROM _index_state").fetchall()[0][0] > 0
-    con.sql(
-        f"""
-        CREATE OR REPLACE TABLE _scan AS
-        SELECT s.id::VARCHAR AS id, {opt['source']}, {opt['url']}, {opt['lang']}, {quality} AS q, {fetched} AS f,
-               {raw} AS raw_hash, {'NULL::VARCHAR' if cached else norm} AS content_hash,
-               hash({raw}, {carried}) AS row_hash
-        FROM {src} s
-        """
-    )
+    con.sql(f"CREATE OR REPLACE TABLE _scan AS SELECT {q.metadata('NULL::VARCHAR' if cached else norm)} FROM {src} s")
     content_hash, joins = "x.content_hash", ""
     if cached:  # the index's hash where the raw hash matches; the others normalised
         con.sql("CREATE OR REPLACE TABLE _miss AS SELECT x.rowid AS pos, x.id, h.content_hash FROM _scan x "
@@ -235,7 +237,7 @@ def _full_pass(con, q: _Query, near_on, params, threshold, batch_size, log, inde
     # (doc_id, keeper_id, similarity) of near-duplicates among the exact keepers
     con.sql("CREATE OR REPLACE TABLE _near (doc_id VARCHAR, keeper_id VARCHAR, similarity DOUBLE)")
     if near_on:
-        _NearDuplicates(con, src, "lang" in cols, params, threshold, batch_size, log, index, workers).run()
+        _NearDuplicates(con, src, "lang" in q.cols, params, threshold, batch_size, log, index, workers).run()
     con.sql(
         """
         CREATE OR REPLACE TABLE _keep AS
@@ -386,18 +388,19 @@ def _rows_of(con: duckdb.DuckDBPyConnection, ids_table: str, fresh: str, otherwi
 
 
 def sign_into_part(con: duckdb.DuckDBPyConnection, query: str, new: int, reused: int, index: MinHashIndex,
-                   params: MinHashParams, batch_size: int, workers: int, log: Callable[[str], None]) -> None:
+                   params: MinHashParams, batch_size: int, workers: int, log: Callable[[str], None]):
     """Sign the ``new`` documents of ``query`` (id, content_hash, text, lang) in bounded batches
     (on a process pool when there are many) into the index's new part: its Parquet file (part,
     row, id, content_hash, sig, keys; rows numbered in query order) and its arrays. Leaves
-    ``_signed`` (id, row) on ``con``."""
+    ``_signed`` (id, row) on ``con``; returns the part's written arrays (their band keys still in
+    memory), or None when nothing was signed."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     con.sql("CREATE OR REPLACE TABLE _signed (id VARCHAR, row INTEGER)")
     if new == 0:
-        return
+        return None
     part = index.new_part
     index.path.mkdir(parents=True, exist_ok=True)
     # streamed on ``con`` itself (a cursor would not see views registered on it); nothing else
@@ -452,19 +455,36 @@ def sign_into_part(con: duckdb.DuckDBPyConnection, query: str, new: int, reused:
                                    "row": pa.array(np.arange(done, dtype=np.int32))}))
     con.sql("INSERT INTO _signed SELECT id, row FROM _ids")
     con.unregister("_ids")
+    return arrays
 
 
-def cluster_members(a, b, n: int):
-    """Connected components of the graph of edges ``a``-``b`` (node numbers) over ``n`` nodes:
-    the nodes in a component of two or more, and their component labels (int64)."""
+def drop_near_duplicates(con: duckdb.DuckDBPyConnection, a, b, n: int, nodes_sql: str) -> None:
+    """``_drop`` (node, id, keeper_node, keeper_id): every document of a near-duplicate cluster
+    but its keeper. Clusters: the connected components of the edges ``a``-``b`` (node numbers,
+    ``n`` nodes). ``nodes_sql``: node, id, kept (by the last run), q, f of every node. Keeper:
+    kept by the last run, then highest quality, then earliest fetch, then smallest id."""
     import numpy as np
+    import pyarrow as pa
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     graph = coo_matrix((np.ones(a.size, np.int8), (a, b)), shape=(n, n))
     _, label = connected_components(graph, directed=False)
     member = np.flatnonzero(np.bincount(label)[label] > 1)
-    return member, label[member].astype(np.int64)
+    con.register("_c", pa.table({"node": pa.array(member.astype(np.int32)),
+                                 "comp": pa.array(label[member].astype(np.int64))}))
+    con.sql(
+        f"""
+        CREATE OR REPLACE TABLE _drop AS
+        SELECT * FROM (
+          SELECT c.node, d.id, first_value(c.node) OVER w AS keeper_node, first_value(d.id) OVER w AS keeper_id,
+                 row_number() OVER w AS rank
+          FROM _c c JOIN ({nodes_sql}) d USING (node)
+          WINDOW w AS (PARTITION BY c.comp ORDER BY d.kept DESC, d.q DESC NULLS LAST, d.f ASC NULLS LAST, d.id)
+        ) WHERE rank > 1
+        """
+    )
+    con.unregister("_c")
 
 
 def _params(settings) -> MinHashParams:
@@ -632,24 +652,11 @@ class _NearDuplicates:
         import numpy as np
         import pyarrow as pa
 
-        con, n = self.con, self.n
+        con = self.con
         if a.size == 0:
             return
-        member, label = cluster_members(a, b, n)
-        con.register("_c", pa.table({"doc": pa.array(member.astype(np.int32)), "comp": pa.array(label)}))
-        con.sql(
-            f"""
-            CREATE OR REPLACE TABLE _drop AS
-            SELECT * FROM (
-              SELECT c.doc, d.id, first_value(c.doc) OVER w AS keeper_doc, first_value(d.id) OVER w AS keeper_id,
-                     row_number() OVER w AS rank
-              FROM _c c JOIN _docs d USING (doc)
-              WINDOW w AS (PARTITION BY c.comp ORDER BY {NEAR_KEEPER_ORDER.format(kept="d.was_kept", q="d.q", f="d.f", id="d.id")})
-            ) WHERE rank > 1
-            """
-        )
-        con.unregister("_c")
-        docs, keepers, similarity = self._similarities("SELECT doc AS a, keeper_doc AS b FROM _drop")
-        con.register("_s", pa.table({"doc": pa.array(docs.astype(np.int32)), "similarity": pa.array(similarity.round(4))}))
-        con.sql("INSERT INTO _near SELECT x.id, x.keeper_id, s.similarity FROM _drop x JOIN _s s USING (doc) ORDER BY x.id")
+        drop_near_duplicates(con, a, b, self.n, "SELECT doc AS node, id, was_kept AS kept, q, f FROM _docs")
+        docs, keepers, similarity = self._similarities("SELECT node AS a, keeper_node AS b FROM _drop")
+        con.register("_s", pa.table({"node": pa.array(docs.astype(np.int32)), "similarity": pa.array(similarity.round(4))}))
+        con.sql("INSERT INTO _near SELECT x.id, x.keeper_id, s.similarity FROM _drop x JOIN _s s USING (node) ORDER BY x.id")
         con.unregister("_s")

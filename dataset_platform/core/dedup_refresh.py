@@ -34,13 +34,11 @@ from dataset_platform.core.dedup import (
     BUCKET_PAIRS_SQL,
     EXACT_SQL,
     FEW,
-    NEAR_KEEPER_ORDER,
     RANKED_SQL,
     _rows_of,
-    cluster_members,
+    drop_near_duplicates,
     sign_into_part,
 )
-from dataset_platform.core.minhash import EMPTY, band_keys
 from dataset_platform.storage import sql_str
 
 #: closing the affected exact groups: at most this many rounds (each a pass over the slim state),
@@ -122,8 +120,6 @@ class _Difference:
         if (chg + gone) * FEW >= max(n, 1):
             return None
         self.log(f"dedup: refresh by difference: {chg} new or changed documents, {gone} gone, of {n}")
-        cols, opt = q.cols, q.opt
-        url = "s.url::VARCHAR" if "url" in cols else "NULL::VARCHAR"
         # the new or changed rows, read once by id, for every later step (and the layer's writer)
         # (with the ids' range as a constant filter: the scan skips the row groups whose id
         # statistics lie outside it, e.g. the old rows when the new ones were appended in id order)
@@ -136,11 +132,10 @@ class _Difference:
         con.sql(
             f"""
             CREATE OR REPLACE TABLE _dmeta AS
-            SELECT s.id::VARCHAR AS id, {opt['source'].replace(' AS source', '')}::VARCHAR AS source, {url} AS url,
-                   {opt['lang'].replace(' AS lang', '')}::VARCHAR AS lang, {q.quality} AS q, {q.fetched} AS f,
-                   {q.raw} AS raw_hash, coalesce(p.content_hash, {q.norm}) AS content_hash,
-                   coalesce({url}, s.id::VARCHAR) AS _url_key, hash({q.raw}, {q.carried}) AS row_hash
-            FROM _fresh s LEFT JOIN _index_state p ON p.id = s.id::VARCHAR AND p.raw_hash = {q.raw}
+            SELECT *, coalesce(url, id) AS _url_key FROM (
+              SELECT {q.metadata(f"coalesce(p.content_hash, {q.norm})")}
+              FROM _fresh s LEFT JOIN _index_state p ON p.id = s.id::VARCHAR AND p.raw_hash = {q.raw}
+            )
             """
         )
         # the exact step's seeds: the old and new hashes and URLs of what changed (and of what
@@ -205,8 +200,8 @@ class _Difference:
         query = (f"SELECT d.id, d.content_hash, s.text, {lang} FROM {_rows_of(con, '_added', '_fresh', q.src)} s "
                  "JOIN _added d ON d.id = s.id::VARCHAR ORDER BY d.id")
         reused = _one(con, "SELECT count(*) FROM _index_docs") - _one(con, "SELECT count(*) FROM _removed")
-        sign_into_part(con, query, new, reused, index, self.params, self.batch_size, self.workers, self.log)
-        self.new_part = index.new_part if new else None
+        self.signed = sign_into_part(con, query, new, reused, index, self.params, self.batch_size, self.workers,
+                                     self.log)
         con.sql(
             f"""
             CREATE OR REPLACE TABLE _live AS
@@ -266,12 +261,9 @@ class _Difference:
         new document; from binary searches of the new documents' band keys in every part."""
         con, index, params = self.con, self.index, self.params
         found = []
-        if self.new_part is not None:
-            sig = np.asarray(index.arrays(self.new_part, "sig"))
-            has = ~(sig == EMPTY).all(axis=1)
-            rows = np.flatnonzero(has)
-            keys = band_keys(sig[rows], params)
-            for part in sorted({*index.parts, self.new_part}):
+        if self.signed is not None:
+            keys = self.signed.keys[self.signed.has]  # the new documents' band keys (those with shingles)
+            for part in sorted({*index.parts, self.signed.part}):
                 if not index.array_path(part, "bkeys").exists():
                     continue
                 bkeys, brows = index.arrays(part, "bkeys"), index.arrays(part, "brows")
@@ -335,22 +327,11 @@ class _Difference:
         a, b = np.asarray(e["a"], np.int64), np.asarray(e["b"], np.int64)
         if a.size == 0:
             return
-        member, label = cluster_members(a, b, nodes)
-        con.register("_c", pa.table({"i": pa.array(member.astype(np.int32)), "comp": pa.array(label)}))
         # one keeper per cluster, as the full pass picks it
-        con.sql(
-            f"""
-            CREATE OR REPLACE TABLE _drop AS
-            SELECT * FROM (
-              SELECT r.id, first_value(r.id) OVER w AS keeper_id, row_number() OVER w AS rank
-              FROM _c c JOIN _RN r USING (i) JOIN _meta m ON m.id = r.id JOIN _live l ON l.id = r.id
-              LEFT JOIN _index_docs x ON x.id = l.id AND x.content_hash = l.content_hash
-              WINDOW w AS (PARTITION BY c.comp
-                           ORDER BY {NEAR_KEEPER_ORDER.format(kept="coalesce(x.kept, FALSE)", q="m.q", f="m.f", id="r.id")})
-            ) WHERE rank > 1
-            """
-        )
-        con.unregister("_c")
+        drop_near_duplicates(con, a, b, nodes,
+                             "SELECT r.i AS node, r.id, coalesce(x.kept, FALSE) AS kept, m.q, m.f "
+                             "FROM _RN r JOIN _meta m ON m.id = r.id JOIN _live l ON l.id = r.id "
+                             "LEFT JOIN _index_docs x ON x.id = l.id AND x.content_hash = l.content_hash")
         a, b, sim = self._similarities("SELECT id AS a, keeper_id AS b FROM _drop")
         con.register("_s", pa.table({"doc_id": a, "keeper_id": b, "similarity": pa.array(np.asarray(sim).round(4))}))
         con.sql("INSERT INTO _near SELECT doc_id, keeper_id, similarity FROM _s ORDER BY doc_id")

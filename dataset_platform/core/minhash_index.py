@@ -83,7 +83,8 @@ def _write(con: duckdb.DuckDBPyConnection, query: str, dest: Path) -> None:
 
 class PartArrays:
     """Writes one part's signatures and its sorted band keys as ``.npy`` arrays, batch by batch
-    (rows in the order of the part's ``row`` column); the band keys are the signatures'."""
+    (rows in the order of the part's ``row`` column); the band keys are the signatures'. After
+    :meth:`close`, ``keys`` (rows x bands) and ``has`` (the row has shingles) stay readable."""
 
     def __init__(self, index: MinHashIndex, part: int, rows: int, params):
         import numpy as np
