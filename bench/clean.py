@@ -161,7 +161,7 @@ def _dt_chunk(chunk: list[tuple[str, str]]) -> list[tuple[str, str | None]]:
 def _ours_child(inp: str, workers: int, batch_size: int) -> None:
     """The stage as the pipeline runs it: Parquet in, a private DuckDB, worker processes."""
     from dataset_platform.config import CleanSettings
-    from dataset_platform.core.clean import run_clean
+    from dataset_platform.stages.clean.stage import run_clean
     from dataset_platform.storage import memory_connection, sql_str
 
     con = memory_connection()
@@ -190,7 +190,7 @@ def main() -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from dataset_platform.core.quality.text import normalise_array
+    from dataset_platform.stages.clean.text import normalise_array
 
     out_dir = Path(__file__).resolve().parent / "out"
     out_dir.mkdir(exist_ok=True)

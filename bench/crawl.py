@@ -40,7 +40,7 @@ OUT = HERE / "out"
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from dataset_platform.raw.crawl import SUMMARY_PREFIX, CrawlSpec, spec_path_for  # noqa: E402
+from dataset_platform.ingest.crawl import SUMMARY_PREFIX, CrawlSpec, spec_path_for  # noqa: E402
 
 FANOUT = 10
 RANDOM_LINKS = 3

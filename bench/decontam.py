@@ -101,7 +101,7 @@ def build_docs(n: int, benchmarks: list[Path], zh_share: float, plant_share: flo
 
 def child(inp: str, out: str, benchmarks: list[str]) -> None:
     from dataset_platform.config import BenchmarkSet, DecontaminationSettings
-    from dataset_platform.core.decontam import load_benchmarks, run_decontaminate
+    from dataset_platform.stages.decontaminate import load_benchmarks, run_decontaminate
     from dataset_platform.storage import memory_connection, sql_str, write_parquet
 
     settings = DecontaminationSettings(benchmarks=[BenchmarkSet(path=p) for p in benchmarks])

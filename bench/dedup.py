@@ -103,10 +103,10 @@ def child_ours(inp: str, index: str, out: str) -> None:
     import scipy.sparse  # noqa: F401
 
     from dataset_platform.config import DedupSettings
-    from dataset_platform.core import minhash_kernel  # noqa: F401  (as is the compiled kernel)
-    from dataset_platform.core.dedup import dedup_into_parts
-    from dataset_platform.core.minhash_index import MinHashIndex
-    from dataset_platform.core.parted_layer import PartedLayer
+    from dataset_platform.stages.dedup import kernel  # noqa: F401  (as is the compiled kernel)
+    from dataset_platform.stages.dedup.stage import dedup_into_parts
+    from dataset_platform.stages.dedup.index import MinHashIndex
+    from dataset_platform.storage.parted import PartedLayer
     from dataset_platform.storage import memory_connection, sql_str
 
     # as the pipeline; one thread when pinned to one CPU
@@ -152,7 +152,7 @@ def child_datasketch(inp: str) -> None:
     import pyarrow.parquet as pq
     from datasketch import MinHash, MinHashLSH
 
-    from dataset_platform.core.minhash import MinHashParams
+    from dataset_platform.stages.dedup.minhash import MinHashParams
 
     p = MinHashParams()
     t = pq.read_table(inp, columns=["id", "text"])
@@ -182,7 +182,7 @@ def child_rensa(inp: str) -> None:
     import pyarrow.parquet as pq
     import rensa
 
-    from dataset_platform.core.minhash import MinHashParams
+    from dataset_platform.stages.dedup.minhash import MinHashParams
 
     p = MinHashParams()
     t = pq.read_table(inp, columns=["id", "text"])
@@ -240,7 +240,7 @@ def explain_disagreement(inp: Path, only_ours: list, only_theirs: list, sample: 
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from dataset_platform.core.minhash import MinHashParams, exact_jaccard
+    from dataset_platform.stages.dedup.minhash import MinHashParams, exact_jaccard
 
     rng = _random.Random(1)
     picks = {name: rng.sample(pairs, min(sample, len(pairs))) for name, pairs in
@@ -301,7 +301,7 @@ def main() -> int:
     for f in (inp, inp2):
         as_cleaned_layer(f)
     # numba compiles the kernel on its first use and caches it on disk: once per install, before any clock
-    from dataset_platform.core.minhash import MinHashParams, batch_signatures
+    from dataset_platform.stages.dedup.minhash import MinHashParams, batch_signatures
 
     batch_signatures(["warm up the compiled kernel once"], None, MinHashParams())
     mb = text_mb(inp)

@@ -32,8 +32,8 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
 from dataset_platform.config import DedupSettings  # noqa: E402
-from dataset_platform.core.dedup import run_dedup  # noqa: E402
-from dataset_platform.core.minhash import (  # noqa: E402
+from dataset_platform.stages.dedup.stage import run_dedup  # noqa: E402
+from dataset_platform.stages.dedup.minhash import (  # noqa: E402
     MinHashParams,
     band_keys,
     exact_jaccard,

@@ -29,7 +29,7 @@ from run import OUT, generate  # noqa: E402  (bench/run.py's page generator)
 
 
 def _child(inp: str, out: str, workers: int, chain: str, timeout: float) -> None:
-    from dataset_platform.core.extract import Options, run_extract
+    from dataset_platform.stages.extract import Options, run_extract
     from dataset_platform.storage import memory_connection, sql_str
 
     con = memory_connection()
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=10.0)
     ap.add_argument("--_child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    from dataset_platform.core.extract import DEFAULT_CHAIN
+    from dataset_platform.stages.extract import DEFAULT_CHAIN
 
     chain = args.chain or ",".join(DEFAULT_CHAIN)
     if args._child:

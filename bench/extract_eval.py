@@ -97,7 +97,7 @@ def load_pages(corpus: Path) -> list[dict]:
 
 def run_system(system: str, html: str, url: str | None) -> str:
     """Text a system extracts from one page ("" when it finds nothing)."""
-    from dataset_platform.core import extract as ex
+    from dataset_platform.stages import extract as ex
 
     if system == "traf_default":
         import trafilatura
@@ -118,7 +118,7 @@ def run_system(system: str, html: str, url: str | None) -> str:
 
 def _score_page(args: tuple[dict, Path, tuple[str, ...]]) -> dict:
     row, corpus, systems = args
-    from crawlers.charset import decode_html
+    from dataset_platform.text.charset import decode_html
 
     html = decode_html(gzip.decompress((corpus / row["html_file"]).read_bytes()))[0]
     out = {"id": row["id"], "lang": row["lang"], "kind": row["gt_kind"], "scores": {}, "seconds": {}}

@@ -32,8 +32,8 @@ sys.path.insert(1, str(REPO))
 from common import machine, vm_hwm_mb
 
 from dataset_platform.config import demo_config_path, load_config
-from dataset_platform.core.label import run_label
-from dataset_platform.quality.gx_suites import NATIVE_TYPES, load_suite, validate_parquet, validate_relation
+from dataset_platform.stages.label.stage import run_label
+from dataset_platform.checks.gx_suites import NATIVE_TYPES, load_suite, validate_parquet, validate_relation
 from dataset_platform.storage import memory_connection, sql_str
 
 OUT = HERE / "out"

@@ -1,4 +1,4 @@
-"""WARC ingestion benchmark: a generated WARC through ``dataset_platform.raw.ingest.ingest_file``.
+"""WARC ingestion benchmark: a generated WARC through ``dataset_platform.ingest.files.ingest_file``.
 
     python bench/ingest.py --records 20000          # generate a gzip WARC in a temp dir and time ingest
 
@@ -75,7 +75,7 @@ def generate(path: Path, n: int) -> dict[str, int]:
 
 def _child(warc: str, out: str) -> None:
     """Ingest one WARC (in this process) and print its figures as JSON."""
-    from dataset_platform.raw.ingest import ingest_file
+    from dataset_platform.ingest.files import ingest_file
 
     t0 = time.perf_counter()
     s = ingest_file(warc, source="bench", kind="warc", output_path=out)

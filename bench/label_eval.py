@@ -1,4 +1,4 @@
-"""Labelling quality (and speed) of ``core/label.py``.
+"""Labelling quality (and speed) of ``stages/label/stage.py``.
 
     python bench/label_eval.py [--corpus PATH/corpus] [--folds 5] [--throughput 20000]
 
@@ -38,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 
 from dataset_platform.config import LabelRule, LabelSet, LabelSettings
-from dataset_platform.core.label import (
+from dataset_platform.stages.label.stage import (
     DEFAULT_C,
     DEFAULT_CJK,
     DEFAULT_CLASSIFIER,

@@ -33,7 +33,7 @@ def main() -> int:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from dataset_platform.core.minhash import MinHashParams, batch_signatures, shingle_hashes, signatures
+    from dataset_platform.stages.dedup.minhash import MinHashParams, batch_signatures, shingle_hashes, signatures
 
     src = HERE / "out" / "dedup-in-100000.parquet"
     if not src.exists():

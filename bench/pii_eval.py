@@ -1,4 +1,4 @@
-"""PII detection quality and speed (dataset_platform/core/pii.py).
+"""PII detection quality and speed (dataset_platform/stages/clean/pii.py).
 
     python bench/pii_eval.py [--corpus DIR] [--repeat N] [--long-docs N] [--show-errors]
 
@@ -34,7 +34,7 @@ sys.path.insert(0, str(HERE))
 import pyarrow as pa
 from common import machine, paragraphs
 
-from dataset_platform.core.pii import PII_TYPES, find_pii, find_pii_batch
+from dataset_platform.stages.clean.pii import PII_TYPES, find_pii, find_pii_batch
 
 TYPE_MAP = {
     "EMAIL_ADDRESS": "email", "email": "email",

@@ -67,10 +67,10 @@ def generate(n: int) -> Path:
 def _stage_child(stage: str, inp: str, out: str) -> None:
     """Run one stage on a Parquet file (in this process) and print its figures as JSON."""
     from dataset_platform.config import CleanSettings, LabelRule, LabelSet, LabelSettings
-    from dataset_platform.core.clean import run_clean
-    from dataset_platform.core.dedup import run_dedup
-    from dataset_platform.core.extract import run_extract
-    from dataset_platform.core.label import run_label
+    from dataset_platform.stages.clean.stage import run_clean
+    from dataset_platform.stages.dedup.stage import run_dedup
+    from dataset_platform.stages.extract import run_extract
+    from dataset_platform.stages.label.stage import run_label
     from dataset_platform.storage import memory_connection, sql_str
 
     con = memory_connection()

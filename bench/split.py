@@ -24,7 +24,7 @@ sys.path.insert(1, str(HERE.parent))
 from common import machine, vm_hwm_mb
 
 from dataset_platform.config import SplitSettings
-from dataset_platform.core.split import assign_splits
+from dataset_platform.release.split import assign_splits
 from dataset_platform.storage import memory_connection
 
 

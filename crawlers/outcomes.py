@@ -1,4 +1,4 @@
-"""The outcome (``crawlers.items``) of a request that got no usable response."""
+"""The outcome (``dataset_platform.contracts.records``) of a request that got no usable response."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from twisted.internet import error as txerror
 from twisted.web._newclient import ResponseFailed, ResponseNeverReceived
 
 from crawlers.guard import REFUSED_AT_CONNECT, BlockedAddress
-from crawlers.items import FAILED_PREFIX
+from dataset_platform.contracts.records import FAILED_PREFIX
 from crawlers.middlewares import RobotsDisallowed, TooLarge
 
 _SIZE_MSG = re.compile(r"(Expected to receive|Received) (\d+) bytes which is larger than download max size")

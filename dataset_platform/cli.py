@@ -185,8 +185,8 @@ def _cmd_ingest(args) -> int:
     import shutil
     import tempfile
 
-    from dataset_platform.raw.ingest import batch_id_for, ingest_file, kind_for_path, quarantine_path_for
-    from dataset_platform.raw.load import Batch, batch_sql
+    from dataset_platform.ingest.files import batch_id_for, ingest_file, kind_for_path, quarantine_path_for
+    from dataset_platform.ingest.load import Batch, batch_sql
     from dataset_platform.storage import memory_connection
 
     inp, out = Path(args.input), Path(args.output)
@@ -228,14 +228,14 @@ def _cmd_ingest(args) -> int:
 
 
 def _cmd_redact(args) -> int:
-    """Redact structured PII (core/pii.py) in ``id, text`` rows; output ``id, text, pii`` where ``pii``
+    """Redact structured PII (stages/clean/pii.py) in ``id, text`` rows; output ``id, text, pii`` where ``pii``
     lists ``{type, start, end}`` as character offsets into the INPUT text. Streams bounded batches."""
     import json
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from dataset_platform.core.pii import PII_TYPES, find_pii_batch, replace_spans
+    from dataset_platform.stages.clean.pii import PII_TYPES, find_pii_batch, replace_spans
     from dataset_platform.storage import memory_connection
 
     out = Path(args.output)
@@ -293,8 +293,8 @@ def _with_id_text(con, src: str, fill: tuple[str, ...] = ()) -> str:
 
 
 def _cmd_label(args, con, src: str, log) -> int:
-    from dataset_platform import schema
-    from dataset_platform.core.label import read_gold, run_label
+    from dataset_platform.contracts import schema
+    from dataset_platform.stages.label.stage import read_gold, run_label
 
     _require_columns(con, src, ["id", "text"], args.input)
     cfg = load_config(args.config)
@@ -316,7 +316,7 @@ def _cmd_label(args, con, src: str, log) -> int:
 
 def _cmd_decontaminate(args, con, src: str, log) -> int:
     from dataset_platform.config import BenchmarkSet, DecontaminationSettings
-    from dataset_platform.core.decontam import REQUIRED, run_decontaminate
+    from dataset_platform.stages.decontaminate import REQUIRED, run_decontaminate
 
     _require_columns(con, src, ["id", "text"], args.input)
     fields = [f.strip() for f in (args.fields or "").split(",") if f.strip()]
@@ -334,7 +334,7 @@ def _cmd_decontaminate(args, con, src: str, log) -> int:
 
 
 def _cmd_split(args, con, src: str, log) -> int:
-    from dataset_platform.core.split import assign_splits
+    from dataset_platform.release.split import assign_splits
 
     _require_columns(con, src, ["id"], args.input)
     settings = load_config(args.config).pipeline.splits
@@ -348,7 +348,7 @@ def _cmd_split(args, con, src: str, log) -> int:
     stats = assign_splits(con, f"(SELECT * REPLACE (CAST(id AS VARCHAR) AS id) FROM {src})", settings, previous_sql=previous)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    from dataset_platform import schema
+    from dataset_platform.contracts import schema
 
     for split in schema.SPLITS:
         _write(con, f"SELECT * EXCLUDE (group_key) FROM split_docs WHERE split = '{split}' ORDER BY id",
@@ -378,19 +378,19 @@ def _cmd_stage(args) -> int:
     src = _read_sql(args.input)
     log = (lambda m: print(m, file=sys.stderr))
     if args.stage_name == "extract":
-        from dataset_platform.core.extract import run_extract
+        from dataset_platform.stages.extract import run_extract
 
         _require_columns(con, src, ["id", "url", "html"], args.input)
         # files carry only id, url, html: treat every row as a 200 text/html page
         prepared = (f"(SELECT CAST(id AS VARCHAR) AS id, NULL::VARCHAR AS source, NULL::VARCHAR AS crawl_id, url, "
                     f"200 AS status, 'text/html' AS content_type, html FROM {src})")
-        from dataset_platform.core.extract import options_from
+        from dataset_platform.stages.extract import options_from
 
         settings = load_config(args.config).pipeline.extract if args.config else None
         res = run_extract(con, prepared, log=log, options=options_from(settings) if settings else None)
         kept_q = "SELECT id, url, title, date, text, lang, lang_score, extractor FROM kept ORDER BY id"
     elif args.stage_name == "clean":
-        from dataset_platform.core.clean import PII_COLUMNS, run_clean
+        from dataset_platform.stages.clean.stage import PII_COLUMNS, run_clean
 
         _require_columns(con, src, ["id", "text"], args.input)
         settings = load_config(args.config).pipeline.clean if args.config else None
@@ -401,7 +401,7 @@ def _cmd_stage(args) -> int:
                      "n_chars", "n_words", *PII_COLUMNS, "quality", "annotations"]
         kept_q = f"SELECT {', '.join(keep_cols)} FROM kept ORDER BY id"
     elif args.stage_name == "dedup":
-        from dataset_platform.core.dedup import run_dedup
+        from dataset_platform.stages.dedup.stage import run_dedup
 
         _require_columns(con, src, ["id", "text"], args.input)
         settings = load_config(args.config).pipeline.dedup if args.config else None
@@ -417,7 +417,7 @@ def _cmd_stage(args) -> int:
         con.sql(f"SET memory_limit = {sql_str((settings or DedupSettings()).memory_limit)}")
         con.sql(f"SET temp_directory = {sql_str(spill)}")
         res = run_dedup(con, f"(SELECT * REPLACE (CAST(id AS VARCHAR) AS id) FROM {src})", settings, log=log)
-        from dataset_platform.core.dedup import kept_query
+        from dataset_platform.stages.dedup.stage import kept_query
 
         kept_q = kept_query(con, "* EXCLUDE (content_hash)")
         _write(con, "SELECT * FROM clusters ORDER BY doc_id", args.clusters)
@@ -447,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("stage", help="run one stage's library code on files (JSONL or Parquet)")
     ss = s.add_subparsers(dest="stage_name", required=True)
-    g = ss.add_parser("ingest", help="land a WARC / JSONL / Parquet file as landed records (crawlers/items.py)")
+    g = ss.add_parser("ingest", help="land a WARC / JSONL / Parquet file as landed records (dataset_platform/contracts/records.py)")
     g.add_argument("--input", required=True, help=".warc(.gz), .jsonl(.gz) or .parquet file")
     g.add_argument("--output", required=True,
                    help=".jsonl.gz: the raw batch as the pipeline lands it; .parquet/.jsonl: its rows with "

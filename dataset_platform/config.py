@@ -166,7 +166,7 @@ class DatasetSettings(_Model):
 
 
 class ExtractSettings(_Model):
-    """HTML -> main text (core/extract.py). The default chain is the best measured on the labelled
+    """HTML -> main text (stages/extract.py). The default chain is the best measured on the labelled
     pages (bench/extract_eval.py, BENCHMARKS.md)."""
 
     #: extractors tried in order until one finds main text: trafilatura, trafilatura_recall, resiliparse
@@ -198,7 +198,7 @@ class RuleSettings(_Model):
 
 
 def _check_rules(rules: dict[str, RuleSettings], where: str) -> dict[str, RuleSettings]:
-    from dataset_platform.core.quality.rules import FAMILIES, RULES
+    from dataset_platform.contracts.rules import FAMILIES, RULES
 
     for key, rs in rules.items():
         if key in FAMILIES:
@@ -220,7 +220,7 @@ def _check_rules(rules: dict[str, RuleSettings], where: str) -> dict[str, RuleSe
 
 
 class CleanSettings(_Model):
-    """Normalisation and the quality rules (see core/quality/rules.py for every rule and default).
+    """Normalisation and the quality rules (see contracts/rules.py for every rule and default).
 
     ``rules`` and ``languages_overrides.<lang>`` map a rule name (``gopher_quality.word_count``) or
     a family (``c4``) to :class:`RuleSettings`. Precedence: built-in default < ``rules`` < built-in
@@ -253,7 +253,7 @@ class CleanSettings(_Model):
 
 
 class DedupSettings(_Model):
-    """Near-duplicate detection (core/dedup.py, core/minhash.py); exact duplicates are always removed first."""
+    """Near-duplicate detection (stages/dedup/stage.py, stages/dedup/minhash.py); exact duplicates are always removed first."""
 
     #: find near-duplicates with MinHash-LSH (off: exact only)
     near: bool = True

@@ -18,21 +18,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dataset_platform.config import CrawlSource, DumpSource, PlatformConfig, Source
-from dataset_platform.core.clean import run_clean
-from dataset_platform.core.dedup import dedup_into_parts
-from dataset_platform.core.extract import options_from, run_extract
-from dataset_platform.core.label import run_label
-from dataset_platform.core.minhash_index import MinHashIndex
-from dataset_platform.core.parted_layer import PartedLayer
-from dataset_platform.core.release import (
+from dataset_platform.stages.clean.stage import run_clean
+from dataset_platform.stages.dedup.stage import dedup_into_parts
+from dataset_platform.stages.extract import options_from, run_extract
+from dataset_platform.stages.label.stage import run_label
+from dataset_platform.stages.dedup.index import MinHashIndex
+from dataset_platform.storage.parted import PartedLayer
+from dataset_platform.release.publish import (
     ReleaseInfo,
     latest_release,
     publish_release,
     release_view_sql,
 )
-from dataset_platform.core.stage import StageResult, write_outputs
-from dataset_platform.raw.load import Batch
-from dataset_platform.schema import LABELLED_LAYERS
+from dataset_platform.stages.base import StageResult, write_outputs
+from dataset_platform.ingest.load import Batch
+from dataset_platform.contracts.schema import LABELLED_LAYERS
 from dataset_platform.storage import (
     PARTITIONED_LAYERS,
     Workdir,
@@ -151,8 +151,8 @@ def crawl_source(source: CrawlSource, wd: Workdir, log: Log = _noop) -> tuple[Ba
     """
     import shutil
 
-    from dataset_platform.raw.crawl import CrawlSpec, run_crawl
-    from dataset_platform.raw.load import known_pages
+    from dataset_platform.ingest.crawl import CrawlSpec, run_crawl
+    from dataset_platform.ingest.load import known_pages
 
     state = wd.crawl_state(source.name)
     crawl_id = None
@@ -231,7 +231,7 @@ def source_files(source: Source, wd: Workdir) -> list[tuple[Path, str]]:
     if inbox.is_dir():
         dropped = sorted(p for p in inbox.iterdir() if p.is_file() and not p.name.startswith("."))
         if dropped:
-            from dataset_platform.raw.ingest import kind_for_path
+            from dataset_platform.ingest.files import kind_for_path
 
             files += [(f, kind_for_path(f)) for f in dropped]
     return files
@@ -246,7 +246,7 @@ def ingest_source_files(source: Source, wd: Workdir, log: Log = _noop) -> list[s
     files = source_files(source, wd)
     if not files:
         return landed
-    from dataset_platform.raw.ingest import batch_id_for, ingest_file
+    from dataset_platform.ingest.files import batch_id_for, ingest_file
 
     fields = dict(source.fields) if isinstance(source, DumpSource) else {}
     for path, kind in files:
@@ -290,7 +290,7 @@ def materialise_raw(
     """Refresh the raw partitions of ``sources`` (default: all): crawl (crawl sources, unless
     ``crawl=False``), land new files (configured paths and the inbox), then load every pending
     batch into crawl_log and the source's raw_pages partition. Other sources are untouched."""
-    from dataset_platform.raw.load import ingest_pending
+    from dataset_platform.ingest.load import ingest_pending
 
     t0 = time.monotonic()
     wd.ensure()
@@ -385,7 +385,7 @@ def _run_stage(cfg: PlatformConfig, wd: Workdir, layer: str, log: Log) -> LayerR
         res, counters, after_write = _label(cfg, wd, con, src, log)
         more_layers = ("human_annotations",)
     elif stage == "decontaminate":
-        from dataset_platform.core.decontam import run_decontaminate
+        from dataset_platform.stages.decontaminate import run_decontaminate
 
         res = run_decontaminate(con, src, cfg.pipeline.decontamination, batch_size=bs, log=log)
         kept_sql = "SELECT * FROM kept"  # a view over the input, in its (id) order
@@ -426,8 +426,8 @@ def annotation_files(wd: Workdir) -> list[Path]:
 def _label(cfg: PlatformConfig, wd: Workdir, con, src: str, log: Log):
     """The label stage: gold labels, imported human labels (all Label Studio exports), the rules
     and classifiers, then the review export for the next annotation round."""
-    from dataset_platform.core import annotation as ann
-    from dataset_platform.core.label import read_gold
+    from dataset_platform.stages.label import annotation as ann
+    from dataset_platform.stages.label.stage import read_gold
 
     settings = cfg.pipeline.labels
     gold = read_gold(Path(settings.gold), settings.sets) if settings.gold else None
@@ -466,7 +466,7 @@ def _label(cfg: PlatformConfig, wd: Workdir, con, src: str, log: Log):
 
 
 def minhash_index_path(wd: Workdir) -> Path:
-    """The dedup stage's MinHash index (core/minhash_index.py), beside its layer."""
+    """The dedup stage's MinHash index (stages/dedup/index.py), beside its layer."""
     return wd.layer("deduplicated_documents").parent / "minhash_index"
 
 
@@ -557,7 +557,7 @@ def materialise_release(cfg: PlatformConfig, wd: Workdir, log: Log = _noop, *, l
     prev = split_assignments_path(wd)
     augment = None
     if cfg.pipeline.augmentation.enabled:
-        from dataset_platform.core.augment import augment_train
+        from dataset_platform.release.augment import augment_train
 
         aug = cfg.pipeline.augmentation
         augment = lambda c: augment_train(c, aug)

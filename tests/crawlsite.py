@@ -21,8 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Union
 
-from crawlers.items import LANDED_FIELDS
-from dataset_platform.raw.crawl import CrawlSpec
+from dataset_platform.contracts.records import LANDED_FIELDS
+from dataset_platform.ingest.crawl import CrawlSpec
 
 HTML = "text/html; charset=utf-8"
 

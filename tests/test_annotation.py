@@ -1,4 +1,4 @@
-"""The human-annotation round trip (core/annotation.py): kappa against hand computations,
+"""The human-annotation round trip (stages/label/annotation.py): kappa against hand computations,
 majority resolution, review selection, the task export, reading Label Studio exports (a stored
 real export and synthetic edge cases), and the whole round trip through a real Label Studio
 server (tests/labelstudio.py). Every document text here is written for these tests."""
@@ -21,7 +21,7 @@ from labelstudio import label_studio  # noqa: F401  (the server fixture)
 from sklearn.metrics import cohen_kappa_score
 
 from dataset_platform.config import LabelSet, ReviewSettings
-from dataset_platform.core.annotation import (
+from dataset_platform.stages.label.annotation import (
     agreement,
     cohen_kappa,
     export_tasks,
@@ -33,7 +33,7 @@ from dataset_platform.core.annotation import (
     select_for_review,
     write_export,
 )
-from dataset_platform.schema import LAYERS
+from dataset_platform.contracts.schema import LAYERS
 
 DATA = Path(__file__).parent / "data"
 FIXTURE = DATA / "labelstudio_export.json"

@@ -10,11 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from dataset_platform.config import CleanSettings, DatasetSettings, ReleaseSettings, SplitSettings
-from dataset_platform.core.clean import normalise_text, run_clean
-from dataset_platform.core.dedup import run_dedup
-from dataset_platform.core.extract import detect_language, extract_html, run_extract
-from dataset_platform.core.release import latest_release, publish_release
-from dataset_platform.core.split import assign_splits
+from dataset_platform.stages.clean.stage import normalise_text, run_clean
+from dataset_platform.stages.dedup.stage import run_dedup
+from dataset_platform.stages.extract import detect_language, extract_html, run_extract
+from dataset_platform.release.publish import latest_release, publish_release
+from dataset_platform.release.split import assign_splits
 from dataset_platform.storage import memory_connection
 
 EN_PARAS = [
@@ -163,7 +163,7 @@ def test_failed_release_leaves_previous_intact(tmp_path, monkeypatch):
     before = {p: p.read_bytes() for p in first.path.rglob("*") if p.is_file()}
     _labelled(con, n=60)
 
-    import dataset_platform.core.release as rel
+    import dataset_platform.release.publish as rel
 
     def boom(*a, **k):
         raise OSError("disk full (simulated)")
@@ -196,7 +196,7 @@ def test_release_shards_are_bounded_and_load_with_datasets_and_duckdb(tmp_path):
     assert {k: v.num_rows for k, v in ds.items()} == info.rows
     assert ds["train"].column_names == ["id", "source", "url", "title", "text", "lang", "topic", "topic_source",
                                         "topic_confidence", "augmented_from"]
-    from dataset_platform.core.release import release_view_sql
+    from dataset_platform.release.publish import release_view_sql
 
     got = duckdb.sql(f"SELECT split, count(*) FROM {release_view_sql(info.path)} GROUP BY 1").fetchall()
     assert dict(got) == info.rows
@@ -226,7 +226,7 @@ def test_release_diff_and_stable_splits_against_the_previous_release(tmp_path):
 
 def test_augmented_copies_stay_in_train_with_provenance(tmp_path):
     from dataset_platform.config import AugmentSettings
-    from dataset_platform.core.augment import augment_train
+    from dataset_platform.release.augment import augment_train
 
     con = memory_connection()
     _labelled(con, n=100)
@@ -234,7 +234,7 @@ def test_augmented_copies_stay_in_train_with_provenance(tmp_path):
     aug = AugmentSettings(enabled=True, copies=2, seed=3)
     info = publish_release(con, "lab", tmp_path, DatasetSettings(name="t"), SplitSettings(), config_fingerprint="f",
                            label_sets=["topic"], augment=lambda c: augment_train(c, aug))
-    from dataset_platform.core.release import release_view_sql
+    from dataset_platform.release.publish import release_view_sql
 
     rows = duckdb.sql(f"SELECT id, split, augmented_from, text FROM {release_view_sql(info.path)}").fetchall()
     originals = {r[0]: r for r in rows if r[2] is None}

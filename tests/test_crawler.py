@@ -30,9 +30,9 @@ from typing import Any
 import brotli
 import pytest
 
-from crawlers.items import LANDED_FIELDS, OUTCOMES
+from dataset_platform.contracts.records import LANDED_FIELDS, OUTCOMES
 from crawlsite import ISO_UTC, Page, Site, by_url, html, path_of, records, send, spec
-from dataset_platform.raw.crawl import CrawlError, CrawlSpec, CrawlSummary, partial_path_for, run_crawl, spec_path_for
+from dataset_platform.ingest.crawl import CrawlError, CrawlSpec, CrawlSummary, partial_path_for, run_crawl, spec_path_for
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_BYTES = 20_000

@@ -30,7 +30,7 @@ import pytest
 
 from crawlers.run import JOBDIR_ENTRIES, STOP_MARKER
 from crawlsite import Page, Site, by_url, html, path_of, records, send, spec
-from dataset_platform.raw.crawl import CrawlError, partial_path_for, run_crawl, spec_path_for
+from dataset_platform.ingest.crawl import CrawlError, partial_path_for, run_crawl, spec_path_for
 
 REPO = Path(__file__).resolve().parents[1]
 

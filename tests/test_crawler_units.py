@@ -33,9 +33,9 @@ from twisted.internet.error import DNSLookupError
 from twisted.python.failure import Failure
 
 from crawlers import guard
-from crawlers.charset import decode_html, declared_encodings
+from dataset_platform.text.charset import decode_html, declared_encodings
 from crawlers.guard import AddressPolicy, BlockedAddress, GuardedResolver, classify_address, classify_hostname
-from crawlers.items import FAILED_PREFIX, LANDED_FIELDS
+from dataset_platform.contracts.records import FAILED_PREFIX, LANDED_FIELDS
 from crawlers.middlewares import (
     RETRY_DELAY_META,
     AddressGuardMiddleware,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import duckdb
 
-from dataset_platform.quality.data_docs import build_data_docs
-from dataset_platform.quality.gx_suites import validate_relation
+from dataset_platform.checks.data_docs import build_data_docs
+from dataset_platform.checks.gx_suites import validate_relation
 
 
 def test_a_validation_renders_as_data_docs(tmp_path: Path):

@@ -12,7 +12,7 @@ import pytest
 from conftest import shared_corpus
 
 from dataset_platform.config import BenchmarkSet, DecontaminationSettings
-from dataset_platform.core.decontam import (
+from dataset_platform.stages.decontaminate import (
     MIN_WHOLE_FIELD_TOKENS,
     STAGE,
     BenchmarkError,
@@ -276,7 +276,7 @@ def test_normalisation():
 
 
 def test_lookup_agrees_with_isin():
-    from dataset_platform.core.decontam import BenchmarkIndex
+    from dataset_platform.stages.decontaminate import BenchmarkIndex
 
     rng = np.random.default_rng(7)
     h = np.unique(rng.integers(0, np.iinfo(np.uint64).max, 50_000, dtype=np.uint64, endpoint=True))

@@ -12,9 +12,9 @@ import pyarrow as pa
 import pytest
 
 from dataset_platform.config import DedupSettings
-from dataset_platform.core.dedup import run_dedup
-from dataset_platform.core.minhash_index import MinHashIndex
-from dataset_platform.core.minhash import (
+from dataset_platform.stages.dedup.stage import run_dedup
+from dataset_platform.stages.dedup.index import MinHashIndex
+from dataset_platform.stages.dedup.minhash import (
     MinHashParams,
     batch_signatures,
     estimated_jaccard,
@@ -203,7 +203,7 @@ def test_compiled_kernel_computes_the_numpy_signatures_bit_for_bit():
     Arrow + numpy path it replaces for space-separated scripts; CJK rows go through numpy."""
     import xxhash
 
-    from dataset_platform.core.minhash_kernel import xxh64
+    from dataset_platform.stages.dedup.kernel import xxh64
 
     for raw in (b"", b"a", b"abcd", b"abcdefg", b"abcdefgh", b"river bridge market", b"x" * 31, b"y" * 32,
                 b"z" * 33, b"w" * 100, "naïve straße 中文".encode() * 5):
@@ -349,7 +349,7 @@ def test_signing_on_a_process_pool_gives_the_same_result(crafted, monkeypatch):
     assert dict(con.sql("SELECT doc_id, keeper_id FROM clusters").fetchall()) == planted
     assert 1 < sum(m.startswith("dedup: signatures for") for m in logs) <= 8  # several batches, on threads
     # these few documents take the numpy path in this process; through the compiled kernel, the same
-    from dataset_platform.core import dedup as dedup_module
+    from dataset_platform.stages.dedup import stage as dedup_module
 
     monkeypatch.setattr(dedup_module, "KERNEL_MIN_DOCS", 0)
     run_dedup(con, "a", batch_size=8, workers=2)

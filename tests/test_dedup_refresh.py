@@ -1,4 +1,4 @@
-"""A dedup refresh by difference (core/dedup_refresh.py) gives what the full pass gives over the
+"""A dedup refresh by difference (stages/dedup/refresh.py) gives what the full pass gives over the
 same input and the same history, step after step: random refreshes that add near and exact
 duplicates, documents sharing a URL, change texts and quality, and remove documents, run twice
 from the same start: once as the stage runs them (by difference), once forced through the full
@@ -13,9 +13,9 @@ import shutil
 import pyarrow as pa
 import pytest
 
-from dataset_platform.core import dedup_refresh
-from dataset_platform.core.dedup import run_dedup
-from dataset_platform.core.minhash_index import MinHashIndex
+from dataset_platform.stages.dedup import refresh as dedup_refresh
+from dataset_platform.stages.dedup.stage import run_dedup
+from dataset_platform.stages.dedup.index import MinHashIndex
 from dataset_platform.storage import memory_connection
 from test_dedup import edit_words, en_doc, zh_doc
 

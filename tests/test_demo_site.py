@@ -332,7 +332,7 @@ def test_near_duplicates_differ_by_one_sentence(site, manifest):
 
 
 def test_pii_pages_contain_the_planted_patterns_and_others_none(site, manifest):
-    from dataset_platform.core.pii import find_pii
+    from dataset_platform.stages.clean.pii import find_pii
 
     seen: set[str] = set()
     for p in by_kind(manifest, "pii"):
@@ -544,7 +544,7 @@ def test_cli_generates_and_serves_until_interrupted(tmp_path):
 
 
 def test_extractor_keeps_article_text_and_strips_boilerplate(site, manifest):
-    from dataset_platform.core.extract import extract_html
+    from dataset_platform.stages.extract import extract_html
 
     def extracted(path: str):
         return extract_html((site / path.lstrip("/")).read_text(encoding="utf-8"), "http://demo.test" + path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import duckdb
 
-from dataset_platform.quality.diversity import assess, measure
+from dataset_platform.checks.diversity import assess, measure
 
 
 def _table(con):

@@ -8,7 +8,7 @@ import pytest
 from dataset_platform.config import demo_config_path
 from dataset_platform.defs.quality import checks
 from dataset_platform.defs.resources import PlatformResource
-from dataset_platform.quality.drift import drop_rate_change
+from dataset_platform.checks.drift import drop_rate_change
 
 
 def test_the_rule():

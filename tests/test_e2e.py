@@ -116,7 +116,7 @@ def test_demo_site_features_flow_through(demo_run):
     assert private and [outcome.get(p) for p in private] == ["robots_disallowed"] * len(private)
     assert q(wd, "SELECT count(*) FROM crawl_log WHERE outcome = 'fetched'")[0][0] == len(urls)
     assert ("dedup", "exact_duplicate") in reasons  # /mirror/ pages
-    # short pages and spam (rule names of core/quality/rules.py)
+    # short pages and spam (rule names of contracts/rules.py)
     assert {("clean", "gopher_quality.word_count"), ("clean", "gopher_repetition.top_2gram_char_frac")} <= reasons
     # the mirror copies were dropped in favour of the originals
     mirrors = {u for (u,) in q(wd, "SELECT url FROM rejected_documents WHERE rule = 'exact_duplicate'")}
@@ -154,7 +154,7 @@ def test_topic_labels_agree_with_the_demo_topics(demo_run):
 
 def test_no_structured_pii_in_the_release(demo_run):
     wd, _, _ = demo_run
-    from dataset_platform.core.pii import count_pii
+    from dataset_platform.stages.clean.pii import count_pii
 
     texts = [t for (t,) in q(wd, "SELECT text FROM dataset_release")]
     assert texts and count_pii(texts) == 0
@@ -167,7 +167,7 @@ def test_release_files_readable_and_manifest_true(demo_run):
     cfg = load_config(demo_config_path())
     release = pipeline.current_release(cfg, wd)
     manifest = json.loads((release / "manifest.json").read_text())
-    from dataset_platform.core.release import sha256_file
+    from dataset_platform.release.publish import sha256_file
 
     total = 0
     for rel, meta in manifest["files"].items():

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from dataset_platform.config import ConfigError, ExtractSettings, parse_config
-from dataset_platform.core.extract import (
+from dataset_platform.stages.extract import (
     DEFAULT_CHAIN,
     Extracted,
     Options,
@@ -70,7 +70,7 @@ def test_gbk_page_given_as_bytes_is_decoded():
 
 def test_gbk_bytes_labelled_utf8_by_the_server_still_decode():
     html = article_page("社区食堂开业", ZH_PARAS, lang="zh", charset="gbk").encode("gbk")
-    from dataset_platform.core.extract import decode
+    from dataset_platform.stages.extract import decode
 
     assert ZH_PARAS[1] in decode(html, "text/html; charset=utf-8")
 

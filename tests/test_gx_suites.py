@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from dataset_platform.quality.gx_suites import (
+from dataset_platform.checks.gx_suites import (
     BATCH_TYPES,
     NATIVE_TYPES,
     OWN_TYPES,
@@ -18,8 +18,8 @@ from dataset_platform.quality.gx_suites import (
     referenced_columns,
     validate_relation,
 )
-from dataset_platform.quality.gx_suites import validate_parquet as _validate_parquet
-from dataset_platform.schema import LAYERS, LABELLED_LAYERS, columns as _columns, select_list as _select_list
+from dataset_platform.checks.gx_suites import validate_parquet as _validate_parquet
+from dataset_platform.contracts.schema import LAYERS, LABELLED_LAYERS, columns as _columns, select_list as _select_list
 
 #: the label sets the labelled layers are tested with (their columns are configuration-dependent)
 LABEL_SETS = {"topic": ["nature", "other"]}
@@ -449,7 +449,7 @@ def test_distribution_and_diversity_expectations_run_over_the_whole_table(tmp_pa
 @pytest.mark.parametrize("layer", list(LAYERS))
 def test_every_suite_renders_as_gx_data_docs(tmp_path, layer):
     """GX's renderer validates each expectation's kwargs: every suite of ours must render."""
-    from dataset_platform.quality.data_docs import build_data_docs
+    from dataset_platform.checks.data_docs import build_data_docs
 
     result = validate_parquet(write_layer(tmp_path / "t.parquet", layer, 25), suite(layer), batch_rows=10)
     page = build_data_docs(result, tmp_path / "docs", "run")

@@ -1,4 +1,4 @@
-"""Ingesting files (dataset_platform/raw/ingest.py): real WARC files from the shared corpus, JSONL and
+"""Ingesting files (dataset_platform/ingest/files.py): real WARC files from the shared corpus, JSONL and
 Parquet files written here, and the CLI, as a user runs it.
 
 Expectations for the corpus WARC files are read at test time from the corpus's own
@@ -25,15 +25,15 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import SHARED_CORPUS, shared_corpus
 
-from crawlers.items import LANDED_FIELDS
-from dataset_platform.raw.ingest import (
+from dataset_platform.contracts.records import LANDED_FIELDS
+from dataset_platform.ingest.files import (
     DEFAULT_FETCHED_AT,
     batch_id_for,
     ingest_file,
     kind_for_path,
     quarantine_path_for,
 )
-from dataset_platform.raw.load import Batch, ingest_pending, is_crawl_batch, load_batch
+from dataset_platform.ingest.load import Batch, ingest_pending, is_crawl_batch, load_batch
 from dataset_platform.storage import Workdir, memory_connection, read_layer
 
 REPO = Path(__file__).resolve().parents[1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dataset_platform.core.jsonl import json_objects
+from dataset_platform.text.jsonl import json_objects
 
 
 class Bad(ValueError):

@@ -1,4 +1,4 @@
-"""The labelling stage (core/label.py) on crafted documents, with real DuckDB and scikit-learn.
+"""The labelling stage (stages/label/stage.py) on crafted documents, with real DuckDB and scikit-learn.
 
 The gold set below is written for these tests: short English and Chinese documents on three
 topics (sport, cooking, weather), one label set covering both languages.
@@ -11,9 +11,9 @@ import json
 import pyarrow as pa
 import pytest
 
-from dataset_platform import schema
+from dataset_platform.contracts import schema
 from dataset_platform.config import LabelRule, LabelSet, LabelSettings
-from dataset_platform.core.label import (
+from dataset_platform.stages.label.stage import (
     DETAIL_COLUMNS,
     GoldError,
     read_gold,

@@ -1,4 +1,4 @@
-"""The deduplicated layer stored in parts (core/parted_layer.py): a refresh writes a part with
+"""The deduplicated layer stored in parts (storage/parted.py): a refresh writes a part with
 only its new rows, rewrites only the parts that lost a row, always holds what a full run over the
 same input holds, and survives a run that fails at any step of its write."""
 
@@ -11,10 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dataset_platform.core import parted_layer
-from dataset_platform.core.dedup import dedup_into_parts
-from dataset_platform.core.minhash_index import MinHashIndex
-from dataset_platform.core.parted_layer import PartedLayer
+from dataset_platform.storage import parted as parted_layer
+from dataset_platform.stages.dedup.stage import dedup_into_parts
+from dataset_platform.stages.dedup.index import MinHashIndex
+from dataset_platform.storage.parted import PartedLayer
 from dataset_platform.storage import memory_connection, sql_str
 
 LAYER = "deduplicated_documents"

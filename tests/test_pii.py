@@ -13,7 +13,7 @@ from itertools import pairwise
 import pyarrow as pa
 import pytest
 
-from dataset_platform.core.pii import (
+from dataset_platform.stages.clean.pii import (
     PII_TYPES,
     PLACEHOLDERS,
     PiiSpan,

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 from conftest import shared_corpus
 
-from dataset_platform.core.pii import PII_TYPES, find_pii, find_pii_batch, redact
+from dataset_platform.stages.clean.pii import PII_TYPES, find_pii, find_pii_batch, redact
 
 # corpus types -> ours; every other corpus type (names, addresses, QQ, SSN, ...) is out of scope
 TYPE_MAP = {"EMAIL_ADDRESS": "email", "email": "email", "PHONE_NUMBER": "phone", "mobile": "phone",

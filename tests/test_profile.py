@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from dataset_platform.core.profile import TOP, bar, profile
+from dataset_platform.checks.profile import TOP, bar, profile
 
 
 def test_histogram_quantiles_and_shares():

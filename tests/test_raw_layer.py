@@ -1,6 +1,6 @@
 """The raw layer's loader: crawl_log per batch, per-source partitions, snapshot vs accumulate, idempotence.
 
-Batches are written here in the landed format (crawlers/items.py) so every merge rule can be
+Batches are written here in the landed format (dataset_platform/contracts/records.py) so every merge rule can be
 exercised exactly; the crawler and the ingester have their own tests that produce such batches.
 """
 
@@ -15,8 +15,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from crawlers.items import LANDED_FIELDS
-from dataset_platform.raw.load import Batch, ingest_pending, is_crawl_batch, known_pages, pending_batches
+from dataset_platform.contracts.records import LANDED_FIELDS
+from dataset_platform.ingest.load import Batch, ingest_pending, is_crawl_batch, known_pages, pending_batches
 from dataset_platform.storage import Workdir, memory_connection, read_layer
 
 

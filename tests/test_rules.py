@@ -9,9 +9,9 @@ import pyarrow as pa
 import pytest
 
 from dataset_platform.config import CleanSettings, ConfigError, parse_config
-from dataset_platform.core.clean import run_clean
-from dataset_platform.core.quality import RULES, resolve, score_batch
-from dataset_platform.core.quality.rules import FAMILIES
+from dataset_platform.stages.clean.stage import run_clean
+from dataset_platform.stages.clean.score import RULES, resolve, score_batch
+from dataset_platform.contracts.rules import FAMILIES
 from dataset_platform.storage import memory_connection
 
 from conftest import shared_corpus
@@ -426,7 +426,7 @@ def test_real_chinese_pages_are_mostly_kept_with_zh_settings():
 
 def test_normalise_array_equals_normalise_text():
     """The set-based normaliser (RE2 + ftfy only where it can act) gives what the per-text one does."""
-    from dataset_platform.core.quality.text import _badness_re2, normalise_array, normalise_text
+    from dataset_platform.stages.clean.text import _badness_re2, normalise_array, normalise_text
 
     assert _badness_re2() is not None  # ftfy's mojibake test converted to RE2 and checked against ftfy
     texts = [article(6), zh_article(4), "cafÃ© au lait â€” naÃ¯ve", "Tom &amp; Jerry\x85next", "a\x07b\u200b c",
@@ -444,7 +444,7 @@ def test_punctuation_sets_match_datatrove():
     text_mod = pytest.importorskip("datatrove.utils.text", reason="datatrove is a bench-only dependency (pip install .[bench])")
     import sys
 
-    measure_mod = sys.modules["dataset_platform.core.quality.measure"]
+    measure_mod = sys.modules["dataset_platform.stages.clean.measure"]
     assert measure_mod.TERMINAL_PUNCTUATION == frozenset(text_mod.TERMINAL_PUNCTUATION)
     assert measure_mod.PUNCT_SET == frozenset(text_mod.PUNCTUATION_SET)
     assert "。" in measure_mod.TERMINAL_PUNCTUATION and "！" in measure_mod.TERMINAL_PUNCTUATION

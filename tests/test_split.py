@@ -11,8 +11,8 @@ import pyarrow as pa
 import pytest
 
 from dataset_platform.config import SplitSettings
-from dataset_platform.core.split import assign_splits
-from dataset_platform.schema import SPLITS
+from dataset_platform.release.split import assign_splits
+from dataset_platform.contracts.schema import SPLITS
 from dataset_platform.storage import memory_connection
 
 TOPICS = ["news", "science", "sports", "arts", "law"]

@@ -41,8 +41,8 @@ from scrapy.utils.sitemap import Sitemap
 from twisted.python.failure import Failure
 from w3lib.html import strip_html5_whitespace
 
-from crawlers.charset import decode_html
-from crawlers.items import LANDED_FIELDS, PageItem
+from dataset_platform.text.charset import decode_html
+from dataset_platform.contracts.records import LANDED_FIELDS, PageItem
 from crawlers.outcomes import exception_of, failed, failure_outcome
 from crawlers.urls import HTTP_SCHEMES, canonicalize, host_of, url_scheme, url_shape
 

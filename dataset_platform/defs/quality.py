@@ -43,7 +43,7 @@ def _gx_check(layer: str) -> dg.AssetChecksDefinition:
                     "(critical expectations ERROR and block downstream; warnings WARN).",
     )
     def _check(context: dg.AssetCheckExecutionContext, platform: PlatformResource) -> dg.AssetCheckResult:
-        from dataset_platform.quality.gx_suites import (
+        from dataset_platform.checks.gx_suites import (
             validate_parquet,
             validate_relation,
         )
@@ -56,7 +56,7 @@ def _gx_check(layer: str) -> dg.AssetChecksDefinition:
             if release is None:
                 return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR,
                                            metadata={"error": "no release has been published"})
-            from dataset_platform.core.release import release_view_sql
+            from dataset_platform.release.publish import release_view_sql
 
             con = memory_connection()
             try:
@@ -77,7 +77,7 @@ def _gx_check(layer: str) -> dg.AssetChecksDefinition:
         context.log.info(f"{layer}: {len(outcome.outcomes)} expectations, {len(failed)} failed over {outcome.row_count} rows")
         docs: dict = {}
         try:  # the report is a convenience: a rendering problem must not change the check's verdict
-            from dataset_platform.quality.data_docs import build_data_docs
+            from dataset_platform.checks.data_docs import build_data_docs
 
             page = build_data_docs(outcome, wd.data_docs, context.run.run_id)
             docs = {"data_docs": dg.MetadataValue.path(str(page)),
@@ -129,7 +129,7 @@ def _drop_rate_check(stage: str, layer: str) -> dg.AssetChecksDefinition:
                     "(pipeline.max_drop_rate_change share points; WARN only).",
     )
     def _check(context: dg.AssetCheckExecutionContext, platform: PlatformResource) -> dg.AssetCheckResult:
-        from dataset_platform.quality.drift import drop_rate_change
+        from dataset_platform.checks.drift import drop_rate_change
 
         records = context.instance.fetch_materializations(dg.AssetKey(layer), limit=2).records
 
@@ -164,7 +164,7 @@ def _drop_rate_check(stage: str, layer: str) -> dg.AssetChecksDefinition:
     description="Every crawled page is in the release or in rejected_documents, exactly once.",
 )
 def reconciles_with_crawl(platform: PlatformResource) -> dg.AssetCheckResult:
-    from dataset_platform.core.release import release_view_sql
+    from dataset_platform.release.publish import release_view_sql
 
     wd = platform.wd
     release = pipeline.current_release(platform.config, wd)
@@ -231,12 +231,12 @@ def raw_reconciles_with_crawl_log(platform: PlatformResource) -> dg.AssetCheckRe
     name="no_structured_pii",
     blocking=True,
     description="No structured PII (e-mail, phone, IP, payment card, IBAN, Chinese resident ID; "
-                "core/pii.py) is left in the cleaned text or title; streamed in bounded Arrow batches.",
+                "stages/clean/pii.py) is left in the cleaned text or title; streamed in bounded Arrow batches.",
 )
 def no_structured_pii(platform: PlatformResource) -> dg.AssetCheckResult:
     import pyarrow.parquet as pq
 
-    from dataset_platform.core.pii import PII_TYPES, find_pii_batch
+    from dataset_platform.stages.clean.pii import PII_TYPES, find_pii_batch
 
     path = platform.wd.layer("cleaned_documents")
     if not path.exists():
@@ -304,7 +304,7 @@ def _release_or_none(platform: PlatformResource):
                 "copy is outside train.",
 )
 def no_split_leakage(platform: PlatformResource) -> dg.AssetCheckResult:
-    from dataset_platform.core.release import release_view_sql
+    from dataset_platform.release.publish import release_view_sql
 
     wd = platform.wd
     release = _release_or_none(platform)
@@ -343,7 +343,7 @@ def no_split_leakage(platform: PlatformResource) -> dg.AssetCheckResult:
                 "of the whole release's (WARN otherwise).",
 )
 def split_balance(platform: PlatformResource) -> dg.AssetCheckResult:
-    from dataset_platform.core.release import release_view_sql
+    from dataset_platform.release.publish import release_view_sql
 
     settings = platform.config.pipeline.splits
     release = _release_or_none(platform)
@@ -387,9 +387,9 @@ def split_balance(platform: PlatformResource) -> dg.AssetCheckResult:
                 "per label set, and no label value holds more than max_label_share of it (WARN otherwise).",
 )
 def diversity_and_balance(platform: PlatformResource) -> dg.AssetCheckResult:
-    from dataset_platform.core.release import release_view_sql
+    from dataset_platform.release.publish import release_view_sql
     from dataset_platform.defs.metadata import md_table
-    from dataset_platform.quality.diversity import assess, measure
+    from dataset_platform.checks.diversity import assess, measure
 
     release = _release_or_none(platform)
     if release is None:

@@ -7,7 +7,7 @@ import dagster as dg
 
 from dataset_platform import pipeline
 from dataset_platform.config import PlatformConfig
-from dataset_platform.core.release import release_view_sql
+from dataset_platform.release.publish import release_view_sql
 from dataset_platform.defs.metadata import column_schema, md_table, profile_metadata
 from dataset_platform.defs.policies import refresh_after_upstream, release_freshness
 from dataset_platform.defs.resources import PlatformResource

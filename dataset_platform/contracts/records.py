@@ -2,7 +2,7 @@
 
 Every batch of the raw layer - a Scrapy crawl, an ingested WARC, JSONL or Parquet file - is a
 gzip JSONL file of these records, ONE PER URL (or dump record) THE SOURCE CONSIDERED, whatever
-happened to it. ``dataset_platform.raw.load`` turns batches into two tables:
+happened to it. ``dataset_platform.ingest.load`` turns batches into two tables:
 
 * ``crawl_log``: every record (without the body) - the outcome of every URL;
 * ``raw_pages``: the records whose outcome is ``fetched`` (the body is stored), plus, for a

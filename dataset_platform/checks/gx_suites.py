@@ -30,7 +30,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from dataset_platform.schema import label_columns
+from dataset_platform.contracts.schema import label_columns
 
 SEVERITIES = ("critical", "warning", "info")
 SAMPLE_SIZE = 10

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from dataset_platform.core.dedup import (
+from dataset_platform.stages.dedup.stage import (
     BUCKET_PAIRS_SQL,
     EXACT_SQL,
     FEW,
@@ -96,7 +96,7 @@ class _Difference:
             SELECT r.id, NULL, NULL, NULL, NULL, TRUE FROM _removed r ANTI JOIN _live l ON l.id = r.id
             """
         )
-        # kept by the last run, dropped by this one (see core/dedup.py)
+        # kept by the last run, dropped by this one (see stages/dedup/stage.py)
         con.sql("CREATE OR REPLACE TABLE _index_flipped_out AS SELECT p.id FROM _index_docs p "
                 "SEMI JOIN (SELECT id FROM _R UNION SELECT id FROM _RN UNION SELECT id FROM _gone) x ON x.id = p.id "
                 "WHERE p.kept AND (p.id IN (SELECT doc_id FROM _exact) OR p.id IN (SELECT doc_id FROM _near) "

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from dataset_platform.config import SplitSettings
-from dataset_platform.schema import SPLITS
+from dataset_platform.contracts.schema import SPLITS
 from dataset_platform.storage import sql_str
 
 # 60 bits of md5 as an integer, scaled to [0, 1)

@@ -41,10 +41,10 @@ from pathlib import Path
 
 import duckdb
 
-from dataset_platform.core.minhash import MinHashParams, kernel_loaded, sig_matrix, sign_batch
-from dataset_platform.core.minhash_index import MinHashIndex
-from dataset_platform.core.parted_layer import PartedLayer
-from dataset_platform.core.stage import StageResult, available_cpus, finish_stage
+from dataset_platform.stages.dedup.minhash import MinHashParams, kernel_loaded, sig_matrix, sign_batch
+from dataset_platform.stages.dedup.index import MinHashIndex
+from dataset_platform.storage.parted import PartedLayer
+from dataset_platform.stages.base import StageResult, available_cpus, finish_stage
 from dataset_platform.storage import write_parquet
 
 STAGE = "dedup"
@@ -148,14 +148,14 @@ def run_dedup(
     # that a refresh reads no text it has seen before; else computed here
     raw = "s.text_hash::UBIGINT" if "text_hash" in cols else "hash(s.text)"
     # a fingerprint of everything a kept row carries: the layer keeps stored rows whose
-    # fingerprint is unchanged (core/parted_layer.py)
+    # fingerprint is unchanged (storage/parted.py)
     carried = ", ".join(f's."{c}"' for c in sorted(cols - {"text", "text_hash"}))
     if workers is None:
         workers = getattr(settings, "workers", None) or available_cpus()
     q = _Query(src, cols, quality, fetched, raw, carried, norm)
     n = None
     if index is not None and near_on and index.reuse_edges:  # a refresh: by difference when little changed
-        from dataset_platform.core.dedup_refresh import refresh_by_difference
+        from dataset_platform.stages.dedup.refresh import refresh_by_difference
 
         n = refresh_by_difference(con, q, params, threshold, batch_size, log, index, workers)
     positional = n is None

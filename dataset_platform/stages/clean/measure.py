@@ -25,8 +25,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dataset_platform.core.quality.rules import RULES, STOP_WORDS_EN
-from dataset_platform.core.quality.text import tokenizer
+from dataset_platform.contracts.rules import RULES, STOP_WORDS_EN
+from dataset_platform.stages.clean.text import tokenizer
 
 # datatrove.utils.text.PUNCTUATION_SET: a word made only of these is a "symbol word"
 _PUNCT = "!/—”:％１〈&(、━\\【#%「」，】；+^]~“《„';’{|∶´[=-`*．（–？！：$～«〉,><》)?）。…@_.\"}►»" + "".join(

@@ -1,6 +1,6 @@
 """Landing files: a WARC, JSON Lines or Parquet file becomes one raw batch.
 
-A batch is a gzip JSON Lines file of landed records (``crawlers/items.py``), one per URL (WARC
+A batch is a gzip JSON Lines file of landed records (``dataset_platform/contracts/records.py``), one per URL (WARC
 response/revisit/resource record) or dump record, written under ``<output>.part`` and renamed
 into place, so a killed ingest leaves no batch behind. The same input file always gives the same
 bytes: nothing in a record comes from the clock (WARC records carry their ``WARC-Date``; a dump's
@@ -28,7 +28,7 @@ Notes on each break are in :attr:`IngestSummary.errors` and passed to ``log``.
 WARC mapping (per record type):
 
 * ``response`` (HTTP): 2xx ``text/html``/``application/xhtml+xml`` -> ``fetched`` (``html``
-  decoded by :func:`crawlers.charset.decode_html`); other 2xx -> ``not_html``; 304 ->
+  decoded by :func:`dataset_platform.text.charset.decode_html`); other 2xx -> ``not_html``; 304 ->
   ``not_modified`` (detail ``http_304``); other 3xx -> ``redirected`` (detail: the Location,
   resolved against the target URI); other statuses -> ``failed:http_<status>``. The payload is
   de-chunked and its Content-Encoding (gzip, deflate, br) undone; ``body_bytes``/``content_hash``
@@ -73,7 +73,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote, urljoin
 
-from crawlers.items import LANDED_FIELDS
+from dataset_platform.contracts.records import LANDED_FIELDS
 
 Log = Callable[[str], None]
 
@@ -586,7 +586,7 @@ def _with_body(r: dict[str, Any], stream: IO[bytes], raw_ct: str | None, max_bod
         ctype = r["content_type"] = "text/html"  # no Content-Type: sniffed, as the crawler does
     if ctype not in HTML_TYPES:
         return done("not_html")
-    from crawlers.charset import decode_html
+    from dataset_platform.text.charset import decode_html
 
     text, encoding = decode_html(body, raw_ct)
     r["html"] = _clean_str(text)

@@ -18,7 +18,7 @@ corpus (see ``bench/extract_eval.py`` and BENCHMARKS.md).
 
 Title and date come from trafilatura's metadata (htmldate without its "extensive" guessing: a
 copyright year in a footer is not a publication date); the date is ISO ``YYYY-MM-DD`` or NULL.
-HTML given as bytes is decoded with ``crawlers.charset.decode_html`` (BOM, declaration that
+HTML given as bytes is decoded with ``dataset_platform.text.charset.decode_html`` (BOM, declaration that
 decodes cleanly, detection: GBK/GB2312 pages come out right).
 
 Rules recorded in ``rejected_documents`` (stage ``extract``):
@@ -50,7 +50,7 @@ from multiprocessing import get_context
 import duckdb
 import pyarrow as pa
 
-from dataset_platform.core.stage import StageResult, available_cpus, finish_stage, streamable_view
+from dataset_platform.stages.base import StageResult, available_cpus, finish_stage, streamable_view
 
 STAGE = "extract"
 #: every value ``extracted_documents.extractor`` can take
@@ -139,7 +139,7 @@ def decode(html: str | bytes, content_type: str | None = None) -> str:
     """HTML as text; bytes are decoded with the crawler's charset logic."""
     if isinstance(html, str):
         return html
-    from crawlers.charset import decode_html
+    from dataset_platform.text.charset import decode_html
 
     return decode_html(html, content_type)[0]
 

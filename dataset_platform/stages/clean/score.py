@@ -15,16 +15,16 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from dataset_platform.core.pii import PII_TYPES, redact_batch
-from dataset_platform.core.quality.measure import Profile, measure
-from dataset_platform.core.quality.rules import (
+from dataset_platform.stages.clean.pii import PII_TYPES, redact_batch
+from dataset_platform.stages.clean.measure import Profile, measure
+from dataset_platform.contracts.rules import (
     CJK_LANGUAGES,
     FAMILIES,
     LANGUAGE_DEFAULTS,
     RULES,
     STOP_WORDS_EN,
 )
-from dataset_platform.core.quality.text import normalise_array, normalise_text
+from dataset_platform.stages.clean.text import normalise_array, normalise_text
 
 __all__ = ["RULES", "FAMILIES", "ResolvedRule", "resolve", "score_batch", "normalise_text", "normalise_array", "SCORED_SCHEMA"]
 

@@ -3,7 +3,7 @@
 Twisted's reactor cannot be restarted within one process, so the parent only writes the crawl
 spec as JSON next to the output, starts the child, streams its progress lines, enforces the
 timeout and reads the machine-readable summary line the child prints last. The child writes the
-batch (gzip JSON Lines, one record per URL the crawl considered, see ``crawlers.items``) under a
+batch (gzip JSON Lines, one record per URL the crawl considered, see ``dataset_platform.contracts.records``) under a
 temporary name and renames it into place only when the crawl finished cleanly.
 """
 

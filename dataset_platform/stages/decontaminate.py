@@ -43,8 +43,8 @@ import duckdb
 import numpy as np
 
 from dataset_platform.config import BenchmarkSet, DecontaminationSettings
-from dataset_platform.core.jsonl import json_objects
-from dataset_platform.core.stage import StageResult, finish_stage, streamable_view
+from dataset_platform.text.jsonl import json_objects
+from dataset_platform.stages.base import StageResult, finish_stage, streamable_view
 
 STAGE = "decontaminate"
 RULE = "benchmark_overlap"

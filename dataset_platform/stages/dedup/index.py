@@ -106,7 +106,7 @@ class PartArrays:
         """The next rows' signatures (documents x permutations uint64)."""
         import numpy as np
 
-        from dataset_platform.core.minhash import EMPTY, band_keys
+        from dataset_platform.stages.dedup.minhash import EMPTY, band_keys
 
         n = sig.shape[0]
         self.sig.write(np.ascontiguousarray(sig, np.uint64).tobytes())
@@ -309,7 +309,7 @@ class MinHashIndex:
         """The live rows of ``parts`` into one new part (id order), with its arrays."""
         import pyarrow.parquet as pq
 
-        from dataset_platform.core.minhash import MinHashParams, sig_matrix
+        from dataset_platform.stages.dedup.minhash import MinHashParams, sig_matrix
 
         params = params or MinHashParams()
         _write(con, f"SELECT {compact}::INTEGER AS part, (row_number() OVER (ORDER BY p.id) - 1)::INTEGER AS row, "

@@ -214,7 +214,7 @@ def kernel_loaded() -> bool:
     0.5 s: numba loads it from its cache)."""
     import sys
 
-    mod = sys.modules.get("dataset_platform.core.minhash_kernel")
+    mod = sys.modules.get("dataset_platform.stages.dedup.kernel")
     return bool(mod is not None and mod.sign_spaced.signatures)
 
 
@@ -232,7 +232,7 @@ def batch_signatures(texts, langs, params: MinHashParams, kernel: bool = True) -
         sh, off = shingle_hashes(texts, langs, params)
         return signatures(sh, off, params)
 
-    from dataset_platform.core.minhash_kernel import sign_spaced
+    from dataset_platform.stages.dedup.kernel import sign_spaced
 
     arr = texts if isinstance(texts, pa.Array) else pa.array(texts, pa.string())
     if isinstance(arr, pa.ChunkedArray):

@@ -37,7 +37,7 @@ import numpy as np
 import pyarrow as pa
 
 from dataset_platform.config import LabelSet, ReviewSettings
-from dataset_platform.schema import LAYERS
+from dataset_platform.contracts.schema import LAYERS
 from dataset_platform.storage import sql_str
 
 QUEUE_TABLE = "review_queue"

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import duckdb
 
-from dataset_platform import schema
+from dataset_platform.contracts import schema
 
 DEFAULT_WORKDIR = ".dataset_platform"
 #: layers stored as folders of files: layer -> file pattern inside each folder. raw_pages and
 #: crawl_log have one folder per source; deduplicated_documents one per part written by a run
-#: (core/parted_layer.py), so that a refresh adds a part instead of rewriting the layer
+#: (storage/parted.py), so that a refresh adds a part instead of rewriting the layer
 PARTITIONED_LAYERS = {"raw_pages": "data.parquet", "crawl_log": "*.parquet", "deduplicated_documents": "data.parquet"}
 
 

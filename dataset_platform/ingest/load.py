@@ -1,4 +1,4 @@
-"""Loading landed batches (gzip JSONL, one record per URL: see ``crawlers/items.py``).
+"""Loading landed batches (gzip JSONL, one record per URL: see ``dataset_platform/contracts/records.py``).
 
 A batch becomes:
 
@@ -27,10 +27,10 @@ from pathlib import Path
 
 import duckdb
 
-from dataset_platform import schema
+from dataset_platform.contracts import schema
 from dataset_platform.storage import Workdir, sql_str, write_parquet
 
-# The JSON keys of a landed record (crawlers/items.py), with their types.
+# The JSON keys of a landed record (dataset_platform/contracts/records.py), with their types.
 BATCH_COLUMNS = {
     "url": "VARCHAR",
     "fetch_url": "VARCHAR",
@@ -94,7 +94,7 @@ def load_batch(con: duckdb.DuckDBPyConnection, batch: Batch) -> dict[str, int]:
     if bad:
         raise ValueError(
             f"batch {batch.path}: {bad} record(s) without url or outcome; it was not written by this "
-            "version of the crawler/ingester (see crawlers/items.py) - delete it or re-land it"
+            "version of the crawler/ingester (see dataset_platform/contracts/records.py) - delete it or re-land it"
         )
     return dict(con.sql("SELECT outcome, count(*) FROM _batch GROUP BY 1 ORDER BY 1").fetchall())
 

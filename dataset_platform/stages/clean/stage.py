@@ -3,8 +3,8 @@
 Per bounded Arrow batch (in worker processes on all cores when there is more than one batch):
 normalise (ftfy, one newline convention, no control characters, single spaces; NFKC for CJK on
 request), measure every rule of the four families set-based and decide
-and redact structured PII in the kept texts (:mod:`dataset_platform.core.pii`: typed placeholders,
-counts per type) (:func:`dataset_platform.core.quality.score_batch`). DuckDB applies the language
+and redact structured PII in the kept texts (:mod:`dataset_platform.stages.clean.pii`: typed placeholders,
+counts per type) (:func:`dataset_platform.stages.clean.score.score_batch`). DuckDB applies the language
 filter first and writes ``kept`` / ``rejected``.
 
 Rules are measured on the normalised text before redaction. Rejection reasons
@@ -12,7 +12,7 @@ Rules are measured on the normalised text before redaction. Rejection reasons
 
 * ``language_not_wanted`` (value: the language) when ``clean.languages`` is not empty;
 * the first failing rule in drop mode, named ``<family>.<rule>`` (see
-  ``core/quality/rules.py`` for every rule, what it measures and its default; value: the
+  ``contracts/rules.py`` for every rule, what it measures and its default; value: the
   measured value). Rules in annotate mode never drop: they are listed in ``annotations``.
 
 Kept documents carry ``quality`` (JSON object rule -> measured value, keys sorted),
@@ -28,10 +28,10 @@ import duckdb
 import pyarrow as pa
 
 from dataset_platform.config import CleanSettings
-from dataset_platform.core.pii import PII_TYPES
-from dataset_platform.core.quality import SCORED_SCHEMA, score_batch
-from dataset_platform.core.quality.text import normalise_text  # noqa: F401  (public helper)
-from dataset_platform.core.stage import StageResult, available_cpus, finish_stage, streamable_view
+from dataset_platform.stages.clean.pii import PII_TYPES
+from dataset_platform.stages.clean.score import SCORED_SCHEMA, score_batch
+from dataset_platform.stages.clean.text import normalise_text  # noqa: F401  (public helper)
+from dataset_platform.stages.base import StageResult, available_cpus, finish_stage, streamable_view
 from dataset_platform.storage import sql_str
 
 STAGE = "clean"

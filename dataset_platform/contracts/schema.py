@@ -30,13 +30,13 @@ _CLEANED: list[tuple[str, str]] = [
     ("lang", "VARCHAR"),
     ("n_chars", "BIGINT"),
     ("n_words", "BIGINT"),  # words of the language's tokeniser (jieba for zh, characters for ja), punctuation excluded
-    ("pii_email", "INTEGER"),  # structured PII spans redacted, per type (core/pii.py)
+    ("pii_email", "INTEGER"),  # structured PII spans redacted, per type (stages/clean/pii.py)
     ("pii_phone", "INTEGER"),
     ("pii_ip", "INTEGER"),
     ("pii_card", "INTEGER"),
     ("pii_iban", "INTEGER"),
     ("pii_cn_id", "INTEGER"),
-    ("quality", "VARCHAR"),  # JSON object: quality rule -> measured value, keys sorted (core/quality/rules.py)
+    ("quality", "VARCHAR"),  # JSON object: quality rule -> measured value, keys sorted (contracts/rules.py)
     ("annotations", "VARCHAR[]"),  # annotate-only rules the document fails (it is kept), sorted
     ("text_hash", "UBIGINT"),  # DuckDB hash(text): dedup tells new or changed texts without reading them
 ]

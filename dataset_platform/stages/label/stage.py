@@ -46,10 +46,10 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from dataset_platform import schema
+from dataset_platform.contracts import schema
 from dataset_platform.config import LabelRule, LabelSet, LabelSettings
-from dataset_platform.core.jsonl import json_objects
-from dataset_platform.core.stage import StageResult, finish_stage, streamable_view
+from dataset_platform.text.jsonl import json_objects
+from dataset_platform.stages.base import StageResult, finish_stage, streamable_view
 from dataset_platform.storage import sql_str
 
 STAGE = "label"

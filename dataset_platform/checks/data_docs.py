@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from dataset_platform.quality.gx_suites import SuiteOutcome
+from dataset_platform.checks.gx_suites import SuiteOutcome
 
 _LOCK = threading.Lock()
 

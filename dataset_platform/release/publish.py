@@ -15,7 +15,7 @@ config hash), so the same inputs and config give the same version and byte-ident
 and publishing it again is a no-op. A release is written into a temporary folder and renamed into
 place only when complete: a run killed mid-way leaves the previous release untouched.
 
-Splits come from ``core/split.py`` (groups, stability across refreshes, stratification); the
+Splits come from ``release/split.py`` (groups, stability across refreshes, stratification); the
 assignments of every release are kept (``split_assignments``) so a document never changes split.
 """
 
@@ -32,9 +32,9 @@ from pathlib import Path
 
 import duckdb
 
-from dataset_platform import schema
+from dataset_platform.contracts import schema
 from dataset_platform.config import DatasetSettings, ReleaseSettings, SplitSettings
-from dataset_platform.core.split import assign_splits
+from dataset_platform.release.split import assign_splits
 from dataset_platform.storage import sql_str, write_parquet
 
 DEFAULT_RELEASE = ReleaseSettings()
