@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from dataset_platform.config import ConfigError, demo_config_path, load_config
-from dataset_platform.storage import DEFAULT_WORKDIR, Workdir
+from dataset_platform.workdir import DEFAULT_WORKDIR, Workdir
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -77,30 +77,33 @@ def run_pipeline(config_path: Path, workdir: str | None, *, out=sys.stdout) -> i
 
 
 def _summarise(cfg, wd: Workdir, result, evaluations, seconds: float, out) -> int:
-    from dataset_platform import pipeline
+    from dataset_platform.ingest.refresh import crawl_log_summary
+    from dataset_platform.release.materialise import current_release
+    from dataset_platform.runner import STAGES, layer_totals
+    from dataset_platform.stages.registry import order_of
+    from dataset_platform.storage import count_layer
 
     print("", file=out)
     print(f"run {result.run_id}: {'succeeded' if result.success else 'FAILED'} in {seconds:.1f}s", file=out)
     print("documents per stage:", file=out)
     try:
-        outcomes = pipeline.crawl_log_summary(wd)
+        outcomes = crawl_log_summary(wd)
     except FileNotFoundError:
         outcomes = {}
     for source, counts in outcomes.items():
         print(f"  {'newest batch of ' + source:28s} {sum(counts.values()):>8}   URLs: "
               + ", ".join(f"{k} {v}" for k, v in counts.items()), file=out)
-    raw = pipeline.read_stats(wd, "raw_pages")
-    if raw:
-        print(f"  {'stored pages (raw_pages)':28s} {raw['rows']:>8}", file=out)
-    for _, _, layer in pipeline.STAGES:
-        st = pipeline.read_stats(wd, layer)
-        if st and st["stage"]:
-            s = st["stage"]
-            print(f"  {layer:28s} {s['kept']:>8}   (in {s['input']}, rejected {s['rejected']})", file=out)
-    rej = pipeline.read_stats(wd, "rejected_documents")
-    if rej and rej["counters"].get("reasons"):
+    if wd.layer_files("raw_pages"):
+        print(f"  {'stored pages (raw_pages)':28s} {count_layer(None, wd, 'raw_pages'):>8}", file=out)
+    reasons = []
+    for st in STAGES:
+        t = layer_totals(wd, st)
+        if t is not None:
+            print(f"  {st.output:28s} {t.kept_rows:>8}   (in {t.input_rows}, rejected {t.rejected_rows})", file=out)
+            reasons += [(st.name, rule, n) for rule, n in t.reasons.items()]
+    if reasons:
         print("drop reasons:", file=out)
-        for stage, rule, n in rej["counters"]["reasons"]:
+        for stage, rule, n in sorted(reasons, key=lambda r: (order_of(r[0]), r[1])):
             print(f"  {stage:8s} {rule:28s} {n:>8}", file=out)
     failed_blocking = [
         e for e in evaluations
@@ -110,7 +113,7 @@ def _summarise(cfg, wd: Workdir, result, evaluations, seconds: float, out) -> in
     print(f"checks: {len(evaluations)} evaluated, {len(failed_blocking)} failed (blocking), {len(warned)} warnings", file=out)
     for e in failed_blocking + warned:
         print(f"  {'FAILED' if e in failed_blocking else 'warn  '} {e.asset_key.to_user_string()}:{e.check_name}", file=out)
-    release = pipeline.current_release(cfg, wd)
+    release = current_release(cfg, wd)
     if release is not None and result.success and not failed_blocking:
         print(f"release: {release}", file=out)
     elif release is not None:
@@ -284,55 +287,6 @@ def _cmd_redact(args) -> int:
     return EXIT_OK
 
 
-def _with_id_text(con, src: str, fill: tuple[str, ...] = ()) -> str:
-    """The input with a VARCHAR id and the ``fill`` columns it lacks (NULL; ``lang`` 'und')."""
-    cols = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {src}").fetchall()}
-    default = {"lang": "'und'"}
-    extra = "".join(f", {default.get(c, 'NULL')}::VARCHAR AS {c}" for c in fill if c not in cols)
-    return f"(SELECT * REPLACE (CAST(id AS VARCHAR) AS id){extra} FROM {src})"
-
-
-def _cmd_label(args, con, src: str, log) -> int:
-    from dataset_platform.contracts import schema
-    from dataset_platform.stages.label.stage import read_gold, run_label
-
-    _require_columns(con, src, ["id", "text"], args.input)
-    cfg = load_config(args.config)
-    settings = cfg.pipeline.labels
-    if not settings.sets:
-        raise ValueError(f"{args.config}: pipeline.labels.sets is empty: declare at least one label set")
-    gold = read_gold(Path(args.gold), settings.sets) if args.gold else (
-        read_gold(Path(settings.gold), settings.sets) if settings.gold else None)
-    prepared = _with_id_text(con, src)
-    con.sql(f"CREATE OR REPLACE TABLE _input AS SELECT * FROM {prepared}")
-    res = run_label(con, "_input", settings, gold=gold, log=log)
-    label_cols = ", ".join(f'k."{c}"' for c, _ in schema.label_columns(cfg.label_set_names))
-    original = [r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {src}").fetchall()]
-    keep = ", ".join(f'i."{c}"' for c in original if c not in cfg.label_set_names)
-    _write(con, f"SELECT {keep}, {label_cols} FROM _input i JOIN kept k USING (id) ORDER BY id", args.output)
-    print(res.summary(), file=sys.stderr)
-    return EXIT_OK
-
-
-def _cmd_decontaminate(args, con, src: str, log) -> int:
-    from dataset_platform.config import BenchmarkSet, DecontaminationSettings
-    from dataset_platform.stages.decontaminate import REQUIRED, run_decontaminate
-
-    _require_columns(con, src, ["id", "text"], args.input)
-    fields = [f.strip() for f in (args.fields or "").split(",") if f.strip()]
-    settings = DecontaminationSettings(
-        benchmarks=[BenchmarkSet(path=str(Path(b).resolve()), fields=fields) for b in args.benchmark],
-        ngram=args.ngram, cjk_ngram=args.cjk_ngram)
-    original = [r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {src}").fetchall()]
-    prepared = _with_id_text(con, src, fill=REQUIRED)
-    res = run_decontaminate(con, prepared, settings, log=log)
-    _write(con, f"SELECT {', '.join(chr(34) + c + chr(34) for c in original)} FROM kept ORDER BY id", args.output)
-    if args.rejected:
-        _write(con, "SELECT id, stage, rule, value FROM rejected ORDER BY id", args.rejected)
-    print(res.summary(), file=sys.stderr)
-    return EXIT_OK
-
-
 def _cmd_split(args, con, src: str, log) -> int:
     from dataset_platform.release.split import assign_splits
 
@@ -360,72 +314,77 @@ def _cmd_split(args, con, src: str, log) -> int:
     return EXIT_OK
 
 
-def _cmd_stage(args) -> int:
+def _cmd_registered(args, stage) -> int:
+    """Any registered stage on a file: the same ``run`` the graph calls, on the file's rows (a
+    global stage's decision joined back to them), the kept rows to --output, the rejected ones to
+    --rejected, extra outputs to the files their flags name."""
+    import shutil
+    import tempfile
+
+    from dataset_platform.config import PipelineSettings
+    from dataset_platform.stages.base import StageContext
     from dataset_platform.storage import memory_connection
 
+    log = (lambda m: print(m, file=sys.stderr))
+    cfg = load_config(args.config) if args.config else None
+    pipeline = cfg.pipeline if cfg is not None else PipelineSettings()
+    settings = stage.settings(pipeline)
+    if stage.cli_settings is not None:
+        settings = stage.cli_settings(args, settings)
+    spill = tempfile.mkdtemp(prefix=f"dataset-platform-{stage.name}-")
+    limit = stage.memory_limit(settings) if stage.memory_limit else pipeline.memory_limit
+    con = memory_connection(memory_limit=limit, temp_dir=Path(spill))
+    try:
+        src = _read_sql(args.input)
+        _require_columns(con, src, list(stage.requires), args.input)
+        have = [r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {src}").fetchall()]
+        con.sql(f"CREATE OR REPLACE TEMP TABLE _input AS SELECT * REPLACE (CAST(id AS VARCHAR) AS id) FROM {src}")
+        ctx = StageContext(con, settings, cfg, log, batch_size=pipeline.batch_size)
+        try:
+            res = stage.run(ctx, "_input")
+        finally:
+            ctx.close()
+        kept = f"({res.kept.sql_query()})"
+        if not stage.per_batch:  # the decision: the input's rows it keeps, with the columns it adds
+            con.sql(f"CREATE OR REPLACE TEMP TABLE _decision AS SELECT * FROM {kept}")
+            kept = "(SELECT i.*, d.* EXCLUDE (id) FROM _input i JOIN _decision d ON d.id = i.id)"
+        cols = [c for c in con.sql(f"SELECT * FROM {kept} LIMIT 0").columns
+                if not (c in stage.passthrough and c not in have)]
+        _write(con, f"SELECT {', '.join(chr(34) + c + chr(34) for c in cols)} FROM {kept} ORDER BY id", args.output)
+        if args.rejected:
+            _write(con, f"SELECT id, stage, rule, value FROM ({res.rejected.sql_query()}) ORDER BY id, rule",
+                   args.rejected)
+        for opt in stage.cli_options:
+            if opt.output and getattr(args, _dest(opt.flag)):
+                _write(con, f"SELECT * FROM ({res.extra[opt.output].sql_query()}) ORDER BY ALL",
+                       getattr(args, _dest(opt.flag)))
+        print(res.result.summary(), file=sys.stderr)
+        return EXIT_OK
+    finally:
+        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+def _cmd_stage(args) -> int:
+    from dataset_platform.stages.registry import BY_NAME
+
+    if args.stage_name in BY_NAME:
+        return _cmd_registered(args, BY_NAME[args.stage_name])
     if args.stage_name == "ingest":
         return _cmd_ingest(args)
     if args.stage_name == "redact":
         return _cmd_redact(args)
-    if args.stage_name in ("label", "decontaminate", "split"):
-        con = memory_connection()
-        try:
-            handler = {"label": _cmd_label, "decontaminate": _cmd_decontaminate, "split": _cmd_split}[args.stage_name]
-            return handler(args, con, _read_sql(args.input), lambda m: print(m, file=sys.stderr))
-        finally:
-            con.close()
+    from dataset_platform.storage import memory_connection
+
     con = memory_connection()
-    src = _read_sql(args.input)
-    log = (lambda m: print(m, file=sys.stderr))
-    if args.stage_name == "extract":
-        from dataset_platform.stages.extract import run_extract
-
-        _require_columns(con, src, ["id", "url", "html"], args.input)
-        # files carry only id, url, html: treat every row as a 200 text/html page
-        prepared = (f"(SELECT CAST(id AS VARCHAR) AS id, NULL::VARCHAR AS source, NULL::VARCHAR AS crawl_id, url, "
-                    f"200 AS status, 'text/html' AS content_type, html FROM {src})")
-        from dataset_platform.stages.extract import options_from
-
-        settings = load_config(args.config).pipeline.extract if args.config else None
-        res = run_extract(con, prepared, log=log, options=options_from(settings) if settings else None)
-        kept_q = "SELECT id, url, title, date, text, lang, lang_score, extractor FROM kept ORDER BY id"
-    elif args.stage_name == "clean":
-        from dataset_platform.stages.clean.stage import PII_COLUMNS, run_clean
-
-        _require_columns(con, src, ["id", "text"], args.input)
-        settings = load_config(args.config).pipeline.clean if args.config else None
-        prepared = f"(SELECT * REPLACE (CAST(id AS VARCHAR) AS id) FROM {src})"
-        res = run_clean(con, prepared, *( [settings] if settings else []), log=log)
-        cols = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {src}").fetchall()}
-        keep_cols = ["id", *[c for c in ("source", "url", "title") if c in cols], "text", *(["lang"] if "lang" in cols else []),
-                     "n_chars", "n_words", *PII_COLUMNS, "quality", "annotations"]
-        kept_q = f"SELECT {', '.join(keep_cols)} FROM kept ORDER BY id"
-    elif args.stage_name == "dedup":
-        from dataset_platform.stages.dedup.stage import run_dedup
-
-        _require_columns(con, src, ["id", "text"], args.input)
-        settings = load_config(args.config).pipeline.dedup if args.config else None
-        import atexit
-        import shutil
-        import tempfile
-
-        from dataset_platform.config import DedupSettings
-        from dataset_platform.storage import sql_str
-
-        spill = tempfile.mkdtemp(prefix="dataset-platform-dedup-")
-        atexit.register(shutil.rmtree, spill, True)
-        con.sql(f"SET memory_limit = {sql_str((settings or DedupSettings()).memory_limit)}")
-        con.sql(f"SET temp_directory = {sql_str(spill)}")
-        res = run_dedup(con, f"(SELECT * REPLACE (CAST(id AS VARCHAR) AS id) FROM {src})", settings, log=log)
-        from dataset_platform.stages.dedup.stage import kept_query
-
-        kept_q = kept_query(con, "* EXCLUDE (content_hash)")
-        _write(con, "SELECT * FROM clusters ORDER BY doc_id", args.clusters)
-    _write(con, kept_q, args.output)
-    if args.rejected:
-        _write(con, "SELECT id, stage, rule, value FROM rejected ORDER BY id", args.rejected)
-    print(res.summary(), file=sys.stderr)
-    return EXIT_OK
+    try:
+        return _cmd_split(args, con, _read_sql(args.input), lambda m: print(m, file=sys.stderr))
+    finally:
+        con.close()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -457,31 +416,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--source", default="local", help="source name used in the batch id and document ids")
     g.add_argument("--field", action="append", metavar="OURS=THEIRS",
                    help="JSONL/Parquet field mapping, e.g. --field text=body --field url=link (repeatable)")
-    for name, needs in (("extract", "id, url, html"), ("clean", "id, text"),
-                        ("dedup", "id, text (optional: url, lang, quality, fetched_at)")):
-        x = ss.add_parser(name, help=f"input fields: {needs}")
-        x.add_argument("--input", required=True)
-        x.add_argument("--output", required=True)
+    from dataset_platform.stages.registry import STAGES
+
+    for st in STAGES:
+        x = ss.add_parser(st.name, help=f"{st.description} Input fields: {', '.join(st.requires)}"
+                                        + (f" (optional: {', '.join(st.passthrough)})" if st.passthrough else ""))
+        x.add_argument("--input", required=True, help=".parquet or .jsonl (optionally .gz)")
+        x.add_argument("--output", required=True, help="the kept rows: .parquet or .jsonl")
         x.add_argument("--rejected", default=None, help="write dropped documents with stage, rule, value")
-        x.add_argument("--config", default=None, help=f"sources.yaml whose pipeline.{name} settings to use")
-        if name == "dedup":
-            x.add_argument("--clusters", required=True,
-                           help="write duplicate_clusters: cluster_id, doc_id, keeper_id, similarity, kind")
-    x = ss.add_parser("label", help="input fields: id, text (optional: title, url, source, lang); output: the input "
-                                    "plus <set>, <set>_source, <set>_confidence per label set")
-    x.add_argument("--input", required=True)
-    x.add_argument("--output", required=True)
-    x.add_argument("--config", required=True, help="sources.yaml whose pipeline.labels declares the label sets")
-    x.add_argument("--gold", default=None, help="JSONL of id, text and one field per label set: trains the classifiers")
-    x = ss.add_parser("decontaminate", help="input fields: id, text (optional: title, lang); drops documents "
-                                            "sharing an n-gram with a benchmark item")
-    x.add_argument("--input", required=True)
-    x.add_argument("--output", required=True)
-    x.add_argument("--benchmark", required=True, nargs="+", help="JSONL evaluation set(s)")
-    x.add_argument("--fields", default=None, help="comma-separated item fields to match (default: every string field)")
-    x.add_argument("--rejected", default=None, help="write removed documents with the matched benchmark item")
-    x.add_argument("--ngram", type=int, default=13, help="word n-gram length (default 13)")
-    x.add_argument("--cjk-ngram", type=int, default=13, help="character n-gram length for CJK text (default 13)")
+        x.add_argument("--config", required=st.cli_needs_config, default=None,
+                       help="sources.yaml whose pipeline settings to use" + ("" if st.cli_needs_config else
+                                                                              " (default: the defaults)"))
+        for opt in st.cli_options:
+            x.add_argument(opt.flag, **opt.kwargs)
     x = ss.add_parser("split", help="input fields: id, url (optional: cluster_id or content_hash, the stratify_by "
                                     "label column); writes train/validation/test.parquet and assignments.parquet")
     x.add_argument("--input", required=True)

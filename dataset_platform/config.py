@@ -252,6 +252,16 @@ class CleanSettings(_Model):
         return v
 
 
+def _size(v: str) -> str:
+    if not re.fullmatch(r"\s*\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", v, re.I):
+        raise ValueError(f"expected a size like '1GB' or '512MB', got {v!r}")
+    return v.strip()
+
+
+#: a DuckDB memory size: '1GB', '512MB'
+Size = Annotated[str, AfterValidator(_size)]
+
+
 class DedupSettings(_Model):
     """Near-duplicate detection (stages/dedup/stage.py, stages/dedup/minhash.py); exact duplicates are always removed first."""
 
@@ -270,16 +280,7 @@ class DedupSettings(_Model):
     workers: Annotated[int, Field(ge=1)] | None = None
     #: DuckDB memory of the stage process; beyond it sorts and tables spill to disk
     #: (the signing workers hold a few batches each on top)
-    memory_limit: str = "1GB"
-
-    @field_validator("memory_limit")
-    @classmethod
-    def _size(cls, v: str) -> str:
-        import re
-
-        if not re.fullmatch(r"\s*\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", v, re.I):
-            raise ValueError(f"expected a size like '1GB' or '512MB', got {v!r}")
-        return v.strip()
+    memory_limit: Size = "1GB"
 
 
 class LabelRule(_Model):
@@ -474,6 +475,12 @@ class PipelineSettings(_Model):
     schedule: Cron = "0 3 * * *"
     #: documents per batch in the Python stages (extraction, normalisation)
     batch_size: Annotated[int, Field(ge=1)] = 2000
+    #: documents per part of a layer: a landed batch larger than this is stored (and processed,
+    #: and refreshed) as several parts
+    part_rows: Annotated[int, Field(ge=100)] = 50_000
+    #: DuckDB memory of a stage's connection (dedup has its own, dedup.memory_limit); beyond it
+    #: sorts and tables spill to <workdir>/tmp/<stage>/
+    memory_limit: Size = "2GB"
     #: a stage's drop rate may change by this many share points between two materialisations
     #: before its drop_rate_stable check warns (runs of fewer than 100 documents are not compared)
     max_drop_rate_change: Annotated[float, Field(gt=0, le=1)] = 0.15

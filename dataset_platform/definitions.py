@@ -14,7 +14,7 @@ import dagster as dg
 from dataset_platform.config import demo_config_path, load_config
 from dataset_platform.defs import automation, curation, ingestion, quality, release
 from dataset_platform.defs.resources import PlatformResource
-from dataset_platform.storage import Workdir
+from dataset_platform.workdir import Workdir
 
 
 def build_definitions(config_path: str | Path | None = None, workdir: str | Path | None = None) -> dg.Definitions:
@@ -22,8 +22,8 @@ def build_definitions(config_path: str | Path | None = None, workdir: str | Path
     cfg = load_config(cfg_path)  # a bad config fails the code location with a message naming the field
     wd = Workdir.at(workdir)
     return dg.Definitions(
-        assets=[*ingestion.build_assets(cfg), *curation.assets, *release.build_assets(cfg)],
-        asset_checks=quality.checks,
+        assets=[*ingestion.build_assets(cfg), *curation.build_assets(), *release.build_assets(cfg)],
+        asset_checks=quality.build_checks(),
         jobs=[automation.dataset_pipeline, automation.raw_refresh, automation.annotation_refresh],
         schedules=automation.build_schedules(cfg),
         sensors=[automation.build_config_sensor(cfg, cfg_path), automation.build_inbox_sensor(cfg, wd.root),

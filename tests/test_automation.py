@@ -118,7 +118,7 @@ def test_inbox_file_refreshes_its_source_partition_exactly_once(tmp_path):
         con = duckdb.connect()
         count = lambda layer: con.sql(f"SELECT count(*) FROM {read_layer(wd, layer)}").fetchall()[0][0]  # noqa: E731
         assert (count("raw_pages"), count("crawl_log")) == (3, 3)
-        assert not wd.raw_partition("other").exists()  # the other source was not touched
+        assert not wd.raw_source("other").exists()  # the other source was not touched
 
         # the same content dropped again: a new file event, but the batch id is the content hash
         (wd.inbox("notes") / "a-again.jsonl").write_text("\n".join(lines) + "\n")

@@ -14,7 +14,7 @@ from conftest import shared_corpus
 from dataset_platform.config import BenchmarkSet, DecontaminationSettings
 from dataset_platform.stages.decontaminate import (
     MIN_WHOLE_FIELD_TOKENS,
-    STAGE,
+    NAME,
     BenchmarkError,
     load_benchmarks,
     match_batch,
@@ -118,7 +118,7 @@ def test_planted_items_are_removed_with_their_item(tmp_path, bench):
         "d05": f"mmlu:{mc}:choices[{choice_i}]",
         "d06": f"gsm8k:{g}:answer",
     }
-    assert all(v[:2] == (STAGE, "benchmark_overlap") for v in rejected.values())
+    assert all(v[:2] == (NAME, "benchmark_overlap") for v in rejected.values())
     # kept: every input column in input order, the clean documents in id order
     kept = con.sql("SELECT * FROM kept").to_arrow_table()
     assert kept.column_names == ["id", "source", "url", "title", "text", "lang", "n_words"]
@@ -260,10 +260,14 @@ def test_bad_benchmark_files(tmp_path):
                           DecontaminationSettings(benchmarks=[BenchmarkSet(path=str(missing))]), log=None)
 
 
-def test_missing_columns_are_named():
+def test_missing_columns_are_named_and_optional_ones_filled():
     con = memory_connection()
-    with pytest.raises(ValueError, match="title, text, lang"):
+    with pytest.raises(ValueError, match="needs the column.s. text"):
         run_decontaminate(con, "(SELECT 'a' AS id, 's' AS source, 'u' AS url)", DecontaminationSettings(), log=None)
+    # a file of documents may carry only id and text: source, url, title are NULL, lang 'und'
+    res = run_decontaminate(con, "(SELECT 'a' AS id, 'some text' AS text)", DecontaminationSettings(), log=None)
+    assert res.kept_rows == 1
+    assert con.sql("SELECT id, source, url, title, lang FROM kept").fetchall() == [("a", None, None, None, "und")]
 
 
 def test_normalisation():

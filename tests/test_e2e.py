@@ -15,7 +15,11 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from dataset_platform import pipeline, schema
+from dataset_platform import runner
+from dataset_platform.contracts import schema
+from dataset_platform.ingest.refresh import DEMO_BASE_URL
+from dataset_platform.release.materialise import current_release
+from dataset_platform.stages.registry import STAGES
 from dataset_platform.config import demo_config_path, load_config
 from dataset_platform.definitions import build_definitions
 from dataset_platform.defs.ingestion import all_sources_tags
@@ -23,8 +27,7 @@ from dataset_platform.storage import Workdir
 
 pytestmark = pytest.mark.slow
 
-ASSETS = ["raw_pages", "crawl_log", "extracted_documents", "cleaned_documents", "deduplicated_documents",
-          "duplicate_clusters", "labelled_documents", "human_annotations", "decontaminated_documents",
+ASSETS = ["raw_pages", "crawl_log", *(n for st in STAGES for n in (st.output, *st.also_writes)),
           "rejected_documents", "dataset_release"]
 
 
@@ -63,8 +66,8 @@ def test_materialize_succeeds_and_every_check_passes(demo_run):
     names = {(e.asset_key.to_user_string(), e.check_name) for e in evaluations}
     for layer in ASSETS:
         assert (layer, "gx_suite") in names
-    for _, _, layer in pipeline.STAGES:
-        assert (layer, "accounting") in names
+    for st in STAGES:
+        assert (st.output, "accounting") in names
     assert ("raw_pages", "reconciles_with_crawl_log") in names and ("dataset_release", "reconciles_with_crawl") in names
     failed = [(e.asset_key.to_user_string(), e.check_name, e.metadata) for e in evaluations if not e.passed]
     assert failed == []
@@ -105,7 +108,7 @@ def test_demo_site_features_flow_through(demo_run):
     assert not [p for p in paths if p.startswith("/private/")]
     assert any(k == "private" for k in kinds.values())
     # URLs are recorded under the demo's stable base, not the random port
-    assert all(u.startswith(pipeline.DEMO_BASE_URL) for u in urls)
+    assert all(u.startswith(DEMO_BASE_URL) for u in urls)
     reasons = {(s, r) for s, r in q(wd, "SELECT DISTINCT stage, rule FROM rejected_documents")}
     # what the crawl did not store is in crawl_log with its outcome
     outcome = dict(q(wd, "SELECT regexp_replace(url, '^https?://[^/]+', ''), outcome FROM crawl_log"))
@@ -165,7 +168,7 @@ def test_no_structured_pii_in_the_release(demo_run):
 def test_release_files_readable_and_manifest_true(demo_run):
     wd, _, _ = demo_run
     cfg = load_config(demo_config_path())
-    release = pipeline.current_release(cfg, wd)
+    release = current_release(cfg, wd)
     manifest = json.loads((release / "manifest.json").read_text())
     from dataset_platform.release.publish import sha256_file
 
@@ -232,16 +235,16 @@ def test_materialization_metadata_is_useful(demo_run):
 def test_a_dedup_refresh_reuses_the_minhash_index_and_writes_the_same_bytes(demo_run):
     wd, _, _ = demo_run
     cfg = load_config(demo_config_path())
-    index = pipeline.minhash_index_path(wd)
+    index = wd.stage_state("deduplicated_documents", "minhash_index")
     assert (index / "index.json").exists()
     parts = wd.layer_files("deduplicated_documents")
-    assert len(parts) == 1  # one run: one part
+    assert len(parts) == 1  # one crawl: one part
     before = {p: p.read_bytes() for p in (*parts, wd.layer("duplicate_clusters"))}
     logs: list[str] = []
-    pipeline.materialise_deduplicated(cfg, wd, log=logs.append)
+    runner.materialise("dedup", cfg, wd, log=logs.append)
     assert [m for m in logs if "verified pairs reused from the index" in m]
     assert not [m for m in logs if m.startswith("dedup: signatures for")]  # nothing new: nothing signed
-    assert [m for m in logs if "nothing new" in m]  # and no part written
+    assert [m for m in logs if "0 part(s) computed" in m and "1 unchanged" in m]  # and no part written
     assert wd.layer_files("deduplicated_documents") == parts
     assert {p: p.read_bytes() for p in before} == before
 

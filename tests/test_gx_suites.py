@@ -19,7 +19,7 @@ from dataset_platform.checks.gx_suites import (
     validate_relation,
 )
 from dataset_platform.checks.gx_suites import validate_parquet as _validate_parquet
-from dataset_platform.contracts.schema import LAYERS, LABELLED_LAYERS, columns as _columns, select_list as _select_list
+from dataset_platform.contracts.schema import LAYERS, columns as _columns, select_list as _select_list
 
 #: the label sets the labelled layers are tested with (their columns are configuration-dependent)
 LABEL_SETS = {"topic": ["nature", "other"]}

@@ -12,7 +12,8 @@ import duckdb
 import pytest
 import yaml
 
-from dataset_platform import pipeline
+from dataset_platform.release.materialise import current_release
+from dataset_platform.runner import rejected_sql
 from dataset_platform.config import demo_config_path, load_config
 from dataset_platform.release.publish import release_view_sql
 from dataset_platform.definitions import build_definitions
@@ -45,7 +46,7 @@ def _materialize(cfg_path: Path, wd: Workdir, instance, selection=None):
 
 
 def _release(wd: Workdir, cfg_path: Path) -> dict[str, tuple]:
-    release = pipeline.current_release(load_config(cfg_path), wd)
+    release = current_release(load_config(cfg_path), wd)
     con = duckdb.connect()
     try:
         return {r[0]: r[1:] for r in con.sql(
@@ -68,7 +69,7 @@ def flow(tmp_path_factory):
         _, first = _materialize(cfg1, wd, instance)
         assert first.success
         rel1 = _release(wd, cfg1)
-        manifest1 = json.loads((pipeline.current_release(load_config(cfg1), wd) / "manifest.json").read_text())
+        manifest1 = json.loads((current_release(load_config(cfg1), wd) / "manifest.json").read_text())
 
         # 2) a refresh that crawls the whole site, with an evaluation set one of whose items is the
         #    opening of an article we already released (demo content is the project's own)
@@ -82,7 +83,7 @@ def flow(tmp_path_factory):
         assert second.success
         rel2 = _release(wd, cfg2)
         con = duckdb.connect()
-        decon = con.sql(f"SELECT id, stage, rule, value FROM read_parquet('{wd.layer('rejected_documents')}') "
+        decon = con.sql(f"SELECT id, stage, rule, value FROM {rejected_sql(wd)} "
                         "WHERE stage = 'decontaminate' ORDER BY id").fetchall()
         con.close()
         yield {"decon": decon, "wd": wd, "instance": instance, "cfg2": cfg2, "defs2": defs2, "rel1": rel1, "rel2": rel2,
@@ -98,7 +99,7 @@ def test_refresh_keeps_every_old_document_in_its_split(flow):
     moved = [i for i in survivors if rel1[i][0] != rel2[i][0]]
     assert moved == []
     assert {s for s, *_ in rel2.values()} == {"train", "validation", "test"}
-    manifest = json.loads((pipeline.current_release(load_config(flow["cfg2"]), flow["wd"]) / "manifest.json").read_text())
+    manifest = json.loads((current_release(load_config(flow["cfg2"]), flow["wd"]) / "manifest.json").read_text())
     assert manifest["previous_version"] == flow["manifest1"]["version"]
     assert manifest["diff"]["added"] == len(set(rel2) - set(rel1))
     assert manifest["diff"]["removed"] == len(removed & set(rel1)) >= 1
@@ -113,7 +114,7 @@ def test_planted_item_is_removed_and_recorded_with_the_benchmark_item(flow):
     item = " ".join(flow["rel1"][victim][3].split()[20:33]).lower()
     assert all(r[3] == "quiz:quiz/1:question" for r in rows)
     assert not {r[0] for r in rows} & set(flow["rel2"])
-    card = (pipeline.current_release(load_config(flow["cfg2"]), wd) / "README.md").read_text()
+    card = (current_release(load_config(flow["cfg2"]), wd) / "README.md").read_text()
     assert "### Decontamination" in card and f"| quiz | 2 | {len(rows)} |" in card
     assert item
 
@@ -129,7 +130,7 @@ def test_split_checks_pass_and_no_group_straddles(flow):
 
 
 def test_manifest_records_upstream_materialisations_of_the_run(flow):
-    release = pipeline.current_release(load_config(flow["cfg2"]), flow["wd"])
+    release = current_release(load_config(flow["cfg2"]), flow["wd"])
     manifest = json.loads((release / "manifest.json").read_text())
     run_id = flow["second"].run_id
     assert manifest["lineage"]["decontaminated_documents"]["run_id"] == run_id

@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 from dataset_platform.config import demo_config_path
 from dataset_platform.defs.quality import no_structured_pii
 from dataset_platform.defs.resources import PlatformResource
-from dataset_platform.storage import Workdir
+from dataset_platform.storage.batched import BatchedLayer, PartInfo
+from dataset_platform.workdir import Workdir
 
 
 def _materialize(tmp_path, texts: list[str | None]):
@@ -19,12 +20,14 @@ def _materialize(tmp_path, texts: list[str | None]):
 
     @dg.asset(name="cleaned_documents")
     def cleaned_documents(platform: PlatformResource) -> None:
-        path = platform.wd.layer("cleaned_documents")
-        path.parent.mkdir(parents=True, exist_ok=True)
         ids = [f"doc{i:05d}" for i in range(len(texts))]
         titles = [("Reach us at +44 20 7946 0958" if t == "TITLE" else f"Title {i}") for i, t in enumerate(texts)]
-        pq.write_table(pa.table({"id": ids, "title": titles, "text": pa.array(texts, pa.string())}), path,
-                       row_group_size=1000)
+        with BatchedLayer(platform.wd.layer_dir("cleaned_documents"), "cleaned_documents").locked() as layer:
+            staging = layer.stage("src/batch")  # one part, as the clean stage writes it
+            pq.write_table(pa.table({"id": ids, "title": titles, "text": pa.array(texts, pa.string())}),
+                           staging / "data.parquet", row_group_size=1000)
+            layer.staged(PartInfo("src/batch", rows=len(texts)))
+            layer.commit()
 
     @dg.asset(deps=[cleaned_documents])
     def downstream() -> None:

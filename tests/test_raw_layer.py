@@ -102,11 +102,12 @@ def test_crawl_snapshot_keeps_not_modified_bodies_and_drops_gone_pages(wd):
 def test_reloading_a_batch_never_duplicates_rows(wd):
     land(wd, "site", C1, [rec(f"http://s.test/{i}") for i in range(5)])
     load(wd, "site")
-    part = wd.raw_partition("site")
+    (part,) = wd.layer_files("raw_pages")  # one batch: one part
+    assert part.parent.name == C1
     before = part.read_bytes(), wd.crawl_log_file("site", C1).read_bytes()
     assert pending_batches(wd, "site") == []
     assert load(wd, "site")["batches"] == []  # merged once
-    (part.with_name("merged.json")).unlink()  # lose the record of it: the batch is merged again...
+    (wd.raw_source("site") / "manifest.json").unlink()  # lose the record of it: the batch is merged again...
     assert load(wd, "site")["batches"] == [C1]
     assert (part.read_bytes(), wd.crawl_log_file("site", C1).read_bytes()) == before  # ...to the same bytes
     assert len(rows(wd, "raw_pages")) == 5 and len(rows(wd, "crawl_log")) == 5
@@ -140,11 +141,11 @@ def test_one_source_refreshes_without_touching_another(wd):
     land(wd, "other", "other-20261101T100000000000Z", [rec("http://o.test/a")])
     load(wd, "site")
     load(wd, "other")
-    other = wd.raw_partition("other")
-    st = other.stat()
+    other = [*wd.raw_source("other").glob("*/data.parquet"), wd.raw_source("other") / "manifest.json"]
+    st = [f.stat().st_mtime_ns for f in other]
     land(wd, "site", C2, [rec("http://s.test/b")])
     load(wd, "site")
-    assert other.stat().st_mtime_ns == st.st_mtime_ns
+    assert [f.stat().st_mtime_ns for f in other] == st
     assert rows(wd, "raw_pages", cols="source, url") == [("other", "http://o.test/a"), ("site", "http://s.test/b")]
 
 

@@ -1,5 +1,5 @@
 """Incremental recrawl through the raw layer: a real crawl (child process) of a site the test
-serves on 127.0.0.1, loaded by ``pipeline.materialise_raw`` three times.
+serves on 127.0.0.1, loaded by ``ingest.refresh.materialise_raw`` three times.
 
 * crawl 2 of the unchanged site: every page ``not_modified`` (by 304 to If-None-Match, by 304 to
   If-Modified-Since, or by an equal content hash for a page without validators), no body in the
@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from dataset_platform import pipeline
+from dataset_platform.ingest.refresh import materialise_raw
 from dataset_platform.config import CrawlSource, PlatformConfig
 from dataset_platform.storage import Workdir, read_layer
 
@@ -146,7 +146,7 @@ def test_unchanged_site_is_not_stored_again_and_a_changed_page_is(site: Site, tm
     wd = Workdir.at(tmp_path / "wd").ensure()
     html_pages = {"/", "/etag.html", "/lm.html", "/plain.html"}
 
-    r1 = pipeline.materialise_raw(cfg, wd)
+    r1 = materialise_raw(cfg, wd)
     c1 = r1.counters["sources"]["local"]["crawl"]["crawl_id"]
     first = _raw(wd)
     assert set(first) == html_pages
@@ -155,7 +155,7 @@ def test_unchanged_site_is_not_stored_again_and_a_changed_page_is(site: Site, tm
 
     # Crawl 2: nothing changed.
     site.requests.clear()
-    r2 = pipeline.materialise_raw(cfg, wd)
+    r2 = materialise_raw(cfg, wd)
     c2 = r2.counters["sources"]["local"]["crawl"]["crawl_id"]
     assert c2 != c1
     log2 = _crawl_log(wd, c2)
@@ -176,7 +176,7 @@ def test_unchanged_site_is_not_stored_again_and_a_changed_page_is(site: Site, tm
 
     # Crawl 3: one page changed.
     site.bodies["/plain.html"] = _page("Plain, edited", [])
-    r3 = pipeline.materialise_raw(cfg, wd)
+    r3 = materialise_raw(cfg, wd)
     c3 = r3.counters["sources"]["local"]["crawl"]["crawl_id"]
     log3 = _crawl_log(wd, c3)
     assert log3["plain.html"] == ("fetched", None)

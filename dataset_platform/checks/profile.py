@@ -55,14 +55,16 @@ def profile(con: duckdb.DuckDBPyConnection, rel: str) -> Profile:
     cols = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {rel}").fetchall()}
     if "text" not in cols:
         raise ValueError(f"cannot profile {rel}: no text column (columns: {sorted(cols)})")
-    # one scan: the quantiles and every bucket's count (a NULL text counts as length 0)
+    # one scan: the quantiles and every bucket's count (a NULL text counts as length 0); a layer
+    # that records its texts' lengths (n_chars) is profiled without reading a text
+    length = "n_chars" if "n_chars" in cols else "length(text)"
     bounds = (0, *LENGTH_BOUNDS)
     buckets = ", ".join(
         f"count(*) FILTER (WHERE n >= {lo}" + (f" AND n < {hi})" if hi is not None else ")")
         for lo, hi in zip(bounds, (*LENGTH_BOUNDS, None)))
     ((rows, p10, p50, p90, *counts),) = con.sql(
-        f"SELECT count(*), quantile_cont(length(text), 0.1), median(length(text)), quantile_cont(length(text), 0.9), "
-        f"{buckets} FROM (SELECT text, coalesce(length(text), 0) AS n FROM {rel})"
+        f"SELECT count(*), quantile_cont(len, 0.1), median(len), quantile_cont(len, 0.9), "
+        f"{buckets} FROM (SELECT {length} AS len, coalesce({length}, 0) AS n FROM {rel})"
     ).fetchall()
     out = Profile(rows=int(rows), lengths=[(label, int(n)) for label, n in zip(_bucket_labels(), counts)],
                   length_p10=None if p10 is None else float(p10), length_median=None if p50 is None else float(p50),

@@ -24,7 +24,7 @@ import dagster as dg
 
 from dataset_platform.config import PlatformConfig
 from dataset_platform.defs.ingestion import TRIGGER_TAG, all_sources_tags
-from dataset_platform.storage import Workdir
+from dataset_platform.workdir import Workdir
 
 dataset_pipeline = dg.define_asset_job(
     "dataset_pipeline",

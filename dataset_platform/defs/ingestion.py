@@ -9,7 +9,6 @@ the inbox (no crawl).
 
 import dagster as dg
 
-from dataset_platform import pipeline
 from dataset_platform.config import PlatformConfig
 from dataset_platform.defs.metadata import column_schema, layer_metadata, md_table
 from dataset_platform.defs.resources import PlatformResource
@@ -50,8 +49,10 @@ def build_assets(cfg: PlatformConfig) -> list[dg.AssetsDefinition]:
         sources = list(context.partition_keys)
         inbox_only = context.run.tags.get(TRIGGER_TAG) == "inbox"
         context.log.info(f"refreshing sources {sources}" + (" (inbox files only)" if inbox_only else ""))
-        result = pipeline.materialise_raw(platform.config, platform.wd, log=context.log.info, sources=sources,
-                                          crawl=not inbox_only)
+        from dataset_platform.ingest.refresh import materialise_raw
+
+        result = materialise_raw(platform.config, platform.wd, log=context.log.info, sources=sources,
+                                 crawl=not inbox_only)
         c = result.counters
         md = layer_metadata(result)
         outcomes: dict[str, int] = {}

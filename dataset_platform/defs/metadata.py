@@ -6,8 +6,8 @@ import dagster as dg
 
 from dataset_platform.contracts import schema
 from dataset_platform.checks.profile import bar, profile
-from dataset_platform.pipeline import LayerResult
-from dataset_platform.storage import PARTITIONED_LAYERS, memory_connection, sql_str
+from dataset_platform.runner import LayerResult
+from dataset_platform.storage import memory_connection, sql_str
 
 
 def md_table(header: list[str], rows: list[list]) -> str:
@@ -30,7 +30,7 @@ def layer_metadata(result: LayerResult, *, label_sets: list[str] | tuple[str, ..
     st = result.stage
     if st is not None:
         md.update({
-            "input_rows": st.input_rows,
+            "input_rows": st.input_rows,  # of the whole layer (every part)
             "kept_rows": st.kept_rows,
             "rejected_rows": st.rejected_rows,
             "docs_per_s": round(result.docs_per_s, 1),
@@ -40,11 +40,14 @@ def layer_metadata(result: LayerResult, *, label_sets: list[str] | tuple[str, ..
         })
         for k, v in st.extra.items():
             md[k] = v
-    if "text" in schema.columns(result.layer, label_sets):
-        if result.path.is_file():
-            md.update(profile_metadata(f"read_parquet({sql_str(result.path)})"))
-        elif result.layer in PARTITIONED_LAYERS and result.path.is_dir():  # a layer stored in parts
-            md.update(profile_metadata(f"read_parquet({sql_str(result.path / '*' / PARTITIONED_LAYERS[result.layer])})"))
+    if result.counters.get("parts_computed") is not None:  # this run's work, part by part
+        c = result.counters
+        md.update({"parts_computed": c["parts_computed"], "parts_completed": c["parts_completed"],
+                   "parts_unchanged": c["parts_reused"], "parts_resumed": c.get("parts_adopted", 0),
+                   "parts_dropped": c["parts_dropped"], "rows_computed": c["rows_computed"]})
+    if "text" in schema.columns(result.layer, label_sets) and result.path.is_dir():
+        if next(result.path.glob("*/*/data.parquet"), None) is not None:  # (a layer stored by batch)
+            md.update(profile_metadata(f"read_parquet({sql_str(str(result.path / '*' / '*' / 'data.parquet'))})"))
     return md
 
 
@@ -96,6 +99,7 @@ def cluster_metadata(extra: dict) -> dict:
 def label_metadata(result: LayerResult) -> dict:
     """Per label set: values by source (a table), and the review export."""
     extra = result.stage.extra if result.stage else {}
+    finish = result.counters.get("finish") or {}
     rows: dict[tuple[str, str], int] = {}
     for k, v in extra.items():
         if ":" in k and not k.startswith(("kappa:",)) and "_source:" not in k and "_model" not in k:
@@ -108,8 +112,48 @@ def label_metadata(result: LayerResult) -> dict:
             md_table(["label set", "value", "documents"], [[a, b, n] for (a, b), n in sorted(rows.items())]) if rows else "none"),
         "label_sources": dg.MetadataValue.md(
             md_table(["label set", "source", "documents"], [list(r) for r in sources]) if sources else "none"),
-        "review_tasks": int(result.counters.get("review_tasks", 0)),
+        "review_tasks": int(finish.get("review_tasks", 0)),
     }
-    if result.counters.get("export"):
-        md["review_export"] = dg.MetadataValue.path(result.counters["export"])
+    if finish.get("export"):
+        md["review_export"] = dg.MetadataValue.path(finish["export"])
+    for k, v in sorted(result.counters.get("prepared", {}).items()):
+        if k.endswith("_model_train_rows"):
+            md[k] = int(v)
     return md
+
+
+def _dedup(result: LayerResult, cfg) -> dict:
+    extra = result.stage.extra if result.stage else {}
+    clusters = result.stage.rejected_rows if result.stage else 0
+    return {"deduplicated_documents": cluster_metadata(extra),
+            "duplicate_clusters": {"dagster/row_count": clusters,
+                                   "dagster/column_schema": column_schema("duplicate_clusters"),
+                                   "clusters": int(extra.get("clusters", 0)), **cluster_metadata(extra)}}
+
+
+def _label(result: LayerResult, cfg) -> dict:
+    prepared = result.counters.get("prepared", {})
+    agreement = prepared.get("agreement", {})
+    return {"labelled_documents": label_metadata(result),
+            "human_annotations": {
+                "dagster/row_count": int(prepared.get("human_annotations", 0)),
+                "dagster/column_schema": column_schema("human_annotations"),
+                "files": ", ".join(prepared.get("annotation_files", [])) or "none yet",
+                "agreement": dg.MetadataValue.md(md_table(
+                    ["label set", "method", "kappa", "documents", "annotators"],
+                    [[k, v.get("method"), v.get("kappa"), v.get("items"), v.get("annotators")]
+                     for k, v in sorted(agreement.items())])
+                    if agreement else "no document has two annotators yet")}}
+
+
+def _decontaminate(result: LayerResult, cfg) -> dict:
+    items = result.counters.get("prepared", {})
+    extra = result.stage.extra if result.stage else {}
+    rows = [[k.split(":", 1)[1], int(v), int(extra.get("matched:" + k.split(":", 1)[1], 0))]
+            for k, v in sorted(items.items()) if k.startswith("items:")]
+    return {"decontaminated_documents": {"benchmarks": dg.MetadataValue.md(
+        md_table(["evaluation set", "items", "documents removed"], rows) if rows else "no evaluation sets configured")}}
+
+
+#: stage name -> (result, config) -> {asset: further metadata}
+STAGE_METADATA = {"dedup": _dedup, "label": _label, "decontaminate": _decontaminate}

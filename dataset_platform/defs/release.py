@@ -5,16 +5,15 @@ import time
 
 import dagster as dg
 
-from dataset_platform import pipeline
 from dataset_platform.config import PlatformConfig
 from dataset_platform.release.publish import release_view_sql
 from dataset_platform.defs.metadata import column_schema, md_table, profile_metadata
 from dataset_platform.defs.policies import refresh_after_upstream, release_freshness
 from dataset_platform.defs.resources import PlatformResource
+from dataset_platform.stages.registry import STAGES
 
 #: the assets whose newest materialisation a release records in its manifest (lineage)
-UPSTREAM = ["raw_pages", "extracted_documents", "cleaned_documents", "deduplicated_documents",
-            "labelled_documents", "human_annotations", "decontaminated_documents", "rejected_documents"]
+UPSTREAM = ["raw_pages", *(name for st in STAGES for name in (st.output, *st.also_writes)), "rejected_documents"]
 
 
 def upstream_materialisations(context: dg.AssetExecutionContext) -> dict:
@@ -45,7 +44,9 @@ def build_assets(cfg: PlatformConfig) -> list[dg.AssetsDefinition]:
 def _publish(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:
     cfg = platform.config
     t0 = time.monotonic()
-    info = pipeline.materialise_release(cfg, platform.wd, log=context.log.info, lineage=upstream_materialisations(context))
+    from dataset_platform.release.materialise import materialise_release
+
+    info = materialise_release(cfg, platform.wd, log=context.log.info, lineage=upstream_materialisations(context))
     info_seconds = time.monotonic() - t0
     st = info.split_stats
     shares = st.shares if st is not None else []

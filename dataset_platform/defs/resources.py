@@ -7,7 +7,7 @@ from functools import cached_property
 import dagster as dg
 
 from dataset_platform.config import PlatformConfig, load_config
-from dataset_platform.storage import Workdir
+from dataset_platform.workdir import Workdir
 
 
 class PlatformResource(dg.ConfigurableResource):

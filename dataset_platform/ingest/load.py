@@ -1,34 +1,44 @@
-"""Loading landed batches (gzip JSONL, one record per URL: see ``dataset_platform/contracts/records.py``).
+"""Loading landed batches (gzip JSONL, one record per URL: see ``contracts/records.py``).
 
 A batch becomes:
 
 * its ``crawl_log`` file - every record without the body, one Parquet file per batch, written
   once (reloading a batch rewrites the same file, so rows are never duplicated);
-* a merge into its source's ``raw_pages`` partition, which holds the source's current state:
+* parts of its source's raw layer (``storage.batched``: one folder per source, one part per
+  batch, or per slice of ``part_rows`` documents of a large one) holding the pages it stored;
+  and the rows of older parts it replaces leave them. The layer is the source's current state:
 
-  - a **crawl** source is a *snapshot* of its newest crawl: URLs ``fetched`` in it (new body),
-    URLs ``not_modified`` in it (the stored row is kept, body not stored again), and URLs whose
-    fetch failed transiently (``failed:*`` except ``failed:http_404``/``failed:http_410``: the last
-    good copy is kept). URLs the newest crawl did not reach, or found gone, leave the partition.
+  - a **crawl** source is a *snapshot* of its newest crawl: URLs ``fetched`` in it (new body, in
+    the new part), URLs ``not_modified`` in it (the stored row stays in its older part, body not
+    stored again), and URLs whose fetch failed transiently (``failed:*`` except
+    ``failed:http_404``/``failed:http_410``: the last good copy stays). URLs the newest crawl did
+    not reach, or found gone, leave the layer.
   - a **dump** source (warc/jsonl/parquet files) *accumulates*: each file's ``fetched`` records
     replace the stored rows of the same URL; everything else stays.
 
-Which batches were merged is recorded in ``merged.json`` beside the partition, so a batch is
-merged once; merging a batch again gives the same state (idempotent) should that record be lost.
+  An older part that loses rows is rewritten without them (only such parts are touched), so a
+  refresh costs what the batch holds plus the parts it changes, not the source. The batches
+  merged are recorded in the source layer's manifest, committed with its parts: a batch is merged
+  once, and a killed merge leaves the source as it was.
+
+Documents are read from the batch in one pass into a table that DuckDB spills to disk beyond its
+memory limit, so memory does not grow with the batch.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from dataset_platform.contracts import schema
-from dataset_platform.storage import Workdir, sql_str, write_parquet
+from dataset_platform.storage import sql_str, write_parquet
+from dataset_platform.storage.atomic import atomic_path
+from dataset_platform.storage.batched import DATA, BatchedLayer, PartInfo, ids_fingerprint
+from dataset_platform.workdir import Workdir
 
 # The JSON keys of a landed record (dataset_platform/contracts/records.py), with their types.
 BATCH_COLUMNS = {
@@ -80,51 +90,62 @@ def batch_sql(batch: Batch) -> str:
     )
 
 
+#: the crawl_log columns of a landed batch (everything but the body, title and headers)
+LOG_COLUMNS = ("id", "source", "crawl_id", "seq", "url", "fetch_url", "outcome", "detail", "status", "content_type",
+               "fetched_at", "depth", "referer", "body_bytes", "content_hash")
+#: documents per part of the raw layer (a larger batch is stored as several parts)
+PART_ROWS = 50_000
+
+
 def load_batch(con: duckdb.DuckDBPyConnection, batch: Batch) -> dict[str, int]:
-    """Leaves table ``_batch`` (typed, fetched_at as TIMESTAMPTZ); returns outcome counts."""
+    """Leaves table ``_batch_log`` (the batch's crawl_log rows, typed: fetched_at as TIMESTAMPTZ)
+    and returns the outcome counts. The bodies are not read here."""
+    cols = ", ".join(c for c in LOG_COLUMNS if c not in ("fetched_at", "content_type"))
     con.sql(
         f"""
-        CREATE OR REPLACE TABLE _batch AS
-        SELECT * REPLACE (CAST(fetched_at AS TIMESTAMPTZ) AS fetched_at,
-                          lower(coalesce(content_type, '')) AS content_type)
+        CREATE OR REPLACE TABLE _batch_log AS
+        SELECT {cols}, CAST(fetched_at AS TIMESTAMPTZ) AS fetched_at,
+               lower(coalesce(content_type, '')) AS content_type
         FROM ({batch_sql(batch)})
         """
     )
-    bad = con.sql("SELECT count(*) FROM _batch WHERE url IS NULL OR outcome IS NULL").fetchall()[0][0]
+    bad = con.sql("SELECT count(*) FROM _batch_log WHERE url IS NULL OR outcome IS NULL").fetchall()[0][0]
     if bad:
         raise ValueError(
             f"batch {batch.path}: {bad} record(s) without url or outcome; it was not written by this "
-            "version of the crawler/ingester (see dataset_platform/contracts/records.py) - delete it or re-land it"
+            "version of the crawler/ingester (see contracts/records.py) - delete it or re-land it"
         )
-    return dict(con.sql("SELECT outcome, count(*) FROM _batch GROUP BY 1 ORDER BY 1").fetchall())
+    return dict(con.sql("SELECT outcome, count(*) FROM _batch_log GROUP BY 1 ORDER BY 1").fetchall())
 
 
 def write_crawl_log(con: duckdb.DuckDBPyConnection, wd: Workdir, batch: Batch) -> int:
-    """The crawl_log file of the batch loaded in ``_batch``."""
+    """The crawl_log file of the batch loaded in ``_batch_log``."""
     return write_parquet(
-        con, "SELECT * FROM _batch ORDER BY seq", wd.crawl_log_file(batch.source, batch.crawl_id), layer="crawl_log"
+        con, "SELECT * FROM _batch_log ORDER BY seq", wd.crawl_log_file(batch.source, batch.crawl_id), layer="crawl_log"
     )
 
 
-def merged_path(wd: Workdir, source: str) -> Path:
-    return wd.raw_partition(source).with_name("merged.json")
+def source_layer(wd: Workdir, source: str) -> BatchedLayer:
+    """The raw layer of one source (load it, or hold its lock with ``.locked()``)."""
+    return BatchedLayer(wd.raw_source(source), f"raw_pages/{source}")
+
+
+def source_files(wd: Workdir, source: str) -> list[Path]:
+    """The data files of a source's raw layer as its manifest names them."""
+    layer = source_layer(wd, source)
+    if not layer.exists():
+        return []
+    return layer.load().files()
 
 
 def merged_batches(wd: Workdir, source: str) -> list[str]:
-    p = merged_path(wd, source)
-    return json.loads(p.read_text(encoding="utf-8"))["merged"] if p.exists() else []
+    layer = source_layer(wd, source)
+    return list(layer.load().extra.get("merged", [])) if layer.exists() else []
 
 
-def _record_merged(wd: Workdir, source: str, crawl_ids: list[str]) -> None:
-    p = merged_path(wd, source)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(json.dumps({"merged": crawl_ids}, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, p)
-
-
-def pending_batches(wd: Workdir, source: str) -> list[Batch]:
+def pending_batches(wd: Workdir, source: str, merged: list[str] | None = None) -> list[Batch]:
     """Landed batches of ``source`` not merged yet, in landing order."""
-    done = set(merged_batches(wd, source))
+    done = set(merged_batches(wd, source) if merged is None else merged)
     folder = wd.raw_batches(source)
     files = [f for f in folder.glob("*.jsonl.gz") if not f.name.startswith(("known-", "."))]
     files.sort(key=lambda f: (f.stat().st_mtime_ns, f.name))
@@ -136,39 +157,71 @@ def pending_batches(wd: Workdir, source: str) -> list[Batch]:
     return out
 
 
-def merge_batch(con: duckdb.DuckDBPyConnection, wd: Workdir, batch: Batch, *, snapshot: bool) -> dict[str, int]:
-    """Merge the batch loaded in ``_batch`` into its source's raw partition (atomically)."""
-    part = wd.raw_partition(batch.source)
-    cols = ", ".join(f'"{c}"' for c in schema.columns("raw_pages"))
-    prev = f"(SELECT {cols} FROM read_parquet({sql_str(part)}))" if part.exists() else None
-    # The newest record per URL within the batch (a dump may hold a URL twice).
-    con.sql(
-        """
-        CREATE OR REPLACE TABLE _latest AS
-        SELECT * FROM _batch QUALIFY row_number() OVER (PARTITION BY url ORDER BY fetched_at DESC, seq DESC) = 1
-        """
-    )
-    fresh = f"SELECT {cols} FROM _latest WHERE outcome = 'fetched'"
-    if prev is None:
-        query = fresh
-    elif snapshot:
-        gone = ", ".join(sql_str(o) for o in GONE_OUTCOMES)
-        query = f"""
-            {fresh}
-            UNION ALL
-            SELECT p.* FROM {prev} p JOIN _latest b ON b.url = p.url
-            WHERE b.outcome = 'not_modified' OR (b.outcome LIKE 'failed:%' AND b.outcome NOT IN ({gone}))
-        """
-    else:
-        query = f"""
-            {fresh}
-            UNION ALL
-            SELECT p.* FROM {prev} p WHERE p.url NOT IN (SELECT url FROM _latest WHERE outcome = 'fetched')
-        """
-    before = int(con.sql(f"SELECT count(*) FROM {prev}").fetchall()[0][0]) if prev else 0
-    rows = write_parquet(con, f"SELECT * FROM ({query}) ORDER BY id", part, layer="raw_pages")
-    stored = int(con.sql("SELECT count(*) FROM _latest WHERE outcome = 'fetched'").fetchall()[0][0])
-    return {"pages_before": before, "pages": rows, "bodies_stored": stored}
+def merge_batch(con: duckdb.DuckDBPyConnection, layer: BatchedLayer, batch: Batch, *, snapshot: bool,
+                part_rows: int = PART_ROWS) -> dict[str, int]:
+    """Stage the parts of the batch loaded in ``_batch_log`` and the rewrites of the older parts it
+    changes into ``layer`` (held, loaded; the caller commits)."""
+    cols = ", ".join(f'b."{c}"' for c in schema.columns("raw_pages"))
+    # the newest record per URL within the batch (a dump may hold a URL twice)
+    con.sql("CREATE OR REPLACE TABLE _latest AS SELECT seq, id, url, outcome FROM _batch_log "
+            "QUALIFY row_number() OVER (PARTITION BY url ORDER BY fetched_at DESC, seq DESC) = 1")
+    con.sql("CREATE OR REPLACE TABLE _fresh_seq AS SELECT seq, id, (row_number() OVER (ORDER BY id) - 1) "
+            f"// {int(part_rows)} AS chunk FROM _latest WHERE outcome = 'fetched'")
+    stored = int(con.sql("SELECT count(*) FROM _fresh_seq").fetchall()[0][0])
+    before = layer.rows()
+    # the rows of older parts that leave: replaced by this batch, or (a crawl) not kept by it
+    old = layer.files()
+    removed_by_part: dict[str, int] = {}
+    if old:
+        keys = {str(layer.file(k)): k for k in layer.parts}
+        con.register("_old_keys", pa.table({"filename": list(keys), "key": list(keys.values())}))
+        con.sql(f"CREATE OR REPLACE TABLE _old AS SELECT f.key, o.id, o.url FROM "
+                f"read_parquet([{', '.join(sql_str(f) for f in old)}], filename = true) o "
+                "JOIN _old_keys f ON f.filename = o.filename")
+        con.unregister("_old_keys")
+        if snapshot:
+            gone = ", ".join(sql_str(o) for o in GONE_OUTCOMES)
+            keep = (f"SELECT url FROM _latest WHERE outcome = 'not_modified' "
+                    f"OR (outcome LIKE 'failed:%' AND outcome NOT IN ({gone}))")
+            con.sql(f"CREATE OR REPLACE TABLE _removed AS SELECT key, id FROM _old WHERE url NOT IN ({keep})")
+        else:
+            con.sql("CREATE OR REPLACE TABLE _removed AS SELECT o.key, o.id FROM _old o "
+                    "SEMI JOIN (SELECT url FROM _latest WHERE outcome = 'fetched') l ON l.url = o.url")
+        removed_by_part = dict(con.sql("SELECT key, count(*) FROM _removed GROUP BY 1").fetchall())
+    for key in sorted(removed_by_part):
+        info = layer.parts[key]
+        if removed_by_part[key] >= info.rows:
+            layer.drop(key)
+            continue
+        staging = layer.stage(key)
+        rows = write_parquet(con, f"SELECT * FROM read_parquet({sql_str(layer.file(key))}) o "
+                                  f"ANTI JOIN (SELECT id FROM _removed WHERE key = {sql_str(key)}) r ON r.id = o.id "
+                                  "ORDER BY o.id", staging / DATA, layer="raw_pages")
+        layer.staged(replace(info, rows=rows, ids=ids_fingerprint(con, f"SELECT id FROM read_parquet({sql_str(staging / DATA)})"),
+                             counters={"batch": info.counters.get("batch"), "rows": rows}))
+    # the new part(s): one pass over the batch's bodies into a table (spilled beyond the memory limit)
+    if stored:
+        con.sql(f"""
+            CREATE OR REPLACE TABLE _fresh AS
+            SELECT {cols}, f.chunk FROM (
+              SELECT * REPLACE (CAST(fetched_at AS TIMESTAMPTZ) AS fetched_at,
+                                lower(coalesce(content_type, '')) AS content_type)
+              FROM ({batch_sql(batch)})
+            ) b JOIN _fresh_seq f ON f.seq = b.seq
+            ORDER BY f.chunk, b.id
+        """)
+        chunks = int(con.sql("SELECT max(chunk) + 1 FROM _fresh").fetchall()[0][0])
+        for k in range(chunks):
+            key = batch.crawl_id if chunks == 1 else f"{batch.crawl_id}-p{k:04d}"
+            staging = layer.stage(key)
+            rows = write_parquet(con, f"SELECT * EXCLUDE (chunk) FROM _fresh WHERE chunk = {k} ORDER BY id",
+                                 staging / DATA, layer="raw_pages")
+            layer.staged(PartInfo(key, chain=f"raw:{batch.source}/{key}", rows=rows,
+                                  ids=ids_fingerprint(con, f"SELECT id FROM read_parquet({sql_str(staging / DATA)})"),
+                                  counters={"batch": batch.crawl_id, "rows": rows}))
+        con.sql("DROP TABLE _fresh")
+    removed = sum(removed_by_part.values())
+    return {"pages_before": before, "pages": before - removed + stored, "bodies_stored": stored, "removed": removed}
 
 
 def is_crawl_batch(batch: Batch) -> bool:
@@ -176,25 +229,26 @@ def is_crawl_batch(batch: Batch) -> bool:
     return re.fullmatch(rf"{re.escape(batch.source)}-\d{{8}}T\d{{6,}}Z", batch.crawl_id) is not None
 
 
-def ingest_pending(con: duckdb.DuckDBPyConnection, wd: Workdir, source: str, *, log=None) -> dict:
+def ingest_pending(con: duckdb.DuckDBPyConnection, wd: Workdir, source: str, *, log=None,
+                   part_rows: int = PART_ROWS) -> dict:
     """Load every pending batch of a source: crawl_log file + merge (a crawl batch as a snapshot,
-    an ingested file accumulating). Returns counters."""
-    merged = merged_batches(wd, source)
+    an ingested file accumulating), each batch committed on its own. Returns counters."""
     outcomes: dict[str, int] = {}
     counters: dict = {"batches": [], "bodies_stored": 0}
-    for batch in pending_batches(wd, source):
-        counts = load_batch(con, batch)
-        write_crawl_log(con, wd, batch)
-        m = merge_batch(con, wd, batch, snapshot=is_crawl_batch(batch))
-        merged.append(batch.crawl_id)
-        _record_merged(wd, source, merged)
-        for k, v in counts.items():
-            outcomes[k] = outcomes.get(k, 0) + int(v)
-        counters["batches"].append(batch.crawl_id)
-        counters["bodies_stored"] += m["bodies_stored"]
-        if log:
-            log(f"{source}: merged batch {batch.crawl_id}: {sum(counts.values())} records, "
-                f"{m['bodies_stored']} bodies stored, partition {m['pages_before']} -> {m['pages']} pages")
+    with source_layer(wd, source).locked() as layer:
+        for batch in pending_batches(wd, source, layer.extra.get("merged", [])):
+            counts = load_batch(con, batch)
+            write_crawl_log(con, wd, batch)
+            m = merge_batch(con, layer, batch, snapshot=is_crawl_batch(batch), part_rows=part_rows)
+            layer.commit(extra={**layer.extra, "merged": [*layer.extra.get("merged", []), batch.crawl_id]})
+            for k, v in counts.items():
+                outcomes[k] = outcomes.get(k, 0) + int(v)
+            counters["batches"].append(batch.crawl_id)
+            counters["bodies_stored"] += m["bodies_stored"]
+            if log:
+                log(f"{source}: merged batch {batch.crawl_id}: {sum(counts.values())} records, "
+                    f"{m['bodies_stored']} bodies stored, {m['removed']} replaced or gone, "
+                    f"source {m['pages_before']} -> {m['pages']} pages")
     counters["outcomes"] = outcomes
     return counters
 
@@ -206,18 +260,15 @@ def known_pages(con: duckdb.DuckDBPyConnection, wd: Workdir, source: str, out: P
     ``url_rewrite`` = (recorded prefix, fetch prefix) maps recorded URLs to the URLs the crawl
     will request (e.g. the demo site's fixed base to the port it is served on now).
     """
-    part = wd.raw_partition(source)
-    if not part.exists():
+    files = source_files(wd, source)
+    if not files:
         return 0
+    src = f"read_parquet([{', '.join(sql_str(f) for f in files)}])"
     url = "url"
     if url_rewrite:
         a, b = (sql_str(x) for x in url_rewrite)
         url = f"CASE WHEN starts_with(url, {a}) THEN {b} || substr(url, length({a}) + 1) ELSE url END"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    con.sql(
-        f"COPY (SELECT {url} AS url, etag, last_modified, content_hash FROM read_parquet({sql_str(part)}) ORDER BY id) "
-        f"TO {sql_str(tmp)} (FORMAT json, COMPRESSION gzip)"
-    )
-    os.replace(tmp, out)
-    return int(con.sql(f"SELECT count(*) FROM read_parquet({sql_str(part)})").fetchall()[0][0])
+    with atomic_path(out) as tmp:
+        con.sql(f"COPY (SELECT {url} AS url, etag, last_modified, content_hash FROM {src} ORDER BY id) "
+                f"TO {sql_str(tmp)} (FORMAT json, COMPRESSION gzip)")
+    return int(con.sql(f"SELECT count(*) FROM {src}").fetchall()[0][0])

@@ -44,9 +44,18 @@ import numpy as np
 
 from dataset_platform.config import BenchmarkSet, DecontaminationSettings
 from dataset_platform.text.jsonl import json_objects
-from dataset_platform.stages.base import StageResult, finish_stage, streamable_view
+from dataset_platform.stages.base import (
+    CliOption,
+    Prepared,
+    Stage,
+    StageContext,
+    StageOutput,
+    StageResult,
+    finish_stage,
+    streamable_view,
+)
 
-STAGE = "decontaminate"
+NAME = "decontaminate"
 RULE = "benchmark_overlap"
 REQUIRED = ("id", "source", "url", "title", "text", "lang")
 #: a field too short for one n-gram is matched whole from this many tokens (words / CJK chars)
@@ -388,7 +397,8 @@ def run_decontaminate(
     """Leaves ``kept`` (a view over ``src_sql``: every input column, in input order; keep the input
     readable until it is written) and ``rejected`` on ``con``.
 
-    ``src_sql`` is FROM-able with at least id, source, url, title, text and lang. ``index``: from
+    ``src_sql`` is FROM-able with at least id and text (source, url, title: NULL and lang 'und'
+    when absent). ``index``: from
     :func:`load_benchmarks` (built here from ``settings`` when None; its n-gram sizes must be the
     settings'). ``result.extra`` has ``items:<b>``, ``ngrams:<b>``, ``matched:<b>`` (documents
     rejected for that benchmark), ``contaminated_items:<b>`` (items with an n-gram in some
@@ -396,9 +406,13 @@ def run_decontaminate(
     settings = settings or DecontaminationSettings()
     log = log or (lambda _m: None)
     cols = [r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {src_sql}").fetchall()]
-    missing = [c for c in REQUIRED if c not in cols]
+    missing = [c for c in ("id", "text") if c not in cols]
     if missing:
         raise ValueError(f"decontaminate input needs the column(s) {', '.join(missing)} (has: {', '.join(cols)})")
+    default = {"lang": "'und'"}
+    fill = "".join(f", {default.get(c, 'NULL')}::VARCHAR AS {c}" for c in REQUIRED if c not in cols)
+    if fill:  # (a file of documents may carry only id and text)
+        src_sql = f"(SELECT *{fill} FROM {src_sql})"
     if index is None:
         index = load_benchmarks(settings.benchmarks, ngram=settings.ngram, cjk_ngram=settings.cjk_ngram)
     elif (index.ngram, index.cjk_ngram) != (settings.ngram, settings.cjk_ngram):
@@ -409,14 +423,14 @@ def run_decontaminate(
     con.sql("CREATE OR REPLACE TABLE _dc_hits (pos BIGINT, id VARCHAR, source VARCHAR, url VARCHAR, "
             "value VARCHAR, benchmark VARCHAR)")
     for s in index.stats:
-        log(f"{STAGE}: benchmark {s.name}: {s.items} items, {s.fields} fields, {s.ngrams} n-grams "
+        log(f"{NAME}: benchmark {s.name}: {s.items} items, {s.fields} fields, {s.ngrams} n-grams "
             f"({s.whole_fields} short fields matched whole, {s.skipped_fields} fields and "
             f"{s.skipped_items} items too short to match)")
     contaminated = np.zeros(0, np.int64)
     if not index.stats:
-        log(f"{STAGE}: no benchmarks configured: all {n} documents kept")
+        log(f"{NAME}: no benchmarks configured: all {n} documents kept")
     elif not len(index):
-        log(f"{STAGE}: the benchmarks gave no n-gram: all {n} documents kept")
+        log(f"{NAME}: the benchmarks gave no n-gram: all {n} documents kept")
     else:
         contaminated = _scan(con, index, n, batch_size, log)
     if con.sql("SELECT count(*) FROM _dc_hits").fetchall()[0][0]:
@@ -425,9 +439,9 @@ def run_decontaminate(
         con.sql("CREATE OR REPLACE VIEW kept AS SELECT s.* FROM _dc_in s POSITIONAL JOIN _dc_flags f WHERE f.keep")
     else:
         con.sql("CREATE OR REPLACE VIEW kept AS SELECT * FROM _dc_in")
-    con.sql(f"CREATE OR REPLACE TABLE rejected AS SELECT id, source, url, '{STAGE}' AS stage, '{RULE}' AS rule, "
+    con.sql(f"CREATE OR REPLACE TABLE rejected AS SELECT id, source, url, '{NAME}' AS stage, '{RULE}' AS rule, "
             "value FROM _dc_hits ORDER BY id")
-    result = finish_stage(con, STAGE, input_rows=n)
+    result = finish_stage(con, NAME, input_rows=n)
     matched = dict(con.sql("SELECT benchmark, count(*) FROM _dc_hits GROUP BY 1").fetchall())
     hit_items = {}
     for src in np.unique(contaminated).tolist():
@@ -441,7 +455,7 @@ def run_decontaminate(
         result.extra[f"whole_fields:{s.name}"] = s.whole_fields
         result.extra[f"skipped_fields:{s.name}"] = s.skipped_fields
         result.extra[f"skipped_items:{s.name}"] = s.skipped_items
-    log(f"{STAGE}: {result.rejected_rows} of {n} documents overlap a benchmark"
+    log(f"{NAME}: {result.rejected_rows} of {n} documents overlap a benchmark"
         + "".join(f", {b} {c}" for b, c in sorted(matched.items())))
     return result
 
@@ -480,8 +494,65 @@ def _scan(con: duckdb.DuckDBPyConnection, index: BenchmarkIndex, n: int, batch_s
                 seen.append(found_sources)
             done += batch.num_rows
             if done >= next_log or done == n:
-                log(f"{STAGE}: checked {done}/{n} documents, {found} overlap a benchmark")
+                log(f"{NAME}: checked {done}/{n} documents, {found} overlap a benchmark")
                 next_log = done + 100_000
     finally:
         cur.close()
     return np.concatenate(seen) if seen else np.zeros(0, np.int64)
+
+
+# ------------------------------------------------------------------ as a stage of the graph
+
+
+def _prepare(ctx: StageContext) -> Prepared:
+    """The benchmark index, built once per materialisation; its fingerprint is that of the
+    benchmark files' bytes and the matching settings."""
+    import hashlib
+
+    settings = ctx.settings or DecontaminationSettings()
+    h = hashlib.sha256()
+    for b in settings.benchmarks:
+        h.update(b.model_dump_json().encode())
+        try:
+            h.update(hashlib.sha256(Path(b.path).read_bytes()).digest())
+        except OSError:
+            h.update(b"missing")
+    index = load_benchmarks(settings.benchmarks, ngram=settings.ngram, cjk_ngram=settings.cjk_ngram)
+    counters = {f"{k}:{s.name}": getattr(s, k) for s in index.stats for k in ("items", "ngrams")}
+    return Prepared(state=index, fingerprint=h.hexdigest()[:32], counters=counters)
+
+
+def _run(ctx: StageContext, src: str) -> StageOutput:
+    res = run_decontaminate(ctx.con, src, ctx.settings, index=ctx.state, batch_size=ctx.batch_size, log=ctx.log)
+    return StageOutput(kept=ctx.con.table("kept"), rejected=ctx.con.table("rejected"), result=res)
+
+
+def summarise(con: duckdb.DuckDBPyConnection, _kept_sql: str, rejected_sql: str) -> dict:
+    """Documents removed per evaluation set (the rejected value starts with its name)."""
+    return {f"matched:{b}": int(n) for b, n in con.sql(
+        f"SELECT split_part(value, ':', 1), count(*) FROM {rejected_sql} GROUP BY 1 ORDER BY 1").fetchall()}
+
+
+def _cli_settings(args, _settings) -> DecontaminationSettings:
+    fields = [f.strip() for f in (args.fields or "").split(",") if f.strip()]
+    return DecontaminationSettings(
+        benchmarks=[BenchmarkSet(path=str(Path(b).resolve()), fields=fields) for b in args.benchmark],
+        ngram=args.ngram, cjk_ngram=args.cjk_ngram)
+
+
+STAGE = Stage(
+    name=NAME, input="labelled_documents", output="decontaminated_documents",
+    settings=lambda p: p.decontamination, run=_run, prepare=_prepare, summarise=summarise,
+    requires=("id", "text"), passthrough=("source", "url", "title", "lang"),
+    cli_options=(
+        CliOption("--benchmark", {"required": True, "nargs": "+", "help": "JSONL evaluation set(s)"}),
+        CliOption("--fields", {"default": None, "help": "comma-separated item fields to match (default: every "
+                                                        "string field)"}),
+        CliOption("--ngram", {"type": int, "default": 13, "help": "word n-gram length (default 13)"}),
+        CliOption("--cjk-ngram", {"type": int, "default": 13, "help": "character n-gram length for CJK text "
+                                                                      "(default 13)"}),
+    ),
+    cli_settings=_cli_settings,
+    description="Labelled documents sharing no 13-gram (13 characters for CJK) with a configured evaluation set; "
+                "matches go to rejected_documents with the benchmark item.",
+)

@@ -43,16 +43,24 @@ import threading
 import unicodedata
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 
 import duckdb
 import pyarrow as pa
 
-from dataset_platform.stages.base import StageResult, available_cpus, finish_stage, streamable_view
+from dataset_platform.stages.base import (
+    Stage,
+    StageContext,
+    StageOutput,
+    StageResult,
+    available_cpus,
+    finish_stage,
+    streamable_view,
+)
 
-STAGE = "extract"
+NAME = "extract"
 #: every value ``extracted_documents.extractor`` can take
 EXTRACTORS = ("trafilatura", "trafilatura_recall", "resiliparse", "text")
 #: default chain: the best measured on the labelled corpus (bench/extract_eval.py)
@@ -278,28 +286,40 @@ def _extract_chunk(rows: list[tuple], opts: Options, extract_fn) -> list[tuple]:
     return [(rid, *extract_page(url, html, text, title, opts, extract_fn)) for rid, url, html, text, title in rows]
 
 
+def new_pool(opts: Options) -> ProcessPoolExecutor:
+    """The stage's worker processes. Spawned: the parent holds DuckDB threads, and forking a
+    threaded process is unsafe. Workers are replaced after ``max_tasks_per_child`` chunks:
+    lxml/trafilatura keep memory they once needed for a large page, so a long-lived worker's
+    footprint only grows."""
+    return ProcessPoolExecutor(max_workers=opts.workers, mp_context=get_context("spawn"),
+                               max_tasks_per_child=opts.max_tasks_per_child)
+
+
 def extract_rows(
     chunks: Iterator[list[tuple]],
     opts: Options,
     extract_fn=None,
+    pool: Executor | None = None,
 ) -> Iterator[list[tuple]]:
-    """Results of each chunk, in input order; at most ``2 * workers`` chunks in flight."""
-    if opts.workers <= 1:
+    """Results of each chunk, in input order; at most ``2 * workers`` chunks in flight. ``pool``:
+    worker processes to use (None: started here when ``opts.workers`` > 1, else in-process)."""
+    if pool is None and opts.workers <= 1:
         for chunk in chunks:
             yield _extract_chunk(chunk, opts, extract_fn)
         return
-    # spawn: the parent holds DuckDB threads; forking a threaded process is unsafe
-    # workers are replaced after ``max_tasks_per_child`` chunks: lxml/trafilatura keep memory they
-    # once needed for a large page, so a long-lived worker's footprint only grows
-    with ProcessPoolExecutor(max_workers=opts.workers, mp_context=get_context("spawn"),
-                             max_tasks_per_child=opts.max_tasks_per_child) as pool:
+    own = pool is None
+    pool = pool or new_pool(opts)
+    try:
         pending: deque[Future] = deque()
         for chunk in chunks:
             pending.append(pool.submit(_extract_chunk, chunk, opts, extract_fn))
-            if len(pending) >= 2 * opts.workers:
+            if len(pending) >= 2 * max(1, opts.workers):
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+    finally:
+        if own:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ------------------------------------------------------------------ the stage
@@ -335,19 +355,29 @@ def run_extract(
     log: Callable[[str], None] | None = None,
     options: Options | None = None,
     extract_fn: Callable[[str, str | None], Extracted | None] | None = None,
+    pool: Executor | Callable[[], Executor | None] | None = None,
 ) -> StageResult:
     """Extract every raw page; leaves tables ``kept`` and ``rejected`` on ``con``.
 
-    ``raw_sql`` is a FROM-able expression with the raw_pages columns (at least id, source,
-    crawl_id, url, status, content_type, html). Output rows are ordered by id whatever the
-    number of workers.
+    ``raw_sql`` is a FROM-able expression with the raw_pages columns: at least id and html (or
+    text); without ``status`` / ``content_type`` every row is taken for a 200 ``text/html`` page
+    (a file of pages). Output rows are ordered by id whatever the number of workers. ``pool``:
+    worker processes shared with other calls (see :func:`new_pool`), or a function returning them
+    (called only when the pool is worth it); without one, a pool is
+    started for this call when there is more than a chunk to do and ``options.workers`` > 1.
     """
     opts = options or Options()
     # A view, not a table: the pages are streamed from the input (Parquet in the pipeline) on each
     # pass, so the HTML of the whole corpus is never held in memory; later passes read no HTML.
     cols = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {raw_sql}").fetchall()}
-    missing = [c for c in ("text", "title", "source", "crawl_id") if c not in cols]  # text/title: dumps only
+    if "html" not in cols and "text" not in cols:
+        raise ValueError(f"extract input needs an 'html' (or 'text') column (has: {', '.join(sorted(cols))})")
+    missing = [c for c in ("url", "html", "text", "title", "source", "crawl_id") if c not in cols]  # text/title: dumps
     extra = "".join(f", NULL::VARCHAR AS {c}" for c in missing)
+    if "status" not in cols:
+        extra += ", 200 AS status"
+    if "content_type" not in cols:
+        extra += ", 'text/html' AS content_type"
     streamable_view(con, "_raw", f"SELECT *{extra} FROM {raw_sql}")  # batches stream on a second cursor
     # Set-based triage: which responses can hold a document at all.
     con.sql(
@@ -399,7 +429,11 @@ def run_extract(
 
     step = max(1, min(batch_size, 1000))
     next_log = step
-    for res in extract_rows(_chunks(reader, max(1, opts.chunk_size)), opts, extract_fn):
+    small = n_todo <= 2 * max(1, opts.chunk_size)  # not worth a pool
+    if not small and callable(pool) and not isinstance(pool, Executor):
+        pool = pool()  # (a shared pool, started on first use)
+    for res in extract_rows(_chunks(reader, max(1, opts.chunk_size)), replace(opts, workers=1) if small else opts,
+                            extract_fn, None if small else pool):
         buf.extend(res)
         done += len(res)
         if len(buf) >= batch_size:
@@ -422,11 +456,29 @@ def run_extract(
     con.sql(
         f"""
         CREATE OR REPLACE TABLE rejected AS
-        SELECT id, source, url, '{STAGE}' AS stage, rule, value FROM _triage WHERE rule IS NOT NULL
+        SELECT id, source, url, '{NAME}' AS stage, rule, value FROM _triage WHERE rule IS NOT NULL
         UNION ALL
-        SELECT r.id, r.source, r.url, '{STAGE}', e.rule, e.value
+        SELECT r.id, r.source, r.url, '{NAME}', e.rule, e.value
         FROM _extracted e JOIN _raw r USING (id) WHERE e.rule IS NOT NULL
         ORDER BY id
         """
     )
-    return finish_stage(con, STAGE, input_rows=con.sql("SELECT count(*) FROM _raw").fetchall()[0][0])
+    return finish_stage(con, NAME, input_rows=con.sql("SELECT count(*) FROM _raw").fetchall()[0][0])
+
+
+# ------------------------------------------------------------------ as a stage of the graph
+
+
+def _run(ctx: StageContext, src: str) -> StageOutput:
+    res = run_extract(ctx.con, src, batch_size=ctx.batch_size, log=ctx.log,
+                      options=options_from(ctx.settings) if ctx.settings is not None else None, pool=ctx.pool)
+    return StageOutput(kept=ctx.con.table("kept"), rejected=ctx.con.table("rejected"), result=res)
+
+
+STAGE = Stage(
+    name=NAME, input="raw_pages", output="extracted_documents", settings=lambda p: p.extract, run=_run,
+    libraries=("trafilatura", "resiliparse", "pycld2", "htmldate"), requires=("id",),
+    passthrough=("source", "crawl_id", "url"),
+    description="Main text (paragraphs kept), title, date and language of each HTML page: extractor chain "
+                "(trafilatura, then resiliparse), a time bound per page, CLD2; dump records that carry text pass.",
+)

@@ -1,128 +1,27 @@
-"""Where everything lives in a workdir, and how layers are written safely.
+"""How layers are read and written safely: DuckDB connections, Parquet writes, warehouse views,
+writer locks. Paths are :class:`~dataset_platform.workdir.Workdir`'s.
 
-Storage design (see ARCHITECTURE.md): every layer is one Parquet file written by its own asset
-(through a private in-memory DuckDB connection, so steps in parallel processes never contend for
-a database lock), and replaced atomically (write to a temporary name, fsync, ``os.replace``).
-``warehouse.duckdb`` holds only *views* over those files under the contract names; a view is
-created once per layer and then points at a stable path, so the warehouse file is opened for
-writing only briefly and rarely.
+Storage design (see ARCHITECTURE.md): every layer is Parquet written through a private in-memory
+DuckDB connection (so steps in parallel processes never contend for a database lock) and replaced
+atomically (``storage.atomic``); layers stored by batch are folders of parts with a manifest as
+their commit point (``storage.batched``). ``warehouse.duckdb`` holds only *views* over those
+files under the contract names; a view points at a stable pattern and is created again only when
+that changes, so the warehouse file is opened for writing only briefly and rarely.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from dataset_platform.contracts import schema
-
-DEFAULT_WORKDIR = ".dataset_platform"
-#: layers stored as folders of files: layer -> file pattern inside each folder. raw_pages and
-#: crawl_log have one folder per source; deduplicated_documents one per part written by a run
-#: (storage/parted.py), so that a refresh adds a part instead of rewriting the layer
-PARTITIONED_LAYERS = {"raw_pages": "data.parquet", "crawl_log": "*.parquet", "deduplicated_documents": "data.parquet"}
-
-
-@dataclass(frozen=True)
-class Workdir:
-    root: Path
-
-    @classmethod
-    def at(cls, path: str | Path | None = None) -> "Workdir":
-        p = Path(path or os.environ.get("DATASET_PLATFORM_WORKDIR") or DEFAULT_WORKDIR).expanduser().resolve()
-        return cls(p)
-
-    @property
-    def warehouse(self) -> Path:
-        return self.root / "warehouse.duckdb"
-
-    @property
-    def dagster_home(self) -> Path:
-        return self.root / "dagster_home"
-
-    @property
-    def layers(self) -> Path:
-        return self.root / "layers"
-
-    @property
-    def data_docs(self) -> Path:
-        """GX Data Docs of every suite check: ``site/index.html`` and the validation results."""
-        return self.root / "data_docs"
-
-    @property
-    def alerts(self) -> Path:
-        """One JSON line per failed run (written by the run-failure sensor)."""
-        return self.root / "alerts" / "run_failures.jsonl"
-
-    def layer(self, name: str) -> Path:
-        """The Parquet file holding a layer (for a partitioned layer: use ``layer_files``)."""
-        return self.layers / name / "data.parquet"
-
-    # The raw layer is partitioned by source: one folder per source, refreshed independently.
-    def raw_partition(self, source: str) -> Path:
-        """raw_pages of one source: its current state."""
-        return self.layers / "raw_pages" / source / "data.parquet"
-
-    def crawl_log_file(self, source: str, crawl_id: str) -> Path:
-        """crawl_log rows of one batch (written once; a reload of the batch rewrites the same file)."""
-        return self.layers / "crawl_log" / source / f"{crawl_id}.parquet"
-
-    def layer_glob(self, name: str) -> str:
-        """A read_parquet() pattern covering every file of a layer."""
-        if name in PARTITIONED_LAYERS:
-            return str(self.layers / name / "*" / PARTITIONED_LAYERS[name])
-        return str(self.layer(name))
-
-    def layer_files(self, name: str) -> list[Path]:
-        """The files of a layer that exist, sorted."""
-        if name in PARTITIONED_LAYERS:
-            return sorted((self.layers / name).glob(f"*/{PARTITIONED_LAYERS[name]}"))
-        return [self.layer(name)] if self.layer(name).exists() else []
-
-    def inbox(self, source: str) -> Path:
-        """Drop WARC/JSONL/Parquet files here to ingest them into ``source``."""
-        return self.root / "inbox" / source
-
-    @property
-    def annotations_inbox(self) -> Path:
-        """Drop Label Studio JSON exports here; the labelled layer is refreshed with them."""
-        return self.root / "inbox" / "annotations"
-
-    @property
-    def annotation_export(self) -> Path:
-        """Label Studio tasks (and labeling config) of the documents that most need review."""
-        return self.root / "annotation" / "export"
-
-    def crawl_state(self, source: str) -> Path:
-        """Scrapy job state of an unfinished crawl of ``source`` (resumed by the next crawl)."""
-        return self.root / "raw" / source / "state"
-
-    def rejects(self, stage: str) -> Path:
-        """The Parquet file of the documents one stage rejected."""
-        return self.layers / "rejected" / f"{stage}.parquet"
-
-    def raw_batches(self, source: str) -> Path:
-        return self.root / "raw" / source
-
-    @property
-    def releases(self) -> Path:
-        return self.root / "releases"
-
-    @property
-    def demo_site(self) -> Path:
-        return self.root / "demo_site"
-
-    def ensure(self) -> "Workdir":
-        for p in (self.root, self.layers, self.releases):
-            p.mkdir(parents=True, exist_ok=True)
-        return self
+from dataset_platform.storage.atomic import atomic_path
+from dataset_platform.workdir import BATCHED, DEFAULT_WORKDIR, Workdir  # noqa: F401  (DEFAULT_WORKDIR: callers)
 
 
 @contextlib.contextmanager
@@ -174,59 +73,76 @@ def sql_str(value: str | Path) -> str:
 
 def write_parquet(
     con: duckdb.DuckDBPyConnection, query: str, dest: Path, *, layer: str | None = None,
-    label_sets: list[str] | tuple[str, ...] = (),
+    label_sets: list[str] | tuple[str, ...] = (), unless_same: bool = False,
 ) -> int:
     """Write a query's rows to ``dest`` atomically; returns the row count.
 
     With ``layer`` the columns are cast to that layer's contract (with the label columns of
     ``label_sets`` where the layer has them), in its order. The caller's query must be
-    deterministic in its order (end it with ORDER BY) for byte-identical files.
+    deterministic in its order (end it with ORDER BY) for byte-identical files. ``unless_same``:
+    leave ``dest`` untouched when it already holds these rows in this order (for small files a
+    refresh would otherwise rewrite every time: its readers see no change, its mtime stays).
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
     body = f"SELECT {schema.select_list(layer, label_sets)} FROM ({query})" if layer else query
-    try:
-        con.sql(
-            f"COPY ({body}) TO {sql_str(tmp)} "
-            "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)"
-        )
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return count_rows(con, dest)
+    if unless_same and dest.exists() and _digest(con, f"({body})") == _digest(con, f"read_parquet({sql_str(dest)})"):
+        return parquet_rows(dest)  # the same rows in the same order: the file stays as it is
+    with atomic_path(dest) as tmp:
+        con.sql(f"COPY ({body}) TO {sql_str(tmp)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)")
+    return parquet_rows(dest)
+
+
+def _digest(con: duckdb.DuckDBPyConnection, rel: str) -> tuple:
+    """Row count and an order-sensitive fingerprint of a relation's rows (within one DuckDB build)."""
+    return tuple(con.sql(f"SELECT count(*), coalesce(sum(hash(r)::HUGEINT), 0) "
+                         f"FROM (SELECT *, row_number() OVER () AS _n FROM {rel}) r").fetchall()[0])
+
+
+def parquet_rows(path: Path) -> int:
+    """Rows of a Parquet file, from its footer (nothing else is read)."""
+    import pyarrow.parquet as pq
+
+    return int(pq.read_metadata(path).num_rows)
 
 
 def count_rows(con: duckdb.DuckDBPyConnection, path: Path) -> int:
-    return int(con.sql(f"SELECT count(*) FROM read_parquet({sql_str(path)})").fetchall()[0][0])
+    return parquet_rows(path)
 
 
-def empty_layer_query(layer: str) -> str:
+def empty_layer_query(layer: str, label_sets: list[str] | tuple[str, ...] = ()) -> str:
     """A query with the layer's columns and no rows."""
-    cols = ", ".join(f'CAST(NULL AS {t}) AS "{n}"' for n, t in schema.LAYERS[layer])
+    cols = ", ".join(f'CAST(NULL AS {t}) AS "{n}"' for n, t in schema.layer_columns(layer, label_sets))
     return f"SELECT {cols} WHERE false"
 
 
-def read_layer(wd: Workdir, layer: str) -> str:
+def files_sql(files: list[Path]) -> str:
+    """read_parquet() over a list of files (at least one)."""
+    return "read_parquet([" + ", ".join(sql_str(f) for f in files) + "])"
+
+
+def read_layer(wd: Workdir, layer: str, file: str = "data.parquet") -> str:
     """SQL for reading a layer's Parquet file(s); a clear error if it was never materialised."""
-    files = wd.layer_files(layer)
+    files = wd.layer_files(layer, file)
     if not files:
+        if layer in BATCHED and (wd.layer_dir(layer) / "manifest.json").exists() and file == "data.parquet":
+            return f"({empty_layer_query(layer)})"  # materialised, and empty
         raise FileNotFoundError(
-            f"layer {layer!r} has not been materialised yet (no {wd.layer_glob(layer)}): materialise it "
+            f"layer {layer!r} has not been materialised yet (no {wd.layer_glob(layer, file)}): materialise it "
             "first, e.g. `dataset-platform demo` or from the Dagster UI"
         )
-    if layer in PARTITIONED_LAYERS:
-        return "read_parquet([" + ", ".join(sql_str(f) for f in files) + "])"
-    return f"read_parquet({sql_str(files[0])})"
+    return files_sql(files)
 
 
 def count_layer(con: duckdb.DuckDBPyConnection, wd: Workdir, layer: str) -> int:
-    """Rows of a layer (0 if it has no file yet)."""
-    if not wd.layer_files(layer):
-        return 0
-    return int(con.sql(f"SELECT count(*) FROM {read_layer(wd, layer)}").fetchall()[0][0])
+    """Rows of a layer (0 if it has no file yet), from the files' footers."""
+    return sum(parquet_rows(f) for f in wd.layer_files(layer))
+
+
+def layer_view_sql(wd: Workdir, layer: str, label_sets: list[str] | tuple[str, ...] = ()) -> str:
+    """What a layer's warehouse view selects from: a glob over its files (a stable pattern), or
+    an empty relation with its columns while it has none."""
+    if wd.layer_files(layer):
+        return f"read_parquet({sql_str(wd.layer_glob(layer))})"
+    return f"({empty_layer_query(layer, label_sets)})"
 
 
 def ensure_view(wd: Workdir, name: str, target_sql: str, *, wait_s: float = 60.0) -> bool:

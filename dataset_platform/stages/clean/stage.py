@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Executor
 
 import duckdb
 import pyarrow as pa
@@ -31,30 +32,46 @@ from dataset_platform.config import CleanSettings
 from dataset_platform.stages.clean.pii import PII_TYPES
 from dataset_platform.stages.clean.score import SCORED_SCHEMA, score_batch
 from dataset_platform.stages.clean.text import normalise_text  # noqa: F401  (public helper)
-from dataset_platform.stages.base import StageResult, available_cpus, finish_stage, streamable_view
+from dataset_platform.stages.base import (
+    Stage,
+    StageContext,
+    StageOutput,
+    StageResult,
+    available_cpus,
+    finish_stage,
+    streamable_view,
+)
 from dataset_platform.storage import sql_str
 
-STAGE = "clean"
+NAME = "clean"
 
 PII_COLUMNS = [f"pii_{t}" for t in PII_TYPES]
 
 
+def new_pool(workers: int) -> Executor:
+    """Worker processes for scoring (spawned: the parent holds DuckDB threads)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+
 def score_batches(
-    reader, settings: CleanSettings, *, workers: int, on_batch: Callable[[pa.RecordBatch], None]
+    reader, settings: CleanSettings, *, workers: int, on_batch: Callable[[pa.RecordBatch], None],
+    pool: Executor | None = None,
 ) -> None:
     """Score every batch of ``reader``; results reach ``on_batch`` in input order.
 
-    With more than one worker, batches go to a process pool with at most 2 per worker in flight,
-    so memory stays bounded whatever the corpus size.
+    With more than one worker, batches go to a process pool (``pool``, or one started here) with
+    at most 2 per worker in flight, so memory stays bounded whatever the corpus size.
     """
     if workers <= 1:
         for b in reader:
             on_batch(score_batch(b, settings))
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    own = pool is None
+    pool = pool or new_pool(workers)
+    try:
         pending: deque = deque()
         for b in reader:
             pending.append(pool.submit(score_batch, b, settings))
@@ -62,6 +79,9 @@ def score_batches(
                 on_batch(pending.popleft().result())
         while pending:
             on_batch(pending.popleft().result())
+    finally:
+        if own:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run_clean(
@@ -72,12 +92,14 @@ def run_clean(
     batch_size: int = 2000,
     workers: int | None = None,
     log: Callable[[str], None] | None = None,
+    pool: Executor | Callable[[], Executor | None] | None = None,
 ) -> StageResult:
     """Clean every extracted document; leaves ``kept`` and ``rejected`` on ``con``.
 
     ``extracted_sql`` is FROM-able with at least id, text (and optionally source, url, title, lang).
     ``workers``: processes for scoring (default: the CPUs this process may use; a single batch is
-    always scored in-process).
+    always scored in-process). ``pool``: worker processes shared with other calls, or a function
+    returning them (called only when there is more than one batch).
     """
     # A view over the input: documents are streamed from it (Parquet in the pipeline), never held
     # all at once; the scored results keep text only for the documents that are kept.
@@ -111,7 +133,10 @@ def run_clean(
         f"CAST(lang AS VARCHAR) AS lang FROM _in WHERE {wanted}"  # input order: outputs are sorted at the end
     ).to_arrow_reader(batch_size)
     n_workers = max(1, workers) if workers is not None else available_cpus()
-    score_batches(reader, settings, workers=n_workers if to_score > batch_size else 1, on_batch=insert)
+    n_workers = n_workers if to_score > batch_size else 1
+    if n_workers > 1 and callable(pool) and not isinstance(pool, Executor):
+        pool = pool()  # (a shared pool, started on first use)
+    score_batches(reader, settings, workers=n_workers, on_batch=insert, pool=pool if n_workers > 1 else None)
     cur.close()
 
     pii_cols = ", ".join(f"s.{c}" for c in PII_COLUMNS)
@@ -127,18 +152,42 @@ def run_clean(
     con.sql(
         f"""
         CREATE OR REPLACE TABLE rejected AS
-        SELECT id, source, url, '{STAGE}' AS stage, 'language_not_wanted' AS rule, coalesce(lang, 'und') AS value
+        SELECT id, source, url, '{NAME}' AS stage, 'language_not_wanted' AS rule, coalesce(lang, 'und') AS value
         FROM _in WHERE NOT ({wanted})
         UNION ALL
-        SELECT i.id, i.source, i.url, '{STAGE}', s.rule, s.value
+        SELECT i.id, i.source, i.url, '{NAME}', s.rule, s.value
         FROM _in i JOIN _scored s USING (id) WHERE s.rule IS NOT NULL
         ORDER BY id
         """
     )
-    result = finish_stage(con, STAGE, input_rows=n)
-    sums = ", ".join(f"coalesce(sum({c}), 0)" for c in PII_COLUMNS)
-    pii = con.sql(f"SELECT {sums} FROM kept").fetchall()[0]
-    result.extra.update({c: int(v) for c, v in zip(PII_COLUMNS, pii)})
-    ann = con.sql("SELECT a, count(*) FROM (SELECT unnest(annotations) AS a FROM kept) GROUP BY a ORDER BY a").fetchall()
-    result.extra.update({f"annotated:{a}": int(c) for a, c in ann})
+    result = finish_stage(con, NAME, input_rows=n)
+    result.extra.update(summarise(con, "kept", "rejected"))
     return result
+
+
+def summarise(con: duckdb.DuckDBPyConnection, kept_sql: str, _rejected_sql: str) -> dict:
+    """Counters of kept documents: PII spans redacted per type, documents per annotate-only rule."""
+    sums = ", ".join(f"coalesce(sum({c}), 0)" for c in PII_COLUMNS)
+    pii = con.sql(f"SELECT {sums} FROM {kept_sql}").fetchall()[0]
+    out = {c: int(v) for c, v in zip(PII_COLUMNS, pii)}
+    ann = con.sql(f"SELECT a, count(*) FROM (SELECT unnest(annotations) AS a FROM {kept_sql}) "
+                  "GROUP BY a ORDER BY a").fetchall()
+    out.update({f"annotated:{a}": int(c) for a, c in ann})
+    return out
+
+
+# ------------------------------------------------------------------ as a stage of the graph
+
+
+def _run(ctx: StageContext, src: str) -> StageOutput:
+    res = run_clean(ctx.con, src, *([ctx.settings] if ctx.settings is not None else []),
+                    batch_size=ctx.batch_size, log=ctx.log, pool=ctx.pool)
+    return StageOutput(kept=ctx.con.table("kept"), rejected=ctx.con.table("rejected"), result=res)
+
+
+STAGE = Stage(
+    name=NAME, input="extracted_documents", output="cleaned_documents", settings=lambda p: p.clean, run=_run,
+    summarise=summarise, libraries=("ftfy", "jieba", "phonenumbers"), passthrough=("source", "url", "title", "lang"),
+    description="Normalised text (ftfy, NFC), Gopher / C4 / FineWeb quality rules per language (values in "
+                "`quality`), structured PII redacted with typed placeholders (counts per type).",
+)

@@ -24,7 +24,7 @@ only the groups and clusters a change touches are ranked again); otherwise this 
 pass runs, which still reuses the index: the raw text hash comes from the input's ``text_hash``
 when it has one (the cleaned layer does), so only texts that are new or changed (by id) are read,
 normalised and signed. ``kept_rows`` (id, row fingerprint) and :func:`kept_rows_query` let the
-writer of a layer stored in parts (:mod:`core.parted_layer`) write only what is new.
+writer of a layer stored in parts write only what is new.
 
 ``duplicate_clusters`` has one row per dropped document: cluster_id (the keeper's content hash),
 doc_id, keeper_id (always a kept document: an exact duplicate of a document that was then dropped
@@ -43,11 +43,17 @@ import duckdb
 
 from dataset_platform.stages.dedup.minhash import MinHashParams, kernel_loaded, sig_matrix, sign_batch
 from dataset_platform.stages.dedup.index import MinHashIndex
-from dataset_platform.storage.parted import PartedLayer
-from dataset_platform.stages.base import StageResult, available_cpus, finish_stage
-from dataset_platform.storage import write_parquet
+from dataset_platform.stages.base import (
+    CliOption,
+    Stage,
+    StageContext,
+    StageOutput,
+    StageResult,
+    available_cpus,
+    finish_stage,
+)
 
-STAGE = "dedup"
+NAME = "dedup"
 # Runs of whitespace fold to one space. Written so that RE2 only rewrites what changes (runs of
 # two or more, and single tabs/newlines): the same result as '\s+' -> ' ' at a quarter of its cost.
 CONTENT_HASH_SQL = "md5(lower(regexp_replace(trim(text), '\\s\\s+|[\\t\\n\\r\\f\\v]', ' ', 'g')))"
@@ -148,7 +154,7 @@ def run_dedup(
     # that a refresh reads no text it has seen before; else computed here
     raw = "s.text_hash::UBIGINT" if "text_hash" in cols else "hash(s.text)"
     # a fingerprint of everything a kept row carries: the layer keeps stored rows whose
-    # fingerprint is unchanged (storage/parted.py)
+    # fingerprint is unchanged
     carried = ", ".join(f's."{c}"' for c in sorted(cols - {"text", "text_hash"}))
     if workers is None:
         workers = getattr(settings, "workers", None) or available_cpus()
@@ -292,7 +298,7 @@ def _finish_outputs(con, q: _Query, positional: bool, index: MinHashIndex | None
     con.sql(
         f"""
         CREATE OR REPLACE TABLE rejected AS
-        SELECT r.id, r.source, r.url, '{STAGE}' AS stage, c.rule, c.keeper_id AS value
+        SELECT r.id, r.source, r.url, '{NAME}' AS stage, c.rule, c.keeper_id AS value
         FROM _meta r JOIN clusters c ON c.doc_id = r.id ORDER BY r.id
         """
     )
@@ -322,7 +328,7 @@ def _finish_outputs(con, q: _Query, positional: bool, index: MinHashIndex | None
 
 
 def _result(con, n: int) -> StageResult:
-    result = finish_stage(con, STAGE, input_rows=n, kept_rows=con.sql("SELECT count(*) FROM _keep").fetchall()[0][0])
+    result = finish_stage(con, NAME, input_rows=n, kept_rows=con.sql("SELECT count(*) FROM _keep").fetchall()[0][0])
     result.extra["clusters"] = con.sql("SELECT count(DISTINCT cluster_id) FROM clusters").fetchall()[0][0]
     for kind, docs in con.sql("SELECT kind, count(*) FROM clusters GROUP BY 1 ORDER BY 1").fetchall():
         result.extra[f"{kind}_duplicates"] = int(docs)
@@ -344,40 +350,6 @@ def kept_query(con: duckdb.DuckDBPyConnection, select: str = "*") -> str:
     (every layer is written so), else with ORDER BY id (a sort of every kept text)."""
     in_order = con.sql("SELECT yes FROM _kept_in_id_order").fetchall()[0][0]
     return f"SELECT {select} FROM kept" + ("" if in_order else " ORDER BY id")
-
-
-def dedup_into_parts(
-    con: duckdb.DuckDBPyConnection, src: str, settings, layer: PartedLayer, index: MinHashIndex, *,
-    clusters_path: Path, rejects_path: Path, log: Callable[[str], None] | None = None, workers: int | None = None,
-) -> tuple[StageResult, Callable[[], None]]:
-    """The dedup stage as the pipeline runs it: :func:`run_dedup` against ``index``, the clusters
-    and rejects written, the layer's new part staged. Returns the result and the commit to call
-    once everything else of the run is written (the index, then the layer: a run that fails
-    before leaves both as they were)."""
-    layer.load(con)
-    res = run_dedup(con, src, settings, log=log, index=index, workers=workers)
-    write_parquet(con, "SELECT * FROM clusters ORDER BY doc_id", clusters_path, layer="duplicate_clusters")
-    write_parquet(con, "SELECT * FROM rejected ORDER BY id, rule", rejects_path, layer="rejected_documents")
-    layer.write(con, "kept_rows", lambda ids: kept_rows_query(con, ids), log=log or (lambda _m: None))
-    near = settings is None or getattr(settings, "near", True)
-
-    def commit() -> None:
-        if near:  # (without near-dedup nothing was signed: the index stays as it was)
-            index.commit(con, _params(settings))
-        layer.commit(con)
-
-    return res, commit
-
-
-def kept_rows_query(con: duckdb.DuckDBPyConnection, ids_sql: str | None = None) -> str:
-    """The kept rows whose ids ``ids_sql`` selects, read by id from the input (a refresh's few
-    new rows, without a pass over every text); ``None``: every kept row, as :func:`kept_query`."""
-    if ids_sql is None:
-        return kept_query(con)
-    con.sql(f"CREATE OR REPLACE TABLE _want_ids AS SELECT k.id, k.content_hash FROM _keep k SEMI JOIN ({ids_sql}) i "
-            "ON i.id = k.id")
-    rows = _rows_of(con, "_want_ids", "_dedup_fresh", "_dedup_input")
-    return f"SELECT v.*, k.content_hash FROM {rows} v JOIN _want_ids k ON k.id = v.id::VARCHAR"
 
 
 def _rows_of(con: duckdb.DuckDBPyConnection, ids_table: str, fresh: str, otherwise: str) -> str:
@@ -509,7 +481,6 @@ class _NearDuplicates:
         self.threshold, self.batch_size, self.workers = threshold, batch_size, max(1, int(workers))
         self.log = log or (lambda _m: None)
         import tempfile
-        from pathlib import Path
 
         if index is None:  # no history: an index in a scratch folder for this run only
             self._scratch = tempfile.TemporaryDirectory(prefix="dedup-")
@@ -660,3 +631,34 @@ class _NearDuplicates:
         con.register("_s", pa.table({"node": pa.array(docs.astype(np.int32)), "similarity": pa.array(similarity.round(4))}))
         con.sql("INSERT INTO _near SELECT x.id, x.keeper_id, s.similarity FROM _drop x JOIN _s s USING (node) ORDER BY x.id")
         con.unregister("_s")
+
+
+# ------------------------------------------------------------------ as a stage of the graph
+
+
+def _run(ctx: StageContext, src: str) -> StageOutput:
+    """The decision over the whole cleaned layer, against the MinHash index kept beside the layer
+    (committed with the layer: a run that fails before leaves both as they were)."""
+    settings = ctx.settings
+    # (the CLI on a file keeps no index: everything is signed)
+    index = MinHashIndex(ctx.workdir.stage_state("deduplicated_documents", "minhash_index")) if ctx.workdir else None
+    res = run_dedup(ctx.con, src, settings, log=ctx.log, index=index)
+    con = ctx.con
+
+    def commit() -> None:
+        if index is not None and (settings is None or settings.near):  # (near off: nothing signed, index stays)
+            index.commit(con, _params(settings))
+
+    return StageOutput(kept=con.sql("SELECT id, content_hash FROM _keep"), rejected=con.table("rejected"),
+                       result=res, extra={"duplicate_clusters": con.table("clusters")}, commit=commit)
+
+
+STAGE = Stage(
+    name=NAME, input="cleaned_documents", output="deduplicated_documents", settings=lambda p: p.dedup, run=_run,
+    per_batch=False, extra_outputs=("duplicate_clusters",), also_writes=("duplicate_clusters",),
+    memory_limit=lambda s: s.memory_limit, passthrough=("source", "url", "lang"),
+    cli_options=(CliOption("--clusters", {"required": True, "help": "write duplicate_clusters: cluster_id, doc_id, "
+                                          "keeper_id, similarity, kind"}, output="duplicate_clusters"),),
+    description="One document per cluster of duplicates: exact (same normalised text or URL) and near "
+                "(MinHash-LSH, verified Jaccard); incremental over its MinHash index.",
+)

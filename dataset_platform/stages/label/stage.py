@@ -49,10 +49,19 @@ import pyarrow as pa
 from dataset_platform.contracts import schema
 from dataset_platform.config import LabelRule, LabelSet, LabelSettings
 from dataset_platform.text.jsonl import json_objects
-from dataset_platform.stages.base import StageResult, finish_stage, streamable_view
+from dataset_platform.stages.base import (
+    CliOption,
+    Prepared,
+    Stage,
+    StageContext,
+    StageOutput,
+    StageResult,
+    finish_stage,
+    streamable_view,
+)
 from dataset_platform.storage import sql_str
 
-STAGE = "label"
+NAME = "label"
 #: every value of ``<set>_source``
 SOURCES = ("human", "rule+model", "rule", "model", "default")
 INPUT_COLUMNS = [name for name, _ in schema.layer_columns("labelled_documents")]
@@ -271,6 +280,88 @@ def train_classifier(
 # ------------------------------------------------------------------ the stage
 
 
+@dataclass
+class Models:
+    """What labelling needs besides the documents: the trained classifiers per set, how many rows
+    each was trained on, and the resolved human labels (see :func:`run_label`)."""
+
+    classifiers: dict[str, Classifier]
+    train_rows: dict[str, int]
+    human: pa.Table | None = None
+
+
+def train_models(
+    con: duckdb.DuckDBPyConnection,
+    docs_sql: str | None,
+    settings: LabelSettings,
+    *,
+    gold: pa.Table | None = None,
+    human: pa.Table | None = None,
+    log: Callable[[str], None] | None = print,
+) -> Models:
+    """Train a classifier per set with ``model: true`` on the gold rows and the resolved human
+    labels (whose texts are read from ``docs_sql``, by id; None: gold only)."""
+    log = log or (lambda _m: None)
+    sets = list(settings.sets)
+    if gold is None and settings.gold:
+        gold = read_gold(Path(settings.gold), sets)
+    elif gold is not None:
+        gold = check_gold(gold, sets)
+    _human_table(con, human, sets, log)
+    docs = "_label_train_docs"
+    if docs_sql is not None:
+        have = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {docs_sql}").fetchall()}
+        title = "CAST(title AS VARCHAR)" if "title" in have else "NULL::VARCHAR"
+        con.sql(f"CREATE OR REPLACE TEMP VIEW {docs} AS SELECT CAST(id AS VARCHAR) AS id, "
+                f"{title} AS title, CAST(text AS VARCHAR) AS text FROM {docs_sql}")
+    else:
+        con.sql(f"CREATE OR REPLACE TEMP VIEW {docs} AS SELECT NULL::VARCHAR AS id, NULL::VARCHAR AS title, "
+                "NULL::VARCHAR AS text WHERE false")
+    classifiers: dict[str, Classifier] = {}
+    train_rows: dict[str, int] = {}
+    for s in sets:
+        if not s.model:
+            train_rows[s.name] = 0
+            continue
+        texts, labels = _training_rows(con, gold, s, docs)
+        trained = train_classifier(texts, labels, seed=settings.seed)
+        if isinstance(trained, Classifier):
+            classifiers[s.name] = trained
+            train_rows[s.name] = trained.train_rows
+            log(f"label: {s.name}: classifier trained on {trained.train_rows} gold rows, classes {trained.classes}")
+        else:
+            train_rows[s.name] = 0
+            log(f"label: {s.name}: no classifier: {trained}")
+    return Models(classifiers, train_rows, human)
+
+
+def apply_labels(
+    con: duckdb.DuckDBPyConnection,
+    src_sql: str,
+    settings: LabelSettings,
+    models: Models,
+    *,
+    batch_size: int = 2000,
+    log: Callable[[str], None] | None = print,
+) -> StageResult:
+    """Label every document of ``src_sql`` with the rules, ``models`` and the human labels; a
+    pure function of each document. Leaves ``kept``, ``rejected`` (empty) and ``label_details``."""
+    log = log or (lambda _m: None)
+    sets = list(settings.sets)
+    _input_view(con, src_sql)
+    n = con.sql("SELECT count(*) FROM _label_in").fetchall()[0][0]
+    _human_table(con, models.human, sets, lambda _m: None)
+    _rule_votes(con, sets)
+    _predict(con, models.classifiers, n, batch_size, log)
+    _combine(con, sets)
+    _kept(con, [s.name for s in sets])
+    con.sql("CREATE OR REPLACE TABLE rejected (id VARCHAR, source VARCHAR, url VARCHAR, stage VARCHAR, "
+            "rule VARCHAR, value VARCHAR)")
+    result = finish_stage(con, NAME, input_rows=n)
+    result.extra.update(_extra(con, sets, models.train_rows))
+    return result
+
+
 def run_label(
     con: duckdb.DuckDBPyConnection,
     src_sql: str,
@@ -281,7 +372,8 @@ def run_label(
     batch_size: int = 2000,
     log: Callable[[str], None] | None = print,
 ) -> StageResult:
-    """Label every document of ``src_sql`` for every label set of ``settings``.
+    """Label every document of ``src_sql`` for every label set of ``settings``: classifiers
+    trained here (:func:`train_models`), then :func:`apply_labels`.
 
     ``src_sql``: FROM-able SQL with the deduplicated columns (id and text required; of the other
     contract columns, absent ones are NULL; further columns are ignored); ids must be unique.
@@ -290,40 +382,10 @@ def run_label(
     confidence, resolved (only resolved rows count; one per document and set is expected, else
     the most confident). Leaves ``kept``, ``rejected`` (empty) and ``label_details``.
     """
-    log = log or (lambda _m: None)
-    sets = list(settings.sets)
-    names = [s.name for s in sets]
-    _input_view(con, src_sql)
-    n = con.sql("SELECT count(*) FROM _label_in").fetchall()[0][0]
-    if gold is None and settings.gold:
-        gold = read_gold(Path(settings.gold), sets)
-    elif gold is not None:
-        gold = check_gold(gold, sets)
-    _human_table(con, human, sets, log)
-    _rule_votes(con, sets)
-    classifiers: dict[str, Classifier] = {}
-    train_rows: dict[str, int] = {}
-    for s in sets:
-        if not s.model:
-            train_rows[s.name] = 0
-            continue
-        texts, labels = _training_rows(con, gold, s)
-        trained = train_classifier(texts, labels, seed=settings.seed)
-        if isinstance(trained, Classifier):
-            classifiers[s.name] = trained
-            train_rows[s.name] = trained.train_rows
-            log(f"label: {s.name}: classifier trained on {trained.train_rows} gold rows, classes {trained.classes}")
-        else:
-            train_rows[s.name] = 0
-            log(f"label: {s.name}: no classifier: {trained}")
-    _predict(con, classifiers, n, batch_size, log)
-    _combine(con, sets)
-    _kept(con, names)
-    con.sql("CREATE OR REPLACE TABLE rejected (id VARCHAR, source VARCHAR, url VARCHAR, stage VARCHAR, "
-            "rule VARCHAR, value VARCHAR)")
-    result = finish_stage(con, STAGE, input_rows=n)
-    result.extra.update(_extra(con, sets, train_rows))
-    return result
+    _input_view(con, src_sql)  # (checks the input: id and text, unique ids)
+    con.sql("CREATE OR REPLACE TEMP VIEW _label_docs AS SELECT * FROM _label_in")
+    models = train_models(con, "_label_docs", settings, gold=gold, human=human, log=log)
+    return apply_labels(con, src_sql, settings, models, batch_size=batch_size, log=log)
 
 
 def _input_view(con: duckdb.DuckDBPyConnection, src_sql: str) -> None:
@@ -448,7 +510,8 @@ def _rule_votes(con: duckdb.DuckDBPyConnection, sets: list[LabelSet]) -> None:
 # ------------------------------------------------------------------ the classifier in the stage
 
 
-def _training_rows(con: duckdb.DuckDBPyConnection, gold: pa.Table | None, s: LabelSet) -> tuple[list[str], list[str]]:
+def _training_rows(con: duckdb.DuckDBPyConnection, gold: pa.Table | None, s: LabelSet,
+                   docs: str) -> tuple[list[str], list[str]]:
     """Texts and labels of set ``s``: gold rows labelled for it, and resolved human labels joined
     with the documents' texts (a person's label replaces a gold label of the same id). Sorted by id."""
     rows: dict[str, tuple[str, str]] = {}
@@ -457,7 +520,7 @@ def _training_rows(con: duckdb.DuckDBPyConnection, gold: pa.Table | None, s: Lab
             if r[s.name] is not None:
                 rows[r["id"]] = (model_text(r["title"], r["text"]), r[s.name])
     human = con.sql(
-        f"SELECT h.id, d.title, d.text, h.value FROM _human h JOIN _label_in d ON d.id = h.id "
+        f"SELECT h.id, d.title, d.text, h.value FROM _human h JOIN {docs} d ON d.id = h.id "
         f"WHERE h.label_set = {sql_str(s.name)} ORDER BY h.id"
     ).fetchall()
     for ident, title, text, value in human:
@@ -578,3 +641,147 @@ def _extra(con: duckdb.DuckDBPyConnection, sets: list[LabelSet], train_rows: dic
             out[f"{s.name}_source:{source}"] = src.get((s.name, source), 0)
         out[f"{s.name}_model_train_rows"] = train_rows.get(s.name, 0)
     return out
+
+
+# ------------------------------------------------------------------ as a stage of the graph
+# Training is global and happens once per materialisation, only when its inputs changed (gold
+# file, human labels, settings): the classifiers are kept beside the layer by fingerprint. Each
+# part is then labelled as a pure function of its documents; the review export reads every part.
+
+MODEL_VERSION = "1"
+
+
+def annotation_files(inbox: Path) -> list[Path]:
+    """Label Studio exports: waiting in ``inbox`` and imported before (``processed/``); every one
+    is read each time, so the human labels are a pure function of these files."""
+    files = []
+    for d in (inbox / "processed", inbox):
+        if d.is_dir():
+            files += [p for p in d.iterdir() if p.is_file() and p.suffix == ".json" and not p.name.startswith(".")]
+    waiting = {p.name for p in files if p.parent == inbox}
+    # a file waiting again under an imported name supersedes the imported copy
+    return sorted((p for p in files if p.parent == inbox or p.name not in waiting), key=lambda p: p.name)
+
+
+def _prepare(ctx: StageContext) -> Prepared:
+    import hashlib
+    import pickle
+
+    from dataset_platform.stages.label import annotation as ann
+    from dataset_platform.storage import sql_str, write_parquet
+    from dataset_platform.storage.atomic import atomic_write_bytes
+
+    settings, wd, con = ctx.settings, ctx.workdir, ctx.con
+    files = annotation_files(wd.annotations_inbox)
+    annotations = ann.read_exports(files, sets=settings.sets)
+    con.register("_ann", annotations)
+    write_parquet(con, "SELECT * FROM _ann ORDER BY doc_id, label_set, annotator",
+                  wd.layer("human_annotations"), layer="human_annotations", unless_same=True)
+    con.unregister("_ann")
+    human = ann.resolve(annotations) if annotations.num_rows else None
+    agreement = ann.agreement(annotations) if annotations.num_rows else {}
+    if files:
+        ctx.log(f"human labels: {annotations.num_rows} from {len(files)} Label Studio export(s); agreement "
+                + (", ".join(f"{k}: {v.get('method')} kappa={v.get('kappa')}" for k, v in sorted(agreement.items()))
+                   or "n/a"))
+    h = hashlib.sha256(settings.model_dump_json().encode() + MODEL_VERSION.encode())
+    if settings.gold:
+        h.update(hashlib.sha256(Path(settings.gold).read_bytes()).digest())
+    if human is not None:
+        keyed = human.select(["id", "label_set", "value", "confidence", "resolved"]).sort_by(
+            [("id", "ascending"), ("label_set", "ascending"), ("value", "ascending")])
+        h.update(repr(keyed.to_pylist()).encode())
+    fingerprint = h.hexdigest()[:32]
+    store = wd.stage_state("labelled_documents", "models")
+    path = store / f"{fingerprint}.pkl"
+    models = None
+    if path.exists():
+        try:
+            models = pickle.loads(path.read_bytes())
+            ctx.log(f"label: classifiers {fingerprint[:12]} reused (gold, human labels and settings unchanged)")
+        except Exception as e:  # noqa: BLE001 - a damaged cache file is trained again
+            ctx.log(f"label: stored classifiers {path.name} unreadable ({type(e).__name__}); training again")
+    if models is None:
+        layer = wd.layer_files("deduplicated_documents")
+        docs = f"read_parquet([{', '.join(sql_str(f) for f in layer)}])" if (layer and human is not None) else None
+        models = train_models(con, docs, settings, human=human, log=ctx.log)
+        atomic_write_bytes(path, pickle.dumps(models, protocol=pickle.HIGHEST_PROTOCOL))
+        for old in store.glob("*.pkl"):  # the classifiers of earlier inputs are not used again
+            if old != path:
+                old.unlink()
+    counters = {"agreement": agreement, "annotation_files": [p.name for p in files],
+                "human_annotations": annotations.num_rows,
+                **{f"{k}_model_train_rows": v for k, v in models.train_rows.items()}}
+    return Prepared(state=models, fingerprint=fingerprint, counters=counters)
+
+
+def _run(ctx: StageContext, src: str) -> StageOutput:
+    # (without prepared models - the CLI on a file - the classifiers are trained here on the gold
+    # file and the input's own human labels: none)
+    if ctx.state is None:
+        res = run_label(ctx.con, src, ctx.settings, batch_size=ctx.batch_size, log=ctx.log)
+    else:
+        res = apply_labels(ctx.con, src, ctx.settings, ctx.state, batch_size=ctx.batch_size, log=ctx.log)
+    return StageOutput(kept=ctx.con.table("kept"), rejected=ctx.con.table("rejected"), result=res,
+                       extra={"details": ctx.con.sql("SELECT * FROM label_details ORDER BY id, label_set")})
+
+
+def summarise(con: duckdb.DuckDBPyConnection, kept_sql: str, _rejected_sql: str, *, sets=None) -> dict:
+    """Documents per label set and value, and per set and source, from the labelled rows."""
+    out: dict[str, int] = {}
+    cols = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {kept_sql}").fetchall()}
+    for name in sorted(c for c in cols if f"{c}_source" in cols and f"{c}_confidence" in cols):
+        for v, n in con.sql(f'SELECT "{name}", count(*) FROM {kept_sql} GROUP BY 1 ORDER BY 1').fetchall():
+            out[f"{name}:{v}"] = int(n)
+        for v, n in con.sql(f'SELECT "{name}_source", count(*) FROM {kept_sql} GROUP BY 1 ORDER BY 1').fetchall():
+            out[f"{name}_source:{v}"] = int(n)
+    return out
+
+
+def _finish(ctx: StageContext, layer) -> dict:
+    """The review export over every part's details; then imported exports move to processed/."""
+    import os
+
+    from dataset_platform.stages.label import annotation as ann
+    from dataset_platform.storage import sql_str
+
+    settings, wd, con = ctx.settings, ctx.workdir, ctx.con
+    details = layer.files("details.parquet")
+    kept = layer.files()
+    tasks = []
+    if details and kept:
+        con.sql(f"CREATE OR REPLACE TEMP VIEW label_details AS SELECT * FROM "
+                f"read_parquet([{', '.join(sql_str(f) for f in details)}])")
+        con.sql(f"CREATE OR REPLACE TEMP VIEW _labelled AS SELECT * FROM "
+                f"read_parquet([{', '.join(sql_str(f) for f in kept)}])")
+        queue = ann.select_for_review(con, "label_details", settings.review, seed=settings.seed)
+        tasks = ann.export_tasks(con, queue, "_labelled", "label_details", settings.sets)
+    paths = ann.write_export(wd.annotation_export, tasks, ann.labeling_config(settings.sets))
+    ctx.log(f"review: {len(tasks)} Label Studio task(s) written to {paths['tasks']}")
+    done = wd.annotations_inbox / "processed"
+    for p in annotation_files(wd.annotations_inbox):
+        if p.parent == wd.annotations_inbox:
+            done.mkdir(parents=True, exist_ok=True)
+            os.replace(p, done / p.name)
+    return {"review_tasks": len(tasks), "export": str(paths["tasks"])}
+
+
+def _cli_settings(args, settings: LabelSettings) -> LabelSettings:
+    if not settings.sets:
+        raise ValueError(f"{args.config}: pipeline.labels.sets is empty: declare at least one label set")
+    return settings.model_copy(update={"gold": str(Path(args.gold).resolve())}) if args.gold else settings
+
+
+STAGE = Stage(
+    name=NAME, input="deduplicated_documents", output="labelled_documents", settings=lambda p: p.labels,
+    run=_run, prepare=_prepare, finish=_finish, summarise=summarise, extra_outputs=("details",),
+    also_writes=("human_annotations",),
+    passthrough=("source", "url", "title", "lang", "n_chars", "n_words", "content_hash"),
+    cli_needs_config=True,
+    cli_options=(CliOption("--gold", {"default": None, "help": "JSONL of id, text and one field per label set: "
+                                      "trains the classifiers (default: pipeline.labels.gold)"}),),
+    cli_settings=_cli_settings,
+    libraries=("scikit-learn",),
+    description="Every document with a value, source (human / rule / model / rule+model / default) and confidence "
+                "per label set; writes the Label Studio review tasks.",
+)

@@ -1,0 +1,226 @@
+"""The checks' logic, without Dagster: each function measures one invariant of the stored layers
+and returns an :class:`Outcome` (``defs/quality.py`` turns it into an asset check result).
+
+They read narrow columns (ids, URLs, counts from Parquet footers); a scan of texts happens only in
+:func:`no_structured_pii`, over the parts the last materialisation wrote.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dataset_platform.storage import memory_connection, parquet_rows, read_layer, sql_str
+from dataset_platform.workdir import Workdir
+
+ERROR, WARN = "ERROR", "WARN"
+
+
+@dataclass
+class Outcome:
+    passed: bool
+    severity: str = ERROR  # what a failure means: ERROR blocks what is below, WARN does not
+    metadata: dict = field(default_factory=dict)
+    description: str | None = None
+
+
+def no_release() -> Outcome:
+    return Outcome(False, ERROR, {"error": "no release has been published"})
+
+
+# ------------------------------------------------------------------ accounting
+
+
+def accounting(wd: Workdir, stage) -> tuple[int, int, int]:
+    """(documents in, kept, rejected) of a stage, counted from the files' footers: the input layer's
+    data files, the output layer's, and the stage's rejects."""
+    from dataset_platform.storage.batched import REJECTED
+
+    inp = sum(parquet_rows(f) for f in wd.layer_files(stage.input))
+    kept = sum(parquet_rows(f) for f in wd.layer_files(stage.output))
+    if stage.per_batch:
+        rej = sum(parquet_rows(f) for f in wd.layer_files(stage.output, REJECTED))
+    else:
+        rej = parquet_rows(wd.rejects(stage.name)) if wd.rejects(stage.name).exists() else 0
+    return inp, kept, rej
+
+
+def accounting_outcome(wd: Workdir, stage) -> Outcome:
+    i, k, r = accounting(wd, stage)
+    return Outcome(i == k + r, ERROR, {"input": i, "kept": k, "rejected": r, "unaccounted": i - k - r})
+
+
+# ------------------------------------------------------------------ reconciliation
+
+
+def release_reconciles_with_crawl(wd: Workdir, release: Path) -> Outcome:
+    """Every stored page is in the release or in rejected_documents, exactly once."""
+    from dataset_platform.release.publish import release_view_sql
+    from dataset_platform.runner import rejected_sql
+
+    con = memory_connection()
+    try:
+        raw, released, rejected, missing, both = con.sql(f"""
+            WITH raw AS (SELECT id FROM {read_layer(wd, 'raw_pages')}),
+                 rel AS (SELECT id FROM {release_view_sql(release)}),
+                 rej AS (SELECT DISTINCT id FROM {rejected_sql(wd)})
+            SELECT (SELECT count(*) FROM raw), (SELECT count(*) FROM rel), (SELECT count(*) FROM rej),
+                   (SELECT count(*) FROM raw WHERE id NOT IN (SELECT id FROM rel) AND id NOT IN (SELECT id FROM rej)),
+                   (SELECT count(*) FROM rel WHERE id IN (SELECT id FROM rej))
+        """).fetchall()[0]
+    finally:
+        con.close()
+    return Outcome(missing == 0 and both == 0 and raw == released + rejected, ERROR,
+                   {"crawled": raw, "released": released, "rejected": rejected,
+                    "unaccounted": missing, "released_and_rejected": both})
+
+
+def raw_reconciles_with_crawl_log(wd: Workdir) -> Outcome:
+    """Every stored page has its 'fetched' record in crawl_log, and every URL the newest crawl of a
+    source fetched or found not_modified is stored."""
+    con = memory_connection()
+    try:
+        orphans, missing, per_source = con.sql(f"""
+            WITH raw AS (SELECT source, crawl_id, url FROM {read_layer(wd, 'raw_pages')}),
+                 log AS (SELECT source, crawl_id, url, outcome FROM {read_layer(wd, 'crawl_log')}),
+                 newest AS (  -- newest crawl batch per source (crawl ids end in a UTC timestamp + Z)
+                   SELECT source, max(crawl_id) AS crawl_id FROM log
+                   WHERE regexp_matches(crawl_id, '-[0-9]{{8}}T[0-9]{{6,}}Z$') GROUP BY 1)
+            SELECT
+              (SELECT count(*) FROM raw r WHERE NOT EXISTS (
+                 SELECT 1 FROM log l WHERE l.source = r.source AND l.crawl_id = r.crawl_id AND l.url = r.url
+                   AND l.outcome = 'fetched')),
+              (SELECT count(*) FROM log l JOIN newest n USING (source, crawl_id)
+               WHERE l.outcome IN ('fetched', 'not_modified')
+                 AND NOT EXISTS (SELECT 1 FROM raw r WHERE r.source = l.source AND r.url = l.url)),
+              (SELECT count(DISTINCT source) FROM raw)
+        """).fetchall()[0]
+    finally:
+        con.close()
+    return Outcome(orphans == 0 and missing == 0, ERROR,
+                   {"stored_without_fetched_record": orphans, "fetched_but_not_stored": missing,
+                    "sources_with_pages": per_source})
+
+
+# ------------------------------------------------------------------ PII
+
+
+def no_structured_pii(files: list[Path], *, scanned_of: int | None = None) -> Outcome:
+    """No structured PII (core PII types) left in the text or title of ``files`` (streamed in
+    bounded Arrow batches). ``scanned_of``: the layer's row count, when ``files`` are the parts
+    the last materialisation wrote (the others were scanned when they were written)."""
+    import pyarrow.parquet as pq
+
+    from dataset_platform.stages.clean.pii import PII_TYPES, find_pii_batch
+
+    per_type = dict.fromkeys(PII_TYPES, 0)
+    rows = docs = 0
+    examples: list[str] = []
+    for path in files:
+        pf = pq.ParquetFile(path)
+        cols = ["id", "text", *(["title"] if "title" in pf.schema_arrow.names else [])]  # titles are published too
+        for batch in pf.iter_batches(batch_size=2048, columns=cols):
+            rows += batch.num_rows
+            found = [s for _, s in find_pii_batch(batch.column(1))]
+            if len(cols) == 3:
+                found = [a + b for a, (_, b) in zip(found, find_pii_batch(batch.column(2)))]
+            for doc_id, spans in zip(batch.column(0).to_pylist(), found):
+                if spans:
+                    docs += 1
+                    for sp in spans:
+                        per_type[sp.type] += 1
+                    if len(examples) < 5:
+                        examples.append(f"{doc_id} ({', '.join(sorted({sp.type for sp in spans}))})")
+    total = sum(per_type.values())
+    md = {"rows_scanned": rows, "pii_found": total, "documents_with_pii": docs,
+          **{f"pii_{t}": n for t, n in per_type.items()}, "example_ids": ", ".join(examples) or "none"}
+    if scanned_of is not None:
+        md["layer_rows"] = scanned_of
+    return Outcome(total == 0, ERROR, md)
+
+
+# ------------------------------------------------------------------ the release
+
+
+def split_leakage(wd: Workdir, release: Path) -> Outcome:
+    """No URL, near-duplicate cluster or split group has documents in two splits, and no augmented
+    copy is outside train."""
+    from dataset_platform.release.publish import release_view_sql
+
+    rel = release_view_sql(release)
+    con = memory_connection()
+    try:
+        by_url, by_cluster, by_group, augmented = con.sql(f"""
+            WITH r AS (SELECT id, url, split, augmented_from FROM {rel}),
+                 d AS (SELECT id, content_hash FROM {read_layer(wd, 'decontaminated_documents')}),
+                 a AS (SELECT id, group_key FROM read_parquet({sql_str(wd.split_assignments)}))
+            SELECT
+              (SELECT count(*) FROM (SELECT url FROM r WHERE augmented_from IS NULL GROUP BY url
+                                     HAVING count(DISTINCT split) > 1)),
+              (SELECT count(*) FROM (SELECT d.content_hash FROM r JOIN d USING (id) GROUP BY 1
+                                     HAVING count(DISTINCT r.split) > 1)),
+              (SELECT count(*) FROM (SELECT a.group_key FROM r JOIN a USING (id) GROUP BY 1
+                                     HAVING count(DISTINCT r.split) > 1)),
+              (SELECT count(*) FROM r WHERE augmented_from IS NOT NULL AND split <> 'train')
+        """).fetchall()[0]
+    finally:
+        con.close()
+    return Outcome(by_url == 0 and by_cluster == 0 and by_group == 0 and augmented == 0, ERROR,
+                   {"urls_in_two_splits": by_url, "clusters_in_two_splits": by_cluster,
+                    "groups_in_two_splits": by_group, "augmented_outside_train": augmented})
+
+
+def split_shares(release: Path, column: str) -> list[tuple]:
+    """(split, value, share in the split, share in the whole, deviation) of a label column of the
+    original (not augmented) documents, largest deviation first."""
+    from dataset_platform.release.publish import release_view_sql
+
+    con = memory_connection()
+    try:
+        return con.sql(f"""
+            WITH r AS (SELECT "{column}" AS v, split FROM {release_view_sql(release)} WHERE augmented_from IS NULL),
+                 whole AS (SELECT v, count(*) / (SELECT count(*) FROM r) AS share FROM r GROUP BY v),
+                 per AS (SELECT split, v, count(*) / sum(count(*)) OVER (PARTITION BY split) AS share
+                         FROM r GROUP BY split, v),
+                 grid AS (SELECT s.split, w.v, w.share AS whole_share FROM (SELECT DISTINCT split FROM r) s
+                          CROSS JOIN whole w)
+            SELECT g.split, g.v, round(coalesce(p.share, 0), 4), round(g.whole_share, 4),
+                   round(abs(coalesce(p.share, 0) - g.whole_share), 4) AS dev
+            FROM grid g LEFT JOIN per p ON p.split = g.split AND p.v = g.v
+            ORDER BY dev DESC, 1, 2
+        """).fetchall()
+    finally:
+        con.close()
+
+
+def release_diversity(release: Path, label_sets: list[str], q) -> list:
+    """The diversity findings (``checks/diversity.py``) of the original documents of a release."""
+    from dataset_platform.checks.diversity import assess, measure
+    from dataset_platform.release.publish import release_view_sql
+
+    con = memory_connection()
+    try:
+        measures = measure(con, f"(SELECT * FROM {release_view_sql(release)} WHERE augmented_from IS NULL)", label_sets)
+    finally:
+        con.close()
+    return assess(measures, min_sources=q.min_sources, min_languages=q.min_languages, min_domains=q.min_domains,
+                  min_label_values=q.min_label_values, max_label_share=q.max_label_share)
+
+
+def new_files(wd: Workdir, layer: str, file: str = "data.parquet") -> list[Path]:
+    """The files of a layer stored by batch that its last commit wrote (all of a layer's files
+    when it keeps no manifest)."""
+    import json
+
+    manifest = wd.layer_dir(layer) / "manifest.json"
+    if not manifest.exists():
+        return wd.layer_files(layer, file)
+    meta = json.loads(manifest.read_text(encoding="utf-8"))
+    gen = meta.get("generation")
+    out = []
+    for key, info in sorted(meta.get("parts", {}).items()):
+        f = wd.layer_dir(layer) / key / file
+        if info.get("gen") == gen and f.exists():
+            out.append(f)
+    return out
+

@@ -1,0 +1,300 @@
+"""The raw layer's refresh: crawl a source (its own OS process), land its new files, load every
+pending batch into ``crawl_log`` and the source's raw layer (``ingest/load.py``).
+
+Sources removed from the config leave the layer (moved to ``retired/``). Nothing here imports
+Dagster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from dataset_platform.config import CrawlSource, DumpSource, PlatformConfig, Source
+from dataset_platform.ingest.load import Batch, source_files
+from dataset_platform.storage import (
+    count_layer,
+    ensure_view,
+    layer_view_sql,
+    memory_connection,
+    read_layer,
+    sql_str,
+    source_lock,
+)
+from dataset_platform.workdir import Workdir
+
+Log = Callable[[str], None]
+
+#: URLs of the demo site are recorded under this base, whatever port it was served on, so the
+#: release is byte-identical from run to run.
+DEMO_BASE_URL = "http://demo.dataset-platform.localhost"
+
+
+def _noop(_: str) -> None:
+    pass
+
+
+@dataclass
+class RawResult:
+    """What a refresh of the raw layer did: ``rows`` stored pages of every source, ``counters``
+    per source (batches merged, outcomes, crawl statistics) and layer-wide counts."""
+
+    layer: str
+    rows: int
+    path: Path
+    counters: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    stage: None = None
+
+    @property
+    def docs_per_s(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+@contextlib.contextmanager
+def _crawl_target(source: CrawlSource, wd: Workdir, log: Log) -> Iterator[dict]:
+    """Start URLs, sitemaps, domains, allowed addresses and record base of a source.
+
+    For ``demo_site: true`` the demo site is generated and served on 127.0.0.1 for the crawl, and
+    exactly that address is allowed (other private/loopback addresses stay refused).
+    """
+    target = {
+        "start_urls": list(source.start_urls), "sitemap_urls": list(source.sitemap_urls),
+        "allowed_domains": list(source.allowed_domains), "allow_addresses": list(source.allow_private_addresses),
+        "record_base_url": source.record_base_url, "fetch_base_url": None,
+    }
+    if not source.demo_site:
+        yield target
+        return
+    from dataset_platform.demo.server import DemoServer
+    from dataset_platform.demo.site import generate_site
+
+    generate_site(wd.demo_site)  # deterministic and cheap: always regenerate
+    with DemoServer(wd.demo_site / "site") as server:
+        log(f"demo site for source {source.name!r} served at {server.base_url}")
+        absolute = lambda urls: [server.base_url + u if u.startswith("/") else u for u in urls]
+        target.update(
+            start_urls=absolute(source.start_urls), sitemap_urls=absolute(source.sitemap_urls),
+            allowed_domains=["127.0.0.1"], allow_addresses=sorted({*source.allow_private_addresses, "127.0.0.1"}),
+            record_base_url=source.record_base_url or DEMO_BASE_URL, fetch_base_url=server.base_url,
+        )
+        yield target
+
+
+def _new_crawl_id(source: str) -> str:
+    return f"{source}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
+
+
+def crawl_source(source: CrawlSource, wd: Workdir, log: Log = _noop) -> tuple[Batch, dict]:
+    """Crawl one source in its own OS process and land the batch as gzip JSONL.
+
+    With ``resumable`` an interrupted crawl leaves its Scrapy job state under
+    ``raw/<source>/state/``; the next crawl of the source resumes it (same crawl_id).
+    With ``conditional_requests`` the validators of the stored pages are sent along.
+    """
+    from dataset_platform.ingest.crawl import CrawlSpec, run_crawl
+    from dataset_platform.ingest.load import known_pages
+
+    state = wd.crawl_state(source.name)
+    crawl_id = None
+    if source.resumable and (state / "crawl_id").exists():
+        crawl_id = (state / "crawl_id").read_text(encoding="utf-8").strip()
+        log(f"resuming the unfinished crawl {crawl_id} of {source.name!r}")
+    crawl_id = crawl_id or _new_crawl_id(source.name)
+    if source.resumable:
+        state.mkdir(parents=True, exist_ok=True)
+        (state / "crawl_id").write_text(crawl_id + "\n", encoding="utf-8")
+    out = wd.raw_batches(source.name) / f"{crawl_id}.jsonl.gz"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    known = wd.raw_batches(source.name) / f"known-{crawl_id}.jsonl.gz"
+    with _crawl_target(source, wd, log) as t:
+        n_known = 0
+        if source.conditional_requests:
+            con = memory_connection()
+            rewrite = (t["record_base_url"], t["fetch_base_url"]) if t["fetch_base_url"] else None
+            n_known = known_pages(con, wd, source.name, known, url_rewrite=rewrite)
+            con.close()
+            if n_known:
+                log(f"conditional requests for {n_known} stored pages of {source.name!r}")
+        spec = CrawlSpec(
+            source=source.name,
+            crawl_id=crawl_id,
+            start_urls=t["start_urls"],
+            allowed_domains=t["allowed_domains"],
+            output_path=str(out),
+            max_pages=source.max_pages,
+            max_depth=source.max_depth,
+            max_bytes_per_page=source.max_bytes_per_page,
+            concurrency=source.concurrency,
+            download_delay=source.download_delay,
+            obey_robots=source.obey_robots,
+            user_agent=source.user_agent,
+            record_base_url=t["record_base_url"],
+            timeout_s=source.timeout_s,
+            sitemap_urls=t["sitemap_urls"],
+            allow_url_patterns=list(source.allow_url_patterns),
+            deny_url_patterns=list(source.deny_url_patterns),
+            accepted_content_types=list(source.accepted_content_types),
+            allow_addresses=t["allow_addresses"],
+            known_pages_path=str(known) if n_known else None,
+            state_dir=str(state / "job") if source.resumable else None,
+            max_redirects=source.max_redirects,
+            retry_times=source.retry_times,
+            retry_backoff_s=source.retry_backoff_s,
+            download_timeout_s=source.download_timeout_s,
+            trap_max_per_pattern=source.trap_max_per_pattern,
+        )
+        try:
+            summary = run_crawl(spec, log=log)
+        finally:
+            known.unlink(missing_ok=True)
+    shutil.rmtree(state, ignore_errors=True)  # finished: nothing to resume
+    stats = {
+        "crawl_id": crawl_id, "urls": summary.pages, "bytes": summary.bytes,
+        "elapsed_s": round(summary.elapsed_s, 2),
+        "urls_per_s": round(summary.pages / summary.elapsed_s, 1) if summary.elapsed_s else 0.0,
+        "status_counts": dict(summary.status_counts), "outcomes": dict(summary.outcomes),
+        "finish_reason": summary.finish_reason,
+    }
+    return Batch(source.name, crawl_id, out), stats
+
+
+def files_to_land(source: Source, wd: Workdir) -> list[tuple[Path, str]]:
+    """(file, kind) to ingest for a source: its configured paths (dump sources) and its inbox."""
+    files: list[tuple[Path, str]] = []
+    if isinstance(source, DumpSource):
+        for pattern in source.paths:
+            matches = sorted(Path(p) for p in glob.glob(pattern))
+            if not matches and not glob.has_magic(pattern):
+                raise FileNotFoundError(f"source {source.name!r}: path {pattern} does not exist")
+            files += [(m, source.kind) for m in matches if m.is_file()]
+    inbox = wd.inbox(source.name)
+    if inbox.is_dir():
+        dropped = sorted(p for p in inbox.iterdir() if p.is_file() and not p.name.startswith("."))
+        if dropped:
+            from dataset_platform.ingest.files import kind_for_path
+
+            files += [(f, kind_for_path(f)) for f in dropped]
+    return files
+
+
+def ingest_source_files(source: Source, wd: Workdir, log: Log = _noop) -> list[str]:
+    """Land every file of a source not landed before (a file's batch id is its content hash).
+
+    Inbox files move to ``inbox/<source>/processed/`` once landed.
+    """
+    landed: list[str] = []
+    files = files_to_land(source, wd)
+    if not files:
+        return landed
+    from dataset_platform.ingest.files import batch_id_for, ingest_file
+
+    fields = dict(source.fields) if isinstance(source, DumpSource) else {}
+    for path, kind in files:
+        batch_id = batch_id_for(path, source.name)
+        out = wd.raw_batches(source.name) / f"{batch_id}.jsonl.gz"
+        if not out.exists():
+            summary = ingest_file(path, source=source.name, kind=kind, output_path=out, fields=fields or None, log=log)
+            log(f"{source.name}: landed {path.name} as {batch_id}: {summary.records} records")
+            landed.append(batch_id)
+        else:
+            log(f"{source.name}: {path.name} was landed before as {batch_id}; skipped")
+        if path.parent == wd.inbox(source.name):
+            done = path.parent / "processed"
+            done.mkdir(exist_ok=True)
+            os.replace(path, done / path.name)
+    return landed
+
+
+def _retire_unknown_sources(cfg: PlatformConfig, wd: Workdir, log: Log) -> None:
+    """Partitions of sources no longer in the config leave the layer (moved to ``retired/``)."""
+    names = {s.name for s in cfg.sources}
+    for layer in ("raw_pages", "crawl_log"):
+        folder = wd.layers / layer
+        if not folder.is_dir():
+            continue
+        for d in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in names):
+            dest = wd.retired(layer, d.name)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if dest.exists():
+                shutil.rmtree(dest)
+            os.replace(d, dest)
+            log(f"source {d.name!r} is no longer in the config: its {layer} partition moved to {dest}")
+
+
+def materialise_raw(
+    cfg: PlatformConfig, wd: Workdir, log: Log = _noop, *, sources: list[str] | None = None,
+    crawl: bool = True,
+) -> RawResult:
+    """Refresh the raw partitions of ``sources`` (default: all): crawl (crawl sources, unless
+    ``crawl=False``), land new files (configured paths and the inbox), then load every pending
+    batch into crawl_log and the source's raw_pages partition. Other sources are untouched."""
+    from dataset_platform.ingest.load import ingest_pending, merged_batches
+
+    t0 = time.monotonic()
+    wd.ensure()
+    by_name = {s.name: s for s in cfg.sources}
+    unknown = sorted(set(sources or []) - set(by_name))
+    if unknown:
+        raise ValueError(f"unknown source(s) {unknown}; sources.yaml declares {sorted(by_name)}")
+    _retire_unknown_sources(cfg, wd, log)
+    per_source: dict[str, dict] = {}
+    spill = wd.spill("raw")
+    spill.mkdir(parents=True, exist_ok=True)
+    con = memory_connection(memory_limit=cfg.pipeline.memory_limit, temp_dir=spill)
+    try:
+        for name in sources or list(by_name):
+            source = by_name[name]
+            crawl_stats = None
+            with source_lock(wd, name, log):
+                if isinstance(source, CrawlSource) and crawl:
+                    _, crawl_stats = crawl_source(source, wd, log)
+                ingest_source_files(source, wd, log)
+                per_source[name] = ingest_pending(con, wd, name, log=log, part_rows=cfg.pipeline.part_rows)
+            per_source[name]["crawl"] = crawl_stats
+            if not source_files(wd, name) and not merged_batches(wd, name):
+                raise FileNotFoundError(
+                    f"source {name!r} has nothing stored yet: no crawl or file has been landed under "
+                    f"{wd.raw_batches(name)} (for a dump source, check its paths or drop a file into {wd.inbox(name)})"
+                )
+        rows = count_layer(con, wd, "raw_pages")
+        counters = {
+            "crawl_log_rows": count_layer(con, wd, "crawl_log"),
+            "sources": per_source,
+            "pages_per_source": dict(con.sql(
+                f"SELECT source, count(*) FROM {read_layer(wd, 'raw_pages')} GROUP BY 1 ORDER BY 1").fetchall()),
+            "status_counts": {str(k): int(v) for k, v in con.sql(
+                f"SELECT status, count(*) FROM {read_layer(wd, 'raw_pages')} GROUP BY 1 ORDER BY 1").fetchall()},
+        }
+    finally:
+        con.close()
+    result = RawResult("raw_pages", rows, wd.layers / "raw_pages", counters=counters, seconds=time.monotonic() - t0)
+    ensure_view(wd, "raw_pages", layer_view_sql(wd, "raw_pages"))
+    ensure_view(wd, "crawl_log", f"read_parquet({sql_str(wd.layer_glob('crawl_log'))})")
+    return result
+
+
+def crawl_log_summary(wd: Workdir) -> dict:
+    """Outcome counts of the newest batch of each source (for metadata and the CLI)."""
+    con = memory_connection()
+    try:
+        rows = con.sql(f"""
+            WITH newest AS (SELECT source, max(crawl_id) AS crawl_id FROM {read_layer(wd, 'crawl_log')} GROUP BY 1)
+            SELECT l.source, l.outcome, count(*) FROM {read_layer(wd, 'crawl_log')} l JOIN newest USING (source, crawl_id)
+            GROUP BY 1, 2 ORDER BY 1, 2
+        """).fetchall()
+    finally:
+        con.close()
+    out: dict[str, dict[str, int]] = {}
+    for source, outcome, n in rows:
+        out.setdefault(source, {})[outcome] = int(n)
+    return out
+
+

@@ -1,0 +1,85 @@
+"""The release as the graph makes it: the decontaminated layer, split (documents keep the split
+a release gave them) and published with its card, manifest and diff (``release/publish.py``).
+Nothing here imports Dagster."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from dataset_platform.config import PlatformConfig
+from dataset_platform.release.publish import ReleaseInfo, latest_release, publish_release, release_view_sql
+from dataset_platform.storage import ensure_view, memory_connection, read_layer, sql_str, write_parquet
+from dataset_platform.workdir import Workdir
+
+Log = Callable[[str], None]
+
+
+def _noop(_: str) -> None:
+    pass
+
+
+def release_stats(cfg: PlatformConfig, wd: Workdir) -> dict:
+    """What the dataset card says of how the release was made: every stage's accounting and drop
+    reasons (from the layers' manifests), annotator agreement, decontamination."""
+    from dataset_platform.runner import STAGES, layer_extra, layer_totals
+    from dataset_platform.stages.registry import order_of
+
+    stages, reasons = [], []
+    for st in STAGES:
+        t = layer_totals(wd, st)
+        if t is None:
+            continue
+        stages.append([st.name, t.input_rows, t.kept_rows, t.rejected_rows])
+        reasons += [[st.name, rule, n] for rule, n in sorted(t.reasons.items())]
+    reasons.sort(key=lambda r: (order_of(r[0]), r[1]))
+    labelled = layer_extra(wd, "labelled_documents").get("prepared", {})
+    decon = layer_totals(wd, "decontaminate")
+    items = layer_extra(wd, "decontaminated_documents").get("prepared", {})
+    dc = cfg.pipeline.decontamination
+    benchmarks = [[k.split(":", 1)[1], int(v), int((decon.extra if decon else {}).get("matched:" + k.split(":", 1)[1], 0))]
+                  for k, v in sorted(items.items()) if k.startswith("items:")]
+    return {
+        "sources": [f"{s.name} ({s.kind})" for s in cfg.sources],
+        "stages": stages,
+        "reasons": reasons,
+        "agreement": labelled.get("agreement", {}),
+        "decontamination": {"ngram": dc.ngram, "cjk_ngram": dc.cjk_ngram, "benchmarks": benchmarks},
+    }
+
+
+def materialise_release(cfg: PlatformConfig, wd: Workdir, log: Log = _noop, *, lineage: dict | None = None) -> ReleaseInfo:
+    con = memory_connection(memory_limit=cfg.pipeline.memory_limit, temp_dir=_spill(wd))
+    prev = wd.split_assignments
+    augment = None
+    if cfg.pipeline.augmentation.enabled:
+        from dataset_platform.release.augment import augment_train
+
+        aug = cfg.pipeline.augmentation
+        augment = lambda c: augment_train(c, aug)  # noqa: E731
+    try:
+        info = publish_release(
+            con, read_layer(wd, "decontaminated_documents"), wd.releases, cfg.dataset, cfg.pipeline.splits,
+            config_fingerprint=cfg.fingerprint(), stats=release_stats(cfg, wd), label_sets=cfg.label_set_names,
+            release=cfg.pipeline.release,
+            previous_assignments_sql=f"read_parquet({sql_str(prev)})" if prev.exists() else None,
+            lineage=lineage, augment=augment,
+        )
+        # only once the release is in place: a failed publish keeps the old assignments
+        write_parquet(con, "SELECT id, split, group_key FROM split_assignments ORDER BY id", prev, unless_same=True)
+    finally:
+        con.close()
+    log(f"release {info.dataset} {info.version}: {info.rows} at {info.path}" + ("" if info.created else " (unchanged)")
+        + f"; against {info.previous or 'no earlier release'}: {info.diff}")
+    ensure_view(wd, "dataset_release", release_view_sql(info.path))
+    return info
+
+
+def current_release(cfg: PlatformConfig, wd: Workdir) -> Path | None:
+    return latest_release(wd.releases, cfg.dataset.name)
+
+
+def _spill(wd: Workdir) -> Path:
+    p = wd.spill("release")
+    p.mkdir(parents=True, exist_ok=True)
+    return p
