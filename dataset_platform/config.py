@@ -19,6 +19,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from dataset_platform.contracts.records import DUMP_FIELDS
+
 NAME_RE = r"^[a-z][a-z0-9_-]{0,62}$"
 
 
@@ -122,10 +124,6 @@ class CrawlSource(_Model):
             if not self.allowed_domains:
                 raise ValueError("allowed_domains is required for a crawl (e.g. [example.org]) so the crawl stays on the site")
         return self
-
-
-#: landed-record fields a dump's fields can be mapped to
-DUMP_FIELDS = ("url", "text", "html", "title", "fetched_at")
 
 
 class DumpSource(_Model):
