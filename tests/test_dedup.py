@@ -22,7 +22,7 @@ from dataset_platform.stages.dedup.minhash import (
     shingle_hashes,
     signatures,
 )
-from dataset_platform.storage import memory_connection
+from dataset_platform.storage import atomic, memory_connection
 
 EN_WORDS = (
     "river bridge market garden library harbour station orchard museum valley bakery tower meadow school theatre "
@@ -366,10 +366,12 @@ def test_a_failed_run_leaves_the_index_as_it_was(tmp_path, crafted):
     _indexed_run(rows, index, commit=False)  # e.g. writing the layer failed: no commit
     assert {f.name for f in index.iterdir() if not f.name.startswith(".")} >= set(before)
     assert (index / "index.json").read_bytes() == before["index.json"]
+    # a run killed hard while writing a part's arrays leaves a temporary file
+    atomic.temporary_path(index / "part-00099.sig.npy").write_bytes(b"cut off")
     kept, clusters, logs = _indexed_run(rows, index)  # the next run signs the newcomers again
     assert clusters == planted
     assert _signed(logs) == f"dedup: signatures for {len(planted)}/{len(planted)} new or changed documents ({len(first)} reused)"
-    # files of the uncommitted run are gone after this commit
+    # files of the uncommitted and the killed run are gone after this commit
     meta = json.loads((index / "index.json").read_text())
     assert sorted(f.name for f in index.iterdir()) == sorted(
         ["index.json", *meta["state"], *meta["docs"], *(meta[name] for name in ("edges", "exact", "near", "flipped")),
