@@ -1,6 +1,6 @@
 """Entry of the crawl process: ``python -m crawlers.run spec.json``.
 
-Runs one crawl described by a crawl spec (see ``dataset_platform.ingest.crawl.CrawlSpec``), writes
+Runs one crawl described by a crawl spec (see ``dataset_platform.contracts.crawl.CrawlSpec``), writes
 the batch to ``<output>.part`` and renames it to the output path only when the crawl finished
 cleanly. Stdout carries progress lines and, last, one ``CRAWL_SUMMARY {json}`` line; Scrapy's log
 goes to stderr. Exit codes: 0 success, 1 crawl failed (or interrupted), 2 unreadable or invalid spec.
@@ -43,7 +43,12 @@ from crawlers.pipelines import (
     STAT_WRITE_ERROR,
 )
 from crawlers.spiders.site import STAT_FAILED_REQUESTS, SiteSpider
-from dataset_platform.ingest.crawl import EXIT_BAD_SPEC, SUMMARY_PREFIX, CrawlSpec, partial_path_for
+from dataset_platform.contracts.crawl import (
+    EXIT_BAD_SPEC,
+    SUMMARY_PREFIX,
+    CrawlSpec,
+    partial_path_for,
+)
 
 #: File in the job directory written when a resumable crawl stopped cleanly before finishing.
 STOP_MARKER = "dataset_platform.stopped.json"
