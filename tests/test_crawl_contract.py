@@ -51,10 +51,10 @@ def test_a_sources_yaml_source_and_the_spec_the_child_receives_agree_on_every_de
     spec = _spec_of(source, tmp_path / "work", monkeypatch)
     child = CrawlSpec.from_json(spec.to_json())  # what crawlers.run reads from the spec file
     assert child == spec
-    for name, f in CrawlSettings.model_fields.items():
+    for name in CrawlSettings.model_fields:
         assert getattr(child, name) == getattr(source, name), name  # nothing lost or changed on the way
         if name not in ("start_urls", "allowed_domains"):  # the two the file gives
-            assert getattr(source, name) == f.get_default(call_default_factory=True), name
+            assert getattr(source, name) == CrawlSettings.defaults()[name], name
     assert (child.source, child.allow_addresses, child.known_pages_path) == ("site", [], None)
     assert child.state_dir and child.state_dir.endswith("job")  # resumable by default
 
@@ -69,6 +69,26 @@ def test_a_sources_yaml_source_and_the_spec_the_child_receives_agree_on_every_de
         "DOWNLOAD_DELAY": child.download_delay,
     }
     assert {k: settings[k] for k in applied} == applied
+
+
+def test_the_scrapy_project_defaults_are_the_crawl_settings_defaults() -> None:
+    # what a crawl started without a spec (scrapy crawl, with crawlers/scrapy.cfg) would use
+    import crawlers.settings as project
+
+    d = CrawlSettings.defaults()
+    assert {
+        "USER_AGENT": project.USER_AGENT, "ROBOTSTXT_OBEY": project.ROBOTSTXT_OBEY, "RETRY_TIMES": project.RETRY_TIMES,
+        "DATASET_PLATFORM_RETRY_BACKOFF_S": project.DATASET_PLATFORM_RETRY_BACKOFF_S,
+        "DOWNLOAD_TIMEOUT": project.DOWNLOAD_TIMEOUT, "DOWNLOAD_MAXSIZE": project.DOWNLOAD_MAXSIZE,
+        "DOWNLOAD_WARNSIZE": project.DOWNLOAD_WARNSIZE,
+        "CONCURRENT_REQUESTS_PER_DOMAIN": project.CONCURRENT_REQUESTS_PER_DOMAIN,
+        "DOWNLOAD_DELAY": project.DOWNLOAD_DELAY,
+    } == {
+        "USER_AGENT": d["user_agent"], "ROBOTSTXT_OBEY": d["obey_robots"], "RETRY_TIMES": d["retry_times"],
+        "DATASET_PLATFORM_RETRY_BACKOFF_S": d["retry_backoff_s"], "DOWNLOAD_TIMEOUT": d["download_timeout_s"],
+        "DOWNLOAD_MAXSIZE": d["max_bytes_per_page"], "DOWNLOAD_WARNSIZE": d["max_bytes_per_page"],
+        "CONCURRENT_REQUESTS_PER_DOMAIN": d["concurrency"], "DOWNLOAD_DELAY": d["download_delay"],
+    }
 
 
 def test_every_crawl_setting_is_declared_once() -> None:

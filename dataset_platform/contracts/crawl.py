@@ -145,6 +145,12 @@ class CrawlSettings(BaseModel):
             raise ValueError("must be an http(s):// URL")
         return v
 
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Every setting that has a default -> its default."""
+        return {n: f.get_default(call_default_factory=True) for n, f in CrawlSettings.model_fields.items()
+                if not f.is_required()}
+
     def crawl_settings(self) -> dict[str, Any]:
         """The values of the :class:`CrawlSettings` fields (not of a subclass's own)."""
         return {name: getattr(self, name) for name in CrawlSettings.model_fields}
