@@ -31,6 +31,7 @@ from dataset_platform.contracts.crawl import (
     partial_path_for,
     spec_path_for,
 )
+from dataset_platform.storage import atomic
 
 #: the runner's API (the spec and the protocol live in contracts/crawl.py, shared with the child)
 __all__ = [
@@ -112,7 +113,7 @@ def run_crawl(spec: CrawlSpec, log: Callable[[str], None] | None = None) -> Craw
     out = Path(spec.output_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     spec_file = spec_path_for(out)
-    spec_file.write_text(spec.to_json(), encoding="utf-8")
+    atomic.write_text(spec_file, spec.to_json())
     cmd = [sys.executable, "-m", "crawlers.run", str(spec_file)]
     t0 = time.monotonic()
     proc = subprocess.Popen(
