@@ -5,7 +5,10 @@ the defaults are the ones README.md tells users. No crawl runs here."""
 from __future__ import annotations
 
 import ast
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -157,3 +160,14 @@ def test_the_crawler_and_the_contracts_import_only_the_ground_floor() -> None:
     for path in sorted((REPO / "dataset_platform" / "contracts").glob("*.py")):
         bad = {n for n in _imports_of_ours(path) if not n.startswith("dataset_platform.contracts")}
         assert not bad, (path.name, bad)
+
+
+def test_scrapy_tools_find_the_project_from_the_crawlers_folder() -> None:
+    # crawlers/scrapy.cfg: scrapy's own commands see our spider and settings (crawls do not read it)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+    out = subprocess.run([sys.executable, "-m", "scrapy", "settings", "--get", "RETRY_TIMES"], cwd=REPO / "crawlers",
+                         env=env, capture_output=True, text=True, timeout=60, check=True).stdout
+    assert out.strip() == str(CrawlSettings.defaults()["retry_times"])
+    out = subprocess.run([sys.executable, "-m", "scrapy", "list"], cwd=REPO / "crawlers", env=env,
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    assert out.split() == ["site"]
