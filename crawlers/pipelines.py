@@ -16,6 +16,8 @@ from typing import IO, Any
 from scrapy.crawler import Crawler
 from scrapy.statscollectors import StatsCollector
 
+from dataset_platform import atomic
+
 logger = logging.getLogger(__name__)
 
 #: Stats keys the pipeline maintains (read by the progress reporter and the final summary).
@@ -54,8 +56,11 @@ def recover_batch(path: Path) -> RecoveredBatch:
     complete gzip member.
     """
     rec = RecoveredBatch()
-    tmp = path.with_name(path.name + ".recover")
-    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=COMPRESS_LEVEL) as out:
+    with (
+        atomic.replacing(path) as tmp,
+        open(tmp, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=COMPRESS_LEVEL) as out,
+    ):
         try:
             with gzip.open(path, "rb") as f:
                 for line in f:
@@ -79,7 +84,6 @@ def recover_batch(path: Path) -> RecoveredBatch:
                     rec.outcomes[str(row.get("outcome"))] += 1
         except (EOFError, OSError, zlib.error):  # cut inside a gzip member, or not gzip at all
             rec.truncated = True
-    os.replace(tmp, path)
     return rec
 
 
@@ -130,7 +134,7 @@ class GzipJsonLinesPipeline:
                             " (its output was cut off; the records after the cut are crawled again)"
                             if rec.truncated else "")
                 mode = "ab"  # a second gzip member: a gzip file may hold several
-        self._raw = open(self.path, mode)
+        self._raw = open(self.path, mode)  # noqa: SIM115 (open until close_spider)
         self._gz = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0,
                                   compresslevel=COMPRESS_LEVEL)
 

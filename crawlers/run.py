@@ -1,6 +1,6 @@
 """Entry of the crawl process: ``python -m crawlers.run spec.json``.
 
-Runs one crawl described by a crawl spec (see ``dataset_platform.ingest.crawl.CrawlSpec``), writes
+Runs one crawl described by a crawl spec (see ``dataset_platform.contracts.crawl.CrawlSpec``), writes
 the batch to ``<output>.part`` and renames it to the output path only when the crawl finished
 cleanly. Stdout carries progress lines and, last, one ``CRAWL_SUMMARY {json}`` line; Scrapy's log
 goes to stderr. Exit codes: 0 success, 1 crawl failed (or interrupted), 2 unreadable or invalid spec.
@@ -19,7 +19,6 @@ directory's files are removed, so the same spec then makes a new crawl.
 from __future__ import annotations
 
 import json
-import os
 import resource
 import shutil
 import sys
@@ -43,7 +42,13 @@ from crawlers.pipelines import (
     STAT_WRITE_ERROR,
 )
 from crawlers.spiders.site import STAT_FAILED_REQUESTS, SiteSpider
-from dataset_platform.ingest.crawl import EXIT_BAD_SPEC, SUMMARY_PREFIX, CrawlSpec, partial_path_for
+from dataset_platform.contracts.crawl import (
+    EXIT_BAD_SPEC,
+    SUMMARY_PREFIX,
+    CrawlSpec,
+    partial_path_for,
+)
+from dataset_platform import atomic
 
 #: File in the job directory written when a resumable crawl stopped cleanly before finishing.
 STOP_MARKER = "dataset_platform.stopped.json"
@@ -149,19 +154,6 @@ def _ok_reason(reason: str) -> bool:
     return reason in ("finished", "max_pages") or reason.startswith("closespider_")
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _clear_job_dir(job: Path) -> None:
     for name in (*JOBDIR_ENTRIES, STOP_MARKER):
         p = job / name
@@ -264,7 +256,7 @@ def crawl(spec: CrawlSpec) -> int:
             # resumable: keep the records so far; mark a clean stop (queue and state were saved)
             if reason == "shutdown" and error is None and stats.get(STAT_OUTPUT_COMPLETE):
                 marker = Path(spec.state_dir) / STOP_MARKER
-                marker.write_text(json.dumps({"records": int(stats.get(STAT_PAGES, 0))}) + "\n", encoding="utf-8")
+                atomic.write_text(marker, json.dumps({"records": int(stats.get(STAT_PAGES, 0))}) + "\n")
                 print(f"crawl {spec.crawl_id} interrupted: {int(stats.get(STAT_PAGES, 0))} records kept in {part}; "
                       "run the same spec again to resume it", file=sys.stderr, flush=True)
                 return 1
@@ -273,8 +265,7 @@ def crawl(spec: CrawlSpec) -> int:
         print(f"crawl {spec.crawl_id} failed: {problem}", file=sys.stderr, flush=True)
         return 1
 
-    os.replace(part, out)
-    _fsync_dir(out.parent)
+    atomic.replace(part, out)
     if spec.state_dir:  # finished: nothing to resume; the same spec now makes a new crawl
         _clear_job_dir(Path(spec.state_dir))
     pages = int(stats.get(STAT_PAGES, 0))

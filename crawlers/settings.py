@@ -1,23 +1,28 @@
 """Static Scrapy settings of the crawl process.
 
 Per-crawl values (politeness, limits, user agent, output path) come from the crawl spec and are
-applied on top of these by ``crawlers.run.build_settings``.
+applied on top of these by ``crawlers.run.build_settings``; the defaults here are the crawl
+settings' defaults (``dataset_platform/contracts/crawl.py``), so they cannot drift from them.
 """
+
+from dataset_platform.contracts.crawl import CrawlSettings
+
+_DEFAULTS = CrawlSettings.defaults()
 
 BOT_NAME = "dataset_platform"
 SPIDER_MODULES = ["crawlers.spiders"]
 NEWSPIDER_MODULE = "crawlers.spiders"
 
 # Politeness and safety defaults (run.py overrides them from the spec).
-ROBOTSTXT_OBEY = True
-USER_AGENT = "dataset-platform/0.1 (+https://github.com/dataset-platform)"
+ROBOTSTXT_OBEY = _DEFAULTS["obey_robots"]
+USER_AGENT = _DEFAULTS["user_agent"]
 CONCURRENT_REQUESTS = 16
-CONCURRENT_REQUESTS_PER_DOMAIN = 8
-DOWNLOAD_DELAY = 0.0
-DOWNLOAD_TIMEOUT = 30
-DOWNLOAD_MAXSIZE = 5_000_000
-DOWNLOAD_WARNSIZE = 5_000_000
-RETRY_TIMES = 2
+CONCURRENT_REQUESTS_PER_DOMAIN = _DEFAULTS["concurrency"]
+DOWNLOAD_DELAY = _DEFAULTS["download_delay"]
+DOWNLOAD_TIMEOUT = _DEFAULTS["download_timeout_s"]
+DOWNLOAD_MAXSIZE = _DEFAULTS["max_bytes_per_page"]
+DOWNLOAD_WARNSIZE = _DEFAULTS["max_bytes_per_page"]
+RETRY_TIMES = _DEFAULTS["retry_times"]
 COOKIES_ENABLED = False
 TELNETCONSOLE_ENABLED = False
 # No remote-control HTTP server (it runs code sent to it) and no job files in the user's profile.
@@ -65,7 +70,7 @@ SPIDER_MIDDLEWARES = {
 # (TWISTED_DNS_RESOLVER: Scrapy 2.19 warns that the DNS_RESOLVER name is deprecated.)
 TWISTED_DNS_RESOLVER = "crawlers.guard.GuardedResolver"
 # Retries back off exponentially (crawlers.middlewares.BackoffRetryMiddleware).
-DATASET_PLATFORM_RETRY_BACKOFF_S = 1.0
+DATASET_PLATFORM_RETRY_BACKOFF_S = _DEFAULTS["retry_backoff_s"]
 DATASET_PLATFORM_RETRY_BACKOFF_MAX_S = 30.0
 DATASET_PLATFORM_RETRY_AFTER_MAX_S = 60.0
 # Non-public addresses the crawl may connect to (IPs or CIDR networks; set per crawl).

@@ -9,15 +9,26 @@ is expected, e.g.::
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from dataset_platform.contracts.crawl import CrawlSettings, check_networks
+from dataset_platform.contracts.records import DUMP_FIELDS
+from dataset_platform.contracts.validation import explain, location
 
 NAME_RE = r"^[a-z][a-z0-9_-]{0,62}$"
 
@@ -40,43 +51,19 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class CrawlSource(_Model):
-    """A website crawled with Scrapy."""
+class CrawlSource(CrawlSettings):
+    """A website crawled with Scrapy: the crawl settings (``contracts/crawl.py``, README.md's
+    table) and the source's own fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    url_paths: ClassVar[str | None] = "with demo_site: true"
 
     name: Annotated[str, Field(pattern=NAME_RE)]
     kind: Literal["crawl"] = "crawl"
-    start_urls: list[str] = Field(min_length=1)
-    allowed_domains: list[str] = Field(default_factory=list)
-    max_pages: Annotated[int, Field(ge=1)] = 1000
-    max_depth: Annotated[int, Field(ge=0)] = 5
-    max_bytes_per_page: Annotated[int, Field(ge=1024)] = 5_000_000
-    concurrency: Annotated[int, Field(ge=1, le=64)] = 8
-    download_delay: Annotated[float, Field(ge=0)] = 0.0
-    obey_robots: bool = True
-    user_agent: str = "dataset-platform/0.1 (+https://github.com/dataset-platform/dataset_platform)"
     #: Serve the built-in demo site on 127.0.0.1 for the crawl; start_urls are then paths on it.
     demo_site: bool = False
-    #: Record URLs under this base instead of the fetched origin (crawling a mirror or a local copy).
-    record_base_url: str | None = None
-    timeout_s: Annotated[float, Field(gt=0)] = 3600
-    #: sitemap.xml URLs whose <loc> entries are crawled like start URLs
-    sitemap_urls: list[str] = Field(default_factory=list)
-    #: regexes: when given, a URL must match one of them to be crawled
-    allow_url_patterns: list[str] = Field(default_factory=list)
-    #: regexes: a URL matching one of them is not crawled (outcome filtered_by_rule)
-    deny_url_patterns: list[str] = Field(default_factory=list)
-    accepted_content_types: list[str] = Field(default_factory=lambda: ["text/html", "application/xhtml+xml"])
     #: IP addresses / CIDR networks allowed although loopback, private or link-local (refused by default)
     allow_private_addresses: list[str] = Field(default_factory=list)
-    retry_times: Annotated[int, Field(ge=0, le=20)] = 3
-    max_redirects: Annotated[int, Field(ge=0, le=50)] = 10
-    download_timeout_s: Annotated[float, Field(gt=0)] = 30
-    #: the n-th retry of a 5xx/429/timeout waits retry_backoff_s * 2**(n-1) seconds (at least Retry-After)
-    retry_backoff_s: Annotated[float, Field(ge=0, le=600)] = 1.0
-    #: crawler-trap bound: URLs of one shape per host (every run of digits folded, so /cal/2026/7 and
-    #: /cal/2031/12 share a shape) are crawled at most this many times; raise it for a site with more
-    #: numbered pages of one kind (/article/<id>) than this
-    trap_max_per_pattern: Annotated[int, Field(ge=1)] = 1000
     #: keep Scrapy's job state under the workdir so an interrupted crawl resumes
     resumable: bool = True
     #: send If-None-Match / If-Modified-Since from the previous crawl; unchanged pages are not stored again
@@ -85,36 +72,13 @@ class CrawlSource(_Model):
     #: layers then refresh by themselves (declarative automation) once the raw layer's checks pass.
     schedule: Cron | None = None
 
-    @field_validator("start_urls", "sitemap_urls")
-    @classmethod
-    def _urls(cls, v: list[str], info) -> list[str]:
-        for u in v:
-            if not (u.startswith(("http://", "https://", "/"))):
-                raise ValueError(f"URL {u!r} must be http(s):// (or a /path with demo_site: true)")
-        return v
-
-    @field_validator("allow_url_patterns", "deny_url_patterns")
-    @classmethod
-    def _regexes(cls, v: list[str]) -> list[str]:
-        for pattern in v:
-            try:
-                re.compile(pattern)
-            except re.error as e:
-                raise ValueError(f"{pattern!r} is not a valid regular expression ({e})") from None
-        return v
-
     @field_validator("allow_private_addresses")
     @classmethod
     def _networks(cls, v: list[str]) -> list[str]:
-        for a in v:
-            try:
-                ipaddress.ip_network(a, strict=False)
-            except ValueError:
-                raise ValueError(f"{a!r} is not an IP address or CIDR network (e.g. 127.0.0.1 or 10.1.0.0/16)") from None
-        return v
+        return check_networks(v)
 
     @model_validator(mode="after")
-    def _demo_paths(self) -> "CrawlSource":
+    def _demo_paths(self) -> CrawlSource:
         if not self.demo_site:
             rel = [u for u in self.start_urls + self.sitemap_urls if u.startswith("/")]
             if rel:
@@ -122,10 +86,6 @@ class CrawlSource(_Model):
             if not self.allowed_domains:
                 raise ValueError("allowed_domains is required for a crawl (e.g. [example.org]) so the crawl stays on the site")
         return self
-
-
-#: landed-record fields a dump's fields can be mapped to
-DUMP_FIELDS = ("url", "text", "html", "title", "fetched_at")
 
 
 class DumpSource(_Model):
@@ -299,7 +259,7 @@ class LabelRule(_Model):
     domains: list[str] | None = None
 
     @model_validator(mode="after")
-    def _one_matcher(self) -> "LabelRule":
+    def _one_matcher(self) -> LabelRule:
         given = [k for k in ("keywords", "regex", "url", "domains") if getattr(self, k)]
         if len(given) != 1:
             raise ValueError(f"a rule needs exactly one of keywords, regex, url, domains (got {given or 'none'})")
@@ -329,7 +289,7 @@ class LabelSet(_Model):
     model: bool = True
 
     @model_validator(mode="after")
-    def _values(self) -> "LabelSet":
+    def _values(self) -> LabelSet:
         if len(set(self.values)) != len(self.values):
             raise ValueError(f"label set {self.name!r}: values repeat")
         if self.default not in self.values:
@@ -371,7 +331,7 @@ class LabelSettings(_Model):
     seed: int = 0
 
     @model_validator(mode="after")
-    def _unique(self) -> "LabelSettings":
+    def _unique(self) -> LabelSettings:
         names = [s.name for s in self.sets]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
@@ -393,7 +353,7 @@ class SplitSettings(_Model):
     tolerance: Annotated[float, Field(ge=0, le=1)] = 0.05
 
     @model_validator(mode="after")
-    def _sum(self) -> "SplitSettings":
+    def _sum(self) -> SplitSettings:
         total = self.train + self.validation + self.test
         if abs(total - 1.0) > 1e-9:
             raise ValueError(f"train + validation + test must be 1.0, got {total:g}")
@@ -441,7 +401,7 @@ class ReleaseSettings(_Model):
     freshness_fail_hours: Annotated[float, Field(gt=0)] = 50
 
     @model_validator(mode="after")
-    def _windows(self) -> "ReleaseSettings":
+    def _windows(self) -> ReleaseSettings:
         if self.freshness_warn_hours > self.freshness_fail_hours:
             raise ValueError(f"freshness_warn_hours ({self.freshness_warn_hours}) must not exceed "
                              f"freshness_fail_hours ({self.freshness_fail_hours})")
@@ -486,7 +446,7 @@ class PipelineSettings(_Model):
     max_drop_rate_change: Annotated[float, Field(gt=0, le=1)] = 0.15
 
     @model_validator(mode="after")
-    def _stratify(self) -> "PipelineSettings":
+    def _stratify(self) -> PipelineSettings:
         by = self.splits.stratify_by
         if by is not None and by not in {s.name for s in self.labels.sets}:
             raise ValueError(f"splits.stratify_by: {by!r} is not a label set (declared: {[s.name for s in self.labels.sets]})")
@@ -503,7 +463,7 @@ class PlatformConfig(_Model):
     pipeline: PipelineSettings = PipelineSettings()
 
     @model_validator(mode="after")
-    def _unique_names(self) -> "PlatformConfig":
+    def _unique_names(self) -> PlatformConfig:
         seen: set[str] = set()
         for s in self.sources:
             if s.name == ANNOTATIONS_INBOX:
@@ -529,32 +489,18 @@ class PlatformConfig(_Model):
 
 
 def _loc(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in SOURCE_KINDS:  # discriminator tags are noise in a path
-            continue
-        else:
-            out += ("." if out else "") + str(part)
-    return out or "(top level)"
+    return location(part for part in loc if part not in SOURCE_KINDS)  # discriminator tags are noise in a path
 
 
 def _explain(err: dict) -> str:
-    t, msg = err["type"], err["msg"]
+    t = err["type"]
     if t == "extra_forbidden":
         return "unknown field (check the spelling; see ARCHITECTURE.md for the fields)"
-    if t == "missing":
-        return "required field is missing"
     if t == "union_tag_not_found":
         return f"kind: required field is missing; expected one of {sorted(SOURCE_KINDS)}"
     if t == "union_tag_invalid":
         return f"kind: expected one of {sorted(SOURCE_KINDS)}, got {err.get('ctx', {}).get('tag')!r}"
-    msg = re.sub(r"^Value error, ", "", msg)
-    got = err.get("input")
-    if t in ("extra_forbidden", "missing") or isinstance(got, (dict, list)):
-        return msg
-    return f"{msg[0].lower() + msg[1:]}, got {got!r}"
+    return explain(err)
 
 
 def parse_config(data: object, *, origin: str = "<config>") -> PlatformConfig:
@@ -590,7 +536,9 @@ def _resolve_paths(cfg: PlatformConfig, base: Path) -> PlatformConfig:
         if isinstance(s, DumpSource):
             s = s.model_copy(update={"paths": [str(base / x) if not Path(x).is_absolute() else x for x in s.paths]})
         sources.append(s)
-    rel = lambda x: x if x is None or Path(x).is_absolute() else str(base / x)  # noqa: E731
+    def rel(x: str | None) -> str | None:
+        return x if x is None or Path(x).is_absolute() else str(base / x)
+
     p = cfg.pipeline
     labels = p.labels.model_copy(update={"gold": rel(p.labels.gold)})
     decon = p.decontamination.model_copy(update={

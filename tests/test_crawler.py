@@ -29,10 +29,17 @@ from typing import Any
 
 import brotli
 import pytest
+from crawlsite import ISO_UTC, Page, Site, by_url, html, path_of, records, send, spec
 
 from dataset_platform.contracts.records import LANDED_FIELDS, OUTCOMES
-from crawlsite import ISO_UTC, Page, Site, by_url, html, path_of, records, send, spec
-from dataset_platform.ingest.crawl import CrawlError, CrawlSpec, CrawlSummary, partial_path_for, run_crawl, spec_path_for
+from dataset_platform.ingest.crawl import (
+    CrawlError,
+    CrawlSpec,
+    CrawlSummary,
+    partial_path_for,
+    run_crawl,
+    spec_path_for,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_BYTES = 20_000
@@ -300,8 +307,8 @@ def test_fields_follow_the_outcome(crawl: Crawl) -> None:
         assert (r["fetch_url"] is not None) == requested, p
         if r["fetch_url"] is not None:
             assert r["fetch_url"] == crawl.site.base + p  # no record_base_url: recorded as requested
-        has_response = outcome in ("fetched", "redirected", "not_html") or outcome.startswith("failed:http_") or (
-            outcome.startswith("failed:redirect") or outcome.startswith("failed:too_many"))
+        has_response = outcome in ("fetched", "redirected", "not_html") or outcome.startswith(
+            ("failed:http_", "failed:redirect", "failed:too_many"))
         assert (r["status"] is not None) == has_response, p
         assert (r["headers"] is not None) == has_response, p
         assert (r["html"] is not None) == (outcome == "fetched"), p
@@ -341,7 +348,7 @@ def test_robots_txt_is_obeyed_and_only_anchor_links_of_fetched_html_are_followed
 def test_other_schemes_and_blocked_addresses_are_never_requested(crawl: Crawl) -> None:
     for blocked in crawl.blocked_sites:  # servers at 127.0.0.2/3 on the same port: no connection at all
         assert blocked.hits == []
-    for p, r in crawl.recs.items():
+    for r in crawl.recs.values():
         if r["outcome"] == "blocked_address":
             assert r["fetch_url"] is None and r["status"] is None
     assert crawl.summary.stats.get("failed_requests", 0) == 0
@@ -506,8 +513,21 @@ def test_timeout_kills_the_crawl_and_leaves_no_file(tmp_path: Path) -> None:
     assert not part.exists() and not Path(s.output_path).exists()  # ...and nothing half-written remains
 
 
-def test_invalid_spec_raises_crawl_error_with_the_reason(tmp_path: Path) -> None:
-    s = CrawlSpec(
+def test_an_invalid_spec_cannot_be_built(tmp_path: Path) -> None:
+    with pytest.raises(ValueError) as e:
+        CrawlSpec(
+            source="bad", crawl_id="bad-1", start_urls=["ftp://example.org/"], allowed_domains=["example.org"],
+            output_path=str(tmp_path / "bad-1.jsonl.gz"), max_pages=0, retry_backoff_s=-1,
+        )
+    msg = str(e.value)
+    assert "max_pages" in msg and "greater than or equal to 1" in msg
+    assert "URL 'ftp://example.org/' must be http(s)://" in msg and "retry_backoff_s" in msg
+
+
+def test_the_crawl_process_validates_the_spec_again(tmp_path: Path) -> None:
+    # a spec file that was edited (or written by another version): the child rejects it, and the
+    # runner reports the child's reasons
+    s = CrawlSpec.model_construct(
         source="bad", crawl_id="bad-1", start_urls=["ftp://example.org/"], allowed_domains=["example.org"],
         output_path=str(tmp_path / "bad-1.jsonl.gz"), max_pages=0, retry_backoff_s=-1,
     )
@@ -515,8 +535,9 @@ def test_invalid_spec_raises_crawl_error_with_the_reason(tmp_path: Path) -> None
         run_crawl(s)
     msg = str(e.value)
     assert "exit code 2" in msg
-    assert "max_pages must be an integer >= 1" in msg and "'ftp://example.org/' is not http(s)://" in msg
-    assert "retry_backoff_s must be a number >= 0" in msg
+    assert "max_pages: input should be greater than or equal to 1, got 0" in msg
+    assert "start_urls: URL 'ftp://example.org/' must be http(s)://" in msg
+    assert "retry_backoff_s: input should be greater than or equal to 0, got -1" in msg
     assert not Path(s.output_path).exists()
 
 
@@ -525,7 +546,7 @@ def test_invalid_spec_raises_crawl_error_with_the_reason(tmp_path: Path) -> None
     [
         ("{not json", "not valid JSON"),
         (json.dumps({"source": "s", "crawl_id": "c", "start_urls": ["http://e.org/"], "allowed_domains": []}),
-         "missing field 'output_path'"),
+         "output_path: required field is missing"),
         (json.dumps(["a list"]), "must be a JSON object"),
     ],
 )
@@ -533,7 +554,8 @@ def test_run_module_by_hand_rejects_broken_specs(tmp_path: Path, content: str, e
     spec_file = tmp_path / "spec.json"
     spec_file.write_text(content, encoding="utf-8")
     proc = subprocess.run(
-        [sys.executable, "-m", "crawlers.run", str(spec_file)], cwd=REPO, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "crawlers.run", str(spec_file)], cwd=REPO, capture_output=True, text=True, timeout=60,
+        check=False,
     )
     assert proc.returncode == 2
     assert expected in proc.stderr and str(spec_file) in proc.stderr
@@ -546,22 +568,27 @@ def test_spec_validation_in_process() -> None:
     parsed = CrawlSpec.from_dict(good)
     assert (parsed.max_pages, parsed.retry_backoff_s, parsed.allow_addresses, parsed.state_dir) == (1000, 1.0, [], None)
     assert CrawlSpec.from_json(parsed.to_json()) == parsed
-    with pytest.raises(ValueError, match="unknown field 'max_page'.*obey_robots must be true or false"):
+    with pytest.raises(ValueError) as e:  # every problem at once
         CrawlSpec.from_dict({**good, "max_page": 5, "obey_robots": "yes"})
+    assert "max_page: unknown field" in str(e.value) and "obey_robots: input should be a valid boolean" in str(e.value)
     with pytest.raises(ValueError, match="allowed domain 'e.org:8080' must be a bare host name"):
         CrawlSpec.from_dict({**good, "allowed_domains": ["e.org:8080"]})
-    bad = {
-        "sitemap_urls": (["file:///s.xml"], "sitemap URL 'file:///s.xml' is not http"),
+    with pytest.raises(ValueError, match=r"allowed_domains: required field is missing \(an empty list allows every host"):
+        CrawlSpec.from_dict({k: v for k, v in good.items() if k != "allowed_domains"})
+    bad = {  # the JSON's types are taken as they are: no true for 1, no "1" for 1
+        "sitemap_urls": (["file:///s.xml"], "sitemap_urls: URL 'file:///s.xml' must be http(s)://"),
+        "start_urls": (["/relative"], "start_urls: URL '/relative' must be http(s)://"),
         "deny_url_patterns": (["(unclosed"], "deny_url_patterns: '(unclosed' is not a valid regular expression"),
         "allow_addresses": (["10.0.0.0/33"], "allow_addresses: '10.0.0.0/33' is not an IP address or CIDR"),
-        "trap_max_per_pattern": (0, "trap_max_per_pattern must be an integer >= 1"),
-        "max_redirects": (-1, "max_redirects must be an integer >= 0"),
-        "retry_times": (True, "retry_times must be an integer >= 0"),
-        "retry_backoff_s": ("1", "retry_backoff_s must be a number >= 0"),
-        "download_timeout_s": (0, "download_timeout_s must be a number > 0"),
-        "state_dir": ("  ", "state_dir must be null or a path"),
-        "known_pages_path": (5, "known_pages_path must be null or a path"),
-        "record_base_url": ("ftp://x/", "record_base_url must be null or an http(s):// URL"),
+        "trap_max_per_pattern": (0, "trap_max_per_pattern: input should be greater than or equal to 1"),
+        "max_redirects": (-1, "max_redirects: input should be greater than or equal to 0"),
+        "retry_times": (True, "retry_times: input should be a valid integer, got True"),
+        "retry_backoff_s": ("1", "retry_backoff_s: input should be a valid number, got '1'"),
+        "download_timeout_s": (0, "download_timeout_s: input should be greater than 0"),
+        "state_dir": ("  ", "state_dir: must not be empty"),
+        "known_pages_path": (5, "known_pages_path: input should be a valid string, got 5"),
+        "record_base_url": ("ftp://x/", "record_base_url: must be an http(s):// URL, got 'ftp://x/'"),
+        "user_agent": ("", "user_agent: must not be empty"),
     }
     for name, (value, message) in bad.items():
         with pytest.raises(ValueError, match=re.escape(message)):

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import json
 import os
@@ -27,10 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from crawlsite import Page, Site, by_url, html, path_of, records, send, spec
 
 from crawlers.run import JOBDIR_ENTRIES, STOP_MARKER
-from crawlsite import Page, Site, by_url, html, path_of, records, send, spec
-from dataset_platform.ingest.crawl import CrawlError, partial_path_for, run_crawl, spec_path_for
+from dataset_platform.ingest.crawl import (
+    CrawlError,
+    partial_path_for,
+    run_crawl,
+    spec_path_for,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -190,7 +194,7 @@ def test_the_resolver_refuses_blocked_addresses_at_connect_time(tmp_path: Path) 
     )
     try:
         proc = subprocess.run([sys.executable, str(script), str(spec_file)], cwd=REPO, capture_output=True,
-                              text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+                              text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "AddressGuardMiddleware" not in proc.stderr.split("Enabled downloader middlewares", 1)[1].split("]")[0]
         recs = by_url(records(s.output_path))
@@ -328,7 +332,7 @@ def test_a_crawl_stopped_at_its_timeout_resumes_where_it_stopped(tmp_path: Path)
         assert STOP_MARKER in _job_files(job) and "spider.state" in _job_files(job)
         fetched_before = len(site.hits)
 
-        summary = run_crawl(dataclasses.replace(s, timeout_s=60))  # the same crawl, run again
+        summary = run_crawl(s.model_copy(update={"timeout_s": 60}))  # the same crawl, run again
     finally:
         site.close()
     recs = by_url(records(s.output_path))
@@ -369,7 +373,7 @@ def test_a_crawl_killed_hard_is_completed_by_the_next_run_without_duplicates(tmp
         assert len(site.hits) < pages + 1  # it was killed before the end
         assert partial_path_for(s.output_path).exists() and STOP_MARKER not in _job_files(job)
 
-        summary = run_crawl(dataclasses.replace(s, timeout_s=60))
+        summary = run_crawl(s.model_copy(update={"timeout_s": 60}))
     finally:
         site.close()
     recs = by_url(records(s.output_path))

@@ -74,6 +74,9 @@ OUTCOMES = (
 )
 FAILED_PREFIX = "failed:"
 
+#: The landed fields a dump (JSONL/Parquet) can map to a field of its own (``sources[].fields``).
+DUMP_FIELDS = ("url", "text", "html", "title", "fetched_at")
+
 
 class LandedRecord(TypedDict):
     """One URL (or dump record) as landed in the raw layer."""

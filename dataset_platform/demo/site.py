@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
+from dataset_platform import atomic
+
 __all__ = ["KINDS", "SEED", "SITE_NAME", "TOPICS", "TOPIC_KEYWORDS", "generate_site", "keyword_hits"]
 
 SEED = 20251101
@@ -858,6 +860,10 @@ def _en_numbers(rng: random.Random) -> dict[str, Callable[[], str]]:
 
 
 def _zh_numbers(rng: random.Random) -> dict[str, Callable[[], str]]:
+    def score() -> str:
+        a = rng.randint(1, 4)
+        return f"{a}比{rng.randint(0, a - 1)}"
+
     return {
         "n": lambda: rng.choice(ZH_NUMS),
         "n2": lambda: rng.choice(ZH_NUMS[1:]),
@@ -873,7 +879,7 @@ def _zh_numbers(rng: random.Random) -> dict[str, Callable[[], str]]:
         "month": lambda: str(rng.randint(1, 12)),
         "month2": lambda: str(rng.randint(1, 12)),
         "weekday": lambda: rng.choice(ZH_WEEKDAYS),
-        "score": lambda: (lambda a: f"{a}比{rng.randint(0, a - 1)}")(rng.randint(1, 4)),
+        "score": score,
         "minute": lambda: str(rng.randint(55, 89)),
         "pos": lambda: rng.choice(ZH_ORDS),
         "mbps": lambda: str(rng.randint(30, 90) * 10),
@@ -1190,8 +1196,8 @@ def _pdf() -> bytes:
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+         b"/Resources << /Font << /F1 5 0 R >> >> >>"),
         b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"endstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
@@ -1381,12 +1387,6 @@ def _build() -> tuple[dict[str, bytes], list[dict]]:
     return files, entries
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def generate_site(out_dir: Path) -> dict:
     """Write the demo site to ``out_dir/site/`` and its manifest to ``out_dir/manifest.json``.
 
@@ -1415,5 +1415,5 @@ def generate_site(out_dir: Path) -> dict:
     os.replace(tmp, site)
     if old.exists():
         shutil.rmtree(old)
-    _write_atomic(out_dir / "manifest.json", (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    atomic.write_text(out_dir / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest

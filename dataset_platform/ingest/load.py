@@ -36,7 +36,7 @@ import pyarrow as pa
 
 from dataset_platform.contracts import schema
 from dataset_platform.storage import sql_str, write_parquet
-from dataset_platform.storage.atomic import atomic_path
+from dataset_platform.atomic import replacing
 from dataset_platform.storage.batched import DATA, BatchedLayer, PartInfo, ids_fingerprint
 from dataset_platform.workdir import Workdir
 
@@ -268,7 +268,7 @@ def known_pages(con: duckdb.DuckDBPyConnection, wd: Workdir, source: str, out: P
     if url_rewrite:
         a, b = (sql_str(x) for x in url_rewrite)
         url = f"CASE WHEN starts_with(url, {a}) THEN {b} || substr(url, length({a}) + 1) ELSE url END"
-    with atomic_path(out) as tmp:
+    with replacing(out) as tmp:
         con.sql(f"COPY (SELECT {url} AS url, etag, last_modified, content_hash FROM {src} ORDER BY id) "
                 f"TO {sql_str(tmp)} (FORMAT json, COMPRESSION gzip)")
     return int(con.sql(f"SELECT count(*) FROM {src}").fetchall()[0][0])

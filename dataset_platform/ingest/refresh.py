@@ -100,6 +100,7 @@ def crawl_source(source: CrawlSource, wd: Workdir, log: Log = _noop) -> tuple[Ba
     With ``conditional_requests`` the validators of the stored pages are sent along.
     """
     from dataset_platform.ingest.crawl import CrawlSpec, run_crawl
+    from dataset_platform import atomic
     from dataset_platform.ingest.load import known_pages
 
     state = wd.crawl_state(source.name)
@@ -110,7 +111,7 @@ def crawl_source(source: CrawlSource, wd: Workdir, log: Log = _noop) -> tuple[Ba
     crawl_id = crawl_id or _new_crawl_id(source.name)
     if source.resumable:
         state.mkdir(parents=True, exist_ok=True)
-        (state / "crawl_id").write_text(crawl_id + "\n", encoding="utf-8")
+        atomic.write_text(state / "crawl_id", crawl_id + "\n")
     out = wd.raw_batches(source.name) / f"{crawl_id}.jsonl.gz"
     out.parent.mkdir(parents=True, exist_ok=True)
     known = wd.raw_batches(source.name) / f"known-{crawl_id}.jsonl.gz"
@@ -123,33 +124,11 @@ def crawl_source(source: CrawlSource, wd: Workdir, log: Log = _noop) -> tuple[Ba
             con.close()
             if n_known:
                 log(f"conditional requests for {n_known} stored pages of {source.name!r}")
-        spec = CrawlSpec(
-            source=source.name,
-            crawl_id=crawl_id,
-            start_urls=t["start_urls"],
-            allowed_domains=t["allowed_domains"],
-            output_path=str(out),
-            max_pages=source.max_pages,
-            max_depth=source.max_depth,
-            max_bytes_per_page=source.max_bytes_per_page,
-            concurrency=source.concurrency,
-            download_delay=source.download_delay,
-            obey_robots=source.obey_robots,
-            user_agent=source.user_agent,
-            record_base_url=t["record_base_url"],
-            timeout_s=source.timeout_s,
-            sitemap_urls=t["sitemap_urls"],
-            allow_url_patterns=list(source.allow_url_patterns),
-            deny_url_patterns=list(source.deny_url_patterns),
-            accepted_content_types=list(source.accepted_content_types),
-            allow_addresses=t["allow_addresses"],
-            known_pages_path=str(known) if n_known else None,
+        # the source's crawl settings, the target's URLs and addresses, the run's own fields
+        spec = CrawlSpec.for_crawl(
+            source, **{k: v for k, v in t.items() if k in CrawlSpec.model_fields}, source=source.name,
+            crawl_id=crawl_id, output_path=str(out), known_pages_path=str(known) if n_known else None,
             state_dir=str(state / "job") if source.resumable else None,
-            max_redirects=source.max_redirects,
-            retry_times=source.retry_times,
-            retry_backoff_s=source.retry_backoff_s,
-            download_timeout_s=source.download_timeout_s,
-            trap_max_per_pattern=source.trap_max_per_pattern,
         )
         try:
             summary = run_crawl(spec, log=log)

@@ -3,7 +3,7 @@ writer locks. Paths are :class:`~dataset_platform.workdir.Workdir`'s.
 
 Storage design (see ARCHITECTURE.md): every layer is Parquet written through a private in-memory
 DuckDB connection (so steps in parallel processes never contend for a database lock) and replaced
-atomically (``storage.atomic``); layers stored by batch are folders of parts with a manifest as
+atomically (``atomic.py``); layers stored by batch are folders of parts with a manifest as
 their commit point (``storage.batched``). ``warehouse.duckdb`` holds only *views* over those
 files under the contract names; a view points at a stable pattern and is created again only when
 that changes, so the warehouse file is opened for writing only briefly and rarely.
@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 
 from dataset_platform.contracts import schema
-from dataset_platform.storage.atomic import atomic_path
+from dataset_platform.atomic import replacing
 from dataset_platform.workdir import BATCHED, DEFAULT_WORKDIR, Workdir  # noqa: F401  (DEFAULT_WORKDIR: callers)
 
 
@@ -86,7 +86,7 @@ def write_parquet(
     body = f"SELECT {schema.select_list(layer, label_sets)} FROM ({query})" if layer else query
     if unless_same and dest.exists() and _digest(con, f"({body})") == _digest(con, f"read_parquet({sql_str(dest)})"):
         return parquet_rows(dest)  # the same rows in the same order: the file stays as it is
-    with atomic_path(dest) as tmp:
+    with replacing(dest) as tmp:
         con.sql(f"COPY ({body}) TO {sql_str(tmp)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)")
     return parquet_rows(dest)
 

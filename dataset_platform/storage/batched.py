@@ -46,7 +46,7 @@ from pathlib import Path
 
 import duckdb
 
-from dataset_platform.storage.atomic import atomic_write_text
+from dataset_platform import atomic
 
 MANIFEST = "manifest.json"
 PART_JSON = "part.json"
@@ -175,7 +175,7 @@ class BatchedLayer:
     def staged(self, info: PartInfo) -> PartInfo:
         """Record the files written into :meth:`stage`'s folder as the part's next version."""
         info = replace(info, gen=self.next_generation)
-        atomic_write_text(self._staging(info.key) / PART_JSON, json.dumps(asdict(info), sort_keys=True) + "\n")
+        atomic.write_text(self._staging(info.key) / PART_JSON, json.dumps(asdict(info), sort_keys=True) + "\n")
         self._staged[info.key] = info
         self._dropped.discard(info.key)
         return info
@@ -221,7 +221,7 @@ class BatchedLayer:
         meta = {"layer": self.name, "generation": gen, "rows": sum(p.rows for p in parts.values()),
                 "parts": {k: _part_json(v) for k, v in sorted(parts.items())}, "extra": self.extra}
         self.folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.folder / MANIFEST, json.dumps(meta, indent=1, sort_keys=True) + "\n")  # the commit
+        atomic.write_text(self.folder / MANIFEST, json.dumps(meta, indent=1, sort_keys=True) + "\n")  # the commit
         self.generation, self.parts = gen, dict(sorted(parts.items()))
         for key in sorted(self._staged):
             self._move_in(key)

@@ -37,13 +37,13 @@ Nothing here imports Dagster.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import uuid
 from pathlib import Path
 
 import duckdb
 
+from dataset_platform import atomic
 from dataset_platform.storage import sql_str
 
 FORMAT = 2  # 1: no state/exact/near files, no arrays per part (read as no index: signed again once)
@@ -72,13 +72,8 @@ def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
 
 
 def _write(con: duckdb.DuckDBPyConnection, query: str, dest: Path) -> None:
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    with atomic.replacing(dest) as tmp:
         con.sql(f"COPY ({query}) TO {sql_str(tmp)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)")
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 class PartArrays:
@@ -90,8 +85,11 @@ class PartArrays:
         import numpy as np
 
         self.index, self.part, self.params = index, part, params
+        # the arrays are written under temporary names and put in place together by close(); a
+        # run that fails before leaves temporary files, removed by the next commit
+        self._files = contextlib.ExitStack()
         # written in order through a file (a memory map would count its pages in this process's memory)
-        self.sig = open(self._tmp("sig"), "wb")
+        self.sig = open(self._temporary("sig"), "wb")  # noqa: SIM115 (closed by close())
         np.lib.format.write_array_header_1_0(self.sig, {"descr": np.dtype(np.uint64).str, "fortran_order": False,
                                                         "shape": (rows, params.permutations)})
         self.rows = rows
@@ -99,8 +97,8 @@ class PartArrays:
         self.has = np.zeros(rows, bool)  # the document has shingles (its keys go into buckets)
         self.done = 0
 
-    def _tmp(self, what: str) -> Path:  # (removed by the next commit if this run fails)
-        return self.index.path / f"tmp-{self.part:05d}.{what}.npy"
+    def _temporary(self, what: str) -> Path:
+        return self._files.enter_context(atomic.replacing(self.index.array_path(self.part, what)))
 
     def add(self, sig) -> None:
         """The next rows' signatures (documents x permutations uint64)."""
@@ -118,20 +116,19 @@ class PartArrays:
         import numpy as np
 
         self.sig.close()
-        if self.done != self.rows:
-            raise RuntimeError(f"index part {self.part}: {self.done} of {self.rows} signatures written")
-        rows = np.flatnonzero(self.has).astype(np.int32)
-        bkeys = np.empty((self.params.bands, rows.size), np.uint64)
-        brows = np.empty((self.params.bands, rows.size), np.int32)
-        for b in range(self.params.bands):
-            k = self.keys[rows, b]
-            order = np.argsort(k, kind="stable")
-            bkeys[b], brows[b] = k[order], rows[order]
-        for what, arr in (("bkeys", bkeys), ("brows", brows)):
-            with open(self._tmp(what), "wb") as f:
-                np.save(f, arr)
-        for what in ("sig", "bkeys", "brows"):
-            os.replace(self._tmp(what), self.index.array_path(self.part, what))
+        with self._files:  # every array in place when the block ends; none of them if it raises
+            if self.done != self.rows:
+                raise RuntimeError(f"index part {self.part}: {self.done} of {self.rows} signatures written")
+            rows = np.flatnonzero(self.has).astype(np.int32)
+            bkeys = np.empty((self.params.bands, rows.size), np.uint64)
+            brows = np.empty((self.params.bands, rows.size), np.int32)
+            for b in range(self.params.bands):
+                k = self.keys[rows, b]
+                order = np.argsort(k, kind="stable")
+                bkeys[b], brows[b] = k[order], rows[order]
+            for what, arr in (("bkeys", bkeys), ("brows", brows)):
+                with open(self._temporary(what), "wb") as f:
+                    np.save(f, arr)
 
 
 class MinHashIndex:
@@ -288,14 +285,12 @@ class MinHashIndex:
             meta[name] = f"{name}-{gen:06d}.parquet"
             _write(con, f"SELECT {_cols(f'_index_{name}')} FROM _index_{name}_out ORDER BY {order}",
                    self.path / meta[name])
-        tmp = self.path / f".index.json.{uuid.uuid4().hex}.tmp"
-        tmp.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path / "index.json")
+        atomic.write_text(self.path / "index.json", json.dumps(meta, indent=1) + "\n")
         keep = {"index.json", *(f for name in LOGGED for f in meta[name]), *(meta[name] for name in OUT_TABLES)}
         keep |= {self.part_path(p).name for p in parts}
         keep |= {self.array_path(p, w).name for p in parts for w in ("sig", "bkeys", "brows")}
-        for f in self.path.iterdir():
-            if f.name not in keep and not f.name.startswith("."):
+        for f in self.path.iterdir():  # older generations, and what a failed run left
+            if f.name not in keep and (not f.name.startswith(".") or atomic.is_temporary(f.name)):
                 f.unlink()
         self.generation = gen
         self.logged = {name: list(meta[name]) for name in LOGGED}

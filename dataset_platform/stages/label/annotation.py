@@ -25,8 +25,6 @@ to a Label Studio server; the files are the interface.
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +36,7 @@ import pyarrow as pa
 
 from dataset_platform.config import LabelSet, ReviewSettings
 from dataset_platform.contracts.schema import LAYERS
+from dataset_platform import atomic
 from dataset_platform.storage import sql_str
 
 QUEUE_TABLE = "review_queue"
@@ -216,23 +215,10 @@ def write_export(out_dir: Path, tasks: list[dict], config_xml: str) -> dict[str,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"tasks": out_dir / "tasks.json", "config": out_dir / "labeling_config.xml", "readme": out_dir / "README.txt"}
-    _write_atomic(paths["tasks"], json.dumps(tasks, ensure_ascii=False, indent=1) + "\n")
-    _write_atomic(paths["config"], config_xml)
-    _write_atomic(paths["readme"], _README.format(n=len(tasks), inbox=INBOX))
+    atomic.write_text(paths["tasks"], json.dumps(tasks, ensure_ascii=False, indent=1) + "\n")
+    atomic.write_text(paths["config"], config_xml)
+    atomic.write_text(paths["readme"], _README.format(n=len(tasks), inbox=INBOX))
     return paths
-
-
-def _write_atomic(dest: Path, text: str) -> None:
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,13 +294,13 @@ def _rows_of_file(path: Path, counts: dict[str, int]):
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path}: not a readable JSON file ({e})") from None
     if not isinstance(tasks, list):
-        raise ValueError(f"{path}: expected a JSON list of tasks (Label Studio's \"JSON\" export), got a {type(tasks).__name__}")
+        raise ValueError(f"{path}: expected a JSON list of tasks (Label Studio's \"JSON\" export), got a {type(tasks).__name__}")  # noqa: TRY004 (a bad file)
     if tasks and not any(isinstance(t, dict) and "annotations" in t and "data" in t for t in tasks):
         raise ValueError(f"{path}: no task has \"data\" and \"annotations\": export with the \"JSON\" format "
                          "(not JSON-MIN, CSV or an import file)")
     for i, task in enumerate(tasks):
         if not isinstance(task, dict):
-            raise ValueError(f"{path}: item {i} is not a task object")
+            raise ValueError(f"{path}: item {i} is not a task object")  # noqa: TRY004 (a bad file)
         counts["tasks"] += 1
         data = task.get("data") or {}
         doc_id = data.get("doc_id") if isinstance(data, dict) else None

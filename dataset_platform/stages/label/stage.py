@@ -669,7 +669,7 @@ def _prepare(ctx: StageContext) -> Prepared:
 
     from dataset_platform.stages.label import annotation as ann
     from dataset_platform.storage import sql_str, write_parquet
-    from dataset_platform.storage.atomic import atomic_write_bytes
+    from dataset_platform import atomic
 
     settings, wd, con = ctx.settings, ctx.workdir, ctx.con
     files = annotation_files(wd.annotations_inbox)
@@ -705,7 +705,7 @@ def _prepare(ctx: StageContext) -> Prepared:
         layer = wd.layer_files("deduplicated_documents")
         docs = f"read_parquet([{', '.join(sql_str(f) for f in layer)}])" if (layer and human is not None) else None
         models = train_models(con, docs, settings, human=human, log=ctx.log)
-        atomic_write_bytes(path, pickle.dumps(models, protocol=pickle.HIGHEST_PROTOCOL))
+        atomic.write_bytes(path, pickle.dumps(models, protocol=pickle.HIGHEST_PROTOCOL))
         for old in store.glob("*.pkl"):  # the classifiers of earlier inputs are not used again
             if old != path:
                 old.unlink()
