@@ -56,6 +56,7 @@ from dataset_platform.stages.base import (
     StageOutput,
     StageResult,
     available_cpus,
+    exit_with_parent,
     finish_stage,
     streamable_view,
 )
@@ -292,7 +293,7 @@ def new_pool(opts: Options) -> ProcessPoolExecutor:
     lxml/trafilatura keep memory they once needed for a large page, so a long-lived worker's
     footprint only grows."""
     return ProcessPoolExecutor(max_workers=opts.workers, mp_context=get_context("spawn"),
-                               max_tasks_per_child=opts.max_tasks_per_child)
+                               max_tasks_per_child=opts.max_tasks_per_child, initializer=exit_with_parent)
 
 
 def extract_rows(

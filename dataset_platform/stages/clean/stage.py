@@ -38,6 +38,7 @@ from dataset_platform.stages.base import (
     StageOutput,
     StageResult,
     available_cpus,
+    exit_with_parent,
     finish_stage,
     streamable_view,
 )
@@ -53,7 +54,7 @@ def new_pool(workers: int) -> Executor:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=exit_with_parent)
 
 
 def score_batches(

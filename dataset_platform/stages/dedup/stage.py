@@ -50,6 +50,7 @@ from dataset_platform.stages.base import (
     StageOutput,
     StageResult,
     available_cpus,
+    exit_with_parent,
     finish_stage,
 )
 
@@ -409,7 +410,8 @@ def sign_into_part(con: duckdb.DuckDBPyConnection, query: str, new: int, reused:
             from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
             pool = (ThreadPoolExecutor(workers) if new <= IN_PROCESS * batch_size else
-                    ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")))
+                    ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=exit_with_parent))
             with pool:
                 pending: deque = deque()
                 for b in reader:
