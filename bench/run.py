@@ -23,7 +23,8 @@ gold: rules only) and, for decontamination, generated evaluation sets of benchma
 bench/decontam.py makes them), whose index the stage builds on each run (counted in its time).
 
 Printed per stage (one Markdown row each): input documents, kept, seconds (the materialisation,
-imports of the child process excluded), docs/s, and peak memory: the stage process's own
+imports of the child process excluded), CPU seconds (user + system of the stage process and its
+workers: on a shared machine the steadier figure), docs/s, and peak memory: the stage process's own
 high-water mark (VmHWM) and that of its largest worker process (sampled every 0.25 s). The raw
 layer's row is printed when it is built (once per work folder).
 """
@@ -138,6 +139,14 @@ def _load(workdir: str):
     return load_config(wd.root / CONFIG), wd
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process and of its children that have ended (the workers)."""
+    import resource
+
+    return sum(resource.getrusage(w).ru_utime + resource.getrusage(w).ru_stime
+               for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+
+
 def _log(t0: float):
     return lambda m: print(f"{time.perf_counter() - t0:8.1f}s {m}", file=sys.stderr, flush=True)
 
@@ -147,11 +156,11 @@ def _raw_child(workdir: str) -> None:
     from dataset_platform.ingest.refresh import materialise_raw
 
     cfg, wd = _load(workdir)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _cpu_seconds()
     res = materialise_raw(cfg, wd, log=_log(t0), sources=[SOURCE], crawl=False)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0
     records = sum(res.counters["sources"][SOURCE]["outcomes"].values())
-    print(json.dumps({"input": records, "kept": res.rows, "seconds": seconds, "rows_computed": records,
+    print(json.dumps({"input": records, "kept": res.rows, "seconds": seconds, "cpu_seconds": cpu, "rows_computed": records,
                       "stage_rss_mb": vm_hwm_mb(), "worker_rss_mb": 0.0}))
 
 
@@ -162,11 +171,11 @@ def _stage_child(name: str, workdir: str) -> None:
 
     cfg, wd = _load(workdir)
     st = stage(name)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _cpu_seconds()
     with DescendantPeak() as workers_peak:
         res = runner.materialise(st, cfg, wd, log=_log(t0))
-    seconds = time.perf_counter() - t0
-    print(json.dumps({"input": res.stage.input_rows, "kept": res.stage.kept_rows, "seconds": seconds,
+    seconds, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0
+    print(json.dumps({"input": res.stage.input_rows, "kept": res.stage.kept_rows, "seconds": seconds, "cpu_seconds": cpu,
                       "rows_computed": res.processed_rows, "reasons": res.stage.reasons,
                       "stage_rss_mb": vm_hwm_mb(), "worker_rss_mb": workers_peak.peak_mb}))
 
@@ -198,8 +207,8 @@ def _start_cold(st, wd) -> None:
 
 def _row(what: str, command: str, fig: dict) -> str:
     s = fig["seconds"]
-    return (f"| {what} | `{command}` | {fig['input']} | {fig['kept']} | {s:.2f} | {fig['rows_computed'] / s:.0f} "
-            f"| {fig['stage_rss_mb']:.0f} / {fig['worker_rss_mb']:.0f} |")
+    return (f"| {what} | `{command}` | {fig['input']} | {fig['kept']} | {s:.2f} | {fig['cpu_seconds']:.2f} "
+            f"| {fig['rows_computed'] / s:.0f} | {fig['stage_rss_mb']:.0f} / {fig['worker_rss_mb']:.0f} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,8 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     wd = Workdir.at(OUT / f"run-{args.docs}").ensure()
     (wd.root / CONFIG).write_text(json.dumps(bench_config(pages, benchmarks), indent=1) + "\n", encoding="utf-8")
     print(f"machine: {machine()}; work folder {wd.root}", file=sys.stderr)
-    print("| stage | command | input docs | kept | seconds | docs/s | peak RSS MB (stage / largest worker) |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("| stage | command | input docs | kept | seconds | CPU s | docs/s | peak RSS MB (stage / largest worker) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     cmd = f"python bench/run.py --docs {args.docs}"
     if not (wd.raw_source(SOURCE) / "manifest.json").exists():
         print(_row("raw_pages (land the dump file, load it)", cmd, _run_child("--_child", "raw_pages", str(wd.root))),
