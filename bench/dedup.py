@@ -4,27 +4,35 @@
 
 Documents: bench/common.py's Zipf pseudo-word paragraphs (deterministic, about 2 KB each); one in
 ten is a near-duplicate of an earlier one (a few words replaced, or a paragraph appended), one in
-fifty an exact copy. Written to Parquet (and reused by the next run of the same size); each
-measured side runs in a child process, peak memory is that process's VmHWM (ours: also the
-largest VmHWM of a signing worker).
+fifty an exact copy. Written to Parquet with the cleaned layer's columns (reused by the next run
+of the same size), then stored as the clean stage stores its layer: a ``cleaned_documents``
+layer in batched storage (``storage/batched.py``), one part per ``pipeline.part_rows`` documents
+of one landed batch, in id order. Each measured side runs in a child process, peak memory is that
+process's VmHWM (ours: also the largest VmHWM of a signing worker).
 
-1. ours: the dedup stage as the pipeline runs it: ``run_dedup`` with the default settings (exact,
-   then MinHash-LSH: word 5-grams, 14 x 8, verification at 0.7; signatures on every CPU; DuckDB
-   memory limit 1 GB), Parquet in, the layer and clusters written, the MinHash index committed;
+1. ours: the dedup stage as the pipeline runs it: ``runner.materialise("dedup", cfg, wd)`` with the
+   default settings (exact, then MinHash-LSH: word 5-grams, 14 x 8, verification at 0.7;
+   signatures on every CPU; DuckDB memory limit 1 GB) over that layer, in a fresh work folder:
+   the rejects, ``duplicate_clusters`` and the deduplicated layer's parts written, the MinHash
+   index and the layer committed, the warehouse views made;
 2. ``--datasketch``: datasketch's MinHash (112 permutations, the same word 5-gram shingles, one
    ``update_batch`` per document) into ``MinHashLSH(num_perm=112, params=(14, 8))``, each document
    queried, candidate pairs kept at estimated Jaccard >= 0.7 — the same work without the exact
    step and the components; pair agreement = shared "same cluster" pairs / pairs either side found;
    ``--rensa``: the same with rensa's RMinHash (Rust; 32-bit hash values) and RMinHashLSH
    (threshold 0.7, 14 bands), one ``update`` per document;
-3. a refresh: the same documents plus ``--refresh-share`` new ones, reusing the index of run 1.
+3. a refresh, as the pipeline refreshes: ``--refresh-share`` new documents land as a new batch
+   (one new part of the cleaned layer) and ``runner.materialise("dedup", ...)`` runs again in the
+   work folder of run 1 (its index and layer reused: the refresh by difference).
 
-MB/s counts the UTF-8 bytes of the texts.
+``--one-core`` runs 1 again in its own work folder, pinned to one CPU (one signing process,
+DuckDB one thread). MB/s counts the UTF-8 bytes of the texts.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -42,6 +50,8 @@ sys.path.insert(1, str(HERE.parent))
 from common import DescendantPeak, machine, paragraphs, vm_hwm_mb  # noqa: E402
 
 OUT = HERE / "out"
+SOURCE = "bench"
+CONFIG = "bench-sources.yaml"
 WORD = re.compile(r"\w+")  # the peers' word units: Python's regex, as our units() for these texts
 
 
@@ -95,37 +105,84 @@ def cpu_seconds() -> float:
                for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
 
 
-def child_ours(inp: str, index: str, out: str) -> None:
+def child_ours(workdir: str) -> None:
     one_core = os.environ.get("DEDUP_ONE_CORE") == "1"
     if one_core:  # this process, its DuckDB threads and its workers on one CPU
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     import pandas  # noqa: F401  imports a long-running process has paid already, before the clock
     import scipy.sparse  # noqa: F401
 
-    from dataset_platform.config import DedupSettings
+    from dataset_platform import runner
+    from dataset_platform.config import load_config
     from dataset_platform.stages.dedup import kernel  # noqa: F401  (as is the compiled kernel)
-    from dataset_platform.stages.dedup.stage import dedup_into_parts
-    from dataset_platform.stages.dedup.index import MinHashIndex
-    from dataset_platform.storage.parted import PartedLayer
     from dataset_platform.storage import memory_connection, sql_str
+    from dataset_platform.workdir import Workdir
 
-    # as the pipeline; one thread when pinned to one CPU
-    con = memory_connection(1 if one_core else None, memory_limit=DedupSettings().memory_limit, temp_dir=OUT / "tmp")
+    if one_core:  # DuckDB takes every core whatever the affinity: the stage's connection gets one thread
+        runner.memory_connection = functools.partial(memory_connection, 1)
+    wd = Workdir.at(workdir)
+    cfg = load_config(wd.root / CONFIG)
     t, cpu0 = time.perf_counter(), cpu_seconds()
-    # the stage as the pipeline runs it: clusters, rejects and the layer's new part written, the
-    # index and the layer committed
+    # the stage as the pipeline runs it: the decision over the whole cleaned layer, the rejects,
+    # clusters and the layer's changed parts written, the index and the layer committed
     with DescendantPeak() as workers_peak:
-        res, commit = dedup_into_parts(
-            con, f"read_parquet({sql_str(inp)})", None, PartedLayer(Path(out), "deduplicated_documents"),
-            MinHashIndex(Path(index)), clusters_path=Path(out).with_suffix(".clusters.parquet"),
-            rejects_path=Path(out).with_suffix(".rejected.parquet"), workers=int(os.environ.get("DEDUP_WORKERS", 0)) or None,
-            log=lambda m: print(f"{time.perf_counter() - t:7.1f}s {m}", file=sys.stderr, flush=True))
-    commit()
+        res = runner.materialise("dedup", cfg, wd,
+                                 log=lambda m: print(f"{time.perf_counter() - t:7.1f}s {m}", file=sys.stderr, flush=True))
     seconds = time.perf_counter() - t
     cpu = cpu_seconds() - cpu0
-    clusters = con.sql("SELECT doc_id, keeper_id, kind FROM clusters").fetchall()
-    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "kept": res.kept_rows,
+    con = memory_connection()
+    clusters = con.sql(f"SELECT doc_id, keeper_id, kind FROM read_parquet({sql_str(wd.layer('duplicate_clusters'))})").fetchall()
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "kept": res.rows, "counters": res.counters,
                       "rss_mb": vm_hwm_mb(), "worker_rss_mb": workers_peak.peak_mb, "clusters": clusters}))
+
+
+def bench_config(workers: int | None) -> dict:
+    """sources.yaml of the bench (as data): the pipeline's defaults (``DEDUP_WORKERS``: signing processes)."""
+    cfg: dict = {"dataset": {"name": "bench"}, "sources": [{"name": SOURCE, "kind": "jsonl", "paths": []}]}
+    if workers:
+        cfg["pipeline"] = {"dedup": {"workers": workers}}
+    return cfg
+
+
+def write_cleaned_parts(folder: Path, inp: Path, batch: str, where: str = "true") -> list[str]:
+    """Add the rows of ``inp`` (``where``) to the cleaned layer at ``folder`` as the parts of one
+    landed batch (``pipeline.part_rows`` documents each, in id order), committed at once; returns
+    the keys."""
+    import duckdb
+
+    from dataset_platform.config import PipelineSettings
+    from dataset_platform.storage import sql_str, write_parquet
+    from dataset_platform.storage.batched import DATA, BatchedLayer, PartInfo, ids_fingerprint
+
+    part_rows = PipelineSettings().part_rows
+    con = duckdb.connect()
+    src = f"(SELECT * FROM read_parquet({sql_str(inp)}) WHERE {where})"
+    n = con.sql(f"SELECT count(*) FROM {src}").fetchall()[0][0]
+    chunks = max(1, -(-n // part_rows))
+    keys = []
+    with BatchedLayer(folder, "cleaned_documents").locked() as layer:
+        for k in range(chunks):
+            key = f"{SOURCE}/{batch}" if chunks == 1 else f"{SOURCE}/{batch}-p{k:04d}"
+            staging = layer.stage(key)
+            rows = write_parquet(con, f"SELECT * FROM {src} ORDER BY id LIMIT {part_rows} OFFSET {k * part_rows}",
+                                 staging / DATA, layer="cleaned_documents")
+            ids = ids_fingerprint(con, f"SELECT id FROM read_parquet({sql_str(staging / DATA)})")
+            layer.staged(PartInfo(key, chain=f"bench-clean:{key}", ids=ids, rows=rows,
+                                  counters={"input": rows, "kept": rows, "rejected": 0}))
+            keys.append(key)
+        layer.commit()
+    con.close()
+    return keys
+
+
+def fresh_workdir(path: Path, cleaned: Path, workers: int | None) -> Path:
+    """A work folder holding only the cleaned layer (a copy of ``cleaned``) and the config."""
+    if path.exists():
+        shutil.rmtree(path)
+    (path / "layers").mkdir(parents=True)
+    shutil.copytree(cleaned, path / "layers" / "cleaned_documents")
+    (path / CONFIG).write_text(json.dumps(bench_config(workers), indent=1) + "\n", encoding="utf-8")
+    return path
 
 
 def as_cleaned_layer(path: Path) -> None:
@@ -265,7 +322,7 @@ def main() -> int:
     ap.add_argument("--docs", type=int, default=100_000)
     ap.add_argument("--datasketch", action="store_true")
     ap.add_argument("--refresh-share", type=float, default=0.01)
-    ap.add_argument("--_ours", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--_ours", help=argparse.SUPPRESS)
     ap.add_argument("--_datasketch", help=argparse.SUPPRESS)
     ap.add_argument("--rensa", action="store_true", help="also rensa's RMinHash + RMinHashLSH (Rust)")
     ap.add_argument("--_rensa", help=argparse.SUPPRESS)
@@ -274,7 +331,7 @@ def main() -> int:
     ap.add_argument("--_build", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._ours:
-        child_ours(*args._ours)
+        child_ours(args._ours)
         return 0
     if args._datasketch:
         child_datasketch(args._datasketch)
@@ -292,37 +349,37 @@ def main() -> int:
     OUT.mkdir(exist_ok=True)
     n_extra = int(args.docs * args.refresh_share)
     inp, inp2 = OUT / f"dedup-in-{args.docs}.parquet", OUT / f"dedup-in-{args.docs}-refresh.parquet"
-    index = OUT / f"dedup-index-{args.docs}"
-    kept_out = OUT / f"dedup-kept-{args.docs}"  # the layer's parts
+    cleaned = OUT / f"dedup-cleaned-{args.docs}"  # the cleaned layer in batched storage (copied into each work folder)
+    wd, wd_one = OUT / f"dedup-wd-{args.docs}", OUT / f"dedup-wd-{args.docs}-1core"
     if not (inp.exists() and inp2.exists() and rows_of(inp) == args.docs and rows_of(inp2) == args.docs + n_extra):
         # built in a child process, so that this one stays small while the measured sides run
         subprocess.run([sys.executable, str(Path(__file__).resolve()), "--_build", str(args.docs), str(n_extra),
                         str(inp), str(inp2)], check=True)
     for f in (inp, inp2):
         as_cleaned_layer(f)
+    manifest = cleaned / "manifest.json"
+    if not manifest.exists() or manifest.stat().st_mtime < inp.stat().st_mtime:
+        if cleaned.exists():
+            shutil.rmtree(cleaned)
+        write_cleaned_parts(cleaned, inp, f"{SOURCE}-0001")
     # numba compiles the kernel on its first use and caches it on disk: once per install, before any clock
     from dataset_platform.stages.dedup.minhash import MinHashParams, batch_signatures
 
     batch_signatures(["warm up the compiled kernel once"], None, MinHashParams())
     mb = text_mb(inp)
     extra = range(n_extra)
-    for old in (index, kept_out):
-        if old.exists():
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
-    ours = run_child("--_ours", str(inp), str(index), str(kept_out))
-    refresh = run_child("--_ours", str(inp2), str(index), str(kept_out))
-    workers = int(os.environ.get("DEDUP_WORKERS", 0)) or os.cpu_count()
-    rows = [(f"ours: dedup stage (exact + MinHash-LSH, {workers} signing processes; Parquet out, index written)",
-             args.docs, ours["seconds"], ours["cpu_seconds"], ours["rss_mb"])]
+    workers = int(os.environ.get("DEDUP_WORKERS", 0)) or None
+    ours = run_child("--_ours", str(fresh_workdir(wd, cleaned, workers)))
+    # the refresh: the new documents land as a new batch, i.e. one new part of the cleaned layer
+    write_cleaned_parts(wd / "layers" / "cleaned_documents", inp2, f"{SOURCE}-0002", where=f"id >= '{args.docs:016x}'")
+    refresh = run_child("--_ours", str(wd))
+    rows = [(f"ours: dedup stage through runner.materialise (exact + MinHash-LSH, {workers or len(os.sched_getaffinity(0))} "
+             "signing processes; layer in parts, index written)", args.docs, ours["seconds"], ours["cpu_seconds"], ours["rss_mb"])]
     if args.one_core:
-        one_index, one_out = Path(f"{index}-1core"), Path(f"{kept_out}-1core")
-        for old in (one_index, one_out):
-            if old.exists():
-                shutil.rmtree(old)
-        one = run_child("--_ours", str(inp), str(one_index), str(one_out), env={"DEDUP_ONE_CORE": "1"})
+        one = run_child("--_ours", str(fresh_workdir(wd_one, cleaned, None)), env={"DEDUP_ONE_CORE": "1"})
         rows.append(("ours, pinned to one CPU (one process, DuckDB 1 thread)", args.docs, one["seconds"],
                      one["cpu_seconds"], one["rss_mb"]))
-    print(f"machine: {machine()}", file=sys.stderr)
+    print(f"machine: {machine()}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", file=sys.stderr)
     print(f"docs {args.docs}, {mb:.1f} MB of text; kept {ours['kept']}; "
           f"near {sum(1 for c in ours['clusters'] if c[2] == 'near')}, exact {sum(1 for c in ours['clusters'] if c[2] == 'exact')}")
     agreement = None
@@ -357,6 +414,9 @@ def main() -> int:
               f"ours / rensa {rs['seconds'] / one['seconds']:.2f}x")
     if args.one_core and args.datasketch:
         print(f"one core: ours / datasketch {ds['seconds'] / one['seconds']:.2f}x")
+    c = refresh["counters"]
+    print(f"refresh: output parts computed {c['parts_computed']}, unchanged {c['parts_reused']}; "
+          f"kept {refresh['kept']}")
     print(f"refresh time / full run: {refresh['seconds'] / ours['seconds']:.1%}")
     if agreement:
         both, either, na, nb = agreement

@@ -1,4 +1,4 @@
-"""Extraction throughput: synthetic news-sized pages through ``core.extract.run_extract``.
+"""Extraction throughput: synthetic news-sized pages through ``stages.extract.run_extract``.
 
     python bench/extract.py --docs 100000 --workers 2
     python bench/extract.py --docs 2000 --workers 1 --chain trafilatura

@@ -17,9 +17,9 @@ Scores (per page, then averaged over the pages of a language: macro):
 - ``snippets`` pages: the share of ``with`` snippets found in the extraction and of ``without``
   snippets absent (whitespace folded on both sides).
 
-Systems: ``ours`` (the pipeline's default chain, ``core.extract.DEFAULT_CHAIN``),
+Systems: ``ours`` (the pipeline's default chain, ``stages.extract.DEFAULT_CHAIN``),
 ``traf_default`` (``trafilatura.extract(html)`` with its defaults), ``resiliparse``, and
-``chain:<a>,<b>...[@N]`` for any chain of ``core.extract.EXTRACTORS`` (N: its ``min_chars``).
+``chain:<a>,<b>...[@N]`` for any chain of ``stages.extract.EXTRACTORS`` (N: its ``min_chars``).
 """
 
 from __future__ import annotations
