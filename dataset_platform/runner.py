@@ -57,6 +57,9 @@ Log = Callable[[str], None]
 #: the chain of a global stage's parts does not hold its settings (they decide which rows stay,
 #: not what a row holds): membership is tracked by the part's input ids
 GLOBAL_CHAIN_VERSION = "1"
+#: a stage with ``parallel_parts`` runs its parts on worker processes from this many rows to do
+#: (starting a worker costs about a second of imports)
+PARALLEL_MIN_ROWS = 20_000
 
 
 def _noop(_m: str) -> None:
@@ -210,8 +213,14 @@ def _per_batch(stage: Stage, ctx: StageContext, inputs: dict[str, InputPart], ou
             c["parts_adopted"] += 1
         else:
             todo.append((part, chain, old if old is not None and old.chain == chain else None))
-    for i, (part, chain, old) in enumerate(todo, 1):
-        n = _write_part(stage, ctx, out, part, chain, old, label_sets)
+    rows = sum(part.info.rows for part, _c, _o in todo)
+    workers = min(len(todo), available_cpus()) if stage.parallel_parts and rows >= PARALLEL_MIN_ROWS else 1
+    if workers > 1:  # the parts on worker processes, each with its own DuckDB (the stage is single-threaded)
+        results = _parts_on_workers(stage, ctx, out, todo, label_sets, workers)
+    else:
+        results = (_write_part(stage, ctx, out, part, chain, old, label_sets) for part, chain, old in todo)
+    for i, ((part, _chain, old), (info, n)) in enumerate(zip(todo, results, strict=True), 1):
+        out.staged(info)
         c["rows_computed"] += n
         c["parts_completed" if old is not None else "parts_computed"] += 1
         ctx.log(f"{stage.name}: part {i}/{len(todo)} {part.key}: {n} rows computed"
@@ -224,9 +233,10 @@ def _per_batch(stage: Stage, ctx: StageContext, inputs: dict[str, InputPart], ou
 
 
 def _write_part(stage: Stage, ctx: StageContext, out: BatchedLayer, part: InputPart, chain: str,
-                old: PartInfo | None, label_sets) -> int:
+                old: PartInfo | None, label_sets) -> tuple[PartInfo, int]:
     """Compute one part (or complete it: ``old`` is its current version, computed the same way)
-    into the staging area; returns the rows the stage ran on."""
+    into the staging area; returns what the part records and the rows the stage ran on (the
+    caller records it as staged)."""
     con = ctx.con
     src = f"read_parquet({sql_str(part.file)})"
     con.sql(f"CREATE OR REPLACE TEMP VIEW _part_in AS SELECT * FROM {src}")
@@ -271,13 +281,43 @@ def _write_part(stage: Stage, ctx: StageContext, out: BatchedLayer, part: InputP
         raise AccountingError(f"{stage.name}: part {part.key}: {part.info.rows} documents in, but {kept} kept + "
                               f"{rejected} rejected")
     extra = stage.summarise(con, f"read_parquet({sql_str(staging / DATA)})", rejected_sql) if stage.summarise else {}
-    out.staged(PartInfo(
+    info = PartInfo(
         part.key, chain=chain, ids=ids_fingerprint(con, f"SELECT id FROM read_parquet({sql_str(staging / DATA)})"),
         input_ids=part.info.ids, rows=kept,
         counters={"input": part.info.rows, "kept": kept, "rejected": rejected,
                   "reasons": {k: int(v) for k, v in reasons.items()}, "extra": extra},
-    ))
-    return n_todo
+    )
+    return info, n_todo
+
+
+def _parts_on_workers(stage: Stage, ctx: StageContext, out: BatchedLayer, todo: list, label_sets, workers: int):
+    """Results of :func:`_write_part` for each part of ``todo``, in order, computed by ``workers``
+    spawned processes (each part is a task: the unit of work a cluster scheduler would take)."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from dataset_platform.stages.base import exit_with_parent
+
+    common = (stage.name, ctx.config, str(ctx.workdir.root), str(out.folder), label_sets, ctx.state)
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=exit_with_parent) as pool:
+        futures = [pool.submit(part_task, *common, part, chain, old) for part, chain, old in todo]
+        for f in futures:
+            yield f.result()
+
+
+def part_task(stage_name: str, cfg: PlatformConfig, root: str, folder: str, label_sets, state, part: InputPart,
+              chain: str, old: PartInfo | None) -> tuple[PartInfo, int]:
+    """One part of a per-batch stage, in a process of its own: its own DuckDB connection, the
+    state the stage prepared, the part's files staged in the layer's staging area."""
+    stage = stage_named(stage_name)
+    wd = Workdir(Path(root))
+    settings = stage.settings(cfg.pipeline)
+    con = memory_connection(memory_limit=cfg.pipeline.memory_limit, temp_dir=wd.spill(stage.name))
+    ctx = StageContext(con, settings, cfg, _noop, batch_size=cfg.pipeline.batch_size, state=state, workdir=wd)
+    try:
+        return _write_part(stage, ctx, BatchedLayer(Path(folder), stage.output), part, chain, old, label_sets)
+    finally:
+        con.close()
 
 
 def _extra_files(stage: Stage) -> tuple[str, ...]:

@@ -230,3 +230,21 @@ def test_a_new_batch_computes_only_its_parts_and_a_setting_only_what_it_touches(
         assert c["parts_computed"] == 0 and c["rows_computed"] in (0, out[layer].stage.input_rows), (layer, c)
     assert out["labelled_documents"].counters["parts_reused"] == 0
     assert out["labelled_documents"].counters["parts_computed"] >= 2
+
+
+def test_parts_computed_on_worker_processes_equal_parts_computed_in_process(tmp_path, monkeypatch):
+    from dataset_platform import runner
+
+    w = World(tmp_path, 5)
+    one = Workdir.at(tmp_path / "one").ensure()
+    w.new(one)  # several parts of 100 documents (part_rows in graphkit.config)
+    many = tmp_path / "many"
+    shutil.copytree(one.root, many)
+    refresh(w.config(), one)
+    monkeypatch.setattr(runner, "PARALLEL_MIN_ROWS", 0)  # label and decontaminate: parts on worker processes
+    out = refresh(w.config(), Workdir.at(many))
+    assert out["labelled_documents"].counters["parts_computed"] > 1
+    for layer in ("labelled_documents", "decontaminated_documents"):
+        assert parts(one, layer) == parts(Workdir.at(many), layer), layer
+        assert parts(one, layer, "details.parquet" if layer == "labelled_documents" else "rejected.parquet") == \
+            parts(Workdir.at(many), layer, "details.parquet" if layer == "labelled_documents" else "rejected.parquet")

@@ -162,6 +162,9 @@ class Stage:
     cli_settings: Callable[[Any, Any], Any] | None = None
     #: the CLI command needs --config (its settings have nothing useful by default)
     cli_needs_config: bool = False
+    #: parts run on worker processes side by side (for a stage whose own work is single-threaded;
+    #: a stage with its own process pool, as extract and clean, runs its parts one after another)
+    parallel_parts: bool = False
 
     def fingerprint(self, settings: Any, prepared: str = "") -> str:
         """How this stage computes, as a string: name, version, settings (those that change the

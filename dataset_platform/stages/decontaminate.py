@@ -543,7 +543,7 @@ def _cli_settings(args, _settings) -> DecontaminationSettings:
 STAGE = Stage(
     name=NAME, input="labelled_documents", output="decontaminated_documents",
     settings=lambda p: p.decontamination, run=_run, prepare=_prepare, summarise=summarise,
-    requires=("id", "text"), passthrough=("source", "url", "title", "lang"),
+    requires=("id", "text"), passthrough=("source", "url", "title", "lang"), parallel_parts=True,
     cli_options=(
         CliOption("--benchmark", {"required": True, "nargs": "+", "help": "JSONL evaluation set(s)"}),
         CliOption("--fields", {"default": None, "help": "comma-separated item fields to match (default: every "

@@ -777,7 +777,7 @@ STAGE = Stage(
     run=_run, prepare=_prepare, finish=_finish, summarise=summarise, extra_outputs=("details",),
     also_writes=("human_annotations",),
     passthrough=("source", "url", "title", "lang", "n_chars", "n_words", "content_hash"),
-    cli_needs_config=True,
+    cli_needs_config=True, parallel_parts=True,
     cli_options=(CliOption("--gold", {"default": None, "help": "JSONL of id, text and one field per label set: "
                                       "trains the classifiers (default: pipeline.labels.gold)"}),),
     cli_settings=_cli_settings,
