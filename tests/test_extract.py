@@ -243,6 +243,15 @@ def test_text_rows_in_bulk_equal_from_text_row_by_row(threads, monkeypatch):
     assert rules == {None, "no_main_text", "extract_error"}  # every way a text row can end
 
 
+def test_blank_check_is_duckdbs_trim():
+    """The triage's cheaper blank test says what length(trim(x)) = 0 says."""
+    texts = TRICKY + fuzz_texts(2000, seed=2) + ["", " ", "   ", "\xa0\u3000 \u2000", " \u0301", "\u2000 a", "\t "]
+    con = memory_connection()
+    con.register("strings", pa.table({"x": texts}))
+    got = con.sql(f"SELECT {extract_mod._blank('x')}, length(trim(x)) = 0 FROM strings").fetchall()
+    assert [g for g, _ in got] == [w for _, w in got] and sum(w for _, w in got) >= 4
+
+
 def dump_table(con, rows: dict[str, tuple]) -> str:
     """raw_pages rows id -> (status, content_type, html, text, title)."""
     ids = sorted(rows)

@@ -431,6 +431,12 @@ def _chunks(reader: pa.RecordBatchReader, size: int) -> Iterator[list[tuple]]:
             yield rows[i : i + size]
 
 
+def _blank(col: str) -> str:
+    """SQL: ``length(trim(col)) = 0``, trimming only where the first character is trimmed (DuckDB
+    evaluates a CASE branch only for its rows; trimming every text cost 25 µs per 3 KB text)."""
+    return f"CASE WHEN length(trim(left({col}, 1))) = 0 THEN length(trim({col})) = 0 ELSE false END"
+
+
 def run_extract(
     con: duckdb.DuckDBPyConnection,
     raw_sql: str,
@@ -455,15 +461,15 @@ def run_extract(
     streamable_view(con, "_raw", f"SELECT *{extra} FROM {raw_sql}")  # batches stream on a second cursor
     # Set-based triage: which responses can hold a document at all.
     con.sql(
-        """
+        f"""
         CREATE OR REPLACE TABLE _triage AS
         SELECT id, source, url,
           CASE
             WHEN status < 200 OR status > 299 THEN 'http_status'
             WHEN text IS NOT NULL AND html IS NULL THEN
-              CASE WHEN length(trim(text)) = 0 THEN 'empty_body' END
+              CASE WHEN {_blank("text")} THEN 'empty_body' END
             WHEN coalesce(content_type, '') NOT IN ('text/html', 'application/xhtml+xml') THEN 'not_html'
-            WHEN html IS NULL OR length(trim(html)) = 0 THEN 'empty_body'
+            WHEN html IS NULL OR {_blank("html")} THEN 'empty_body'
           END AS rule,
           CASE
             WHEN status < 200 OR status > 299 THEN CAST(status AS VARCHAR)
