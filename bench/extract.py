@@ -2,12 +2,15 @@
 
     python bench/extract.py --docs 100000 --workers 2
     python bench/extract.py --docs 2000 --workers 1 --chain trafilatura
+    python bench/extract.py --docs 100000 --workers 1 --kind text
 
 The pages are bench/run.py's generated set (``bench/out/pages-<n>.parquet``, deterministic,
-cached; about 1 in 10 an exact copy, 1 in 20 a short page). The stage runs in a child process
-with the given number of workers; printed: documents/s overall and per worker, and peak memory
-of the stage process and of its largest worker (VmHWM, MB; workers sampled every 0.25 s). Prints one Markdown
-row for BENCHMARKS.md.
+cached; about 1 in 10 an exact copy, 1 in 20 a short page). ``--kind text``: a text dump's records
+instead (``html`` null, ``text`` set, as a JSONL dump lands): bench/clean.py's English documents
+built from the shared corpus (``bench/out/texts-<n>.parquet``, deterministic, cached; ~3 KB each).
+The stage runs in a child process with the given number of workers; printed: documents/s overall
+and per worker, and peak memory of the stage process and of its largest worker (VmHWM, MB; workers
+sampled every 0.25 s). Prints one Markdown row for BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -24,11 +27,40 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(HERE.parent))
 
-from common import DescendantPeak, machine, vm_hwm_mb  # noqa: E402  (bench/common.py)
-from run import OUT, generate  # noqa: E402  (bench/run.py's page generator)
+
+def generate_texts(n: int) -> Path:
+    """``bench/out/texts-<n>.parquet``: raw_pages rows of a text dump (cached)."""
+    import duckdb
+    import pyarrow as pa
+    from clean import build_docs  # bench/clean.py: documents from the shared corpus
+    from run import OUT
+
+    path = OUT / f"texts-{n}.parquet"
+    if path.exists():
+        return path
+    OUT.mkdir(parents=True, exist_ok=True)
+    table = pa.table({
+        "id": [f"{i:016x}" for i in range(n)],
+        "source": ["bench"] * n,
+        "crawl_id": ["bench-1"] * n,
+        "url": [f"http://bench.localhost/t/{i}" for i in range(n)],
+        "status": pa.array([200] * n, pa.int32()),
+        "content_type": ["text/plain"] * n,
+        "html": pa.nulls(n, pa.string()),
+        "text": build_docs(n),
+        "title": [f"Document {i}" for i in range(n)],
+    })
+    con = duckdb.connect()
+    con.register("t", table)
+    tmp = path.with_suffix(".tmp")
+    con.sql(f"COPY t TO '{tmp}' (FORMAT parquet)")
+    os.replace(tmp, path)
+    return path
 
 
 def _child(inp: str, out: str, workers: int, chain: str, timeout: float) -> None:
+    from common import DescendantPeak, vm_hwm_mb  # bench/common.py
+
     from dataset_platform.stages.extract import Options, run_extract
     from dataset_platform.storage import memory_connection, sql_str
 
@@ -51,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--chain", default=None, help="extractor chain (default: the pipeline's)")
     ap.add_argument("--timeout", type=float, default=10.0)
+    ap.add_argument("--kind", choices=("html", "text"), default="html",
+                    help="html pages (default) or a text dump's records")
     ap.add_argument("--_child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     from dataset_platform.stages.extract import DEFAULT_CHAIN
@@ -59,9 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     if args._child:
         _child(*args._child, args.workers, chain, args.timeout)
         return 0
-    print(f"generating {args.docs} pages ...", file=sys.stderr)
-    inp = generate(args.docs)
-    out = OUT / f"extract-{args.docs}-w{args.workers}.parquet"
+    from common import machine  # bench/common.py
+    from run import OUT, generate  # bench/run.py's page generator
+
+    print(f"generating {args.docs} {'pages' if args.kind == 'html' else 'text records'} ...", file=sys.stderr)
+    inp = generate(args.docs) if args.kind == "html" else generate_texts(args.docs)
+    out = OUT / f"extract-{'text-' if args.kind == 'text' else ''}{args.docs}-w{args.workers}.parquet"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--_child", str(inp), str(out),
            "--workers", str(args.workers), "--chain", chain, "--timeout", str(args.timeout)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
@@ -78,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"kept {fig['kept']}, rejected {fig['rules']}", file=sys.stderr)
     print("| stage | command | input docs | seconds | docs/s | docs/s per worker | peak RSS MB (stage / largest worker) |")
     print("|---|---|---:|---:|---:|---:|---:|")
-    print(f"| extract | `python bench/extract.py --docs {args.docs} --workers {args.workers}` | {fig['input']} "
+    kind = "" if args.kind == "html" else " --kind text"
+    print(f"| extract | `python bench/extract.py --docs {args.docs} --workers {args.workers}{kind}` | {fig['input']} "
           f"| {fig['seconds']:.1f} | {dps:.0f} | {dps / args.workers:.0f} | {rss_mb:.0f} / {fig['worker_rss_mb']:.0f} |")
     return 0
 

@@ -2,7 +2,11 @@
 
 Which responses are extractable at all is one SQL pass (set-based triage); the per-page work
 (an extractor chain, then CLD2) runs over bounded batches on a process pool, with a time bound
-per page, and the results are written back in a deterministic order (by id).
+per page, and the results are written back in a deterministic order (by id). A text dump's
+records (``text`` set, ``html`` null) need no extractor: they are done in the stage's own process,
+a batch at a time (``extract_text_batch``: the line folding vectorised, CLD2 in a tight loop),
+with the same rows as ``from_text`` gives one by one; no process pool is started when there is no
+HTML to extract.
 
 Extractors (``ExtractSettings.chain``, tried in order until one returns main text):
 
@@ -32,7 +36,9 @@ Rules recorded in ``rejected_documents`` (stage ``extract``):
 
 The time bound is a ``SIGALRM`` timer in the process doing the work: it interrupts Python code
 (trafilatura's tree walks, htmldate, CLD2 calls between C steps). A single uninterruptible C call
-(one lxml parse) is not cut short, but trafilatura refuses inputs over 20 MB before parsing.
+(one lxml parse) is not cut short, but trafilatura refuses inputs over 20 MB before parsing. Text
+records in bulk have no timer (their work is linear: ~0.2 ms per 3 KB, ~75 ms per MB); one over
+``BULK_MAX_BYTES`` goes through ``extract_page`` and its timer.
 """
 
 from __future__ import annotations
@@ -43,12 +49,13 @@ import threading
 import unicodedata
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from dataset_platform.stages.base import (
     Stage,
@@ -271,7 +278,7 @@ def extract_page(
             signal.setitimer(signal.ITIMER_REAL, 0)
     except PageTimeout:
         return (None, None, None, None, None, None, "extract_timeout", f"{opts.timeout_s:g}")
-    except Exception as e:  # a pathological page must not stop the batch
+    except Exception as e:  # noqa: BLE001  (a pathological page must not stop the batch)
         return (None, None, None, None, None, None, "extract_error", type(e).__name__)
     finally:
         if timed:
@@ -340,12 +347,110 @@ _RESULT_SCHEMA = pa.schema(
 )
 
 
+# ------------------------------------------------------------------ text rows, in bulk
+# A text dump's record needs no parsing: ``from_text`` is line folding and CLD2. Sent row by row
+# through the process pool it cost more in pickling and per-row calls than in work, so text rows
+# are done in the stage's own process a batch at a time: the folding with Arrow compute (RE2) over
+# the whole batch, CLD2 in a tight loop (on threads when there are several workers: pycld2
+# releases the GIL). The rows are the ones ``extract_page`` gives, value for value
+# (tests/test_extract.py compares both on tricky text).
+
+#: where ``str.splitlines`` breaks lines (test_extract checks it against Python's own)
+_LINE_BREAKS = "\n\x0b\x0c\r\x1c\x1d\x1e\x85\u2028\u2029"
+#: what ``str.strip`` removes besides the line breaks (``str.isspace``)
+_SPACES = "\t\x1f \xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u202f\u205f\u3000"
+#: ``_WS`` less the line breaks (there are none within a line)
+_FOLD = " \t\xa0\u200b"
+
+
+def _re2_class(chars: str) -> str:
+    return "[" + "".join(f"\\x{{{ord(c):x}}}" for c in chars) + "]"
+
+
+# A run of _FOLD characters becomes one space; a lone space is left unmatched (it would become
+# itself), so RE2 does not replace every space of the text.
+_FOLD_RUN = f"{_re2_class(_FOLD)}{{2,}}|{_re2_class(_FOLD[1:])}"
+# A run of whitespace holding a line break becomes one "\n": stripping the lines and dropping the
+# empty ones does just that. A lone "\n" is left unmatched.
+_SP, _BR, _SP_BR = _re2_class(_SPACES), _re2_class(_LINE_BREAKS), _re2_class(_SPACES + _LINE_BREAKS)
+_BREAK_RUN = f"{_SP}+{_BR}{_SP_BR}*|{_BR}{_SP_BR}+|{_re2_class(_LINE_BREAKS[1:])}"
+#: a text longer than this (bytes) goes through ``extract_page``, under its per-page time bound
+#: (below it the work cannot come near any sensible bound: from_text takes ~75 ms CPU on 1 MB)
+BULK_MAX_BYTES = 1 << 20
+
+
+def fold_lines_array(texts: pa.Array) -> pa.Array:
+    """``_fold_lines`` of every string of ``texts``, as one large_string array (nulls stay null)."""
+    texts = texts.cast(pa.large_string())
+    non_ascii = pc.fill_null(pc.invert(pc.string_is_ascii(texts)), False)
+    if pc.any(non_ascii).as_py():
+        # NFC with Python's unicodedata (the Unicode version _fold_lines has), on non-ASCII texts only
+        normal = [unicodedata.normalize("NFC", t) for t in texts.filter(non_ascii).to_pylist()]
+        texts = pc.replace_with_mask(texts, non_ascii, pa.array(normal, pa.large_string()))
+    texts = pc.replace_substring_regex(texts, _FOLD_RUN, " ")
+    texts = pc.replace_substring_regex(texts, _BREAK_RUN, "\n")
+    return pc.utf8_trim(texts, characters=_SPACES + "\n")
+
+
+def _detect_each(texts: list[str]) -> list[tuple[str, float] | Exception]:
+    out: list[tuple[str, float] | Exception] = []
+    for text in texts:
+        try:
+            out.append(detect_language(text))
+        except Exception as e:  # noqa: BLE001  (as in extract_page: this row is rejected, not the batch)
+            out.append(e)
+    return out
+
+
+def _detect_languages(texts: list[str], threads: ThreadPoolExecutor | None, n_threads: int):
+    if threads is None or n_threads <= 1 or len(texts) < 4 * n_threads:
+        return _detect_each(texts)
+    step = -(-len(texts) // (4 * n_threads))  # a few slices per thread: long texts even out
+    parts = threads.map(_detect_each, [texts[i : i + step] for i in range(0, len(texts), step)])
+    return [r for part in parts for r in part]
+
+
+def extract_text_batch(
+    batch: pa.RecordBatch, opts: Options, threads: ThreadPoolExecutor | None = None
+) -> pa.RecordBatch:
+    """Text-dump rows (columns id, text, title; text not null, html null) -> result rows
+    (``_RESULT_SCHEMA``), the same as ``extract_page`` gives for each (``threads``: CLD2 runs on
+    them, ``opts.workers`` at a time)."""
+    texts = batch.column("text")
+    titles = batch.column("title").to_pylist()
+    big = pc.greater(pc.binary_length(texts), BULK_MAX_BYTES)
+    has_big = pc.any(big).as_py()
+    bodies = fold_lines_array(pc.if_else(big, "", texts) if has_big else texts).to_pylist()
+    n_chars = pc.utf8_length(texts).to_pylist()
+    todo = [i for i, body in enumerate(bodies) if body]
+    langs = _detect_languages([bodies[i] for i in todo], threads, opts.workers)
+    rows: list[tuple] = [(None, None, None, None, None, None, "no_main_text", str(n)) for n in n_chars]
+    for i, res in zip(todo, langs):
+        if isinstance(res, Exception):
+            rows[i] = (None, None, None, None, None, None, "extract_error", type(res).__name__)
+        else:
+            rows[i] = ((titles[i] or "").strip() or None, None, bodies[i], res[0], res[1], "text", None, None)
+    if has_big:
+        for i in pc.indices_nonzero(big).to_pylist():
+            rows[i] = extract_page(None, None, texts[i].as_py(), titles[i], opts)
+    cols = list(zip(*rows)) if rows else [()] * (len(_RESULT_SCHEMA) - 1)
+    arrays = [batch.column("id").cast(pa.string())]
+    arrays += [pa.array(list(c), f.type) for c, f in zip(cols, list(_RESULT_SCHEMA)[1:])]
+    return pa.RecordBatch.from_arrays(arrays, schema=_RESULT_SCHEMA)
+
+
 def _chunks(reader: pa.RecordBatchReader, size: int) -> Iterator[list[tuple]]:
     for b in reader:
         cols = [b.column(c).to_pylist() for c in ("id", "url", "html", "text", "title")]
         rows = list(zip(*cols))
         for i in range(0, len(rows), size):
             yield rows[i : i + size]
+
+
+def _blank(col: str) -> str:
+    """SQL: ``length(trim(col)) = 0``, trimming only where the first character is trimmed (DuckDB
+    evaluates a CASE branch only for its rows; trimming every text cost 25 µs per 3 KB text)."""
+    return f"CASE WHEN length(trim(left({col}, 1))) = 0 THEN length(trim({col})) = 0 ELSE false END"
 
 
 def run_extract(
@@ -382,68 +487,93 @@ def run_extract(
     streamable_view(con, "_raw", f"SELECT *{extra} FROM {raw_sql}")  # batches stream on a second cursor
     # Set-based triage: which responses can hold a document at all.
     con.sql(
-        """
+        f"""
         CREATE OR REPLACE TABLE _triage AS
         SELECT id, source, url,
           CASE
             WHEN status < 200 OR status > 299 THEN 'http_status'
             WHEN text IS NOT NULL AND html IS NULL THEN
-              CASE WHEN length(trim(text)) = 0 THEN 'empty_body' END
+              CASE WHEN {_blank("text")} THEN 'empty_body' END
             WHEN coalesce(content_type, '') NOT IN ('text/html', 'application/xhtml+xml') THEN 'not_html'
-            WHEN html IS NULL OR length(trim(html)) = 0 THEN 'empty_body'
+            WHEN html IS NULL OR {_blank("html")} THEN 'empty_body'
           END AS rule,
           CASE
             WHEN status < 200 OR status > 299 THEN CAST(status AS VARCHAR)
             WHEN text IS NOT NULL AND html IS NULL THEN '0'
             WHEN coalesce(content_type, '') NOT IN ('text/html', 'application/xhtml+xml') THEN coalesce(content_type, '')
             ELSE '0'
-          END AS value
+          END AS value,
+          text IS NOT NULL AND html IS NULL AS is_text
         FROM _raw
         """
     )
-    n_todo = con.sql("SELECT count(*) FROM _triage WHERE rule IS NULL").fetchall()[0][0]
+    n_text, n_html = con.sql(
+        "SELECT count(*) FILTER (is_text), count(*) FILTER (NOT is_text) FROM _triage WHERE rule IS NULL"
+    ).fetchall()[0]
+    n_todo = n_text + n_html
     con.sql(
         "CREATE OR REPLACE TABLE _extracted (id VARCHAR, title VARCHAR, date VARCHAR, text VARCHAR, lang VARCHAR, "
         "lang_score DOUBLE, extractor VARCHAR, rule VARCHAR, value VARCHAR)"
     )
-    # Stream bounded batches from a second cursor while inserting results on the first.
-    cur = con.cursor()
-    # No ORDER BY here: sorting would hold every page's HTML in memory at once. Pages stream in
-    # input order through a semi-join on the (small) triage table; the outputs are sorted by id
-    # at the end, so the result does not depend on the order pages were processed in.
-    reader = cur.sql(
-        "SELECT id, url, html, text, title FROM _raw "
-        "WHERE id IN (SELECT id FROM _triage WHERE rule IS NULL)"
-    ).to_arrow_reader(batch_size)
     done = 0
-    buf: list[tuple] = []
+    step = max(1, min(batch_size, 1000))
+    next_log = step
 
-    def flush() -> None:
-        cols = list(zip(*buf))
-        out = pa.RecordBatch.from_arrays(
-            [pa.array(list(c), t.type) for c, t in zip(cols, _RESULT_SCHEMA)], schema=_RESULT_SCHEMA
-        )
+    def insert(out: pa.RecordBatch) -> None:
         con.register("_batch", out)
         con.sql("INSERT INTO _extracted SELECT * FROM _batch")
         con.unregister("_batch")
-        buf.clear()
 
-    step = max(1, min(batch_size, 1000))
-    next_log = step
-    small = n_todo <= 2 * max(1, opts.chunk_size)  # not worth a pool
-    if not small and callable(pool) and not isinstance(pool, Executor):
-        pool = pool()  # (a shared pool, started on first use)
-    for res in extract_rows(_chunks(reader, max(1, opts.chunk_size)), replace(opts, workers=1) if small else opts,
-                            extract_fn, None if small else pool):
-        buf.extend(res)
-        done += len(res)
-        if len(buf) >= batch_size:
-            flush()
+    def progress(n: int) -> None:
+        nonlocal done, next_log
+        done += n
         if log and (done >= next_log or done == n_todo):
             log(f"extract: {done}/{n_todo} pages")
             next_log = done + step
-    if buf:
-        flush()
+
+    # Stream bounded batches from a second cursor while inserting results on the first.
+    # No ORDER BY here: sorting would hold every page's HTML in memory at once. Pages stream in
+    # input order through a semi-join on the (small) triage table; the outputs are sorted by id
+    # at the end, so the result does not depend on the order pages were processed in.
+    cur = con.cursor()
+    if n_text:  # text dumps' records: here, in bulk (see extract_text_batch)
+        reader = cur.sql(
+            "SELECT id, text, title FROM _raw WHERE id IN (SELECT id FROM _triage WHERE rule IS NULL AND is_text)"
+        ).to_arrow_reader(batch_size)
+        threads = ThreadPoolExecutor(opts.workers) if opts.workers > 1 else None
+        try:
+            for b in reader:
+                if b.num_rows:
+                    insert(extract_text_batch(b, opts, threads))
+                    progress(b.num_rows)
+        finally:
+            if threads is not None:
+                threads.shutdown()
+    if n_html:  # pages: the extractor chain, on the process pool
+        reader = cur.sql(
+            "SELECT id, url, html, text, title FROM _raw "
+            "WHERE id IN (SELECT id FROM _triage WHERE rule IS NULL AND NOT is_text)"
+        ).to_arrow_reader(batch_size)
+        buf: list[tuple] = []
+
+        def flush() -> None:
+            cols = list(zip(*buf))
+            insert(pa.RecordBatch.from_arrays(
+                [pa.array(list(c), t.type) for c, t in zip(cols, _RESULT_SCHEMA)], schema=_RESULT_SCHEMA
+            ))
+            buf.clear()
+
+        small = n_html <= 2 * max(1, opts.chunk_size)  # not worth a pool
+        if not small and callable(pool) and not isinstance(pool, Executor):
+            pool = pool()  # (a shared pool, started on first use)
+        for res in extract_rows(_chunks(reader, max(1, opts.chunk_size)), replace(opts, workers=1) if small else opts,
+                                extract_fn, None if small else pool):
+            buf.extend(res)
+            progress(len(res))
+            if len(buf) >= batch_size:
+                flush()
+        if buf:
+            flush()
     cur.close()
     con.sql(
         """
