@@ -66,6 +66,24 @@ def _noop(_m: str) -> None:
     pass
 
 
+def throttled(log: Log, every_s: float = 10.0) -> Log:
+    """``log`` for a stage's own lines: a line that repeats an earlier one with other numbers (a
+    progress line) passes at most every ``every_s`` seconds; any other line passes. (Each line
+    is an event in Dagster's event log: ~15 ms each, and a 1 M-document run printed thousands.)"""
+    import re
+
+    last: dict[str, float] = {}
+
+    def emit(msg: str) -> None:
+        kind = re.sub(r"\d+(\.\d+)?", "#", msg)
+        now = time.monotonic()
+        if now - last.get(kind, -every_s) >= every_s:
+            last[kind] = now
+            log(msg)
+
+    return emit
+
+
 @dataclass
 class LayerResult:
     """What a materialisation wrote: ``rows`` of the layer, ``stage`` the totals over the whole
@@ -139,7 +157,7 @@ def materialise(stage: Stage | str, cfg: PlatformConfig, wd: Workdir, log: Log =
     spill = wd.spill(stage.name)
     spill.mkdir(parents=True, exist_ok=True)  # DuckDB does not create the parent of its spill folder
     con = memory_connection(memory_limit=limit, temp_dir=spill)
-    ctx = StageContext(con, settings, cfg, log, batch_size=cfg.pipeline.batch_size, workdir=wd,
+    ctx = StageContext(con, settings, cfg, throttled(log), batch_size=cfg.pipeline.batch_size, workdir=wd,
                        pool_factory=_pool_factory(stage, settings))
     label_sets = cfg.label_set_names if stage.output in LABELLED_LAYERS else ()
     try:
