@@ -175,8 +175,8 @@ def _child_land(kind: str, inp: str, folder: str) -> None:
     from dataset_platform.ingest import files
 
     batch_id = "bench-0123456789abcdef"
-    name_for = getattr(files, "batch_file_name", None)  # newer code may land another format
-    out = Path(folder) / (name_for(batch_id, kind) if name_for else f"{batch_id}.jsonl.gz")
+    name_for = getattr(files, "batch_file_name", None)  # the code before 2026-12 landed .jsonl.gz only
+    out = Path(folder) / (name_for(batch_id) if name_for else f"{batch_id}.jsonl.gz")
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     s = files.ingest_file(inp, source="bench", kind=kind, output_path=out,

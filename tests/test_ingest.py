@@ -33,7 +33,12 @@ from dataset_platform.ingest.files import (
     kind_for_path,
     quarantine_path_for,
 )
-from dataset_platform.ingest.load import Batch, ingest_pending, is_crawl_batch, load_batch
+from dataset_platform.ingest.load import (
+    Batch,
+    ingest_pending,
+    is_crawl_batch,
+    load_batch,
+)
 from dataset_platform.storage import Workdir, memory_connection, read_layer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -486,12 +491,109 @@ def test_same_input_gives_byte_identical_batches(tmp_path):
         assert outs[0][4:8] == b"\0\0\0\0" and not outs[0][3] & 0x08
 
 
+# ----------------------------------------------------------------------------- the Parquet batch
+
+
+def loaded(path: Path, source: str = "t") -> list[tuple]:
+    """The ``_batch`` table ``load_batch`` leaves for a batch file, every column, in seq order."""
+    con = memory_connection()
+    try:
+        load_batch(con, Batch(source, "t-0123456789abcdef", path))
+        return con.sql("SELECT * FROM _batch ORDER BY seq").fetchall()
+    finally:
+        con.close()
+
+
+def test_parquet_batch_loads_as_the_gzip_jsonl_batch_of_the_same_file(tmp_path):
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text(
+        json.dumps({"url": "https://j.test/1", "text": "One.", "title": "T", "date": "2025-05-06T07:08:09+02:00"})
+        + "\n{not json\n" + json.dumps({"url": "ftp://j.test/2", "html": "<p>Two</p>", "date": 1767225600}) + "\n"
+        + json.dumps({"url": "https://j.test/3", "title": "no body"}) + "\n"
+        + json.dumps({"text": "Ünïcödé 中文 \ud800", "date": "not a date"}, ensure_ascii=True) + "\n",
+        encoding="utf-8",
+    )
+    parquet = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"link": ["https://p.test/1", None, "https://p.test/3"], "body": ["x", "y", None],
+                             "html": [None, None, "<p>z</p>"]}), parquet, row_group_size=2)
+    inputs = [(jsonl, {"fetched_at": "date"}), (parquet, {"url": "link", "text": "body"})]
+    if _WARC_DIR.is_dir():
+        inputs.append((_WARC_DIR / "pywb-iana.warc.gz", None))
+        inputs.append((_WARC_DIR / "clipped-resiliparse.warc.gz", None))
+    for path, fields in inputs:
+        kind = kind_for_path(path)
+        a = ingest_file(path, source="t", kind=kind, output_path=tmp_path / f"{path.name}.jsonl.gz", fields=fields)
+        b = ingest_file(path, source="t", kind=kind, output_path=tmp_path / f"{path.name}.parquet", fields=fields)
+        assert (a.records, a.outcomes, a.skipped, a.errors, a.quarantined) == \
+            (b.records, b.outcomes, b.skipped, b.errors, b.quarantined)
+        rows = loaded(tmp_path / f"{path.name}.parquet")
+        assert rows == loaded(tmp_path / f"{path.name}.jsonl.gz") and len(rows) == a.records > 0
+        assert [r[2] for r in rows] == list(range(1, len(rows) + 1))  # seq: record order
+        if a.quarantined:  # the quarantine file beside either batch, the same lines
+            qa, qb = quarantine_path_for(tmp_path / f"{path.name}.jsonl.gz"), quarantine_path_for(
+                tmp_path / f"{path.name}.parquet")
+            assert qb.name == f"{path.name}.quarantine.jsonl" and qa == qb == Path(b.quarantine_path)
+    schema = pq.read_schema(tmp_path / "d.jsonl.parquet")
+    assert schema.names == list(LANDED_FIELDS)
+    assert str(schema.field("status").type) == "int32" and str(schema.field("body_bytes").type) == "int64"
+
+
+def test_parquet_batch_row_groups_are_bounded_and_bytes_repeat(tmp_path):
+    from dataset_platform.ingest.batchfile import ROW_GROUP_ROWS
+
+    n = 2 * ROW_GROUP_ROWS + 123
+    src = tmp_path / "many.jsonl"
+    src.write_text("".join(json.dumps({"url": f"https://m.test/{i}", "text": f"t{i}"}) + "\n" for i in range(n)),
+                   encoding="utf-8")
+    outs = []
+    for i in range(2):
+        out = tmp_path / f"many{i}.parquet"
+        s = ingest_file(src, source="t", kind="jsonl", output_path=out)
+        assert s.records == n and not list(tmp_path.glob("*.part"))
+        outs.append(out)
+    assert outs[0].read_bytes() == outs[1].read_bytes()  # the same input gives the same bytes
+    meta = pq.ParquetFile(outs[0]).metadata
+    assert [meta.row_group(g).num_rows for g in range(meta.num_row_groups)] == [ROW_GROUP_ROWS, ROW_GROUP_ROWS, 123]
+    rows = loaded(outs[0])
+    assert [(r[2], r[4]) for r in rows] == [(i + 1, f"https://m.test/{i}") for i in range(n)]
+
+
+def test_a_file_lands_once_as_a_parquet_batch_and_earlier_jsonl_batches_count(tmp_path):
+    from dataset_platform.config import DumpSource
+    from dataset_platform.pipeline import ingest_source_files
+
+    wd = Workdir.at(tmp_path / "wd").ensure()
+    old, new = tmp_path / "old.jsonl", tmp_path / "new.jsonl"
+    old.write_text(json.dumps({"url": "https://o.test/1", "text": "Old."}) + "\n", encoding="utf-8")
+    new.write_text(json.dumps({"url": "https://n.test/1", "text": "New."}) + "\n", encoding="utf-8")
+    # ``old`` was landed by an earlier version, as gzip JSON Lines
+    old_batch = wd.raw_batches("d") / f"{batch_id_for(old, 'd')}.jsonl.gz"
+    ingest_file(old, source="d", kind="jsonl", output_path=old_batch)
+    os.utime(old_batch, (1_700_000_000, 1_700_000_000))  # landed before the new file
+    source = DumpSource(name="d", kind="jsonl", paths=[str(tmp_path / "*.jsonl")])
+    assert ingest_source_files(source, wd) == [batch_id_for(new, "d")]
+    assert (wd.raw_batches("d") / f"{batch_id_for(new, 'd')}.parquet").is_file()
+    assert ingest_source_files(source, wd) == []  # both landed before
+    con = memory_connection()
+    try:
+        counters = ingest_pending(con, wd, "d")
+    finally:
+        con.close()
+    assert counters["batches"] == [batch_id_for(old, "d"), batch_id_for(new, "d")]
+    check = duckdb.connect()
+    try:
+        urls = sorted(u for (u,) in check.sql(f"SELECT url FROM {read_layer(wd, 'raw_pages')}").fetchall())
+    finally:
+        check.close()
+    assert urls == ["https://n.test/1", "https://o.test/1"]
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "dataset_platform.cli", *args], capture_output=True, text=True,
-                          timeout=300, cwd=REPO)
+                          timeout=300, cwd=REPO, check=False)
 
 
 def test_cli_stage_ingest(tmp_path):

@@ -1,13 +1,18 @@
 """Landing files: a WARC, JSON Lines or Parquet file becomes one raw batch.
 
-A batch is a gzip JSON Lines file of landed records (``dataset_platform/contracts/records.py``), one per URL (WARC
-response/revisit/resource record) or dump record, written under ``<output>.part`` and renamed
-into place, so a killed ingest leaves no batch behind. The same input file always gives the same
+A batch is a file of landed records (``dataset_platform/contracts/records.py``), one per URL (WARC
+response/revisit/resource record) or dump record, in record order, written under
+``<output>.part`` and renamed into place, so a killed ingest leaves no batch behind. Its format
+follows the output's name (``dataset_platform/ingest/batchfile.py``): ``<batch id>.parquet``
+(:func:`batch_file_name`: what the pipeline lands) or ``<batch id>.jsonl.gz`` (gzip JSON Lines,
+the crawler's format); the loader reads both alike. The same input file always gives the same
 bytes: nothing in a record comes from the clock (WARC records carry their ``WARC-Date``; a dump's
 ``fetched_at`` field is used when mapped, else :data:`DEFAULT_FETCHED_AT`).
 
-Files are read as streams: one WARC record payload (bounded by ``max_body_bytes``), one JSON line
-or one Parquet record batch is in memory at a time.
+Files are read as streams: one WARC record payload (bounded by ``max_body_bytes``), one block of
+JSON lines or one Parquet record batch is in memory at a time, and at most one row group of
+landed records (``batchfile.ROW_GROUP_ROWS`` records or ``ROW_GROUP_BYTES`` of text) waits to be
+written.
 
 Damaged input never raises and never loses what could be read:
 
@@ -64,6 +69,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dataset_platform.ingest.batchfile import (
+    PARQUET_SUFFIX,
     PROGRESS_EVERY,
     BatchWriter,
     Log,
@@ -77,7 +83,7 @@ from dataset_platform.ingest.readers.common import (
 
 __all__ = [
     "DEFAULT_FETCHED_AT", "DUMP_FIELDS", "KINDS", "MAX_BODY_BYTES", "PROGRESS_EVERY", "SUFFIXES", "IngestSummary",
-    "batch_id_for", "ingest_file", "kind_for_path", "quarantine_path_for",
+    "batch_file_name", "batch_id_for", "ingest_file", "kind_for_path", "quarantine_path_for",
 ]
 
 #: largest decoded WARC payload kept (bytes); a larger one lands as ``too_large``
@@ -155,6 +161,11 @@ def batch_id_for(path: str | os.PathLike, source: str) -> str:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return f"{source}-{digest.hexdigest()[:16]}"
+
+
+def batch_file_name(batch_id: str) -> str:
+    """The name ``ingest_file`` lands a file's batch under: ``<batch id>.parquet`` (see ``batchfile``)."""
+    return batch_id + PARQUET_SUFFIX
 
 
 def ingest_file(
