@@ -383,6 +383,40 @@ def test_truncated_gzip_jsonl_lands_readable_lines_then_a_corrupt_file_record(tm
     assert load_outcomes(out) == {"fetched": len(good), "failed:corrupt_file": 1}
 
 
+def test_jsonl_lines_read_as_the_standard_library_reads_them(tmp_path):
+    """Lines are parsed by orjson first; where it refuses a line or reads a number otherwise (integers
+    beyond 64 bits), the standard library's reading is the one that lands."""
+    lines = [
+        '{"url": "https://s.test/1", "text": 123456789012345678901234567890, "title": 1.5}',
+        '{"url": "https://s.test/2", "text": "x", "date": 1767225600.5}',
+        '{"url": "https://s.test/3", "text": "x", "date": 1767225600123}',
+        '{"url": "https://s.test/4", "text": "lone \\ud800 surrogate"}',
+        '{"url": "https://s.test/5", "text": "x", "date": NaN}',
+        '\ufeff{"url": "https://s.test/6", "text": "a BOM on line 6"}',
+        '{"url": "https://s.test/7", "text": "x"} trailing',
+        '{"url": "https://s.test/8", "text": "x", "url": "https://s.test/8b", "date": "2026-13-01T00:00:00Z"}',
+        '{"url": "https://s.test/9", "text": "x", "date": "2026-01-01T00:00:00.000000Z"}',
+    ]
+    path = tmp_path / "s.jsonl"
+    path.write_bytes(("\n".join(lines) + "\n").encode("utf-8") + b'{"text": "bad \xff utf-8"}\n')
+    out = tmp_path / "s.parquet"
+    s = ingest_file(path, source="t", kind="jsonl", output_path=out, fields={"fetched_at": "date"})
+    recs = pq.read_table(out).to_pylist()
+    got = {r["url"]: r for r in recs}
+    assert got["https://s.test/1"]["text"] == "123456789012345678901234567890"
+    assert got["https://s.test/1"]["title"] == "1.5"
+    assert got["https://s.test/2"]["fetched_at"] == "2026-01-01T00:00:00.500000Z"
+    assert got["https://s.test/3"]["fetched_at"] == "2026-01-01T00:00:00.123000Z"
+    assert got["https://s.test/4"]["text"] == "lone \ufffd surrogate"
+    assert got["jsonl://s.jsonl#line=5"]["detail"] == "NaN is not valid JSON"
+    assert got["https://s.test/6"]["outcome"] == "fetched"  # json reads a BOM on any line
+    assert got["jsonl://s.jsonl#line=7"]["detail"].startswith("Extra data")
+    assert got["https://s.test/8b"]["fetched_at"] == DEFAULT_FETCHED_AT and "unreadable" in got["https://s.test/8b"]["detail"]
+    assert got["https://s.test/9"]["fetched_at"] == "2026-01-01T00:00:00Z"
+    assert got["jsonl://s.jsonl#line=10"]["detail"].startswith("UnicodeDecodeError")
+    assert s.outcomes == {"fetched": 7, "failed:bad_json": 3} and s.quarantined == 3
+
+
 # ----------------------------------------------------------------------------- Parquet
 
 
@@ -409,6 +443,36 @@ def test_parquet_with_a_field_mapping_and_several_row_groups(tmp_path):
     assert recs[7]["outcome"] == "failed:bad_record" and "'body'" in recs[7]["detail"]
     assert s.outcomes == {"fetched": n - n // 50, "failed:bad_record": n // 50}
     assert load_outcomes(out) == s.outcomes
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+@pytest.mark.parametrize("tz", [None, "UTC", "+05:30"])
+def test_parquet_timestamps_land_as_iso_utc(tmp_path, unit, tz):
+    """A timestamp column is turned into ISO strings by Arrow (dates from 1970 on) or value by value
+    (before 1970); each must be what Python's datetime gives for the instant (a fraction only when not
+    zero), a null the default date."""
+    from datetime import UTC, timedelta
+
+    from dataset_platform.ingest.readers.dumps import _iso_utc_column
+
+    per = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[unit]
+    late = 253402200000 * per if unit != "ns" else 2**62  # the last day of 9999 (or as late as ns go)
+    recent = [None, 0, 1767225600 * per, 1767225600 * per + per // 4, 951782400 * per + 7, late]
+    for name, values in (("recent", recent), ("old", [*recent, -86400 * per, -1 * per - per // 2])):
+        path = tmp_path / f"{name}.parquet"
+        column = pa.array(values, pa.timestamp(unit, tz))
+        pq.write_table(pa.table({"url": [f"https://t.test/{i}" for i in range(len(values))],
+                                 "text": ["x"] * len(values), "at": column}), path)
+        out = tmp_path / f"{name}-batch.parquet"
+        s = ingest_file(path, source="t", kind="parquet", output_path=out, fields={"fetched_at": "at"})
+        assert s.outcomes == {"fetched": len(values)}
+        expected = [DEFAULT_FETCHED_AT]
+        for v in values[1:]:
+            dt = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=v * 10**6 // per)
+            expected.append(dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if dt.microsecond else "%Y-%m-%dT%H:%M:%SZ"))
+        assert pq.read_table(out).column("fetched_at").to_pylist() == expected
+        if name == "recent" and unit != "ns":  # the Arrow path, not the one value by value
+            assert _iso_utc_column(column).to_pylist() == [None, *expected[1:]]
 
 
 def test_parquet_mapped_column_missing_is_a_clear_error(tmp_path):

@@ -88,8 +88,7 @@ class BatchWriter:
             self._schema = batch_schema()
             self._pq = pq.ParquetWriter(str(self.part), self._schema, compression="zstd", compression_level=3,
                                         use_dictionary=_DICTIONARY, write_statistics=False)
-            self._columns: list[list[Any]] = [[] for _ in LANDED_FIELDS]
-            self._rows = 0
+            self._records: list[dict[str, Any]] = []
             self._chars = 0
         else:
             self._raw = open(self.part, "wb")  # noqa: SIM115 - closed by commit/abort
@@ -104,12 +103,9 @@ class BatchWriter:
         if detail is not None and len(detail) > _DETAIL_MAX:
             rec = {**rec, "detail": detail[:_DETAIL_MAX]}
         if self._pq is not None:
-            get = rec.get
-            for column, name in zip(self._columns, LANDED_FIELDS, strict=True):
-                column.append(get(name))
-            self._rows += 1
-            self._chars += len(get("text") or "") + len(get("html") or "")
-            if self._rows >= ROW_GROUP_ROWS or self._chars >= ROW_GROUP_BYTES:
+            self._records.append(rec)
+            self._chars += len(rec.get("text") or rec.get("html") or "")
+            if len(self._records) >= ROW_GROUP_ROWS or self._chars >= ROW_GROUP_BYTES:
                 self._flush()
         else:
             full = {k: rec.get(k) for k in LANDED_FIELDS}
@@ -122,15 +118,19 @@ class BatchWriter:
             self.log(f"{self.prefix}: {s.records} records, {s.bytes_read / 1e6:.1f} MB read")
 
     def _flush(self) -> None:
-        """The buffered records as one row group."""
-        if not self._rows:
+        """The buffered records as one row group (built column by column: no per-record Python loop)."""
+        records, n = self._records, len(self._records)
+        if not n:
             return
         import pyarrow as pa
 
-        arrays = [pa.array(col, type=f.type) for col, f in zip(self._columns, self._schema, strict=True)]
-        self._pq.write_table(pa.Table.from_arrays(arrays, schema=self._schema), row_group_size=self._rows)
-        self._columns = [[] for _ in LANDED_FIELDS]
-        self._rows = self._chars = 0
+        arrays = []
+        for f in self._schema:
+            column = [r.get(f.name) for r in records]
+            arrays.append(pa.nulls(n, f.type) if column.count(None) == n else pa.array(column, type=f.type))
+        self._pq.write_table(pa.Table.from_arrays(arrays, schema=self._schema), row_group_size=n)
+        self._records = []
+        self._chars = 0
 
     def quarantine(self, file: str, line: int, error: str, raw: str) -> None:
         if self._q is None:

@@ -20,6 +20,8 @@ DUMP_FIELDS = ("url", "text", "html", "title", "fetched_at")
 HTTP_URL = re.compile(r"^https?://", re.IGNORECASE)
 _ORDINAL_QUIRK = re.compile(r"^(\d{4})-\d{2}-(\d{3})T(.+)$")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+#: a date already as :func:`iso_utc` writes it (4-digit year; a fraction only if not zero)
+_CANONICAL = re.compile(r"[1-9]\d{3}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.(?!000000)\d{6})?Z")
 
 
 class ArchiveBroken(Exception):
@@ -62,8 +64,12 @@ def parse_date(value: Any) -> str | None:
                 return None
             seconds = value / 1000 if abs(value) >= 1e11 else value  # milliseconds beyond year 5138 s
             return iso_utc(datetime.fromtimestamp(seconds, tz=UTC))
-        if isinstance(value, str) and value.strip():
-            return iso_utc(_parse_date_text(value.strip()))
+        if isinstance(value, str):
+            if _CANONICAL.fullmatch(value):  # the answer already, if it is a real date
+                datetime.fromisoformat(value)
+                return value
+            if value.strip():
+                return iso_utc(_parse_date_text(value.strip()))
     except (ValueError, OverflowError, OSError, TypeError):
         return None
     return None

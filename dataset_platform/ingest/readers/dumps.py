@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from dataset_platform.ingest.readers.common import (
     DEFAULT_FETCHED_AT,
@@ -24,7 +27,11 @@ if TYPE_CHECKING:
     from dataset_platform.ingest.files import IngestSummary
 
 _READ_CHUNK = 64 * 1024
-_PARQUET_BATCH_ROWS = 512
+#: our dump fields in the order :func:`dump_record` takes their values
+_KEYS = ("url", "text", "html", "title", "fetched_at")
+#: a Parquet record batch holds about this many bytes (uncompressed), between these many rows
+_PARQUET_BATCH_BYTES = 32 * 1024 * 1024
+_PARQUET_BATCH_ROWS = (64, 8192)
 
 
 # ----------------------------------------------------------------------------- JSON Lines
@@ -86,27 +93,49 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _strict_json(raw: bytes) -> dict[str, Any]:
+    """The object of a JSON line, by the standard library's rules (its error messages); ValueError
+    (or RecursionError) if the line is not a JSON object."""
+    obj = json.loads(raw.rstrip(b"\r\n"), parse_constant=_reject_constant)
+    if not isinstance(obj, dict):
+        raise ValueError(f"not a JSON object but a JSON {_json_type(obj)}")  # noqa: TRY004 - the line's error
+    return obj
+
+
 def ingest_jsonl(path: Path, w: BatchWriter, s: IngestSummary, mapping: dict[str, str]) -> None:
+    """Each line through orjson (C, strict); a line it refuses, or whose mapped fields hold a float
+    (orjson reads integers beyond 64 bits as floats), again through :func:`_strict_json`, which decides
+    what the line is, so the result is the standard library's for every line."""
     name = path.name
+    prefix = file_url("jsonl", name, "line=")
+    keys = tuple(mapping[k] for k in _KEYS)
+    fast = orjson.loads
     n = 0
     try:
         for n, raw in _jsonl_lines(path, s):
             if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
-            if not raw.strip():
-                continue
-            url = file_url("jsonl", name, f"line={n}")
             try:
-                obj = json.loads(raw.rstrip(b"\r\n"), parse_constant=_reject_constant)
-                if not isinstance(obj, dict):
-                    raise ValueError(f"not a JSON object but a JSON {_json_type(obj)}")  # noqa: TRY004 - caught below
-            except (ValueError, RecursionError) as e:
-                msg = f"{type(e).__name__}: {e}" if isinstance(e, UnicodeDecodeError) else str(e)
-                w.write({"url": url, "outcome": "failed:bad_json", "detail": msg, "fetched_at": DEFAULT_FETCHED_AT})
-                w.quarantine(name, n, msg, _line_text(raw))
-                continue
-            get = obj.get
-            rec, problem = _dump_record(lambda k: get(mapping[k]), "jsonl", name, f"line={n}", mapping)  # noqa: B023
+                obj = fast(raw)
+            except orjson.JSONDecodeError:
+                obj = None
+            if type(obj) is dict:
+                values = [obj.get(k) for k in keys]
+                if float in map(type, values):
+                    obj = None
+            if type(obj) is not dict:
+                if not raw.strip():
+                    continue
+                try:
+                    obj = _strict_json(raw)
+                except (ValueError, RecursionError) as e:
+                    msg = f"{type(e).__name__}: {e}" if isinstance(e, UnicodeDecodeError) else str(e)
+                    w.write({"url": f"{prefix}{n}", "outcome": "failed:bad_json", "detail": msg,
+                             "fetched_at": DEFAULT_FETCHED_AT})
+                    w.quarantine(name, n, msg, _line_text(raw))
+                    continue
+                values = [obj.get(k) for k in keys]
+            rec, problem = dump_record(*values, f"{prefix}{n}", mapping)
             w.write(rec)
             if problem:
                 w.quarantine(name, n, problem, _line_text(raw))
@@ -137,34 +166,33 @@ def _as_text(value: Any, what: str) -> str | None:
     raise TypeError(f"field {what!r} is a {type(value).__name__}, not a string")
 
 
-def _dump_record(get: Callable[[str], Any], kind: str, name: str, anchor: str,
-                 mapping: dict[str, str]) -> tuple[dict[str, Any], str | None]:
-    """(landed record, problem) of one dump record; problem is set for ``failed:bad_record``."""
-    fallback_url = file_url(kind, name, anchor)
+def dump_record(url_value: Any, text_value: Any, html_value: Any, title_value: Any, date_value: Any,
+                fallback_url: str, mapping: dict[str, str]) -> tuple[dict[str, Any], str | None]:
+    """(landed record, problem) of one dump record from the values of its mapped fields (in
+    :data:`_KEYS` order); ``problem`` is set for ``failed:bad_record``."""
     notes: list[str] = []
     try:
-        url = (_as_text(get("url"), mapping["url"]) or "").strip()
+        url = (_as_text(url_value, mapping["url"]) or "").strip()
     except TypeError as e:
         url = ""
         notes.append(str(e))
     if url and not HTTP_URL.match(url):
         notes.append(f"url {url[:200]!r} is not an http(s) URL")
         url = ""
-    url = url or fallback_url
-    raw_date = get("fetched_at")
-    date = parse_date(raw_date)
-    if raw_date is not None and date is None:
-        notes.append(f"fetched_at {str(raw_date)[:60]!r} unreadable; {DEFAULT_FETCHED_AT} used")
-    rec: dict[str, Any] = {"url": url, "fetched_at": date or DEFAULT_FETCHED_AT}
+    date = parse_date(date_value)
+    if date_value is not None and date is None:
+        notes.append(f"fetched_at {str(date_value)[:60]!r} unreadable; {DEFAULT_FETCHED_AT} used")
+    rec: dict[str, Any] = {"url": url or fallback_url, "fetched_at": date or DEFAULT_FETCHED_AT}
     try:
-        text = _as_text(get("text"), mapping["text"])
-        html = _as_text(get("html"), mapping["html"])
+        text = _as_text(text_value, mapping["text"])
+        html = _as_text(html_value, mapping["html"])
     except TypeError as e:
         problem = str(e)
-        rec.update(outcome="failed:bad_record", detail="; ".join([problem, *notes]))
+        rec["outcome"] = "failed:bad_record"
+        rec["detail"] = "; ".join([problem, *notes])
         return rec, problem
     try:
-        title = _as_text(get("title"), mapping["title"])
+        title = _as_text(title_value, mapping["title"])
     except TypeError as e:
         title = None
         notes.append(str(e))
@@ -175,20 +203,25 @@ def _dump_record(get: Callable[[str], Any], kind: str, name: str, anchor: str,
     if text is None and html is None:
         problem = (f"no text or html: fields {mapping['text']!r} and {mapping['html']!r} are missing, null or "
                    "empty")
-        rec.update(outcome="failed:bad_record", detail="; ".join([problem, *notes]))
+        rec["outcome"] = "failed:bad_record"
+        rec["detail"] = "; ".join([problem, *notes])
         return rec, problem
-    body = (text if text is not None else html).encode("utf-8")
-    rec.update(
-        outcome="fetched",
-        detail="; ".join(notes) or None,
-        content_type="text/plain" if text is not None else "text/html",
-        charset="utf-8",
-        body_bytes=len(body),
-        content_hash=md5_hex(body),
-        title=title,
-        text=text,
-        html=None if text is not None else html,
-    )
+    if text is not None:
+        body = text.encode("utf-8")
+        rec["content_type"] = "text/plain"
+        rec["text"] = text
+    else:
+        body = html.encode("utf-8")
+        rec["content_type"] = "text/html"
+        rec["html"] = html
+    rec["outcome"] = "fetched"
+    if notes:
+        rec["detail"] = "; ".join(notes)
+    rec["charset"] = "utf-8"
+    rec["body_bytes"] = len(body)
+    rec["content_hash"] = md5_hex(body)
+    if title is not None:
+        rec["title"] = title
     return rec, None
 
 
@@ -218,17 +251,20 @@ def ingest_parquet(path: Path, w: BatchWriter, s: IngestSummary, mapping: dict[s
     used = {ours: col for ours, col in mapping.items() if col in have}
     columns = sorted(set(used.values()))
     size = path.stat().st_size
-    total = max(pf.metadata.num_rows, 1)
+    meta = pf.metadata
+    total = max(meta.num_rows, 1)
+    prefix = file_url("parquet", name, "row=")
+    date_col = used.get("fetched_at")
     first = 0  # rows before the current row group
     for group in range(pf.num_row_groups):  # row group by row group: a damaged one loses only itself
-        group_rows = pf.metadata.row_group(group).num_rows
+        group_rows = meta.row_group(group).num_rows
         row = first
-        batches = pf.iter_batches(batch_size=_PARQUET_BATCH_ROWS, row_groups=[group], columns=columns,
-                                  use_threads=False)
+        batches = pf.iter_batches(batch_size=_batch_rows(meta.row_group(group), columns), row_groups=[group],
+                                  columns=columns, use_threads=False)
         while True:
             try:
                 batch = next(batches)
-                values = {ours: batch.column(col).to_pylist() for ours, col in used.items()}
+                values = {col: _pylist(batch.column(col), dates=col == date_col) for col in columns}
             except StopIteration:
                 break
             except Exception as e:  # noqa: BLE001 - the row group cannot be read or decoded past this row
@@ -237,11 +273,62 @@ def ingest_parquet(path: Path, w: BatchWriter, s: IngestSummary, mapping: dict[s
                 s.errors.append(f"{name}: {detail}; the rest of the file is read on")
                 w.write(corrupt(file_url("parquet", name, f"row={row + 1}"), detail))
                 break
-            for i in range(batch.num_rows):
+            fields = [values[used[k]] if k in used else repeat(None, batch.num_rows) for k in _KEYS]
+            for url_v, text_v, html_v, title_v, date_v in zip(*fields, strict=False):
                 row += 1
-                fields_of_row = {ours: v[i] for ours, v in values.items()}
-                rec, _problem = _dump_record(fields_of_row.get, "parquet", name, f"row={row}", mapping)
-                w.write(rec)
+                w.write(dump_record(url_v, text_v, html_v, title_v, date_v, f"{prefix}{row}", mapping)[0])
             s.bytes_read = min(size, size * row // total)
         first += group_rows
     s.bytes_read = size
+
+
+def _pylist(column, *, dates: bool) -> list[Any]:
+    """A column's values; a timestamp column of dates as the ISO strings :func:`parse_date` gives
+    back unchanged (computed by Arrow instead of a datetime object and a strftime per row)."""
+    if dates:
+        iso = _iso_utc_column(column)
+        if iso is not None:
+            return iso.to_pylist()
+    return column.to_pylist()
+
+
+#: seconds since 1970 of 1000-01-01 and of 10000-01-01: the years iso_utc writes with 4 digits
+_YEAR_1000, _YEAR_10000 = -30_610_224_000, 253_402_300_800
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000}
+
+
+def _iso_utc_column(column):
+    """``iso_utc`` of every value of a timestamp column (s, ms or us; naive values taken as UTC, as
+    ``iso_utc`` takes naive datetimes), or None when it must go value by value (ns, negative
+    sub-second values, years outside 1000-9999)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = column.type
+    if not pa.types.is_timestamp(t) or t.unit not in _PER_SECOND:
+        return None
+    per_s = _PER_SECOND[t.unit]
+    ints = pc.cast(column, pa.int64())
+    low, high = pc.min(ints).as_py(), pc.max(ints).as_py()
+    if low is None:
+        return None  # all null
+    if low < (_YEAR_1000 * per_s if per_s == 1 else 0) or high >= _YEAR_10000 * per_s:
+        return None
+    utc = pc.cast(column, pa.timestamp(t.unit, "UTC"))
+    base = pc.strftime(pc.cast(utc, pa.timestamp("s", "UTC"), safe=False), format="%Y-%m-%dT%H:%M:%S")
+    if per_s == 1:
+        return pc.binary_join_element_wise(base, "Z", "")
+    micros = pc.multiply(pc.subtract(ints, pc.multiply(pc.divide(ints, per_s), per_s)), 1_000_000 // per_s)
+    fraction = pc.if_else(pc.equal(micros, 0), "",
+                          pc.binary_join_element_wise(".", pc.utf8_lpad(pc.cast(micros, pa.string()), 6, "0"), ""))
+    return pc.binary_join_element_wise(base, fraction, "Z", "")
+
+
+def _batch_rows(group_meta, columns: list[str]) -> int:
+    """Rows per record batch: about :data:`_PARQUET_BATCH_BYTES` of the read columns, uncompressed."""
+    wanted = set(columns)
+    nbytes = sum(group_meta.column(i).total_uncompressed_size for i in range(group_meta.num_columns)
+                 if group_meta.column(i).path_in_schema in wanted)
+    per_row = max(1, nbytes // max(group_meta.num_rows, 1))
+    low, high = _PARQUET_BATCH_ROWS
+    return max(low, min(high, _PARQUET_BATCH_BYTES // per_row))
