@@ -9,8 +9,9 @@ the crawler's format); the loader reads both alike. The same input file always g
 bytes: nothing in a record comes from the clock (WARC records carry their ``WARC-Date``; a dump's
 ``fetched_at`` field is used when mapped, else :data:`DEFAULT_FETCHED_AT`).
 
-Files are read as streams: one WARC record payload (bounded by ``max_body_bytes``), one block of
-JSON lines or one Parquet record batch is in memory at a time, and at most one row group of
+Files are read as streams: one WARC gzip member or uncompressed record (at most 64 MB; warcio
+reads a larger one as a stream, the payload bounded by ``max_body_bytes``), one block of JSON
+lines or one Parquet record batch (about 32 MB) is in memory at a time, and at most one row group of
 landed records (``batchfile.ROW_GROUP_ROWS`` records or ``ROW_GROUP_BYTES`` of text) waits to be
 written.
 
@@ -44,12 +45,21 @@ WARC mapping (per record type):
 * ``request``, ``metadata``, ``warcinfo``, ``conversion`` (WET), ... and records whose target is
   not an http(s) URL are not URLs of the source: counted in :attr:`IngestSummary.skipped`.
 
-WARC library: warcio (pure Python, long maintained). FastWARC 2.0 parses about 4x faster, but
-its payload decoding aborts on records that keep a ``Transfer-Encoding: chunked`` header over an
-already de-chunked payload (as the pywb captures of the test corpus do), and parsing is a
-minority of the ingest time (see BENCHMARKS.md). warcio's readers are subclassed below so that a
-damaged gzip stream raises (warcio prints to stderr and stops) and a damaged Content-Encoding
-fails one record only.
+WARC reading (``readers/warc.py``): warcio's reading is the reference. Most of its time went to
+its line-by-line buffered reads, so a fast reader reads the file itself - zlib, one gzip member at
+a time (so every member's offset is known and its checksum checked), headers parsed by warcio's
+rules (lines split at LF, UTF-8 else Latin-1, continuation lines, the WARC-Target-URI fix-ups) -
+and hands the file to warcio from the first byte of the gzip member (or uncompressed record) it
+does not take: a damaged, cut or unusually framed one, or one over 64 MB. warcio lands the rest
+as a pass from the start would (the same records and error details; tests/test_ingest_warc_reader.py
+checks it on damaged copies). FastWARC (re-checked at 2.0.1) decompresses about 1.4x faster than
+zlib, but reads headers otherwise than warcio (folded lines joined with one space, invalid UTF-8
+replaced instead of read as Latin-1, control characters kept, spaces in the target URI kept), does
+not report a gzip member cut short at the end of the file, and its payload decoding aborts on
+records that keep a ``Transfer-Encoding: chunked`` header over a de-chunked payload (as the pywb
+captures of the test corpus do); decompression is about a fifth of the time. warcio's readers are
+subclassed so that a damaged gzip stream raises (warcio prints to stderr and stops) and a damaged
+Content-Encoding fails one record only.
 
 JSONL/Parquet mapping: ``fields`` maps our fields (``url``, ``text``, ``html``, ``title``,
 ``fetched_at``) to the dump's; unmapped fields are looked up under their own name. A record with

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urljoin
@@ -20,6 +22,7 @@ from dataset_platform.ingest.readers.common import (
     md5_hex,
     parse_date,
 )
+from dataset_platform.text.charset import decode_html
 
 if TYPE_CHECKING:
     from dataset_platform.ingest.batchfile import BatchWriter
@@ -29,6 +32,8 @@ HTML_TYPES = ("text/html", "application/xhtml+xml")
 SKIPPED_HEADERS = frozenset({"set-cookie", "set-cookie2"})
 
 READ_CHUNK = 64 * 1024
+#: json.dumps(..., sort_keys=True, ensure_ascii=False), without making an encoder per record
+_HEADERS_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False)
 _CONTENT_ENCODINGS = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate", "br": "br"}
 
 
@@ -159,7 +164,7 @@ def _headers_json(h) -> str:
         if key in SKIPPED_HEADERS or key in out:
             continue
         out[key] = clean_str(value)
-    return json.dumps(out, sort_keys=True, ensure_ascii=False)
+    return _HEADERS_JSON.encode(out)
 
 
 def _looks_like_html(body: bytes) -> bool:
@@ -258,8 +263,6 @@ def _with_body(r: dict[str, Any], stream: IO[bytes], raw_ct: str | None, max_bod
         ctype = r["content_type"] = "text/html"  # no Content-Type: sniffed, as the crawler does
     if ctype not in HTML_TYPES:
         return done("not_html")
-    from dataset_platform.text.charset import decode_html
-
     text, encoding = decode_html(body, raw_ct)
     r["html"] = clean_str(text)
     r["charset"] = encoding
@@ -289,12 +292,43 @@ def _gzip_problem(path: Path, offset: int) -> str | None:
 
 
 def ingest_warc(path: Path, w: BatchWriter, s: IngestSummary, max_body: int) -> None:
+    """Land a WARC file: the fast reader, then warcio from where (if anywhere) it stopped."""
+    resume_at = _ingest_fast(path, w, s, max_body)
+    if resume_at is not None:
+        _ingest_warcio(path, w, s, max_body, start=resume_at)
+
+
+class _BlockAligned:
+    """A file read in warcio's blocks as from its start (the first read stops at a block boundary),
+    so warcio started mid-file meets a damaged gzip member in the same reads, hence with the same
+    error, as a pass from the start."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self.f = f
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size <= 0:
+            return self.f.read()
+        return self.f.read(size - self.f.tell() % size)
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+
+def _ingest_warcio(path: Path, w: BatchWriter, s: IngestSummary, max_body: int, start: int = 0) -> None:
+    """Land the records of a WARC file from byte ``start`` (a record's, or its gzip member's, first
+    byte) to the end with warcio, as a warcio pass from the file's start would land them."""
     iterator_cls, _, _ = _warc_classes()
     name = path.name
     with open(path, "rb") as f:
         is_gzip = f.read(2) == b"\x1f\x8b"
-        f.seek(0)
-        it = iterator_cls(f)
+        f.seek(start)
+        it = iterator_cls(_BlockAligned(f) if start > 0 else f)
+        if start > 0:  # as a pass from the start would be here: a WARC file, data read before, and
+            it.known_format = "warc"  # for an uncompressed file no gzip decompressor any more
+            it.reader.num_read = 1
+            if not is_gzip:
+                it.reader.decompressor = None
         start = it.offset
         broken: str | None = None
         rtype, uri = None, None
@@ -351,3 +385,351 @@ def ingest_warc(path: Path, w: BatchWriter, s: IngestSummary, max_body: int) -> 
                             f"{s.records} records before it were landed")
             w.write(corrupt(file_url("warc", name, f"offset={start}"), broken))
         s.bytes_read = max(s.bytes_read, f.tell())
+
+
+# ----------------------------------------------------------------------------- the fast reader
+#
+# Reads the WARC in Python over zlib (one gzip member at a time, so every record's offset is
+# known exactly and every member's checksum is checked) and parses headers as warcio does
+# (StatusAndHeadersParser: lines split at LF, UTF-8 else Latin-1, continuation lines, the
+# WARC-Target-URI fix-ups), without warcio's per-line buffered reads, which were most of the
+# time. It takes only what it reads exactly as warcio would: anything else (a gzip member or
+# record that is damaged, cut short, larger than _FAST_MAX_UNIT, or framed unusually) raises
+# _Irregular with the offset of the member (or uncompressed record) it starts at, and warcio
+# lands the file from there on, as a warcio pass from the start would.
+
+#: a gzip member (decompressed) or an uncompressed record larger than this is left to warcio
+_FAST_MAX_UNIT = 64 * 1024 * 1024
+_FEED = 16 * 1024  # compressed bytes given to zlib at a time (the part past a member's end is copied)
+_FILE_CHUNK = 1024 * 1024
+_WARC_VERSIONS = (b"WARC/1.0", b"WARC/1.1", b"WARC/0.17", b"WARC/0.18")  # as warcio reads them
+_HTTP_RECORDS = ("response", "request", "revisit")
+
+
+class _Irregular(Exception):
+    """What the fast reader leaves to warcio, from ``offset`` on."""
+
+    def __init__(self, offset: int) -> None:
+        super().__init__(offset)
+        self.offset = offset
+
+
+class _Headers:
+    """A status line and headers as warcio's StatusAndHeaders holds them (what the mapping reads);
+    ``get_header`` looks a name up in a dict of each lower-case name's first value."""
+
+    __slots__ = ("_first", "headers", "protocol", "statusline")
+
+    def __init__(self, statusline: str, headers: list[tuple[str, str]], protocol: str,
+                 first: dict[str, str] | None = None) -> None:
+        self.statusline = statusline
+        self.headers = headers
+        self.protocol = protocol
+        if first is None:
+            first = {}
+            for key, value in headers:
+                first.setdefault(key.lower(), value)
+        self._first = first
+
+    def get_header(self, name: str, default_value: str | None = None) -> str | None:
+        return self._first.get(name.lower(), default_value)
+
+    def get_statuscode(self) -> str:
+        return self.statusline.split(" ", 1)[0]
+
+    def replace_first(self, name: str, value: str) -> None:
+        """The value of the one header ``name`` (case-insensitive)."""
+        name_lower = name.lower()
+        self.headers = [(k, value if k.lower() == name_lower else v) for k, v in self.headers]
+        self._first[name_lower] = value
+
+
+class _Record:
+    """A WARC record as the mapping (_warc_record) reads a warcio record."""
+
+    __slots__ = ("http_headers", "length", "raw_stream", "rec_headers", "rec_type")
+
+
+def _decode(line: bytes) -> str:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        return line.decode("iso-8859-1")
+
+
+def _fields(readline) -> list[tuple[str, str]]:
+    """Header fields from decoded, right-stripped lines (warcio's rules: ``name: value``, a line
+    without a colon dropped, continuation lines appended as they are); stops at an empty line."""
+    headers: list[tuple[str, str]] = []
+    line = readline()
+    while line:
+        name, sep, value = line.partition(":")
+        value = value.lstrip() if sep else None
+        name = name.rstrip(" \t")
+        next_line = readline()
+        while next_line and next_line.startswith((" ", "\t")):
+            if value is not None:
+                value += next_line
+            next_line = readline()
+        if value is not None:
+            headers.append((name, value))
+        line = next_line
+    return headers
+
+
+def _lines_headers(statusline: str, lines: list[str], protocol: str) -> _Headers:
+    """:class:`_Headers` of lines that are decoded and right-stripped already, none of them empty
+    (:func:`_fields`, in one pass when no line continues another)."""
+    if any(line[0] in " \t" for line in lines):  # continuation lines: the general reader
+        return _Headers(statusline, _fields(iter([*lines, ""]).__next__), protocol)
+    headers = []
+    first: dict[str, str] = {}
+    for line in lines:
+        name, sep, value = line.partition(":")
+        if sep:
+            name = name.rstrip(" \t")
+            value = value.lstrip()
+            headers.append((name, value))
+            first.setdefault(name.lower(), value)
+    return _Headers(statusline, headers, protocol, first)
+
+
+def _crlf_lines(head: bytes) -> list[str] | None:
+    """The decoded, right-stripped lines of a header block that ends with CRLF, if warcio reads the
+    same lines in it (no bare LF, no line blank after stripping); else None."""
+    if head.count(b"\n") != head.count(b"\r\n"):
+        return None
+    try:
+        text = head.decode("utf-8")  # then every line is UTF-8 too (no multi-byte sequence holds a LF)
+    except UnicodeDecodeError:
+        lines = [_decode(x).rstrip() for x in head.split(b"\r\n")[:-1]]
+    else:
+        lines = [x.rstrip() for x in text.split("\r\n")[:-1]]
+    return None if "" in lines else lines
+
+
+def _http_headers(block: bytes) -> tuple[_Headers | None, int]:
+    """(headers, offset of the payload) of an HTTP block, as warcio's parser (verify off) reads it."""
+    end = block.find(b"\r\n\r\n")
+    lines = _crlf_lines(block[:end + 2]) if end > 0 else None
+    if lines:
+        parts = lines[0].split(" ", 1)
+        status = parts[1].strip() if len(parts) > 1 else ""
+        return _lines_headers(status, lines[1:], parts[0]), end + 4
+    return _http_headers_by_line(block)
+
+
+def _http_headers_by_line(block: bytes) -> tuple[_Headers | None, int]:
+    """:func:`_http_headers` line by line, as warcio reads them (LF line ends, headers up to the end)."""
+    pos = 0
+    size = len(block)
+
+    def readline() -> bytes:
+        nonlocal pos
+        i = block.find(b"\n", pos)
+        end = size if i < 0 else i + 1
+        line = block[pos:end]
+        pos = end
+        return line
+
+    first = readline()
+    if not first:
+        return None, 0  # warcio: EOFError (an empty revisit has no headers)
+    statusline = _decode(first).rstrip()
+    if not statusline:
+        return _Headers("", [], ""), pos
+    protocol_status = statusline.split(" ", 1)
+    headers = _fields(lambda: _decode(readline()).rstrip())
+    status = protocol_status[1].strip() if len(protocol_status) > 1 else ""
+    return _Headers(status, headers, protocol_status[0]), pos
+
+
+def _parse_record(buf: bytes, p: int, offset: int) -> tuple[_Record, int] | None:
+    """The record starting at ``buf[p]`` and where the next one starts; None if ``buf`` ends before
+    the record does; _Irregular(offset) for a record the fast reader does not take."""
+    hend = buf.find(b"\r\n\r\n", p)
+    if hend < 0:
+        return None
+    first = buf.find(b"\r\n", p)
+    if buf[p:first] not in _WARC_VERSIONS:
+        raise _Irregular(offset)
+    lines = _crlf_lines(buf[first + 2:hend + 2]) if first < hend else None
+    if not lines:
+        raise _Irregular(offset)
+    wh = _lines_headers("", lines, buf[p:first].decode())
+    length = wh.get_header("Content-Length")
+    if length is None or not (length.isascii() and length.isdigit()):
+        raise _Irregular(offset)
+    start = hend + 4
+    end = start + int(length)
+    if end + 4 > len(buf):
+        return None
+    if buf[end:end + 4] != b"\r\n\r\n":
+        raise _Irregular(offset)
+    rec = _Record()
+    rec.rec_type = wh.get_header("WARC-Type")
+    rec.rec_headers = wh
+    rec.length = int(length)
+    rec.http_headers = None
+    block = buf[start:end]
+    payload_at = 0
+    uri = _fixed_target_uri(wh, offset)
+    if rec.rec_type in _HTTP_RECORDS and rec.length:
+        if uri is None:
+            raise _Irregular(offset)  # warcio fails on it (no target URI to check)
+        if uri.startswith(("http:", "https:")) and rec.rec_type != "request":  # requests: not read
+            rec.http_headers, payload_at = _http_headers(block)
+    rec.raw_stream = io.BytesIO(block)
+    rec.raw_stream.seek(payload_at)
+    return rec, end + 4
+
+
+def _fixed_target_uri(wh: _Headers, offset: int) -> str | None:
+    """warcio's WARC-Target-URI fix-ups (``<...>`` unwrapped, spaces as %20), made in the headers."""
+    uri = wh.get_header("WARC-Target-URI")
+    if uri is None:
+        return None
+    fixed = uri[1:-1] if uri.startswith("<") and uri.endswith(">") else uri
+    fixed = fixed.replace(" ", "%20")
+    if fixed != uri:
+        if sum(k.lower() == "warc-target-uri" for k, _ in wh.headers) > 1:
+            raise _Irregular(offset)  # warcio fixes the last one, the mapping reads the first
+        wh.replace_first("WARC-Target-URI", fixed)
+    return fixed
+
+
+def _members(f: IO[bytes]) -> Iterator[tuple[int, int, bytes]]:
+    """(offset, end offset, decompressed bytes) of each gzip member; _Irregular at a member that is
+    corrupt, cut short, or larger than _FAST_MAX_UNIT."""
+    buf = f.read(_FILE_CHUNK)
+    base = 0  # file offset of buf[0]
+    p = 0
+    while True:
+        if p >= len(buf):
+            base += len(buf)
+            buf = f.read(_FILE_CHUNK)
+            p = 0
+            if not buf:
+                return
+        start = base + p
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        out: list[bytes] = []
+        size = 0
+        view = memoryview(buf)
+        while True:
+            if p >= len(buf):
+                base += len(buf)
+                buf = f.read(_FILE_CHUNK)
+                view = memoryview(buf)
+                p = 0
+                if not buf:
+                    raise _Irregular(start)
+            chunk = view[p:p + _FEED]
+            try:
+                piece = d.decompress(chunk)
+            except zlib.error:
+                raise _Irregular(start) from None
+            out.append(piece)
+            size += len(piece)
+            if size > _FAST_MAX_UNIT:
+                raise _Irregular(start)
+            if d.eof:
+                p += len(chunk) - len(d.unused_data)
+                break
+            p += len(chunk)
+        if not size:
+            raise _Irregular(start)
+        yield start, base + p, out[0] if len(out) == 1 else b"".join(out)
+
+
+def _ingest_fast(path: Path, w: BatchWriter, s: IngestSummary, max_body: int) -> int | None:
+    """Land what the fast reader takes; None if that is the whole file, else the offset from which
+    warcio must land the rest."""
+    name = path.name
+    with open(path, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+        f.seek(0)
+        try:
+            if gz:
+                for offset, end, data in _members(f):
+                    pending: list[dict[str, Any] | str] = []
+                    p = 0
+                    while p < len(data):
+                        parsed = _parse_record(data, p, offset)
+                        if parsed is None:  # the member ends inside a record
+                            raise _Irregular(offset)
+                        rec, p = parsed
+                        pending.append(_fast_landed(rec, max_body, name, offset))
+                    _commit(pending, w, s)
+                    s.bytes_read = end
+            else:
+                _plain(f, w, s, max_body, name)
+        except _Irregular as e:
+            return e.offset
+        s.bytes_read = f.tell()
+    return None
+
+
+def _plain(f: IO[bytes], w: BatchWriter, s: IngestSummary, max_body: int, name: str) -> None:
+    """The records of an uncompressed WARC file, one after the other."""
+    buf = b""
+    base = 0  # file offset of buf[0]
+    p = 0
+    eof = False
+    after_record = False
+    while True:
+        sure = True
+        if after_record:  # warcio reads on over blank lines between records
+            p, sure = _skip_blank_lines(buf, p, eof)
+        if sure and eof and p >= len(buf):
+            return
+        parsed = _parse_record(buf, p, base + p) if sure and p < len(buf) else None
+        if parsed is None:
+            if eof or len(buf) - p > _FAST_MAX_UNIT:
+                raise _Irregular(base + p)  # cut short, or too large to hold
+            more = f.read(max(_FILE_CHUNK, len(buf) - p))
+            base += p
+            buf = buf[p:] + more
+            p = 0
+            eof = not more
+            continue
+        rec, q = parsed
+        _commit([_fast_landed(rec, max_body, name, base + p)], w, s)
+        p = q
+        after_record = True
+        s.bytes_read = base + p
+
+
+def _skip_blank_lines(buf: bytes, p: int, eof: bool) -> tuple[int, bool]:
+    """(where the first line from ``p`` that is not blank starts, whether that is certain); a line
+    is blank if warcio's rstrip leaves nothing of it."""
+    while p < len(buf):
+        i = buf.find(b"\n", p)
+        if i < 0:
+            if not eof:
+                return p, False  # the line may go on in the next read
+            i = len(buf) - 1
+        if _decode(buf[p:i + 1]).rstrip():
+            return p, True
+        p = i + 1
+    return p, eof
+
+
+def _fast_landed(rec: _Record, max_body: int, name: str, offset: int) -> dict[str, Any] | str:
+    """The landed record (or skipped key), caught as the warcio loop catches it."""
+    try:
+        return _warc_record(rec, max_body)
+    except (ArchiveBroken, zlib.error, OSError):
+        raise _Irregular(offset) from None
+    except Exception as e:  # noqa: BLE001 - never lose the rest of the file to one odd record
+        uri = rec.rec_headers.get_header("WARC-Target-URI")
+        return {"url": clean_str((uri or "").strip("<>")) or file_url("warc", name, f"offset={offset}"),
+                "outcome": "failed:bad_record", "detail": f"{type(e).__name__}: {e}", "fetched_at": DEFAULT_FETCHED_AT}
+
+
+def _commit(landed: list[dict[str, Any] | str], w: BatchWriter, s: IngestSummary) -> None:
+    for out in landed:
+        if isinstance(out, str):
+            s.skipped[out] = s.skipped.get(out, 0) + 1
+        else:
+            w.write(out)
