@@ -35,7 +35,7 @@ PROGRESS_EVERY = 10_000
 #: a Parquet batch's row group holds at most this many records ...
 ROW_GROUP_ROWS = 20_000
 #: ... and at most about this many characters of text and html
-ROW_GROUP_BYTES = 64 * 1024 * 1024
+ROW_GROUP_BYTES = 16 * 1024 * 1024
 #: batch name endings: the Parquet batch ``ingest_file`` lands, the crawler's gzip JSON Lines
 PARQUET_SUFFIX = ".parquet"
 JSONL_SUFFIX = ".jsonl.gz"

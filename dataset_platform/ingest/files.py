@@ -11,7 +11,7 @@ bytes: nothing in a record comes from the clock (WARC records carry their ``WARC
 
 Files are read as streams: one WARC gzip member or uncompressed record (at most 64 MB; warcio
 reads a larger one as a stream, the payload bounded by ``max_body_bytes``), one block of JSON
-lines or one Parquet record batch (about 32 MB) is in memory at a time, and at most one row group of
+lines or one Parquet record batch (about 16 MB) is in memory at a time, and at most one row group of
 landed records (``batchfile.ROW_GROUP_ROWS`` records or ``ROW_GROUP_BYTES`` of text) waits to be
 written.
 

@@ -30,7 +30,7 @@ _READ_CHUNK = 64 * 1024
 #: our dump fields in the order :func:`dump_record` takes their values
 _KEYS = ("url", "text", "html", "title", "fetched_at")
 #: a Parquet record batch holds about this many bytes (uncompressed), between these many rows
-_PARQUET_BATCH_BYTES = 32 * 1024 * 1024
+_PARQUET_BATCH_BYTES = 16 * 1024 * 1024
 _PARQUET_BATCH_ROWS = (64, 8192)
 
 
