@@ -141,6 +141,9 @@ def _content_stream(rec) -> IO[bytes]:
 
 def _read_bounded(stream: IO[bytes], limit: int) -> tuple[bytes | None, int]:
     """(payload, size); payload None when it exceeds ``limit`` (reading stops there)."""
+    if type(stream) is io.BytesIO:  # the fast reader's payload: in memory already
+        body = stream.read()
+        return (None, len(body)) if len(body) > limit else (body, len(body))
     parts: list[bytes] = []
     n = 0
     while chunk := stream.read(READ_CHUNK):
