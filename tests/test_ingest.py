@@ -475,6 +475,50 @@ def test_parquet_timestamps_land_as_iso_utc(tmp_path, unit, tz):
             assert _iso_utc_column(column).to_pylist() == [None, *expected[1:]]
 
 
+def _parquet_rows(tmp_path: Path, name: str, table: pa.Table, fields: dict | None = None) -> list[dict]:
+    path = tmp_path / f"{name}.parquet"
+    pq.write_table(table, path)
+    out = tmp_path / f"{name}-batch.parquet"
+    ingest_file(path, source="t", kind="parquet", output_path=out, fields=fields)
+    return pq.read_table(out).to_pylist()
+
+
+def test_plain_parquet_batches_land_as_row_by_row(tmp_path):
+    """A record batch whose rows are all plain (http(s) url, text, timestamp) is landed by Arrow
+    column by column; one odd row sends the batch row by row. The plain rows must land alike."""
+    from dataset_platform.ingest.readers.dumps import _plain_batch
+
+    n = 300
+    plain = {"url": [f"https://p.test/{i}" for i in range(n)], "body": [f"Text {i} ünï 中文." for i in range(n)],
+             "head": [f"T{i}" if i % 7 else None for i in range(n)],
+             "at": pa.array([1_767_225_600_000 + i * 1001 for i in range(n)], pa.timestamp("ms"))}
+    fields = {"text": "body", "title": "head", "fetched_at": "at"}
+    table = pa.table(plain)
+    batch = table.to_batches()[0]
+    assert _plain_batch(batch, {"url": "url", "text": "body", "title": "head", "fetched_at": "at"}, "at") is not None
+    fast = _parquet_rows(tmp_path, "plain", table, fields)
+    odd = pa.table({k: (v.to_pylist() if isinstance(v, pa.Array) else v) + [None] for k, v in plain.items()},
+                   schema=table.schema)  # a last row without url: row by row
+    slow = _parquet_rows(tmp_path, "odd", odd, fields)
+    assert fast == slow[:-1] and slow[-1]["url"] == f"parquet://odd.parquet#row={n + 1}"
+    assert fast[1]["content_hash"] == hashlib.md5("Text 1 ünï 中文.".encode()).hexdigest()
+    assert fast[1]["fetched_at"] == "2026-01-01T00:00:01.001000Z" and fast[0]["title"] is None
+    html_only = _parquet_rows(tmp_path, "html", pa.table({"url": plain["url"][:3], "html": ["<p>a</p>"] * 3}))
+    assert [(r["content_type"], r["html"], r["text"]) for r in html_only] == [("text/html", "<p>a</p>", None)] * 3
+
+
+@pytest.mark.parametrize("space", [chr(c) for c in range(0x3001) if chr(c).isspace()])
+def test_plain_parquet_batches_strip_and_blank_as_python_does(tmp_path, space):
+    """Every character str.strip() strips: after a url it is stripped, a text of them is blank."""
+    rows = _parquet_rows(tmp_path, "url", pa.table({"url": ["https://w.test/a" + space, "https://w.test/b"],
+                                                    "text": ["Text.", "Text."]}))
+    assert [r["url"] for r in rows] == ["https://w.test/a", "https://w.test/b"]
+    rows = _parquet_rows(tmp_path, "text", pa.table({"url": ["https://w.test/a", "https://w.test/b"],
+                                                     "text": ["Text.", space * 3], "html": [None, "<p>h</p>"]}))
+    assert [(r["outcome"], r["content_type"], r["text"]) for r in rows] == [
+        ("fetched", "text/plain", "Text."), ("fetched", "text/html", None)]
+
+
 def test_parquet_mapped_column_missing_is_a_clear_error(tmp_path):
     path = tmp_path / "dump.parquet"
     pq.write_table(pa.table({"link": ["https://p.test/1"], "body": ["x"]}), path)

@@ -117,6 +117,22 @@ class BatchWriter:
         if s.records % PROGRESS_EVERY == 0:
             self.log(f"{self.prefix}: {s.records} records, {s.bytes_read / 1e6:.1f} MB read")
 
+    def write_table(self, table, outcome: str) -> None:
+        """Add records built as an Arrow table of the batch schema, all of one ``outcome``; they
+        follow the records written before."""
+        if self._pq is None:
+            for rec in table.to_pylist():
+                self.write(rec)
+            return
+        self._flush()
+        self._pq.write_table(table, row_group_size=max(table.num_rows, 1))
+        s = self.summary
+        before = s.records
+        s.records += table.num_rows
+        s.outcomes[outcome] = s.outcomes.get(outcome, 0) + table.num_rows
+        if s.records // PROGRESS_EVERY > before // PROGRESS_EVERY:
+            self.log(f"{self.prefix}: {s.records} records, {s.bytes_read / 1e6:.1f} MB read")
+
     def _flush(self) -> None:
         """The buffered records as one row group (Arrow converts the dicts: no per-record Python loop)."""
         records, n = self._records, len(self._records)

@@ -264,7 +264,9 @@ def ingest_parquet(path: Path, w: BatchWriter, s: IngestSummary, mapping: dict[s
         while True:
             try:
                 batch = next(batches)
-                values = {col: _pylist(batch.column(col), dates=col == date_col) for col in columns}
+                table = _plain_batch(batch, used, date_col)
+                values = None if table is not None else {
+                    col: _pylist(batch.column(col), dates=col == date_col) for col in columns}
             except StopIteration:
                 break
             except Exception as e:  # noqa: BLE001 - the row group cannot be read or decoded past this row
@@ -273,6 +275,11 @@ def ingest_parquet(path: Path, w: BatchWriter, s: IngestSummary, mapping: dict[s
                 s.errors.append(f"{name}: {detail}; the rest of the file is read on")
                 w.write(corrupt(file_url("parquet", name, f"row={row + 1}"), detail))
                 break
+            if table is not None:
+                w.write_table(table, "fetched")
+                row += batch.num_rows
+                s.bytes_read = min(size, size * row // total)
+                continue
             fields = [values[used[k]] if k in used else repeat(None, batch.num_rows) for k in _KEYS]
             for url_v, text_v, html_v, title_v, date_v in zip(*fields, strict=False):
                 row += 1
@@ -280,6 +287,93 @@ def ingest_parquet(path: Path, w: BatchWriter, s: IngestSummary, mapping: dict[s
             s.bytes_read = min(size, size * row // total)
         first += group_rows
     s.bytes_read = size
+
+
+#: every character Python's str.strip() strips (str.isspace()), as an RE2 character class
+_SPACE = r"[\t\n\x0b\x0c\r\x1c-\x1f \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]"
+
+
+def _is_string(t) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+def _plain_batch_possible(batch, used: dict[str, str]) -> bool:
+    """Whether the column types allow :func:`_plain_batch` (then the values are not turned into
+    Python objects before it is tried)."""
+    import pyarrow as pa
+
+    body = "text" if "text" in used else "html"
+    if "url" not in used or any(not _is_string(batch.schema.field(used[k]).type)
+                                for k in ("url", "text", "html", "title") if k in used):
+        return False
+    t = batch.schema.field(used["fetched_at"]).type if "fetched_at" in used else None
+    return batch.num_rows > 0 and body in used and (t is None or pa.types.is_timestamp(t) or pa.types.is_null(t))
+
+
+def _plain_batch(batch, used: dict[str, str], date_col: str | None):
+    """The landed records of a record batch, computed column by column by Arrow, when every row is
+    the plain case and they would land exactly so one by one (:func:`dump_record`): an http(s) url
+    that strip() leaves as it is, a text (else html) that is not blank, string columns of valid
+    UTF-8, dates from a timestamp column. None otherwise (or on any doubt): row by row."""
+    if not _plain_batch_possible(batch, used):
+        return None
+    try:
+        return _plain_batch_table(batch, used, date_col)
+    except Exception:  # noqa: BLE001 - whatever it is, the rows go one by one (which reports it)
+        return None
+
+
+def _plain_batch_table(batch, used: dict[str, str], date_col: str | None):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from dataset_platform.ingest.batchfile import batch_schema
+
+    n = batch.num_rows
+    body_key = "text" if "text" in used else "html"
+    strings = {k: batch.column(used[k]) for k in ("url", "text", "html", "title") if k in used}
+    try:
+        for column in strings.values():
+            column.validate(full=True)  # invalid UTF-8: row by row (which reports it)
+    except pa.ArrowInvalid:
+        return None
+    url, body = strings["url"], strings[body_key]
+    if url.null_count or body.null_count:
+        return None
+    if not pc.all(pc.match_substring_regex(url, "^[hH][tT][tT][pP][sS]?://")).as_py():
+        return None
+    if pc.any(pc.match_substring_regex(url, _SPACE + "$")).as_py():
+        return None
+    if not pc.all(pc.match_substring_regex(body, "[^" + _SPACE[1:])).as_py():  # a blank one
+        return None
+    if date_col is not None and not pa.types.is_null(batch.column(date_col).type):
+        dates = _iso_utc_column(batch.column(date_col))
+        if dates is None:
+            return None
+        dates = pc.fill_null(dates, DEFAULT_FETCHED_AT)
+    else:
+        dates = pa.array([DEFAULT_FETCHED_AT] * n, pa.string())
+    body = body.cast(pa.string())
+    buffers = body.buffers()
+    offsets = memoryview(buffers[1]).cast("i")[body.offset:body.offset + n + 1].tolist()
+    data = memoryview(buffers[2]) if buffers[2] is not None else memoryview(b"")
+    hashes = [md5_hex(data[offsets[i]:offsets[i + 1]]) for i in range(n)]
+    columns = {
+        "url": url.cast(pa.string()),
+        "outcome": pa.array(["fetched"] * n, pa.string()),
+        "content_type": pa.array(["text/plain" if body_key == "text" else "text/html"] * n, pa.string()),
+        "charset": pa.array(["utf-8"] * n, pa.string()),
+        "fetched_at": dates.cast(pa.string()),
+        "body_bytes": pc.binary_length(body).cast(pa.int64()),
+        "content_hash": pa.array(hashes, pa.string()),
+        "title": strings["title"].cast(pa.string()) if "title" in strings else None,
+        body_key: body,
+    }
+    schema = batch_schema()
+    arrays = [columns[f.name] if columns.get(f.name) is not None else pa.nulls(n, f.type) for f in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _pylist(column, *, dates: bool) -> list[Any]:
