@@ -188,7 +188,12 @@ def _cmd_ingest(args) -> int:
     import shutil
     import tempfile
 
-    from dataset_platform.ingest.files import batch_id_for, ingest_file, kind_for_path, quarantine_path_for
+    from dataset_platform.ingest.files import (
+        batch_id_for,
+        ingest_file,
+        kind_for_path,
+        quarantine_path_for,
+    )
     from dataset_platform.ingest.load import Batch, batch_sql
     from dataset_platform.storage import memory_connection
 
@@ -211,7 +216,7 @@ def _cmd_ingest(args) -> int:
         summary = ingest_file(inp, source=args.source, kind=kind, output_path=out, fields=fields or None, log=log)
     else:
         with tempfile.TemporaryDirectory(prefix=".ingest-", dir=out.parent) as tmp:
-            batch_path = Path(tmp) / "batch.jsonl.gz"
+            batch_path = Path(tmp) / "batch.parquet"  # the batch format ingest_file lands for the pipeline
             summary = ingest_file(inp, source=args.source, kind=kind, output_path=batch_path, fields=fields or None,
                                   log=log)
             con = memory_connection()

@@ -122,6 +122,7 @@ def refresh(cfg: PlatformConfig, wd: Workdir, log=lambda _m: None) -> dict:
     """Every layer, as one run of the graph does (the crawl source is not crawled: its batches
     are landed by the test)."""
     waiting = [s.name for s in cfg.sources if any(wd.raw_batches(s.name).glob("*.jsonl.gz"))
+               or any(wd.raw_batches(s.name).glob("*.parquet"))
                or (wd.inbox(s.name).is_dir() and any(wd.inbox(s.name).iterdir()))]
     raw = materialise_raw(cfg, wd, log=log, sources=waiting, crawl=False)
     out = {"raw_pages": raw}

@@ -143,7 +143,7 @@ def _run(tmp_path, seed: int, steps: int, ops=None):
         kept_before |= set(_rows(a, "deduplicated_documents"))
     b = Workdir.at(tmp_path / "B").ensure()
     for source in ("news", "site"):  # the same landed batches, in the same order (mtimes kept)
-        for f in sorted(a.raw_batches(source).glob("*.jsonl.gz")):
+        for f in sorted(p for p in a.raw_batches(source).iterdir() if p.name.endswith((".jsonl.gz", ".parquet"))):
             dest = b.raw_batches(source) / f.name
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, dest)

@@ -33,7 +33,13 @@ from dataset_platform.ingest.files import (
     kind_for_path,
     quarantine_path_for,
 )
-from dataset_platform.ingest.load import Batch, ingest_pending, is_crawl_batch, load_batch
+from dataset_platform.ingest.load import (
+    Batch,
+    batch_sql,
+    ingest_pending,
+    is_crawl_batch,
+    load_batch,
+)
 from dataset_platform.storage import Workdir, memory_connection, read_layer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -378,6 +384,40 @@ def test_truncated_gzip_jsonl_lands_readable_lines_then_a_corrupt_file_record(tm
     assert load_outcomes(out) == {"fetched": len(good), "failed:corrupt_file": 1}
 
 
+def test_jsonl_lines_read_as_the_standard_library_reads_them(tmp_path):
+    """Lines are parsed by orjson first; where it refuses a line or reads a number otherwise (integers
+    beyond 64 bits), the standard library's reading is the one that lands."""
+    lines = [
+        '{"url": "https://s.test/1", "text": 123456789012345678901234567890, "title": 1.5}',
+        '{"url": "https://s.test/2", "text": "x", "date": 1767225600.5}',
+        '{"url": "https://s.test/3", "text": "x", "date": 1767225600123}',
+        '{"url": "https://s.test/4", "text": "lone \\ud800 surrogate"}',
+        '{"url": "https://s.test/5", "text": "x", "date": NaN}',
+        '\ufeff{"url": "https://s.test/6", "text": "a BOM on line 6"}',
+        '{"url": "https://s.test/7", "text": "x"} trailing',
+        '{"url": "https://s.test/8", "text": "x", "url": "https://s.test/8b", "date": "2026-13-01T00:00:00Z"}',
+        '{"url": "https://s.test/9", "text": "x", "date": "2026-01-01T00:00:00.000000Z"}',
+    ]
+    path = tmp_path / "s.jsonl"
+    path.write_bytes(("\n".join(lines) + "\n").encode("utf-8") + b'{"text": "bad \xff utf-8"}\n')
+    out = tmp_path / "s.parquet"
+    s = ingest_file(path, source="t", kind="jsonl", output_path=out, fields={"fetched_at": "date"})
+    recs = pq.read_table(out).to_pylist()
+    got = {r["url"]: r for r in recs}
+    assert got["https://s.test/1"]["text"] == "123456789012345678901234567890"
+    assert got["https://s.test/1"]["title"] == "1.5"
+    assert got["https://s.test/2"]["fetched_at"] == "2026-01-01T00:00:00.500000Z"
+    assert got["https://s.test/3"]["fetched_at"] == "2026-01-01T00:00:00.123000Z"
+    assert got["https://s.test/4"]["text"] == "lone \ufffd surrogate"
+    assert got["jsonl://s.jsonl#line=5"]["detail"] == "NaN is not valid JSON"
+    assert got["https://s.test/6"]["outcome"] == "fetched"  # json reads a BOM on any line
+    assert got["jsonl://s.jsonl#line=7"]["detail"].startswith("Extra data")
+    assert got["https://s.test/8b"]["fetched_at"] == DEFAULT_FETCHED_AT and "unreadable" in got["https://s.test/8b"]["detail"]
+    assert got["https://s.test/9"]["fetched_at"] == "2026-01-01T00:00:00Z"
+    assert got["jsonl://s.jsonl#line=10"]["detail"].startswith("UnicodeDecodeError")
+    assert s.outcomes == {"fetched": 7, "failed:bad_json": 3} and s.quarantined == 3
+
+
 # ----------------------------------------------------------------------------- Parquet
 
 
@@ -404,6 +444,80 @@ def test_parquet_with_a_field_mapping_and_several_row_groups(tmp_path):
     assert recs[7]["outcome"] == "failed:bad_record" and "'body'" in recs[7]["detail"]
     assert s.outcomes == {"fetched": n - n // 50, "failed:bad_record": n // 50}
     assert load_outcomes(out) == s.outcomes
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+@pytest.mark.parametrize("tz", [None, "UTC", "+05:30"])
+def test_parquet_timestamps_land_as_iso_utc(tmp_path, unit, tz):
+    """A timestamp column is turned into ISO strings by Arrow (dates from 1970 on) or value by value
+    (before 1970); each must be what Python's datetime gives for the instant (a fraction only when not
+    zero), a null the default date."""
+    from datetime import UTC, timedelta
+
+    from dataset_platform.ingest.readers.dumps import _iso_utc_column
+
+    per = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[unit]
+    late = 253402200000 * per if unit != "ns" else 2**62  # the last day of 9999 (or as late as ns go)
+    recent = [None, 0, 1767225600 * per, 1767225600 * per + per // 4, 951782400 * per + 7, late]
+    for name, values in (("recent", recent), ("old", [*recent, -86400 * per, -1 * per - per // 2])):
+        path = tmp_path / f"{name}.parquet"
+        column = pa.array(values, pa.timestamp(unit, tz))
+        pq.write_table(pa.table({"url": [f"https://t.test/{i}" for i in range(len(values))],
+                                 "text": ["x"] * len(values), "at": column}), path)
+        out = tmp_path / f"{name}-batch.parquet"
+        s = ingest_file(path, source="t", kind="parquet", output_path=out, fields={"fetched_at": "at"})
+        assert s.outcomes == {"fetched": len(values)}
+        expected = [DEFAULT_FETCHED_AT]
+        for v in values[1:]:
+            dt = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=v * 10**6 // per)
+            expected.append(dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if dt.microsecond else "%Y-%m-%dT%H:%M:%SZ"))
+        assert pq.read_table(out).column("fetched_at").to_pylist() == expected
+        if name == "recent" and unit != "ns":  # the Arrow path, not the one value by value
+            assert _iso_utc_column(column).to_pylist() == [None, *expected[1:]]
+
+
+def _parquet_rows(tmp_path: Path, name: str, table: pa.Table, fields: dict | None = None) -> list[dict]:
+    path = tmp_path / f"{name}.parquet"
+    pq.write_table(table, path)
+    out = tmp_path / f"{name}-batch.parquet"
+    ingest_file(path, source="t", kind="parquet", output_path=out, fields=fields)
+    return pq.read_table(out).to_pylist()
+
+
+def test_plain_parquet_batches_land_as_row_by_row(tmp_path):
+    """A record batch whose rows are all plain (http(s) url, text, timestamp) is landed by Arrow
+    column by column; one odd row sends the batch row by row. The plain rows must land alike."""
+    from dataset_platform.ingest.readers.dumps import _plain_batch
+
+    n = 300
+    plain = {"url": [f"https://p.test/{i}" for i in range(n)], "body": [f"Text {i} ünï 中文." for i in range(n)],
+             "head": [f"T{i}" if i % 7 else None for i in range(n)],
+             "at": pa.array([1_767_225_600_000 + i * 1001 for i in range(n)], pa.timestamp("ms"))}
+    fields = {"text": "body", "title": "head", "fetched_at": "at"}
+    table = pa.table(plain)
+    batch = table.to_batches()[0]
+    assert _plain_batch(batch, {"url": "url", "text": "body", "title": "head", "fetched_at": "at"}, "at") is not None
+    fast = _parquet_rows(tmp_path, "plain", table, fields)
+    odd = pa.table({k: (v.to_pylist() if isinstance(v, pa.Array) else v) + [None] for k, v in plain.items()},
+                   schema=table.schema)  # a last row without url: row by row
+    slow = _parquet_rows(tmp_path, "odd", odd, fields)
+    assert fast == slow[:-1] and slow[-1]["url"] == f"parquet://odd.parquet#row={n + 1}"
+    assert fast[1]["content_hash"] == hashlib.md5("Text 1 ünï 中文.".encode()).hexdigest()
+    assert fast[1]["fetched_at"] == "2026-01-01T00:00:01.001000Z" and fast[0]["title"] is None
+    html_only = _parquet_rows(tmp_path, "html", pa.table({"url": plain["url"][:3], "html": ["<p>a</p>"] * 3}))
+    assert [(r["content_type"], r["html"], r["text"]) for r in html_only] == [("text/html", "<p>a</p>", None)] * 3
+
+
+@pytest.mark.parametrize("space", [chr(c) for c in range(0x3001) if chr(c).isspace()])
+def test_plain_parquet_batches_strip_and_blank_as_python_does(tmp_path, space):
+    """Every character str.strip() strips: after a url it is stripped, a text of them is blank."""
+    rows = _parquet_rows(tmp_path, "url", pa.table({"url": ["https://w.test/a" + space, "https://w.test/b"],
+                                                    "text": ["Text.", "Text."]}))
+    assert [r["url"] for r in rows] == ["https://w.test/a", "https://w.test/b"]
+    rows = _parquet_rows(tmp_path, "text", pa.table({"url": ["https://w.test/a", "https://w.test/b"],
+                                                     "text": ["Text.", space * 3], "html": [None, "<p>h</p>"]}))
+    assert [(r["outcome"], r["content_type"], r["text"]) for r in rows] == [
+        ("fetched", "text/plain", "Text."), ("fetched", "text/html", None)]
 
 
 def test_parquet_mapped_column_missing_is_a_clear_error(tmp_path):
@@ -486,12 +600,111 @@ def test_same_input_gives_byte_identical_batches(tmp_path):
         assert outs[0][4:8] == b"\0\0\0\0" and not outs[0][3] & 0x08
 
 
+# ----------------------------------------------------------------------------- the Parquet batch
+
+
+def loaded(path: Path, source: str = "t") -> list[tuple]:
+    """A batch file's rows as the loader reads them (``batch_sql``), every column, in seq order;
+    ``load_batch`` must accept it."""
+    con = memory_connection()
+    try:
+        batch = Batch(source, "t-0123456789abcdef", path)
+        load_batch(con, batch)
+        return con.sql(f"SELECT * FROM ({batch_sql(batch)}) ORDER BY seq").fetchall()
+    finally:
+        con.close()
+
+
+def test_parquet_batch_loads_as_the_gzip_jsonl_batch_of_the_same_file(tmp_path):
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text(
+        json.dumps({"url": "https://j.test/1", "text": "One.", "title": "T", "date": "2025-05-06T07:08:09+02:00"})
+        + "\n{not json\n" + json.dumps({"url": "ftp://j.test/2", "html": "<p>Two</p>", "date": 1767225600}) + "\n"
+        + json.dumps({"url": "https://j.test/3", "title": "no body"}) + "\n"
+        + json.dumps({"text": "Ünïcödé 中文 \ud800", "date": "not a date"}, ensure_ascii=True) + "\n",
+        encoding="utf-8",
+    )
+    parquet = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"link": ["https://p.test/1", None, "https://p.test/3"], "body": ["x", "y", None],
+                             "html": [None, None, "<p>z</p>"]}), parquet, row_group_size=2)
+    inputs = [(jsonl, {"fetched_at": "date"}), (parquet, {"url": "link", "text": "body"})]
+    if _WARC_DIR.is_dir():
+        inputs.append((_WARC_DIR / "pywb-iana.warc.gz", None))
+        inputs.append((_WARC_DIR / "clipped-resiliparse.warc.gz", None))
+    for path, fields in inputs:
+        kind = kind_for_path(path)
+        a = ingest_file(path, source="t", kind=kind, output_path=tmp_path / f"{path.name}.jsonl.gz", fields=fields)
+        b = ingest_file(path, source="t", kind=kind, output_path=tmp_path / f"{path.name}.parquet", fields=fields)
+        assert (a.records, a.outcomes, a.skipped, a.errors, a.quarantined) == \
+            (b.records, b.outcomes, b.skipped, b.errors, b.quarantined)
+        rows = loaded(tmp_path / f"{path.name}.parquet")
+        assert rows == loaded(tmp_path / f"{path.name}.jsonl.gz") and len(rows) == a.records > 0
+        assert [r[2] for r in rows] == list(range(1, len(rows) + 1))  # seq: record order
+        if a.quarantined:  # the quarantine file beside either batch, the same lines
+            qa, qb = quarantine_path_for(tmp_path / f"{path.name}.jsonl.gz"), quarantine_path_for(
+                tmp_path / f"{path.name}.parquet")
+            assert qb.name == f"{path.name}.quarantine.jsonl" and qa == qb == Path(b.quarantine_path)
+    schema = pq.read_schema(tmp_path / "d.jsonl.parquet")
+    assert schema.names == list(LANDED_FIELDS)
+    assert str(schema.field("status").type) == "int32" and str(schema.field("body_bytes").type) == "int64"
+
+
+def test_parquet_batch_row_groups_are_bounded_and_bytes_repeat(tmp_path):
+    from dataset_platform.ingest.batchfile import ROW_GROUP_ROWS
+
+    n = 2 * ROW_GROUP_ROWS + 123
+    src = tmp_path / "many.jsonl"
+    src.write_text("".join(json.dumps({"url": f"https://m.test/{i}", "text": f"t{i}"}) + "\n" for i in range(n)),
+                   encoding="utf-8")
+    outs = []
+    for i in range(2):
+        out = tmp_path / f"many{i}.parquet"
+        s = ingest_file(src, source="t", kind="jsonl", output_path=out)
+        assert s.records == n and not list(tmp_path.glob("*.part"))
+        outs.append(out)
+    assert outs[0].read_bytes() == outs[1].read_bytes()  # the same input gives the same bytes
+    meta = pq.ParquetFile(outs[0]).metadata
+    assert [meta.row_group(g).num_rows for g in range(meta.num_row_groups)] == [ROW_GROUP_ROWS, ROW_GROUP_ROWS, 123]
+    rows = loaded(outs[0])
+    assert [(r[2], r[4]) for r in rows] == [(i + 1, f"https://m.test/{i}") for i in range(n)]
+
+
+def test_a_file_lands_once_as_a_parquet_batch_and_earlier_jsonl_batches_count(tmp_path):
+    from dataset_platform.config import DumpSource
+    from dataset_platform.ingest.refresh import ingest_source_files
+
+    wd = Workdir.at(tmp_path / "wd").ensure()
+    old, new = tmp_path / "old.jsonl", tmp_path / "new.jsonl"
+    old.write_text(json.dumps({"url": "https://o.test/1", "text": "Old."}) + "\n", encoding="utf-8")
+    new.write_text(json.dumps({"url": "https://n.test/1", "text": "New."}) + "\n", encoding="utf-8")
+    # ``old`` was landed by an earlier version, as gzip JSON Lines
+    old_batch = wd.raw_batches("d") / f"{batch_id_for(old, 'd')}.jsonl.gz"
+    ingest_file(old, source="d", kind="jsonl", output_path=old_batch)
+    os.utime(old_batch, (1_700_000_000, 1_700_000_000))  # landed before the new file
+    source = DumpSource(name="d", kind="jsonl", paths=[str(tmp_path / "*.jsonl")])
+    assert ingest_source_files(source, wd) == [batch_id_for(new, "d")]
+    assert (wd.raw_batches("d") / f"{batch_id_for(new, 'd')}.parquet").is_file()
+    assert ingest_source_files(source, wd) == []  # both landed before
+    con = memory_connection()
+    try:
+        counters = ingest_pending(con, wd, "d")
+    finally:
+        con.close()
+    assert counters["batches"] == [batch_id_for(old, "d"), batch_id_for(new, "d")]
+    check = duckdb.connect()
+    try:
+        urls = sorted(u for (u,) in check.sql(f"SELECT url FROM {read_layer(wd, 'raw_pages')}").fetchall())
+    finally:
+        check.close()
+    assert urls == ["https://n.test/1", "https://o.test/1"]
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "dataset_platform.cli", *args], capture_output=True, text=True,
-                          timeout=300, cwd=REPO)
+                          timeout=300, cwd=REPO, check=False)
 
 
 def test_cli_stage_ingest(tmp_path):

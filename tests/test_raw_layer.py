@@ -16,7 +16,13 @@ import duckdb
 import pytest
 
 from dataset_platform.contracts.records import LANDED_FIELDS
-from dataset_platform.ingest.load import Batch, ingest_pending, is_crawl_batch, known_pages, pending_batches
+from dataset_platform.ingest.load import (
+    Batch,
+    ingest_pending,
+    is_crawl_batch,
+    known_pages,
+    pending_batches,
+)
 from dataset_platform.storage import Workdir, memory_connection, read_layer
 
 
@@ -42,6 +48,21 @@ def land(wd: Workdir, source: str, crawl_id: str, records: list[dict]) -> Path:
         for r in records:
             f.write(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n")
     _clock[0] += 1_000_000_000  # landing order = mtime order
+    os.utime(p, ns=(_clock[0], _clock[0]))
+    return p
+
+
+def land_parquet(wd: Workdir, source: str, crawl_id: str, records: list[dict]) -> Path:
+    """The same records as a Parquet batch (the format ingest_file lands for dump files)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dataset_platform.ingest.batchfile import batch_schema
+
+    p = wd.raw_batches(source) / f"{crawl_id}.parquet"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(records, schema=batch_schema()), p)
+    _clock[0] += 1_000_000_000
     os.utime(p, ns=(_clock[0], _clock[0]))
     return p
 
@@ -156,7 +177,8 @@ def test_known_pages_carry_the_validators_for_conditional_requests(wd):
     con = memory_connection()
     n = known_pages(con, wd, "site", out, url_rewrite=("http://demo.test", "http://127.0.0.1:8123"))
     con.close()
-    lines = [json.loads(x) for x in gzip.open(out, "rt")]
+    with gzip.open(out, "rt") as f:
+        lines = [json.loads(x) for x in f]
     assert n == 2 and {x["url"] for x in lines} == {"http://127.0.0.1:8123/a", "http://elsewhere.test/b"}
     assert all(x["etag"] and len(x["content_hash"]) == 32 for x in lines)
 
@@ -168,3 +190,18 @@ def test_a_batch_in_an_old_format_is_refused_with_what_to_do(wd):
         f.write(json.dumps({"url": "http://s.test/a", "status": 200, "html": "<p>x</p>"}) + "\n")
     with pytest.raises(ValueError, match="without url or outcome.*delete it or re-land it"):
         load(wd, "site")
+
+
+def test_parquet_and_jsonl_batches_load_alike_in_landing_order(wd):
+    land(wd, "site", C1, [rec("http://s.test/a"), rec("http://s.test/b")])
+    land_parquet(wd, "site", C2, [rec("http://s.test/a", "not_modified"), rec("http://s.test/c")])
+    land_parquet(wd, "site", C1, [rec("http://s.test/x")])  # the same batch id again: one batch
+    assert [(b.crawl_id, b.path.name) for b in pending_batches(wd, "site")] == [
+        (C1, f"{C1}.jsonl.gz"), (C2, f"{C2}.parquet")]
+    out = load(wd, "site")
+    assert out["batches"] == [C1, C2] and pending_batches(wd, "site") == []
+    # the newest crawl (a Parquet batch) is the snapshot: a kept, b gone, c new
+    assert rows(wd, "raw_pages") == [("http://s.test/a", C1), ("http://s.test/c", C2)]
+    assert rows(wd, "crawl_log", cols="crawl_id, seq, url, outcome") == [
+        (C1, 1, "http://s.test/a", "fetched"), (C1, 2, "http://s.test/b", "fetched"),
+        (C2, 1, "http://s.test/a", "not_modified"), (C2, 2, "http://s.test/c", "fetched")]

@@ -1,4 +1,8 @@
-"""Loading landed batches (gzip JSONL, one record per URL: see ``contracts/records.py``).
+"""Loading landed batches (one record per URL: see ``dataset_platform/contracts/records.py``).
+
+A batch is ``<crawl id>.jsonl.gz`` (gzip JSON Lines: what a crawl lands) or ``<crawl id>.parquet``
+(the same fields as columns: what ``ingest_file`` lands for a dump file); see
+``dataset_platform/ingest/batchfile.py``. Both read alike through :func:`batch_sql`.
 
 A batch becomes:
 
@@ -79,14 +83,24 @@ def doc_id_sql(source_sql: str, url_sql: str) -> str:
     return ID_SQL.format(source=source_sql, url=url_sql)
 
 
+#: batch file endings, the preferred first (a batch id landed under both is the same batch)
+BATCH_SUFFIXES = (".parquet", ".jsonl.gz")
+
+
 def batch_sql(batch: Batch) -> str:
-    """SELECT over a landed batch: source, crawl_id, seq (line order), id and every landed field."""
+    """SELECT over a landed batch (either format): source, crawl_id, seq (record order), id and every
+    landed field."""
+    head = (f"SELECT {sql_str(batch.source)} AS source, {sql_str(batch.crawl_id)} AS crawl_id, seq, "
+            f"{doc_id_sql(sql_str(batch.source), 'url')} AS id, * EXCLUDE (seq)")
+    if batch.path.name.endswith(".parquet"):
+        cols = ", ".join(f'CAST("{k}" AS {v}) AS "{k}"' for k, v in BATCH_COLUMNS.items())
+        return (f"{head} FROM (SELECT file_row_number + 1 AS seq, {cols} "
+                f"FROM read_parquet({sql_str(batch.path)}, file_row_number = true))")
     columns = "{" + ", ".join(f"'{k}': '{v}'" for k, v in BATCH_COLUMNS.items()) + "}"
     return (
-        f"SELECT {sql_str(batch.source)} AS source, {sql_str(batch.crawl_id)} AS crawl_id, "
-        f"row_number() OVER () AS seq, {doc_id_sql(sql_str(batch.source), 'url')} AS id, * "
+        f"{head} FROM (SELECT row_number() OVER () AS seq, * "
         f"FROM read_json({sql_str(batch.path)}, format = 'newline_delimited', columns = {columns}, "
-        "compression = 'gzip')"
+        "compression = 'gzip'))"
     )
 
 
@@ -95,6 +109,23 @@ LOG_COLUMNS = ("id", "source", "crawl_id", "seq", "url", "fetch_url", "outcome",
                "fetched_at", "depth", "referer", "body_bytes", "content_hash")
 #: documents per part of the raw layer (a larger batch is stored as several parts)
 PART_ROWS = 50_000
+
+
+def batch_crawl_id(path: Path) -> str | None:
+    """The crawl id of a batch file name (None if the name is not a batch's)."""
+    for suffix in BATCH_SUFFIXES:
+        if path.name.endswith(suffix) and not path.name.startswith(("known-", ".")):
+            return path.name[: -len(suffix)]
+    return None
+
+
+def landed_batch(wd: Workdir, source: str, crawl_id: str) -> Path | None:
+    """The batch file of ``crawl_id`` if it was landed (in either format)."""
+    folder = wd.raw_batches(source)
+    for suffix in BATCH_SUFFIXES:
+        if (folder / (crawl_id + suffix)).is_file():
+            return folder / (crawl_id + suffix)
+    return None
 
 
 def load_batch(con: duckdb.DuckDBPyConnection, batch: Batch) -> dict[str, int]:
@@ -144,15 +175,15 @@ def merged_batches(wd: Workdir, source: str) -> list[str]:
 
 
 def pending_batches(wd: Workdir, source: str, merged: list[str] | None = None) -> list[Batch]:
-    """Landed batches of ``source`` not merged yet, in landing order."""
+    """Landed batches of ``source`` (``*.jsonl.gz`` and ``*.parquet``) not merged yet, in landing order."""
     done = set(merged_batches(wd, source) if merged is None else merged)
     folder = wd.raw_batches(source)
-    files = [f for f in folder.glob("*.jsonl.gz") if not f.name.startswith(("known-", "."))]
-    files.sort(key=lambda f: (f.stat().st_mtime_ns, f.name))
+    files = [(f, crawl_id) for f in folder.glob("*") if (crawl_id := batch_crawl_id(f)) is not None]
+    files.sort(key=lambda fc: (fc[0].stat().st_mtime_ns, fc[0].name))
     out = []
-    for f in files:
-        crawl_id = f.name.removesuffix(".jsonl.gz")
+    for f, crawl_id in files:
         if crawl_id not in done:
+            done.add(crawl_id)  # one batch per id, whatever its format
             out.append(Batch(source, crawl_id, f))
     return out
 

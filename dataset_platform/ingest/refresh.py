@@ -173,13 +173,14 @@ def ingest_source_files(source: Source, wd: Workdir, log: Log = _noop) -> list[s
     files = files_to_land(source, wd)
     if not files:
         return landed
-    from dataset_platform.ingest.files import batch_id_for, ingest_file
+    from dataset_platform.ingest.files import batch_file_name, batch_id_for, ingest_file
+    from dataset_platform.ingest.load import landed_batch
 
     fields = dict(source.fields) if isinstance(source, DumpSource) else {}
     for path, kind in files:
         batch_id = batch_id_for(path, source.name)
-        out = wd.raw_batches(source.name) / f"{batch_id}.jsonl.gz"
-        if not out.exists():
+        out = wd.raw_batches(source.name) / batch_file_name(batch_id)
+        if landed_batch(wd, source.name, batch_id) is None:  # either format: batches of earlier versions count
             summary = ingest_file(path, source=source.name, kind=kind, output_path=out, fields=fields or None, log=log)
             log(f"{source.name}: landed {path.name} as {batch_id}: {summary.records} records")
             landed.append(batch_id)

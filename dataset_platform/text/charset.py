@@ -17,6 +17,7 @@ Order of evidence (:func:`decode_html`):
 from __future__ import annotations
 
 import codecs
+from collections.abc import Iterator
 
 from w3lib.encoding import (
     html_body_declared_encoding,
@@ -91,15 +92,17 @@ def detect_encoding(body: bytes) -> str | None:
 
 def declared_encodings(body: bytes, content_type: str | None) -> list[str]:
     """Encodings declared by the Content-Type header and then by the document, deduplicated."""
-    out: list[str] = []
-    for label in (
-        http_content_type_encoding(content_type) if content_type else None,
-        html_body_declared_encoding(body[:_SNIFF_BYTES]),
-    ):
-        enc = _norm(label)
-        if enc and enc not in out:
-            out.append(enc)
-    return out
+    return list(_declared(body, content_type))
+
+
+def _declared(body: bytes, content_type: str | None) -> Iterator[str]:
+    """:func:`declared_encodings` one by one: the document is searched only if asked for more."""
+    header = _norm(http_content_type_encoding(content_type)) if content_type else None
+    if header:
+        yield header
+    document = _norm(html_body_declared_encoding(body[:_SNIFF_BYTES]))
+    if document and document != header:
+        yield document
 
 
 def decode_html(body: bytes, content_type: str | None = None) -> tuple[str, str]:
@@ -108,9 +111,10 @@ def decode_html(body: bytes, content_type: str | None = None) -> tuple[str, str]
     if bom_encoding:
         enc = _norm(bom_encoding) or "utf-8"
         return body[len(bom):].decode(enc, "replace"), enc
-    declared = declared_encodings(body, content_type)
+    declared: list[str] = []
     utf8: str | None = None
-    for enc in declared:
+    for enc in _declared(body, content_type):  # the header's first: often the document's is not needed
+        declared.append(enc)
         text = _strict(body, enc)
         if text is None:
             continue
