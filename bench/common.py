@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import platform
 import random
+import time
 from pathlib import Path
+from typing import Self
 
 _SYLLABLES = "ka lo mi ne ru sa ti vo be da fe gu hi jo ku la ma no pe ri so tu ve wa ya zo".split()
 #: 4000 pseudo-words drawn with Zipf-like weights: word statistics close to natural text
@@ -101,6 +103,66 @@ class DescendantPeak:
             self._stop.wait(interval)
 
     def __enter__(self) -> DescendantPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def vm_rss_mb(pid: int) -> float:
+    """Current resident set (VmRSS) of a live process in MB; 0 if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class TreePeak:
+    """Peak resident memory and CPU time of a whole process tree, sampled every ``interval``
+    seconds. ``peak_mb``: the largest sum of VmRSS over ``root`` and all its descendants (shared
+    pages count once per process, as in ``ps``; a spike shorter than the interval may be missed).
+    ``cpu_s``: user + system seconds of every process seen in the tree, each at its last sample
+    (a process's last moments before it exits, and processes shorter than the interval, are
+    missed); unlike the parent's rusage of its children it also counts descendants nobody reaps
+    (forkserver workers). ``timeline``: (epoch seconds, cumulative ``cpu_s``) at every sample."""
+
+    def __init__(self, root: int, interval: float = 0.2) -> None:
+        import threading
+
+        self.root = root
+        self.peak_mb = 0.0
+        self.samples = 0
+        self._cpu_ticks: dict[int, int] = {}
+        self.timeline: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+
+    @property
+    def cpu_s(self) -> float:
+        return sum(self._cpu_ticks.values()) / os.sysconf("SC_CLK_TCK")
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.is_set():
+            total = 0.0
+            for pid in [self.root, *_descendants(self.root)]:
+                total += vm_rss_mb(pid)
+                try:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+                except (OSError, IndexError, ValueError):
+                    continue
+                self._cpu_ticks[pid] = max(self._cpu_ticks.get(pid, 0), ticks)
+            self.peak_mb = max(self.peak_mb, total)
+            self.timeline.append((time.time(), self.cpu_s))
+            self.samples += 1
+            self._stop.wait(interval)
+
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
