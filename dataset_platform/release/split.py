@@ -209,19 +209,19 @@ def _load_previous(con: duckdb.DuckDBPyConnection, previous_sql: str | None) -> 
     con.sql(
         f"""
         CREATE OR REPLACE TABLE _split_prev AS
-        SELECT id, min(split) AS split, min(group_key) AS group_key, count(DISTINCT split) AS n_splits
+        SELECT id, min(split) AS split, min(group_key) AS group_key, min(split) <> max(split) AS contradictory
         FROM (SELECT id::VARCHAR AS id, split::VARCHAR AS split, {gk} AS group_key FROM {previous_sql})
         GROUP BY id
         """
     )
     bad = con.sql(
-        f"SELECT id, split FROM _split_prev WHERE n_splits > 1 OR split NOT IN {tuple(SPLITS)!r} OR split IS NULL "
+        f"SELECT id, split FROM _split_prev WHERE contradictory OR split NOT IN {tuple(SPLITS)!r} OR split IS NULL "
         "ORDER BY id LIMIT 3"
     ).fetchall()
     if bad:
         raise ValueError(f"previous split assignments are contradictory or invalid (e.g. {bad}): "
                          "each id needs exactly one of train/validation/test")
-    con.sql("ALTER TABLE _split_prev DROP COLUMN n_splits")
+    con.sql("ALTER TABLE _split_prev DROP COLUMN contradictory")
 
 
 def _region(con: duckdb.DuckDBPyConnection, docs_sql: str, settings: SplitSettings, cluster_col: str | None,
@@ -460,10 +460,10 @@ def _stats(con: duckdb.DuckDBPyConnection, settings: SplitSettings) -> SplitStat
     rows = {s: 0 for s in SPLITS}
     rows.update({s: int(n) for s, n in con.sql("SELECT split, count(*) FROM _split_assign GROUP BY 1").fetchall()})
     # a group key names one group (the smallest key hash of its component: components share no key)
-    groups = con.sql("SELECT count(DISTINCT group_key) FROM _split_assign").fetchall()[0][0]
-    straddling = con.sql(
-        "SELECT count(*) FROM (SELECT group_key FROM _split_assign GROUP BY 1 HAVING count(DISTINCT split) > 1)"
-    ).fetchall()[0][0]
+    groups, straddling = con.sql(
+        "SELECT count(*), count(*) FILTER (WHERE lo <> hi) "
+        "FROM (SELECT min(split) AS lo, max(split) AS hi FROM _split_assign GROUP BY group_key)"
+    ).fetchall()[0]
     kept, new = con.sql("SELECT count(prev_split), count(*) - count(prev_split) FROM _split_assign").fetchall()[0]
     max_dev, shares = None, []
     if settings.stratify_by:
