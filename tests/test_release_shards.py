@@ -191,16 +191,19 @@ def test_the_release_loads_with_datasets_and_duckdb_after_refreshes(tmp_path, fi
 
 
 def test_the_same_history_gives_the_same_bytes_and_a_rebuild_the_same_rows(tmp_path):
-    def history(root: Path) -> list:
+    def history(root: Path, run: str = "") -> list:
         inp = Input(root)
         out = []
         for k in range(4):
-            inp.put(f"news/p{k}", [_doc(i) for i in range(k * 80, k * 80 + 80)], chain=f"c{k}")
+            inp.put(f"news/{run}p{k}", [_doc(i) for i in range(k * 80, k * 80 + 80)], chain=f"{run}c{k}")
             out.append(_publish(root, inp))
         return out
 
-    a, b = history(tmp_path / "a"), history(tmp_path / "b")
+    # the second run's parts have other keys and chains (crawl ids are times): the versions, run
+    # bookkeeping aside, depend on the content only
+    a, b = history(tmp_path / "a"), history(tmp_path / "b", run="2026-12-01T10:00:00Z-")
     assert [x.version for x in a] == [x.version for x in b]
+    assert all(x.shards == y.shards for x, y in zip(a, b))
     for x, y in zip(a, b):
         for f in sorted(x.path.rglob("*")):
             if f.is_file():
@@ -303,3 +306,15 @@ def test_the_release_is_profiled_from_its_index_as_from_its_texts(tmp_path, firs
     con = duckdb.connect()
     assert "text" not in con.sql(f"SELECT * FROM {release_profile_sql(info.path)} LIMIT 0").columns
     assert profile(con, release_profile_sql(info.path)) == profile(con, release_view_sql(info.path))
+
+
+def test_without_the_run_bookkeeping_documents_are_read_once_and_shards_still_reused(tmp_path, first):
+    inp, v1 = first
+    for f in (tmp_path / "releases" / "t").glob(f".{v1.version}.parts.*"):
+        f.unlink()
+    inp.put("news/p3", [_doc(i) for i in range(300, 303)], chain="c3")
+    v2 = _publish(tmp_path, inp)
+    assert v2.shards["fingerprinted"] == 300  # nothing known unchanged: every old document read once
+    assert v2.shards["reused"] == v1.shards["written"] and v2.shards["rows_written"] == 3
+    inp.put("news/p4", [_doc(303)], chain="c4")
+    assert _publish(tmp_path, inp).shards["fingerprinted"] == 0  # v2 has its bookkeeping

@@ -7,11 +7,14 @@ Layout::
         data/validation-00000-of-00001.parquet, data/test-00000-of-00001.parquet
         README.md                           Hugging Face dataset card (YAML header + account)
         manifest.json                       row counts, sha256 per file, config hash, lineage, diff counts,
-                                            the input parts consumed, shards reused / written
+                                            shards reused / written
         diff.parquet                        id, change (added | removed | changed), split before / after
         index.parquet                       one narrow row per released row (id, split, shard, row
                                             fingerprint, ...): what the next version compares with
     <releases>/<dataset>/LATEST             the newest version's name
+    <releases>/<dataset>/.<version>.parts.parquet, .parts.json
+                                            which input part each document came from, and their
+                                            chains (run bookkeeping: not part of the version)
 
 The version is derived from the content (``v`` + 12 hex of a sha256 over the data files and the
 config hash), so the same inputs, config and history give the same version and byte-identical
@@ -229,7 +232,6 @@ def publish_release(
             "index": INDEX,
             "layout": layout,
             "shards": shard_info,
-            "source_parts": {p.key: {"chain": p.chain, "rows": p.rows} for p in parts if p.chain is not None},
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         (tmp / "README.md").write_text(
@@ -242,6 +244,9 @@ def publish_release(
             os.rename(tmp, final)  # atomic on one filesystem: the release appears whole or not at all
         else:
             shutil.rmtree(tmp)
+        # the run's bookkeeping (which input part each document came from), beside the version:
+        # written again when the version already existed (its content is the same)
+        shards.write_parts(con, dataset_dir, version, parts)
         _write_text_atomic(dataset_dir / "LATEST", version + "\n")
         return ReleaseInfo(dataset.name, version, final, rows, files, created, full_stats,
                            previous=prev_version, diff=diff, split_stats=split_stats, shards=shard_info)

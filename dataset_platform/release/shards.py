@@ -2,12 +2,15 @@
 
 Layout of a version's data (what ``release/publish.py`` publishes)::
 
-    data/<split>-NNNNN-of-NNNNN.parquet   the shards (Hugging Face's naming)
-    index.parquet                         one row per released row: id, split, _shard (its file),
-                                          _part (the input part it came from), _fp (row fingerprint),
-                                          n_chars, augmented_from,
-                                          _ops (augmentation), source, lang, the label values,
-                                          _group (the split group key: splits by difference)
+    <version>/data/<split>-NNNNN-of-NNNNN.parquet   the shards (Hugging Face's naming)
+    <version>/index.parquet               one row per released row: id, split, _shard (its file),
+                                          _fp (row fingerprint), n_chars, augmented_from, _ops
+                                          (augmentation), source, lang, the label values, _group
+                                          (the split group key: splits by difference)
+    .<version>.parts.parquet, .parts.json beside the versions: the input part each document was
+                                          taken from and the parts' chains (run bookkeeping, not
+                                          content: crawl ids are times, so it stays out of the
+                                          version, whose files depend on its content only)
 
 Rules:
 
@@ -29,8 +32,8 @@ Rules:
   history of small refreshes leaves at most about ``FOLD_AT`` small shards per split.
 * Numbering: the reused shards first, in their previous order, then the new ones.
 * A document is known unchanged without reading it when the input part it sits in has the chain
-  the previous release consumed (``source_parts`` in its manifest: same chain, same row for an id,
-  see ``storage/batched.py``) and the previous release took it from that part; other documents
+  the previous release consumed (``.<version>.parts.json``: same chain, same row for an id, see
+  ``storage/batched.py``) and the previous release took it from that part; other documents
   that were released before are read once to fingerprint them; documents never released are read
   only to be written. Texts of unchanged documents are never read.
 * Deterministic: the same inputs and the same history give the same bytes. A rebuild from
@@ -144,7 +147,7 @@ def index_schema(label_sets=(), *, written: bool = False) -> pa.Schema:
     """The index's columns (``written``: those the shard writers record; ``_group`` is added from
     the assignment)."""
     s = pa.string()
-    return pa.schema([("id", s), ("split", s), ("_shard", s), ("_part", s), ("_fp", pa.uint64()),
+    return pa.schema([("id", s), ("split", s), ("_shard", s), ("_fp", pa.uint64()),
                       ("n_chars", pa.int64()), ("augmented_from", s), ("_ops", s), ("source", s), ("lang", s),
                       *[(name, s) for name in label_sets], *([] if written else [("_group", s)])])
 
@@ -167,9 +170,25 @@ class Previous:
     comparable: bool = False
     reusable: bool = False
 
-    @property
-    def source_parts(self) -> dict:
-        return self.manifest.get("source_parts", {}) if self.reusable else {}
+    #: input part key -> {"chain", "rows"} of the parts it consumed (empty when unknown)
+    source_parts: dict = field(default_factory=dict)
+
+
+def parts_files(dataset_dir: Path, version: str) -> tuple[Path, Path]:
+    """Where the run bookkeeping of ``version`` lives: the input part of each document, the
+    chains of the parts."""
+    return dataset_dir / f".{version}.parts.parquet", dataset_dir / f".{version}.parts.json"
+
+
+def write_parts(con: duckdb.DuckDBPyConnection, dataset_dir: Path, version: str, parts: list[SourcePart]) -> None:
+    """Record which input part each document of ``version`` was taken from (needs ``_new``)."""
+    from dataset_platform import atomic
+    from dataset_platform.storage import write_parquet
+
+    rows, meta = parts_files(dataset_dir, version)
+    write_parquet(con, "SELECT id, _part FROM _new", rows)
+    atomic.write_text(meta, json.dumps({p.key: {"chain": p.chain, "rows": p.rows} for p in parts
+                                        if p.chain is not None}, sort_keys=True) + "\n")
 
 
 def load_previous(con: duckdb.DuckDBPyConnection, path: Path | None, layout: dict, label_sets=()) -> Previous:
@@ -201,6 +220,12 @@ def load_previous(con: duckdb.DuckDBPyConnection, path: Path | None, layout: dic
             con.sql("CREATE OR REPLACE TABLE _prev_basis (id VARCHAR, split VARCHAR, _fp UBIGINT)")
     if not prev.reusable:
         con.sql("DELETE FROM _prev_index")
+    rows, meta = parts_files(path.parent, path.name) if path is not None else (None, None)
+    if prev.reusable and rows.exists() and meta.exists():
+        prev.source_parts = json.loads(meta.read_text(encoding="utf-8"))
+        con.sql(f"CREATE OR REPLACE TABLE _prev_parts AS SELECT id, _part FROM read_parquet({sql_str(rows)})")
+    else:  # nothing is known unchanged without reading it
+        con.sql("CREATE OR REPLACE TABLE _prev_parts (id VARCHAR, _part VARCHAR)")
     return prev
 
 
@@ -225,10 +250,11 @@ def scan(con: duckdb.DuckDBPyConnection, parts: list[SourcePart], prev: Previous
     con.unregister("_same_chain_arrow")
     con.sql(f"""
         CREATE OR REPLACE TABLE _docs AS
-        SELECT d.*, CASE WHEN p.id IS NOT NULL AND p._part = d._part AND s._part IS NOT NULL THEN p._fp END AS _fp,
-               p.id IS NOT NULL AS _was, p.id IS NOT NULL AND p._part = d._part AND s._part IS NOT NULL AS _known
+        SELECT d.*, CASE WHEN w._part = d._part AND s._part IS NOT NULL THEN p._fp END AS _fp,
+               p.id IS NOT NULL AS _was, coalesce(w._part = d._part AND s._part IS NOT NULL, false) AS _known
         FROM (SELECT _part, CAST(id AS VARCHAR) AS id{rest} FROM ({union})) d
-        LEFT JOIN (SELECT * FROM _prev_index WHERE augmented_from IS NULL) p USING (id)
+        LEFT JOIN (SELECT id, _fp FROM _prev_index WHERE augmented_from IS NULL) p USING (id)
+        LEFT JOIN _prev_parts w ON w.id = p.id
         LEFT JOIN _same_chain s ON s._part = d._part
     """)
 
@@ -328,8 +354,7 @@ def plan(con: duckdb.DuckDBPyConnection, prev: Previous, max_bytes: int) -> Plan
     """)
     con.sql("""
         CREATE OR REPLACE TEMP TABLE _keep_old AS
-        SELECT p._shard, p.split, p.id, p._fp, p._ops, p.n_chars AS _nchars,
-               CASE WHEN p.augmented_from IS NULL THEN o._part END AS _part
+        SELECT p._shard, p.split, p.id, p._fp, p._ops, p.n_chars AS _nchars
         FROM _prev_index p JOIN _origin o
           ON o.id = coalesce(p.augmented_from, p.id) AND o.origin = 'old' AND o.prev_shard = p._shard
     """)
@@ -381,7 +406,7 @@ class _IndexSink:
 
 
 #: what the writers carry beside a shard's columns: fingerprint, input part, augmentation, characters
-_PRIVATE = ("_fp", "_part", "_ops", "_nchars")
+_PRIVATE = ("_fp", "_ops", "_nchars")
 #: long, nearly unique strings: no dictionary encoding (it is tried and abandoned on every page)
 #: and no min/max statistics
 _PLAIN = ("url", "title", "text")
@@ -401,7 +426,7 @@ def _row_bytes(t: pa.Table) -> np.ndarray:
 
 class SplitWriter:
     """Packs one split's rows into new shard files (see the module docstring): ``add`` tables
-    with the shard's columns plus ``_fp``, ``_part``, ``_ops`` and ``_nchars``; an original and the copies that
+    with the shard's columns plus ``_fp``, ``_ops`` and ``_nchars``; an original and the copies that
     follow it are never cut apart (the last unit of an ``add`` waits for the next)."""
 
     def __init__(self, folder: Path, split: str, schema_: pa.Schema, max_bytes: int, sink: _IndexSink, label_sets):
@@ -460,7 +485,7 @@ class SplitWriter:
             self._rows = self._text = 0
         self.sink.add(pa.table({
             "id": t.column("id"), "split": pa.array([self.split] * n, pa.string()),
-            "_shard": pa.array([self._name] * n, pa.string()), "_part": t.column("_part"), "_fp": t.column("_fp"),
+            "_shard": pa.array([self._name] * n, pa.string()), "_fp": t.column("_fp"),
             "n_chars": t.column("_nchars"),
             "augmented_from": t.column("augmented_from"), "_ops": t.column("_ops"), "source": t.column("source"),
             "lang": t.column("lang"), **{name: t.column(name) for name in self.label_sets},
@@ -507,11 +532,10 @@ def write(con: duckdb.DuckDBPyConnection, parts: list[SourcePart], prev: Previou
     schema_ = arrow_schema(con, label_sets)
     sink = _IndexSink(tmp / ".written-index.parquet", index_schema(label_sets, written=True))
     writers = {s: SplitWriter(tmp, s, schema_, max_bytes, sink, label_sets) for s in schema.SPLITS}
-    extra = [pa.field("_fp", pa.uint64()), pa.field("_part", pa.string()), pa.field("_ops", pa.string()),
-             pa.field("_nchars", pa.int64())]
+    extra = [pa.field("_fp", pa.uint64()), pa.field("_ops", pa.string()), pa.field("_nchars", pa.int64())]
     # 1) the surviving rows of old shards that are not reused, as they were written
     for shard, split in the_plan.reread:
-        keep = con.sql(f"SELECT id, _fp, _part, _ops, _nchars FROM _keep_old WHERE _shard = {sql_str(shard)}"
+        keep = con.sql(f"SELECT id, _fp, _ops, _nchars FROM _keep_old WHERE _shard = {sql_str(shard)}"
                        ).to_arrow_table()
         for b in pq.ParquetFile(prev.path / shard).iter_batches(batch_size=BATCH_ROWS, columns=schema_.names):
             t = pa.Table.from_batches([b]).cast(schema_)
@@ -556,8 +580,7 @@ def write(con: duckdb.DuckDBPyConnection, parts: list[SourcePart], prev: Previou
                     t, code = t.filter(pa.array(code >= 0)), code[code >= 0]
                 if t.num_rows == 0:
                     continue
-                t = t.append_column(extra[1], pa.array([p.key] * t.num_rows, pa.string()))
-                t = t.append_column(extra[2], pa.nulls(t.num_rows, pa.string()))
+                t = t.append_column(extra[1], pa.nulls(t.num_rows, pa.string()))
                 for s, k in codes.items():
                     sub = t.filter(pa.array(code == k))
                     if sub.num_rows and s == "train" and aug is not None:
@@ -596,7 +619,7 @@ class _Augmenter:
         names = copies.column_names
         originals = copies.column("id")
         for name, arr in (("id", pa.array(ids, pa.string())), ("text", pa.array(texts, pa.string())),
-                          ("augmented_from", originals), ("_part", pa.nulls(len(pos), pa.string())),
+                          ("augmented_from", originals),
                           ("_ops", pa.array(ops, pa.string())),
                           ("_nchars", pc.utf8_length(pa.array(texts, pa.string())).cast(pa.int64()))):
             copies = copies.set_column(names.index(name), name, arr)
@@ -679,10 +702,10 @@ def _finish(con, prev: Previous, the_plan: Plan, writers: dict[str, SplitWriter]
     written = tmp / ".written-index.parquet"
     from dataset_platform.storage import write_parquet
 
-    # the reused shards' rows as the previous index has them (their current part), the written
-    # rows; every original with its current group key
+    # the reused shards' rows as the previous index has them, the written rows; every original
+    # with its current group key
     write_parquet(con, f"""
-        SELECT i.* REPLACE (m.new AS _shard, n._part AS _part), n.group_key AS _group FROM (
+        SELECT i.* REPLACE (m.new AS _shard), n.group_key AS _group FROM (
           SELECT {cols} FROM _prev_index p JOIN _reused r USING (_shard)
           UNION ALL
           SELECT {cols} FROM read_parquet({sql_str(written)})) i
