@@ -5,12 +5,13 @@ Layout of a version's data (what ``release/publish.py`` publishes)::
     <version>/data/<split>-NNNNN-of-NNNNN.parquet   the shards (Hugging Face's naming)
     <version>/index.parquet               one row per released row: id, split, _shard (its file),
                                           _fp (row fingerprint), n_chars, augmented_from, _ops
-                                          (augmentation), source, lang, the label values, _group
-                                          (the split group key: splits by difference)
+                                          (augmentation), source, lang, the label values; the
+                                          reused shards' rows first, then the written ones
     .<version>.parts.parquet, .parts.json beside the versions: the input part each document was
-                                          taken from and the parts' chains (run bookkeeping, not
-                                          content: crawl ids are times, so it stays out of the
-                                          version, whose files depend on its content only)
+                                          taken from, its split group key (splits by difference)
+                                          and the parts' chains (run bookkeeping, not content:
+                                          crawl ids are times, so it stays out of the version,
+                                          whose files depend on its content only)
 
 Rules:
 
@@ -35,7 +36,8 @@ Rules:
   the previous release consumed (``.<version>.parts.json``: same chain, same row for an id, see
   ``storage/batched.py``) and the previous release took it from that part; other documents
   that were released before are read once to fingerprint them; documents never released are read
-  only to be written. Texts of unchanged documents are never read.
+  only to be written. The text of an unchanged document is read only when its shard is rewritten
+  (from the old shard).
 * Deterministic: the same inputs and the same history give the same bytes. A rebuild from
   scratch packs every split anew, so its shards may be cut elsewhere than those of a history of
   refreshes: the rows of each split are the same either way, and a document's split keeps its
@@ -143,13 +145,12 @@ def layout_of(label_sets, max_shard_bytes: int, augment, split_settings=None) ->
     return out
 
 
-def index_schema(label_sets=(), *, written: bool = False) -> pa.Schema:
-    """The index's columns (``written``: those the shard writers record; ``_group`` is added from
-    the assignment)."""
+def index_schema(label_sets=()) -> pa.Schema:
+    """The index's columns."""
     s = pa.string()
     return pa.schema([("id", s), ("split", s), ("_shard", s), ("_fp", pa.uint64()),
                       ("n_chars", pa.int64()), ("augmented_from", s), ("_ops", s), ("source", s), ("lang", s),
-                      *[(name, s) for name in label_sets], *([] if written else [("_group", s)])])
+                      *[(name, s) for name in label_sets]])
 
 
 def arrow_schema(con: duckdb.DuckDBPyConnection, label_sets=()) -> pa.Schema:
@@ -172,6 +173,8 @@ class Previous:
 
     #: input part key -> {"chain", "rows"} of the parts it consumed (empty when unknown)
     source_parts: dict = field(default_factory=dict)
+    #: its documents' split group keys are known (``_prev_parts``)
+    groups: bool = False
 
 
 def parts_files(dataset_dir: Path, version: str) -> tuple[Path, Path]:
@@ -181,19 +184,21 @@ def parts_files(dataset_dir: Path, version: str) -> tuple[Path, Path]:
 
 
 def write_parts(con: duckdb.DuckDBPyConnection, dataset_dir: Path, version: str, parts: list[SourcePart]) -> None:
-    """Record which input part each document of ``version`` was taken from (needs ``_new``)."""
+    """Record which input part each document of ``version`` was taken from and its split group
+    key (needs ``_new``)."""
     from dataset_platform import atomic
     from dataset_platform.storage import write_parquet
 
     rows, meta = parts_files(dataset_dir, version)
-    write_parquet(con, "SELECT id, _part FROM _new", rows)
+    write_parquet(con, "SELECT id, _part, group_key AS _group FROM _new", rows)
     atomic.write_text(meta, json.dumps({p.key: {"chain": p.chain, "rows": p.rows} for p in parts
                                         if p.chain is not None}, sort_keys=True) + "\n")
 
 
 def load_previous(con: duckdb.DuckDBPyConnection, path: Path | None, layout: dict, label_sets=()) -> Previous:
-    """Read the previous version's manifest and index (table ``_prev_index``, empty when there is
-    none usable) and its rows' (id, split, fingerprint) as table ``_prev_basis`` for the diff."""
+    """Read the previous version's manifest; its index as view ``_prev_index`` (empty when there is
+    none usable), its rows' (id, split, fingerprint) as ``_prev_basis`` for the diff and its run
+    bookkeeping as ``_prev_parts`` (id, _part, _group; empty when unknown)."""
     prev = Previous(path)
     if path is not None and (path / "manifest.json").exists():
         prev.manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
@@ -202,12 +207,13 @@ def load_previous(con: duckdb.DuckDBPyConnection, path: Path | None, layout: dic
     prev.comparable = has_index and meta.get("row") == layout["row"]
     prev.reusable = prev.comparable and meta.get("layout") == layout["layout"]
     if prev.comparable:
-        con.sql(f"CREATE OR REPLACE TABLE _prev_index AS SELECT * FROM read_parquet({sql_str(path / INDEX)})")
-        con.sql("CREATE OR REPLACE TABLE _prev_basis AS SELECT id, split, _fp FROM _prev_index")
+        index = f"read_parquet({sql_str(path / INDEX)})"
+        con.sql(f"CREATE OR REPLACE TABLE _prev_basis AS SELECT id, split, _fp FROM {index}")
+        con.sql(f"CREATE OR REPLACE VIEW _prev_index AS SELECT * FROM {index}" + ("" if prev.reusable else " WHERE false"))
     else:
         empty = ", ".join(f'CAST(NULL AS {_duck(t)}) AS "{n}"' for n, t in zip(index_schema(label_sets).names,
                                                                           index_schema(label_sets).types))
-        con.sql(f"CREATE OR REPLACE TABLE _prev_index AS SELECT {empty} WHERE false")
+        con.sql(f"CREATE OR REPLACE VIEW _prev_index AS SELECT {empty} WHERE false")
         if path is not None and any((path / "data").glob("*.parquet")):
             # a version written before the index (or with other columns): its rows are read once
             from dataset_platform.release.publish import release_view_sql
@@ -218,14 +224,13 @@ def load_previous(con: duckdb.DuckDBPyConnection, path: Path | None, layout: dic
                     f"{fingerprint_sql(label_sets, present)} AS _fp FROM {view}")
         else:
             con.sql("CREATE OR REPLACE TABLE _prev_basis (id VARCHAR, split VARCHAR, _fp UBIGINT)")
-    if not prev.reusable:
-        con.sql("DELETE FROM _prev_index")
     rows, meta = parts_files(path.parent, path.name) if path is not None else (None, None)
     if prev.reusable and rows.exists() and meta.exists():
         prev.source_parts = json.loads(meta.read_text(encoding="utf-8"))
-        con.sql(f"CREATE OR REPLACE TABLE _prev_parts AS SELECT id, _part FROM read_parquet({sql_str(rows)})")
+        con.sql(f"CREATE OR REPLACE TABLE _prev_parts AS SELECT id, _part, _group FROM read_parquet({sql_str(rows)})")
+        prev.groups = True
     else:  # nothing is known unchanged without reading it
-        con.sql("CREATE OR REPLACE TABLE _prev_parts (id VARCHAR, _part VARCHAR)")
+        con.sql("CREATE OR REPLACE TABLE _prev_parts (id VARCHAR, _part VARCHAR, _group VARCHAR)")
     return prev
 
 
@@ -263,10 +268,10 @@ def last_run_sql(prev: Previous, layout: dict) -> str | None:
     """(id, group_key, clean) of the previous release's documents for a split by difference
     (``release/split.py``): clean when unchanged since (same part, same chain: the same keys and
     stratify value); None when the previous release cannot tell (other settings, no index)."""
-    if not prev.reusable or prev.manifest.get("layout", {}).get("split") != layout.get("split"):
+    if not prev.groups or prev.manifest.get("layout", {}).get("split") != layout.get("split"):
         return None
-    return ("(SELECT p.id, p._group AS group_key, coalesce(d._known, false) AS clean FROM _prev_index p "
-            "LEFT JOIN _docs d USING (id) WHERE p.augmented_from IS NULL)")
+    return ("(SELECT w.id, w._group AS group_key, coalesce(d._known, false) AS clean FROM _prev_parts w "
+            "LEFT JOIN _docs d USING (id))")
 
 
 def fingerprint_unknown(con: duckdb.DuckDBPyConnection, parts: list[SourcePart], label_sets) -> int:
@@ -359,6 +364,8 @@ def plan(con: duckdb.DuckDBPyConnection, prev: Previous, max_bytes: int) -> Plan
           ON o.id = coalesce(p.augmented_from, p.id) AND o.origin = 'old' AND o.prev_shard = p._shard
     """)
     con.sql("CREATE OR REPLACE TEMP TABLE _todo AS SELECT _part, id, split FROM _origin WHERE origin = 'parts'")
+    con.sql("DROP TABLE _origin")
+    con.sql("DROP TABLE _docs")
     out.reread = [(s, sp) for s, sp in con.sql("SELECT DISTINCT _shard, split FROM _keep_old ORDER BY 2, 1").fetchall()]
     out.from_parts = dict(con.sql("SELECT _part, count(*) FROM _todo GROUP BY 1").fetchall())
     return out
@@ -530,7 +537,7 @@ def write(con: duckdb.DuckDBPyConnection, parts: list[SourcePart], prev: Previou
     """Write the new shards into ``tmp/data``, link the reused ones, and write ``tmp/index.parquet``
     (needs :func:`plan`'s tables)."""
     schema_ = arrow_schema(con, label_sets)
-    sink = _IndexSink(tmp / ".written-index.parquet", index_schema(label_sets, written=True))
+    sink = _IndexSink(tmp / ".written-index.parquet", index_schema(label_sets))
     writers = {s: SplitWriter(tmp, s, schema_, max_bytes, sink, label_sets) for s in schema.SPLITS}
     extra = [pa.field("_fp", pa.uint64()), pa.field("_ops", pa.string()), pa.field("_nchars", pa.int64())]
     # 1) the surviving rows of old shards that are not reused, as they were written
@@ -593,7 +600,7 @@ def write(con: duckdb.DuckDBPyConnection, parts: list[SourcePart], prev: Previou
     for w in writers.values():
         w.close()
     sink.close()
-    return _finish(con, prev, the_plan, writers, tmp, schema_, label_sets)
+    return _finish(prev, the_plan, writers, tmp, schema_, label_sets)
 
 
 class _Augmenter:
@@ -658,7 +665,7 @@ def shard_file(split: str, i: int, n: int) -> str:
     return f"data/{split}-{i:05d}-of-{n:05d}.parquet"
 
 
-def _finish(con, prev: Previous, the_plan: Plan, writers: dict[str, SplitWriter], tmp: Path, schema_: pa.Schema,
+def _finish(prev: Previous, the_plan: Plan, writers: dict[str, SplitWriter], tmp: Path, schema_: pa.Schema,
             label_sets) -> Written:
     """Name the shards (reused first, in their order; then the new ones), link or rename them into
     place, and write the version's index."""
@@ -694,25 +701,35 @@ def _finish(con, prev: Previous, the_plan: Plan, writers: dict[str, SplitWriter]
             out.written += 1
             out.rows_written += rows
         out.rows[split] = sum(out.files[shard_file(split, i, n)]["rows"] for i in range(n))
-    con.register("_names_arrow", pa.table({"old": pa.array(list(names), pa.string()),
-                                           "new": pa.array(list(names.values()), pa.string())}))
-    con.sql("CREATE OR REPLACE TEMP TABLE _names AS SELECT * FROM _names_arrow")
-    con.unregister("_names_arrow")
-    cols = ", ".join(f'"{c}"' for c in index_schema(label_sets, written=True).names)
-    written = tmp / ".written-index.parquet"
-    from dataset_platform.storage import write_parquet
-
-    # the reused shards' rows as the previous index has them, the written rows; every original
-    # with its current group key
-    write_parquet(con, f"""
-        SELECT i.* REPLACE (m.new AS _shard), n.group_key AS _group FROM (
-          SELECT {cols} FROM _prev_index p JOIN _reused r USING (_shard)
-          UNION ALL
-          SELECT {cols} FROM read_parquet({sql_str(written)})) i
-        JOIN _names m ON m.old = i._shard
-        LEFT JOIN _new n ON n.id = i.id AND i.augmented_from IS NULL
-        ORDER BY i.id""", tmp / INDEX)
-    written.unlink()
+    _write_index(prev, the_plan, names, tmp, label_sets)
     if any(True for _ in (tmp / "data").glob(".*")):
         raise RuntimeError(f"{tmp / 'data'}: a shard was written but not named")
     return out
+
+
+def _write_index(prev: Previous, the_plan: Plan, names: dict[str, str], tmp: Path, label_sets) -> None:
+    """``tmp/index.parquet``: the reused shards' rows as the previous index has them (their shard
+    renamed), then the rows written; streamed (no sort: the order is deterministic)."""
+    schema_ = index_schema(label_sets)
+    old = pa.array(list(names), pa.string())
+    new = pa.array(list(names.values()), pa.string())
+
+    def renamed(t: pa.Table) -> pa.Table:
+        i = schema_.get_field_index("_shard")
+        return t.set_column(i, "_shard", new.take(pc.index_in(t.column("_shard"), value_set=old)))
+
+    written = tmp / ".written-index.parquet"
+    reused = pa.array(sorted(the_plan.reused), pa.string())
+    w = pq.ParquetWriter(tmp / INDEX, schema_, compression="zstd")
+    try:
+        if len(reused):
+            for b in pq.ParquetFile(prev.path / INDEX).iter_batches(batch_size=100_000, columns=schema_.names):
+                t = pa.Table.from_batches([b]).cast(schema_)
+                t = t.filter(pc.is_in(t.column("_shard"), value_set=reused))
+                if t.num_rows:
+                    w.write_table(renamed(t))
+        for b in pq.ParquetFile(written).iter_batches(batch_size=100_000):
+            w.write_table(renamed(pa.Table.from_batches([b]).cast(schema_)))
+    finally:
+        w.close()
+    written.unlink()

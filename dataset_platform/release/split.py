@@ -119,6 +119,7 @@ def assign_splits(
     *,
     previous_sql: str | None = None,
     last_run_sql: str | None = None,
+    carry: bool = True,
 ) -> SplitStats:
     """Assign every document of ``docs_sql`` to train, validation or test.
 
@@ -133,6 +134,9 @@ def assign_splits(
     ``docs_sql`` with the same keys and stratify value; with ``previous_sql``, groups are
     recomputed by difference (see the module docstring). Only valid with the same ``salt`` and
     ``group_by`` as that run.
+
+    ``carry=False``: ``split_docs`` holds id, split and group_key only, in no particular order
+    (what a caller that joins it by id needs; no join with the input, no sort).
 
     Leaves ``split_docs`` (input columns + ``split`` + ``group_key``, ORDER BY id) and
     ``split_assignments`` (id, split, group_key: this run's documents plus the previous
@@ -156,14 +160,17 @@ def assign_splits(
     con.sql("INSERT INTO _split_assign SELECT id, NULL, split, group_key, prev_split, value FROM _split_outside")
     carried = [c for c in cols if c not in ("split", "group_key")]
     select = ", ".join(f's."{c}"' for c in carried)
-    con.sql(
-        f"""
-        CREATE OR REPLACE TABLE split_docs AS
-        SELECT {select}, a.split, a.group_key
-        FROM {docs_sql} s JOIN _split_assign a ON a.id = s.id::VARCHAR
-        ORDER BY s.id
-        """
-    )
+    if carry:
+        con.sql(
+            f"""
+            CREATE OR REPLACE TABLE split_docs AS
+            SELECT {select}, a.split, a.group_key
+            FROM {docs_sql} s JOIN _split_assign a ON a.id = s.id::VARCHAR
+            ORDER BY s.id
+            """
+        )
+    else:
+        con.sql("CREATE OR REPLACE TABLE split_docs AS SELECT id, split, group_key FROM _split_assign")
     con.sql(
         """
         CREATE OR REPLACE TABLE split_assignments AS
@@ -271,6 +278,8 @@ def _region(con: duckdb.DuckDBPyConnection, docs_sql: str, settings: SplitSettin
     con.sql("CREATE OR REPLACE TABLE _split_region AS SELECT id FROM _split_cur ANTI JOIN _split_outside USING (id)")
     con.sql("CREATE OR REPLACE TABLE _split_outside_counts AS "
             "SELECT value AS stratum, split, count(*) AS n FROM _split_outside GROUP BY ALL")
+    for t in ("_split_cur", "_split_last", "_split_dirty"):  # (memory: the whole-size tables go early)
+        con.sql(f"DROP TABLE {t}")
 
 
 def _slim(con: duckdb.DuckDBPyConnection, docs_sql: str, settings: SplitSettings, cluster_col: str | None) -> None:
