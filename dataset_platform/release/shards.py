@@ -135,7 +135,7 @@ def _digest(obj) -> str:
 def layout_of(label_sets, max_shard_bytes: int, augment, split_settings=None) -> dict:
     """``row``: what a row fingerprint covers (fingerprints of two releases compare when equal);
     ``layout``: that plus what decides a shard's bytes (shards are reused only when equal);
-    ``split``: the settings the index's group keys were computed with (splits by difference)."""
+    ``split``: the settings the group keys were computed with (splits by difference)."""
     row = _digest({"fingerprint": FINGERPRINT_VERSION, "columns": data_columns(label_sets)})
     aug = augment.model_dump(mode="json") if augment is not None else None
     out = {"row": row, "layout": _digest({"row": row, "version": LAYOUT_VERSION, "max_shard_bytes": max_shard_bytes,
