@@ -168,7 +168,7 @@ def publish_release(
     After the call, tables ``split_docs`` (id, split, group_key: no texts) and
     ``split_assignments`` (the assignments to persist) are on ``con``.
     """
-    parts = [SourcePart("", docs)] if isinstance(docs, str) else list(docs)
+    parts = [SourcePart("", docs)] if isinstance(docs, str) else sorted(docs, key=lambda p: p.key)
     stats = dict(stats or {})
     dataset_dir = releases_root / dataset.name
     dataset_dir.mkdir(parents=True, exist_ok=True)
