@@ -226,14 +226,12 @@ def test_release_diff_and_stable_splits_against_the_previous_release(tmp_path):
 
 def test_augmented_copies_stay_in_train_with_provenance(tmp_path):
     from dataset_platform.config import AugmentSettings
-    from dataset_platform.release.augment import augment_train
-
     con = memory_connection()
     _labelled(con, n=100)
     con.sql("UPDATE lab SET text = 'The big city council said the new plan will help many people start again ' || id")
     aug = AugmentSettings(enabled=True, copies=2, seed=3)
     info = publish_release(con, "lab", tmp_path, DatasetSettings(name="t"), SplitSettings(), config_fingerprint="f",
-                           label_sets=["topic"], augment=lambda c: augment_train(c, aug))
+                           label_sets=["topic"], augment=aug)
     from dataset_platform.release.publish import release_view_sql
 
     rows = duckdb.sql(f"SELECT id, split, augmented_from, text FROM {release_view_sql(info.path)}").fetchall()
@@ -243,5 +241,5 @@ def test_augmented_copies_stay_in_train_with_provenance(tmp_path):
     assert all(r[1] == "train" and originals[r[2]][1] == "train" and r[3] != originals[r[2]][3] for r in copies)
     assert info.stats["augmentation"]["rows"] == len(copies)
     again = publish_release(con, "lab", tmp_path / "again", DatasetSettings(name="t"), SplitSettings(),
-                            config_fingerprint="f", label_sets=["topic"], augment=lambda c: augment_train(c, aug))
+                            config_fingerprint="f", label_sets=["topic"], augment=aug)
     assert again.files == info.files  # deterministic copies

@@ -273,3 +273,63 @@ def test_bad_inputs_are_refused():
     assert assign_splits(con, "ok", SplitSettings(group_by=["url"]), previous_sql="none").new == 2
     empty = assign_splits(con, "(SELECT * FROM ok WHERE false)", SplitSettings(group_by=["url"]))
     assert empty.rows == {"train": 0, "validation": 0, "test": 0} and empty.groups == 0
+
+
+def _refresh_world(rng, docs: dict[str, dict], step: int) -> dict[str, dict]:
+    """The next state: documents leave, change (cluster, URL or topic), stay; new ones arrive, some
+    sharing an old document's cluster or URL (bridges between old groups included)."""
+    out = {}
+    for i, d in docs.items():
+        r = rng.random()
+        if r < 0.04:
+            continue  # gone
+        d = dict(d)
+        if r < 0.06:
+            d["cluster_id"] = f"ch{step}-{i}"
+        elif r < 0.08:
+            d["url"] = docs[rng.choice(sorted(docs))]["url"]  # now shares another document's URL
+        elif r < 0.09:
+            d["topic"] = TOPICS[int(rng.integers(len(TOPICS)))]
+        out[i] = d
+    old = sorted(out)
+    for d in _docs(int(rng.integers(50, 400)), seed=1000 + step, prefix=f"s{step}-"):
+        if old and rng.random() < 0.15:
+            anchor = out[old[int(rng.integers(len(old)))]]
+            d["cluster_id" if rng.random() < 0.5 else "url"] = anchor["cluster_id" if rng.random() < 0.5 else "url"]
+        out[d["id"]] = d
+    return out
+
+
+@pytest.mark.parametrize("settings", [STRAT, SplitSettings(group_by=["domain"], stratify_by="topic"),
+                                      SplitSettings(group_by=["cluster"])], ids=["cluster+url", "domain", "cluster"])
+def test_a_refresh_by_difference_gives_what_the_whole_computation_gives(settings):
+    """Random refreshes: groups recomputed only around what changed (``last_run_sql``) give the
+    same splits, group keys, assignments and statistics as the whole computation."""
+    rng = np.random.default_rng(11)
+    docs = {d["id"]: d for d in _docs(3000, seed=12)}
+    con = memory_connection()
+    _load(con, "docs", list(docs.values()))
+    assign_splits(con, "docs", settings)
+    region_sizes = []
+    for step in range(6):
+        con.sql("CREATE OR REPLACE TABLE prev AS SELECT * FROM split_assignments")
+        last = dict(con.sql("SELECT id, group_key FROM split_docs").fetchall())
+        new = _refresh_world(rng, docs, step)
+        keys = ("cluster_id", "url", "topic")
+        clean = {i: i in new and all(new[i][k] == docs[i][k] for k in keys) for i in last}
+        con.register("_l", pa.table({"id": list(last), "group_key": [last[i] for i in last],
+                                     "clean": [clean[i] for i in last]}))
+        con.sql("CREATE OR REPLACE TABLE last_run AS SELECT * FROM _l")
+        con.unregister("_l")
+        docs = new
+        _load(con, "docs", list(docs.values()))
+        full = assign_splits(con, "docs", settings, previous_sql="prev")
+        want_docs = con.sql("SELECT id, split, group_key FROM split_docs ORDER BY id").fetchall()
+        want_assign = con.sql("SELECT * FROM split_assignments ORDER BY id").fetchall()
+        by_diff = assign_splits(con, "docs", settings, previous_sql="prev", last_run_sql="last_run")
+        assert con.sql("SELECT id, split, group_key FROM split_docs ORDER BY id").fetchall() == want_docs
+        assert con.sql("SELECT * FROM split_assignments ORDER BY id").fetchall() == want_assign
+        region_sizes.append(by_diff.recomputed)
+        by_diff.recomputed = full.recomputed
+        assert by_diff == full, step
+    assert max(region_sizes) < len(docs)  # the region is smaller than the whole

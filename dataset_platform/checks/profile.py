@@ -50,11 +50,11 @@ def _shares(con: duckdb.DuckDBPyConnection, rel: str, column: str) -> tuple[list
 
 
 def profile(con: duckdb.DuckDBPyConnection, rel: str) -> Profile:
-    """Profile of relation ``rel`` (a table name or parenthesised query) with a ``text`` column and,
-    when present, ``lang`` and ``source``."""
+    """Profile of relation ``rel`` (a table name or parenthesised query) with a ``text`` or an
+    ``n_chars`` column and, when present, ``lang`` and ``source``."""
     cols = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {rel}").fetchall()}
-    if "text" not in cols:
-        raise ValueError(f"cannot profile {rel}: no text column (columns: {sorted(cols)})")
+    if "text" not in cols and "n_chars" not in cols:
+        raise ValueError(f"cannot profile {rel}: no text column, nor n_chars (columns: {sorted(cols)})")
     # one scan: the quantiles and every bucket's count (a NULL text counts as length 0); a layer
     # that records its texts' lengths (n_chars) is profiled without reading a text
     length = "n_chars" if "n_chars" in cols else "length(text)"

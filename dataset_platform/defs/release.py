@@ -6,7 +6,7 @@ import time
 import dagster as dg
 
 from dataset_platform.config import PlatformConfig
-from dataset_platform.release.publish import release_view_sql
+from dataset_platform.release.publish import release_profile_sql
 from dataset_platform.defs.metadata import column_schema, md_table, profile_metadata
 from dataset_platform.defs.policies import refresh_after_upstream, release_freshness
 from dataset_platform.defs.resources import PlatformResource
@@ -67,6 +67,10 @@ def _publish(context: dg.AssetExecutionContext, platform: PlatformResource) -> d
         "split_shares": dg.MetadataValue.md(md_table(["split", "value", "documents", "share"], shares) if shares else "not stratified"),
         "dataset_card": dg.MetadataValue.path(str(info.path / "README.md")),
         "duration_s": round(info_seconds, 3),
-        **profile_metadata(release_view_sql(info.path)),
+        "files_reused": info.shards.get("reused", 0),
+        "files_written": info.shards.get("written", 0),
+        "rows_written": info.shards.get("rows_written", 0),
+        # from the version's index (lengths, languages, sources): no text is read again
+        **profile_metadata(release_profile_sql(info.path)),
     })
 

@@ -9,6 +9,10 @@ Operations work on the words of each line (whitespace-separated; lines of Chines
 without spaces are left as they are, since swapping or deleting characters breaks words there).
 Synonyms come from a small built-in English list plus ``synonyms`` (a JSON file of word -> list
 of words) when configured.
+
+The release (``release/shards.py``) calls :func:`augment_batch` on each batch of train documents it
+writes and puts each copy right after its original, in the original's shard: a shard reused by a
+later release keeps its copies, so only new or changed documents are augmented again.
 """
 
 from __future__ import annotations
@@ -17,9 +21,6 @@ import hashlib
 import json
 import random
 from pathlib import Path
-
-import duckdb
-import pyarrow as pa
 
 from dataset_platform.config import AugmentSettings
 
@@ -43,7 +44,8 @@ BUILTIN_SYNONYMS: dict[str, list[str]] = {
 }
 
 
-def _synonyms(settings: AugmentSettings) -> dict[str, list[str]]:
+def synonyms_of(settings: AugmentSettings) -> dict[str, list[str]]:
+    """The synonym table the settings use (the built-in list + the ``synonyms`` file)."""
     table = dict(BUILTIN_SYNONYMS)
     if settings.synonyms:
         path = Path(settings.synonyms)
@@ -92,37 +94,20 @@ def augment_text(text: str, settings: AugmentSettings, rng: random.Random, synon
     return "\n".join(out_lines), sorted(applied)
 
 
-def augment_train(con: duckdb.DuckDBPyConnection, settings: AugmentSettings, *, batch_size: int = 2000) -> dict:
-    """Append augmented copies of the train rows of ``split_docs`` (in place); returns counters."""
-    synonyms = _synonyms(settings)
-    cols = con.sql("SELECT * FROM split_docs LIMIT 0").columns
-    reader = con.cursor().sql(
-        "SELECT id, text FROM split_docs WHERE split = 'train' AND augmented_from IS NULL ORDER BY id"
-    ).to_arrow_reader(batch_size)
-    # the copies of each batch go to a table as the batch is done: no list of the whole split in Python
-    con.sql("CREATE OR REPLACE TEMP TABLE _aug (_id VARCHAR, _from VARCHAR, _text VARCHAR)")
-    ops_count: dict[str, int] = {}
-    rows = 0
-    for batch in reader:
-        ids, orig, texts = [], [], []
-        for doc_id, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
-            for k in range(settings.copies):
-                new, applied = augment_text(text or "", settings, _rng(settings.seed, doc_id, k), synonyms)
-                if not applied:
-                    continue  # nothing changed: not a new example
-                ids.append(hashlib.md5(f"{doc_id}:aug:{k}".encode()).hexdigest()[:16])
-                orig.append(doc_id)
-                texts.append(new)
-                for op in applied:
-                    ops_count[op] = ops_count.get(op, 0) + 1
-        con.register("_aug_batch", pa.table({"_id": pa.array(ids, pa.string()), "_from": pa.array(orig, pa.string()),
-                                             "_text": pa.array(texts, pa.string())}))
-        con.sql("INSERT INTO _aug SELECT * FROM _aug_batch")
-        con.unregister("_aug_batch")
-        rows += len(ids)
-    select = ", ".join(
-        {"id": "a._id AS id", "text": "a._text AS text", "augmented_from": "a._from AS augmented_from"}.get(c, f'd."{c}"')
-        for c in cols)
-    con.sql(f"INSERT INTO split_docs SELECT {select} FROM _aug a JOIN split_docs d ON d.id = a._from")
-    con.sql("DROP TABLE _aug")
-    return {"rows": rows, "operations": sorted(ops_count), "per_operation": ops_count}
+def augment_batch(ids: list[str], texts: list[str | None], settings: AugmentSettings,
+                  synonyms: dict[str, list[str]]) -> tuple[list[int], list[str], list[str], list[str]]:
+    """The augmented copies of a batch of train documents, in order (each original's copies in copy
+    order): the position of the original in the batch, the copy's id (16 hex of md5 of
+    ``<id>:aug:<k>``), its text, and the operations that changed it (comma-separated). A copy that
+    no operation changed is not made."""
+    pos, out_ids, out_texts, ops = [], [], [], []
+    for i, (doc_id, text) in enumerate(zip(ids, texts)):
+        for k in range(settings.copies):
+            new, applied = augment_text(text or "", settings, _rng(settings.seed, doc_id, k), synonyms)
+            if not applied:
+                continue  # nothing changed: not a new example
+            pos.append(i)
+            out_ids.append(hashlib.md5(f"{doc_id}:aug:{k}".encode()).hexdigest()[:16])
+            out_texts.append(new)
+            ops.append(",".join(applied))
+    return pos, out_ids, out_texts, ops

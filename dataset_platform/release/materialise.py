@@ -9,7 +9,9 @@ from pathlib import Path
 
 from dataset_platform.config import PlatformConfig
 from dataset_platform.release.publish import ReleaseInfo, latest_release, publish_release, release_view_sql
-from dataset_platform.storage import ensure_view, memory_connection, read_layer, sql_str, write_parquet
+from dataset_platform.release.shards import SourcePart
+from dataset_platform.storage import empty_layer_query, ensure_view, memory_connection, read_layer, sql_str, write_parquet
+from dataset_platform.storage.batched import BatchedLayer
 from dataset_platform.workdir import Workdir
 
 Log = Callable[[str], None]
@@ -51,26 +53,35 @@ def release_stats(cfg: PlatformConfig, wd: Workdir) -> dict:
 def materialise_release(cfg: PlatformConfig, wd: Workdir, log: Log = _noop, *, lineage: dict | None = None) -> ReleaseInfo:
     con = memory_connection(memory_limit=cfg.pipeline.memory_limit, temp_dir=_spill(wd))
     prev = wd.split_assignments
-    augment = None
-    if cfg.pipeline.augmentation.enabled:
-        from dataset_platform.release.augment import augment_train
-
-        aug = cfg.pipeline.augmentation
-        augment = lambda c: augment_train(c, aug)  # noqa: E731
+    augment = cfg.pipeline.augmentation if cfg.pipeline.augmentation.enabled else None
+    layer = "decontaminated_documents"
+    folder = wd.layer_dir(layer)
+    if not (folder / "manifest.json").exists():
+        read_layer(wd, layer)  # raises: never materialised
     try:
-        info = publish_release(
-            con, read_layer(wd, "decontaminated_documents"), wd.releases, cfg.dataset, cfg.pipeline.splits,
-            config_fingerprint=cfg.fingerprint(), stats=release_stats(cfg, wd), label_sets=cfg.label_set_names,
-            release=cfg.pipeline.release,
-            previous_assignments_sql=f"read_parquet({sql_str(prev)})" if prev.exists() else None,
-            lineage=lineage, augment=augment,
-        )
-        # only once the release is in place: a failed publish keeps the old assignments
-        write_parquet(con, "SELECT id, split, group_key FROM split_assignments ORDER BY id", prev, unless_same=True)
+        # the input layer's parts, held under its writer lock while they are read (a part whose
+        # chain the previous release consumed is not read again: release/shards.py)
+        with BatchedLayer(folder, layer).locked() as bl:
+            parts = [SourcePart.parquet(k, bl.file(k), chain=info.chain, rows=info.rows) for k, info in bl.parts.items()]
+            if not parts:
+                parts = [SourcePart("", f"({empty_layer_query(layer, cfg.label_set_names)})")]
+            info = publish_release(
+                con, parts, wd.releases, cfg.dataset, cfg.pipeline.splits,
+                config_fingerprint=cfg.fingerprint(), stats=release_stats(cfg, wd), label_sets=cfg.label_set_names,
+                release=cfg.pipeline.release,
+                previous_assignments_sql=f"read_parquet({sql_str(prev)})" if prev.exists() else None,
+                lineage=lineage, augment=augment,
+            )
+        # only once the release is in place: a failed publish keeps the old assignments (the table
+        # is in id order; with no new document it is likely the same: then the file stays)
+        write_parquet(con, "SELECT id, split, group_key FROM split_assignments", prev,
+                      unless_same=info.split_stats.new == 0)
     finally:
         con.close()
+    sh = info.shards
     log(f"release {info.dataset} {info.version}: {info.rows} at {info.path}" + ("" if info.created else " (unchanged)")
-        + f"; against {info.previous or 'no earlier release'}: {info.diff}")
+        + f"; against {info.previous or 'no earlier release'}: {info.diff}; data files: {sh.get('reused', 0)} reused, "
+        f"{sh.get('written', 0)} written ({sh.get('rows_written', 0)} rows)")
     ensure_view(wd, "dataset_release", release_view_sql(info.path))
     return info
 

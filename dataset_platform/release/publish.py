@@ -6,14 +6,28 @@ Layout::
         data/train-00000-of-00002.parquet   shards of at most ~max_shard_bytes of text each
         data/validation-00000-of-00001.parquet, data/test-00000-of-00001.parquet
         README.md                           Hugging Face dataset card (YAML header + account)
-        manifest.json                       row counts, sha256 per file, config hash, lineage, diff counts
+        manifest.json                       row counts, sha256 per file, config hash, lineage, diff counts,
+                                            shards reused / written
         diff.parquet                        id, change (added | removed | changed), split before / after
+        index.parquet                       one narrow row per released row (id, split, shard, row
+                                            fingerprint, ...): what the next version compares with
     <releases>/<dataset>/LATEST             the newest version's name
+    <releases>/<dataset>/.<version>.parts.parquet, .parts.json
+                                            which input part each document came from, and their
+                                            chains (run bookkeeping: not part of the version)
 
 The version is derived from the content (``v`` + 12 hex of a sha256 over the data files and the
-config hash), so the same inputs and config give the same version and byte-identical data files,
-and publishing it again is a no-op. A release is written into a temporary folder and renamed into
-place only when complete: a run killed mid-way leaves the previous release untouched.
+config hash), so the same inputs, config and history give the same version and byte-identical
+files, and publishing it again is a no-op. A release is written into a temporary folder and
+renamed into place only when complete: a run killed mid-way leaves the previous release untouched.
+
+A new version costs what changed (``release/shards.py``): the split assignment reads narrow
+columns only (ids, URLs, cluster and stratification keys); a shard of the previous version whose
+documents are all still there, unchanged and in the same split is hard-linked, not rewritten (its
+sha256 taken from the previous manifest); only new and changed documents, and the survivors of
+shards that lost or changed a document, are written; the diff and the card's statistics come
+from the index (ids and fingerprints), never from texts. Rows stream from Parquet in bounded
+batches: memory does not grow with the texts of the corpus.
 
 Splits come from ``release/split.py`` (groups, stability across refreshes, stratification); the
 assignments of every release are kept (``split_assignments``) so a document never changes split.
@@ -32,7 +46,9 @@ from pathlib import Path
 import duckdb
 
 from dataset_platform.contracts import schema
-from dataset_platform.config import DatasetSettings, ReleaseSettings, SplitSettings
+from dataset_platform.config import AugmentSettings, DatasetSettings, ReleaseSettings, SplitSettings
+from dataset_platform.release import shards
+from dataset_platform.release.shards import INDEX, SourcePart, sha256_file, shard_file  # noqa: F401  (callers)
 from dataset_platform.release.split import assign_splits
 from dataset_platform.storage import sql_str, write_parquet
 
@@ -51,22 +67,13 @@ class ReleaseInfo:
     previous: str | None = None  # the version LATEST named before this publish
     diff: dict[str, int] = field(default_factory=dict)  # added / removed / changed documents
     split_stats: object | None = None
+    #: data files reused from the previous version / written, rows in each, small shards folded,
+    #: documents fingerprinted because their part changed
+    shards: dict = field(default_factory=dict)
 
     @property
     def total_rows(self) -> int:
         return sum(self.rows.values())
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def shard_file(split: str, i: int, n: int) -> str:
-    return f"data/{split}-{i:05d}-of-{n:05d}.parquet"
 
 
 def release_columns(label_sets: list[str] | tuple[str, ...] = ()) -> list[str]:
@@ -80,6 +87,15 @@ def release_view_sql(release_dir: Path) -> str:
         f"(SELECT * EXCLUDE (filename), regexp_extract(filename, '/data/([a-z]+)-[0-9]+-of-[0-9]+\\.parquet$', 1) AS split "
         f"FROM read_parquet({glob}, filename = true, union_by_name = true))"
     )
+
+
+def release_profile_sql(release_dir: Path) -> str:
+    """FROM-able SQL with what a profile of the release needs (``n_chars``, ``lang``, ``source``)
+    without reading a text: the version's index (the release itself when it has none)."""
+    index = release_dir / INDEX
+    if index.exists():
+        return f"(SELECT n_chars, lang, source FROM read_parquet({sql_str(index)}))"
+    return release_view_sql(release_dir)
 
 
 def _clear_stale_tmp(dataset_dir: Path) -> None:
@@ -107,89 +123,26 @@ def latest_release(releases_root: Path, dataset: str) -> Path | None:
     return d if d.is_dir() else None
 
 
-def _pack(lengths, max_bytes: int) -> list[int]:
-    """Shard number of each document (in order): a shard is closed when the next document would
-    take it past ``max_bytes`` (a document larger than the bound gets a shard of its own)."""
-    shards, shard, fill = [], 0, 0
-    for n in lengths:  # one integer per document: the texts themselves stay in DuckDB
-        if fill and fill + n > max_bytes:
-            shard, fill = shard + 1, 0
-        fill += n
-        shards.append(shard)
-    return shards
-
-
-def _write_shards(con: duckdb.DuckDBPyConnection, tmp: Path, cols: list[str], max_bytes: int) -> tuple[dict, dict]:
-    """Each split into contiguous id ranges holding at most ``max_bytes`` of text and title;
-    returns rows per split and sha256 per file."""
-    import pyarrow as pa
-
-    con.sql("""
-        CREATE OR REPLACE TABLE _lens AS
-        SELECT split, id, strlen(coalesce(text, '')) + strlen(coalesce(title, '')) AS n
-        FROM split_docs ORDER BY split, id
-    """)
-    splits = con.sql("SELECT split, n FROM _lens").to_arrow_table()
-    shard_of: list[int] = []
-    counts: dict[str, int] = {}
-    names, lens = splits.column(0).to_pylist(), splits.column(1).to_pylist()
-    start = 0
-    while start < len(names):
-        end = start
-        while end < len(names) and names[end] == names[start]:
-            end += 1
-        packed = _pack(lens[start:end], max_bytes)
-        shard_of += packed
-        counts[names[start]] = packed[-1] + 1
-        start = end
-    con.register("_shard_arrow", pa.table({"_shard": pa.array(shard_of, pa.int64())}))
-    con.sql("CREATE OR REPLACE TABLE _shard_ids AS SELECT l.id, s._shard FROM _lens l POSITIONAL JOIN _shard_arrow s")
-    con.unregister("_shard_arrow")
-    select = ", ".join(f'd."{c}"' for c in cols)
-    rows: dict[str, int] = {}
-    files: dict[str, str] = {}
-    for split in schema.SPLITS:
-        n = counts.get(split, 1)  # an empty split still gets its (empty) file: loaders expect every split
-        rows[split] = 0
-        for i in range(n):
-            rel = shard_file(split, i, n)
-            rows[split] += write_parquet(
-                con, f"SELECT {select} FROM split_docs d JOIN _shard_ids s USING (id) "
-                     f"WHERE d.split = {sql_str(split)} AND s._shard = {i} ORDER BY d.id",
-                tmp / rel)
-            files[rel] = sha256_file(tmp / rel)
-    return rows, files
-
-
-def _diff(con: duckdb.DuckDBPyConnection, previous: Path | None, cols: list[str], out: Path) -> dict[str, int]:
-    """Added / removed / changed documents against the previous release (by id; changed: any
-    released field differs, the split included), written to ``diff.parquet``."""
-    content = " || '\x1f' || ".join(f"coalesce(CAST(\"{c}\" AS VARCHAR), '\x00')" for c in [*cols, "split"] if c != "id")
-    if previous is not None:
-        prev_cols = set(con.sql(f"SELECT * FROM {release_view_sql(previous)} LIMIT 0").columns)
-        prev_content = " || '\x1f' || ".join(
-            f"coalesce(CAST(\"{c}\" AS VARCHAR), '\x00')" if c in prev_cols else "'\x00'" for c in [*cols, "split"] if c != "id")
-        old = f"(SELECT id, split, md5({prev_content}) AS h FROM {release_view_sql(previous)})"
-    else:
-        old = "(SELECT NULL::VARCHAR AS id, NULL::VARCHAR AS split, NULL::VARCHAR AS h WHERE false)"
+def _diff(con: duckdb.DuckDBPyConnection, index: Path, out: Path) -> dict[str, int]:
+    """Added / removed / changed rows against the previous release (by id; changed: the row
+    fingerprint or the split differs), from the two versions' indexes; written to ``diff.parquet``."""
     con.sql(f"""
         CREATE OR REPLACE TABLE _diff AS
-        WITH new AS (SELECT id, split, md5({content}) AS h FROM split_docs)
         SELECT coalesce(n.id, o.id) AS id,
                CASE WHEN o.id IS NULL THEN 'added' WHEN n.id IS NULL THEN 'removed' ELSE 'changed' END AS change,
                o.split AS split_before, n.split AS split_after
-        FROM new n FULL OUTER JOIN {old} o ON n.id = o.id
-        WHERE o.id IS NULL OR n.id IS NULL OR n.h <> o.h
-        ORDER BY 1
+        FROM (SELECT id, split, _fp FROM read_parquet({sql_str(index)})) n FULL OUTER JOIN _prev_basis o ON n.id = o.id
+        WHERE o.id IS NULL OR n.id IS NULL OR n._fp <> o._fp OR n.split <> o.split
     """)
     write_parquet(con, "SELECT * FROM _diff ORDER BY id", out)
     counts = dict(con.sql("SELECT change, count(*) FROM _diff GROUP BY 1").fetchall())
+    con.sql("DROP TABLE _diff")
     return {k: int(counts.get(k, 0)) for k in ("added", "removed", "changed")}
 
 
 def publish_release(
     con: duckdb.DuckDBPyConnection,
-    docs_sql: str,
+    docs: str | list[SourcePart],
     releases_root: Path,
     dataset: DatasetSettings,
     splits: SplitSettings,
@@ -200,41 +153,58 @@ def publish_release(
     release: ReleaseSettings = DEFAULT_RELEASE,
     previous_assignments_sql: str | None = None,
     lineage: dict | None = None,
-    augment=None,
+    augment: AugmentSettings | None = None,
 ) -> ReleaseInfo:
-    """Assign splits and publish a release of ``docs_sql``.
+    """Assign splits and publish a release of ``docs``.
 
+    ``docs``: the parts of the input layer (:class:`~dataset_platform.release.shards.SourcePart`;
+    a part with the chain the previous release consumed is not read again), or one FROM-able SQL
+    relation (read whole).
     ``stats`` (optional, deterministic values only) feeds the dataset card: ``stages`` (list of
     [stage, in, kept, rejected]), ``reasons`` (list of [stage, rule, count]), ``sources``.
     ``previous_assignments_sql``: (id, split) of earlier releases, which documents keep.
     ``lineage``: upstream materialisations (goes into the manifest only, not into the version).
-    ``augment``: optional callable(con) adding augmented train rows to ``split_docs``.
-    After the call, table ``split_assignments`` on ``con`` holds the assignments to persist.
+    ``augment``: augmentation settings (augmented copies of train documents), or None.
+    After the call, tables ``split_docs`` (id, split, group_key: no texts) and
+    ``split_assignments`` (the assignments to persist) are on ``con``.
     """
+    parts = [SourcePart("", docs)] if isinstance(docs, str) else sorted(docs, key=lambda p: p.key)
     stats = dict(stats or {})
     dataset_dir = releases_root / dataset.name
     dataset_dir.mkdir(parents=True, exist_ok=True)
     _clear_stale_tmp(dataset_dir)
-    split_stats = assign_splits(con, docs_sql, splits, previous_sql=previous_assignments_sql)
     cols = release_columns(label_sets)
-    have = set(con.sql("SELECT * FROM split_docs LIMIT 0").columns)
-    if "augmented_from" not in have:
-        con.sql("CREATE OR REPLACE TABLE split_docs AS SELECT *, NULL::VARCHAR AS augmented_from FROM split_docs ORDER BY id")
-    if augment is not None:
-        stats["augmentation"] = augment(con)
+    available = set(con.sql(f"SELECT * FROM {parts[0].sql} LIMIT 0").columns)
+    keys = [c for c in ("id", "url", "cluster_id", "content_hash", splits.stratify_by) if c and c in available]
+    keys = list(dict.fromkeys(keys))
+    layout = shards.layout_of(label_sets, release.max_shard_bytes, augment, split_settings={
+        "salt": splits.salt, "group_by": sorted(splits.group_by), "stratify_by": splits.stratify_by, "keys": keys})
     previous = latest_release(releases_root, dataset.name)
+    prev = shards.load_previous(con, previous, layout, label_sets)
+    shards.scan(con, parts, prev, keys)  # narrow columns only: no text goes through the assignment
+    # groups by difference when the previous release knows them (release/split.py)
+    last_run = shards.last_run_sql(prev, layout) if previous_assignments_sql is not None else None
+    split_stats = assign_splits(con, "(SELECT " + ", ".join(f'"{k}"' for k in keys) + " FROM _docs)", splits,
+                                previous_sql=previous_assignments_sql, last_run_sql=last_run, carry=False)
+    con.sql("DROP TABLE _prev_parts")
+    fingerprinted = shards.fingerprint_unknown(con, parts, label_sets) if prev.reusable else 0
+    the_plan = shards.plan(con, prev, release.max_shard_bytes)
+    prev_version = previous.name if previous is not None else None
 
     tmp = dataset_dir / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     (tmp / "data").mkdir(parents=True)
     try:
-        rows, files = _write_shards(con, tmp, cols, release.max_shard_bytes)
+        written = shards.write(con, parts, prev, the_plan, tmp, label_sets, release.max_shard_bytes, augment)
+        files = {k: v["sha256"] for k, v in sorted(written.files.items())}
+        rows = written.rows
         digest = hashlib.sha256(
             json.dumps({"files": files, "config": config_fingerprint}, sort_keys=True).encode()
         ).hexdigest()
         version = "v" + digest[:12]
-        prev_version = previous.name if previous is not None else None
-        diff = _diff(con, previous, cols, tmp / "diff.parquet")
-        shares = _shares(con, label_sets)
+        diff = _diff(con, tmp / INDEX, tmp / "diff.parquet")
+        shares = _shares(con, tmp / INDEX, label_sets)
+        if augment is not None:
+            stats["augmentation"] = _augmentation(con, tmp / INDEX)
         split_info = {
             "groups": split_stats.groups, "straddling_groups": split_stats.straddling_groups,
             "kept_from_previous": split_stats.kept_from_previous, "new": split_stats.new,
@@ -242,6 +212,10 @@ def publish_release(
             "group_by": list(splits.group_by), "stratify_by": splits.stratify_by, "tolerance": splits.tolerance,
         }
         full_stats = {**stats, **shares, "split": split_info, "diff": diff, "previous_version": prev_version}
+        shard_info = {"reused": written.reused, "written": written.written, "rows_reused": written.rows_reused,
+                      "rows_written": written.rows_written, "folded": written.folded,
+                      "fingerprinted": fingerprinted, "previous_reusable": prev.reusable,
+                      "split_by_difference": last_run is not None, "split_recomputed": split_stats.recomputed}
         manifest = {
             "dataset": dataset.name,
             "version": version,
@@ -249,18 +223,21 @@ def publish_release(
             "config_sha256": config_fingerprint,
             "rows": rows,
             "total_rows": sum(rows.values()),
-            "files": {k: {"sha256": v, "rows": _rows_of(con, tmp / k), "bytes": (tmp / k).stat().st_size}
-                      for k, v in sorted(files.items())},
+            "files": dict(sorted(written.files.items())),
             "columns": cols,
             "label_sets": list(label_sets),
             "split_ratios": {"train": splits.train, "validation": splits.validation, "test": splits.test},
             "diff": diff,
             "lineage": lineage or {},
             "stats": full_stats,
+            "index": INDEX,
+            "layout": layout,
+            "shards": shard_info,
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         (tmp / "README.md").write_text(
-            dataset_card(dataset, version, rows, splits, full_stats, label_sets=label_sets), encoding="utf-8")
+            dataset_card(dataset, version, rows, splits, full_stats, label_sets=label_sets,
+                         max_shard_bytes=release.max_shard_bytes), encoding="utf-8")
 
         final = dataset_dir / version
         created = not final.exists()
@@ -268,25 +245,35 @@ def publish_release(
             os.rename(tmp, final)  # atomic on one filesystem: the release appears whole or not at all
         else:
             shutil.rmtree(tmp)
+        # the run's bookkeeping (which input part each document came from), beside the version:
+        # written again when the version already existed (its content is the same)
+        shards.write_parts(con, dataset_dir, version, parts)
         _write_text_atomic(dataset_dir / "LATEST", version + "\n")
         return ReleaseInfo(dataset.name, version, final, rows, files, created, full_stats,
-                           previous=prev_version, diff=diff, split_stats=split_stats)
+                           previous=prev_version, diff=diff, split_stats=split_stats, shards=shard_info)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _rows_of(con: duckdb.DuckDBPyConnection, path: Path) -> int:
-    return int(con.sql(f"SELECT count(*) FROM read_parquet({sql_str(path)})").fetchall()[0][0])
-
-
-def _shares(con: duckdb.DuckDBPyConnection, label_sets) -> dict:
+def _shares(con: duckdb.DuckDBPyConnection, index: Path, label_sets) -> dict:
+    """Documents per split and label value, and per split and language (augmented copies
+    included), from the index."""
     def counts(col: str) -> list[list]:
         return [list(r) for r in con.sql(
-            f'SELECT split, "{col}", count(*) FROM split_docs GROUP BY ALL ORDER BY 1, 2'
+            f'SELECT split, "{col}", count(*) FROM read_parquet({sql_str(index)}) GROUP BY ALL ORDER BY 1, 2'
         ).fetchall()]
 
     return {"labels": {s: counts(s) for s in label_sets}, "languages": counts("lang")}
+
+
+def _augmentation(con: duckdb.DuckDBPyConnection, index: Path) -> dict:
+    """The release's augmented copies, and how many each operation changed (from the index)."""
+    ((rows,),) = con.sql(f"SELECT count(*) FROM read_parquet({sql_str(index)}) WHERE augmented_from IS NOT NULL").fetchall()
+    per_op = dict(con.sql(f"SELECT op, count(*) FROM (SELECT unnest(string_split(_ops, ',')) AS op "
+                          f"FROM read_parquet({sql_str(index)}) WHERE _ops IS NOT NULL AND _ops <> '') "
+                          "GROUP BY 1 ORDER BY 1").fetchall())
+    return {"rows": int(rows), "operations": sorted(per_op), "per_operation": {k: int(v) for k, v in per_op.items()}}
 
 
 def _fmt(x) -> str:
@@ -301,7 +288,7 @@ def _table(header: list[str], rows: list[list]) -> str:
 
 def dataset_card(
     dataset: DatasetSettings, version: str, rows: dict[str, int], splits: SplitSettings, stats: dict,
-    *, label_sets: list[str] | tuple[str, ...] = (),
+    *, label_sets: list[str] | tuple[str, ...] = (), max_shard_bytes: int | None = None,
 ) -> str:
     """A Hugging Face dataset card: YAML header (configs, splits, sizes, licence) and a plain account
     of sources, filters, dedup, labelling, decontamination and known limits."""
@@ -333,6 +320,14 @@ def dataset_card(
         "```python\nfrom datasets import load_dataset\n"
         "ds = load_dataset(\"parquet\", data_files={s: f\"data/{s}-*.parquet\" for s in (\"train\", \"validation\", \"test\")})\n```\n",
         "or with DuckDB: `SELECT * FROM read_parquet('data/*.parquet', filename = true)`.\n",
+        "Each split is stored in shards (`data/<split>-NNNNN-of-NNNNN.parquet`)"
+        + (f" of at most {max_shard_bytes / 2**20:g} MiB of text" if max_shard_bytes else "")
+        + ". A new version reuses the previous version's shards whose documents did not change (the same "
+        "files), writes new and changed documents, and the remaining documents of a shard that lost or changed "
+        "one, into new shards, and folds small shards together; so rows are grouped by when they were "
+        "published, not in id order, and a rebuild from scratch may cut the shards elsewhere (the rows of each "
+        "split are the same). `index.parquet` lists every row's split, shard and fingerprint; `diff.parquet` "
+        "what changed since the previous version.\n",
         "## Splits\n",
         _table(["split", "documents", "share of config"], [[s, rows[s], getattr(splits, s)] for s in schema.SPLITS]) + "\n",
         f"Documents that share a {groups} form one group, and a group is never divided between splits, so "

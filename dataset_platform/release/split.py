@@ -30,6 +30,18 @@ single-valued groups are allocated, whose quotas make up for them (on 5 000 synt
 with ~8% of them in such groups this brings the largest share deviation from 0.015-0.06 down to
 0.002-0.006).
 Everything is set-based SQL plus one connected-components call; nothing loops per document.
+
+By difference. A refresh that knows which documents are unchanged since the last run
+(``last_run_sql``: every document of that run with its group key, and whether it is still here
+with the same keys and stratify value) recomputes groups only where something moved: the groups
+of that run holding a document that changed, left or has no previous split, or sharing a key
+with a new or changed document, together with the new and changed documents (the *region*). No
+key links the region to the rest (a document sharing a key with a region document is in the
+region), so the rest keeps its groups, group keys and splits, and the region's components are
+those of the whole graph. New groups are all in the region; the quotas count the rest's
+documents per stratify value and split as placed. The outputs (splits, group keys, statistics)
+are those of the whole computation (``tests/test_split.py`` runs random refreshes both ways);
+what stays linear is a join of the documents' ids and keys against the last run, and the sums.
 """
 
 from __future__ import annotations
@@ -48,7 +60,8 @@ _BUCKET = "CAST(('0x' || left(md5({salt} || ':' || {key}), 15)) AS UBIGINT) / 11
 # (a bracketed IPv6 literal kept whole)
 _HOST_RE = r"^(?:(?:[A-Za-z][A-Za-z0-9+.\-]*:)?//)?(?:[^@/?#]*@)?(\[[^\]]*\]|[^/?#:]*)"
 _TABLES = ("_split_prev", "_split_slim", "_split_edges", "_split_keys", "_split_comp", "_split_members",
-           "_split_groups", "_split_quota", "_split_new", "_split_assign")
+           "_split_groups", "_split_quota", "_split_new", "_split_assign", "_split_cur", "_split_last",
+           "_split_dirty", "_split_outside", "_split_outside_counts", "_split_region")
 
 
 def bucket_sql(key_sql: str, salt: str) -> str:
@@ -90,6 +103,8 @@ class SplitStats:
     shares: list[list] = field(default_factory=list)
     stratify_by: str | None = None
     tolerance: float | None = None
+    #: documents whose groups were computed: all of them, or by difference the region's
+    recomputed: int | None = None
 
     @property
     def balanced(self) -> bool:
@@ -103,6 +118,8 @@ def assign_splits(
     settings: SplitSettings,
     *,
     previous_sql: str | None = None,
+    last_run_sql: str | None = None,
+    carry: bool = True,
 ) -> SplitStats:
     """Assign every document of ``docs_sql`` to train, validation or test.
 
@@ -112,6 +129,14 @@ def assign_splits(
     nothing (such a document is alone unless another key links it).
     ``previous_sql``: FROM-able (id, split[, group_key]) of earlier assignments, or None. It is
     read before anything is replaced, so ``"split_assignments"`` of an earlier call works.
+    ``last_run_sql``: FROM-able (id, group_key, clean) of every document of the run that made
+    ``previous_sql``, with the group key that run gave it and ``clean`` true when it is in
+    ``docs_sql`` with the same keys and stratify value; with ``previous_sql``, groups are
+    recomputed by difference (see the module docstring). Only valid with the same ``salt`` and
+    ``group_by`` as that run.
+
+    ``carry=False``: ``split_docs`` holds id, split and group_key only, in no particular order
+    (what a caller that joins it by id needs; no join with the input, no sort).
 
     Leaves ``split_docs`` (input columns + ``split`` + ``group_key``, ORDER BY id) and
     ``split_assignments`` (id, split, group_key: this run's documents plus the previous
@@ -120,19 +145,32 @@ def assign_splits(
     cols = list(con.sql(f"SELECT * FROM {docs_sql} LIMIT 0").columns)
     cluster_col = _check_input(cols, settings)
     _load_previous(con, previous_sql)
-    _slim(con, docs_sql, settings, cluster_col)
+    region_sql = docs_sql
+    if last_run_sql is not None and previous_sql is not None:
+        _region(con, docs_sql, settings, cluster_col, last_run_sql)
+        region_sql = f"(SELECT s.* FROM {docs_sql} s SEMI JOIN _split_region r ON r.id = s.id::VARCHAR)"
+    else:
+        con.sql("CREATE OR REPLACE TABLE _split_outside (id VARCHAR, split VARCHAR, group_key VARCHAR, value VARCHAR, "
+                "prev_split VARCHAR)")
+        con.sql("CREATE OR REPLACE TABLE _split_outside_counts (stratum VARCHAR, split VARCHAR, n BIGINT)")
+    _slim(con, region_sql, settings, cluster_col)
     _components(con, settings)
     _allocate(con, settings)
+    recomputed = con.sql("SELECT count(*) FROM _split_assign").fetchall()[0][0]
+    con.sql("INSERT INTO _split_assign SELECT id, NULL, split, group_key, prev_split, value FROM _split_outside")
     carried = [c for c in cols if c not in ("split", "group_key")]
     select = ", ".join(f's."{c}"' for c in carried)
-    con.sql(
-        f"""
-        CREATE OR REPLACE TABLE split_docs AS
-        SELECT {select}, a.split, a.group_key
-        FROM {docs_sql} s JOIN _split_assign a ON a.id = s.id::VARCHAR
-        ORDER BY s.id
-        """
-    )
+    if carry:
+        con.sql(
+            f"""
+            CREATE OR REPLACE TABLE split_docs AS
+            SELECT {select}, a.split, a.group_key
+            FROM {docs_sql} s JOIN _split_assign a ON a.id = s.id::VARCHAR
+            ORDER BY s.id
+            """
+        )
+    else:
+        con.sql("CREATE OR REPLACE TABLE split_docs AS SELECT id, split, group_key FROM _split_assign")
     con.sql(
         """
         CREATE OR REPLACE TABLE split_assignments AS
@@ -143,6 +181,7 @@ def assign_splits(
         """
     )
     stats = _stats(con, settings)
+    stats.recomputed = int(recomputed)
     for t in _TABLES:
         con.sql(f"DROP TABLE IF EXISTS {t}")
     return stats
@@ -177,19 +216,70 @@ def _load_previous(con: duckdb.DuckDBPyConnection, previous_sql: str | None) -> 
     con.sql(
         f"""
         CREATE OR REPLACE TABLE _split_prev AS
-        SELECT id, min(split) AS split, min(group_key) AS group_key, count(DISTINCT split) AS n_splits
+        SELECT id, min(split) AS split, min(group_key) AS group_key, min(split) <> max(split) AS contradictory
         FROM (SELECT id::VARCHAR AS id, split::VARCHAR AS split, {gk} AS group_key FROM {previous_sql})
         GROUP BY id
         """
     )
     bad = con.sql(
-        f"SELECT id, split FROM _split_prev WHERE n_splits > 1 OR split NOT IN {tuple(SPLITS)!r} OR split IS NULL "
+        f"SELECT id, split FROM _split_prev WHERE contradictory OR split NOT IN {tuple(SPLITS)!r} OR split IS NULL "
         "ORDER BY id LIMIT 3"
     ).fetchall()
     if bad:
         raise ValueError(f"previous split assignments are contradictory or invalid (e.g. {bad}): "
                          "each id needs exactly one of train/validation/test")
-    con.sql("ALTER TABLE _split_prev DROP COLUMN n_splits")
+    con.sql("ALTER TABLE _split_prev DROP COLUMN contradictory")
+
+
+def _region(con: duckdb.DuckDBPyConnection, docs_sql: str, settings: SplitSettings, cluster_col: str | None,
+            last_run_sql: str) -> None:
+    """By difference: ``_split_region`` (ids whose groups are recomputed) and ``_split_outside``
+    (id, split, group_key, value, prev_split: the others, which keep what the last run gave them),
+    with ``_split_outside_counts`` (its documents per stratify value and split)."""
+    cluster = f'"{cluster_col}"::VARCHAR' if cluster_col else "NULL::VARCHAR"
+    value = f'"{settings.stratify_by}"::VARCHAR' if settings.stratify_by else "NULL::VARCHAR"
+    con.sql(f"""
+        CREATE OR REPLACE TABLE _split_last AS
+        SELECT id::VARCHAR AS id, group_key::VARCHAR AS group_key, coalesce(clean, false) AS clean FROM {last_run_sql}
+    """)
+    con.sql(f"""
+        CREATE OR REPLACE TABLE _split_cur AS
+        SELECT c.id, c.cluster, c.url, c.value, p.split AS prev_split,
+               CASE WHEN l.clean THEN l.group_key END AS last_group
+        FROM (SELECT id::VARCHAR AS id, {cluster} AS cluster, url::VARCHAR AS url, {value} AS value FROM {docs_sql}) c
+        LEFT JOIN _split_last l USING (id) LEFT JOIN _split_prev p USING (id)
+    """)
+    # groups of the last run that cannot stay as they were: a member changed or left, a member has
+    # no previous split, or a member shares a key with a new or changed document
+    dirty = ["SELECT group_key FROM _split_last WHERE NOT clean",
+             "SELECT last_group FROM _split_cur WHERE last_group IS NOT NULL AND prev_split IS NULL"]
+    keys = []
+    if "cluster" in settings.group_by:
+        keys.append("cluster")
+    if "url" in settings.group_by:
+        keys.append("url")
+    for k in keys:
+        dirty.append(f"SELECT c.last_group FROM _split_cur c SEMI JOIN (SELECT {k} FROM _split_cur "
+                     f"WHERE last_group IS NULL AND {k} IS NOT NULL AND {k} <> '') n ON n.{k} = c.{k} "
+                     "WHERE c.last_group IS NOT NULL")
+    if "domain" in settings.group_by:
+        d = domain_sql("url")
+        dirty.append(f"SELECT c.last_group FROM (SELECT last_group, {d} AS d FROM _split_cur "
+                     "WHERE last_group IS NOT NULL) c "
+                     f"SEMI JOIN (SELECT {d} AS d FROM _split_cur WHERE last_group IS NULL) n ON n.d = c.d")
+    con.sql("CREATE OR REPLACE TABLE _split_dirty AS SELECT DISTINCT group_key FROM (" + " UNION ALL ".join(
+        f"SELECT * FROM ({q})" for q in dirty) + ") t(group_key) WHERE group_key IS NOT NULL")
+    con.sql("""
+        CREATE OR REPLACE TABLE _split_outside AS
+        SELECT c.id, c.prev_split AS split, c.last_group AS group_key, c.value, c.prev_split
+        FROM _split_cur c ANTI JOIN _split_dirty d ON d.group_key = c.last_group
+        WHERE c.last_group IS NOT NULL
+    """)
+    con.sql("CREATE OR REPLACE TABLE _split_region AS SELECT id FROM _split_cur ANTI JOIN _split_outside USING (id)")
+    con.sql("CREATE OR REPLACE TABLE _split_outside_counts AS "
+            "SELECT value AS stratum, split, count(*) AS n FROM _split_outside GROUP BY ALL")
+    for t in ("_split_cur", "_split_last", "_split_dirty"):  # (memory: the whole-size tables go early)
+        con.sql(f"DROP TABLE {t}")
 
 
 def _slim(con: duckdb.DuckDBPyConnection, docs_sql: str, settings: SplitSettings, cluster_col: str | None) -> None:
@@ -325,13 +415,15 @@ def _fill(con: duckdb.DuckDBPyConnection, settings: SplitSettings, which: str, *
         f"""
         CREATE OR REPLACE TABLE _split_quota AS
         WITH placed AS (
-          SELECT m.value AS stratum, coalesce(m.prev_split, g.joined, x.split) AS split
+          SELECT m.value AS stratum, coalesce(m.prev_split, g.joined, x.split) AS split, 1 AS n
           FROM _split_members m JOIN _split_groups g USING (comp) LEFT JOIN _split_new x USING (comp)
           WHERE {placed} AND (g.joined IS NOT NULL OR x.split IS NOT NULL)
+          UNION ALL  -- by difference: the documents outside the region, all placed
+          SELECT stratum, split, n FROM _split_outside_counts WHERE {placed}
         ), e AS (
-          SELECT stratum, count(*) FILTER (WHERE split = 'train') AS e_train,
-                 count(*) FILTER (WHERE split = 'validation') AS e_validation,
-                 count(*) FILTER (WHERE split = 'test') AS e_test
+          SELECT stratum, coalesce(sum(n) FILTER (WHERE split = 'train'), 0) AS e_train,
+                 coalesce(sum(n) FILTER (WHERE split = 'validation'), 0) AS e_validation,
+                 coalesce(sum(n) FILTER (WHERE split = 'test'), 0) AS e_test
           FROM placed GROUP BY stratum
         ), n AS (
           SELECT stratum, sum(size)::DOUBLE AS n FROM _split_groups WHERE joined IS NULL AND {which} GROUP BY stratum
@@ -376,10 +468,11 @@ def _fill(con: duckdb.DuckDBPyConnection, settings: SplitSettings, which: str, *
 def _stats(con: duckdb.DuckDBPyConnection, settings: SplitSettings) -> SplitStats:
     rows = {s: 0 for s in SPLITS}
     rows.update({s: int(n) for s, n in con.sql("SELECT split, count(*) FROM _split_assign GROUP BY 1").fetchall()})
-    groups = con.sql("SELECT count(*) FROM _split_groups").fetchall()[0][0]
-    straddling = con.sql(
-        "SELECT count(*) FROM (SELECT comp FROM _split_assign GROUP BY comp HAVING count(DISTINCT split) > 1)"
-    ).fetchall()[0][0]
+    # a group key names one group (the smallest key hash of its component: components share no key)
+    groups, straddling = con.sql(
+        "SELECT count(*), count(*) FILTER (WHERE lo <> hi) "
+        "FROM (SELECT min(split) AS lo, max(split) AS hi FROM _split_assign GROUP BY group_key)"
+    ).fetchall()[0]
     kept, new = con.sql("SELECT count(prev_split), count(*) - count(prev_split) FROM _split_assign").fetchall()[0]
     max_dev, shares = None, []
     if settings.stratify_by:
