@@ -6,7 +6,9 @@ A suite is a plain JSON file (``expectations/<layer>.json``)::
                                           "severity": "critical" | "warning" | "info"}]}
 
 Row-level expectations (``BATCH_TYPES``) run with GX's pandas engine on Arrow record batches of
-at most ``batch_rows`` rows streamed from DuckDB; their element, missing and unexpected counts
+at most ``batch_rows`` rows and about ``batch_bytes`` bytes streamed from DuckDB (one GX run per
+batch, each with a fixed cost: narrow columns go in large batches, texts in smaller ones); their
+element, missing and unexpected counts
 are summed over the batches and ``mostly`` is applied to the totals, exactly as GX applies it to
 one batch. They run over ``rows_sql`` when one is given (the asset check passes the files the
 last materialisation wrote: ``checks/suite_check.py``), else over the whole relation.
@@ -307,8 +309,13 @@ def _for_set(v: Any, name: str, values: list[str]) -> Any:
     return v.replace("{set}", name) if isinstance(v, str) else v
 
 
+#: at most this many rows per GX run, and about this many bytes of Arrow data (the columns read)
+BATCH_ROWS = 1_000_000
+BATCH_BYTES = 256 << 20
+
+
 def validate_parquet(
-    path_or_glob: str | Path, suite_path: Path, *, batch_rows: int = 100_000,
+    path_or_glob: str | Path, suite_path: Path, *, batch_rows: int = BATCH_ROWS,
     label_sets: dict[str, list[str]] | None = None,
 ) -> SuiteOutcome:
     """Validate a Parquet file (or a glob of files) against a suite."""
@@ -322,8 +329,8 @@ def validate_parquet(
 
 
 def validate_relation(
-    con: duckdb.DuckDBPyConnection, sql: str, suite_path: Path, *, batch_rows: int = 100_000,
-    label_sets: dict[str, list[str]] | None = None, rows_sql: str | None = None,
+    con: duckdb.DuckDBPyConnection, sql: str, suite_path: Path, *, batch_rows: int = BATCH_ROWS,
+    label_sets: dict[str, list[str]] | None = None, rows_sql: str | None = None, batch_bytes: int = BATCH_BYTES,
 ) -> SuiteOutcome:
     """Validate a query against a suite in bounded memory (``label_sets``: name -> allowed values,
     for suites of the labelled layers). Whole-table expectations see every row of ``sql``;
@@ -351,7 +358,7 @@ def validate_relation(
             batch_specs[i] = e
     if batch_specs:
         outcomes.update(_validate_batches(con, rows_sql, columns, batch_specs, Path(suite_path), batch_rows,
-                                          rows_validated))
+                                          batch_bytes, rows_validated))
     return SuiteOutcome(spec["name"], row_count, [outcomes[i] for i in sorted(outcomes)], rows_validated)
 
 
@@ -438,6 +445,7 @@ def _validate_batches(
     specs: dict[int, dict[str, Any]],
     suite_path: Path,
     batch_rows: int,
+    batch_bytes: int,
     n_rows: int,
 ) -> dict[int, ExpectationOutcome]:
     if n_rows == 0:  # nothing to validate: GX is not even imported
@@ -459,9 +467,9 @@ def _validate_batches(
                 raise SuiteError(f"{suite_path}: expectations[{i}] ({config['type']}): GX rejects it: "
                                  + " ".join(str(exc).split())) from exc
         suite = ExpectationSuite(name=suite_path.stem, expectations=list(configs.values()))
-        reader = con.sql(f"SELECT {select} FROM ({sql}) AS _q").to_arrow_reader(batch_rows)
+        reader = con.sql(f"SELECT {select} FROM ({sql}) AS _q").to_arrow_reader(min(batch_rows, _READ_ROWS))
         try:
-            for table in _rebatch(reader, batch_rows):
+            for table in _rebatch(reader, batch_rows, batch_bytes):
                 df = _widen(table).to_pandas()
                 del table
                 # What Batch.validate does, without first building a Batch it would not use.
@@ -508,24 +516,35 @@ def _gx_error(info: Any) -> str | None:
     return "; ".join(messages) if messages else None
 
 
-def _rebatch(reader: Any, rows: int) -> Iterator[pa.Table]:
-    """Tables of exactly ``rows`` rows (the last one may be shorter) from a record batch stream.
+#: rows per record batch read from DuckDB (the GX batches are assembled from these)
+_READ_ROWS = 16_384
 
-    DuckDB's stream yields batches of uneven size (it follows the row groups); evening them out
-    keeps the number of GX runs, each with a fixed cost, at ceil(rows / batch_rows).
+
+def _rebatch(reader: Any, rows: int, max_bytes: int | None = None) -> Iterator[pa.Table]:
+    """Tables of at most ``rows`` rows and about ``max_bytes`` bytes (at least one record batch)
+    from a record batch stream; every table but the last holds exactly ``rows`` rows unless the
+    byte bound closed it first.
+
+    DuckDB's stream yields batches of uneven size; evening them out keeps the number of GX runs,
+    each with a fixed cost, low: about max(rows / ``rows``, bytes / ``max_bytes``).
     """
     pending: list[pa.RecordBatch] = []
-    size = 0
+    size = nbytes = 0
     for batch in reader:
         if batch.num_rows == 0:
             continue
         pending.append(batch)
         size += batch.num_rows
+        nbytes += batch.nbytes
         while size >= rows:
             table = pa.Table.from_batches(pending)
             yield table.slice(0, rows)
             rest = table.slice(rows)
             pending, size = rest.to_batches(), rest.num_rows
+            nbytes = sum(b.nbytes for b in pending)
+        if max_bytes is not None and size and nbytes >= max_bytes:
+            yield pa.Table.from_batches(pending)
+            pending, size, nbytes = [], 0, 0
     if size:
         yield pa.Table.from_batches(pending)
 
