@@ -260,6 +260,10 @@ def test_a_release_validates_the_shards_it_wrote_not_those_it_shares(tmp_path):
     # the split column of the rows validated is the release view's own
     split = [o for o in again.outcome.outcomes if o.kwargs.get("column") == "split"]
     assert split and all(o.success and o.element_count == again.rows_validated for o in split)
+    # a manifest that does not name the files: every file is validated (by file, not by content)
+    manifest = json.loads((v2.path / "manifest.json").read_text())
+    (v2.path / "manifest.json").write_text(json.dumps({**manifest, "files": {}}))
+    assert run_suite_check(cfg, wd, "dataset_release", suite).rows_validated == 201
 
 
 def test_a_whole_table_expectation_does_not_read_the_text_column(tmp_path):

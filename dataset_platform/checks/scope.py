@@ -176,10 +176,11 @@ def release_files(release: Path) -> LayerFiles:
     listed = _read_json(manifest).get("files", {}) if manifest.exists() else {}
     for rel, info in sorted(listed.items()):
         f = release / rel
-        if rel.endswith(".parquet") and isinstance(info, dict) and info.get("sha256") and f.exists():
+        if rel.startswith("data/") and rel.endswith(".parquet") and isinstance(info, dict) and info.get("sha256"):
             units.append(Unit(rel, f"sha256 {info['sha256']}", f, info.get("rows")))
-    if not units:
-        units = file_units((release / "data").glob("*.parquet"), release)
+    on_disk = sorted((release / "data").glob("*.parquet"))
+    if sorted(u.file for u in units) != on_disk:  # the manifest does not name every file read: by file
+        units = file_units(on_disk, release)
     glob = sql_str(release / "data" / "*.parquet")
 
     def subset(sub: list[Unit]) -> str | None:
