@@ -20,6 +20,7 @@
       releases/<dataset>/<version>/     published releases; releases/<dataset>/LATEST
       retired/                          partitions of sources removed from the config
       tmp/                              DuckDB spill folders (tmp/<stage>/)
+      checks/<layer>/<check>.json       what a check validated already (checks/scope.py: its ledger)
       demo_site/, data_docs/, alerts/, dagster_home/
 
 Nothing here imports DuckDB or Dagster.
@@ -157,6 +158,11 @@ class Workdir:
     def data_docs(self) -> Path:
         """GX Data Docs of every suite check: ``site/index.html`` and the validation results."""
         return self.root / "data_docs"
+
+    def check_state(self, layer: str, check: str) -> Path:
+        """The units (parts, files) of ``layer`` that ``check`` validated already: its ledger
+        (``checks/scope.py``). Deleting it only makes the next check validate everything."""
+        return self.root / "checks" / layer / f"{check}.json"
 
     @property
     def alerts(self) -> Path:

@@ -43,3 +43,21 @@ def test_a_validation_renders_as_data_docs(tmp_path: Path):
     assert second.exists() and page.exists() and page.read_text(encoding="utf-8") == html
     index = (tmp_path / "docs/site/index.html").read_text(encoding="utf-8")
     assert "validations/notes/run-1" in index and "validations/notes/run-2" in index
+
+
+
+def test_the_index_lists_the_newest_validations_and_older_pages_stay(tmp_path: Path):
+    """GX's index builder reads every result it lists on every build: the index lists the newest
+    ``index_limit`` ones, so a check's cost does not grow with every check ever run."""
+    suite = tmp_path / "docs.json"
+    suite.write_text(json.dumps({"name": "notes", "expectations": [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "id"}, "severity": "critical"}]}))
+    con = duckdb.connect()
+    outcome = validate_relation(con, "SELECT 'doc-' || i AS id FROM range(10) t(i)", suite)
+    start = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.timezone.utc)
+    pages = [build_data_docs(outcome, tmp_path / "docs", f"run-{i}", start + dt.timedelta(minutes=i), index_limit=3)
+             for i in range(5)]
+    assert all(p.exists() for p in pages)  # every page stays (each check's metadata links its own)
+    index = (tmp_path / "docs/site/index.html").read_text(encoding="utf-8")
+    assert "validations/notes/run-4/" in index and "validations/notes/run-2/" in index
+    assert "validations/notes/run-1/" not in index

@@ -84,3 +84,51 @@ def test_a_phone_number_left_in_a_title_fails(tmp_path):
 def test_an_empty_layer_passes(tmp_path):
     ev, _ = _materialize(tmp_path, [])
     assert ev.passed and ev.metadata["rows_scanned"].value == 0
+
+
+def test_only_parts_not_scanned_clean_are_scanned_and_a_failure_keeps_failing(tmp_path):
+    """Refreshes: a part scanned clean is not scanned again; a part with PII fails the check and
+    is scanned again by every later check until it is fixed (the ERROR keeps blocking)."""
+    wd = Workdir.at(tmp_path / "wd").ensure()
+    plan: list[tuple[str, list[str]]] = []
+
+    @dg.asset(name="cleaned_documents")
+    def cleaned_documents(platform: PlatformResource) -> None:
+        with BatchedLayer(platform.wd.layer_dir("cleaned_documents"), "cleaned_documents").locked() as layer:
+            for key, texts in plan:
+                staging = layer.stage(key)
+                ids = [f"{key.split('/')[1]}{i:05d}" for i in range(len(texts))]
+                pq.write_table(pa.table({"id": ids, "title": [f"Title {i}" for i in range(len(texts))],
+                                         "text": pa.array(texts, pa.string())}), staging / "data.parquet")
+                layer.staged(PartInfo(key, rows=len(texts)))
+            layer.commit()
+
+    @dg.asset(deps=[cleaned_documents])
+    def downstream() -> None:
+        return None
+
+    def run(*parts):
+        plan[:] = list(parts)
+        with dg.instance_for_test() as instance:
+            result = dg.materialize(
+                [cleaned_documents, downstream, no_structured_pii], instance=instance, raise_on_error=False,
+                resources={"platform": PlatformResource(config_path=str(demo_config_path()), workdir=str(wd.root))})
+            (ev,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "no_structured_pii"]
+            done = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+        return ev, done
+
+    ev, done = run(("src/a", _clean_texts(300)))
+    assert ev.passed and ev.metadata["rows_scanned"].value == 300 and done == {"cleaned_documents", "downstream"}
+    leaky = _clean_texts(200)
+    leaky[50] = "Write to kim.park@example.com for details."
+    ev, done = run(("src/b", leaky))
+    assert not ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR
+    assert ev.metadata["rows_scanned"].value == 200 and ev.metadata["layer_rows"].value == 500
+    assert done == {"cleaned_documents"}
+    ev, done = run(("src/c", _clean_texts(100)))  # b was not scanned clean: scanned again, still failing
+    assert not ev.passed and ev.metadata["rows_scanned"].value == 300 and ev.metadata["parts_scanned"].value == 2
+    assert done == {"cleaned_documents"}
+    ev, done = run(("src/b", _clean_texts(200)))  # fixed
+    assert ev.passed and ev.metadata["rows_scanned"].value == 300 and done == {"cleaned_documents", "downstream"}
+    ev, _ = run()
+    assert ev.passed and ev.metadata["rows_scanned"].value == 0 and ev.metadata["layer_rows"].value == 600

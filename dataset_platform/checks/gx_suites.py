@@ -1,4 +1,4 @@
-"""Great Expectations suites per layer, validated over a whole table in bounded memory.
+"""Great Expectations suites per layer, validated over a relation in bounded memory.
 
 A suite is a plain JSON file (``expectations/<layer>.json``)::
 
@@ -6,14 +6,20 @@ A suite is a plain JSON file (``expectations/<layer>.json``)::
                                           "severity": "critical" | "warning" | "info"}]}
 
 Row-level expectations (``BATCH_TYPES``) run with GX's pandas engine on Arrow record batches of
-at most ``batch_rows`` rows streamed from DuckDB; their element, missing and unexpected counts
+at most ``batch_rows`` rows and about ``batch_bytes`` bytes streamed from DuckDB (one GX run per
+batch, each with a fixed cost: narrow columns go in large batches, texts in smaller ones); their
+element, missing and unexpected counts
 are summed over the batches and ``mostly`` is applied to the totals, exactly as GX applies it to
-one batch. Expectations that need the whole table at once (``NATIVE_TYPES``: uniqueness, row
-count, column list) are evaluated by DuckDB over the whole relation. Any other type is refused
-when the suite is loaded.
+one batch. They run over ``rows_sql`` when one is given (the asset check passes the files the
+last materialisation wrote: ``checks/suite_check.py``), else over the whole relation.
+Expectations that need the whole table at once (``NATIVE_TYPES``: uniqueness, row count, column
+list, distinct counts, z-scores, IQR fences) are evaluated by DuckDB over the whole relation,
+reading only the columns they name (DuckDB pushes the projection into the Parquet scan). Any
+other type is refused when the suite is loaded.
 
 This module does not import dagster; ``great_expectations`` is imported lazily (it is slow and
-large) and one ephemeral GX context is reused for the life of the process.
+large), only when there are rows to validate, and one ephemeral GX context is reused for the
+life of the process.
 """
 
 from __future__ import annotations
@@ -115,9 +121,23 @@ class ExpectationOutcome:
 
 @dataclass
 class SuiteOutcome:
+    """``row_count``: rows of the whole relation (what whole-table expectations saw);
+    ``rows_validated``: rows the row-level expectations saw (``row_count`` unless they ran over a
+    part of it)."""
+
     suite: str
     row_count: int
     outcomes: list[ExpectationOutcome] = field(default_factory=list)
+    rows_validated: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.rows_validated is None:
+            self.rows_validated = self.row_count
+
+    @property
+    def row_level_critical_passed(self) -> bool:
+        """No critical row-level (GX) expectation failed: the rows validated are clean."""
+        return not any(o.engine == "gx" and not o.success for o in self.failed("critical"))
 
     @property
     def critical_passed(self) -> bool:
@@ -136,8 +156,11 @@ class SuiteOutcome:
     def to_markdown(self) -> str:
         """A compact table for Dagster metadata."""
         n_ok = sum(o.success for o in self.outcomes)
+        rows = f"{self.row_count:,} rows" if self.rows_validated == self.row_count else (
+            f"{self.row_count:,} rows (row-level expectations over the {self.rows_validated:,} rows the last "
+            "materialisation wrote; whole-table ones over all)")
         head = (
-            f"**{self.suite}**: {self.row_count:,} rows, {n_ok}/{len(self.outcomes)} expectations passed "
+            f"**{self.suite}**: {rows}, {n_ok}/{len(self.outcomes)} expectations passed "
             f"(critical: {_verdict(self.critical_passed)}, warnings: {_verdict(self.warnings_passed)})"
         )
         lines = [head, "", "| result | severity | expectation | column | unexpected | sample / observed |",
@@ -286,8 +309,13 @@ def _for_set(v: Any, name: str, values: list[str]) -> Any:
     return v.replace("{set}", name) if isinstance(v, str) else v
 
 
+#: at most this many rows per GX run, and about this many bytes of Arrow data (the columns read)
+BATCH_ROWS = 1_000_000
+BATCH_BYTES = 256 << 20
+
+
 def validate_parquet(
-    path_or_glob: str | Path, suite_path: Path, *, batch_rows: int = 100_000,
+    path_or_glob: str | Path, suite_path: Path, *, batch_rows: int = BATCH_ROWS,
     label_sets: dict[str, list[str]] | None = None,
 ) -> SuiteOutcome:
     """Validate a Parquet file (or a glob of files) against a suite."""
@@ -301,17 +329,21 @@ def validate_parquet(
 
 
 def validate_relation(
-    con: duckdb.DuckDBPyConnection, sql: str, suite_path: Path, *, batch_rows: int = 100_000,
-    label_sets: dict[str, list[str]] | None = None,
+    con: duckdb.DuckDBPyConnection, sql: str, suite_path: Path, *, batch_rows: int = BATCH_ROWS,
+    label_sets: dict[str, list[str]] | None = None, rows_sql: str | None = None, batch_bytes: int = BATCH_BYTES,
 ) -> SuiteOutcome:
-    """Validate the rows of a query against a suite, covering every row in bounded memory
-    (``label_sets``: name -> allowed values, for suites of the labelled layers)."""
+    """Validate a query against a suite in bounded memory (``label_sets``: name -> allowed values,
+    for suites of the labelled layers). Whole-table expectations see every row of ``sql``;
+    row-level ones see the rows of ``rows_sql`` (a query with the same columns: the part of the
+    table to validate row by row), every row of ``sql`` when it is None."""
     if batch_rows < 1:
         raise ValueError("batch_rows must be >= 1")
     spec = expand_label_sets(load_suite(suite_path), label_sets or {})
     sql = sql.strip().rstrip(";")
+    rows_sql = sql if rows_sql is None else rows_sql.strip().rstrip(";")
     columns = con.sql(f"SELECT * FROM ({sql}) AS _q LIMIT 0").columns
-    row_count = int(con.sql(f"SELECT count(*) FROM ({sql}) AS _q").fetchall()[0][0])
+    row_count = _count(con, sql)
+    rows_validated = row_count if rows_sql == sql else _count(con, rows_sql)
 
     outcomes: dict[int, ExpectationOutcome] = {}
     batch_specs: dict[int, dict[str, Any]] = {}
@@ -321,12 +353,38 @@ def validate_relation(
             continue
         absent = [c for c in referenced_columns(e) if c not in columns]
         if absent:
-            outcomes[i] = _outcome(e, False, row_count, 0, [], "gx", observed=f"missing column(s): {absent}")
+            outcomes[i] = _outcome(e, False, rows_validated, 0, [], "gx", observed=f"missing column(s): {absent}")
         else:
             batch_specs[i] = e
     if batch_specs:
-        outcomes.update(_validate_batches(con, sql, columns, batch_specs, Path(suite_path), batch_rows))
-    return SuiteOutcome(spec["name"], row_count, [outcomes[i] for i in sorted(outcomes)])
+        outcomes.update(_validate_batches(con, rows_sql, columns, batch_specs, Path(suite_path), batch_rows,
+                                          batch_bytes, rows_validated))
+    return SuiteOutcome(spec["name"], row_count, [outcomes[i] for i in sorted(outcomes)], rows_validated)
+
+
+def row_level_fingerprint(suite_path: Path, label_sets: dict[str, list[str]] | None = None) -> str:
+    """Changes whenever what the row-level expectations of a suite check may change: their
+    types, kwargs and severities (label sets expanded), GX's version and this module's way of
+    running them. A row validated under one fingerprint need not be validated again under it."""
+    import hashlib
+    from importlib.metadata import PackageNotFoundError, version
+
+    spec = expand_label_sets(load_suite(suite_path), label_sets or {})
+    rows = [[e["type"], e["kwargs"], e["severity"]] for e in spec["expectations"] if e["type"] in BATCH_TYPES]
+    try:
+        gx_version = version("great_expectations")
+    except PackageNotFoundError:  # pragma: no cover
+        gx_version = "?"
+    blob = json.dumps([ROW_LEVEL_VERSION, gx_version, rows], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+#: bump when the way row-level expectations are evaluated changes (every row is validated again)
+ROW_LEVEL_VERSION = "1"
+
+
+def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    return int(con.sql(f"SELECT count(*) FROM ({sql}) AS _q").fetchall()[0][0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,7 +461,11 @@ def _validate_batches(
     specs: dict[int, dict[str, Any]],
     suite_path: Path,
     batch_rows: int,
+    batch_bytes: int,
+    n_rows: int,
 ) -> dict[int, ExpectationOutcome]:
+    if n_rows == 0:  # nothing to validate: GX is not even imported
+        return {i: _outcome(e, True, 0, 0, [], "gx") for i, e in specs.items()}
     from great_expectations.core import ExpectationSuite
     from great_expectations.validator.v1_validator import Validator
 
@@ -421,9 +483,9 @@ def _validate_batches(
                 raise SuiteError(f"{suite_path}: expectations[{i}] ({config['type']}): GX rejects it: "
                                  + " ".join(str(exc).split())) from exc
         suite = ExpectationSuite(name=suite_path.stem, expectations=list(configs.values()))
-        reader = con.sql(f"SELECT {select} FROM ({sql}) AS _q").to_arrow_reader(batch_rows)
+        reader = con.sql(f"SELECT {select} FROM ({sql}) AS _q").to_arrow_reader(min(batch_rows, _READ_ROWS))
         try:
-            for table in _rebatch(reader, batch_rows):
+            for table in _rebatch(reader, batch_rows, batch_bytes):
                 df = _widen(table).to_pandas()
                 del table
                 # What Batch.validate does, without first building a Batch it would not use.
@@ -470,24 +532,38 @@ def _gx_error(info: Any) -> str | None:
     return "; ".join(messages) if messages else None
 
 
-def _rebatch(reader: Any, rows: int) -> Iterator[pa.Table]:
-    """Tables of exactly ``rows`` rows (the last one may be shorter) from a record batch stream.
+#: rows per record batch read from DuckDB (the GX batches are assembled from these): the layers'
+#: row groups. Smaller reads cost more (1M rows of ~3 KB texts: 6.0 s at 100k, 7.8 s at 16k: GX
+#: works slower on columns of many chunks; merging the chunks first costs more still, 9.6 s)
+_READ_ROWS = 100_000
 
-    DuckDB's stream yields batches of uneven size (it follows the row groups); evening them out
-    keeps the number of GX runs, each with a fixed cost, at ceil(rows / batch_rows).
+
+def _rebatch(reader: Any, rows: int, max_bytes: int | None = None) -> Iterator[pa.Table]:
+    """Tables of at most ``rows`` rows and about ``max_bytes`` bytes (at least one record batch:
+    wider rows than ``max_bytes / _READ_ROWS`` give one read batch per table) from a record batch
+    stream; every table but the last holds exactly ``rows`` rows unless the
+    byte bound closed it first.
+
+    DuckDB's stream yields batches of uneven size; evening them out keeps the number of GX runs,
+    each with a fixed cost, low: about max(rows / ``rows``, bytes / ``max_bytes``).
     """
     pending: list[pa.RecordBatch] = []
-    size = 0
+    size = nbytes = 0
     for batch in reader:
         if batch.num_rows == 0:
             continue
         pending.append(batch)
         size += batch.num_rows
+        nbytes += batch.nbytes
         while size >= rows:
             table = pa.Table.from_batches(pending)
             yield table.slice(0, rows)
             rest = table.slice(rows)
             pending, size = rest.to_batches(), rest.num_rows
+            nbytes = sum(b.nbytes for b in pending)
+        if max_bytes is not None and size and nbytes >= max_bytes:
+            yield pa.Table.from_batches(pending)
+            pending, size, nbytes = [], 0, 0
     if size:
         yield pa.Table.from_batches(pending)
 
@@ -547,6 +623,13 @@ def _native(
             "never": "false"}[ignore]
     fields = ", ".join(f"'{_sql_str_body(c)}': {q}" for c, q in zip(cols, quoted))
     key = quoted[0] if len(cols) == 1 else "{" + fields + "}"
+    mostly = float(kw.get("mostly", 1.0))
+    # the usual case first: as many distinct keys as rows considered (one aggregate, no groups kept)
+    ((considered, distinct),) = con.sql(
+        f"SELECT count(*) FILTER (WHERE NOT ({skip})), count(DISTINCT {key}) FILTER (WHERE NOT ({skip})) "
+        f"FROM ({sql}) AS _q").fetchall()
+    if int(considered) == int(distinct):
+        return _outcome(e, True, row_count, 0, [], "duckdb")
     missing, unexpected, sample = con.sql(f"""
         WITH g AS (
           SELECT {key} AS k, ({skip}) AS skipped, count(*) AS n
@@ -558,7 +641,6 @@ def _native(
         FROM g
     """).fetchall()[0]
     considered = row_count - int(missing)
-    mostly = float(kw.get("mostly", 1.0))
     ok = considered == 0 or (considered - int(unexpected)) / considered >= mostly
     return _outcome(e, ok, row_count, int(unexpected), [_plain(v) for v in sample], "duckdb")
 

@@ -2,7 +2,8 @@
 and returns an :class:`Outcome` (``defs/quality.py`` turns it into an asset check result).
 
 They read narrow columns (ids, URLs, counts from Parquet footers); a scan of texts happens only in
-:func:`no_structured_pii`, over the parts the last materialisation wrote.
+:func:`no_structured_pii`, over the parts not scanned clean yet (``checks/scope.py``: normally
+those the last materialisation wrote).
 """
 
 from __future__ import annotations
@@ -105,6 +106,31 @@ def raw_reconciles_with_crawl_log(wd: Workdir) -> Outcome:
 # ------------------------------------------------------------------ PII
 
 
+#: bump when what no_structured_pii finds changes without the cleaned layer being recomputed
+PII_CHECK_VERSION = "1"
+
+
+def structured_pii_check(wd: Workdir) -> Outcome:
+    """:func:`no_structured_pii` over the parts of cleaned_documents this check has not scanned
+    clean yet (``checks/scope.py``: normally the parts the last materialisation wrote; parts of
+    a failed scan stay pending, so a failure blocks until the layer is fixed)."""
+    from dataset_platform.checks.scope import Ledger, fingerprint, stored_layer
+    from dataset_platform.stages.clean.pii import PII_TYPES
+
+    files = stored_layer(wd, "cleaned_documents")
+    if files is None:
+        return Outcome(False, ERROR, {"error": "cleaned_documents has not been materialised"})
+    ledger = Ledger(wd, "cleaned_documents", "no_structured_pii", fingerprint(PII_CHECK_VERSION, list(PII_TYPES)))
+    todo = ledger.pending(files.units)
+    total = files.known_rows()
+    out = no_structured_pii([u.file for u in todo],
+                            scanned_of=total if total is not None else sum(parquet_rows(u.file) for u in files.units))
+    out.metadata.update({"parts_scanned": len(todo), "layer_parts": len(files.units)})
+    if out.passed:
+        ledger.record(files.units, todo)
+    return out
+
+
 def no_structured_pii(files: list[Path], *, scanned_of: int | None = None) -> Outcome:
     """No structured PII (core PII types) left in the text or title of ``files`` (streamed in
     bounded Arrow batches). ``scanned_of``: the layer's row count, when ``files`` are the parts
@@ -205,22 +231,3 @@ def release_diversity(release: Path, label_sets: list[str], q) -> list:
         con.close()
     return assess(measures, min_sources=q.min_sources, min_languages=q.min_languages, min_domains=q.min_domains,
                   min_label_values=q.min_label_values, max_label_share=q.max_label_share)
-
-
-def new_files(wd: Workdir, layer: str, file: str = "data.parquet") -> list[Path]:
-    """The files of a layer stored by batch that its last commit wrote (all of a layer's files
-    when it keeps no manifest)."""
-    import json
-
-    manifest = wd.layer_dir(layer) / "manifest.json"
-    if not manifest.exists():
-        return wd.layer_files(layer, file)
-    meta = json.loads(manifest.read_text(encoding="utf-8"))
-    gen = meta.get("generation")
-    out = []
-    for key, info in sorted(meta.get("parts", {}).items()):
-        f = wd.layer_dir(layer) / key / file
-        if info.get("gen") == gen and f.exists():
-            out.append(f)
-    return out
-

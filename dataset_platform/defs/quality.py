@@ -48,35 +48,23 @@ def _gx_check(layer: str) -> dg.AssetChecksDefinition:
         name="gx_suite",
         blocking=True,
         description=f"Great Expectations suite expectations/{layer}.json (critical expectations ERROR and block "
-                    "downstream; warnings WARN).",
+                    "downstream; warnings WARN). Row-level expectations cover what the materialisation wrote (the "
+                    "parts, files or shards not validated yet: checks/scope.py); whole-table ones (uniqueness, "
+                    "row count, columns, distinct counts, outliers) the whole layer.",
     )
     def _check(context: dg.AssetCheckExecutionContext, platform: PlatformResource) -> dg.AssetCheckResult:
-        from dataset_platform.checks.gx_suites import validate_relation
-        from dataset_platform.release.materialise import current_release
-        from dataset_platform.release.publish import release_view_sql
-        from dataset_platform.runner import rejected_sql
-        from dataset_platform.storage import memory_connection, read_layer
+        from dataset_platform.checks.suite_check import layer_files, run_suite_check
 
-        suite = expectations_dir() / f"{layer}.json"
         wd = platform.wd
-        label_sets = platform.config.label_values
-        if layer == "dataset_release":
-            release = current_release(platform.config, wd)
-            if release is None:
-                return _result(inv.no_release())
-            sql = f"SELECT * FROM {release_view_sql(release)}"
-        elif layer == "rejected_documents":
-            sql = f"SELECT * FROM {rejected_sql(wd)}"
-        else:
-            sql = f"SELECT * FROM {read_layer(wd, layer)}"
-        con = memory_connection()
-        try:
-            outcome = validate_relation(con, sql, suite, label_sets=label_sets)
-        finally:
-            con.close()
+        files = layer_files(platform.config, wd, layer)
+        if files is None and layer == "dataset_release":
+            return _result(inv.no_release())
+        checked = run_suite_check(platform.config, wd, layer, expectations_dir() / f"{layer}.json", files=files)
+        outcome = checked.outcome
         critical_ok, warn_ok = outcome.critical_passed, outcome.warnings_passed
         failed = [o for o in outcome.outcomes if not o.success]
-        context.log.info(f"{layer}: {len(outcome.outcomes)} expectations, {len(failed)} failed over {outcome.row_count} rows")
+        context.log.info(f"{layer}: {len(outcome.outcomes)} expectations, {len(failed)} failed; row-level over "
+                         f"{checked.rows_validated} of {checked.layer_rows} rows ({checked.scope()})")
         docs: dict = {}
         try:  # the report is a convenience: a rendering problem must not change the check's verdict
             from dataset_platform.checks.data_docs import build_data_docs
@@ -91,7 +79,11 @@ def _gx_check(layer: str) -> dg.AssetChecksDefinition:
             passed=critical_ok and warn_ok,
             severity=dg.AssetCheckSeverity.ERROR if not critical_ok else dg.AssetCheckSeverity.WARN,
             metadata={
-                "rows_validated": outcome.row_count,
+                "rows_validated": checked.rows_validated,  # by the row-level expectations
+                "layer_rows": checked.layer_rows,  # by the whole-table ones
+                "files_validated": len(checked.units_validated),
+                "layer_files": checked.units,
+                "row_level_scope": checked.scope(),
                 "expectations": len(outcome.outcomes),
                 "failed_critical": len(outcome.failed("critical")),
                 "failed_warning": len(outcome.failed("warning")),
@@ -175,18 +167,12 @@ def raw_reconciles_with_crawl_log(platform: PlatformResource) -> dg.AssetCheckRe
 @dg.asset_check(
     asset="cleaned_documents", name="no_structured_pii", blocking=True,
     description="No structured PII (e-mail, phone, IP, payment card, IBAN, Chinese resident ID; "
-                "stages/clean/pii.py) is left in the cleaned text or title of the parts the last materialisation "
-                "wrote (the others were scanned when they were written); streamed in bounded Arrow batches.",
+                "stages/clean/pii.py) is left in the cleaned text or title of the parts not scanned clean yet (those "
+                "the last materialisation wrote; a failed part is scanned again until it is fixed); streamed "
+                "in bounded Arrow batches.",
 )
 def no_structured_pii(platform: PlatformResource) -> dg.AssetCheckResult:
-    from dataset_platform.storage import count_layer
-
-    wd = platform.wd
-    if not (wd.layer_dir("cleaned_documents") / "manifest.json").exists():
-        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR,
-                                   metadata={"error": "cleaned_documents has not been materialised"})
-    return _result(inv.no_structured_pii(inv.new_files(wd, "cleaned_documents"),
-                                         scanned_of=count_layer(None, wd, "cleaned_documents")))
+    return _result(inv.structured_pii_check(platform.wd))
 
 
 @dg.asset_check(
