@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo, when not installed
 
-from common import DescendantPeak, machine, vm_hwm_mb  # noqa: E402  bench/common.py (the script folder is on sys.path)
+from common import DescendantPeak, machine, vm_hwm_mb
 
 
 def corpus_dir() -> Path:

@@ -40,7 +40,7 @@ OUT = HERE / "out"
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from dataset_platform.ingest.crawl import SUMMARY_PREFIX, CrawlSpec, spec_path_for  # noqa: E402
+from dataset_platform.ingest.crawl import SUMMARY_PREFIX, CrawlSpec, spec_path_for
 
 FANOUT = 10
 RANDOM_LINKS = 3
@@ -74,7 +74,7 @@ class ThreadedServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server API)
+            def do_GET(self) -> None:
                 body = pages.get(self.path)
                 self.send_response(200 if body is not None else 404)
                 body = body if body is not None else b"not found"

@@ -47,7 +47,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(HERE.parent))
 
-from common import DescendantPeak, machine, paragraphs, vm_hwm_mb  # noqa: E402
+from common import DescendantPeak, machine, paragraphs, vm_hwm_mb
 
 OUT = HERE / "out"
 SOURCE = "bench"
@@ -248,7 +248,7 @@ def child_rensa(inp: str) -> None:
     start, cpu0 = time.perf_counter(), cpu_seconds()
     lsh = rensa.RMinHashLSH(threshold=0.7, num_perm=p.permutations, num_bands=p.bands)
     hashes = {}
-    for key, (doc_id, text) in enumerate(zip(ids, texts)):
+    for key, (_doc_id, text) in enumerate(zip(ids, texts)):
         us = WORD.findall(text.lower())  # what a user of the library writes; = units() here
         grams = [" ".join(us[i : i + p.ngram]) for i in range(max(1, len(us) - p.ngram + 1))]
         m = rensa.RMinHash(num_perm=p.permutations, seed=p.seed)

@@ -28,19 +28,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
+import numpy as np
+import pyarrow as pa
 
-from dataset_platform.config import DedupSettings  # noqa: E402
-from dataset_platform.stages.dedup.stage import run_dedup  # noqa: E402
-from dataset_platform.stages.dedup.minhash import (  # noqa: E402
+from dataset_platform.config import DedupSettings
+from dataset_platform.stages.dedup.minhash import (
     MinHashParams,
     band_keys,
     exact_jaccard,
     shingle_hashes,
     signatures,
 )
-from dataset_platform.storage import memory_connection  # noqa: E402
+from dataset_platform.stages.dedup.stage import run_dedup
+from dataset_platform.storage import memory_connection
 
 BOILER = ("Share this article. Sign up for our daily newsletter and get the top stories in your inbox. "
           "Follow us for more. Cookies help us deliver our services; by using them you agree.")
@@ -133,11 +133,11 @@ def bbc(corpus: Path, settings: DedupSettings, params: MinHashParams) -> None:
     groups = defaultdict(list)
     for d, k in keeper.items():
         groups[k].append(d)
-    truth = {(v, o) for v, o in planted.items()} | {(o, v) for v, o in planted.items()}
+    truth = set(planted.items()) | {(o, v) for v, o in planted.items()}
     for p in known:  # the corpus's own exact duplicate pair(s)
         a, b = idx[p["a"]], idx[p["b"]]
         truth |= {(a, b), (b, a)}
-    origin = {v: o for v, o in planted.items()}
+    origin = dict(planted.items())
     tp = fp = 0
     for k, members in groups.items():
         for m in members:

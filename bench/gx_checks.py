@@ -451,7 +451,7 @@ print(json.dumps(out))
         if p.returncode:
             raise SystemExit(p.stderr[-3000:])
         runs.append(json.loads(p.stdout.strip().splitlines()[-1]))
-    med = lambda f: statistics.median(f(r) for r in runs)  # noqa: E731
+    med = lambda f: statistics.median(f(r) for r in runs)
     print(f"machine: {machine()}; medians of {repeat} fresh processes")
     print(f"import great_expectations: {med(lambda r: r['import']):.2f} s; ephemeral context + batch definition: "
           f"{med(lambda r: r['context']):.3f} s (once per process)")
@@ -459,9 +459,9 @@ print(json.dumps(out))
           "first Data Docs page s | Data Docs page s |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for layer in layers:
-        print(f"| {layer} | {runs[0][layer]['row_level']} | {med(lambda r: r[layer]['suite']):.3f} | "
-              f"{med(lambda r: r[layer]['gx_run_first']):.2f} | {med(lambda r: r[layer]['gx_run']):.2f} | "
-              f"{med(lambda r: r[layer]['docs_first']):.2f} | {med(lambda r: r[layer]['docs']):.2f} |")
+        print(f"| {layer} | {runs[0][layer]['row_level']} | {med(lambda r, layer=layer: r[layer]['suite']):.3f} | "
+              f"{med(lambda r, layer=layer: r[layer]['gx_run_first']):.2f} | {med(lambda r, layer=layer: r[layer]['gx_run']):.2f} | "
+              f"{med(lambda r, layer=layer: r[layer]['docs_first']):.2f} | {med(lambda r, layer=layer: r[layer]['docs']):.2f} |")
 
 
 def _warm(con) -> None:

@@ -163,7 +163,7 @@ def bbc_stage(docs: list[dict], folds, classes: list[str]) -> None:
         for ident, (_, _, _, mv) in run_stage(test, train, model_only).items():
             model_pred[ident] = mv
         combined = LabelSet(name="topic", values=classes, default=classes[0], rules=rules, model=True)
-        for ident, (value, source, rv, _) in run_stage(test, train, combined).items():
+        for ident, (value, _source, rv, _) in run_stage(test, train, combined).items():
             both_pred[ident] = value
             rule_pred[ident] = rv
     seconds = time.perf_counter() - t0

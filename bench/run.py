@@ -46,7 +46,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(HERE.parent))
 
-from common import VOCAB, DescendantPeak, machine, page, vm_hwm_mb  # noqa: E402  (bench/common.py)
+from common import VOCAB, DescendantPeak, machine, page, vm_hwm_mb
 
 OUT = HERE / "out"
 SOURCE = "bench"

@@ -185,7 +185,7 @@ class GuardedResolver(CachingThreadedResolver):
         cache_size = s.getint("DNSCACHE_SIZE") if s.getbool("DNSCACHE_ENABLED") else 0
         return cls(reactor, cache_size, s.getfloat("DNS_TIMEOUT"), AddressPolicy.from_settings(s))
 
-    def getHostByName(self, name: str, timeout: Sequence[int] = ()) -> Deferred[str]:  # noqa: N802 (Twisted API)
+    def getHostByName(self, name: str, timeout: Sequence[int] = ()) -> Deferred[str]:
         refused = self.policy.refused_host(name)
         if refused is not None:
             REFUSED_AT_CONNECT[name.lower()] = refused[0]

@@ -78,7 +78,7 @@ class AddressGuardMiddleware:
             infos = await asyncio.wait_for(
                 loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), timeout=self.dns_timeout
             )
-        except (OSError, asyncio.TimeoutError, UnicodeError):
+        except (TimeoutError, OSError, UnicodeError):
             return False
         for info in infos:
             address = str(info[4][0])

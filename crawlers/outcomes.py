@@ -18,8 +18,8 @@ from twisted.internet import error as txerror
 from twisted.web._newclient import ResponseFailed, ResponseNeverReceived
 
 from crawlers.guard import REFUSED_AT_CONNECT, BlockedAddress
-from dataset_platform.contracts.records import FAILED_PREFIX
 from crawlers.middlewares import RobotsDisallowed, TooLarge
+from dataset_platform.contracts.records import FAILED_PREFIX
 
 _SIZE_MSG = re.compile(r"(Expected to receive|Received) (\d+) bytes which is larger than download max size")
 _REASON = re.compile(r"[^a-z0-9_]+")

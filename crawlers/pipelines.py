@@ -134,7 +134,7 @@ class GzipJsonLinesPipeline:
                             " (its output was cut off; the records after the cut are crawled again)"
                             if rec.truncated else "")
                 mode = "ab"  # a second gzip member: a gzip file may hold several
-        self._raw = open(self.path, mode)  # noqa: SIM115 (open until close_spider)
+        self._raw = open(self.path, mode)
         self._gz = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0,
                                   compresslevel=COMPRESS_LEVEL)
 

@@ -42,13 +42,13 @@ from crawlers.pipelines import (
     STAT_WRITE_ERROR,
 )
 from crawlers.spiders.site import STAT_FAILED_REQUESTS, SiteSpider
+from dataset_platform import atomic
 from dataset_platform.contracts.crawl import (
     EXIT_BAD_SPEC,
     SUMMARY_PREFIX,
     CrawlSpec,
     partial_path_for,
 )
-from dataset_platform import atomic
 
 #: File in the job directory written when a resumable crawl stopped cleanly before finishing.
 STOP_MARKER = "dataset_platform.stopped.json"

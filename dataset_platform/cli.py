@@ -58,8 +58,8 @@ def run_pipeline(config_path: Path, workdir: str | None, *, out=sys.stdout) -> i
 
     import dagster as dg
 
-    from dataset_platform.defs.ingestion import all_sources_tags
     from dataset_platform.definitions import build_definitions
+    from dataset_platform.defs.ingestion import all_sources_tags
 
     defs = build_definitions(config_path, wd.root)
     job = defs.resolve_job_def("dataset_pipeline")

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from dataset_platform.contracts.records import LANDED_FIELDS
 from dataset_platform.ingest.crawl import CrawlSpec
@@ -35,7 +35,7 @@ class Page:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-Route = Union[Page, Callable[["Site", BaseHTTPRequestHandler], None]]
+Route = Page | Callable[["Site", BaseHTTPRequestHandler], None]
 
 
 @dataclass
@@ -132,7 +132,7 @@ class Site:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server API)
+            def do_GET(self) -> None:
                 with site._lock:
                     site.hits.append(Hit(self.path, {k.lower(): v for k, v in self.headers.items()}, time.monotonic()))
                 route = site.route(self.path)
@@ -170,17 +170,17 @@ def path_of(url: str, base: str) -> str:
 
 
 def spec(tmp_path: Path, start_urls: list[str], name: str = "fixture", **kw: Any) -> CrawlSpec:
-    args: dict[str, Any] = dict(
-        source=name,
-        crawl_id=f"{name}-20260101T000000000000Z",
-        start_urls=start_urls,
-        allowed_domains=["127.0.0.1"],
-        output_path=str(tmp_path / "raw" / name / f"{name}-20260101T000000000000Z.jsonl.gz"),
-        max_depth=3,
-        timeout_s=60,
-        allow_addresses=["127.0.0.1"],
-        retry_backoff_s=0.05,
-    )
+    args: dict[str, Any] = {
+        "source": name,
+        "crawl_id": f"{name}-20260101T000000000000Z",
+        "start_urls": start_urls,
+        "allowed_domains": ["127.0.0.1"],
+        "output_path": str(tmp_path / "raw" / name / f"{name}-20260101T000000000000Z.jsonl.gz"),
+        "max_depth": 3,
+        "timeout_s": 60,
+        "allow_addresses": ["127.0.0.1"],
+        "retry_backoff_s": 0.05,
+    }
     args.update(kw)
     return CrawlSpec(**args)
 

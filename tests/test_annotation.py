@@ -21,6 +21,7 @@ from labelstudio import label_studio  # noqa: F401  (the server fixture)
 from sklearn.metrics import cohen_kappa_score
 
 from dataset_platform.config import LabelSet, ReviewSettings
+from dataset_platform.contracts.schema import LAYERS
 from dataset_platform.stages.label.annotation import (
     agreement,
     cohen_kappa,
@@ -33,7 +34,6 @@ from dataset_platform.stages.label.annotation import (
     select_for_review,
     write_export,
 )
-from dataset_platform.contracts.schema import LAYERS
 
 DATA = Path(__file__).parent / "data"
 FIXTURE = DATA / "labelstudio_export.json"

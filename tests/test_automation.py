@@ -116,7 +116,7 @@ def test_inbox_file_refreshes_its_source_partition_exactly_once(tmp_path):
         assert tick().run_requests == []  # the file moved to processed/
         assert (wd.inbox("notes") / "processed" / "a.jsonl").exists()
         con = duckdb.connect()
-        count = lambda layer: con.sql(f"SELECT count(*) FROM {read_layer(wd, layer)}").fetchall()[0][0]  # noqa: E731
+        count = lambda layer: con.sql(f"SELECT count(*) FROM {read_layer(wd, layer)}").fetchall()[0][0]
         assert (count("raw_pages"), count("crawl_log")) == (3, 3)
         assert not wd.raw_source("other").exists()  # the other source was not touched
 
@@ -146,7 +146,7 @@ def test_a_failed_run_is_recorded_and_posted_to_the_webhook(tmp_path, monkeypatc
     received: list[dict] = []
 
     class Hook(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(204)
             self.end_headers()
@@ -183,9 +183,9 @@ def test_a_failed_run_is_recorded_and_posted_to_the_webhook(tmp_path, monkeypatc
 
 
 def test_an_unreachable_webhook_never_fails_the_alert(tmp_path):
-    from dataset_platform.defs.automation import post_webhook
-
     import socket
+
+    from dataset_platform.defs.automation import post_webhook
 
     with socket.socket() as s:  # a loopback port nobody listens on
         s.bind(("127.0.0.1", 0))

@@ -106,13 +106,13 @@ def md(ev, key):
 
 def test_an_old_part_is_not_validated_again_a_new_failing_one_blocks_until_fixed(tmp_path):
     g = Graph(tmp_path)
-    ev, done = g.run(("src/a", range(0, 300), {}), ("src/b", range(300, 500), {}))
+    ev, done = g.run(("src/a", range(300), {}), ("src/b", range(300, 500), {}))
     assert ev.passed and done == {LAYER, "below"}
     assert md(ev, "rows_validated") == 500 and md(ev, "layer_rows") == 500 and md(ev, "files_validated") == 2
 
     # a row that breaks a critical row-level rule, put into the OLD part behind the commit point's
     # back: the next check must not read it (row-level expectations cover what was written)
-    write_rows(g.wd.layer_dir(LAYER) / "src/a/data.parquet", range(0, 300), extractor="CASE WHEN i = 7 "
+    write_rows(g.wd.layer_dir(LAYER) / "src/a/data.parquet", range(300), extractor="CASE WHEN i = 7 "
                "THEN 'bogus' ELSE 'trafilatura' END")
     ev, done = g.run(("src/c", range(500, 600), {}))
     assert ev.passed and done == {LAYER, "below"}
@@ -145,7 +145,7 @@ def test_an_old_part_is_not_validated_again_a_new_failing_one_blocks_until_fixed
 
 def test_a_whole_table_expectation_sees_a_duplicate_across_an_old_and_a_new_part(tmp_path):
     g = Graph(tmp_path)
-    ev, _ = g.run(("src/a", range(0, 300), {}))
+    ev, _ = g.run(("src/a", range(300), {}))
     assert ev.passed
     ev, done = g.run(("src/b", range(300, 400), {"id": "CASE WHEN i = 333 THEN substr(md5('doc' || 5), 1, 16) "
                                                        "ELSE substr(md5('doc' || i), 1, 16) END"}))
@@ -168,7 +168,7 @@ def test_a_changed_suite_validates_every_part_again(tmp_path):
 
     wd = Workdir.at(tmp_path / "wd").ensure()
     with BatchedLayer(wd.layer_dir(LAYER), LAYER).locked() as layer:
-        write_part(layer, "src/a", range(0, 200))
+        write_part(layer, "src/a", range(200))
         write_part(layer, "src/b", range(200, 300))
         layer.commit()
     suite = tmp_path / f"{LAYER}.json"

@@ -10,11 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from dataset_platform.config import CleanSettings, DatasetSettings, ReleaseSettings, SplitSettings
+from dataset_platform.release.publish import latest_release, publish_release
+from dataset_platform.release.split import assign_splits
 from dataset_platform.stages.clean.stage import normalise_text, run_clean
 from dataset_platform.stages.dedup.stage import run_dedup
 from dataset_platform.stages.extract import detect_language, extract_html, run_extract
-from dataset_platform.release.publish import latest_release, publish_release
-from dataset_platform.release.split import assign_splits
 from dataset_platform.storage import memory_connection
 
 EN_PARAS = [

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from crawlsite import spec
 from scrapy.exceptions import (
     DownloadCancelledError,
     DownloadConnectionRefusedError,
@@ -33,9 +34,7 @@ from twisted.internet.error import DNSLookupError
 from twisted.python.failure import Failure
 
 from crawlers import guard
-from dataset_platform.text.charset import decode_html, declared_encodings
 from crawlers.guard import AddressPolicy, BlockedAddress, GuardedResolver, classify_address, classify_hostname
-from dataset_platform.contracts.records import FAILED_PREFIX, LANDED_FIELDS
 from crawlers.middlewares import (
     RETRY_DELAY_META,
     AddressGuardMiddleware,
@@ -49,7 +48,8 @@ from crawlers.pipelines import recover_batch
 from crawlers.run import JOBDIR_ENTRIES, STOP_MARKER, prepare_job_dir
 from crawlers.spiders.site import CHAIN_META, CONDITIONAL_META, KIND_META, REFERER_META, SiteSpider, load_known_pages
 from crawlers.urls import canonicalize, host_of, url_scheme, url_shape
-from crawlsite import spec
+from dataset_platform.contracts.records import FAILED_PREFIX, LANDED_FIELDS
+from dataset_platform.text.charset import declared_encodings, decode_html
 
 # ------------------------------------------------------------------ URLs
 
@@ -384,7 +384,7 @@ PAGE = b"""<html><head><base href="http://example.org/docs/"></head><body>
 
 
 def _spider(**kw: Any) -> SiteSpider:
-    args: dict[str, Any] = dict(start_urls=["http://example.org/"], allowed_domains=["example.org"], max_depth=2)
+    args: dict[str, Any] = {"start_urls": ["http://example.org/"], "allowed_domains": ["example.org"], "max_depth": 2}
     args.update(kw)
     return SiteSpider(**args)
 

@@ -24,7 +24,7 @@ def test_a_validation_renders_as_data_docs(tmp_path: Path):
         con, "SELECT CASE WHEN i = 4 THEN NULL ELSE 'doc-' || (i % 40) END AS id, "
              "CASE WHEN i = 7 THEN 99999 ELSE 100 + i % 10 END AS n FROM range(50) t(i)", suite, batch_rows=16)
     assert not outcome.critical_passed
-    page = build_data_docs(outcome, tmp_path / "docs", "run-1", dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.timezone.utc))
+    page = build_data_docs(outcome, tmp_path / "docs", "run-1", dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC))
     assert page == tmp_path / "docs/site/validations/notes/run-1/20261123T100000.000000Z/notes.html"
     html = page.read_text(encoding="utf-8")
     # GX's renderer: the suite, every expectation with its column, and the failures with their counts
@@ -54,7 +54,7 @@ def test_the_index_lists_the_newest_validations_and_older_pages_stay(tmp_path: P
         {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "id"}, "severity": "critical"}]}))
     con = duckdb.connect()
     outcome = validate_relation(con, "SELECT 'doc-' || i AS id FROM range(10) t(i)", suite)
-    start = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC)
     pages = [build_data_docs(outcome, tmp_path / "docs", f"run-{i}", start + dt.timedelta(minutes=i), index_limit=3)
              for i in range(5)]
     assert all(p.exists() for p in pages)  # every page stays (each check's metadata links its own)

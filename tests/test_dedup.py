@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from dataset_platform import atomic
 from dataset_platform.config import DedupSettings
 from dataset_platform.stages.dedup.index import MinHashIndex
 from dataset_platform.stages.dedup.minhash import (
@@ -22,10 +23,9 @@ from dataset_platform.stages.dedup.minhash import (
     signatures,
 )
 from dataset_platform.stages.dedup.stage import run_dedup
-from dataset_platform import atomic
 from dataset_platform.storage import memory_connection
 
-EN_WORDS = (  # noqa: SIM905 (a word list reads better as text)
+EN_WORDS = (
     "river bridge market garden library harbour station orchard museum valley bakery tower meadow school theatre "
     "village ferry forest castle workshop council farmer teacher doctor painter sailor miller weaver baker "
     "morning evening winter summer autumn spring rain wind snow storm sunlight shadow lantern window door roof "

@@ -12,12 +12,12 @@ import shutil
 
 import pyarrow as pa
 import pytest
+from test_dedup import edit_words, en_doc, zh_doc
 
 from dataset_platform.stages.dedup import refresh as dedup_refresh
-from dataset_platform.stages.dedup.stage import run_dedup
 from dataset_platform.stages.dedup.index import MinHashIndex
+from dataset_platform.stages.dedup.stage import run_dedup
 from dataset_platform.storage import memory_connection
-from test_dedup import edit_words, en_doc, zh_doc
 
 
 def _run(rows: list[dict], index_dir, logs: list[str]):

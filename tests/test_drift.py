@@ -5,10 +5,10 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
+from dataset_platform.checks.drift import drop_rate_change
 from dataset_platform.config import demo_config_path
 from dataset_platform.defs.quality import build_checks
 from dataset_platform.defs.resources import PlatformResource
-from dataset_platform.checks.drift import drop_rate_change
 
 
 def test_the_rule():

@@ -16,13 +16,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from dataset_platform import runner
+from dataset_platform.config import demo_config_path, load_config
 from dataset_platform.contracts import schema
+from dataset_platform.definitions import build_definitions
+from dataset_platform.defs.ingestion import all_sources_tags
 from dataset_platform.ingest.refresh import DEMO_BASE_URL
 from dataset_platform.release.materialise import current_release
 from dataset_platform.stages.registry import STAGES
-from dataset_platform.config import demo_config_path, load_config
-from dataset_platform.definitions import build_definitions
-from dataset_platform.defs.ingestion import all_sources_tags
 from dataset_platform.storage import Workdir
 
 pytestmark = pytest.mark.slow

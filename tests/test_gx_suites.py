@@ -7,19 +7,22 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from great_expectations.exceptions import ExpectationNotFoundError
 
 from dataset_platform.checks.gx_suites import (
     BATCH_TYPES,
     NATIVE_TYPES,
     OWN_TYPES,
     SuiteError,
-    load_suite,
     expand_label_sets,
+    load_suite,
     referenced_columns,
     validate_relation,
 )
 from dataset_platform.checks.gx_suites import validate_parquet as _validate_parquet
-from dataset_platform.contracts.schema import LAYERS, columns as _columns, select_list as _select_list
+from dataset_platform.contracts.schema import LAYERS
+from dataset_platform.contracts.schema import columns as _columns
+from dataset_platform.contracts.schema import select_list as _select_list
 
 #: the label sets the labelled layers are tested with (their columns are configuration-dependent)
 LABEL_SETS = {"topic": ["nature", "other"]}
@@ -185,7 +188,7 @@ def test_supported_types_are_what_gx_says_they_are():
     for typ in set(NATIVE_TYPES) - OWN_TYPES:
         assert get_expectation_impl(typ) is not None
     for typ in OWN_TYPES:  # ours (GX has no IQR expectation): the name must not shadow a GX type
-        with pytest.raises(Exception):
+        with pytest.raises(ExpectationNotFoundError):
             get_expectation_impl(typ)
     assert not BATCH_TYPES & set(NATIVE_TYPES)
 
@@ -268,7 +271,7 @@ def test_warning_only_violation_leaves_critical_passed(tmp_path):
     title = outcome(result, NOT_NULL, "title")
     assert (title.severity, title.element_count, title.unexpected_count) == ("warning", 30, 6)
     assert title.sample_unexpected == [None] * 6
-    assert [o for o in result.failed("warning")] == [title] == result.failed()
+    assert list(result.failed("warning")) == [title] == result.failed()
 
 
 def test_mostly_is_applied_to_the_whole_table_not_per_batch(tmp_path):

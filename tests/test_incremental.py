@@ -16,10 +16,6 @@ import shutil
 
 import pyarrow.parquet as pq
 import pytest
-
-from dataset_platform.release.materialise import current_release
-from dataset_platform.storage import read_layer
-from dataset_platform.workdir import Workdir
 from graphkit import (
     TOPICS,
     config,
@@ -32,6 +28,10 @@ from graphkit import (
     refresh,
     write_jsonl,
 )
+
+from dataset_platform.release.materialise import current_release
+from dataset_platform.storage import read_layer
+from dataset_platform.workdir import Workdir
 
 PER_BATCH_BEFORE_DEDUP = ("raw_pages", "extracted_documents", "cleaned_documents")
 PER_BATCH_AFTER_DEDUP = ("labelled_documents", "decontaminated_documents")
@@ -172,7 +172,7 @@ def _compare(a: Workdir, b: Workdir, kept_before: set[str]) -> None:
     ra = {r["id"]: r for r in pq.read_table(current_release_dir(a) / "data").to_pylist()}
     rb = {r["id"]: r for r in pq.read_table(current_release_dir(b) / "data").to_pylist()}
     assert set(ra) - set(rb) <= ka - kb
-    drop = lambda r: {k: v for k, v in r.items() if k != "split"}  # noqa: E731  (splits keep their history)
+    drop = lambda r: {k: v for k, v in r.items() if k != "split"}
     assert {i: drop(ra[i]) for i in both if i in ra} == {i: drop(rb[i]) for i in both if i in rb}
 
 
@@ -199,7 +199,7 @@ def test_a_refresh_with_nothing_new_computes_nothing(tmp_path):
     w.new(wd)
     refresh(w.config(), wd)
     # (the dedup stage's MinHash index writes its small bookkeeping files on every run)
-    files = lambda: {f: f.stat().st_mtime_ns for f in wd.layers.rglob("*.parquet")  # noqa: E731
+    files = lambda: {f: f.stat().st_mtime_ns for f in wd.layers.rglob("*.parquet")
                      if "minhash_index" not in f.parts}
     before = files()
     out = refresh(w.config(), wd)

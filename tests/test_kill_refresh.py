@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
-from dataset_platform.workdir import Workdir
 from graphkit import parts, refresh
 from test_incremental import World
+
+from dataset_platform.workdir import Workdir
 
 HERE = Path(__file__).resolve().parent
 CHILD = r"""
@@ -72,7 +72,7 @@ def _latest(wd: Workdir) -> str:
     folder = wd.releases / "incremental-test"
     version = (folder / "LATEST").read_text().strip()
     manifest = json.loads((folder / version / "manifest.json").read_text())
-    for name, f in manifest["files"].items():  # the published release is whole
+    for name, _f in manifest["files"].items():  # the published release is whole
         assert (folder / version / name).exists(), name
     return version
 

@@ -11,8 +11,8 @@ import json
 import pyarrow as pa
 import pytest
 
-from dataset_platform.contracts import schema
 from dataset_platform.config import LabelRule, LabelSet, LabelSettings
+from dataset_platform.contracts import schema
 from dataset_platform.stages.label.stage import (
     DETAIL_COLUMNS,
     GoldError,

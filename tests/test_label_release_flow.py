@@ -12,12 +12,12 @@ import duckdb
 import pytest
 import yaml
 
-from dataset_platform.release.materialise import current_release
-from dataset_platform.runner import rejected_sql
 from dataset_platform.config import demo_config_path, load_config
-from dataset_platform.release.publish import release_view_sql
 from dataset_platform.definitions import build_definitions
 from dataset_platform.defs.ingestion import all_sources_tags
+from dataset_platform.release.materialise import current_release
+from dataset_platform.release.publish import release_view_sql
+from dataset_platform.runner import rejected_sql
 from dataset_platform.storage import Workdir
 
 pytestmark = pytest.mark.slow

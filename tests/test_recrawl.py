@@ -21,8 +21,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from dataset_platform.ingest.refresh import materialise_raw
 from dataset_platform.config import CrawlSource, PlatformConfig
+from dataset_platform.ingest.refresh import materialise_raw
 from dataset_platform.storage import Workdir, read_layer
 
 LAST_MODIFIED = formatdate(1_700_000_000, usegmt=True)
@@ -55,7 +55,7 @@ class Site:
         site = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server API)
+            def do_GET(self) -> None:
                 site.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
                 if self.path == "/robots.txt":
                     self._send(200, b"User-agent: *\nAllow: /\n", "text/plain")
@@ -167,7 +167,7 @@ def test_unchanged_site_is_not_stored_again_and_a_changed_page_is(site: Site, tm
         "/plain.html": ("not_modified", "content_hash"),
     }
     # The validators were sent: conditional requests, not a blind refetch.
-    sent = {p: h for p, h in site.requests}
+    sent = dict(site.requests)
     assert sent["/etag.html"].get("if-none-match")
     assert sent["/lm.html"].get("if-modified-since") == LAST_MODIFIED
     assert _batch_bodies(wd, c2) == []  # no body stored in the batch ...

@@ -7,14 +7,13 @@ import json
 
 import pyarrow as pa
 import pytest
+from conftest import shared_corpus
 
 from dataset_platform.config import CleanSettings, ConfigError, parse_config
-from dataset_platform.stages.clean.stage import run_clean
-from dataset_platform.stages.clean.score import RULES, resolve, score_batch
 from dataset_platform.contracts.rules import FAMILIES
+from dataset_platform.stages.clean.score import RULES, resolve, score_batch
+from dataset_platform.stages.clean.stage import run_clean
 from dataset_platform.storage import memory_connection
-
-from conftest import shared_corpus
 
 NOUNS = ["river", "bridge", "market", "garden", "library", "harbour", "station", "orchard", "museum", "valley",
          "bakery", "tower", "meadow", "school", "theatre", "village", "ferry", "forest", "castle", "workshop"]
@@ -71,7 +70,8 @@ def only(rule: str, lang: str | None = None, **kw) -> CleanSettings:
     return CleanSettings(rules=rules)
 
 
-def score(text: str, settings: CleanSettings = CleanSettings(), lang: str = "en") -> dict:
+def score(text: str, settings: CleanSettings | None = None, lang: str = "en") -> dict:
+    settings = settings or CleanSettings()
     b = pa.RecordBatch.from_pydict({"id": ["d"], "title": [None], "text": [text], "lang": [lang]})
     row = score_batch(b, settings).to_pylist()[0]
     row["quality"] = json.loads(row["quality"])

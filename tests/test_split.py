@@ -11,8 +11,8 @@ import pyarrow as pa
 import pytest
 
 from dataset_platform.config import SplitSettings
-from dataset_platform.release.split import assign_splits
 from dataset_platform.contracts.schema import SPLITS
+from dataset_platform.release.split import assign_splits
 from dataset_platform.storage import memory_connection
 
 TOPICS = ["news", "science", "sports", "arts", "law"]
@@ -83,7 +83,7 @@ def test_ratios_within_group_granularity_and_deterministic():
     for split, ratio in (("train", 0.8), ("validation", 0.1), ("test", 0.1)):
         assert abs(stats.rows[split] - ratio * 5000) <= len(TOPICS) * biggest, (split, stats.rows)
     # carried columns, id order, group count
-    assert [c for c in con.sql("SELECT * FROM split_docs").columns] == [
+    assert list(con.sql("SELECT * FROM split_docs").columns) == [
         "id", "url", "content_hash", "cluster_id", "topic", "text", "split", "group_key"]
     assert [r[0] for r in first] == sorted(r[0] for r in first)
     assert stats.groups == con.sql("SELECT count(DISTINCT group_key) FROM split_docs").fetchall()[0][0]

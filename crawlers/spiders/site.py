@@ -28,7 +28,7 @@ import logging
 import re
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -41,10 +41,10 @@ from scrapy.utils.sitemap import Sitemap
 from twisted.python.failure import Failure
 from w3lib.html import strip_html5_whitespace
 
-from dataset_platform.text.charset import decode_html
-from dataset_platform.contracts.records import LANDED_FIELDS, PageItem
 from crawlers.outcomes import exception_of, failed, failure_outcome
 from crawlers.urls import HTTP_SCHEMES, canonicalize, host_of, url_scheme, url_shape
+from dataset_platform.contracts.records import LANDED_FIELDS, PageItem
+from dataset_platform.text.charset import decode_html
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def media_type(response: Response) -> str:
 
 
 def utc_now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def headers_json(response: Response) -> str:

@@ -402,7 +402,7 @@ def warm_up() -> threading.Thread:
         try:
             with _GX_LOCK:
                 _batch_definition()
-        except Exception:  # noqa: BLE001 - the first suite check builds it again and reports
+        except Exception:
             pass
 
     th = threading.Thread(target=build, name="gx-warm-up", daemon=True)

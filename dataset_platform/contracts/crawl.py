@@ -199,7 +199,7 @@ class CrawlSpec(CrawlSettings):
         """Validated spec from decoded JSON (strictly: no type coercion); raises ValueError
         naming every problem."""
         if not isinstance(data, dict):
-            raise ValueError(f"a crawl spec must be a JSON object, not {type(data).__name__}")  # noqa: TRY004
+            raise ValueError(f"a crawl spec must be a JSON object, not {type(data).__name__}")
         try:
             return cls.model_validate(data, strict=True)
         except ValidationError as e:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from dataset_platform.contracts import schema
 from dataset_platform.checks.profile import bar, profile
+from dataset_platform.contracts import schema
 from dataset_platform.runner import LayerResult
 from dataset_platform.storage import memory_connection, sql_str
 

@@ -72,7 +72,7 @@ def _gx_check(layer: str) -> dg.AssetChecksDefinition:
             page = build_data_docs(outcome, wd.data_docs, context.run.run_id)
             docs = {"data_docs": dg.MetadataValue.path(str(page)),
                     "data_docs_index": dg.MetadataValue.path(str(wd.data_docs / "site" / "index.html"))}
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             context.log.warning(f"{layer}: GX Data Docs not built: {type(e).__name__}: {e}")
             docs = {"data_docs_error": f"{type(e).__name__}: {e}"[:500]}
         return dg.AssetCheckResult(

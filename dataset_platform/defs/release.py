@@ -6,10 +6,10 @@ import time
 import dagster as dg
 
 from dataset_platform.config import PlatformConfig
-from dataset_platform.release.publish import release_profile_sql
 from dataset_platform.defs.metadata import column_schema, md_table, profile_metadata
 from dataset_platform.defs.policies import refresh_after_upstream, release_freshness
 from dataset_platform.defs.resources import PlatformResource
+from dataset_platform.release.publish import release_profile_sql
 from dataset_platform.stages.registry import STAGES
 
 #: the assets whose newest materialisation a release records in its manifest (lineage)

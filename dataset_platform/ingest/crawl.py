@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dataset_platform import atomic
 from dataset_platform.contracts.crawl import (
     EXIT_BAD_SPEC,
     SUMMARY_PREFIX,
@@ -31,7 +32,6 @@ from dataset_platform.contracts.crawl import (
     partial_path_for,
     spec_path_for,
 )
-from dataset_platform import atomic
 
 #: the runner's API (the spec and the protocol live in contracts/crawl.py, shared with the child)
 __all__ = [

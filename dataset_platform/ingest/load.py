@@ -38,9 +38,9 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from dataset_platform.atomic import replacing
 from dataset_platform.contracts import schema
 from dataset_platform.storage import sql_str, write_parquet
-from dataset_platform.atomic import replacing
 from dataset_platform.storage.batched import DATA, BatchedLayer, PartInfo, ids_fingerprint
 from dataset_platform.workdir import Workdir
 

@@ -25,8 +25,8 @@ from dataset_platform.storage import (
     layer_view_sql,
     memory_connection,
     read_layer,
-    sql_str,
     source_lock,
+    sql_str,
 )
 from dataset_platform.workdir import Workdir
 
@@ -99,8 +99,8 @@ def crawl_source(source: CrawlSource, wd: Workdir, log: Log = _noop) -> tuple[Ba
     ``raw/<source>/state/``; the next crawl of the source resumes it (same crawl_id).
     With ``conditional_requests`` the validators of the stored pages are sent along.
     """
-    from dataset_platform.ingest.crawl import CrawlSpec, run_crawl
     from dataset_platform import atomic
+    from dataset_platform.ingest.crawl import CrawlSpec, run_crawl
     from dataset_platform.ingest.load import known_pages
 
     state = wd.crawl_state(source.name)

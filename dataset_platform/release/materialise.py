@@ -10,7 +10,14 @@ from pathlib import Path
 from dataset_platform.config import PlatformConfig
 from dataset_platform.release.publish import ReleaseInfo, latest_release, publish_release, release_view_sql
 from dataset_platform.release.shards import SourcePart
-from dataset_platform.storage import empty_layer_query, ensure_view, memory_connection, read_layer, sql_str, write_parquet
+from dataset_platform.storage import (
+    empty_layer_query,
+    ensure_view,
+    memory_connection,
+    read_layer,
+    sql_str,
+    write_parquet,
+)
 from dataset_platform.storage.batched import BatchedLayer
 from dataset_platform.workdir import Workdir
 

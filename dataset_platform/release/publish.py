@@ -45,8 +45,8 @@ from pathlib import Path
 
 import duckdb
 
-from dataset_platform.contracts import schema
 from dataset_platform.config import AugmentSettings, DatasetSettings, ReleaseSettings, SplitSettings
+from dataset_platform.contracts import schema
 from dataset_platform.release import shards
 from dataset_platform.release.shards import INDEX, SourcePart, sha256_file, shard_file  # noqa: F401  (callers)
 from dataset_platform.release.split import assign_splits

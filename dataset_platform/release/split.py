@@ -466,7 +466,7 @@ def _fill(con: duckdb.DuckDBPyConnection, settings: SplitSettings, which: str, *
 
 
 def _stats(con: duckdb.DuckDBPyConnection, settings: SplitSettings) -> SplitStats:
-    rows = {s: 0 for s in SPLITS}
+    rows = dict.fromkeys(SPLITS, 0)
     rows.update({s: int(n) for s, n in con.sql("SELECT split, count(*) FROM _split_assign GROUP BY 1").fetchall()})
     # a group key names one group (the smallest key hash of its component: components share no key)
     groups, straddling = con.sql(

@@ -43,7 +43,6 @@ import duckdb
 import numpy as np
 
 from dataset_platform.config import BenchmarkSet, DecontaminationSettings
-from dataset_platform.text.jsonl import json_objects
 from dataset_platform.stages.base import (
     CliOption,
     Prepared,
@@ -54,6 +53,7 @@ from dataset_platform.stages.base import (
     finish_stage,
     streamable_view,
 )
+from dataset_platform.text.jsonl import json_objects
 
 NAME = "decontaminate"
 RULE = "benchmark_overlap"

@@ -278,7 +278,7 @@ def extract_page(
             signal.setitimer(signal.ITIMER_REAL, 0)
     except PageTimeout:
         return (None, None, None, None, None, None, "extract_timeout", f"{opts.timeout_s:g}")
-    except Exception as e:  # noqa: BLE001  (a pathological page must not stop the batch)
+    except Exception as e:
         return (None, None, None, None, None, None, "extract_error", type(e).__name__)
     finally:
         if timed:
@@ -397,7 +397,7 @@ def _detect_each(texts: list[str]) -> list[tuple[str, float] | Exception]:
     for text in texts:
         try:
             out.append(detect_language(text))
-        except Exception as e:  # noqa: BLE001  (as in extract_page: this row is rejected, not the batch)
+        except Exception as e:
             out.append(e)
     return out
 

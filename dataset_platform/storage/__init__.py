@@ -19,8 +19,8 @@ from pathlib import Path
 
 import duckdb
 
-from dataset_platform.contracts import schema
 from dataset_platform.atomic import replacing
+from dataset_platform.contracts import schema
 from dataset_platform.workdir import BATCHED, DEFAULT_WORKDIR, Workdir  # noqa: F401  (DEFAULT_WORKDIR: callers)
 
 

@@ -98,7 +98,7 @@ def _strict_json(raw: bytes) -> dict[str, Any]:
     (or RecursionError) if the line is not a JSON object."""
     obj = json.loads(raw.rstrip(b"\r\n"), parse_constant=_reject_constant)
     if not isinstance(obj, dict):
-        raise ValueError(f"not a JSON object but a JSON {_json_type(obj)}")  # noqa: TRY004 - the line's error
+        raise ValueError(f"not a JSON object but a JSON {_json_type(obj)}")
     return obj
 
 
@@ -236,7 +236,7 @@ def ingest_parquet(path: Path, w: BatchWriter, s: IngestSummary, mapping: dict[s
     try:
         pf = pq.ParquetFile(path)
         have = list(pf.schema_arrow.names)
-    except Exception as e:  # noqa: BLE001 - any failure to open it is a corrupt file
+    except Exception as e:
         detail = f"cannot read the Parquet file: {type(e).__name__}: {e}"
         s.errors.append(f"{name}: {detail}")
         s.bytes_read = path.stat().st_size
@@ -269,7 +269,7 @@ def ingest_parquet(path: Path, w: BatchWriter, s: IngestSummary, mapping: dict[s
                     col: _pylist(batch.column(col), dates=col == date_col) for col in columns}
             except StopIteration:
                 break
-            except Exception as e:  # noqa: BLE001 - the row group cannot be read or decoded past this row
+            except Exception as e:
                 detail = (f"row group {group} (rows {first + 1}-{first + group_rows}) unreadable after row {row}: "
                           f"{type(e).__name__}: {e}")
                 s.errors.append(f"{name}: {detail}; the rest of the file is read on")
@@ -321,7 +321,7 @@ def _plain_batch(batch, used: dict[str, str], date_col: str | None):
         return None
     try:
         return _plain_batch_table(batch, used, date_col)
-    except Exception:  # noqa: BLE001 - whatever it is, the rows go one by one (which reports it)
+    except Exception:
         return None
 
 

@@ -340,7 +340,7 @@ def _ingest_warcio(path: Path, w: BatchWriter, s: IngestSummary, max_body: int, 
                 rec = next(it)
             except StopIteration:
                 break
-            except Exception as e:  # noqa: BLE001 - a record's headers could not be parsed: the file breaks here
+            except Exception as e:
                 broken = f"record at byte {start} unreadable: {describe(e)}"
                 break
             rtype = rec.rec_type
@@ -353,12 +353,12 @@ def _ingest_warcio(path: Path, w: BatchWriter, s: IngestSummary, max_body: int, 
                     out = _warc_record(rec, max_body)
                 except (ArchiveBroken, zlib.error, OSError):
                     raise
-                except Exception as e:  # noqa: BLE001 - never lose the rest of the file to one odd record
+                except Exception as e:
                     out = {"url": clean_str((uri or "").strip("<>")) or file_url("warc", name, f"offset={start}"),
                            "outcome": "failed:bad_record", "detail": f"{type(e).__name__}: {e}",
                            "fetched_at": DEFAULT_FETCHED_AT}
                 it.read_to_end()
-            except Exception as e:  # noqa: BLE001 - the file breaks here
+            except Exception as e:
                 broken = f"{rtype} record of {uri} at byte {start}: {describe(e)}"
                 break
             remaining = getattr(rec.raw_stream, "limit", 0) or 0
@@ -724,7 +724,7 @@ def _fast_landed(rec: _Record, max_body: int, name: str, offset: int) -> dict[st
         return _warc_record(rec, max_body)
     except (ArchiveBroken, zlib.error, OSError):
         raise _Irregular(offset) from None
-    except Exception as e:  # noqa: BLE001 - never lose the rest of the file to one odd record
+    except Exception as e:
         uri = rec.rec_headers.get_header("WARC-Target-URI")
         return {"url": clean_str((uri or "").strip("<>")) or file_url("warc", name, f"offset={offset}"),
                 "outcome": "failed:bad_record", "detail": f"{type(e).__name__}: {e}", "fetched_at": DEFAULT_FETCHED_AT}

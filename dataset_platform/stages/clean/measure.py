@@ -61,7 +61,7 @@ _CJK_TERMINAL = "。！？…"
 
 
 def _class(chars) -> str:
-    return "[" + "".join("\\x{%x}" % ord(c) for c in sorted(chars)) + "]"
+    return "[" + "".join(f"\\x{{{ord(c):x}}}" for c in sorted(chars)) + "]"
 
 
 _FW_TERMINAL_RE = _class(_TERMINAL) + "$"

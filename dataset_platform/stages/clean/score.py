@@ -15,8 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from dataset_platform.stages.clean.pii import PII_TYPES, redact_batch
-from dataset_platform.stages.clean.measure import Profile, measure
 from dataset_platform.contracts.rules import (
     CJK_LANGUAGES,
     FAMILIES,
@@ -24,6 +22,8 @@ from dataset_platform.contracts.rules import (
     RULES,
     STOP_WORDS_EN,
 )
+from dataset_platform.stages.clean.measure import Profile, measure
+from dataset_platform.stages.clean.pii import PII_TYPES, redact_batch
 from dataset_platform.stages.clean.text import normalise_array, normalise_text
 
 __all__ = ["RULES", "FAMILIES", "ResolvedRule", "resolve", "score_batch", "normalise_text", "normalise_array", "SCORED_SCHEMA"]
@@ -90,7 +90,7 @@ def resolve(settings, lang: str | None) -> tuple[Profile, dict[str, ResolvedRule
 
 def profile_key(settings, lang: str | None) -> str | None:
     """Documents of languages without their own settings share the default profile (None)."""
-    if lang in LANGUAGE_DEFAULTS or lang in ((_get(settings, "languages_overrides") or {})):
+    if lang in LANGUAGE_DEFAULTS or lang in (_get(settings, "languages_overrides") or {}):
         return lang
     return None
 

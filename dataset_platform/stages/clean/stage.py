@@ -29,9 +29,6 @@ import duckdb
 import pyarrow as pa
 
 from dataset_platform.config import CleanSettings
-from dataset_platform.stages.clean.pii import PII_TYPES
-from dataset_platform.stages.clean.score import SCORED_SCHEMA, score_batch
-from dataset_platform.stages.clean.text import normalise_text  # noqa: F401  (public helper)
 from dataset_platform.stages.base import (
     Stage,
     StageContext,
@@ -42,6 +39,9 @@ from dataset_platform.stages.base import (
     finish_stage,
     streamable_view,
 )
+from dataset_platform.stages.clean.pii import PII_TYPES
+from dataset_platform.stages.clean.score import SCORED_SCHEMA, score_batch
+from dataset_platform.stages.clean.text import normalise_text  # noqa: F401  (public helper)
 from dataset_platform.storage import sql_str
 
 NAME = "clean"
@@ -88,7 +88,7 @@ def score_batches(
 def run_clean(
     con: duckdb.DuckDBPyConnection,
     extracted_sql: str,
-    settings: CleanSettings = CleanSettings(),
+    settings: CleanSettings | None = None,
     *,
     batch_size: int = 2000,
     workers: int | None = None,
@@ -102,6 +102,7 @@ def run_clean(
     always scored in-process). ``pool``: worker processes shared with other calls, or a function
     returning them (called only when there is more than one batch).
     """
+    settings = settings or CleanSettings()
     # A view over the input: documents are streamed from it (Parquet in the pipeline), never held
     # all at once; the scored results keep text only for the documents that are kept.
     cols = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {extracted_sql}").fetchall()}

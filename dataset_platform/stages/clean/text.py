@@ -76,7 +76,7 @@ def _needs_ftfy(text: str) -> bool:
         from ftfy.chardata import CONTROL_CHARS
 
         chars = {"\x1b", *map(chr, range(0x80, 0xA0)), *map(chr, CONTROL_CHARS)}
-        cls = "".join("\\u%04x" % ord(c) for c in sorted(chars))
+        cls = "".join(f"\\u{ord(c):04x}" for c in sorted(chars))
         # an HTML entity as ftfy's unescape_html finds them, or a character a fixer acts on
         _FTFY_TRIGGER = re.compile(f"&#?[0-9A-Za-z]{{1,24}};|[{cls}\\ud800-\\udfff]")
     if _FTFY_TRIGGER.search(text):
@@ -166,7 +166,7 @@ def normalise_array(texts, nfkc=None):
         arr = arr.combine_chunks()
     arr = pc.fill_null(arr.cast(pa.string()), "")
     trigger = pc.match_substring_regex(arr, r"&#?[0-9A-Za-z]{1,24};|" + _re2(
-        "[\\x1b\\x80-\\x9f" + "".join("\\u%04x" % c for c in _control_chars()) + "]"))
+        "[\\x1b\\x80-\\x9f" + "".join(f"\\u{c:04x}" for c in _control_chars()) + "]"))
     bad_re = _badness_re2()
     if bad_re is not None:
         needs = pc.or_(trigger, pc.match_substring_regex(arr, bad_re))

@@ -89,7 +89,7 @@ class PartArrays:
         # run that fails before leaves temporary files, removed by the next commit
         self._files = contextlib.ExitStack()
         # written in order through a file (a memory map would count its pages in this process's memory)
-        self.sig = open(self._temporary("sig"), "wb")  # noqa: SIM115 (closed by close())
+        self.sig = open(self._temporary("sig"), "wb")
         np.lib.format.write_array_header_1_0(self.sig, {"descr": np.dtype(np.uint64).str, "fortran_order": False,
                                                         "shape": (rows, params.permutations)})
         self.rows = rows

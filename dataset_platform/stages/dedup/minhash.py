@@ -12,7 +12,7 @@ batch at once with ``numpy.minimum.reduceat``. Band ``k`` of a signature (rows `
 is folded into one 64-bit band key. Nothing here imports DuckDB or Dagster.
 
 The pipeline signs with :func:`batch_signatures`: the same values, with documents of space-separated
-scripts going through the compiled kernel of :mod:`core.minhash_kernel` (no shingle array), CJK
+scripts going through the compiled kernel of :mod:`stages.dedup.minhash_kernel` (no shingle array), CJK
 documents through :func:`shingle_hashes` + :func:`signatures`.
 """
 
@@ -221,7 +221,7 @@ def kernel_loaded() -> bool:
 def batch_signatures(texts, langs, params: MinHashParams, kernel: bool = True) -> np.ndarray:
     """MinHash signatures (documents x permutations) of a batch, as
     ``signatures(*shingle_hashes(texts, langs, params), params)`` computes them: documents of
-    space-separated scripts through the compiled kernel (:mod:`core.minhash_kernel`: units split
+    space-separated scripts through the compiled kernel (:mod:`stages.dedup.minhash_kernel`: units split
     and hashed, shingled and minimised in one pass), CJK documents through the numpy path.
     ``kernel=False``: everything through the numpy path (the same signatures; faster for a few
     thousand documents in a process that has not loaded the kernel yet)."""

@@ -41,8 +41,6 @@ from pathlib import Path
 
 import duckdb
 
-from dataset_platform.stages.dedup.minhash import MinHashParams, kernel_loaded, sig_matrix, sign_batch
-from dataset_platform.stages.dedup.index import MinHashIndex
 from dataset_platform.stages.base import (
     CliOption,
     Stage,
@@ -53,6 +51,8 @@ from dataset_platform.stages.base import (
     exit_with_parent,
     finish_stage,
 )
+from dataset_platform.stages.dedup.index import MinHashIndex
+from dataset_platform.stages.dedup.minhash import MinHashParams, kernel_loaded, sig_matrix, sign_batch
 
 NAME = "dedup"
 # Runs of whitespace fold to one space. Written so that RE2 only rewrites what changes (runs of

@@ -34,9 +34,9 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from dataset_platform import atomic
 from dataset_platform.config import LabelSet, ReviewSettings
 from dataset_platform.contracts.schema import LAYERS
-from dataset_platform import atomic
 from dataset_platform.storage import sql_str
 
 QUEUE_TABLE = "review_queue"
@@ -294,13 +294,13 @@ def _rows_of_file(path: Path, counts: dict[str, int]):
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path}: not a readable JSON file ({e})") from None
     if not isinstance(tasks, list):
-        raise ValueError(f"{path}: expected a JSON list of tasks (Label Studio's \"JSON\" export), got a {type(tasks).__name__}")  # noqa: TRY004 (a bad file)
+        raise ValueError(f"{path}: expected a JSON list of tasks (Label Studio's \"JSON\" export), got a {type(tasks).__name__}")
     if tasks and not any(isinstance(t, dict) and "annotations" in t and "data" in t for t in tasks):
         raise ValueError(f"{path}: no task has \"data\" and \"annotations\": export with the \"JSON\" format "
                          "(not JSON-MIN, CSV or an import file)")
     for i, task in enumerate(tasks):
         if not isinstance(task, dict):
-            raise ValueError(f"{path}: item {i} is not a task object")  # noqa: TRY004 (a bad file)
+            raise ValueError(f"{path}: item {i} is not a task object")
         counts["tasks"] += 1
         data = task.get("data") or {}
         doc_id = data.get("doc_id") if isinstance(data, dict) else None

@@ -46,9 +46,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from dataset_platform.contracts import schema
 from dataset_platform.config import LabelRule, LabelSet, LabelSettings
-from dataset_platform.text.jsonl import json_objects
+from dataset_platform.contracts import schema
 from dataset_platform.stages.base import (
     CliOption,
     Prepared,
@@ -60,6 +59,7 @@ from dataset_platform.stages.base import (
     streamable_view,
 )
 from dataset_platform.storage import sql_str
+from dataset_platform.text.jsonl import json_objects
 
 NAME = "label"
 #: every value of ``<set>_source``
@@ -667,9 +667,9 @@ def _prepare(ctx: StageContext) -> Prepared:
     import hashlib
     import pickle
 
+    from dataset_platform import atomic
     from dataset_platform.stages.label import annotation as ann
     from dataset_platform.storage import sql_str, write_parquet
-    from dataset_platform import atomic
 
     settings, wd, con = ctx.settings, ctx.workdir, ctx.con
     files = annotation_files(wd.annotations_inbox)
@@ -699,7 +699,7 @@ def _prepare(ctx: StageContext) -> Prepared:
         try:
             models = pickle.loads(path.read_bytes())
             ctx.log(f"label: classifiers {fingerprint[:12]} reused (gold, human labels and settings unchanged)")
-        except Exception as e:  # noqa: BLE001 - a damaged cache file is trained again
+        except Exception as e:
             ctx.log(f"label: stored classifiers {path.name} unreadable ({type(e).__name__}); training again")
     if models is None:
         layer = wd.layer_files("deduplicated_documents")
