@@ -209,13 +209,20 @@ class Ledger:
         if isinstance(data, dict) and data.get("fingerprint") == fingerprint and isinstance(data.get("units"), dict):
             self._done = {str(k): str(v) for k, v in data["units"].items()}
 
+    def _validated(self, u: Unit) -> bool:
+        if self._done.get(u.key) == u.identity:
+            return True
+        # content-addressed units (release shards) are the same unit under another name: a shard a
+        # new version reuses is renamed when its split gains a shard (-of-00001 -> -of-00002)
+        return u.identity.startswith("sha256 ") and u.identity in set(self._done.values())
+
     def pending(self, units: list[Unit]) -> list[Unit]:
         """The units not validated as they are now."""
-        return [u for u in units if self._done.get(u.key) != u.identity]
+        return [u for u in units if not self._validated(u)]
 
     def record(self, live: list[Unit], validated: list[Unit]) -> None:
         """``validated`` passed: remember them, and forget units that are no longer ``live``."""
-        now = {u.key: u.identity for u in live if self._done.get(u.key) == u.identity}
+        now = {u.key: u.identity for u in live if self._validated(u)}
         now.update({u.key: u.identity for u in validated if not u.identity.startswith("unsettled")})
         if now == self._done and self.path.exists():
             return
