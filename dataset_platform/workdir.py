@@ -127,6 +127,11 @@ class Workdir:
         """Scrapy job state of an unfinished crawl of ``source`` (resumed by the next crawl)."""
         return self.root / "raw" / source / "state"
 
+    def file_hashes(self, source: str) -> Path:
+        """The batch ids of a source's dump files hashed before, keyed by path, size, mtime and
+        inode, so that a refresh does not read unchanged files again. Deleting it is harmless."""
+        return self.raw_batches(source) / "file-hashes.json"
+
     def inbox(self, source: str) -> Path:
         """Drop WARC/JSONL/Parquet files here to ingest them into ``source``."""
         return self.root / "inbox" / source

@@ -742,3 +742,32 @@ def test_cli_stage_ingest_warc(tmp_path):
     assert r.returncode == 0, r.stderr
     recs = read_batch(out)
     assert [x["outcome"] for x in recs] == ["fetched"] and "</html>" in recs[0]["html"]
+
+
+def test_an_unchanged_dump_file_is_not_read_again_to_know_it_was_landed(tmp_path):
+    """A configured dump file is hashed once; a refresh trusts its (size, mtime, inode) after that,
+    and a file whose stat changed is hashed again (and lands again when its bytes changed)."""
+    from dataset_platform.config import DumpSource
+    from dataset_platform.ingest.refresh import ingest_source_files
+
+    wd = Workdir.at(tmp_path / "wd").ensure()
+    dump = tmp_path / "dump.jsonl"
+    dump.write_text(json.dumps({"url": "https://a.test/1", "text": "First."}) + "\n", encoding="utf-8")
+    source = DumpSource(name="d", kind="jsonl", paths=[str(dump)])
+    first = batch_id_for(dump, "d")
+    assert ingest_source_files(source, wd) == [first]
+    cache = json.loads(wd.file_hashes("d").read_text())
+    assert list(cache.values())[0][1] == first
+    # the same size, mtime and inode with other bytes: trusted, so not read (and not landed)
+    st = dump.stat()
+    with open(dump, "r+b") as f:
+        f.write(b'{"url": "https://b.test/1", "text": "Other."}'[: st.st_size - 1].ljust(st.st_size - 1) + b"\n")
+    os.utime(dump, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert ingest_source_files(source, wd) == []
+    # a touched file is hashed again: its new bytes are a new batch
+    os.utime(dump, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert ingest_source_files(source, wd) == [batch_id_for(dump, "d")] != [first]
+    # a removed cache only costs a read
+    wd.file_hashes("d").unlink()
+    assert ingest_source_files(source, wd) == []
+    assert wd.file_hashes("d").is_file()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import shutil
 import time
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from dataset_platform import atomic
 from dataset_platform.config import CrawlSource, DumpSource, PlatformConfig, Source
 from dataset_platform.ingest.load import Batch, source_files
 from dataset_platform.storage import (
@@ -177,8 +179,9 @@ def ingest_source_files(source: Source, wd: Workdir, log: Log = _noop) -> list[s
     from dataset_platform.ingest.load import landed_batch
 
     fields = dict(source.fields) if isinstance(source, DumpSource) else {}
+    hashes = _HashCache(wd.file_hashes(source.name))
     for path, kind in files:
-        batch_id = batch_id_for(path, source.name)
+        batch_id = hashes.get(path) or hashes.put(path, batch_id_for(path, source.name))
         out = wd.raw_batches(source.name) / batch_file_name(batch_id)
         if landed_batch(wd, source.name, batch_id) is None:  # either format: batches of earlier versions count
             summary = ingest_file(path, source=source.name, kind=kind, output_path=out, fields=fields or None, log=log)
@@ -190,7 +193,47 @@ def ingest_source_files(source: Source, wd: Workdir, log: Log = _noop) -> list[s
             done = path.parent / "processed"
             done.mkdir(exist_ok=True)
             os.replace(path, done / path.name)
+    hashes.save()
     return landed
+
+
+class _HashCache:
+    """Batch ids of files hashed before, valid while a file's (size, mtime_ns, inode) is unchanged
+    (the way git's index trusts a file's stat): a refresh over a multi-GB configured dump reads only
+    the files that are new or touched. Entries of files no longer seen are dropped on save."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            data = json.loads(path.read_text())
+            self._old = data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            self._old = {}
+        self._new: dict[str, list] = {}
+
+    @staticmethod
+    def _stat(path: Path) -> list:
+        st = path.stat()
+        return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+    def get(self, path: Path) -> str | None:
+        key = str(Path(path).resolve())
+        entry = self._old.get(key)
+        if isinstance(entry, list) and len(entry) == 2 and entry[0] == self._stat(path):
+            self._new[key] = entry
+            return entry[1]
+        return None
+
+    def put(self, path: Path, batch_id: str) -> str:
+        self._new[str(Path(path).resolve())] = [self._stat(path), batch_id]
+        return batch_id
+
+    def save(self) -> None:
+        # an inbox file moved to processed/ keeps its inode and mtime but not its path: not kept
+        live = {k: v for k, v in self._new.items() if Path(k).exists()}
+        if live != self._old:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic.write_text(self.path, json.dumps(live, sort_keys=True, indent=0) + "\n")
 
 
 def _retire_unknown_sources(cfg: PlatformConfig, wd: Workdir, log: Log) -> None:
