@@ -414,8 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = ss.add_parser("ingest", help="land a WARC / JSONL / Parquet file as landed records (dataset_platform/contracts/records.py)")
     g.add_argument("--input", required=True, help=".warc(.gz), .jsonl(.gz) or .parquet file")
     g.add_argument("--output", required=True,
-                   help=".jsonl.gz: the raw batch as the pipeline lands it; .parquet/.jsonl: its rows with "
-                        "source, crawl_id, seq and id (input of `stage extract`)")
+                   help=".parquet/.jsonl: the landed rows with source, crawl_id, seq and id (input of "
+                        "`stage extract`; the pipeline lands a file as such a .parquet batch); .jsonl.gz: "
+                        "the gzip JSON Lines batch earlier versions landed")
     g.add_argument("--kind", choices=("warc", "jsonl", "parquet"), default=None,
                    help="file kind (default: from the input's name)")
     g.add_argument("--source", default="local", help="source name used in the batch id and document ids")

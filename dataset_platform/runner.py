@@ -153,7 +153,7 @@ def materialise(stage: Stage | str, cfg: PlatformConfig, wd: Workdir, log: Log =
     t0 = time.monotonic()
     wd.ensure()
     settings = stage.settings(cfg.pipeline)
-    limit = stage.memory_limit(settings) if stage.memory_limit and settings is not None else None
+    limit = stage.memory_limit(settings) if stage.memory_limit and settings is not None else cfg.pipeline.memory_limit
     spill = wd.spill(stage.name)
     spill.mkdir(parents=True, exist_ok=True)  # DuckDB does not create the parent of its spill folder
     con = memory_connection(memory_limit=limit, temp_dir=spill)

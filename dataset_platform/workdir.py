@@ -32,12 +32,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from dataset_platform.contracts.schema import BATCHED_LAYERS
+
 DEFAULT_WORKDIR = ".dataset_platform"
 
 #: layers stored by batch: ``layers/<layer>/<source>/<part>/data.parquet`` (the raw layer has one
 #: manifest per source, the others one per layer)
-BATCHED = ("raw_pages", "extracted_documents", "cleaned_documents", "deduplicated_documents",
-           "labelled_documents", "decontaminated_documents")
+BATCHED = BATCHED_LAYERS  # (the contract's: contracts/schema.py)
 #: layers stored as one file per landed batch: ``layers/<layer>/<source>/<batch>.parquet``
 PER_BATCH_FILE = ("crawl_log",)
 

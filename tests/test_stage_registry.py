@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from dataset_platform.config import PipelineSettings
-from dataset_platform.contracts.schema import LAYERS
+from dataset_platform.contracts.schema import BATCHED_LAYERS, LAYERS
 from dataset_platform.stages.base import chain_of
 from dataset_platform.stages.registry import BY_NAME, STAGES
 
@@ -26,6 +26,7 @@ def test_every_stage_has_its_contract_and_suite_and_inputs_come_first():
         for layer in (st.output, *st.also_writes):
             assert layer in LAYERS, f"{layer}: no contract entry in contracts/schema.py"
             assert (REPO / "expectations" / f"{layer}.json").exists(), f"{layer}: no suite in expectations/"
+        assert st.output in BATCHED_LAYERS, f"{st.output}: not in contracts/schema.py BATCHED_LAYERS"
         seen |= {st.output, *st.also_writes}
         assert st.description and st.settings(PipelineSettings()) is not None
     assert len(BY_NAME) == len(STAGES)

@@ -41,6 +41,12 @@ _CLEANED: list[tuple[str, str]] = [
     ("text_hash", "UBIGINT"),  # DuckDB hash(text): dedup tells new or changed texts without reading them
 ]
 
+#: layers stored by batch, one part per landed batch (``layers/<layer>/<source>/<part>/``): the raw
+#: layer and the output of every stage in ``stages/registry.py`` (a new stage's layer goes here
+#: with its columns below; tests/test_stage_registry.py checks both)
+BATCHED_LAYERS = ("raw_pages", "extracted_documents", "cleaned_documents", "deduplicated_documents",
+                  "labelled_documents", "decontaminated_documents")
+
 # layer name -> ordered (column, DuckDB type) pairs
 LAYERS: dict[str, list[tuple[str, str]]] = {
     "raw_pages": [
