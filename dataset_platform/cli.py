@@ -52,6 +52,9 @@ def run_pipeline(config_path: Path, workdir: str | None, *, out=sys.stdout) -> i
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     wd = Workdir.at(workdir).ensure()
+    from dataset_platform.checks import gx_worker
+
+    gx_worker.start()  # GX's import on its worker process overlaps Dagster's start and the first steps
     os.environ["DATASET_PLATFORM_CONFIG"] = str(Path(config_path).resolve())
     os.environ["DATASET_PLATFORM_WORKDIR"] = str(wd.root)
     home = _prepare_instance(wd)

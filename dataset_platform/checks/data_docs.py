@@ -102,11 +102,16 @@ def build_data_docs(outcome: SuiteOutcome, docs_dir: Path, run_name: str,
         ctx = _context(Path(docs_dir), index_limit)
         ctx.validation_results_store.set(key, validation)
         ctx.build_data_docs(site_names=["workdir"], resource_identifiers=[key])
-    stamp = run_time.strftime("%Y%m%dT%H%M%S.%fZ")
-    page = Path(docs_dir) / "site" / "validations" / outcome.suite / run_name / stamp / f"{outcome.suite}.html"
+    page = page_path(Path(docs_dir), outcome.suite, run_name, run_time)
     if not page.exists():
         raise RuntimeError(f"GX Data Docs did not write the expected page {page}")
     return page
+
+
+def page_path(docs_dir: Path, suite: str, run_name: str, run_time: dt.datetime) -> Path:
+    """Where GX's site builder writes the page of a validation of ``suite`` in run ``run_name``."""
+    stamp = run_time.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    return docs_dir / "site" / "validations" / suite / run_name / stamp / f"{suite}.html"
 
 
 def _context(docs_dir: Path, index_limit: int) -> Any:

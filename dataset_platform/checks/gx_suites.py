@@ -394,22 +394,6 @@ _GX_LOCK = threading.Lock()
 _GX_BATCH_DEFINITION: Any = None
 
 
-def warm_up() -> threading.Thread:
-    """Import GX and build its context on a background thread (3-4 s of imports): started when a
-    run begins, it overlaps the raw layer's work instead of delaying the first suite check."""
-
-    def build() -> None:
-        try:
-            with _GX_LOCK:
-                _batch_definition()
-        except Exception:
-            pass
-
-    th = threading.Thread(target=build, name="gx-warm-up", daemon=True)
-    th.start()
-    return th
-
-
 def _batch_definition() -> Any:
     """The process-wide GX batch definition for in-memory dataframes (built on first use).
 

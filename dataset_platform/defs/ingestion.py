@@ -46,9 +46,9 @@ def build_assets(cfg: PlatformConfig) -> list[dg.AssetsDefinition]:
         ],
     )
     def raw_layer(context: dg.AssetExecutionContext, platform: PlatformResource):
-        from dataset_platform.checks.gx_suites import warm_up
+        from dataset_platform.checks import gx_worker
 
-        warm_up()  # (GX's imports overlap the crawl and the loading: the suite checks follow)
+        gx_worker.start()  # (GX's import on its worker overlaps the crawl and the loading)
         sources = list(context.partition_keys)
         inbox_only = context.run.tags.get(TRIGGER_TAG) == "inbox"
         context.log.info(f"refreshing sources {sources}" + (" (inbox files only)" if inbox_only else ""))

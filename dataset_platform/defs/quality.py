@@ -53,13 +53,14 @@ def _gx_check(layer: str) -> dg.AssetChecksDefinition:
                     "row count, columns, distinct counts, outliers) the whole layer.",
     )
     def _check(context: dg.AssetCheckExecutionContext, platform: PlatformResource) -> dg.AssetCheckResult:
-        from dataset_platform.checks.suite_check import layer_files, run_suite_check
+        from dataset_platform.checks import gx_worker
+        from dataset_platform.checks.suite_check import layer_files
 
         wd = platform.wd
-        files = layer_files(platform.config, wd, layer)
-        if files is None and layer == "dataset_release":
+        if layer == "dataset_release" and layer_files(platform.config, wd, layer) is None:
             return _result(inv.no_release())
-        checked = run_suite_check(platform.config, wd, layer, expectations_dir() / f"{layer}.json", files=files)
+        # on the GX worker process (checks/gx_worker.py): GX's import and pages off this process
+        checked = gx_worker.suite_check(platform.config, wd, layer, expectations_dir() / f"{layer}.json")
         outcome = checked.outcome
         critical_ok, warn_ok = outcome.critical_passed, outcome.warnings_passed
         failed = [o for o in outcome.outcomes if not o.success]
@@ -67,9 +68,7 @@ def _gx_check(layer: str) -> dg.AssetChecksDefinition:
                          f"{checked.rows_validated} of {checked.layer_rows} rows ({checked.scope()})")
         docs: dict = {}
         try:  # the report is a convenience: a rendering problem must not change the check's verdict
-            from dataset_platform.checks.data_docs import build_data_docs
-
-            page = build_data_docs(outcome, wd.data_docs, context.run.run_id)
+            page = gx_worker.data_docs(outcome, wd.data_docs, context.run.run_id)  # rendered by the run's end
             docs = {"data_docs": dg.MetadataValue.path(str(page)),
                     "data_docs_index": dg.MetadataValue.path(str(wd.data_docs / "site" / "index.html"))}
         except Exception as e:

@@ -23,3 +23,18 @@ class PlatformResource(dg.ConfigurableResource):
     @cached_property
     def wd(self) -> Workdir:
         return Workdir.at(self.workdir).ensure()
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Every run ends in suite checks: start GX's worker (its import) now (checks/gx_worker.py)."""
+        from dataset_platform.checks import gx_worker
+
+        gx_worker.start()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        """A run ends once the Data Docs pages its checks queued are written (checks/gx_worker.py)."""
+        import sys
+
+        worker = sys.modules.get("dataset_platform.checks.gx_worker")
+        if worker is not None:
+            for message in worker.drain():
+                context.log.warning(message)

@@ -1,0 +1,108 @@
+"""Great Expectations on a helper process: the ``gx_suite`` checks' validation and their Data Docs.
+
+GX costs a run two fixed amounts that have nothing to do with the rows: its import (3-4 s of
+Python, before the first suite can run) and the rendering of each check's Data Docs page (about
+0.4 s a page, jinja templates compiled anew each time). On the run's own process both delay every
+step after them; a +1 % refresh at 100k documents spent 6 of its 21 s there. Here one worker
+process, started when a run begins (``start``), imports GX while the raw layer is loaded, then
+validates each suite (``suite_check``: the step waits for the verdict, which blocks what is below)
+and renders the pages (``data_docs``: queued, the step does not wait; the worker renders them while
+the next assets run). ``drain`` waits for the pages still queued: the platform resource calls it
+when a run ends (``defs/resources.py``), the CLI before it exits.
+
+The worker is one process for the life of the calling process (a test session runs many
+materialisations on it), dies with it (``exit_with_parent``), and gets only picklable values:
+the config, the workdir, the layer and the suite's path; it reads the layer's files itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import get_context
+from pathlib import Path
+
+from dataset_platform.checks.gx_suites import SuiteOutcome
+
+_LOCK = threading.Lock()
+_POOL: ProcessPoolExecutor | None = None
+_DOCS: list[tuple[str, Future]] = []
+
+
+def _init() -> None:
+    from dataset_platform.stages.base import exit_with_parent
+
+    exit_with_parent()
+
+
+def _warm() -> None:
+    """Import GX and build its batch definition (what the first validation would pay)."""
+    from dataset_platform.checks import gx_suites
+
+    with gx_suites._GX_LOCK:
+        gx_suites._batch_definition()
+
+
+def _pool() -> ProcessPoolExecutor:
+    global _POOL
+    with _LOCK:
+        if _POOL is None:
+            _POOL = ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=_init)
+            _POOL.submit(_warm)
+        return _POOL
+
+
+def start() -> None:
+    """Start the worker (once per process) and its import of GX, without waiting."""
+    _pool()
+
+
+def _suite_check(cfg, wd, layer: str, suite: Path):
+    from dataset_platform.checks.suite_check import run_suite_check
+
+    return run_suite_check(cfg, wd, layer, suite)
+
+
+def suite_check(cfg, wd, layer: str, suite: Path):
+    """``run_suite_check`` of ``layer`` on the worker (see ``checks/suite_check.py``)."""
+    try:
+        return _pool().submit(_suite_check, cfg, wd, layer, Path(suite)).result()
+    except BrokenProcessPool:
+        _reset()
+        raise
+
+
+def data_docs(outcome: SuiteOutcome, docs_dir: Path, run_name: str) -> Path:
+    """Queue the Data Docs page of ``outcome``; returns where it will be (``drain`` waits for it)."""
+    from dataset_platform.checks.data_docs import build_data_docs, page_path
+
+    run_time = dt.datetime.now(dt.UTC)
+    future = _pool().submit(build_data_docs, outcome, Path(docs_dir), run_name, run_time)
+    with _LOCK:
+        _DOCS.append((outcome.suite, future))
+    return page_path(Path(docs_dir), outcome.suite, run_name, run_time)
+
+
+def drain(timeout: float | None = 600) -> list[str]:
+    """Wait for the queued Data Docs pages; returns a message per page that failed to render."""
+    with _LOCK:
+        pending = list(_DOCS)
+        _DOCS.clear()
+    errors = []
+    for suite, future in pending:
+        try:
+            future.result(timeout=timeout)
+        except Exception as e:  # a page is a convenience: report it, never fail the run for it
+            errors.append(f"{suite}: GX Data Docs not built: {type(e).__name__}: {e}"[:500])
+    return errors
+
+
+def _reset() -> None:
+    global _POOL
+    with _LOCK:
+        pool, _POOL = _POOL, None
+    if pool is not None:
+        pool.shutdown(wait=False, cancel_futures=True)
+

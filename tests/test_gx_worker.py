@@ -1,0 +1,49 @@
+"""GX on its worker process (checks/gx_worker.py): the same verdict as in-process, the pages
+written by the time ``drain`` returns, and a page that cannot be rendered reported, not raised."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+from dataset_platform.checks import gx_worker
+from dataset_platform.checks.suite_check import run_suite_check
+from dataset_platform.storage.batched import BatchedLayer
+from dataset_platform.workdir import Workdir
+from tests.test_check_scope import LAYER, REPO, _cfg, write_part
+
+
+def _worker_pid() -> int:
+    return os.getpid()
+
+
+def test_the_worker_gives_the_in_process_verdict_and_writes_its_pages_by_drain(tmp_path):
+    wd = Workdir.at(tmp_path / "wd").ensure()
+    with BatchedLayer(wd.layer_dir(LAYER), LAYER).locked() as layer:
+        write_part(layer, "src/a", range(150))
+        write_part(layer, "src/b", range(150, 200), text="NULL")  # a critical failure: no text
+        layer.commit()
+    suite = tmp_path / f"{LAYER}.json"
+    shutil.copy(REPO / "expectations" / f"{LAYER}.json", suite)
+
+    remote = gx_worker.suite_check(_cfg(), wd, LAYER, suite)
+    assert gx_worker._pool().submit(_worker_pid).result() != os.getpid()  # it ran elsewhere
+    local = run_suite_check(_cfg(), wd, LAYER, suite)  # failing rows stay pending: validated again
+    assert remote.rows_validated == local.rows_validated == 200 and remote.layer_rows == 200
+    assert not remote.outcome.critical_passed and not remote.recorded
+    assert [(o.type, o.kwargs, o.success, o.unexpected_count) for o in remote.outcome.outcomes] == \
+        [(o.type, o.kwargs, o.success, o.unexpected_count) for o in local.outcome.outcomes]
+
+    page = gx_worker.data_docs(remote.outcome, wd.data_docs, "run-a")
+    assert page.is_relative_to(wd.data_docs / "site" / "validations" / LAYER / "run-a")
+    assert gx_worker.drain() == []
+    assert page.is_file() and "run-a" in (wd.data_docs / "site" / "index.html").read_text(encoding="utf-8")
+
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the docs folder should be")
+    gx_worker.data_docs(remote.outcome, blocked, "run-b")
+    errors = gx_worker.drain()
+    assert len(errors) == 1 and errors[0].startswith(f"{LAYER}: GX Data Docs not built")
+    assert gx_worker.drain() == []  # reported once
+    assert json.loads(json.dumps(errors))  # plain strings, for a run's log
