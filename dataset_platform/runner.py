@@ -20,6 +20,7 @@ Nothing here imports Dagster.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -145,6 +146,22 @@ def input_sql(parts: dict[str, InputPart], layer: str, label_sets=()) -> str:
 
 
 # ------------------------------------------------------------------ materialise
+
+
+def warm_up(cfg: PlatformConfig) -> threading.Thread:
+    """Run every stage's ``warm`` (first-use costs) on a daemon thread, in graph order: started when
+    a run begins, it overlaps the waits of the raw layer and of the first checks. A warm-up that
+    fails changes nothing: the stage pays the cost itself when it runs."""
+
+    def warm() -> None:
+        for st in STAGES:
+            if st.warm is not None:
+                with contextlib.suppress(Exception):
+                    st.warm(st.settings(cfg.pipeline))
+
+    th = threading.Thread(target=warm, name="stage-warm-up", daemon=True)
+    th.start()
+    return th
 
 
 def materialise(stage: Stage | str, cfg: PlatformConfig, wd: Workdir, log: Log = _noop) -> LayerResult:

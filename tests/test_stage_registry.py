@@ -82,3 +82,25 @@ def _alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
+
+
+def test_warming_up_pays_a_stage_s_first_use_costs_and_never_fails_the_run(monkeypatch):
+    import dataclasses
+
+    from dataset_platform import runner
+    from dataset_platform.config import demo_config_path, load_config
+    from dataset_platform.stages.clean import text
+
+    cfg = load_config(demo_config_path())
+    runner.warm_up(cfg).join(timeout=120)
+    assert text._jieba is not None and text._jieba.initialized  # the cleaner's jieba loaded its dictionary
+    calls = []
+
+    def broken(settings):
+        calls.append(settings)
+        raise RuntimeError("a warm-up that fails")
+
+    monkeypatch.setattr(runner, "STAGES", [dataclasses.replace(s, warm=broken) for s in STAGES])
+    th = runner.warm_up(cfg)
+    th.join(timeout=60)
+    assert not th.is_alive() and len(calls) == len(STAGES)  # every one tried, none raised

@@ -25,10 +25,13 @@ class PlatformResource(dg.ConfigurableResource):
         return Workdir.at(self.workdir).ensure()
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        """Every run ends in suite checks: start GX's worker (its import) now (checks/gx_worker.py)."""
+        """Every run ends in suite checks: start GX's worker (its import) now (checks/gx_worker.py),
+        and warm the stages up."""
         from dataset_platform.checks import gx_worker
+        from dataset_platform.runner import warm_up
 
         gx_worker.start()
+        warm_up(self.config)  # the stages' first-use costs, on a thread (runner.warm_up)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         """A run ends once the Data Docs pages its checks queued are written (checks/gx_worker.py)."""

@@ -165,6 +165,9 @@ class Stage:
     #: parts run on worker processes side by side (for a stage whose own work is single-threaded;
     #: a stage with its own process pool, as extract and clean, runs its parts one after another)
     parallel_parts: bool = False
+    #: (settings) -> None: pay the stage's first-use costs (imports, dictionaries, compiled patterns)
+    #: ahead of time; the runner calls it on a background thread when a run starts (``warm_up``)
+    warm: Callable[[Any], None] | None = None
 
     def fingerprint(self, settings: Any, prepared: str = "") -> str:
         """How this stage computes, as a string: name, version, settings (those that change the

@@ -187,8 +187,18 @@ def _run(ctx: StageContext, src: str) -> StageOutput:
     return StageOutput(kept=ctx.con.table("kept"), rejected=ctx.con.table("rejected"), result=res)
 
 
+def _warm(settings: CleanSettings) -> None:
+    """Score two tiny documents (English, Chinese): imports, jieba's dictionary (0.5 s), compiled
+    patterns. A refresh's first batch paid 1.7 s of these on top of 1.1 s of scoring."""
+    b = pa.RecordBatch.from_pydict({"id": ["w1", "w2"], "title": [None, None], "lang": ["en", "zh"], "text": [
+        "A short note about rivers, written to warm up the cleaner. It has two sentences.",
+        "这是一个用于预热的中文句子。它有两句话。"]})
+    score_batch(b, settings or CleanSettings())
+
+
 STAGE = Stage(
     name=NAME, input="extracted_documents", output="cleaned_documents", settings=lambda p: p.clean, run=_run,
+    warm=_warm,
     summarise=summarise, libraries=("ftfy", "jieba", "phonenumbers"), passthrough=("source", "url", "title", "lang"),
     description="Normalised text (ftfy, NFC), Gopher / C4 / FineWeb quality rules per language (values in "
                 "`quality`), structured PII redacted with typed placeholders (counts per type).",
