@@ -218,16 +218,11 @@ def publish_views(wd: Workdir, stage: Stage, label_sets=()) -> None:
 
 
 def _pool_factory(stage: Stage, settings):
+    """The stage's shared pool, started on first use (``Stage.new_pool``); None with one worker."""
     workers = getattr(settings, "workers", None) or available_cpus()
-    if workers <= 1:
+    if stage.new_pool is None or settings is None or workers <= 1:
         return None
-    if stage.name == "extract":
-        from dataset_platform.stages.extract import new_pool, options_from
-
-        return lambda: new_pool(options_from(settings))
-    from dataset_platform.stages.clean.stage import new_pool as plain_pool
-
-    return lambda: plain_pool(workers)
+    return lambda: stage.new_pool(settings)
 
 
 # ------------------------------------------------------------------ per-batch stages

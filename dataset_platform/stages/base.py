@@ -165,6 +165,9 @@ class Stage:
     #: parts run on worker processes side by side (for a stage whose own work is single-threaded;
     #: a stage with its own process pool, as extract and clean, runs its parts one after another)
     parallel_parts: bool = False
+    #: (settings) -> the worker processes the stage's parts share (``StageContext.pool``), for a
+    #: stage that spreads its own work over processes (extract, clean); None: no shared pool
+    new_pool: Callable[[Any], Any] | None = None
     #: (settings) -> None: pay the stage's first-use costs (imports, dictionaries, compiled patterns)
     #: ahead of time; the runner calls it on a background thread when a run starts (``warm_up``)
     warm: Callable[[Any], None] | None = None

@@ -609,7 +609,7 @@ def _run(ctx: StageContext, src: str) -> StageOutput:
 STAGE = Stage(
     name=NAME, input="raw_pages", output="extracted_documents", settings=lambda p: p.extract, run=_run,
     libraries=("trafilatura", "resiliparse", "pycld2", "htmldate"), requires=("id",),
-    passthrough=("source", "crawl_id", "url"),
+    passthrough=("source", "crawl_id", "url"), new_pool=lambda s: new_pool(options_from(s)),
     description="Main text (paragraphs kept), title, date and language of each HTML page: extractor chain "
                 "(trafilatura, then resiliparse), a time bound per page, CLD2; dump records that carry text pass.",
 )

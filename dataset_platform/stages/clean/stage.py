@@ -198,7 +198,7 @@ def _warm(settings: CleanSettings) -> None:
 
 STAGE = Stage(
     name=NAME, input="extracted_documents", output="cleaned_documents", settings=lambda p: p.clean, run=_run,
-    warm=_warm,
+    warm=_warm, new_pool=lambda s: new_pool(getattr(s, "workers", None) or available_cpus()),
     summarise=summarise, libraries=("ftfy", "jieba", "phonenumbers"), passthrough=("source", "url", "title", "lang"),
     description="Normalised text (ftfy, NFC), Gopher / C4 / FineWeb quality rules per language (values in "
                 "`quality`), structured PII redacted with typed placeholders (counts per type).",
