@@ -239,8 +239,9 @@ class DedupSettings(_Model):
     #: processes computing signatures (default: every CPU this process may use)
     workers: Annotated[int, Field(ge=1)] | None = None
     #: DuckDB memory of the stage process; beyond it sorts and tables spill to disk
-    #: (the signing workers hold a few batches each on top)
-    memory_limit: Size = "1GB"
+    #: (the signing workers hold a few batches each on top). 1 GB was too little at 1M documents:
+    #: the first scan reads a whole part's row group of text per thread (about 90 MB decoded)
+    memory_limit: Size = "2GB"
 
 
 class LabelRule(_Model):
