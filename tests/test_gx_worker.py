@@ -7,11 +7,12 @@ import json
 import os
 import shutil
 
+from test_check_scope import LAYER, REPO, _cfg, write_part
+
 from dataset_platform.checks import gx_worker
 from dataset_platform.checks.suite_check import run_suite_check
 from dataset_platform.storage.batched import BatchedLayer
 from dataset_platform.workdir import Workdir
-from tests.test_check_scope import LAYER, REPO, _cfg, write_part
 
 
 def _worker_pid() -> int:
