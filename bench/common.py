@@ -84,31 +84,46 @@ def _descendants(root: int) -> list[int]:
     return out
 
 
-class DescendantPeak:
-    """Samples the VmHWM of every descendant process (workers) every ``interval`` seconds in a
-    thread; ``peak_mb`` is the largest seen (a worker's last growth before it exits may be missed)."""
+class _Sampler:
+    """Calls ``_sample()`` every ``interval`` seconds on a thread between ``__enter__`` and
+    ``__exit__`` (the samplers below)."""
 
-    def __init__(self, interval: float = 0.25) -> None:
+    def __init__(self, interval: float) -> None:
         import threading
 
-        self.peak_mb = 0.0
+        self._interval = interval
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self, interval: float) -> None:
-        root = os.getpid()
+    def _sample(self) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
         while not self._stop.is_set():
-            for pid in _descendants(root):
-                self.peak_mb = max(self.peak_mb, vm_hwm_mb(pid))
-            self._stop.wait(interval)
+            self._sample()
+            self._stop.wait(self._interval)
 
-    def __enter__(self) -> DescendantPeak:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+
+
+class DescendantPeak(_Sampler):
+    """Samples the VmHWM of every descendant process (workers) every ``interval`` seconds in a
+    thread; ``peak_mb`` is the largest seen (a worker's last growth before it exits may be missed)."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        super().__init__(interval)
+        self.peak_mb = 0.0
+        self._root = os.getpid()
+
+    def _sample(self) -> None:
+        for pid in _descendants(self._root):
+            self.peak_mb = max(self.peak_mb, vm_hwm_mb(pid))
 
 
 def vm_rss_mb(pid: int) -> float:
@@ -122,7 +137,7 @@ def vm_rss_mb(pid: int) -> float:
     return 0.0
 
 
-class TreePeak:
+class TreePeak(_Sampler):
     """Peak resident memory and CPU time of a whole process tree, sampled every ``interval``
     seconds. ``peak_mb``: the largest sum of VmRSS over ``root`` and all its descendants (shared
     pages count once per process, as in ``ps``; a spike shorter than the interval may be missed).
@@ -132,40 +147,41 @@ class TreePeak:
     (forkserver workers). ``timeline``: (epoch seconds, cumulative ``cpu_s``) at every sample."""
 
     def __init__(self, root: int, interval: float = 0.2) -> None:
-        import threading
-
+        super().__init__(interval)
         self.root = root
         self.peak_mb = 0.0
         self.samples = 0
         self._cpu_ticks: dict[int, int] = {}
         self.timeline: list[tuple[float, float]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
 
     @property
     def cpu_s(self) -> float:
         return sum(self._cpu_ticks.values()) / os.sysconf("SC_CLK_TCK")
 
-    def _run(self, interval: float) -> None:
-        while not self._stop.is_set():
-            total = 0.0
-            for pid in [self.root, *_descendants(self.root)]:
-                total += vm_rss_mb(pid)
-                try:
-                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
-                except (OSError, IndexError, ValueError):
-                    continue
-                self._cpu_ticks[pid] = max(self._cpu_ticks.get(pid, 0), ticks)
-            self.peak_mb = max(self.peak_mb, total)
-            self.timeline.append((time.time(), self.cpu_s))
-            self.samples += 1
-            self._stop.wait(interval)
+    def _sample(self) -> None:
+        total = 0.0
+        for pid in [self.root, *_descendants(self.root)]:
+            total += vm_rss_mb(pid)
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+            except (OSError, IndexError, ValueError):
+                continue
+            self._cpu_ticks[pid] = max(self._cpu_ticks.get(pid, 0), ticks)
+        self.peak_mb = max(self.peak_mb, total)
+        self.timeline.append((time.time(), self.cpu_s))
+        self.samples += 1
 
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
 
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
+def write_table(table, path: Path) -> Path:
+    """Write an Arrow table to ``path`` as Parquet, atomically (the benches' generated inputs)."""
+    import duckdb
+
+    from dataset_platform import atomic
+
+    con = duckdb.connect()
+    con.register("t", table)
+    with atomic.replacing(path) as tmp:
+        con.sql(f"COPY t TO '{tmp}' (FORMAT parquet)")
+    con.close()
+    return path

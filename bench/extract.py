@@ -30,9 +30,9 @@ sys.path.insert(1, str(HERE.parent))
 
 def generate_texts(n: int) -> Path:
     """``bench/out/texts-<n>.parquet``: raw_pages rows of a text dump (cached)."""
-    import duckdb
     import pyarrow as pa
     from clean import build_docs  # bench/clean.py: documents from the shared corpus
+    from common import write_table  # bench/common.py
     from run import OUT
 
     path = OUT / f"texts-{n}.parquet"
@@ -50,12 +50,7 @@ def generate_texts(n: int) -> Path:
         "text": build_docs(n),
         "title": [f"Document {i}" for i in range(n)],
     })
-    con = duckdb.connect()
-    con.register("t", table)
-    tmp = path.with_suffix(".tmp")
-    con.sql(f"COPY t TO '{tmp}' (FORMAT parquet)")
-    os.replace(tmp, path)
-    return path
+    return write_table(table, path)
 
 
 def _child(inp: str, out: str, workers: int, chain: str, timeout: float) -> None:

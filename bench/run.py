@@ -46,7 +46,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(HERE.parent))
 
-from common import VOCAB, DescendantPeak, machine, page, vm_hwm_mb
+from common import VOCAB, DescendantPeak, machine, page, vm_hwm_mb, write_table
 
 OUT = HERE / "out"
 SOURCE = "bench"
@@ -73,7 +73,6 @@ def _url(i: int) -> str:
 
 def generate(n: int) -> Path:
     """``bench/out/pages-<n>.parquet`` with the raw_pages columns (cached; bench/extract.py's input)."""
-    import duckdb
     import pyarrow as pa
 
     path = OUT / f"pages-{n}.parquet"
@@ -90,12 +89,7 @@ def generate(n: int) -> Path:
         "content_type": ["text/html"] * n,
         "html": htmls,
     })
-    con = duckdb.connect()
-    con.register("t", table)
-    tmp = path.with_suffix(".tmp")
-    con.sql(f"COPY t TO '{tmp}' (FORMAT parquet)")
-    os.replace(tmp, path)
-    return path
+    return write_table(table, path)
 
 
 def dump_file(n: int) -> Path:
