@@ -208,13 +208,14 @@ class Ledger:
             data = {}
         if isinstance(data, dict) and data.get("fingerprint") == fingerprint and isinstance(data.get("units"), dict):
             self._done = {str(k): str(v) for k, v in data["units"].items()}
+        self._identities = set(self._done.values())
 
     def _validated(self, u: Unit) -> bool:
         if self._done.get(u.key) == u.identity:
             return True
         # content-addressed units (release shards) are the same unit under another name: a shard a
         # new version reuses is renamed when its split gains a shard (-of-00001 -> -of-00002)
-        return u.identity.startswith("sha256 ") and u.identity in set(self._done.values())
+        return u.identity.startswith("sha256 ") and u.identity in self._identities
 
     def pending(self, units: list[Unit]) -> list[Unit]:
         """The units not validated as they are now."""
@@ -230,6 +231,7 @@ class Ledger:
         atomic.write_text(self.path, json.dumps({"fingerprint": self.fingerprint, "units": dict(sorted(now.items()))},
                                                 indent=1) + "\n")
         self._done = now
+        self._identities = set(now.values())
 
 
 def fingerprint(*parts: object) -> str:
