@@ -13,6 +13,7 @@ import pytest
 
 from dataset_platform import atomic
 from dataset_platform.config import DedupSettings
+from dataset_platform.stages.dedup import refresh as dedup_refresh
 from dataset_platform.stages.dedup.index import MinHashIndex
 from dataset_platform.stages.dedup.minhash import (
     MinHashParams,
@@ -316,6 +317,34 @@ def test_a_document_kept_before_wins_over_a_newcomer(tmp_path):
     assert run([mirror, original]) == [ident(8)]
     shutil.rmtree(index)
     assert run([mirror, original]) == [ident(2)]
+
+
+def test_a_newcomer_linking_two_kept_documents_drops_neither(tmp_path, monkeypatch):
+    """A and B share too little to be near-duplicates; N is near to both. Kept before, A and B
+    both stay when N arrives (N goes to one of them), by difference and by the full pass alike;
+    without history the chain A-N-B is one cluster with one keeper."""
+    rng = random.Random(5)
+    words = en_doc(rng, paragraphs=5, words=80).split(" ")
+
+    def edited(start: int, word: str) -> str:
+        return " ".join(word if i % 40 == start else w for i, w in enumerate(words))
+
+    a = {"id": ident(5), "text": edited(3, "alpha"), "quality": 0.5}
+    b = {"id": ident(6), "text": edited(23, "beta"), "quality": 0.9}
+    n = {"id": ident(1), "text": " ".join(words), "quality": 0.1}
+    others = [{"id": ident(100 + i), "text": en_doc(rng), "quality": 0.5} for i in range(30)]
+    first = tmp_path / "first"
+    kept, clusters, _ = _indexed_run([a, b, *others], first)
+    assert {a["id"], b["id"]} <= set(kept) and not clusters  # not near-duplicates of each other
+    shutil.copytree(first, tmp_path / "full")
+    kept, clusters, logs = _indexed_run([a, b, n, *others], first)
+    assert any(m.startswith("dedup: refresh by difference") for m in logs)
+    assert {a["id"], b["id"]} <= set(kept) and clusters == {n["id"]: b["id"]}  # B: the higher quality
+    with monkeypatch.context() as m:
+        m.setattr(dedup_refresh, "refresh_by_difference", lambda *a, **k: None)
+        assert _indexed_run([a, b, n, *others], tmp_path / "full")[:2] == (kept, clusters)
+    fresh, clusters, _ = _indexed_run([a, b, n, *others], tmp_path / "fresh")
+    assert a["id"] not in fresh and clusters == {n["id"]: b["id"], a["id"]: b["id"]}
 
 
 def _indexed_run(batch, index_dir, *, settings=None, commit=True, **kw):

@@ -16,7 +16,8 @@ edges. Candidates whose estimated Jaccard similarity is below ``threshold`` are 
 (verification, signatures streamed from DuckDB in batches); connected components (scipy) are the
 clusters. One keeper per cluster: a document kept by the previous run first (it may already be
 published), then highest ``quality`` (when the input has it), then earliest ``fetched_at`` (when
-present), then smallest id. Others are dropped with rule ``near_duplicate``.
+present), then smallest id. Others are dropped with rule ``near_duplicate``, except documents
+kept by the previous run: a newcomer linking two old clusters does not drop either old keeper.
 
 Refresh: when the index holds the last run's state for these settings and fewer than 1/FEW of
 the documents are new, changed or gone, the run goes by difference (:mod:`core.dedup_refresh`:
@@ -436,7 +437,11 @@ def drop_near_duplicates(con: duckdb.DuckDBPyConnection, a, b, n: int, nodes_sql
     """``_drop`` (node, id, keeper_node, keeper_id): every document of a near-duplicate cluster
     but its keeper. Clusters: the connected components of the edges ``a``-``b`` (node numbers,
     ``n`` nodes). ``nodes_sql``: node, id, kept (by the last run), q, f of every node. Keeper:
-    kept by the last run, then highest quality, then earliest fetch, then smallest id."""
+    kept by the last run, then highest quality, then earliest fetch, then smallest id.
+
+    History rule: a document the last run kept is never dropped here. When new documents link
+    clusters that each had a keeper (a chain through a newcomer, whose ends may share little
+    text), every one of those keepers stays; the other members go to the first of them."""
     import numpy as np
     import pyarrow as pa
     from scipy.sparse import coo_matrix
@@ -451,11 +456,11 @@ def drop_near_duplicates(con: duckdb.DuckDBPyConnection, a, b, n: int, nodes_sql
         f"""
         CREATE OR REPLACE TABLE _drop AS
         SELECT * FROM (
-          SELECT c.node, d.id, first_value(c.node) OVER w AS keeper_node, first_value(d.id) OVER w AS keeper_id,
-                 row_number() OVER w AS rank
+          SELECT c.node, d.id, d.kept, first_value(c.node) OVER w AS keeper_node,
+                 first_value(d.id) OVER w AS keeper_id, row_number() OVER w AS rank
           FROM _c c JOIN ({nodes_sql}) d USING (node)
           WINDOW w AS (PARTITION BY c.comp ORDER BY d.kept DESC, d.q DESC NULLS LAST, d.f ASC NULLS LAST, d.id)
-        ) WHERE rank > 1
+        ) WHERE rank > 1 AND NOT kept
         """
     )
     con.unregister("_c")
