@@ -21,6 +21,7 @@
       retired/                          partitions of sources removed from the config
       tmp/                              DuckDB spill folders (tmp/<stage>/)
       checks/<layer>/<check>.json       what a check validated already (checks/scope.py: its ledger)
+      checks/<layer>/profile/           per part: lengths, languages, sources for the layer's profile
       demo_site/, data_docs/, alerts/, dagster_home/
 
 Nothing here imports DuckDB or Dagster.
@@ -169,6 +170,12 @@ class Workdir:
         """The units (parts, files) of ``layer`` that ``check`` validated already: its ledger
         (``checks/scope.py``). Deleting it only makes the next check validate everything."""
         return self.root / "checks" / layer / f"{check}.json"
+
+    def profile_cache(self, layer: str) -> Path:
+        """Per part of ``layer``: the lengths, languages and sources its profile needs, so that
+        a materialisation's profile reads no text but that of the parts it wrote
+        (``checks/profile.py``). Deleting it only makes the next profile read every part."""
+        return self.root / "checks" / layer / "profile"
 
     @property
     def alerts(self) -> Path:

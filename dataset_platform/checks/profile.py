@@ -2,14 +2,20 @@
 
 What a data engineer looks at first when a layer changes: how long the documents are, which
 languages and which sources it holds. Computed over the whole table in SQL (no rows in Python),
-so it costs one scan of the ``text`` lengths and two small group-bys.
+so it costs one scan of the ``text`` lengths and two small group-bys; for a layer stored in parts,
+over the lengths, languages and sources kept per part (``parts_profile_sql``), so a refresh reads
+the texts of the parts it wrote only.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
+
+from dataset_platform.storage import sql_str
 
 #: upper bounds (characters, exclusive) of the length buckets; the last bucket is open
 LENGTH_BOUNDS = (100, 300, 1_000, 3_000, 10_000, 30_000, 100_000)
@@ -74,6 +80,39 @@ def profile(con: duckdb.DuckDBPyConnection, rel: str) -> Profile:
     if "source" in cols:
         out.sources, out.distinct_sources = _shares(con, rel, "source")
     return out
+
+
+def parts_profile_sql(con: duckdb.DuckDBPyConnection, files: list[Path], cache: Path) -> str | None:
+    """FROM-able SQL with ``n_chars`` and, when the parts have them, ``lang`` and ``source`` of
+    every row of the Parquet ``files`` (the parts of a layer): for :func:`profile`, without
+    reading a text of a part already seen. Each part's columns are kept in ``cache`` under a
+    name holding the part's size and mtime (parts are replaced whole, by rename), so a rewritten
+    part is read again and a part left as it was (or copied with its mtime) is not. None when there are no files."""
+    if not files:
+        return None
+    cache.mkdir(parents=True, exist_ok=True)
+    wanted: set[str] = set()
+    out = []
+    for f in files:
+        st = f.stat()
+        stem = "__".join(f.relative_to(f.parents[2]).parts[:2]) if len(f.parents) > 2 else f.stem
+        name = f"{stem}__{st.st_size}-{st.st_mtime_ns}.parquet"
+        target = cache / name
+        if not target.exists():
+            src = f"read_parquet({sql_str(str(f))})"
+            cols = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {src}").fetchall()}
+            pick = ["length(text)::INTEGER AS n_chars" if "text" in cols else "n_chars"]
+            pick += [c for c in ("lang", "source") if c in cols]
+            tmp = cache / f".{name}.{os.getpid()}.tmp"
+            con.sql(f"COPY (SELECT {', '.join(pick)} FROM {src}) TO {sql_str(str(tmp))} (FORMAT parquet)")
+            os.replace(tmp, target)
+        wanted.add(name)
+        out.append(target)
+    for old in cache.glob("*.parquet"):  # parts rewritten or gone
+        if old.name not in wanted:
+            old.unlink(missing_ok=True)
+    listed = ", ".join(sql_str(str(p)) for p in out)
+    return f"read_parquet([{listed}], union_by_name=true)"
 
 
 def bar(share: float, width: int = 20) -> str:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dagster as dg
 
-from dataset_platform.checks.profile import bar, profile
+from dataset_platform.checks.profile import bar, parts_profile_sql, profile
 from dataset_platform.contracts import schema
 from dataset_platform.runner import LayerResult
-from dataset_platform.storage import memory_connection, sql_str
+from dataset_platform.storage import memory_connection
+from dataset_platform.workdir import Workdir
 
 
 def md_table(header: list[str], rows: list[list]) -> str:
@@ -46,8 +47,14 @@ def layer_metadata(result: LayerResult, *, label_sets: list[str] | tuple[str, ..
                    "parts_unchanged": c["parts_reused"], "parts_resumed": c.get("parts_adopted", 0),
                    "parts_dropped": c["parts_dropped"], "rows_computed": c["rows_computed"]})
     if "text" in schema.columns(result.layer, label_sets) and result.path.is_dir():
-        if next(result.path.glob("*/*/data.parquet"), None) is not None:  # (a layer stored by batch)
-            md.update(profile_metadata(f"read_parquet({sql_str(str(result.path / '*' / '*' / 'data.parquet'))})"))
+        files = sorted(result.path.glob("*/*/data.parquet"))  # (a layer stored by batch)
+        if files:  # the parts' lengths, languages and sources, cached per part (read once)
+            con = memory_connection()
+            try:
+                rel = parts_profile_sql(con, files, Workdir.at(result.path.parents[1]).profile_cache(result.layer))
+            finally:
+                con.close()
+            md.update(profile_metadata(rel))
     return md
 
 
