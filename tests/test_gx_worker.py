@@ -46,3 +46,26 @@ def test_the_worker_gives_the_in_process_verdict_and_writes_its_pages_by_drain(t
     errors = gx_worker.drain()
     assert len(errors) == 1 and errors[0].startswith(f"{LAYER}: GX Data Docs not built")
     assert gx_worker.drain() == []  # reported once
+
+
+def test_a_check_started_ahead_is_taken_only_while_the_layer_is_as_it_was(tmp_path):
+    wd = Workdir.at(tmp_path / "wd").ensure()
+    with BatchedLayer(wd.layer_dir(LAYER), LAYER).locked() as layer:
+        write_part(layer, "src/a", range(100))
+        layer.commit()
+    suite = tmp_path / f"{LAYER}.json"
+    shutil.copy(REPO / "expectations" / f"{LAYER}.json", suite)
+
+    gx_worker.prefetch(_cfg(), wd, LAYER, suite)  # as the asset step ends
+    ahead = gx_worker._AHEAD[(str(wd.root), LAYER)][3]
+    checked = gx_worker.suite_check(_cfg(), wd, LAYER, suite)  # the check step
+    assert checked.rows_validated == 100 and checked.recorded and ahead.done()
+    assert (str(wd.root), LAYER) not in gx_worker._AHEAD  # taken once
+
+    gx_worker.prefetch(_cfg(), wd, LAYER, suite)  # nothing new: it validates no row
+    with BatchedLayer(wd.layer_dir(LAYER), LAYER).locked() as layer:  # then a part arrives
+        write_part(layer, "src/b", range(100, 130), text="NULL")  # with a critical failure
+        layer.commit()
+    checked = gx_worker.suite_check(_cfg(), wd, LAYER, suite)  # stale: validated again, as it is now
+    assert [u.key for u in checked.units_validated] == ["src/b"] and checked.rows_validated == 30
+    assert not checked.outcome.critical_passed

@@ -5,7 +5,8 @@ Python, before the first suite can run) and the rendering of each check's Data D
 0.4 s a page, jinja templates compiled anew each time). On the run's own process both delay every
 step after them; a +1 % refresh at 100k documents spent 6 of its 21 s there. Here one worker
 process, started when a run begins (``start``), imports GX while the raw layer is loaded, then
-validates each suite (``suite_check``: the step waits for the verdict, which blocks what is below)
+validates each suite (``suite_check``: the step waits for the verdict, which blocks what is below;
+``prefetch`` lets the asset that wrote the layer start it, so it overlaps the rest of that step)
 and renders the pages (``data_docs``: queued, the step does not wait; the worker renders them while
 the next assets run). ``drain`` waits for the pages still queued: the platform resource calls it
 when a run ends (``defs/resources.py``), the CLI before it exits.
@@ -29,6 +30,8 @@ from dataset_platform.checks.gx_suites import SuiteOutcome
 _LOCK = threading.Lock()
 _POOL: ProcessPoolExecutor | None = None
 _DOCS: list[tuple[str, Future]] = []
+#: (workdir, layer) -> (config, suite, layer state, future) of a suite check started ahead
+_AHEAD: dict[tuple[str, str], tuple] = {}
 
 
 def _init() -> None:
@@ -65,9 +68,37 @@ def _suite_check(cfg, wd, layer: str, suite: Path):
     return run_suite_check(cfg, wd, layer, suite)
 
 
+def _state(cfg, wd, layer: str) -> tuple | None:
+    """What a suite check of ``layer`` would read: its units (files) and their identities."""
+    from dataset_platform.checks.suite_check import layer_files
+
+    files = layer_files(cfg, wd, layer)
+    return None if files is None else (files.whole_sql, tuple((u.key, u.identity) for u in files.units))
+
+
+def prefetch(cfg, wd, layer: str, suite: Path) -> None:
+    """Start ``layer``'s suite check on the worker now, as the asset that wrote the layer ends:
+    it runs while that step records its materialisation and the cheaper checks run, and
+    ``suite_check`` takes its result when the layer is still as it was."""
+    state = _state(cfg, wd, layer)
+    if state is None:
+        return
+    future = _pool().submit(_suite_check, cfg, wd, layer, Path(suite))
+    with _LOCK:
+        _AHEAD[(str(wd.root), layer)] = (cfg, Path(suite), state, future)
+
+
 def suite_check(cfg, wd, layer: str, suite: Path):
-    """``run_suite_check`` of ``layer`` on the worker (see ``checks/suite_check.py``)."""
+    """``run_suite_check`` of ``layer`` on the worker (see ``checks/suite_check.py``); the
+    result of ``prefetch`` when it validated the same files with the same config and suite."""
+    with _LOCK:
+        ahead = _AHEAD.pop((str(wd.root), layer), None)
     try:
+        if ahead is not None:
+            a_cfg, a_suite, a_state, future = ahead
+            checked = future.result()  # (also when stale: never leave it running behind a new one)
+            if a_cfg == cfg and a_suite == Path(suite) and a_state == _state(cfg, wd, layer):
+                return checked
         return _pool().submit(_suite_check, cfg, wd, layer, Path(suite)).result()
     except BrokenProcessPool:
         _reset()
@@ -99,10 +130,30 @@ def drain(timeout: float | None = 600) -> list[str]:
     return errors
 
 
+def shutdown() -> None:
+    """Stop the worker once its queue is done: for a process that ends with ``os._exit``, so that the
+    worker's queues and semaphores are released, not reported as leaked by multiprocessing."""
+    global _POOL
+    with _LOCK:
+        pool, _POOL = _POOL, None
+        _AHEAD.clear()
+    if pool is not None:
+        for _, page in list(_DOCS):  # queued pages are written first
+            page.exception()
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.kill()  # idle: nothing to lose, and GX's own interpreter exit takes ~1 s
+        pool.shutdown(wait=True)
+        del pool
+        import gc
+
+        gc.collect()  # (the queues' semaphores are released by their finalizers)
+
+
 def _reset() -> None:
     global _POOL
     with _LOCK:
         pool, _POOL = _POOL, None
+        _AHEAD.clear()
     if pool is not None:
         pool.shutdown(wait=False, cancel_futures=True)
 

@@ -9,6 +9,7 @@ import dagster as dg
 
 from dataset_platform.defs.metadata import STAGE_METADATA, layer_metadata, md_table
 from dataset_platform.defs.policies import refresh_after_upstream
+from dataset_platform.defs.quality import prefetch_suites
 from dataset_platform.defs.resources import PlatformResource
 from dataset_platform.stages.base import Stage
 from dataset_platform.stages.registry import STAGES
@@ -35,6 +36,7 @@ def _stage_asset(stage: Stage) -> dg.AssetsDefinition:
 
         cfg = platform.config
         result = materialise(stage, cfg, platform.wd, log=context.log.info)
+        prefetch_suites(context, platform, stage.output, *stage.also_writes)
         md = layer_metadata(result, label_sets=cfg.label_set_names)
         extra = STAGE_METADATA.get(stage.name)
         per_asset = extra(result, cfg) if extra else {}
@@ -55,6 +57,7 @@ def _rejected_asset() -> dg.AssetsDefinition:
         from dataset_platform.runner import materialise_rejected
 
         result = materialise_rejected(platform.config, platform.wd, log=context.log.info)
+        prefetch_suites(context, platform, "rejected_documents")
         md = layer_metadata(result)
         md["drop_reasons"] = dg.MetadataValue.md(
             md_table(["stage", "rule", "documents"], result.counters["reasons"]) if result.counters["reasons"] else "none")

@@ -47,6 +47,7 @@ def build_assets(cfg: PlatformConfig) -> list[dg.AssetsDefinition]:
     )
     def raw_layer(context: dg.AssetExecutionContext, platform: PlatformResource):
         from dataset_platform.checks import gx_worker
+        from dataset_platform.defs.quality import prefetch_suites
 
         gx_worker.start()  # (GX's import on its worker overlaps the crawl and the loading)
         sources = list(context.partition_keys)
@@ -56,6 +57,7 @@ def build_assets(cfg: PlatformConfig) -> list[dg.AssetsDefinition]:
 
         result = materialise_raw(platform.config, platform.wd, log=context.log.info, sources=sources,
                                  crawl=not inbox_only)
+        prefetch_suites(context, platform, "raw_pages", "crawl_log")
         c = result.counters
         md = layer_metadata(result)
         outcomes: dict[str, int] = {}

@@ -36,6 +36,26 @@ def layers_with_suites() -> list[str]:
     return [name for name in LAYERS if (d / f"{name}.json").exists()]
 
 
+def prefetch_suites(context: dg.AssetExecutionContext, platform: PlatformResource, *layers: str) -> None:
+    """Start the ``gx_suite`` checks of the ``layers`` an asset step just wrote on the GX worker
+    (``gx_worker.prefetch``), when the run will execute them: they overlap the rest of the step
+    and the checks before them. Only a head start: a problem here is logged, and the check step
+    then validates as it would have."""
+    from dataset_platform.checks import gx_worker
+
+    selection = context.run.asset_check_selection  # None: every check of the run's assets
+    for layer in layers:
+        suite = expectations_dir() / f"{layer}.json"
+        key = dg.AssetCheckKey(dg.AssetKey(layer), "gx_suite")
+        if not suite.exists() or (selection is not None and key not in selection):
+            continue
+        try:
+            gx_worker.prefetch(platform.config, platform.wd, layer, suite)
+        except Exception as e:
+            context.log.warning(f"{layer}: suite check not started ahead ({type(e).__name__}: {e}); "
+                                "its check step runs it")
+
+
 def _result(o: inv.Outcome) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=o.passed, description=o.description, metadata=o.metadata,

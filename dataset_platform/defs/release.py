@@ -48,6 +48,9 @@ def _publish(context: dg.AssetExecutionContext, platform: PlatformResource) -> d
 
     info = materialise_release(cfg, platform.wd, log=context.log.info, lineage=upstream_materialisations(context))
     info_seconds = time.monotonic() - t0
+    from dataset_platform.defs.quality import prefetch_suites
+
+    prefetch_suites(context, platform, "dataset_release")
     st = info.split_stats
     shares = st.shares if st is not None else []
     return dg.MaterializeResult(metadata={
