@@ -148,11 +148,15 @@ def layer_view_sql(wd: Workdir, layer: str, label_sets: list[str] | tuple[str, .
 def ensure_view(wd: Workdir, name: str, target_sql: str, *, wait_s: float = 60.0) -> bool:
     """Create (or replace) ``name`` as a view in the warehouse file.
 
-    Views point at stable paths, so a layer's view is created once. The file may be locked by
+    Views point at stable paths, so a layer's view is created once; while the file's size and
+    mtime are those this process left, a view it saw there is not looked up again. The file may be locked by
     another process (a parallel step or a user's DuckDB shell): retry with back-off for ``wait_s``
     seconds, then give up and return False (the layer itself is written; only the view is stale).
     """
     wd.ensure()
+    known = _VIEWS.get(str(wd.warehouse))
+    if known is not None and known[0] == _stat(wd.warehouse) and target_sql in known[1].get(name, ""):
+        return True  # the file is as this process last left it, with this view in it
     stmt = f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {target_sql}"
     deadline = time.monotonic() + wait_s
     delay = 0.05
@@ -166,11 +170,23 @@ def ensure_view(wd: Workdir, name: str, target_sql: str, *, wait_s: float = 60.0
             delay = min(delay * 2, 1.0)
             continue
         try:
-            existing = con.sql(
-                "SELECT sql FROM duckdb_views() WHERE view_name = ? AND NOT internal", params=[name]
-            ).fetchall()
-            if not existing or target_sql not in existing[0][0]:
+            views = dict(con.sql("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall())
+            if target_sql not in views.get(name, ""):
                 con.sql(stmt)
-            return True
+                views[name] = stmt
         finally:
             con.close()
+        _VIEWS[str(wd.warehouse)] = (_stat(wd.warehouse), views)
+        return True
+
+
+#: warehouse file -> (its size and mtime when this process last closed it, view name -> SQL)
+_VIEWS: dict[str, tuple[tuple[int, int] | None, dict[str, str]]] = {}
+
+
+def _stat(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_size, st.st_mtime_ns
