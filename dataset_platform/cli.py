@@ -461,6 +461,9 @@ def main(argv: list[str] | None = None) -> int:
         return rc
     import logging as _logging
 
+    worker = sys.modules.get("dataset_platform.checks.gx_worker")
+    if worker is not None:  # stop it cleanly once its queued pages are written
+        worker.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     _logging.shutdown()

@@ -38,6 +38,7 @@ def test_demo_twice_is_byte_identical_and_a_killed_run_keeps_the_last_release(tm
     a, b = tmp_path / "a", tmp_path / "b"
     first = cli("demo", "--workdir", str(a), env={"DAGSTER_HOME": ""})
     assert first.returncode == 0, first.stderr[-3000:]
+    assert "leaked semaphore" not in first.stderr  # the GX worker is stopped before the process ends
     assert "documents per stage:" in first.stdout and "drop reasons:" in first.stdout and "release: " in first.stdout
     assert (a / "dagster_home" / "dagster.yaml").exists()  # runs persist under the workdir
     second = cli("demo", "--workdir", str(b), env={"DAGSTER_HOME": ""})
