@@ -31,7 +31,8 @@ process, on one work folder (``bench/out/graph-<n>/work``, emptied before ``full
 
 Measured per run:
 
-* wall seconds of the ``dataset-platform`` process, input documents/s and per core
+* wall seconds of the ``dataset-platform`` process (started after ``sync``: the previous run's
+  writes do not land in the next one's time), input documents/s and per core
   (``os.cpu_count()``);
 * peak resident memory of its whole process tree: VmRSS of the process and every descendant,
   summed every 0.2 s;
@@ -316,6 +317,8 @@ def _timed(cmd: list[str], log: Path, env: dict[str, str]) -> dict:
     descendants; less sensitive to other load than wall time)."""
     import resource
 
+    os.sync()  # the previous run's (or the data's) writes reach the disk before this one starts
+    time.sleep(1)
     load = os.getloadavg()[0]
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(log, "w", encoding="utf-8") as fh:
