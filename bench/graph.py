@@ -39,7 +39,8 @@ Measured per run:
 * CPU seconds (user + system) of every process of the tree, sampled with the memory: wall times
   depend on what else shares the cores, so the load average before and after is printed too;
 * from the Dagster run's event log (DAGSTER_HOME is ``work/dagster_home``): the wall seconds of
-  every step (each asset step; each asset check is a step of its own) with the tree's CPU seconds
+  every step (each asset step; the checks of the layers an asset step writes are one step after it) with
+  the tree's CPU seconds
   meanwhile, the time from process start to the run's start and to its first step, the gaps
   between steps and the time after the last one.
 
@@ -411,8 +412,10 @@ def event_log_timeline(home: Path, run_id: str | None) -> dict:
         elif kind == "ASSET_CHECK_EVALUATION":
             d = ev.event_specific_data
             sev = getattr(d.severity, "value", str(d.severity))
+            took = d.metadata.get("check_seconds")  # (the check's own time within its step)
             s["checks"].append({"check": f"{d.asset_key.to_user_string()}:{d.check_name}", "passed": d.passed,
-                                "severity": sev, "at": e.timestamp})
+                                "severity": sev, "at": e.timestamp,
+                                "seconds": None if took is None else float(took.value)})
             s["last_user_event"] = e.timestamp
         elif kind == "LOG_MESSAGE":
             s["first_log"] = s["first_log"] or e.timestamp
@@ -609,8 +612,9 @@ def print_tables(results: dict) -> None:
         for s in r["timeline"]["steps"]:
             if s["step"] not in order:
                 order.append(s["step"])
-    print("\nSeconds per step: wall from the Dagster event log (STEP_START to STEP_SUCCESS; each check is its own "
-          "step) and, in brackets, the CPU seconds the process tree used meanwhile (sampled every 0.2 s)\n")
+    print("\nSeconds per step: wall from the Dagster event log (STEP_START to STEP_SUCCESS; the checks of the "
+          "layers an asset step writes are one step, `<step>_checks`) and, in brackets, the CPU seconds the "
+          "process tree used meanwhile (sampled every 0.2 s)\n")
     print("| step | kind | " + " | ".join(r["name"] for r in runs) + " |")
     print("|---|---|" + "---:|" * len(runs))
 
@@ -661,6 +665,22 @@ def print_tables(results: dict) -> None:
         if r.get("layers"):
             print(f"{r['name']}: " + ", ".join(f"{k} {v['kept']} (in {v['input']})" for k, v in r["layers"].items())
                   + f"; {r.get('checks')}")
+
+    checks: list[str] = []
+    for r in runs:
+        for s in r["timeline"]["steps"]:
+            checks += [c["check"] for c in s["checks"] if c["check"] not in checks]
+    if not any(c.get("seconds") is not None for r in runs for s in r["timeline"]["steps"] for c in s["checks"]):
+        return
+    print("\nSeconds per check: each check's own time within its step (its `check_seconds` metadata)\n")
+    print("| check | " + " | ".join(r["name"] for r in runs) + " |")
+    print("|---|" + "---:|" * len(runs))
+    for name in checks:
+        cells = []
+        for r in runs:
+            c = next((c for s in r["timeline"]["steps"] for c in s["checks"] if c["check"] == name), None)
+            cells.append("" if c is None or c.get("seconds") is None else f"{c['seconds']:.2f}")
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 def main() -> None:

@@ -84,8 +84,7 @@ class Graph:
         def below() -> None:
             return None
 
-        (self.check,) = [c for c in quality.build_checks()
-                         if dg.AssetCheckKey(dg.AssetKey(LAYER), "gx_suite") in c.check_keys]
+        self.check = quality.check_definition(LAYER, "gx_suite")
         self.assets = [layer_asset, below]
 
     def run(self, *parts: tuple[str, range, dict]):

@@ -7,7 +7,7 @@ import pytest
 
 from dataset_platform.checks.drift import drop_rate_change
 from dataset_platform.config import demo_config_path
-from dataset_platform.defs.quality import build_checks
+from dataset_platform.defs.quality import check_definition
 from dataset_platform.defs.resources import PlatformResource
 
 
@@ -31,8 +31,7 @@ def _run(instance, tmp_path, inp: int, rejected: int):
         return dg.MaterializeResult(metadata={"input_rows": inp, "kept_rows": inp - rejected,
                                               "rejected_rows": rejected})
 
-    (check,) = [c for c in build_checks() if {k.name for k in c.check_keys} == {"drop_rate_stable"}
-                and {k.asset_key.to_user_string() for k in c.check_keys} == {"cleaned_documents"}]
+    check = check_definition("cleaned_documents", "drop_rate_stable")
     result = dg.materialize([cleaned_documents, check], instance=instance,
                             resources={"platform": PlatformResource(config_path=str(demo_config_path()),
                                                                     workdir=str(tmp_path / "w"))})

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dataset_platform.config import demo_config_path
-from dataset_platform.defs.quality import no_structured_pii
+from dataset_platform.defs.quality import check_definition
 from dataset_platform.defs.resources import PlatformResource
 from dataset_platform.storage.batched import BatchedLayer, PartInfo
 from dataset_platform.workdir import Workdir
@@ -35,7 +35,7 @@ def _materialize(tmp_path, texts: list[str | None]):
 
     with dg.instance_for_test() as instance:
         result = dg.materialize(
-            [cleaned_documents, downstream, no_structured_pii],
+            [cleaned_documents, downstream, check_definition("cleaned_documents", "no_structured_pii")],
             resources={"platform": PlatformResource(config_path=str(demo_config_path()), workdir=str(wd.root))},
             instance=instance,
             raise_on_error=False,
@@ -111,7 +111,8 @@ def test_only_parts_not_scanned_clean_are_scanned_and_a_failure_keeps_failing(tm
         plan[:] = list(parts)
         with dg.instance_for_test() as instance:
             result = dg.materialize(
-                [cleaned_documents, downstream, no_structured_pii], instance=instance, raise_on_error=False,
+                [cleaned_documents, downstream, check_definition("cleaned_documents", "no_structured_pii")],
+                instance=instance, raise_on_error=False,
                 resources={"platform": PlatformResource(config_path=str(demo_config_path()), workdir=str(wd.root))})
             (ev,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "no_structured_pii"]
             done = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
