@@ -37,7 +37,10 @@ def _prepare_instance(wd: Workdir) -> Path:
     if not yaml_path.exists():
         yaml_path.write_text(
             "# written by dataset-platform; edit freely\n"
-            "telemetry:\n  enabled: false\n",
+            "telemetry:\n  enabled: false\n"
+            "# runs a sensor or the UI queued start within a second (Dagster's default: every 5 s)\n"
+            "run_coordinator:\n  module: dagster.core.run_coordinator\n  class: QueuedRunCoordinator\n"
+            "  config:\n    dequeue_interval_seconds: 1\n",
             encoding="utf-8",
         )
     os.environ["DAGSTER_HOME"] = str(home)

@@ -264,3 +264,17 @@ def test_stage_split_keeps_urls_together_and_old_documents_in_place(tmp_path):
     r = cli("stage", "split", "--input", str(_jsonl(tmp_path / "no_topic.jsonl", [{"id": 1, "url": "http://x.test/"}])),
             "--output-dir", str(tmp_path / "o3"), "--config", str(cfg))
     assert r.returncode == 2 and "stratify_by is 'topic'" in r.stderr
+
+
+def test_a_new_work_folders_dagster_instance_starts_queued_runs_within_a_second(tmp_path, monkeypatch):
+    import dagster as dg
+
+    from dataset_platform.cli import _prepare_instance
+    from dataset_platform.workdir import Workdir
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)  # (restored after the test)
+    home = _prepare_instance(Workdir.at(tmp_path / "w").ensure())
+    assert home == (tmp_path / "w" / "dagster_home").resolve()
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.run_coordinator.dequeue_interval_seconds == 1  # an inbox file's run: no 5 s wait
+        assert not instance.telemetry_enabled
