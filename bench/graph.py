@@ -26,6 +26,10 @@ process, on one work folder (``bench/out/graph-<n>/work``, emptied before ``full
 
 * ``full``: the whole graph from nothing;
 * ``refresh``: ``plus1.jsonl`` copied into ``work/inbox/news/``, then ``run`` again;
+* ``sensor`` (instead of ``refresh``): ``dataset-platform ui`` (Dagster's webserver and daemon) is
+  started on the work folder and ``plus1.jsonl`` is dropped into the inbox; the inbox sensor
+  launches the run. Measured: the seconds from the drop until the run is requested, started and
+  ended, the run's steps, and any other run launched in the minute after it;
 * ``settings``: ``pipeline.clean.rules: {gopher_quality.word_count: {min: 60}}`` added to
   sources.yaml (edited in place, as a user would; ``full`` writes the original again), then ``run``.
 
@@ -82,7 +86,7 @@ from common import TreePeak, machine
 #: bump when the generated data changes (a cached dump of another version is rebuilt)
 DATA_VERSION = 3
 SOURCE = "news"
-RUNS = ("full", "refresh", "settings")
+RUNS = ("full", "refresh", "settings", "sensor")
 SETTINGS_CHANGE = {"gopher_quality.word_count": {"min": 60}}
 TOPICS = {
     "business": ["economy", "market", "shares", "profit", "bank", "company", "investors", "sales"],
@@ -486,6 +490,102 @@ def graph_run(name: str, out: Path, work: Path, docs: int, cores: int) -> dict:
     return res
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def sensor_run(out: Path, work: Path, docs: int, cores: int, timeout: float = 900) -> dict:
+    """The +1 % file dropped into the inbox while ``dataset-platform ui`` (Dagster's webserver and
+    daemon) runs on the work folder: the inbox sensor launches the run. Measured from the drop:
+    until the sensor requested the run, until the run started (its process launched), until it
+    ended; the run's steps from its event log; and every other run launched meanwhile (the
+    automation sensor's, if it adds any) in the following 60 s."""
+    import signal
+    import urllib.request
+
+    import dagster as dg
+
+    port = _free_port()
+    exe = shutil.which("dataset-platform")
+    cmd = [exe] if exe else [sys.executable, "-m", "dataset_platform.cli"]
+    cmd += ["ui", "--config", str(out / "sources.yaml"), "--workdir", str(work), "--port", str(port)]
+    log = open(out / "run-sensor.log", "w", encoding="utf-8")
+    print(f"[sensor] {' '.join(cmd[1:])}", file=sys.stderr)
+    ui = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_child_env(), cwd=REPO,
+                          start_new_session=True)
+    home = work / "dagster_home"
+    res: dict = {"name": "sensor", "input_docs": docs}
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # the webserver answers once the code location is loaded
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline or ui.poll() is not None:
+                    raise RuntimeError(f"dagster dev did not come up on port {port}: see {log.name}") from None
+                time.sleep(1)
+        time.sleep(5)  # the daemon's first sensor ticks (nothing in the inbox yet)
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            before = {r.run_id for r in instance.get_runs()}
+        os.sync()
+        inbox = work / "inbox" / SOURCE
+        inbox.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out / "plus1.jsonl", inbox / ".plus1.jsonl.part")
+        dropped = time.time()
+        os.replace(inbox / ".plus1.jsonl.part", inbox / "plus1.jsonl")  # appears whole, as a user's mv
+        deadline = time.monotonic() + timeout
+        inbox_run, quiet_since = None, None
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            with dg.DagsterInstance.from_config(str(home)) as instance:
+                runs = [r for r in instance.get_runs() if r.run_id not in before]
+                if any(not r.is_finished for r in runs):
+                    quiet_since = None
+                    continue
+                inbox_run = next((r for r in runs if r.tags.get("dataset_platform/trigger") == "inbox"), None)
+                if inbox_run is None:
+                    continue
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since >= 60:  # no other run followed it
+                    records = {r.run_id: instance.get_run_record_by_id(r.run_id) for r in runs}
+                    break
+        if inbox_run is None:
+            raise RuntimeError(f"no inbox run within {timeout:.0f} s: see {log.name}")
+        rec = records[inbox_run.run_id]
+        tl = event_log_timeline(home, inbox_run.run_id)
+        res.update(
+            returncode=0 if inbox_run.status == dg.DagsterRunStatus.SUCCESS else 1,
+            status=str(inbox_run.status.value), run_id=inbox_run.run_id, timeline=tl,
+            requested_after_s=round(rec.create_timestamp.timestamp() - dropped, 2),
+            started_after_s=round(rec.start_time - dropped, 2), ended_after_s=round(rec.end_time - dropped, 2),
+            run_seconds=round(rec.end_time - rec.start_time, 2),
+            launch_s=round(rec.start_time - rec.create_timestamp.timestamp(), 2),
+            other_runs=[{"run_id": r.run_id, "job": r.job_name, "status": str(r.status.value),
+                         "seconds": round((records[r.run_id].end_time or 0) - (records[r.run_id].start_time or 0), 2)}
+                        for r in runs if r.run_id != inbox_run.run_id],
+        )
+        # comparable with `run`: from the run's start (its process is launched before) to its end
+        res["seconds"] = res["run_seconds"]
+        res["docs_per_s"] = round(docs / res["seconds"], 1)
+        res["docs_per_s_per_core"] = round(docs / res["seconds"] / cores, 1)
+    finally:
+        os.killpg(ui.pid, signal.SIGTERM)
+        try:
+            ui.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(ui.pid, signal.SIGKILL)
+        log.close()
+    print(f"[sensor] inbox run {res.get('status')}: requested {res.get('requested_after_s')} s after the drop, "
+          f"started {res.get('started_after_s')} s, ended {res.get('ended_after_s')} s (the run: "
+          f"{res.get('run_seconds')} s); other runs: {res.get('other_runs')}", file=sys.stderr)
+    return res
+
+
 # ------------------------------------------------------------------------------------ datatrove
 
 
@@ -573,15 +673,21 @@ def print_tables(results: dict) -> None:
     print("|---|---|---:|---:|---:|---:|---:|---|---:|---|")
     what = {"full": "`dataset-platform run` (whole graph, empty workdir)",
             "refresh": "+1 % file in inbox, `dataset-platform run`",
-            "settings": "`gopher_quality.word_count: {min: 60}`, `dataset-platform run`"}
+            "settings": "`gopher_quality.word_count: {min: 60}`, `dataset-platform run`",
+            "sensor": "+1 % file dropped in the inbox under `dataset-platform ui`: the inbox sensor's run "
+                      "(run start to end)"}
     def rate(v: float) -> str:
         return f"{v:.0f}" if v >= 10 else f"{v:.1f}"
 
     for r in results["runs"]:
         flag = "" if r["returncode"] == 0 else f" (exit {r['returncode']})"
         docs = str(r["input_docs"])
-        if r["name"] == "refresh":
+        if r["name"] in ("refresh", "sensor"):
             docs += f" new ({r['docs_in_workdir']} in all)"
+        if r["name"] == "sensor":
+            print(f"| {r['name']}{flag} | {what[r['name']]} | {docs} | {r['seconds']:.1f} | {rate(r['docs_per_s'])} | "
+                  f"{rate(r['docs_per_s_per_core'])} | - | {mach} | - | - |")
+            continue
         print(f"| {r['name']}{flag} | {what[r['name']]} | {docs} | {r['seconds']:.1f} | {rate(r['docs_per_s'])} | "
               f"{rate(r['docs_per_s_per_core'])} | {r['peak_tree_rss_mb']:.0f} | {mach} | {r['cpu_s']:.0f} | "
               f"{r['load_avg_before']}/{r['load_avg_after']} |")
@@ -597,6 +703,12 @@ def print_tables(results: dict) -> None:
         if full and dt["docs_per_s_per_core"]:
             print(f"\nours (full graph) / datatrove (4 filters) docs/s per core: "
                   f"{full['docs_per_s_per_core'] / dt['docs_per_s_per_core']:.1f}x")
+    for r in results["runs"]:
+        if r["name"] == "sensor":
+            print(f"\nsensor: the file dropped at 0 s; run requested at {r['requested_after_s']} s (the sensor's "
+                  f"interval: 30 s), its process launched and the run started at {r['started_after_s']} s (launch "
+                  f"{r['launch_s']} s), ended at {r['ended_after_s']} s; other runs launched meanwhile: "
+                  f"{r['other_runs'] or 'none'}")
     print("\ndocuments per CPU second of the tree (less sensitive to other load than wall time): " + ", ".join(
         f"{r['name']} {r['input_docs'] / r['cpu_s']:.0f}" for r in [*results["runs"], dt] if r and r.get("cpu_s")))
     full = next((r for r in results["runs"] if r["name"] == "full"), None)
@@ -714,6 +826,11 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
             write_config(out, settings_change=False)
             docs = in_workdir = data["docs"]
+        elif name == "sensor":  # (instead of refresh: the same file, landed by the inbox sensor)
+            docs = data["plus1_docs"]
+            results["runs"].append(sensor_run(out, work, docs, cores)
+                                   | {"docs_in_workdir": data["docs"] + data["plus1_docs"]})
+            continue
         elif name == "refresh":
             inbox = work / "inbox" / SOURCE
             inbox.mkdir(parents=True, exist_ok=True)
