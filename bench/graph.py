@@ -574,9 +574,9 @@ def sensor_run(out: Path, work: Path, docs: int, cores: int, timeout: float = 90
         res["docs_per_s"] = round(docs / res["seconds"], 1)
         res["docs_per_s_per_core"] = round(docs / res["seconds"] / cores, 1)
     finally:
-        os.killpg(ui.pid, signal.SIGTERM)
+        ui.send_signal(signal.SIGTERM)  # `dataset-platform ui` stops dagster dev and what it started
         try:
-            ui.wait(timeout=60)
+            ui.wait(timeout=90)
         except subprocess.TimeoutExpired:
             os.killpg(ui.pid, signal.SIGKILL)
         log.close()

@@ -147,7 +147,31 @@ def _cmd_ui(args) -> int:
     target = ["-w", str(workspace)] if workspace.exists() else ["-m", "dataset_platform.definitions"]
     cmd = ["dagster", "dev", *target, "-h", args.host, "-p", str(args.port)]
     print(" ".join(cmd), file=sys.stderr)
-    return subprocess.call(cmd, env=env)
+    return _supervise(subprocess.Popen(cmd, env=env))
+
+
+def _supervise(proc: subprocess.Popen, grace_s: float = 60.0) -> int:
+    """Wait for ``proc`` (``dagster dev``). A SIGTERM to this process (a service manager or a
+    container stopping it) reaches it as the SIGINT it shuts down on, with its webserver, daemon
+    and code server: it ignores SIGTERM and would outlive us. Killed ``grace_s`` after a stop."""
+    import signal
+
+    stopped: list[float] = []  # when a stop was asked for
+
+    def on_term(_signum, _frame) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        stopped.append(time.monotonic())
+
+    signal.signal(signal.SIGTERM, on_term)
+    while True:
+        try:
+            return proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            if stopped and time.monotonic() - stopped[0] > grace_s:
+                proc.kill()
+        except KeyboardInterrupt:  # Ctrl-C: the terminal sent SIGINT to dagster dev as well
+            stopped.append(time.monotonic())
 
 
 # ------------------------------------------------------------------------ stages on files

@@ -278,3 +278,69 @@ def test_a_new_work_folders_dagster_instance_starts_queued_runs_within_a_second(
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert instance.run_coordinator.dequeue_interval_seconds == 1  # an inbox file's run: no 5 s wait
         assert not instance.telemetry_enabled
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = set(), [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.add(c)
+            todo.append(c)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+def test_ui_stopped_with_sigterm_stops_dagster_dev_and_everything_it_started(tmp_path):
+    """A service manager stops `dataset-platform ui` with SIGTERM: dagster dev (which ignores
+    SIGTERM) and its webserver, daemon and code server must not outlive it."""
+    import signal
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started: set[int] = set()
+    proc = subprocess.Popen([sys.executable, "-m", "dataset_platform.cli", "ui", "--workdir", str(tmp_path / "w"),
+                             "--port", str(port)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "DAGSTER_HOME": ""}, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2).read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "the UI did not come up"
+                time.sleep(1)
+        started = _descendants(proc.pid)
+        assert len(started) >= 3  # dagster dev, its webserver, daemon, code server
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=90)
+        deadline = time.monotonic() + 30
+        while [p for p in started if _alive(p)] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not [p for p in started if _alive(p)]
+    finally:  # (what a failed stop left behind was reparented: kill it by the pids seen)
+        for p in {proc.pid, *_descendants(proc.pid), *started}:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
