@@ -37,4 +37,18 @@ def build_definitions(config_path: str | Path | None = None, workdir: str | Path
     )
 
 
+def _start_gx_in_a_launched_run() -> None:
+    """A run launched from the UI or by a sensor executes in a process that Dagster's code server
+    spawns and that imports this module before anything else: start the GX worker (its import
+    takes 2-3 s) now rather than when the run's resources are set up, so that the raw layer's
+    suites do not wait for it (``dataset-platform run`` starts it before importing Dagster)."""
+    import multiprocessing as mp
+
+    if mp.parent_process() is not None and mp.current_process().name.startswith("SpawnProcess"):
+        from dataset_platform.checks import gx_worker
+
+        gx_worker.start()
+
+
+_start_gx_in_a_launched_run()
 defs = build_definitions()
