@@ -147,31 +147,65 @@ def _cmd_ui(args) -> int:
     target = ["-w", str(workspace)] if workspace.exists() else ["-m", "dataset_platform.definitions"]
     cmd = ["dagster", "dev", *target, "-h", args.host, "-p", str(args.port)]
     print(" ".join(cmd), file=sys.stderr)
-    return _supervise(subprocess.Popen(cmd, env=env))
+    # its own process group: what it starts (webserver, daemon, code server, runs) can be stopped
+    # together, also what it leaves behind
+    return _supervise(subprocess.Popen(cmd, env=env, start_new_session=True))
 
 
 def _supervise(proc: subprocess.Popen, grace_s: float = 60.0) -> int:
-    """Wait for ``proc`` (``dagster dev``). A SIGTERM to this process (a service manager or a
-    container stopping it) reaches it as the SIGINT it shuts down on, with its webserver, daemon
-    and code server: it ignores SIGTERM and would outlive us. Killed ``grace_s`` after a stop."""
+    """Wait for ``proc`` (``dagster dev``, leader of its own process group). A SIGTERM (a service
+    manager or a container stopping us) or Ctrl-C reaches it as the SIGINT it shuts down on: it
+    ignores SIGTERM and would outlive us. It is killed ``grace_s`` after a stop; once it is gone,
+    whatever of its group is left (a webserver, daemon or code server still shutting down) gets
+    SIGTERM, then SIGKILL 10 s later."""
     import signal
 
     stopped: list[float] = []  # when a stop was asked for
 
-    def on_term(_signum, _frame) -> None:
+    def stop(_signum=None, _frame=None) -> None:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
         stopped.append(time.monotonic())
 
-    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGTERM, stop)
     while True:
         try:
-            return proc.wait(timeout=1.0)
+            rc = proc.wait(timeout=1.0)
+            break
         except subprocess.TimeoutExpired:
             if stopped and time.monotonic() - stopped[0] > grace_s:
                 proc.kill()
-        except KeyboardInterrupt:  # Ctrl-C: the terminal sent SIGINT to dagster dev as well
-            stopped.append(time.monotonic())
+        except KeyboardInterrupt:
+            stop()
+    for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 0.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            break  # nothing left of the group
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and _group_alive(proc.pid):
+            time.sleep(0.2)
+    return rc
+
+
+def _group_alive(pgid: int) -> bool:
+    """A process of group ``pgid`` still runs (zombies, which only wait to be reaped, do not count)."""
+    proc = Path("/proc")
+    if not proc.is_dir():  # (not Linux: any member, zombies included)
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    for d in proc.iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+    return False
 
 
 # ------------------------------------------------------------------------ stages on files
