@@ -69,3 +69,22 @@ def test_a_check_started_ahead_is_taken_only_while_the_layer_is_as_it_was(tmp_pa
     checked = gx_worker.suite_check(_cfg(), wd, LAYER, suite)  # stale: validated again, as it is now
     assert [u.key for u in checked.units_validated] == ["src/b"] and checked.rows_validated == 30
     assert not checked.outcome.critical_passed
+
+
+def _a_process_using_the_worker() -> None:
+    gx_worker.start()
+    assert gx_worker._pool().submit(_worker_pid).result() != os.getpid()
+
+
+def test_a_spawned_process_that_used_the_worker_ends(tmp_path):
+    """A run launched by Dagster's code server is a spawned process; once it is done it must end,
+    not wait for its idle GX worker (multiprocessing joins a process's children at its exit)."""
+    from multiprocessing import get_context
+
+    p = get_context("spawn").Process(target=_a_process_using_the_worker)
+    p.start()
+    p.join(90)
+    alive = p.is_alive()
+    if alive:
+        p.kill()
+    assert not alive and p.exitcode == 0

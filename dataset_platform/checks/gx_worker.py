@@ -22,7 +22,7 @@ import datetime as dt
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from multiprocessing import get_context
+from multiprocessing import get_context, util
 from pathlib import Path
 
 from dataset_platform.checks.gx_suites import SuiteOutcome
@@ -54,6 +54,9 @@ def _pool() -> ProcessPoolExecutor:
         if _POOL is None:
             _POOL = ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=_init)
             _POOL.submit(_warm)
+            # stopped at exit before multiprocessing joins the children: a run process that Dagster's
+            # code server spawned otherwise waits for the idle worker forever and never ends
+            util.Finalize(None, shutdown, kwargs={"at_exit": True}, exitpriority=10)
         return _POOL
 
 
@@ -139,22 +142,31 @@ def _quit() -> None:
     os._exit(0)
 
 
-def shutdown() -> None:
+def shutdown(*, at_exit: bool = False) -> None:
     """Stop the worker once its queue is done: for a process that ends with ``os._exit``, so that the
-    worker's queues and semaphores are released, not reported as leaked by multiprocessing."""
+    worker's queues and semaphores are released, not reported as leaked by multiprocessing. At a
+    process's exit (``at_exit``, registered with multiprocessing's exit finalizers) the idle worker
+    is killed instead: the executor may already be shut, and a process Dagster's code server spawned
+    for a run would otherwise wait for its worker forever."""
     global _POOL
     with _LOCK:
         pool, _POOL = _POOL, None
         _AHEAD.clear()
-    if pool is not None:
-        for _, page in list(_DOCS):  # queued pages are written first
-            page.exception()
-        pool.submit(_quit)  # idle: GX's own interpreter exit would take ~1 s
-        pool.shutdown(wait=True)
-        del pool
-        import gc
+    if pool is None:
+        return
+    for _, page in list(_DOCS):  # queued pages are written first
+        page.exception()
+    if at_exit:
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+        return
+    pool.submit(_quit)  # idle: GX's own interpreter exit would take ~1 s
+    pool.shutdown(wait=True)
+    del pool
+    import gc
 
-        gc.collect()  # (the queues' semaphores are released by their finalizers)
+    gc.collect()  # (the queues' semaphores are released by their finalizers)
 
 
 def _reset() -> None:
