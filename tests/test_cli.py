@@ -272,7 +272,9 @@ def test_a_new_work_folders_dagster_instance_starts_queued_runs_within_a_second(
     from dataset_platform.cli import _prepare_instance
     from dataset_platform.workdir import Workdir
 
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)  # (restored after the test)
+    # setenv records the variable's state, so the value _prepare_instance sets is undone after the
+    # test (delenv of an unset variable records nothing: it leaked into every later test)
+    monkeypatch.setenv("DAGSTER_HOME", "")
     home = _prepare_instance(Workdir.at(tmp_path / "w").ensure())
     assert home == (tmp_path / "w" / "dagster_home").resolve()
     with dg.DagsterInstance.from_config(str(home)) as instance:
