@@ -136,7 +136,6 @@ def drain(timeout: float | None = 600) -> list[str]:
 def _quit() -> None:
     """End the worker at once, releasing its semaphores first as interpreter exit would."""
     import os
-    from multiprocessing import util
 
     util._run_finalizers(0)
     os._exit(0)
@@ -148,10 +147,7 @@ def shutdown(*, at_exit: bool = False) -> None:
     process's exit (``at_exit``, registered with multiprocessing's exit finalizers) the idle worker
     is killed instead: the executor may already be shut, and a process Dagster's code server spawned
     for a run would otherwise wait for its worker forever."""
-    global _POOL
-    with _LOCK:
-        pool, _POOL = _POOL, None
-        _AHEAD.clear()
+    pool = _take_pool()
     if pool is None:
         return
     for _, page in list(_DOCS):  # queued pages are written first
@@ -169,11 +165,17 @@ def shutdown(*, at_exit: bool = False) -> None:
     gc.collect()  # (the queues' semaphores are released by their finalizers)
 
 
-def _reset() -> None:
+def _take_pool() -> ProcessPoolExecutor | None:
+    """The worker pool, no longer this module's (the next use starts a new one)."""
     global _POOL
     with _LOCK:
         pool, _POOL = _POOL, None
         _AHEAD.clear()
+    return pool
+
+
+def _reset() -> None:
+    pool = _take_pool()
     if pool is not None:
         pool.shutdown(wait=False, cancel_futures=True)
 
