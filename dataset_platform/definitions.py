@@ -37,18 +37,25 @@ def build_definitions(config_path: str | Path | None = None, workdir: str | Path
     )
 
 
-def _start_gx_in_a_launched_run() -> None:
-    """A run launched from the UI or by a sensor executes in a process that Dagster's code server
-    spawns and that imports this module before anything else: start the GX worker (its import
-    takes 2-3 s) now rather than when the run's resources are set up, so that the raw layer's
-    suites do not wait for it (``dataset-platform run`` starts it before importing Dagster)."""
+def _start_gx() -> None:
+    """GX's import takes 2-3 s; a run's first suite check should not wait for it.
+
+    Dagster's code server (``dagster api grpc``) starts the GX worker that its runs share
+    (``checks/gx_service.py``): it stays warm from one launched run to the next. A run launched
+    from the UI or by a sensor executes in a process that the code server spawns and that imports
+    this module before anything else: it connects to that worker now, or starts its own when there
+    is none (``dataset-platform run`` starts its own before importing Dagster)."""
     import multiprocessing as mp
 
-    if mp.parent_process() is not None and mp.current_process().name.startswith("SpawnProcess"):
+    from dataset_platform.checks import gx_service
+
+    if gx_service.is_code_server() and mp.parent_process() is None:
+        gx_service.serve()
+    elif mp.parent_process() is not None and mp.current_process().name.startswith("SpawnProcess"):
         from dataset_platform.checks import gx_worker
 
         gx_worker.start()
 
 
-_start_gx_in_a_launched_run()
+_start_gx()
 defs = build_definitions()

@@ -13,7 +13,9 @@ when a run ends (``defs/resources.py``), the CLI before it exits.
 
 The worker is one process for the life of the calling process (a test session runs many
 materialisations on it), dies with it (``exit_with_parent``), and gets only picklable values:
-the config, the workdir, the layer and the suite's path; it reads the layer's files itself.
+the config, the workdir, the layer and the suite's path; it reads the layer's files itself. A run
+that Dagster's code server launched uses the code server's worker instead, already warm
+(``checks/gx_service.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context, util
 from pathlib import Path
 
+from dataset_platform.checks.gx_service import RemotePool, connect
 from dataset_platform.checks.gx_suites import SuiteOutcome
 
 _LOCK = threading.Lock()
@@ -48,10 +51,13 @@ def _warm() -> None:
         gx_suites._batch_definition()
 
 
-def _pool() -> ProcessPoolExecutor:
+def _pool() -> ProcessPoolExecutor | RemotePool:
     global _POOL
     with _LOCK:
         if _POOL is None:
+            _POOL = connect()  # a run that Dagster's code server launched: its warm worker
+            if _POOL is not None:
+                return _POOL
             _POOL = ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=_init)
             _POOL.submit(_warm)
             # stopped at exit before multiprocessing joins the children: a run process that Dagster's
@@ -152,6 +158,9 @@ def shutdown(*, at_exit: bool = False) -> None:
         return
     for _, page in list(_DOCS):  # queued pages are written first
         page.exception()
+    if isinstance(pool, RemotePool):  # the code server's worker: it stays for the next run
+        pool.shutdown(wait=not at_exit, cancel_futures=True)
+        return
     if at_exit:
         for proc in list(getattr(pool, "_processes", {}).values()):
             proc.kill()
