@@ -38,9 +38,11 @@ def _prepare_instance(wd: Workdir) -> Path:
         yaml_path.write_text(
             "# written by dataset-platform; edit freely\n"
             "telemetry:\n  enabled: false\n"
-            "# runs a sensor or the UI queued start within a second (Dagster's default: every 5 s)\n"
-            "run_coordinator:\n  module: dagster.core.run_coordinator\n  class: QueuedRunCoordinator\n"
-            "  config:\n    dequeue_interval_seconds: 1\n",
+            "# a run a sensor or the UI requests is launched at once, not queued for the daemon's next\n"
+            "# look (every 5 s by default; runs of one work folder wait for each other on its locks).\n"
+            "# For run queues and concurrency limits, use dagster.core.run_coordinator's\n"
+            "# QueuedRunCoordinator here (with dequeue_interval_seconds: 1)\n"
+            "run_coordinator:\n  module: dagster.core.run_coordinator\n  class: DefaultRunCoordinator\n",
             encoding="utf-8",
         )
     os.environ["DAGSTER_HOME"] = str(home)

@@ -266,7 +266,7 @@ def test_stage_split_keeps_urls_together_and_old_documents_in_place(tmp_path):
     assert r.returncode == 2 and "stratify_by is 'topic'" in r.stderr
 
 
-def test_a_new_work_folders_dagster_instance_starts_queued_runs_within_a_second(tmp_path, monkeypatch):
+def test_a_new_work_folders_dagster_instance_launches_requested_runs_at_once(tmp_path, monkeypatch):
     import dagster as dg
 
     from dataset_platform.cli import _prepare_instance
@@ -278,7 +278,11 @@ def test_a_new_work_folders_dagster_instance_starts_queued_runs_within_a_second(
     home = _prepare_instance(Workdir.at(tmp_path / "w").ensure())
     assert home == (tmp_path / "w" / "dagster_home").resolve()
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        assert instance.run_coordinator.dequeue_interval_seconds == 1  # an inbox file's run: no 5 s wait
+        # an inbox file's run is launched when the sensor asks, not at the queue's next look
+        from dagster._core.run_coordinator import DefaultRunCoordinator
+
+        assert isinstance(instance.run_coordinator, DefaultRunCoordinator)
+        assert not isinstance(instance.run_coordinator, dg.QueuedRunCoordinator)
         assert not instance.telemetry_enabled
 
 
