@@ -472,6 +472,10 @@ def build_parser() -> argparse.ArgumentParser:
     u = sub.add_parser("ui", help="open the Dagster UI on this workdir (dagster dev -w workspace.yaml)")
     u.add_argument("--config", default=None)
     u.add_argument("--workdir", default=None)
+    for cmd in (d, r, u):
+        cmd.add_argument("--executor", choices=("local", "ray"), default=None,
+                         help="where the per-batch stages' parts run (overrides pipeline.executor): processes "
+                              "of this machine, or tasks on the Ray cluster at pipeline.ray.address / $RAY_ADDRESS")
     u.add_argument("--host", default="127.0.0.1")
     u.add_argument("--port", type=int, default=3000)
 
@@ -537,6 +541,10 @@ def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     try:
+        if getattr(args, "executor", None):
+            from dataset_platform.config import EXECUTOR_ENV
+
+            os.environ[EXECUTOR_ENV] = args.executor  # (Dagster's code server and its runs inherit it)
         if args.command == "demo":
             return run_pipeline(demo_config_path(), args.workdir)
         if args.command == "run":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from importlib import resources
 from pathlib import Path
@@ -222,6 +223,15 @@ def _size(v: str) -> str:
 Size = Annotated[str, AfterValidator(_size)]
 
 
+def size_bytes(v: str) -> int:
+    """Bytes of a :data:`Size` ('2GB' -> 2 * 1000**3, '2GiB' -> 2 * 1024**3, as DuckDB reads them)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT])(i?)B\s*", v, re.I)
+    if m is None:
+        raise ValueError(f"expected a size like '1GB' or '512MB', got {v!r}")
+    base = 1024 if m.group(3) else 1000
+    return int(float(m.group(1)) * base ** ("KMGT".index(m.group(2).upper()) + 1))
+
+
 class DedupSettings(_Model):
     """Near-duplicate detection (stages/dedup/stage.py, stages/dedup/minhash.py); exact duplicates are always removed first."""
 
@@ -422,6 +432,23 @@ class QualitySettings(_Model):
     max_label_share: Annotated[float, Field(gt=0, le=1)] = 0.9
 
 
+class RaySettings(_Model):
+    """Where and how per-batch work runs when ``pipeline.executor`` is ``ray``."""
+
+    #: the cluster (``ray://host:10001``, ``host:6379``, or ``auto``); unset: ``$RAY_ADDRESS``, else
+    #: a Ray instance on this machine is started for the run
+    address: str | None = None
+    #: memory Ray reserves for each part's task (the part's DuckDB connection is held below it)
+    task_memory: Size = "2GB"
+    #: times a part's task is run again when its worker dies (the part is committed once)
+    max_retries: Annotated[int, Field(ge=0, le=100)] = 3
+
+
+#: settings that decide where the work runs, not what it produces: left out of the config's
+#: fingerprint, so the same inputs give the same release on one machine or on a cluster
+RUNTIME_ONLY = ("executor", "ray")
+
+
 class PipelineSettings(_Model):
     extract: ExtractSettings = ExtractSettings()
     clean: CleanSettings = CleanSettings()
@@ -445,6 +472,10 @@ class PipelineSettings(_Model):
     #: a stage's drop rate may change by this many share points between two materialisations
     #: before its drop_rate_stable check warns (runs of fewer than 100 documents are not compared)
     max_drop_rate_change: Annotated[float, Field(gt=0, le=1)] = 0.15
+    #: where the parts of the per-batch stages run: ``local`` (processes of this machine) or
+    #: ``ray`` (tasks on a Ray cluster, ``pipeline.ray``; needs the ``ray`` extra installed)
+    executor: Literal["local", "ray"] = "local"
+    ray: RaySettings = RaySettings()
 
     @model_validator(mode="after")
     def _stratify(self) -> PipelineSettings:
@@ -485,7 +516,10 @@ class PlatformConfig(_Model):
 
     def fingerprint(self) -> str:
         """sha256 of the canonical JSON of the config (goes into the release manifest)."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        data = self.model_dump(mode="json")
+        for key in RUNTIME_ONLY:  # (where the work runs does not change what it produces)
+            data["pipeline"].pop(key, None)
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -527,7 +561,21 @@ def load_config(path: str | Path) -> PlatformConfig:
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML: {e}") from None
     cfg = parse_config(data, origin=str(p))
-    return _resolve_paths(cfg, p.resolve().parent)
+    return with_executor(_resolve_paths(cfg, p.resolve().parent))
+
+
+#: overrides ``pipeline.executor`` (set by ``--executor``; inherited by Dagster's code server and runs)
+EXECUTOR_ENV = "DATASET_PLATFORM_EXECUTOR"
+
+
+def with_executor(cfg: PlatformConfig) -> PlatformConfig:
+    """``cfg`` with ``pipeline.executor`` from ``$DATASET_PLATFORM_EXECUTOR`` when that is set."""
+    value = os.environ.get(EXECUTOR_ENV)
+    if not value:
+        return cfg
+    if value not in ("local", "ray"):
+        raise ConfigError(f"{EXECUTOR_ENV}={value!r}: expected 'local' or 'ray'")
+    return cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={"executor": value})})
 
 
 def _resolve_paths(cfg: PlatformConfig, base: Path) -> PlatformConfig:

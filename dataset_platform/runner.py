@@ -203,7 +203,9 @@ def materialise(stage: Stage | str, cfg: PlatformConfig, wd: Workdir, log: Log =
     seconds = time.monotonic() - t0
     log(f"{stage.name}: {counters['parts_computed']} part(s) computed, {counters['parts_completed']} completed, "
         f"{counters['parts_reused']} unchanged, {counters['parts_dropped']} dropped; "
-        f"{counters['rows_computed']} rows computed in {seconds:.1f}s; {total.summary()}")
+        f"{counters['rows_computed']} rows computed in {seconds:.1f}s; {total.summary()}"
+        + (f"; {r['tasks']} part(s) as Ray tasks on {r['workers']} worker(s) of {r['nodes']} node(s)"
+           if (r := counters.get("ray")) else ""))
     result = LayerResult(stage.output, total.kept_rows, wd.layer_dir(stage.output), stage=total, counters=counters,
                          seconds=seconds)
     publish_views(wd, stage, label_sets)
@@ -245,7 +247,14 @@ def _per_batch(stage: Stage, ctx: StageContext, inputs: dict[str, InputPart], ou
             todo.append((part, chain, old if old is not None and old.chain == chain else None))
     rows = sum(part.info.rows for part, _c, _o in todo)
     workers = min(len(todo), available_cpus()) if stage.parallel_parts and rows >= PARALLEL_MIN_ROWS else 1
-    if workers > 1:  # the parts on worker processes, each with its own DuckDB (the stage is single-threaded)
+    if todo and ctx.config is not None and ctx.config.pipeline.executor == "ray":  # each part a Ray task
+        from dataset_platform.cluster.ray_tasks import run_parts
+
+        placement: dict = {}
+        results = run_parts(stage.name, ctx.config, str(ctx.workdir.root), str(out.folder), label_sets, ctx.state,
+                            todo, placement)
+        c["ray"] = placement  # (filled as the parts come back; summarised below)
+    elif workers > 1:  # the parts on worker processes, each with its own DuckDB (the stage is single-threaded)
         results = _parts_on_workers(stage, ctx, out, todo, label_sets, workers)
     else:
         results = (_write_part(stage, ctx, out, part, chain, old, label_sets) for part, chain, old in todo)
@@ -255,6 +264,9 @@ def _per_batch(stage: Stage, ctx: StageContext, inputs: dict[str, InputPart], ou
         c["parts_completed" if old is not None else "parts_computed"] += 1
         ctx.log(f"{stage.name}: part {i}/{len(todo)} {part.key}: {n} rows computed"
                 + (" (completing a part whose input changed)" if old is not None else ""))
+    if "ray" in c:
+        where = c.pop("ray").values()
+        c["ray"] = {"tasks": len(where), "nodes": len({n for n, _p in where}), "workers": len(set(where))}
     for key in list(out.parts):
         if key not in inputs:
             out.drop(key)

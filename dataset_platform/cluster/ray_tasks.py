@@ -1,0 +1,123 @@
+"""The parts of a per-batch stage as Ray tasks (``pipeline.executor: ray``).
+
+A part is the unit of work (``runner.part_task``): it reads one input part's file and writes its
+output files into the layer's staging area, and returns what the part records. The runner commits
+the layer once every part is staged, as it does locally; here each part is a Ray task instead of a
+process of this machine. A task whose worker dies is run again by Ray (``pipeline.ray.max_retries``):
+it rewrites the same staging files from the same input, and the runner records each part once, when
+its result comes back, so a retried part is never committed twice. The files are on a path every
+worker reads and writes (one machine, or a shared file system).
+
+Ray is an optional dependency (``pip install 'dataset-platform[ray]'``); nothing here imports it
+until a stage runs with this executor. Nothing here imports Dagster.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+from dataset_platform.config import RaySettings, size_bytes
+
+
+class RayUnavailable(RuntimeError):
+    """``pipeline.executor`` is ``ray``, but Ray cannot be imported or reached."""
+
+
+def connect(settings: RaySettings):
+    """The ``ray`` module, connected to the configured cluster (once per process): the address in
+    ``pipeline.ray.address``, else ``$RAY_ADDRESS``, else a Ray instance started on this machine."""
+    address = settings.address or os.environ.get("RAY_ADDRESS") or None
+    if address is None or _loopback(address):
+        # a cluster of this machine only (the instance started here, or one on 127.0.0.1): Ray must
+        # not swap 127.0.0.1 for the machine's outward address, as it does for clusters of several
+        # nodes. Read when Ray is imported: set before.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    try:
+        import ray
+    except ImportError as e:
+        raise RayUnavailable("pipeline.executor is 'ray', but Ray is not installed: "
+                             "pip install 'dataset-platform[ray]' (or set pipeline.executor: local)") from e
+    if not ray.is_initialized():
+        if address is not None:
+            _probe(address)  # (Ray itself retries an address that does not answer for minutes)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False, namespace="dataset_platform")
+        except (ConnectionError, RuntimeError) as e:
+            raise RayUnavailable(_unreachable(address, e)) from e
+    return ray
+
+
+def _unreachable(address: str | None, why: object) -> str:
+    return (f"pipeline.executor is 'ray', but the Ray cluster at {address or '(local)'} cannot be reached: {why}. "
+            "Start one (`ray start --head`), or set pipeline.ray.address / RAY_ADDRESS to a running cluster")
+
+
+def _host_port(address: str) -> tuple[str, str]:
+    host, _, port = address.split("://", 1)[-1].rstrip("/").rpartition(":")
+    return host.strip("[]"), port
+
+
+def _loopback(address: str) -> bool:
+    import ipaddress
+
+    host, _port = _host_port(address)
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _probe(address: str, timeout: float = 5.0) -> None:
+    """Fail at once, with what to do, when nothing answers at a ``host:port`` address."""
+    import socket
+
+    host, port = _host_port(address)
+    if not host or not port.isdigit():
+        return  # ('auto', or a form Ray resolves itself)
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise RayUnavailable(_unreachable(address, e)) from e
+
+
+def _part_on_ray(*args) -> tuple:
+    """``runner.part_task`` on a Ray worker, and where it ran (node id, worker pid)."""
+    import ray
+
+    from dataset_platform.runner import part_task
+
+    return part_task(*args), (ray.get_runtime_context().get_node_id(), os.getpid())
+
+
+def run_parts(stage_name: str, cfg, root: str, folder: str, label_sets, state, todo: list,
+              placement: dict | None = None) -> Iterator[tuple]:
+    """``runner.part_task`` of each ``(part, chain, old)`` in ``todo``, as Ray tasks; yields their
+    results in the order of ``todo`` (the task of a later part runs while an earlier one is read).
+    ``placement`` receives, per part key, the node and the worker process that computed it."""
+    settings = cfg.pipeline.ray
+    ray = connect(settings)
+    task = ray.remote(_part_on_ray).options(
+        num_cpus=1, memory=size_bytes(settings.task_memory), max_retries=settings.max_retries,
+        retry_exceptions=False,  # an error in the data fails the same way again: report it at once
+        name=f"{stage_name}-part",
+    )
+    shared = ray.put(state)  # (a trained model once, not once per part)
+    refs = [task.remote(stage_name, cfg, root, folder, label_sets, shared, part, chain, old)
+            for part, chain, old in todo]
+    try:
+        for ref in refs:
+            try:
+                result, where = ray.get(ref)
+                if placement is not None:
+                    placement[todo[len(placement)][0].key] = where
+                yield result
+            except ray.exceptions.RayTaskError as e:  # the part's own exception, as it is raised locally
+                raise e.as_instanceof_cause() from None
+    except BaseException:
+        for ref in refs:  # a failed part: the others are not left running behind the error
+            ray.cancel(ref, force=True)
+        raise

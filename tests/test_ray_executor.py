@@ -1,0 +1,152 @@
+"""``pipeline.executor: ray``: the parts of the per-batch stages run as tasks on a real Ray
+cluster started on 127.0.0.1 by the test, and the layers and the release are byte for byte the
+ones a local build writes from the same inputs."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import random
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from graphkit import config, document, near_copy, refresh, write_jsonl
+
+from dataset_platform.workdir import Workdir
+
+pytestmark = pytest.mark.ray
+
+
+def _ray_cli() -> str:
+    exe = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
+    return exe
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory):
+    """A Ray head node with 2 CPUs on 127.0.0.1 (``ray start --head``), stopped afterwards."""
+    if importlib.util.find_spec("ray") is None:  # (not imported here: see cluster/ray_tasks.connect)
+        if os.environ.get("CI") == "true":
+            pytest.fail("Ray is not installed (it is in the test extra): pip install -e '.[test]'")
+        pytest.skip("Ray is not installed: pip install -e '.[test]' (the test extra has it)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    temp = Path(f"/tmp/dp-ray-{os.getpid()}")  # (Ray's socket paths must stay short)
+    # every Ray process on 127.0.0.1 (by default Ray binds the machine's outward address)
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    started = subprocess.run(
+        [_ray_cli(), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+         "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
+        capture_output=True, text=True, timeout=180, env=env)
+    assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
+    address = f"127.0.0.1:{port}"
+    try:
+        yield address
+    finally:
+        import ray
+
+        ray.shutdown()
+        subprocess.run([_ray_cli(), "stop", "--force"], capture_output=True, timeout=120, env=env)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _corpus(root: Path, n: int = 420, seed: int = 7) -> Path:
+    rng = random.Random(seed)
+    docs, topics = [], ["garden", "harbour", "school"]
+    for i in range(n):
+        text = document(rng, topics[i % 3])
+        docs.append({"id": f"d{i:04d}", "url": f"https://news.example.org/{i}", "text": text})
+        if i % 17 == 0:  # planted near-duplicates
+            docs.append({"id": f"d{i:04d}-copy", "url": f"https://mirror.example.org/{i}", "text": near_copy(rng, text)})
+    return write_jsonl(root / "news.jsonl", docs)
+
+
+def _files(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _release(wd: Workdir) -> Path:
+    latest = next(wd.releases.glob("*/LATEST"))
+    return latest.parent / latest.read_text().strip()
+
+
+def test_parts_run_as_ray_tasks_and_give_the_local_layers_and_release_byte_for_byte(tmp_path, ray_cluster):
+    dump = _corpus(tmp_path)
+    built = {}
+    for executor in ("local", "ray"):
+        cfg = config(tmp_path, sources=["news"])  # (one benchmark file: its path is in the chains)
+        pipeline = cfg.pipeline.model_copy(update={
+            "executor": executor, "ray": cfg.pipeline.ray.model_copy(update={"address": ray_cluster})})
+        cfg = cfg.model_copy(update={"pipeline": pipeline})
+        wd = Workdir.at(tmp_path / executor).ensure()
+        shutil.copy(dump, wd.inbox("news").mkdir(parents=True, exist_ok=True) or wd.inbox("news") / "news.jsonl")
+        built[executor] = (wd, refresh(cfg, wd))
+
+    (local_wd, local), (ray_wd, on_ray) = built["local"], built["ray"]
+    per_batch = ["extracted_documents", "cleaned_documents", "labelled_documents", "decontaminated_documents"]
+    for layer in per_batch:
+        ran = on_ray[layer].counters
+        assert ran["parts_computed"] >= 4  # 100 rows per part
+        assert ran["ray"]["tasks"] == ran["parts_computed"]  # every part a Ray task...
+        assert "ray" not in local[layer].counters
+        assert _files(local_wd.layer_dir(layer)) == _files(ray_wd.layer_dir(layer)), layer  # ... the same bytes
+    workers = {on_ray[layer].counters["ray"]["workers"] for layer in per_batch}
+    assert max(workers) >= 2  # the parts were spread over the cluster's worker processes
+    assert local["dataset_release"].rows == on_ray["dataset_release"].rows and sum(local["dataset_release"].rows.values()) > 0
+    local_release, ray_release = _release(local_wd), _release(ray_wd)
+    assert local_release.name == ray_release.name  # the version is a digest of the content and the config
+    assert _files(local_release) == _files(ray_release)  # every data file, the card and the manifest
+
+
+def test_without_ray_reachable_the_error_says_what_to_do(tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    import ray
+
+    from dataset_platform.cluster.ray_tasks import RayUnavailable, connect
+    from dataset_platform.config import RaySettings
+
+    if ray.is_initialized():
+        ray.shutdown()
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(RayUnavailable, match=r"127\.0\.0\.1:\d+ cannot be reached.*ray start --head"):
+        connect(RaySettings(address=f"127.0.0.1:{port}"))  # at once, not after Ray's minutes of retries
+    assert not ray.is_initialized()
+
+
+@pytest.mark.slow
+def test_the_demo_run_with_executor_ray_publishes_the_local_release(tmp_path, ray_cluster):
+    """`dataset-platform demo --executor ray` (the Ray address from RAY_ADDRESS), through Dagster,
+    against the same command without it: the same release version, every file the same bytes but
+    the manifest's lineage (the Dagster run ids)."""
+    import json
+
+    from test_cli import cli, release_dir, release_files
+
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    first = cli("demo", "--workdir", str(local), env={"DAGSTER_HOME": ""})
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = cli("demo", "--workdir", str(on_ray), "--executor", "ray",
+                 env={"DAGSTER_HOME": "", "RAY_ADDRESS": ray_cluster, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert release_dir(local).name == release_dir(on_ray).name
+    files_local, files_ray = release_files(local), release_files(on_ray)
+    differing = sorted(k for k in files_local.keys() | files_ray.keys() if files_local.get(k) != files_ray.get(k))
+    assert differing == ["manifest.json"], differing
+    man_local, man_ray = (json.loads((release_dir(w) / "manifest.json").read_text()) for w in (local, on_ray))
+    assert man_local.pop("lineage") != man_ray.pop("lineage") and man_local == man_ray
+    # the parts were Ray tasks: the run's log says so for each per-batch stage
+    for stage in ("extract", "clean", "label", "decontaminate"):
+        assert re.search(rf"\b{stage}: \d+ part\(s\) computed.* part\(s\) as Ray tasks on \d+ worker",
+                         second.stderr + second.stdout), stage
+    assert "as Ray tasks" not in first.stderr + first.stdout
