@@ -10,9 +10,12 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -78,19 +81,23 @@ def _release(wd: Workdir) -> Path:
     return latest.parent / latest.read_text().strip()
 
 
-def test_parts_run_as_ray_tasks_and_give_the_local_layers_and_release_byte_for_byte(tmp_path, ray_cluster):
-    dump = _corpus(tmp_path)
-    built = {}
-    for executor in ("local", "ray"):
-        cfg = config(tmp_path, sources=["news"])  # (one benchmark file: its path is in the chains)
-        pipeline = cfg.pipeline.model_copy(update={
-            "executor": executor, "ray": cfg.pipeline.ray.model_copy(update={"address": ray_cluster})})
-        cfg = cfg.model_copy(update={"pipeline": pipeline})
-        wd = Workdir.at(tmp_path / executor).ensure()
-        shutil.copy(dump, wd.inbox("news").mkdir(parents=True, exist_ok=True) or wd.inbox("news") / "news.jsonl")
-        built[executor] = (wd, refresh(cfg, wd))
+def _build(tmp_path: Path, executor: str, address: str, name: str | None = None):
+    """The whole graph (as library code) on the corpus, with ``executor``."""
+    dump = tmp_path / "news.jsonl"
+    if not dump.exists():
+        _corpus(tmp_path)
+    cfg = config(tmp_path, sources=["news"])  # (one benchmark file: its path is in the chains)
+    pipeline = cfg.pipeline.model_copy(update={
+        "executor": executor, "ray": cfg.pipeline.ray.model_copy(update={"address": address})})
+    cfg = cfg.model_copy(update={"pipeline": pipeline})
+    wd = Workdir.at(tmp_path / (name or executor)).ensure()
+    wd.inbox("news").mkdir(parents=True, exist_ok=True)
+    shutil.copy(dump, wd.inbox("news") / "news.jsonl")
+    return wd, refresh(cfg, wd)
 
-    (local_wd, local), (ray_wd, on_ray) = built["local"], built["ray"]
+
+def test_parts_run_as_ray_tasks_and_give_the_local_layers_and_release_byte_for_byte(tmp_path, ray_cluster):
+    (local_wd, local), (ray_wd, on_ray) = _build(tmp_path, "local", ray_cluster), _build(tmp_path, "ray", ray_cluster)
     per_batch = ["extracted_documents", "cleaned_documents", "labelled_documents", "decontaminated_documents"]
     for layer in per_batch:
         ran = on_ray[layer].counters
@@ -104,6 +111,51 @@ def test_parts_run_as_ray_tasks_and_give_the_local_layers_and_release_byte_for_b
     local_release, ray_release = _release(local_wd), _release(ray_wd)
     assert local_release.name == ray_release.name  # the version is a digest of the content and the config
     assert _files(local_release) == _files(ray_release)  # every data file, the card and the manifest
+
+
+def _ray_task_processes(title: str) -> list[int]:
+    """Ray worker processes running a task named ``title`` (Ray puts ``ray::<name>`` in argv)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                argv = (d / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if argv.startswith(f"ray::{title}".encode()):
+                pids.append(int(d.name))
+    return pids
+
+
+def test_a_ray_worker_killed_mid_stage_gives_the_same_layers_and_each_part_once(tmp_path, ray_cluster):
+    """SIGKILL of the worker running a clean part (as the OOM killer would): Ray runs the task again,
+    the part is staged anew and committed once, and everything is as a local build writes it."""
+    killed: list[int] = []
+    done = threading.Event()
+
+    def kill_first_clean_task() -> None:
+        while not done.is_set() and not killed:
+            for pid in _ray_task_processes("clean-part"):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                break
+            time.sleep(0.005)
+
+    local_wd, _local = _build(tmp_path, "local", ray_cluster)
+    killer = threading.Thread(target=kill_first_clean_task, daemon=True)
+    killer.start()
+    try:
+        ray_wd, on_ray = _build(tmp_path, "ray", ray_cluster)
+    finally:
+        done.set()
+        killer.join(5)
+    assert killed, "no Ray worker ran a clean part while the test watched"
+    ran = on_ray["cleaned_documents"].counters
+    assert ran["ray"]["tasks"] == ran["parts_computed"]  # one result per part, the retried one included
+    for layer in ("extracted_documents", "cleaned_documents", "labelled_documents", "decontaminated_documents"):
+        assert _files(local_wd.layer_dir(layer)) == _files(ray_wd.layer_dir(layer)), layer
+        assert not [p for p in (ray_wd.layer_dir(layer) / ".staging").rglob("*") if p.is_file()]  # nothing left
+    assert _files(_release(local_wd)) == _files(_release(ray_wd))
 
 
 def test_without_ray_reachable_the_error_says_what_to_do(tmp_path, monkeypatch):
@@ -150,3 +202,9 @@ def test_the_demo_run_with_executor_ray_publishes_the_local_release(tmp_path, ra
         assert re.search(rf"\b{stage}: \d+ part\(s\) computed.* part\(s\) as Ray tasks on \d+ worker",
                          second.stderr + second.stdout), stage
     assert "as Ray tasks" not in first.stderr + first.stdout
+    import dagster as dg  # ... and so do the materialisations' metadata in the UI
+
+    with dg.DagsterInstance.from_config(str(on_ray / "dagster_home")) as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey("cleaned_documents"))
+        md = event.asset_materialization.metadata
+        assert md["ray_tasks"].value == md["parts_computed"].value >= 1 and md["ray_workers"].value >= 1

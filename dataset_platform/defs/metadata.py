@@ -46,6 +46,9 @@ def layer_metadata(result: LayerResult, *, label_sets: list[str] | tuple[str, ..
         md.update({"parts_computed": c["parts_computed"], "parts_completed": c["parts_completed"],
                    "parts_unchanged": c["parts_reused"], "parts_resumed": c.get("parts_adopted", 0),
                    "parts_dropped": c["parts_dropped"], "rows_computed": c["rows_computed"]})
+        if c.get("ray"):  # (pipeline.executor: ray) where the parts ran
+            md.update({"ray_tasks": c["ray"]["tasks"], "ray_workers": c["ray"]["workers"],
+                       "ray_nodes": c["ray"]["nodes"]})
     if "text" in schema.columns(result.layer, label_sets) and result.path.is_dir():
         files = sorted(result.path.glob("*/*/data.parquet"))  # (a layer stored by batch)
         if files:  # the parts' lengths, languages and sources, cached per part (read once)
