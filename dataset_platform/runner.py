@@ -354,7 +354,7 @@ def part_task(stage_name: str, cfg: PlatformConfig, root: str, folder: str, labe
     stage = stage_named(stage_name)
     wd = Workdir(Path(root))
     settings = stage.settings(cfg.pipeline)
-    con = memory_connection(memory_limit=cfg.pipeline.memory_limit, temp_dir=wd.spill(stage.name))
+    con = memory_connection(available_cpus(), memory_limit=cfg.pipeline.memory_limit, temp_dir=wd.spill(stage.name))
     ctx = StageContext(con, settings, cfg, _noop, batch_size=cfg.pipeline.batch_size, state=state, workdir=wd)
     try:
         return _write_part(stage, ctx, BatchedLayer(Path(folder), stage.output), part, chain, old, label_sets)

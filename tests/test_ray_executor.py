@@ -9,6 +9,7 @@ import importlib.util
 import os
 import random
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -42,7 +43,12 @@ def ray_cluster(tmp_path_factory):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     temp = Path(f"/tmp/dp-ray-{os.getpid()}")  # (Ray's socket paths must stay short)
-    # every Ray process on 127.0.0.1 (by default Ray binds the machine's outward address)
+    # every Ray process on 127.0.0.1 (by default Ray binds the machine's outward address), and
+    # token authentication with a token of this test's own (not whatever ~/.ray holds): the head,
+    # the test process (its driver) and the CLI runs it starts all have it from the environment
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    saved = {k: os.environ.get(k) for k in auth}
+    os.environ.update(auth)
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     started = subprocess.run(
         [_ray_cli(), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
@@ -58,6 +64,11 @@ def ray_cluster(tmp_path_factory):
         ray.shutdown()
         subprocess.run([_ray_cli(), "stop", "--force"], capture_output=True, timeout=120, env=env)
         shutil.rmtree(temp, ignore_errors=True)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _corpus(root: Path, n: int = 420, seed: int = 7) -> Path:

@@ -89,8 +89,12 @@ def _part_on_ray(*args) -> tuple:
     import ray
 
     from dataset_platform.runner import part_task
+    from dataset_platform.stages.base import CPUS_ENV
 
-    return part_task(*args), (ray.get_runtime_context().get_node_id(), os.getpid())
+    ctx = ray.get_runtime_context()
+    # the part's stage starts no more processes or threads than the CPUs Ray gave the task
+    os.environ[CPUS_ENV] = str(max(1, int(ctx.get_assigned_resources().get("CPU", 1))))
+    return part_task(*args), (ctx.get_node_id(), os.getpid())
 
 
 def run_parts(stage_name: str, cfg, root: str, folder: str, label_sets, state, todo: list,

@@ -254,13 +254,19 @@ def exit_with_parent() -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
+#: at most this many CPUs for this process's work (set for a Ray task: the CPUs Ray gave it)
+CPUS_ENV = "DATASET_PLATFORM_CPUS"
+
+
 def available_cpus() -> int:
-    """The CPUs this process may use (its affinity mask; all of them off Linux): the default
-    number of worker processes of every stage."""
+    """The CPUs this process may use (its affinity mask, all of them off Linux; at most
+    ``$DATASET_PLATFORM_CPUS``): the default number of worker processes of every stage."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        n = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+        n = max(1, os.cpu_count() or 1)
+    cap = os.environ.get(CPUS_ENV, "")
+    return min(n, int(cap)) if cap.isdigit() and int(cap) >= 1 else n
 
 
 def streamable_view(con: duckdb.DuckDBPyConnection, name: str, select_sql: str) -> None:
