@@ -23,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from graph import _free_port, generate, graph_run, write_config  # noqa: E402
+from graph import _free_port, generate, graph_run, write_config
 
 PER_BATCH = ("extracted_documents", "cleaned_documents", "labelled_documents", "decontaminated_documents")
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
@@ -72,7 +72,7 @@ def main() -> None:
     write_config(out, settings_change=False)
     runs = [build("local", out, args.docs, None), build("ray-1cpu", out, args.docs, 1),
             build("ray-2cpu", out, args.docs, 2)]
-    print(f"\n| executor | docs | run s | per-batch steps s | docs/s | peak tree RSS MB | CPU s |")
+    print("\n| executor | docs | run s | per-batch steps s | docs/s | peak tree RSS MB | CPU s |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in runs:
         print(f"| {r['name']} | {args.docs} | {r['seconds']:.1f} | {r['per_batch_steps_s']:.1f} | "
