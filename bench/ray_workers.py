@@ -60,6 +60,25 @@ def build(name: str, out: Path, docs: int, cpus: int | None) -> dict:
     return res
 
 
+def release_digest(work: Path) -> tuple[str, str]:
+    """The published version and a sha256 over every file of it (the manifest without its
+    lineage, which holds the Dagster run ids): equal digests mean byte-identical releases."""
+    import hashlib
+
+    latest = next((work / "releases").glob("*/LATEST"))
+    version = latest.read_text().strip()
+    h = hashlib.sha256()
+    for f in sorted((latest.parent / version).rglob("*")):
+        if f.is_file():
+            data = f.read_bytes()
+            if f.name == "manifest.json":
+                manifest = json.loads(data)
+                manifest.pop("lineage", None)
+                data = json.dumps(manifest, sort_keys=True).encode()
+            h.update(f.name.encode() + b"\0" + hashlib.sha256(data).digest())
+    return version, h.hexdigest()[:16]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--docs", type=int, default=10_000)
@@ -77,10 +96,14 @@ def main() -> None:
     for r in runs:
         print(f"| {r['name']} | {args.docs} | {r['seconds']:.1f} | {r['per_batch_steps_s']:.1f} | "
               f"{r['docs_per_s']:.0f} | {r['peak_tree_rss_mb']:.0f} | {r.get('cpu_s', r.get('cpu_sampled_s', 0)):.0f} |")
+    digests = {r["name"]: release_digest(out / f"work-{r['name']}") for r in runs}
+    print("\nreleases (version, digest of every file): " + ", ".join(f"{k} {v[0]} {v[1]}" for k, v in digests.items())
+          + ("; identical" if len(set(digests.values())) == 1 else "; DIFFERENT"))
     one, two = runs[1], runs[2]
     print(f"\nray 2 CPUs against 1: whole run {one['seconds'] / two['seconds']:.2f}x, "
           f"per-batch steps {one['per_batch_steps_s'] / two['per_batch_steps_s']:.2f}x")
-    (out / "results.json").write_text(json.dumps({"docs": args.docs, "runs": runs}, indent=1, default=str))
+    (out / "results.json").write_text(json.dumps({"docs": args.docs, "runs": runs, "releases": digests}, indent=1,
+                                                 default=str))
 
 
 if __name__ == "__main__":
