@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from dataset_platform.config import PlatformConfig
+from dataset_platform.config import PlatformConfig, size_bytes
 from dataset_platform.contracts.schema import LABELLED_LAYERS
 from dataset_platform.stages.base import (
     AccountingError,
@@ -204,7 +204,8 @@ def materialise(stage: Stage | str, cfg: PlatformConfig, wd: Workdir, log: Log =
     log(f"{stage.name}: {counters['parts_computed']} part(s) computed, {counters['parts_completed']} completed, "
         f"{counters['parts_reused']} unchanged, {counters['parts_dropped']} dropped; "
         f"{counters['rows_computed']} rows computed in {seconds:.1f}s; {total.summary()}"
-        + (f"; {r['tasks']} part(s) as Ray tasks on {r['workers']} worker(s) of {r['nodes']} node(s)"
+        + (f"; {r['tasks']} part(s) as Ray tasks on {r['workers']} worker(s) of {r['nodes']} node(s), "
+           f"peak RSS of a task's worker {r['peak_task_rss_mb']:.0f} MB (task memory {r['task_memory_mb']:.0f} MB)"
            if (r := counters.get("ray")) else ""))
     result = LayerResult(stage.output, total.kept_rows, wd.layer_dir(stage.output), stage=total, counters=counters,
                          seconds=seconds)
@@ -265,8 +266,11 @@ def _per_batch(stage: Stage, ctx: StageContext, inputs: dict[str, InputPart], ou
         ctx.log(f"{stage.name}: part {i}/{len(todo)} {part.key}: {n} rows computed"
                 + (" (completing a part whose input changed)" if old is not None else ""))
     if "ray" in c:
-        where = c.pop("ray").values()
-        c["ray"] = {"tasks": len(where), "nodes": len({n for n, _p in where}), "workers": len(set(where))}
+        where = list(c.pop("ray").values())
+        c["ray"] = {"tasks": len(where), "nodes": len({n for n, _p, _r in where}),
+                    "workers": len({(n, p) for n, p, _r in where}),
+                    "peak_task_rss_mb": round(max((r for _n, _p, r in where), default=0) / 2**20, 1),
+                    "task_memory_mb": round(size_bytes(ctx.config.pipeline.ray.task_memory) / 2**20, 1)}
     for key in list(out.parts):
         if key not in inputs:
             out.drop(key)

@@ -99,7 +99,7 @@ def _build(tmp_path: Path, executor: str, address: str, name: str | None = None)
         _corpus(tmp_path)
     cfg = config(tmp_path, sources=["news"])  # (one benchmark file: its path is in the chains)
     pipeline = cfg.pipeline.model_copy(update={
-        "executor": executor, "ray": cfg.pipeline.ray.model_copy(update={"address": address})})
+        "executor": executor, "ray": cfg.pipeline.ray.model_copy(update={"address": address, "task_memory": "1GB"})})
     cfg = cfg.model_copy(update={"pipeline": pipeline})
     wd = Workdir.at(tmp_path / (name or executor)).ensure()
     wd.inbox("news").mkdir(parents=True, exist_ok=True)
@@ -118,6 +118,9 @@ def test_parts_run_as_ray_tasks_and_give_the_local_layers_and_release_byte_for_b
         assert _files(local_wd.layer_dir(layer)) == _files(ray_wd.layer_dir(layer)), layer  # ... the same bytes
     workers = {on_ray[layer].counters["ray"]["workers"] for layer in per_batch}
     assert max(workers) >= 2  # the parts were spread over the cluster's worker processes
+    for layer in per_batch:  # each task's worker stayed under the task's memory (1 GB here)
+        ran = on_ray[layer].counters["ray"]
+        assert 50 < ran["peak_task_rss_mb"] < ran["task_memory_mb"] == round(10**9 / 2**20, 1)
     assert local["dataset_release"].rows == on_ray["dataset_release"].rows and sum(local["dataset_release"].rows.values()) > 0
     local_release, ray_release = _release(local_wd), _release(ray_wd)
     assert local_release.name == ray_release.name  # the version is a digest of the content and the config
@@ -167,6 +170,19 @@ def test_a_ray_worker_killed_mid_stage_gives_the_same_layers_and_each_part_once(
         assert _files(local_wd.layer_dir(layer)) == _files(ray_wd.layer_dir(layer)), layer
         assert not [p for p in (ray_wd.layer_dir(layer) / ".staging").rglob("*") if p.is_file()]  # nothing left
     assert _files(_release(local_wd)) == _files(_release(ray_wd))
+
+
+def test_a_parts_duckdb_gets_at_most_half_of_the_tasks_memory():
+    from dataset_platform.cluster.ray_tasks import task_config
+    from dataset_platform.config import parse_config
+
+    def cfg(memory_limit: str, task_memory: str):
+        return parse_config({"sources": [{"name": "news", "kind": "jsonl", "paths": []}],
+                             "pipeline": {"memory_limit": memory_limit, "ray": {"task_memory": task_memory}}})
+
+    assert task_config(cfg("2GB", "1GB")).pipeline.memory_limit == "500MB"
+    small = cfg("256MB", "4GB")
+    assert task_config(small) is small  # already under half of it
 
 
 def test_without_ray_reachable_the_error_says_what_to_do(tmp_path, monkeypatch):

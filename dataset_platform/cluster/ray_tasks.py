@@ -84,8 +84,22 @@ def _probe(address: str, timeout: float = 5.0) -> None:
         raise RayUnavailable(_unreachable(address, e)) from e
 
 
-def _part_on_ray(*args) -> tuple:
-    """``runner.part_task`` on a Ray worker, and where it ran (node id, worker pid)."""
+def task_config(cfg):
+    """``cfg`` as a part's task runs it: its DuckDB may use at most half of the task's memory
+    (``pipeline.ray.task_memory``; the other half is the stage's Python batches and the worker),
+    or ``pipeline.memory_limit`` when that is less. (Not in any fingerprint: where and with how
+    much memory a part runs does not change what it writes.)"""
+    bound = size_bytes(cfg.pipeline.ray.task_memory) // 2
+    if size_bytes(cfg.pipeline.memory_limit) <= bound:
+        return cfg
+    return cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={"memory_limit": f"{bound // 10**6}MB"})})
+
+
+def _part_on_ray(stage_name, cfg, *args) -> tuple:
+    """``runner.part_task`` on a Ray worker, and where it ran (node id, worker pid) with the peak
+    RSS of that worker process so far (bytes)."""
+    import resource
+
     import ray
 
     from dataset_platform.runner import part_task
@@ -94,14 +108,17 @@ def _part_on_ray(*args) -> tuple:
     ctx = ray.get_runtime_context()
     # the part's stage starts no more processes or threads than the CPUs Ray gave the task
     os.environ[CPUS_ENV] = str(max(1, int(ctx.get_assigned_resources().get("CPU", 1))))
-    return part_task(*args), (ctx.get_node_id(), os.getpid())
+    result = part_task(stage_name, task_config(cfg), *args)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # (Linux: KiB)
+    return result, (ctx.get_node_id(), os.getpid(), peak)
 
 
 def run_parts(stage_name: str, cfg, root: str, folder: str, label_sets, state, todo: list,
               placement: dict | None = None) -> Iterator[tuple]:
     """``runner.part_task`` of each ``(part, chain, old)`` in ``todo``, as Ray tasks; yields their
     results in the order of ``todo`` (the task of a later part runs while an earlier one is read).
-    ``placement`` receives, per part key, the node and the worker process that computed it."""
+    ``placement`` receives, per part key, the node and the worker process that computed it and
+    that process's peak RSS."""
     settings = cfg.pipeline.ray
     ray = connect(settings)
     task = ray.remote(_part_on_ray).options(

@@ -48,7 +48,8 @@ def layer_metadata(result: LayerResult, *, label_sets: list[str] | tuple[str, ..
                    "parts_dropped": c["parts_dropped"], "rows_computed": c["rows_computed"]})
         if c.get("ray"):  # (pipeline.executor: ray) where the parts ran
             md.update({"ray_tasks": c["ray"]["tasks"], "ray_workers": c["ray"]["workers"],
-                       "ray_nodes": c["ray"]["nodes"]})
+                       "ray_nodes": c["ray"]["nodes"], "ray_peak_task_rss_mb": c["ray"]["peak_task_rss_mb"],
+                       "ray_task_memory_mb": c["ray"]["task_memory_mb"]})
     if "text" in schema.columns(result.layer, label_sets) and result.path.is_dir():
         files = sorted(result.path.glob("*/*/data.parquet"))  # (a layer stored by batch)
         if files:  # the parts' lengths, languages and sources, cached per part (read once)
