@@ -95,7 +95,7 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in runs:
         print(f"| {r['name']} | {args.docs} | {r['seconds']:.1f} | {r['per_batch_steps_s']:.1f} | "
-              f"{r['docs_per_s']:.0f} | {r['peak_tree_rss_mb']:.0f} | {r.get('cpu_s', r.get('cpu_sampled_s', 0)):.0f} |")
+              f"{r['docs_per_s']:.0f} | {r['peak_tree_rss_mb']:.0f} | {r['cpu_s']:.0f} |")
     digests = {r["name"]: release_digest(out / f"work-{r['name']}") for r in runs}
     print("\nreleases (version, digest of every file): " + ", ".join(f"{k} {v[0]} {v[1]}" for k, v in digests.items())
           + ("; identical" if len(set(digests.values())) == 1 else "; DIFFERENT"))

@@ -213,16 +213,6 @@ class CleanSettings(_Model):
         return v
 
 
-def _size(v: str) -> str:
-    if not re.fullmatch(r"\s*\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", v, re.I):
-        raise ValueError(f"expected a size like '1GB' or '512MB', got {v!r}")
-    return v.strip()
-
-
-#: a DuckDB memory size: '1GB', '512MB'
-Size = Annotated[str, AfterValidator(_size)]
-
-
 def size_bytes(v: str) -> int:
     """Bytes of a :data:`Size` ('2GB' -> 2 * 1000**3, '2GiB' -> 2 * 1024**3, as DuckDB reads them)."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT])(i?)B\s*", v, re.I)
@@ -230,6 +220,15 @@ def size_bytes(v: str) -> int:
         raise ValueError(f"expected a size like '1GB' or '512MB', got {v!r}")
     base = 1024 if m.group(3) else 1000
     return int(float(m.group(1)) * base ** ("KMGT".index(m.group(2).upper()) + 1))
+
+
+def _size(v: str) -> str:
+    size_bytes(v)  # (raises, saying what is expected, when it is not a size)
+    return v.strip()
+
+
+#: a DuckDB memory size: '1GB', '512MB'
+Size = Annotated[str, AfterValidator(_size)]
 
 
 class DedupSettings(_Model):

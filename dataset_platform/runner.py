@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from dataset_platform.config import PlatformConfig, size_bytes
+from dataset_platform.config import PlatformConfig
 from dataset_platform.contracts.schema import LABELLED_LAYERS
 from dataset_platform.stages.base import (
     AccountingError,
@@ -248,13 +248,13 @@ def _per_batch(stage: Stage, ctx: StageContext, inputs: dict[str, InputPart], ou
             todo.append((part, chain, old if old is not None and old.chain == chain else None))
     rows = sum(part.info.rows for part, _c, _o in todo)
     workers = min(len(todo), available_cpus()) if stage.parallel_parts and rows >= PARALLEL_MIN_ROWS else 1
+    placement: dict | None = None  # (pipeline.executor: ray) where each part ran
     if todo and ctx.config is not None and ctx.config.pipeline.executor == "ray":  # each part a Ray task
         from dataset_platform.cluster.ray_tasks import run_parts
 
-        placement: dict = {}
+        placement = {}
         results = run_parts(stage.name, ctx.config, str(ctx.workdir.root), str(out.folder), label_sets, ctx.state,
                             todo, placement)
-        c["ray"] = placement  # (filled as the parts come back; summarised below)
     elif workers > 1:  # the parts on worker processes, each with its own DuckDB (the stage is single-threaded)
         results = _parts_on_workers(stage, ctx, out, todo, label_sets, workers)
     else:
@@ -265,12 +265,10 @@ def _per_batch(stage: Stage, ctx: StageContext, inputs: dict[str, InputPart], ou
         c["parts_completed" if old is not None else "parts_computed"] += 1
         ctx.log(f"{stage.name}: part {i}/{len(todo)} {part.key}: {n} rows computed"
                 + (" (completing a part whose input changed)" if old is not None else ""))
-    if "ray" in c:
-        where = list(c.pop("ray").values())
-        c["ray"] = {"tasks": len(where), "nodes": len({n for n, _p, _r in where}),
-                    "workers": len({(n, p) for n, p, _r in where}),
-                    "peak_task_rss_mb": round(max((r for _n, _p, r in where), default=0) / 2**20, 1),
-                    "task_memory_mb": round(size_bytes(ctx.config.pipeline.ray.task_memory) / 2**20, 1)}
+    if placement is not None:
+        from dataset_platform.cluster.ray_tasks import placement_summary
+
+        c["ray"] = placement_summary(placement, ctx.config.pipeline.ray)
     for key in list(out.parts):
         if key not in inputs:
             out.drop(key)

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 
-from test_check_scope import LAYER, REPO, _cfg, write_part
+from test_check_scope import LAYER, _cfg
+from test_gx_worker import layer_with_a_critical_failure
 
 from dataset_platform.checks import gx_service
 from dataset_platform.checks.suite_check import run_suite_check
-from dataset_platform.storage.batched import BatchedLayer
-from dataset_platform.workdir import Workdir
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -31,13 +29,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_launched_runs_share_the_code_servers_worker_which_ends_with_it(tmp_path):
-    wd = Workdir.at(tmp_path / "wd").ensure()
-    with BatchedLayer(wd.layer_dir(LAYER), LAYER).locked() as layer:
-        write_part(layer, "src/a", range(150))
-        write_part(layer, "src/b", range(150, 200), text="NULL")  # a critical failure: no text
-        layer.commit()
-    suite = tmp_path / f"{LAYER}.json"
-    shutil.copy(REPO / "expectations" / f"{LAYER}.json", suite)
+    wd, suite = layer_with_a_critical_failure(tmp_path)
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")])}
     for name in (gx_service.ADDRESS_ENV, gx_service.KEY_ENV):

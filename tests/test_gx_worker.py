@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 from test_check_scope import LAYER, REPO, _cfg, write_part
 
@@ -18,7 +19,9 @@ def _worker_pid() -> int:
     return os.getpid()
 
 
-def test_the_worker_gives_the_in_process_verdict_and_writes_its_pages_by_drain(tmp_path):
+def layer_with_a_critical_failure(tmp_path) -> tuple[Workdir, Path]:
+    """A work folder whose LAYER has 200 rows in two parts, 50 of them without text, and the
+    layer's suite copied beside it."""
     wd = Workdir.at(tmp_path / "wd").ensure()
     with BatchedLayer(wd.layer_dir(LAYER), LAYER).locked() as layer:
         write_part(layer, "src/a", range(150))
@@ -26,6 +29,11 @@ def test_the_worker_gives_the_in_process_verdict_and_writes_its_pages_by_drain(t
         layer.commit()
     suite = tmp_path / f"{LAYER}.json"
     shutil.copy(REPO / "expectations" / f"{LAYER}.json", suite)
+    return wd, suite
+
+
+def test_the_worker_gives_the_in_process_verdict_and_writes_its_pages_by_drain(tmp_path):
+    wd, suite = layer_with_a_critical_failure(tmp_path)
 
     remote = gx_worker.suite_check(_cfg(), wd, LAYER, suite)
     assert gx_worker._pool().submit(_worker_pid).result() != os.getpid()  # it ran elsewhere

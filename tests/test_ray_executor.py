@@ -28,8 +28,7 @@ pytestmark = pytest.mark.ray
 
 
 def _ray_cli() -> str:
-    exe = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
-    return exe
+    return shutil.which("ray") or str(Path(sys.executable).parent / "ray")
 
 
 @pytest.fixture(scope="module")

@@ -118,7 +118,7 @@ def run_parts(stage_name: str, cfg, root: str, folder: str, label_sets, state, t
     """``runner.part_task`` of each ``(part, chain, old)`` in ``todo``, as Ray tasks; yields their
     results in the order of ``todo`` (the task of a later part runs while an earlier one is read).
     ``placement`` receives, per part key, the node and the worker process that computed it and
-    that process's peak RSS."""
+    that process's peak RSS (see :func:`placement_summary`)."""
     settings = cfg.pipeline.ray
     ray = connect(settings)
     task = ray.remote(_part_on_ray).options(
@@ -130,15 +130,25 @@ def run_parts(stage_name: str, cfg, root: str, folder: str, label_sets, state, t
     refs = [task.remote(stage_name, cfg, root, folder, label_sets, shared, part, chain, old)
             for part, chain, old in todo]
     try:
-        for ref in refs:
+        for (part, _chain, _old), ref in zip(todo, refs, strict=True):
             try:
                 result, where = ray.get(ref)
-                if placement is not None:
-                    placement[todo[len(placement)][0].key] = where
-                yield result
             except ray.exceptions.RayTaskError as e:  # the part's own exception, as it is raised locally
                 raise e.as_instanceof_cause() from None
+            if placement is not None:
+                placement[part.key] = where
+            yield result
     except BaseException:
         for ref in refs:  # a failed part: the others are not left running behind the error
             ray.cancel(ref, force=True)
         raise
+
+
+def placement_summary(placement: dict, settings: RaySettings) -> dict:
+    """What :func:`run_parts` recorded, for the log and the materialisation's metadata: tasks,
+    nodes, worker processes, and the largest peak RSS of a task's worker against the task memory."""
+    where = list(placement.values())
+    return {"tasks": len(where), "nodes": len({node for node, _pid, _rss in where}),
+            "workers": len({(node, pid) for node, pid, _rss in where}),
+            "peak_task_rss_mb": round(max((rss for _n, _p, rss in where), default=0) / 2**20, 1),
+            "task_memory_mb": round(size_bytes(settings.task_memory) / 2**20, 1)}
