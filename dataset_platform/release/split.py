@@ -3,8 +3,9 @@
 Leaks. Documents that share a near-duplicate cluster, a URL or (when configured) a domain would
 let a model see in training what it is tested on, so they form one *group* and a group lives in
 one split. Keys link transitively (document A shares a cluster with B, B a URL with C: one group),
-so groups are the connected components of the bipartite graph document <-> key, computed by
-scipy over integer-coded edges (linear in documents + keys). A group's ``group_key`` is the
+so groups are the connected components of the bipartite graph document <-> key, computed in
+rounds of DuckDB SQL over integer-coded edges (``stages/dedup/components.py``: memory bounded by
+DuckDB's, rounds growing with the log of a group's size). A group's ``group_key`` is the
 smallest ``md5(salt:key)`` over its members' keys: stable across runs, machines and DuckDB
 versions (md5 over UTF-8 bytes is a defined function; DuckDB's ``hash()`` is not).
 
@@ -29,7 +30,7 @@ only: they are allocated first, at the plain ratios, and then count as placed wh
 single-valued groups are allocated, whose quotas make up for them (on 5 000 synthetic documents
 with ~8% of them in such groups this brings the largest share deviation from 0.015-0.06 down to
 0.002-0.006).
-Everything is set-based SQL plus one connected-components call; nothing loops per document.
+Everything is set-based SQL; nothing loops per document.
 
 By difference. A refresh that knows which documents are unchanged since the last run
 (``last_run_sql``: every document of that run with its group key, and whether it is still here
@@ -310,10 +311,7 @@ def _slim(con: duckdb.DuckDBPyConnection, docs_sql: str, settings: SplitSettings
 
 def _components(con: duckdb.DuckDBPyConnection, settings: SplitSettings) -> None:
     """``_split_members`` (doc, id, value, id_hash, prev_split, comp, group_key)."""
-    import numpy as np
-    import pyarrow as pa
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+    from dataset_platform.stages.dedup.components import connected_components
 
     parts = []
     if "cluster" in settings.group_by:
@@ -325,8 +323,8 @@ def _components(con: duckdb.DuckDBPyConnection, settings: SplitSettings) -> None
                      "WHERE d IS NOT NULL")
     raw = " UNION ALL ".join(parts) if parts else "SELECT NULL::INTEGER AS doc, NULL::VARCHAR AS key WHERE false"
     con.sql(f"CREATE OR REPLACE TABLE _split_edges AS SELECT DISTINCT doc, key FROM ({raw})")
-    # ``k`` only codes keys for scipy (unordered, so no sort): component numbers never reach the
-    # output, which is derived from group keys (md5) and document ids alone
+    # ``k`` only numbers keys as nodes of the graph (unordered, so no sort): component numbers never
+    # reach the output, which is derived from group keys (md5) and document ids alone
     con.sql(
         f"""
         CREATE OR REPLACE TABLE _split_keys AS
@@ -336,16 +334,13 @@ def _components(con: duckdb.DuckDBPyConnection, settings: SplitSettings) -> None
     )
     con.sql("CREATE OR REPLACE TABLE _split_edges AS SELECT e.doc, k.k FROM _split_edges e JOIN _split_keys k USING (key)")
     n_docs = con.sql("SELECT count(*) FROM _split_slim").fetchall()[0][0]
-    n_keys = con.sql("SELECT count(*) FROM _split_keys").fetchall()[0][0]
-    e = con.sql("SELECT doc, k FROM _split_edges").fetchnumpy()
-    a = e["doc"].astype(np.int64)
-    b = e["k"].astype(np.int64) + n_docs  # keys are nodes after the documents
-    graph = coo_matrix((np.ones(a.size, np.int8), (a, b)), shape=(n_docs + n_keys, n_docs + n_keys))
-    _, label = connected_components(graph, directed=False)
-    con.register("_split_labels", pa.table({"doc": pa.array(np.arange(n_docs, dtype=np.int32)),
-                                            "comp": pa.array(label[:n_docs].astype(np.int64))}))
-    con.sql("CREATE OR REPLACE TABLE _split_comp AS SELECT * FROM _split_labels")
-    con.unregister("_split_labels")
+    # the components of the graph of documents and keys (keys are nodes after the documents), in
+    # DuckDB rounds (never every edge in this process's memory); the label of a component is its
+    # smallest node, a document; a document without keys is a component of its own
+    connected_components(con, f"SELECT doc AS a, k + {int(n_docs)} AS b FROM _split_edges", "_split_cc")
+    con.sql("CREATE OR REPLACE TABLE _split_comp AS SELECT s.doc, coalesce(c.comp, s.doc)::BIGINT AS comp "
+            "FROM _split_slim s LEFT JOIN _split_cc c ON c.node = s.doc")
+    con.sql("DROP TABLE _split_cc")
     # group key: the smallest key hash of the component; a document without keys is alone and
     # keyed by its id
     con.sql(
