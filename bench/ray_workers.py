@@ -1,13 +1,16 @@
 """The whole graph with ``--executor ray`` on a Ray head of 1 and of 2 CPUs on this machine, next
 to the local executor, on the JSONL dump of ``bench/graph.py`` (generated there if missing).
 
-    python bench/ray_workers.py --docs 10000
+    python bench/ray_workers.py --docs 100000
+    python bench/ray_workers.py --docs 1000000 --builds ray-2cpu     # the task memory at 1M
 
 Each build starts from an empty work folder; the Ray head (``ray start --head``, every process on
 127.0.0.1) is started before the build and stopped after it. Printed: wall seconds of the whole
 run and of the per-batch stages' steps (the work that runs as Ray tasks), and the speed-up of 2
-CPUs over 1. The peak RSS is the ``run`` process tree's: Ray's workers are the raylet's children,
-not counted there. Results in ``bench/out/ray-<docs>/results.json``.
+CPUs over 1; per step that ran Ray tasks (the per-batch stages' parts, dedup's shards), the tasks,
+the worker processes and the largest peak RSS of a task's worker against the task memory. The
+peak RSS of the run is the ``run`` process tree's: Ray's workers are the raylet's children, not
+counted there. Results in ``bench/out/ray-<docs>/results.json``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -57,6 +61,16 @@ def build(name: str, out: Path, docs: int, cpus: int | None) -> dict:
     steps = {s["step"]: s["seconds"] for s in res["timeline"]["steps"]}
     res["per_batch_steps_s"] = round(sum(steps.get(k) or 0 for k in PER_BATCH), 2)
     res["steps"] = steps
+    # what each step's summary line says of its Ray tasks: "... N Ray task(s) on W worker(s) of
+    # K node(s), peak RSS of a task's worker M MB (task memory T MB)"
+    res["ray_tasks"] = {}
+    for step in res["timeline"]["steps"]:
+        for _t, line in step.get("log") or []:
+            m = re.search(r"(\d+) Ray task\(s\) on (\d+) worker\(s\) of (\d+) node\(s\), peak RSS of a task's "
+                          r"worker (\d+) MB \(task memory (\d+) MB\)", line)
+            if m:
+                res["ray_tasks"][step["step"]] = dict(zip(("tasks", "workers", "nodes", "peak_task_rss_mb",
+                                                           "task_memory_mb"), map(int, m.groups()), strict=True))
     return res
 
 
@@ -82,15 +96,21 @@ def release_digest(work: Path) -> tuple[str, str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--docs", type=int, default=10_000)
+    ap.add_argument("--builds", default="local,ray-1cpu,ray-2cpu",
+                    help="which builds, in order: local, ray-1cpu, ray-2cpu (at 1M, ray-2cpu alone measures the "
+                         "task memory)")
     args = ap.parse_args()
+    cpus_of = {"local": None, "ray-1cpu": 1, "ray-2cpu": 2}
+    names = [b.strip() for b in args.builds.split(",") if b.strip()]
+    if set(names) - set(cpus_of):
+        ap.error(f"--builds: choose from {', '.join(cpus_of)}")
     src = HERE / "out" / f"graph-{args.docs}"
     generate(args.docs, src)
     out = HERE / "out" / f"ray-{args.docs}"
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy(src / "dump.jsonl", out / "dump.jsonl")
     write_config(out, settings_change=False)
-    runs = [build("local", out, args.docs, None), build("ray-1cpu", out, args.docs, 1),
-            build("ray-2cpu", out, args.docs, 2)]
+    runs = [build(name, out, args.docs, cpus_of[name]) for name in names]
     print("\n| executor | docs | run s | per-batch steps s | docs/s | peak tree RSS MB | CPU s |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in runs:
@@ -99,9 +119,15 @@ def main() -> None:
     digests = {r["name"]: release_digest(out / f"work-{r['name']}") for r in runs}
     print("\nreleases (version, digest of every file): " + ", ".join(f"{k} {v[0]} {v[1]}" for k, v in digests.items())
           + ("; identical" if len(set(digests.values())) == 1 else "; DIFFERENT"))
-    one, two = runs[1], runs[2]
-    print(f"\nray 2 CPUs against 1: whole run {one['seconds'] / two['seconds']:.2f}x, "
-          f"per-batch steps {one['per_batch_steps_s'] / two['per_batch_steps_s']:.2f}x")
+    for r in runs:
+        for step, t in r["ray_tasks"].items():
+            print(f"{r['name']}: {step}: {t['tasks']} Ray task(s) on {t['workers']} worker(s), peak RSS of a task's "
+                  f"worker {t['peak_task_rss_mb']} MB (task memory {t['task_memory_mb']} MB)")
+    by = {r["name"]: r for r in runs}
+    if "ray-1cpu" in by and "ray-2cpu" in by:
+        one, two = by["ray-1cpu"], by["ray-2cpu"]
+        print(f"\nray 2 CPUs against 1: whole run {one['seconds'] / two['seconds']:.2f}x, "
+              f"per-batch steps {one['per_batch_steps_s'] / two['per_batch_steps_s']:.2f}x")
     (out / "results.json").write_text(json.dumps({"docs": args.docs, "runs": runs, "releases": digests}, indent=1,
                                                  default=str))
 

@@ -204,7 +204,7 @@ def materialise(stage: Stage | str, cfg: PlatformConfig, wd: Workdir, log: Log =
     log(f"{stage.name}: {counters['parts_computed']} part(s) computed, {counters['parts_completed']} completed, "
         f"{counters['parts_reused']} unchanged, {counters['parts_dropped']} dropped; "
         f"{counters['rows_computed']} rows computed in {seconds:.1f}s; {total.summary()}"
-        + (f"; {r['tasks']} part(s) as Ray tasks on {r['workers']} worker(s) of {r['nodes']} node(s), "
+        + (f"; {r['tasks']} Ray task(s) on {r['workers']} worker(s) of {r['nodes']} node(s), "
            f"peak RSS of a task's worker {r['peak_task_rss_mb']:.0f} MB (task memory {r['task_memory_mb']:.0f} MB)"
            if (r := counters.get("ray")) else ""))
     result = LayerResult(stage.output, total.kept_rows, wd.layer_dir(stage.output), stage=total, counters=counters,
@@ -374,6 +374,12 @@ def _extra_files(stage: Stage) -> tuple[str, ...]:
 def _global(stage: Stage, ctx: StageContext, inputs: dict[str, InputPart], out: BatchedLayer,
             label_sets) -> tuple[dict, StageResult]:
     con, wd = ctx.con, ctx.workdir
+    placement: dict | None = None  # (pipeline.executor: ray) where each of the stage's tasks ran
+    if ctx.config is not None and ctx.config.pipeline.executor == "ray":
+        from dataset_platform.cluster.ray_tasks import tasks
+
+        placement = {}
+        ctx.tasks = tasks(ctx.config, stage.name, placement)
     res = stage.run(ctx, input_sql(inputs, stage.input))
     con.sql(f"CREATE OR REPLACE TEMP TABLE _decision AS SELECT * FROM ({res.kept.sql_query()})")
     write_parquet(con, f"SELECT * FROM ({res.rejected.sql_query()}) ORDER BY id, rule", wd.rejects(stage.name),
@@ -422,6 +428,10 @@ def _global(stage: Stage, ctx: StageContext, inputs: dict[str, InputPart], out: 
             c["parts_dropped"] += 1
     if res.commit is not None:
         res.commit()  # the stage's own state, before the layer: a rerun finds the same decision
+    if placement:
+        from dataset_platform.cluster.ray_tasks import placement_summary
+
+        c["ray"] = placement_summary(placement, ctx.config.pipeline.ray)
     return c, res.result
 
 

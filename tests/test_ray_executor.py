@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+import duckdb
 import pytest
 from graphkit import config, document, near_copy, refresh, write_jsonl
 
@@ -115,6 +116,13 @@ def test_parts_run_as_ray_tasks_and_give_the_local_layers_and_release_byte_for_b
         assert ran["ray"]["tasks"] == ran["parts_computed"]  # every part a Ray task...
         assert "ray" not in local[layer].counters
         assert _files(local_wd.layer_dir(layer)) == _files(ray_wd.layer_dir(layer)), layer  # ... the same bytes
+    # the global dedup stage: its shards of band keys as Ray tasks, at least one per CPU of the cluster
+    dedup = on_ray["deduplicated_documents"].counters
+    assert dedup["ray"]["tasks"] >= 2 and "ray" not in local["deduplicated_documents"].counters
+    for layer in ("deduplicated_documents", "duplicate_clusters"):
+        assert _files(local_wd.layer_dir(layer)) == _files(ray_wd.layer_dir(layer)), layer
+    assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{ray_wd.layer('duplicate_clusters')}') "
+                      "WHERE kind = 'near'").fetchall()[0][0] > 0  # (near-duplicates were found there)
     workers = {on_ray[layer].counters["ray"]["workers"] for layer in per_batch}
     assert max(workers) >= 2  # the parts were spread over the cluster's worker processes
     for layer in per_batch:  # each task's worker stayed under the task's memory (1 GB here)
@@ -224,10 +232,10 @@ def test_the_demo_run_with_executor_ray_publishes_the_local_release(tmp_path, ra
     man_local, man_ray = (json.loads((release_dir(w) / "manifest.json").read_text()) for w in (local, on_ray))
     assert man_local.pop("lineage") != man_ray.pop("lineage") and man_local == man_ray
     # the parts were Ray tasks: the run's log says so for each per-batch stage
-    for stage in ("extract", "clean", "label", "decontaminate"):
-        assert re.search(rf"\b{stage}: \d+ part\(s\) computed.* part\(s\) as Ray tasks on \d+ worker",
+    for stage in ("extract", "clean", "dedup", "label", "decontaminate"):  # (dedup: its shards)
+        assert re.search(rf"\b{stage}: \d+ part\(s\) computed.* \d+ Ray task\(s\) on \d+ worker",
                          second.stderr + second.stdout), stage
-    assert "as Ray tasks" not in first.stderr + first.stdout
+    assert "Ray task(s)" not in first.stderr + first.stdout
     import dagster as dg  # ... and so do the materialisations' metadata in the UI
 
     with dg.DagsterInstance.from_config(str(on_ray / "dagster_home")) as instance:

@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterator
 
 from dataset_platform.config import RaySettings, size_bytes
+from dataset_platform.stages.base import Tasks
 
 
 class RayUnavailable(RuntimeError):
@@ -121,27 +122,69 @@ def run_parts(stage_name: str, cfg, root: str, folder: str, label_sets, state, t
     that process's peak RSS (see :func:`placement_summary`)."""
     settings = cfg.pipeline.ray
     ray = connect(settings)
-    task = ray.remote(_part_on_ray).options(
-        num_cpus=1, memory=size_bytes(settings.task_memory), max_retries=settings.max_retries,
-        retry_exceptions=False,  # an error in the data fails the same way again: report it at once
-        name=f"{stage_name}-part",
-    )
+    task = _options(ray, _part_on_ray, settings, f"{stage_name}-part")
     shared = ray.put(state)  # (a trained model once, not once per part)
     refs = [task.remote(stage_name, cfg, root, folder, label_sets, shared, part, chain, old)
             for part, chain, old in todo]
+    yield from _in_order(ray, refs, [part.key for part, _c, _o in todo], placement)
+
+
+def _options(ray, fn, settings: RaySettings, name: str):
+    return ray.remote(fn).options(
+        num_cpus=1, memory=size_bytes(settings.task_memory), max_retries=settings.max_retries,
+        retry_exceptions=False,  # an error in the data fails the same way again: report it at once
+        name=name,
+    )
+
+
+def _in_order(ray, refs: list, keys: list, placement: dict | None) -> Iterator:
+    """The results of ``refs``, in order; on an error the other tasks are cancelled."""
     try:
-        for (part, _chain, _old), ref in zip(todo, refs, strict=True):
+        for key, ref in zip(keys, refs, strict=True):
             try:
                 result, where = ray.get(ref)
-            except ray.exceptions.RayTaskError as e:  # the part's own exception, as it is raised locally
+            except ray.exceptions.RayTaskError as e:  # the task's own exception, as it is raised locally
                 raise e.as_instanceof_cause() from None
             if placement is not None:
-                placement[part.key] = where
+                placement[key] = where
             yield result
     except BaseException:
-        for ref in refs:  # a failed part: the others are not left running behind the error
+        for ref in refs:  # a failed task: the others are not left running behind the error
             ray.cancel(ref, force=True)
         raise
+
+
+def _task_on_ray(fn, item) -> tuple:
+    """``fn(item)`` on a Ray worker, and where it ran (as :func:`_part_on_ray`)."""
+    import resource
+
+    import ray
+
+    from dataset_platform.stages.base import CPUS_ENV
+
+    ctx = ray.get_runtime_context()
+    os.environ[CPUS_ENV] = str(max(1, int(ctx.get_assigned_resources().get("CPU", 1))))
+    result = fn(item)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return result, (ctx.get_node_id(), os.getpid(), peak)
+
+
+def tasks(cfg, stage_name: str, placement: dict | None = None) -> Tasks:
+    """Where a global stage's tasks run with this executor (:class:`~dataset_platform.stages.base.Tasks`):
+    each a Ray task of one CPU and ``pipeline.ray.task_memory``, whose DuckDB may use half of that
+    (as a part's, :func:`task_config`); the work is cut into at least as many tasks as the cluster
+    has CPUs. ``placement`` receives, per task, where it ran (see :func:`placement_summary`)."""
+    settings = cfg.pipeline.ray
+    ray = connect(settings)
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+    def run(fn, items: list) -> Iterator:
+        task = _options(ray, _task_on_ray, settings, f"{stage_name}-task")
+        refs = [task.remote(fn, item) for item in items]
+        yield from _in_order(ray, refs, [f"{stage_name}-{i}" for i in range(len(items))], placement)
+
+    return Tasks(memory_bytes=size_bytes(settings.task_memory) // 2, threads=1, run=run, min_tasks=cpus,
+                 where="ray")
 
 
 def placement_summary(placement: dict, settings: RaySettings) -> dict:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +67,8 @@ class StageContext:
     workdir: Any = None  # dataset_platform.workdir.Workdir, for stages keeping state beside their layer
     #: makes the shared process pool on first use (None: stages start their own when they need one)
     pool_factory: Callable[[], Executor] | None = None
+    #: where a global stage runs its independent tasks (None: in this process, see :class:`Tasks`)
+    tasks: Tasks | None = None
     _pool: Executor | None = field(default=None, repr=False)
 
     def pool(self) -> Executor | None:
@@ -79,6 +81,24 @@ class StageContext:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+
+@dataclass(frozen=True)
+class Tasks:
+    """How a global stage runs work it has cut into independent tasks (dedup's shards of band
+    keys): ``run(fn, items)`` yields ``fn(item)`` for each item, in order; each task may use
+    ``memory_bytes`` and ``threads``. By default the tasks run one after another in this process
+    with every CPU; with ``pipeline.executor: ray`` each is a Ray task
+    (``cluster.ray_tasks.tasks``). ``fn`` is a module-level function and the items plain data,
+    so that a task can run in another process or on another machine."""
+
+    memory_bytes: int
+    threads: int
+    run: Callable[[Callable[[Any], Any], list], Iterator[Any]] = lambda fn, items: map(fn, items)
+    #: cut the work into at least this many tasks (the CPUs of a cluster; the cut never changes
+    #: the result)
+    min_tasks: int = 1
+    where: str = "local"
 
 
 @dataclass

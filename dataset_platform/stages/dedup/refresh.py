@@ -322,13 +322,12 @@ class _Difference:
         nodes = _one(con, "SELECT count(*) FROM _RN")
         if nodes == 0:
             return
-        e = con.sql("SELECT ra.i AS a, rb.i AS b FROM _index_edges_out e JOIN _RN ra ON ra.id = e.a_id "
-                    "JOIN _RN rb ON rb.id = e.b_id").fetchnumpy()
-        a, b = np.asarray(e["a"], np.int64), np.asarray(e["b"], np.int64)
-        if a.size == 0:
+        con.sql("CREATE OR REPLACE TABLE _RE AS SELECT ra.i AS a, rb.i AS b FROM _index_edges_out e "
+                "JOIN _RN ra ON ra.id = e.a_id JOIN _RN rb ON rb.id = e.b_id")
+        if _one(con, "SELECT count(*) FROM _RE") == 0:
             return
         # one keeper per cluster, as the full pass picks it
-        drop_near_duplicates(con, a, b, nodes,
+        drop_near_duplicates(con, "SELECT a, b FROM _RE",
                              "SELECT r.i AS node, r.id, coalesce(x.kept, FALSE) AS kept, m.q, m.f "
                              "FROM _RN r JOIN _meta m ON m.id = r.id JOIN _live l ON l.id = r.id "
                              "LEFT JOIN _index_docs x ON x.id = l.id AND x.content_hash = l.content_hash")

@@ -8,13 +8,16 @@ built; texts stay in the input and ``kept`` is a view over it.
 
 Near: the exact keepers not in the MinHash index (new or changed text) are streamed in bounded
 batches through :func:`core.minhash.sign_batch` on a process pool (all CPUs by default) and their
-signatures and band keys written to a new index part. Band keys of every document go into
-DuckDB; candidate edges come from shared band keys (each member linked to its bucket's smallest
-member and to its predecessor in the bucket: linear in the bucket size, never all pairs), computed
-only for buckets holding a new document; edges between old documents are the index's verified
-edges. Candidates whose estimated Jaccard similarity is below ``threshold`` are dropped
-(verification, signatures streamed from DuckDB in batches); connected components (scipy) are the
-clusters. One keeper per cluster: a document kept by the previous run first (it may already be
+signatures and band keys written to a new index part. The band keys of every document are cut
+into shards by key (:mod:`.shards`: as many as a task's memory bound requires, at least one per
+CPU of a Ray cluster), and each shard is a task (:class:`~dataset_platform.stages.base.Tasks`: in
+this process, or a Ray task): candidate edges from shared band keys (each member linked to its
+bucket's smallest member and to its predecessor in the bucket: linear in the bucket size, never
+all pairs), only in buckets holding a new document, verified by estimated Jaccard similarity
+(``threshold``) against signatures read by position from the index's arrays in bounded batches.
+Edges between old documents are the index's verified edges. The clusters are the connected
+components of the edges, computed in rounds of DuckDB SQL (:mod:`.components`), so that no
+process holds every edge in memory. One keeper per cluster: a document kept by the previous run first (it may already be
 published), then highest ``quality`` (when the input has it), then earliest ``fetched_at`` (when
 present), then smallest id. Others are dropped with rule ``near_duplicate``, except documents
 kept by the previous run: a newcomer linking two old clusters does not drop either old keeper.
@@ -35,6 +38,7 @@ keeper for near), kind (exact | near). The rejected value is the keeper id.
 
 from __future__ import annotations
 
+import shutil
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,18 +46,23 @@ from pathlib import Path
 
 import duckdb
 
+from dataset_platform.config import size_bytes
 from dataset_platform.stages.base import (
     CliOption,
     Stage,
     StageContext,
     StageOutput,
     StageResult,
+    Tasks,
     available_cpus,
     exit_with_parent,
     finish_stage,
 )
+from dataset_platform.stages.dedup import shards
+from dataset_platform.stages.dedup.components import connected_components
 from dataset_platform.stages.dedup.index import MinHashIndex
 from dataset_platform.stages.dedup.minhash import MinHashParams, kernel_loaded, sig_matrix, sign_batch
+from dataset_platform.storage import sql_str
 
 NAME = "dedup"
 # Runs of whitespace fold to one space. Written so that RE2 only rewrites what changes (runs of
@@ -125,6 +134,7 @@ def run_dedup(
     log: Callable[[str], None] | None = None,
     index: MinHashIndex | None = None,
     workers: int | None = None,
+    tasks: Tasks | None = None,
 ) -> StageResult:
     """Leaves ``kept`` (a view over ``cleaned_sql``: keep it readable until written; write it
     with :func:`kept_query`), ``rejected`` and ``clusters`` on ``con``.
@@ -134,6 +144,8 @@ def run_dedup(
     fields); None: defaults. ``index``: the MinHash index of previous runs, read here and extended
     with a part for the newly signed documents; call ``index.commit(con)`` once the outputs are
     written. ``workers``: signing processes (default ``settings.workers``, else every CPU).
+    ``tasks``: where the shards of band keys are verified (default: one after another here, each
+    with every CPU and ``settings.memory_limit``).
     """
     src = cleaned_sql
     cols = set(con.sql(f"SELECT * FROM {src} LIMIT 0").columns)
@@ -160,6 +172,8 @@ def run_dedup(
     carried = ", ".join(f's."{c}"' for c in sorted(cols - {"text", "text_hash"}))
     if workers is None:
         workers = getattr(settings, "workers", None) or available_cpus()
+    if tasks is None:
+        tasks = Tasks(memory_bytes=size_bytes(getattr(settings, "memory_limit", None) or "2GB"), threads=available_cpus())
     q = _Query(src, cols, quality, fetched, raw, carried, norm)
     n = None
     if index is not None and near_on and index.reuse_edges:  # a refresh: by difference when little changed
@@ -168,7 +182,7 @@ def run_dedup(
         n = refresh_by_difference(con, q, params, threshold, batch_size, log, index, workers)
     positional = n is None
     if n is None:
-        n = _full_pass(con, q, near_on, params, threshold, batch_size, log, index, workers)
+        n = _full_pass(con, q, near_on, params, threshold, batch_size, log, index, workers, tasks)
     _finish_outputs(con, q, positional, index, near_on)
     return _result(con, n)
 
@@ -195,7 +209,7 @@ class _Query:
                 f"hash({self.raw}, {self.carried}) AS row_hash")
 
 
-def _full_pass(con, q: _Query, near_on, params, threshold, batch_size, log, index, workers) -> int:
+def _full_pass(con, q: _Query, near_on, params, threshold, batch_size, log, index, workers, tasks: Tasks) -> int:
     """Exact and near steps over every document (the index's hashes, signatures and verified edges
     reused); leaves ``_meta``, ``_exact``, ``_near``, ``_keep`` (and ``_docs``). Returns the
     number of input documents."""
@@ -245,7 +259,7 @@ def _full_pass(con, q: _Query, near_on, params, threshold, batch_size, log, inde
     # (doc_id, keeper_id, similarity) of near-duplicates among the exact keepers
     con.sql("CREATE OR REPLACE TABLE _near (doc_id VARCHAR, keeper_id VARCHAR, similarity DOUBLE)")
     if near_on:
-        _NearDuplicates(con, src, "lang" in q.cols, params, threshold, batch_size, log, index, workers).run()
+        _NearDuplicates(con, src, "lang" in q.cols, params, threshold, batch_size, log, index, workers, tasks).run()
     con.sql(
         """
         CREATE OR REPLACE TABLE _keep AS
@@ -433,25 +447,21 @@ def sign_into_part(con: duckdb.DuckDBPyConnection, query: str, new: int, reused:
     return arrays
 
 
-def drop_near_duplicates(con: duckdb.DuckDBPyConnection, a, b, n: int, nodes_sql: str) -> None:
+def drop_near_duplicates(con: duckdb.DuckDBPyConnection, edges_sql: str, nodes_sql: str,
+                         log: Callable[[str], None] | None = None) -> None:
     """``_drop`` (node, id, keeper_node, keeper_id): every document of a near-duplicate cluster
-    but its keeper. Clusters: the connected components of the edges ``a``-``b`` (node numbers,
-    ``n`` nodes). ``nodes_sql``: node, id, kept (by the last run), q, f of every node. Keeper:
-    kept by the last run, then highest quality, then earliest fetch, then smallest id.
+    but its keeper. Clusters: the connected components of the edges ``edges_sql`` (a, b: node
+    numbers), computed in DuckDB (:mod:`.components`). ``nodes_sql``: node, id, kept (by the last
+    run), q, f of every node. Keeper: kept by the last run, then highest quality, then earliest
+    fetch, then smallest id.
 
     History rule: a document the last run kept is never dropped here. When new documents link
     clusters that each had a keeper (a chain through a newcomer, whose ends may share little
     text), every one of those keepers stays; the other members go to the first of them."""
-    import numpy as np
-    import pyarrow as pa
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    graph = coo_matrix((np.ones(a.size, np.int8), (a, b)), shape=(n, n))
-    _, label = connected_components(graph, directed=False)
-    member = np.flatnonzero(np.bincount(label)[label] > 1)
-    con.register("_c", pa.table({"node": pa.array(member.astype(np.int32)),
-                                 "comp": pa.array(label[member].astype(np.int64))}))
+    rounds = connected_components(con, edges_sql, "_c")
+    if log:
+        nodes, clusters = con.sql("SELECT count(*), count(DISTINCT comp) FROM _c").fetchall()[0]
+        log(f"dedup: {nodes} documents in {clusters} near-duplicate clusters ({rounds} rounds of components)")
     con.sql(
         f"""
         CREATE OR REPLACE TABLE _drop AS
@@ -463,7 +473,7 @@ def drop_near_duplicates(con: duckdb.DuckDBPyConnection, a, b, n: int, nodes_sql
         ) WHERE rank > 1 AND NOT kept
         """
     )
-    con.unregister("_c")
+    con.sql("DROP TABLE _c")
 
 
 def _params(settings) -> MinHashParams:
@@ -483,9 +493,9 @@ class _NearDuplicates:
     ``_docs`` (doc, id, content_hash, part, ...) and ``_index_edges_out`` on the connection."""
 
     def __init__(self, con, src: str, has_lang: bool, params: MinHashParams, threshold: float, batch_size: int,
-                 log, index: MinHashIndex | None, workers: int):
+                 log, index: MinHashIndex | None, workers: int, tasks: Tasks):
         self.con, self.src, self.has_lang, self.params = con, src, has_lang, params
-        self.threshold, self.batch_size, self.workers = threshold, batch_size, max(1, int(workers))
+        self.threshold, self.batch_size, self.workers, self.tasks = threshold, batch_size, max(1, int(workers)), tasks
         self.log = log or (lambda _m: None)
         import tempfile
 
@@ -494,6 +504,7 @@ class _NearDuplicates:
             index = MinHashIndex(Path(self._scratch.name))
             index.load(con, _params_tag(params), threshold)
         self.index = index
+        self.sigs = shards.SignatureReader(index.path, params.permutations)
 
     def run(self) -> None:
         con, index = self.con, self.index
@@ -509,10 +520,8 @@ class _NearDuplicates:
         )
         self.n = con.sql("SELECT count(*) FROM _docs").fetchall()[0][0]
         self._sign_new()
-        self._band_rows()
-        self.log(f"dedup: band keys of {self.n} documents ready")
-        a, b, sim = self._edges()
-        self._clusters(a, b, sim)
+        self._edges()
+        self._clusters()
 
     # -- signatures of new or changed documents -> a new index part
     def _sign_new(self) -> None:
@@ -536,106 +545,78 @@ class _NearDuplicates:
         parts = [r[0] for r in self.con.sql("SELECT DISTINCT part FROM _docs ORDER BY 1").fetchall()]
         return self.index.parts_sql(parts)
 
-    # -- band keys of every document (from the index parts)
-    def _band_rows(self) -> None:
-        self.con.sql(
-            f"""
-            CREATE OR REPLACE TABLE _bands AS
-            SELECT doc, (generate_subscripts(keys, 1) - 1)::SMALLINT AS band, unnest(keys) AS key
-            FROM (SELECT d.doc, p.keys FROM {self._parts()} p JOIN _docs d ON d.id = p.id AND d.part = p.part
-                  WHERE p.keys IS NOT NULL)
-            """
+    # -- candidate edges touching a new document, verified shard by shard; plus the index's edges
+    #    among old documents
+    def _edges(self) -> None:
+        con, tasks = self.con, self.tasks
+        bands_sql = (
+            "SELECT doc, (generate_subscripts(keys, 1) - 1)::SMALLINT AS band, unnest(keys) AS key, part, row, new "
+            f"FROM (SELECT d.doc, d.part, d.row, d.edge_new AS new, p.keys FROM {self._parts()} p "
+            "JOIN _docs d ON d.id = p.id AND d.part = p.part WHERE p.keys IS NOT NULL)"
         )
-
-    # -- candidate edges touching a new document, verified; plus the index's edges among old ones
-    def _edges(self):
-        import numpy as np
-
-        con = self.con
-        all_new = con.sql("SELECT bool_and(edge_new) FROM _docs").fetchall()[0][0]
-        touched = "_bands" if all_new in (True, None) else (
-            "(SELECT b.* FROM _bands b SEMI JOIN (SELECT DISTINCT band, key FROM _bands JOIN _docs USING (doc) "
-            "WHERE edge_new) n ON n.band = b.band AND n.key = b.key)"
-        )
+        n_shards = max(shards.shard_count(self.n * self.params.bands, tasks.memory_bytes), tasks.min_tasks)
+        folder = self.index.path.with_name(self.index.path.name + ".shards")
+        try:
+            files = shards.write_band_shards(con, bands_sql, folder, n_shards)
+            todo = [shards.ShardTask(shard=i, bands=str(f), out=str(folder / f"edges-{i}.parquet"),
+                                     index=str(self.index.path), permutations=self.params.permutations,
+                                     threshold=self.threshold,
+                                     memory_limit=f"{max(tasks.memory_bytes, shards.MIN_TASK_MEMORY) // 10**6}MB",
+                                     threads=tasks.threads, temp_dir=str(folder / f"tmp-{i}"))
+                    for i, f in enumerate(files)]
+            n_cand = verified = 0
+            for done, r in enumerate(tasks.run(shards.shard_edges, todo), 1):
+                n_cand += r.candidates
+                verified += r.verified
+                self.log(f"dedup: shard {done}/{len(todo)} ({tasks.where}): {r.band_rows} band keys, "
+                         f"{r.verified} of {r.candidates} candidate pairs verified")
+            new_edges = ("SELECT DISTINCT a, b, similarity FROM read_parquet(["
+                         + ", ".join(sql_str(t.out) for t in todo) + "])") if todo else \
+                "SELECT NULL::INTEGER AS a, NULL::INTEGER AS b, NULL::DOUBLE AS similarity WHERE false"
+            con.sql(
+                f"""
+                CREATE OR REPLACE TABLE _edges AS
+                SELECT a, b, similarity FROM ({new_edges})
+                UNION ALL
+                SELECT da.doc, db.doc, e.similarity
+                FROM _index_edges e JOIN _docs da ON da.id = e.a_id JOIN _docs db ON db.id = e.b_id
+                WHERE NOT da.edge_new AND NOT db.edge_new
+                """
+            )
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        self.dedup_shards = len(todo)
+        total = con.sql("SELECT count(*) FROM _edges").fetchall()[0][0]
+        old = total - con.sql("SELECT count(*) FROM _edges e JOIN _docs da ON da.doc = e.a JOIN _docs db "
+                              "ON db.doc = e.b WHERE da.edge_new OR db.edge_new").fetchall()[0][0]
+        self.log(f"dedup: {verified} of {n_cand} candidate pairs verified (estimated Jaccard >= {self.threshold:g}) "
+                 f"in {len(todo)} shard{'s' if len(todo) != 1 else ''}"
+                 + (f"; {old} verified pairs reused from the index" if old else ""))
         con.sql(
-            f"""
-            CREATE OR REPLACE TABLE _cand AS
-            WITH e AS ({BUCKET_PAIRS_SQL.format(m="doc", bands=touched)})
-            SELECT e.a, e.b FROM e JOIN _docs da ON da.doc = e.a JOIN _docs db ON db.doc = e.b
-            WHERE da.edge_new OR db.edge_new
-            """
+            "CREATE OR REPLACE TABLE _index_edges_out AS SELECT da.id AS a_id, db.id AS b_id, round(e.similarity, 4) "
+            "AS similarity FROM _edges e JOIN _docs da ON da.doc = e.a JOIN _docs db ON db.doc = e.b"
         )
-        con.sql(
-            """
-            CREATE OR REPLACE TABLE _old_edges AS
-            SELECT da.doc AS a, db.doc AS b, e.similarity
-            FROM _index_edges e JOIN _docs da ON da.id = e.a_id JOIN _docs db ON db.id = e.b_id
-            WHERE NOT da.edge_new AND NOT db.edge_new
-            """
-        )
-        # signatures of every document an edge touches, from the parts
-        con.sql(
-            f"""
-            CREATE OR REPLACE TABLE _sig AS
-            WITH need AS (SELECT a AS doc FROM _cand UNION SELECT b FROM _cand
-                          UNION SELECT a FROM _old_edges UNION SELECT b FROM _old_edges)
-            SELECT d.doc, p.sig FROM {self._parts()} p JOIN _docs d ON d.id = p.id AND d.part = p.part
-            WHERE d.doc IN (SELECT doc FROM need)
-            """
-        )
-        a, b, sim = self._similarities("SELECT a, b FROM _cand ORDER BY a, b")
-        ok = sim >= self.threshold
-        n_cand = int(a.size)
-        a, b, sim = a[ok], b[ok], sim[ok]
-        old = con.sql("SELECT a, b, similarity FROM _old_edges ORDER BY a, b").fetchnumpy()
-        self.log(f"dedup: {int(ok.sum())} of {n_cand} candidate pairs verified (estimated Jaccard >= {self.threshold:g})"
-                 + (f"; {len(old['a'])} verified pairs reused from the index" if len(old["a"]) else ""))
-        a = np.concatenate([a, old["a"].astype(np.int64)])
-        b = np.concatenate([b, old["b"].astype(np.int64)])
-        sim = np.concatenate([sim, old["similarity"].astype(np.float64)])
-        self._store_edges(a, b, sim)
-        return a, b, sim
-
-    def _similarities(self, pairs_sql: str):
-        """(a, b, estimated Jaccard) for the pairs of ``pairs_sql``, streamed in batches."""
-        import numpy as np
-
-        p = self.params.permutations
-        reader = self.con.sql(
-            f"SELECT x.a, x.b, sa.sig AS sa, sb.sig AS sb FROM ({pairs_sql}) x "
-            "JOIN _sig sa ON sa.doc = x.a JOIN _sig sb ON sb.doc = x.b"
-        ).to_arrow_reader(50_000)
-        out_a, out_b, out_s = [], [], []
-        for batch in reader:
-            out_a.append(batch.column(0).to_numpy().astype(np.int64))
-            out_b.append(batch.column(1).to_numpy().astype(np.int64))
-            out_s.append((sig_matrix(batch.column(2), p) == sig_matrix(batch.column(3), p)).mean(axis=1))
-        if not out_a:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-        return np.concatenate(out_a), np.concatenate(out_b), np.concatenate(out_s)
-
-    def _store_edges(self, a, b, sim) -> None:
-        import pyarrow as pa
-
-        self.con.register("_e", pa.table({"a": pa.array(a.astype("int32")), "b": pa.array(b.astype("int32")),
-                                          "similarity": pa.array(sim.round(4))}))
-        self.con.sql(
-            "CREATE OR REPLACE TABLE _index_edges_out AS SELECT da.id AS a_id, db.id AS b_id, e.similarity "
-            "FROM _e e JOIN _docs da ON da.doc = e.a JOIN _docs db ON db.doc = e.b"
-        )
-        self.con.unregister("_e")
 
     # -- connected components, one keeper each
-    def _clusters(self, a, b, sim) -> None:
+    def _clusters(self) -> None:
         import numpy as np
         import pyarrow as pa
 
         con = self.con
-        if a.size == 0:
+        if con.sql("SELECT count(*) FROM _edges").fetchall()[0][0] == 0:
             return
-        drop_near_duplicates(con, a, b, self.n, "SELECT doc AS node, id, was_kept AS kept, q, f FROM _docs")
-        docs, keepers, similarity = self._similarities("SELECT node AS a, keeper_node AS b FROM _drop")
-        con.register("_s", pa.table({"node": pa.array(docs.astype(np.int32)), "similarity": pa.array(similarity.round(4))}))
+        drop_near_duplicates(con, "SELECT a, b FROM _edges",
+                             "SELECT doc AS node, id, was_kept AS kept, q, f FROM _docs", self.log)
+        # the similarity of each dropped document with its keeper, in bounded batches
+        reader = con.sql("SELECT x.node, da.part AS a_part, da.row AS a_row, db.part AS b_part, db.row AS b_row "
+                         "FROM _drop x JOIN _docs da ON da.doc = x.node JOIN _docs db ON db.doc = x.keeper_node "
+                         "ORDER BY x.node").to_arrow_reader(shards.PAIR_BATCH)
+        nodes, sims = [], []
+        for batch in reader:
+            c = {name: batch.column(name).to_numpy() for name in batch.schema.names}
+            nodes.append(c["node"].astype(np.int32))
+            sims.append(self.sigs.similarity(c["a_part"], c["a_row"], c["b_part"], c["b_row"]).round(4))
+        con.register("_s", pa.table({"node": pa.array(np.concatenate(nodes)), "similarity": pa.array(np.concatenate(sims))}))
         con.sql("INSERT INTO _near SELECT x.id, x.keeper_id, s.similarity FROM _drop x JOIN _s s USING (node) ORDER BY x.id")
         con.unregister("_s")
 
@@ -649,7 +630,7 @@ def _run(ctx: StageContext, src: str) -> StageOutput:
     settings = ctx.settings
     # (the CLI on a file keeps no index: everything is signed)
     index = MinHashIndex(ctx.workdir.stage_state("deduplicated_documents", "minhash_index")) if ctx.workdir else None
-    res = run_dedup(ctx.con, src, settings, log=ctx.log, index=index)
+    res = run_dedup(ctx.con, src, settings, log=ctx.log, index=index, tasks=ctx.tasks)
     con = ctx.con
 
     def commit() -> None:

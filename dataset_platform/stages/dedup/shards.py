@@ -1,0 +1,195 @@
+"""Near-duplicate candidates and their verification in shards of band keys: bounded work units.
+
+The band rows of every document (doc, band, key, part, row, new) are hash-partitioned by key into
+``shards`` files (:func:`write_band_shards`): every LSH bucket (band, key) lies wholly in one
+shard, so each shard's candidate pairs are exactly the pairs of its buckets. One task per shard
+(:func:`shard_edges`, a plain function of a :class:`ShardTask`: it runs in this process, on a
+process of this machine or on a Ray worker alike) makes the candidate pairs of its buckets that
+touch a new document, verifies them against their MinHash signatures, read by position from the
+index's arrays in bounded batches, and writes the verified ones (a, b, similarity) to its own
+file. A pair found in two shards (its documents share buckets in both) is written by both, with
+the same similarity; the reader takes it once. The files are on the path the index is on, which
+every worker reads and writes; nothing is shared in memory between tasks.
+
+Memory of a task: its shard's band rows in its own DuckDB (bounded by ``memory_limit``, beyond
+which DuckDB spills to ``temp_dir``) and one batch of pairs with their signatures (bounded by
+``batch``). The number of shards is chosen from the band rows and that bound
+(:func:`shard_count`), never from the number of machines: the same inputs give the same shards,
+and the pairs found do not depend on them.
+
+Nothing here imports Dagster or Ray.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+from dataset_platform.storage import sql_str
+
+#: bytes a band row takes in a shard task's DuckDB while its buckets are windowed, measured with
+#: bench/dedup_shards.py: 1.4M band rows (100 000 documents) in one task peaked 303 MB above a
+#: process with the same imports and an empty connection (227 bytes a row); 14M rows under a 1 GB
+#: limit spilled and peaked at 1.3 GB. A shard holds at most ``memory / BAND_ROW_BYTES`` rows
+BAND_ROW_BYTES = 256
+#: the least DuckDB memory a task is given, however small its bound (below it DuckDB cannot run)
+MIN_TASK_MEMORY = 128 * 10**6
+#: pairs verified at once: their signatures (2 x permutations x 8 bytes each) and the index pages
+#: they touch are what a task holds beyond its DuckDB
+PAIR_BATCH = 20_000
+
+# Candidate pairs of a shard's buckets: each member with the bucket's smallest member and with its
+# predecessor (linear in the bucket size, never all pairs), from buckets that hold a new document,
+# kept when one end is new. Members are doc numbers; ``b`` > ``a``.
+SHARD_PAIRS_SQL = """
+    WITH bands AS (SELECT * FROM read_parquet({file})),
+    touched AS (
+      SELECT b.* FROM bands b SEMI JOIN (SELECT DISTINCT band, key FROM bands WHERE new) n
+      ON n.band = b.band AND n.key = b.key
+    ),
+    w AS (
+      SELECT doc AS m, min(doc) OVER (PARTITION BY band, key) AS root,
+             lag(doc) OVER (PARTITION BY band, key ORDER BY doc) AS prev
+      FROM touched
+    ),
+    pairs AS (
+      SELECT DISTINCT a, b FROM (
+        SELECT root AS a, m AS b FROM w WHERE m <> root
+        UNION ALL SELECT prev, m FROM w WHERE prev IS NOT NULL AND prev <> root
+      )
+    ),
+    docs AS (SELECT DISTINCT doc, part, row, new FROM touched)
+    SELECT p.a, p.b, da.part AS a_part, da.row AS a_row, db.part AS b_part, db.row AS b_row
+    FROM pairs p JOIN docs da ON da.doc = p.a JOIN docs db ON db.doc = p.b
+    WHERE da.new OR db.new
+    ORDER BY p.a, p.b
+"""
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One shard's work: read ``bands`` (a Parquet file of doc, band, key, part, row, new), write
+    the verified pairs to ``out`` (a, b, similarity; a Parquet file)."""
+
+    shard: int
+    bands: str
+    out: str
+    index: str  # the index folder (its part-<k>.sig.npy arrays)
+    permutations: int
+    threshold: float
+    memory_limit: str = "1GB"
+    threads: int = 1
+    temp_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    shard: int
+    band_rows: int
+    candidates: int
+    verified: int
+
+
+def shard_count(band_rows: int, memory_limit_bytes: int) -> int:
+    """Shards for ``band_rows`` so that one shard's rows fit a task's DuckDB memory."""
+    per_shard = max(1, memory_limit_bytes // BAND_ROW_BYTES)
+    return max(1, math.ceil(band_rows / per_shard))
+
+
+def write_band_shards(con: duckdb.DuckDBPyConnection, bands_sql: str, folder: Path, shards: int) -> list[Path]:
+    """Hash-partition the rows of ``bands_sql`` (doc, band, key, part, row, new) by key into
+    ``shards`` files under ``folder`` (emptied first); returns the files that hold rows, in shard
+    order. The shard of a bucket is ``key % shards``: band keys are hashes, so shards are even."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    con.sql(
+        f"COPY (SELECT doc, band, key, part, row, new, (key % {int(shards)})::INTEGER AS shard FROM ({bands_sql})) "
+        f"TO {sql_str(folder / 'bands')} (FORMAT parquet, PARTITION_BY (shard), COMPRESSION zstd)"
+    )
+    files = []
+    for s in range(shards):
+        found = sorted((folder / "bands" / f"shard={s}").glob("*.parquet"))
+        if len(found) > 1:  # (one writer per partition is DuckDB's default; be safe)
+            con.sql(f"COPY (SELECT * FROM read_parquet([{', '.join(sql_str(f) for f in found)}])) "
+                    f"TO {sql_str(folder / f'shard-{s}.parquet')} (FORMAT parquet)")
+            files.append(folder / f"shard-{s}.parquet")
+        elif found:
+            files.append(found[0])
+    return files
+
+
+class SignatureReader:
+    """Signatures by (part, row) from an index folder's ``part-<k>.sig.npy`` arrays. Each call maps
+    the arrays it reads and unmaps them before it returns: a task's memory holds the rows of one
+    batch, not the pages of every part it has read."""
+
+    def __init__(self, index: str | Path, permutations: int):
+        self.index, self.permutations = Path(index), permutations
+
+    def rows(self, part: np.ndarray, row: np.ndarray) -> np.ndarray:
+        out = np.empty((part.size, self.permutations), np.uint64)
+        for p in np.unique(part):
+            at = np.flatnonzero(part == p)
+            arr = np.load(self.index / f"part-{int(p):05d}.sig.npy", mmap_mode="r")
+            try:
+                order = np.argsort(row[at], kind="stable")  # (read in file order)
+                out[at[order]] = arr[np.asarray(row[at][order], np.int64)]
+            finally:
+                del arr
+        return out
+
+    def similarity(self, a_part, a_row, b_part, b_row) -> np.ndarray:
+        """Estimated Jaccard similarity of each pair: the share of equal signature values."""
+        if len(a_part) == 0:
+            return np.zeros(0)
+        sa = self.rows(np.asarray(a_part), np.asarray(a_row))
+        sb = self.rows(np.asarray(b_part), np.asarray(b_row))
+        return (sa == sb).mean(axis=1)
+
+
+def shard_edges(task: ShardTask) -> ShardResult:
+    """The verified candidate pairs of one shard (see the module docstring)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    config = {"memory_limit": task.memory_limit, "threads": max(1, int(task.threads)),
+              "preserve_insertion_order": True}
+    if task.temp_dir:
+        Path(task.temp_dir).mkdir(parents=True, exist_ok=True)
+        config["temp_directory"] = task.temp_dir
+    con = duckdb.connect(":memory:", config=config)
+    sigs = SignatureReader(task.index, task.permutations)
+    schema = pa.schema([("a", pa.int32()), ("b", pa.int32()), ("similarity", pa.float64())])
+    candidates = verified = 0
+    try:
+        band_rows = con.sql(f"SELECT count(*) FROM read_parquet({sql_str(task.bands)})").fetchall()[0][0]
+        con.sql(f"CREATE TABLE pairs AS {SHARD_PAIRS_SQL.format(file=sql_str(task.bands))}")
+        reader = con.sql("SELECT * FROM pairs").to_arrow_reader(PAIR_BATCH)
+        out = Path(task.out)
+        tmp = out.with_name(out.name + ".tmp")
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            for batch in reader:
+                cols = {name: batch.column(name).to_numpy() for name in batch.schema.names}
+                sim = sigs.similarity(cols["a_part"], cols["a_row"], cols["b_part"], cols["b_row"])
+                ok = np.flatnonzero(sim >= task.threshold)
+                candidates += batch.num_rows
+                verified += ok.size
+                if ok.size:
+                    writer.write_table(pa.table({"a": pa.array(cols["a"][ok].astype(np.int32)),
+                                                 "b": pa.array(cols["b"][ok].astype(np.int32)),
+                                                 "similarity": pa.array(sim[ok].round(4))}, schema=schema))
+        tmp.replace(out)  # (a retried task writes the same file again)
+    finally:
+        con.close()
+    return ShardResult(task.shard, int(band_rows), int(candidates), int(verified))
+
+
+def run_local(tasks: list[ShardTask]):
+    """The tasks in this process, one after the other (each uses ``threads`` of DuckDB)."""
+    for t in tasks:
+        yield shard_edges(t)

@@ -1,0 +1,176 @@
+"""Dedup at scale: band keys in shards verified as independent tasks, clusters as connected
+components in DuckDB rounds. However the work is cut, and wherever the tasks run, the decision is
+the same."""
+
+from __future__ import annotations
+
+import random
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components as scipy_components
+from test_dedup import edit_words, en_doc
+
+from dataset_platform.stages.base import Tasks
+from dataset_platform.stages.dedup import shards
+from dataset_platform.stages.dedup.components import connected_components
+from dataset_platform.stages.dedup.index import MinHashIndex
+from dataset_platform.stages.dedup.stage import run_dedup
+from dataset_platform.storage import memory_connection
+
+# ------------------------------------------------------------------ connected components
+
+
+def _components(a: np.ndarray, b: np.ndarray) -> tuple[dict[int, int], int]:
+    con = duckdb.connect()
+    con.register("e", pa.table({"a": pa.array(a.astype(np.int32)), "b": pa.array(b.astype(np.int32))}))
+    rounds = connected_components(con, "SELECT a, b FROM e", "cc")
+    return dict(con.sql("SELECT node, comp FROM cc").fetchall()), rounds
+
+
+def _expected(a: np.ndarray, b: np.ndarray) -> dict[int, int]:
+    """Every node of the edges -> the smallest node of its component, by scipy."""
+    n = int(max(a.max(), b.max())) + 1
+    _, label = scipy_components(coo_matrix((np.ones(a.size), (a, b)), shape=(n, n)), directed=False)
+    nodes = np.unique(np.concatenate([a, b]))
+    smallest: dict[int, int] = {}
+    for v in nodes:
+        smallest.setdefault(int(label[v]), int(v))  # (nodes ascend: the first seen is the smallest)
+    return {int(v): smallest[int(label[v])] for v in nodes}
+
+
+@pytest.mark.parametrize("shape", ["random_forest", "giant_component", "stars", "shuffled_path", "ordered_path"])
+def test_components_in_duckdb_rounds_are_scipys_with_the_smallest_node_as_label(shape):
+    rng = np.random.default_rng(3)
+    n = 20_000
+    if shape == "random_forest":
+        a, b = rng.integers(0, n, 12_000), rng.integers(0, n, 12_000)
+    elif shape == "giant_component":
+        a, b = rng.integers(0, n, 60_000), rng.integers(0, n, 60_000)
+    elif shape == "stars":
+        a = rng.integers(0, n, 10_000)
+        b = a // 9
+    elif shape == "shuffled_path":  # the worst case for propagation alone: diameter n
+        p = rng.permutation(n)
+        a, b = p[:-1], p[1:]
+    else:
+        a, b = np.arange(n - 1)[::-1], np.arange(1, n)[::-1]
+    got, rounds = _components(a, b)
+    assert got == _expected(a, b)
+    assert rounds <= 30  # hooking and pointer jumping: rounds grow with log(n), not with the diameter
+
+
+def test_components_ignore_self_loops_and_repeated_edges():
+    got, _ = _components(np.array([5, 5, 7, 9, 9]), np.array([5, 7, 5, 9, 10]))
+    assert got == {5: 5, 7: 5, 9: 9, 10: 9}
+
+
+# ------------------------------------------------------------------ shards
+
+
+@pytest.fixture(scope="module")
+def chains():
+    """400 distinct English documents; 80 of them with 1-3 near copies, each copy made from the
+    previous one (chains: a cluster whose ends may be further apart than the threshold)."""
+    rng = random.Random(11)
+    rows = []
+    for i in range(400):
+        text = en_doc(rng, paragraphs=4)
+        rows.append({"id": f"doc{i:04d}", "text": text, "lang": "en"})
+        if i % 5 == 0:
+            for c in range(1 + i % 3):
+                text = edit_words(rng, text, every=45)
+                rows.append({"id": f"doc{i:04d}-c{c}", "text": text, "lang": "en"})
+    return rows
+
+
+def _run(rows, tasks: Tasks | None, index: MinHashIndex | None = None, log=None):
+    con = memory_connection()
+    con.register("docs", pa.Table.from_pylist(rows))
+    res = run_dedup(con, "docs", tasks=tasks, index=index, log=log)
+    out = {
+        "kept": con.sql("SELECT id FROM kept ORDER BY id").fetchall(),
+        "clusters": con.sql("SELECT * FROM clusters ORDER BY doc_id").fetchall(),
+        "rejected": con.sql("SELECT * FROM rejected ORDER BY id").fetchall(),
+        "edges": con.sql("SELECT * FROM _index_edges_out ORDER BY a_id, b_id").fetchall(),
+    }
+    return res, out, con
+
+
+def _spawned(fn, items):
+    """Each task in a process of its own (as a worker on another machine would run it)."""
+    with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
+        yield from pool.map(fn, items)
+
+
+def test_the_decision_does_not_depend_on_the_number_of_shards_or_where_they_run(chains):
+    logs: list[str] = []
+    res, one, _ = _run(chains, Tasks(memory_bytes=2 * 10**9, threads=2), log=logs.append)
+    assert any(m.endswith("in 1 shard") for m in logs)
+    near = [c for c in one["clusters"] if c[4] == "near"]
+    assert len(near) >= 100 and res.balanced  # every copy of a chain found, and accounted for
+    assert all("-c" in c[1] for c in near)  # only copies go (the smallest id of its chain stays)
+    assert len({c[2] for c in near}) >= 70  # most of the 80 chains found
+    for tasks in (Tasks(memory_bytes=2 * 10**9, threads=1, min_tasks=7),  # more shards than needed
+                  Tasks(memory_bytes=200 * shards.BAND_ROW_BYTES, threads=1),  # memory for 200 band rows a task
+                  Tasks(memory_bytes=10**9, threads=1, min_tasks=3, run=_spawned, where="spawned")):
+        logs.clear()
+        _, out, _ = _run(chains, tasks, log=logs.append)
+        assert out == one, tasks
+        cut = [m for m in logs if "candidate pairs verified (estimated" in m][0]
+        assert int(cut.rsplit("in ", 1)[1].split()[0]) >= max(3, tasks.min_tasks)
+    assert any("(spawned)" in m for m in logs)
+
+
+def test_a_tiny_memory_bound_cuts_the_band_keys_into_many_shards(chains):
+    n_rows = len(chains) * 14
+    assert shards.shard_count(n_rows, 10**9) == 1
+    assert shards.shard_count(n_rows, 100 * shards.BAND_ROW_BYTES) == -(-n_rows // 100)
+    assert shards.shard_count(0, 1) == 1
+
+
+def test_a_shard_task_run_twice_writes_the_same_file(tmp_path, chains):
+    """A retried task (its worker died) rewrites its output from the same input: same bytes."""
+    con = memory_connection()
+    con.register("docs", pa.Table.from_pylist(chains))
+    index = MinHashIndex(tmp_path / "index")
+    run_dedup(con, "docs", index=index)  # signs every document into a new part of the index
+    bands = ("SELECT d.doc, (generate_subscripts(p.keys, 1) - 1)::SMALLINT AS band, unnest(p.keys) AS key, "
+             "d.part, d.row, TRUE AS new FROM " + index.parts_sql([index.new_part]) + " p JOIN _docs d ON d.id = p.id")
+    files = shards.write_band_shards(con, f"SELECT * FROM ({bands})", tmp_path / "shards", 4)
+    assert len(files) == 4
+    task = shards.ShardTask(shard=0, bands=str(files[0]), out=str(tmp_path / "e0.parquet"), index=str(index.path),
+                            permutations=14 * 8, threshold=0.7)
+    first = shards.shard_edges(task)
+    blob = (tmp_path / "e0.parquet").read_bytes()
+    assert shards.shard_edges(task) == first and (tmp_path / "e0.parquet").read_bytes() == blob
+    assert first.candidates >= first.verified > 0
+    # every bucket is in one shard: the shards' band rows add up to all of them, none twice
+    per_shard = [con.sql(f"SELECT count(*) FROM read_parquet('{f}')").fetchall()[0][0] for f in files]
+    assert sum(per_shard) == con.sql(f"SELECT count(*) FROM ({bands})").fetchall()[0][0]
+    split = con.sql("SELECT count(*) FROM (SELECT band, key FROM read_parquet("
+                    f"[{', '.join(repr(str(f)) for f in files)}], filename = true) GROUP BY band, key "
+                    "HAVING count(DISTINCT filename) > 1)").fetchall()[0][0]
+    assert split == 0
+
+
+def test_a_refresh_through_the_full_pass_reuses_the_index_in_shards(tmp_path, chains):
+    """Half the documents first, then all of them in 5 shards (half are new: the full pass, with
+    the old documents' edges from the index): the same decision as one run over everything."""
+    _, whole, _ = _run(chains, Tasks(memory_bytes=10**9, threads=2))
+    first = memory_connection()
+    first.register("docs", pa.Table.from_pylist(chains[: len(chains) // 2]))
+    index = MinHashIndex(tmp_path / "index")
+    run_dedup(first, "docs", index=index)
+    index.commit(first)
+    logs: list[str] = []
+    _, again, _ = _run(chains, Tasks(memory_bytes=10**9, threads=1, min_tasks=5),
+                       index=MinHashIndex(tmp_path / "index"), log=logs.append)
+    verified = [m for m in logs if "candidate pairs verified (estimated" in m][0]
+    assert "in 5 shards" in verified and "verified pairs reused from the index" in verified
+    assert again == whole
