@@ -32,6 +32,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -145,7 +146,9 @@ def evaluate(corpus: Path = DEFAULT_CORPUS, systems: tuple[str, ...] = ("ours", 
     jobs = [(row, corpus, systems) for row in pages]
     if workers <= 1:
         return [_score_page(j) for j in jobs]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # spawned, not forked: a fork of a large process (a test session with DuckDB and Arrow threads)
+    # once crashed in libxml2 during the child's garbage collection
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         return list(pool.map(_score_page, jobs, chunksize=4))
 
 
