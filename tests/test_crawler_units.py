@@ -103,6 +103,9 @@ def test_url_shape_scheme_and_host() -> None:
 ZH = "春天的早晨，河边的柳树发出了新芽，孩子们背着书包走过石桥，老师在教室门口微笑着等待他们。"
 FR = "Le café crème est très apprécié à Paris, où l'on déjeune en terrasse près de la fenêtre."
 RU = "Привет! Это тестовая страница на русском языке, она проверяет определение кодировки."
+DE = "„Größere Brötchen“ – schön warm… für 5 € beim Bäcker, sagt Jürgen."
+ES = "El niño comió la piñata en España, ¿verdad? ¡Sí, señor!"
+PL = "Zażółć gęślą jaźń. Łódź jest pięknym miastem, a źdźbło trawy rośnie przy drodze."
 
 
 def _page(text: str, head: str = "") -> str:
@@ -124,6 +127,16 @@ def _page(text: str, head: str = "") -> str:
         (b"\xef\xbb\xbf" + _page(FR).encode("utf-8"), "text/html; charset=gbk", "utf-8", FR),  # BOM first
         (b"\xff\xfe" + _page(FR).encode("utf-16-le"), None, "utf-16-le", FR),
         (b"<p>plain ascii</p>", "text/html; charset=windows-1252", "cp1252", "plain ascii"),
+        # lies and omissions a Western page tells (issue 19: "crème brûlée" came out as cp1257's
+        # "crčme brūlée"): Latin-1 and cp1252 labelled UTF-8 or not labelled are Windows-1252 ...
+        (_page("crème brûlée").encode("latin-1"), "text/html; charset=utf-8", "cp1252", "crème brûlée"),
+        (_page(FR, '<meta charset="utf-8">').encode("latin-1"), None, "cp1252", FR),
+        (_page(DE).encode("cp1252"), "text/html; charset=utf-8", "cp1252", DE),
+        (_page(ES).encode("latin-1"), None, "cp1252", ES),
+        # ... while other languages' single-byte and double-byte pages still go to detection
+        (_page(PL).encode("cp1250"), "text/html; charset=utf-8", "cp1250", PL),
+        (_page(RU).encode("cp1251"), "text/html; charset=utf-8", "cp1251", RU),
+        (_page(ZH, '<meta charset="utf-8">').encode("gbk"), None, "gb18030", ZH),
     ],
 )
 def test_decode_html(body: bytes, content_type: str | None, encoding: str, text: str) -> None:

@@ -9,9 +9,14 @@ Order of evidence (:func:`decode_html`):
    it WITHOUT errors; a declared single-byte encoding loses against a body that is valid,
    non-ASCII UTF-8 (the most common mislabel);
 3. strict UTF-8;
-4. statistical detection (charset-normalizer, among the encodings of the web), e.g. a GBK page
+4. Windows-1252 when the body reads as Western European text in it (:func:`looks_cp1252`: every
+   non-ASCII character a Latin letter or typographic sign of that code page, and few of them next
+   to each other), e.g. a Latin-1 page labelled UTF-8: statistical detection takes short French or
+   German texts for Baltic or Central European code pages ("crème brûlée" read as cp1257 is
+   "crčme brūlée");
+5. statistical detection (charset-normalizer, among the encodings of the web), e.g. a GBK page
    labelled UTF-8 or not labelled;
-5. the detected encoding, else the first declared one, else cp1252, with replacement characters.
+6. the detected encoding, else the first declared one, else cp1252, with replacement characters.
 """
 
 from __future__ import annotations
@@ -44,6 +49,31 @@ WEB_ENCODINGS = (
 )
 #: Detector answers widened to their superset (a GBK page often uses a few GB18030 characters).
 _WIDEN = {"gb2312": "gb18030", "gbk": "gb18030", "big5": "big5hkscs", "shift_jis": "cp932", "euc_kr": "cp949"}
+
+
+#: The non-ASCII characters of Western European text in Windows-1252 (French, German, Spanish,
+#: Portuguese, Italian, Dutch, the Nordic languages): Latin-1 letters and the code page's
+#: typographic signs. Bytes of other encodings read as cp1252 give others (Polish "ł" is "³",
+#: "ą" is "¹") or come in runs (every byte of GBK, Big5, Shift_JIS or Cyrillic text is high).
+_WESTERN = frozenset(
+    "ÀÁÂÃÄÅÆÇÈÉÊËÌÍÎÏÑÒÓÔÕÖØÙÚÛÜÝßàáâãäåæçèéêëìíîïñòóôõöøùúûüýÿŒœŠšŸŽž"
+    "‘’‚“”„–—…•€«»°·¡¿ºª§©®™£¥¢×\u00a0\u00ad"
+)
+#: at most this share of a Western text's non-ASCII characters stand next to another one
+_RUN_SHARE = 0.25
+
+
+def looks_cp1252(body: bytes) -> bool:
+    """The body decodes as Windows-1252 into Western European text (see :data:`_WESTERN`)."""
+    text = _strict(body, "cp1252")
+    if text is None:
+        return False
+    high = [i for i, c in enumerate(text) if ord(c) > 127]
+    if not high or any(text[i] not in _WESTERN for i in high):
+        return False
+    at = set(high)
+    paired = sum(1 for i in high if i - 1 in at or i + 1 in at)
+    return paired <= _RUN_SHARE * len(high)
 
 
 def _norm(encoding: str | None) -> str | None:
@@ -126,6 +156,8 @@ def decode_html(body: bytes, content_type: str | None = None) -> tuple[str, str]
     text = _strict(body, "utf-8")
     if text is not None:
         return text, "utf-8"
+    if looks_cp1252(body):
+        return body.decode("cp1252"), "cp1252"
     detected = detect_encoding(body)
     if detected:
         text = _strict(body, detected)
