@@ -34,6 +34,25 @@ from dataset_platform.contracts.validation import explain, location
 NAME_RE = r"^[a-z][a-z0-9_-]{0,62}$"
 
 
+#: worker processes a stage may start, per CPU of the machine that validates the config: more only
+#: queue (40 extraction workers on 2 cores timed out 37 of 40 pages)
+WORKERS_PER_CPU = 4
+
+
+def _workers(v: int | None) -> int | None:
+    cpus = os.cpu_count() or 1
+    if v is not None and v > WORKERS_PER_CPU * cpus:
+        raise ValueError(f"{v} workers on a machine of {cpus} CPU(s): at most {WORKERS_PER_CPU * cpus} "
+                         f"({WORKERS_PER_CPU} per CPU); leave it unset to use every CPU")
+    return v
+
+
+#: a number of worker processes (unset: one per CPU)
+Workers = Annotated[int | None, Field(ge=1), AfterValidator(_workers)]
+#: a random seed (a 32-bit unsigned integer, as numpy and the MinHash permutations take it)
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+
+
 def _cron(v: str) -> str:
     if len(v.split()) != 5:
         raise ValueError(f"expected a 5-field cron string like '0 3 * * *', got {v!r}")
@@ -49,14 +68,15 @@ class ConfigError(ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # (no .inf or .nan: an infinite timeout or delay validates and then never ends)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class CrawlSource(CrawlSettings):
     """A website crawled with Scrapy: the crawl settings (``contracts/crawl.py``, README.md's
     table) and the source's own fields."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     url_paths: ClassVar[str | None] = "with demo_site: true"
 
     name: Annotated[str, Field(pattern=NAME_RE)]
@@ -137,7 +157,7 @@ class ExtractSettings(_Model):
     #: a page that takes longer is abandoned (rule extract_timeout); 0 disables the bound
     timeout_s: Annotated[float, Field(ge=0)] = 10.0
     #: worker processes (default: the CPUs this process may use)
-    workers: Annotated[int, Field(ge=1)] | None = None
+    workers: Workers = None
     #: pages per task sent to a worker
     chunk_size: Annotated[int, Field(ge=1)] = 32
     #: a text shorter than this (characters) lets the next extractor of the chain try
@@ -222,8 +242,14 @@ def size_bytes(v: str) -> int:
     return int(float(m.group(1)) * base ** ("KMGT".index(m.group(2).upper()) + 1))
 
 
+#: the bounds of a memory size: DuckDB cannot run below the first; the second is a typo
+MIN_SIZE, MAX_SIZE = 64 * 10**6, 10**15
+
+
 def _size(v: str) -> str:
-    size_bytes(v)  # (raises, saying what is expected, when it is not a size)
+    n = size_bytes(v)  # (raises, saying what is expected, when it is not a size)
+    if not MIN_SIZE <= n <= MAX_SIZE:
+        raise ValueError(f"{v.strip()!r} is not a usable memory size: between 64MB and 1000TB")
     return v.strip()
 
 
@@ -244,9 +270,9 @@ class DedupSettings(_Model):
     rows: Annotated[int, Field(ge=1, le=64)] = 8
     #: candidate pairs whose estimated Jaccard similarity is below this are not duplicates (0: no check)
     threshold: Annotated[float, Field(ge=0, le=1)] = 0.7
-    seed: int = 1
+    seed: Seed = 1
     #: processes computing signatures (default: every CPU this process may use)
-    workers: Annotated[int, Field(ge=1)] | None = None
+    workers: Workers = None
     #: DuckDB memory of the stage process; beyond it sorts and tables spill to disk
     #: (the signing workers hold a few batches each on top). 1 GB was too little at 1M documents:
     #: the first scan reads a whole part's row group of text per thread (about 90 MB decoded)
@@ -338,7 +364,7 @@ class LabelSettings(_Model):
     #: the annotator_agreement check fails below this kappa (per label set, when >= 2 annotators)
     min_kappa: Annotated[float, Field(ge=-1, le=1)] = 0.6
     #: seed of the audit sample and the classifier
-    seed: int = 0
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _unique(self) -> LabelSettings:
@@ -399,7 +425,7 @@ class AugmentSettings(_Model):
     operations: list[Literal["synonym", "swap", "delete"]] = Field(default_factory=lambda: ["synonym", "swap", "delete"])
     #: JSON file of word -> [synonyms] added to the small built-in English list
     synonyms: str | None = None
-    seed: int = 0
+    seed: Seed = 0
 
 
 class ReleaseSettings(_Model):
@@ -559,8 +585,30 @@ def load_config(path: str | Path) -> PlatformConfig:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: nested too deeply (lists or mappings inside one another hundreds of levels deep); "
+                          "a sources.yaml needs a few levels") from None
+    depth = _depth(data)
+    if depth > MAX_DEPTH:
+        raise ConfigError(f"{p}: nested {depth} levels deep; a sources.yaml needs a few (at most {MAX_DEPTH})")
     cfg = parse_config(data, origin=str(p))
     return with_executor(_resolve_paths(cfg, p.resolve().parent))
+
+
+#: deeper nesting than any valid config has (a crafted file would exhaust the validators' stack)
+MAX_DEPTH = 32
+
+
+def _depth(data: object) -> int:
+    """How deeply lists and mappings nest in ``data`` (without recursion)."""
+    deepest, todo = 0, [(data, 1)]
+    while todo:
+        node, d = todo.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, d)
+            if d <= MAX_DEPTH:  # (deeper than that is the answer already)
+                todo.extend((child, d + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
 
 
 #: overrides ``pipeline.executor`` (set by ``--executor``; inherited by Dagster's code server and runs)

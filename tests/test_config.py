@@ -24,6 +24,10 @@ def test_bad_yaml(tmp_path):
         load_config(p)
 
 
+def _jsonl(pipeline: dict) -> dict:
+    return {"sources": [{"name": "d", "kind": "jsonl", "paths": []}], "pipeline": pipeline}
+
+
 @pytest.mark.parametrize(
     "data, expected",
     [
@@ -58,12 +62,32 @@ def test_bad_yaml(tmp_path):
                       {"name": "s", "kind": "crawl", "start_urls": ["http://f.org/"], "allowed_domains": ["f.org"]}]},
          r"appears twice"),
         (["not", "a", "mapping"], r"expected a mapping"),
+        # settings that validated and then broke the run (issue 19, probe 8)
+        ({"sources": [{"name": "s", "kind": "crawl", "start_urls": ["http://e.org/"], "allowed_domains": ["e.org"],
+                       "download_delay": float("inf")}]},
+         r"sources\[0\]\.download_delay: input should be a finite number, got inf"),
+        ({"sources": [{"name": "s", "kind": "crawl", "start_urls": ["http://e.org/"], "allowed_domains": ["e.org"],
+                       "download_timeout_s": float("inf")}]},
+         r"sources\[0\]\.download_timeout_s: input should be a finite number"),
+        (_jsonl({"extract": {"timeout_s": float("inf")}}), r"pipeline\.extract\.timeout_s: .*finite number"),
+        (_jsonl({"extract": {"workers": 1000}}), r"pipeline\.extract\.workers: 1000 workers on a machine of \d+ CPU"),
+        (_jsonl({"dedup": {"seed": -1}}), r"pipeline\.dedup\.seed: input should be greater than or equal to 0"),
+        (_jsonl({"memory_limit": "999999TB"}), r"pipeline\.memory_limit: '999999TB' is not a usable memory size"),
+        (_jsonl({"dedup": {"memory_limit": "0MB"}}), r"pipeline\.dedup\.memory_limit: '0MB' is not a usable memory"),
     ],
 )
 def test_invalid_configs_name_file_and_field(data, expected):
     with pytest.raises(ConfigError, match=expected) as e:
         parse_config(data, origin="sources.yaml")
     assert str(e.value).startswith("sources.yaml: ")
+
+
+@pytest.mark.parametrize("levels", [40, 5000])
+def test_a_deeply_nested_file_is_a_config_error_not_a_traceback(tmp_path, levels):
+    p = tmp_path / "sources.yaml"
+    p.write_text("sources:\n  - name: x\n    kind: jsonl\n    paths: " + "[" * levels + "]" * levels + "\n")
+    with pytest.raises(ConfigError, match=r"sources\.yaml: nested"):
+        load_config(p)
 
 
 def test_user_config_round_trip(tmp_path: Path):

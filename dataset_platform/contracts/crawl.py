@@ -77,7 +77,7 @@ def check_networks(v: list[str]) -> list[str]:
 class CrawlSettings(BaseModel):
     """The settings of one crawl (README.md, "Crawl settings of a kind: crawl source")."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     #: What a start or sitemap URL may be besides an absolute http(s):// URL: None, or a hint
     #: saying when a /path is accepted (``CrawlSource``: on the demo site it serves).
