@@ -126,6 +126,19 @@ def test_inbox_file_refreshes_its_source_partition_exactly_once(tmp_path):
         assert again.run_key != req.run_key
         run(again)
         assert (count("raw_pages"), count("crawl_log")) == (3, 3)  # no duplicated rows
+
+        # a file whose kind its name does not tell, beside a good one: refused, shown in the UI,
+        # and the good one lands (issue 19, probe 2)
+        (wd.inbox("notes") / "b.csv").write_text("url,body\n")
+        (wd.inbox("notes") / "c.jsonl").write_text(json.dumps({"url": "https://notes.test/c", "body": "c"}) + "\n")
+        third = tick().run_requests
+        assert len(third) == 2  # (one per file; the first run lands both, the second finds nothing new)
+        run(third[0])
+        assert (count("raw_pages"), count("crawl_log")) == (4, 4)
+        md = instance.get_latest_materialization_event(dg.AssetKey("raw_pages")).asset_materialization.metadata
+        assert md["files_refused"].value == 1 and "b.csv" in md["refused_files"].value
+        assert (wd.inbox("notes") / "rejected" / "b.csv.reason.txt").exists()
+        assert tick().run_requests == []  # nothing left to land: the refused file is out of the way
         con.close()
 
 

@@ -70,6 +70,11 @@ def build_assets(cfg: PlatformConfig) -> list[dg.AssetsDefinition]:
             "bodies_stored": sum(c["sources"][n]["bodies_stored"] for n in sources),
             "batches": ", ".join(b for n in sources for b in c["sources"][n]["batches"]) or "none (nothing new)",
         })
+        refused = [[n, r["file"], r["reason"]] for n in sources for r in c["sources"][n].get("refused_files", [])]
+        md["files_refused"] = len(refused)
+        if refused:  # (moved to inbox/<source>/rejected/, the reason beside each; the other files landed)
+            md["refused_files"] = dg.MetadataValue.md(md_table(["source", "file", "reason"], refused))
+            context.log.warning(f"{len(refused)} file(s) refused: " + "; ".join(f"{n}/{f}: {r}" for n, f, r in refused))
         crawls = [[n, x["crawl_id"], x["urls"], x["outcomes"].get("fetched", 0), x["outcomes"].get("not_modified", 0),
                    x["bytes"], x["urls_per_s"], x["elapsed_s"], x["finish_reason"]]
                   for n in sources if (x := c["sources"][n].get("crawl"))]

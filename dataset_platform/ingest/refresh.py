@@ -8,10 +8,12 @@ Dagster.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
 import os
 import shutil
+import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -147,8 +149,18 @@ def crawl_source(source: CrawlSource, wd: Workdir, log: Log = _noop) -> tuple[Ba
     return Batch(source.name, crawl_id, out), stats
 
 
-def files_to_land(source: Source, wd: Workdir) -> list[tuple[Path, str]]:
-    """(file, kind) to ingest for a source: its configured paths (dump sources) and its inbox."""
+#: inbox folders the platform writes itself (files landed, files refused)
+PROCESSED, REJECTED = "processed", "rejected"
+
+
+def files_to_land(source: Source, wd: Workdir, log: Log = _noop,
+                  refused: list[dict] | None = None) -> list[tuple[Path, str]]:
+    """(file, kind) to ingest for a source: its configured paths (dump sources) and its inbox.
+
+    The inbox takes regular files only: a symbolic link (it may point anywhere on the machine), a
+    FIFO, socket or device, a folder, or a file whose kind its name does not tell, is moved to
+    ``inbox/<source>/rejected/`` with a ``.reason.txt`` beside it and listed in ``refused``;
+    the other files land. Names starting with a dot (a file still being written) are left alone."""
     files: list[tuple[Path, str]] = []
     if isinstance(source, DumpSource):
         for pattern in source.paths:
@@ -157,22 +169,70 @@ def files_to_land(source: Source, wd: Workdir) -> list[tuple[Path, str]]:
                 raise FileNotFoundError(f"source {source.name!r}: path {pattern} does not exist")
             files += [(m, source.kind) for m in matches if m.is_file()]
     inbox = wd.inbox(source.name)
-    if inbox.is_dir():
-        dropped = sorted(p for p in inbox.iterdir() if p.is_file() and not p.name.startswith("."))
-        if dropped:
-            from dataset_platform.ingest.files import kind_for_path
+    if not inbox.is_dir():
+        return files
+    from dataset_platform.ingest.files import kind_for_path
 
-            files += [(f, kind_for_path(f)) for f in dropped]
+    for entry in sorted(inbox.iterdir()):
+        if entry.name.startswith("."):
+            log(f"{source.name}: inbox: {entry.name!r} left alone (a name starting with a dot is taken for a file "
+                "still being written; rename it to land it)")
+            continue
+        st = entry.lstat()
+        if stat.S_ISDIR(st.st_mode) and entry.name in (PROCESSED, REJECTED):
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            why = "a symbolic link: the inbox takes files, not links to files elsewhere (copy the file in)"
+        elif stat.S_ISDIR(st.st_mode):
+            why = "a folder: the inbox takes files (drop the files themselves)"
+        elif not stat.S_ISREG(st.st_mode):
+            why = "not a regular file (a FIFO, socket or device)"
+        else:
+            try:
+                files.append((entry, kind_for_path(entry)))
+                continue
+            except ValueError as e:
+                why = str(e)
+        _refuse(wd, source.name, entry, why, log, refused)
     return files
 
 
-def ingest_source_files(source: Source, wd: Workdir, log: Log = _noop) -> list[str]:
+def _refuse(wd: Workdir, source: str, path: Path, why: str, log: Log, refused: list[dict] | None) -> None:
+    """Move an inbox entry to ``rejected/`` (the entry itself: a link is moved, not followed)
+    with its reason beside it."""
+    dest = wd.inbox(source) / REJECTED
+    dest.mkdir(exist_ok=True)
+    target = dest / path.name
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    os.replace(path, target)
+    atomic.write_text(dest / f"{path.name}.reason.txt", why + "\n")
+    log(f"{source}: inbox: {path.name!r} refused and moved to {dest}: {why}")
+    if refused is not None:
+        refused.append({"file": path.name, "reason": why})
+
+
+def _the_files_fault(e: BaseException) -> bool:
+    """An error that the same file would raise again (bad data, unreadable), not one of this
+    machine (memory, disk space) that a later run may not meet."""
+    if isinstance(e, MemoryError):
+        return False
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS):
+        return False
+    return isinstance(e, Exception)
+
+
+def ingest_source_files(source: Source, wd: Workdir, log: Log = _noop,
+                        refused: list[dict] | None = None) -> list[str]:
     """Land every file of a source not landed before (a file's batch id is its content hash).
 
-    Inbox files move to ``inbox/<source>/processed/`` once landed.
+    Inbox files move to ``inbox/<source>/processed/`` once landed. A file that fails to land for a
+    reason of its own (it cannot be read, or holds no record the source can take) does not stop
+    the others: an inbox file is moved to ``rejected/`` (see :func:`files_to_land`), a configured
+    path is skipped with a log line; both are listed in ``refused``.
     """
     landed: list[str] = []
-    files = files_to_land(source, wd)
+    files = files_to_land(source, wd, log, refused)
     if not files:
         return landed
     from dataset_platform.ingest.files import batch_file_name, batch_id_for, ingest_file
@@ -181,16 +241,30 @@ def ingest_source_files(source: Source, wd: Workdir, log: Log = _noop) -> list[s
     fields = dict(source.fields) if isinstance(source, DumpSource) else {}
     hashes = _HashCache(wd.file_hashes(source.name))
     for path, kind in files:
-        batch_id = hashes.get(path) or hashes.put(path, batch_id_for(path, source.name))
-        out = wd.raw_batches(source.name) / batch_file_name(batch_id)
-        if landed_batch(wd, source.name, batch_id) is None:  # either format: batches of earlier versions count
-            summary = ingest_file(path, source=source.name, kind=kind, output_path=out, fields=fields or None, log=log)
-            log(f"{source.name}: landed {path.name} as {batch_id}: {summary.records} records")
-            landed.append(batch_id)
-        else:
-            log(f"{source.name}: {path.name} was landed before as {batch_id}; skipped")
-        if path.parent == wd.inbox(source.name):
-            done = path.parent / "processed"
+        in_inbox = path.parent == wd.inbox(source.name)
+        try:
+            batch_id = hashes.get(path) or hashes.put(path, batch_id_for(path, source.name))
+            out = wd.raw_batches(source.name) / batch_file_name(batch_id)
+            if landed_batch(wd, source.name, batch_id) is None:  # either format: batches of earlier versions count
+                summary = ingest_file(path, source=source.name, kind=kind, output_path=out, fields=fields or None,
+                                      log=log)
+                log(f"{source.name}: landed {path.name} as {batch_id}: {summary.records} records")
+                landed.append(batch_id)
+            else:
+                log(f"{source.name}: {path.name} was landed before as {batch_id}; skipped")
+        except Exception as e:
+            if not _the_files_fault(e):
+                raise
+            why = f"cannot be landed: {type(e).__name__}: {e}"
+            if in_inbox:
+                _refuse(wd, source.name, path, why, log, refused)
+            else:
+                log(f"{source.name}: {path} {why} (skipped; the other files land)")
+                if refused is not None:
+                    refused.append({"file": str(path), "reason": why})
+            continue
+        if in_inbox:
+            done = path.parent / PROCESSED
             done.mkdir(exist_ok=True)
             os.replace(path, done / path.name)
     hashes.save()
@@ -279,9 +353,11 @@ def materialise_raw(
             with source_lock(wd, name, log):
                 if isinstance(source, CrawlSource) and crawl:
                     _, crawl_stats = crawl_source(source, wd, log)
-                ingest_source_files(source, wd, log)
+                refused: list[dict] = []
+                ingest_source_files(source, wd, log, refused)
                 per_source[name] = ingest_pending(con, wd, name, log=log, part_rows=cfg.pipeline.part_rows)
             per_source[name]["crawl"] = crawl_stats
+            per_source[name]["refused_files"] = refused
             if not source_files(wd, name) and not merged_batches(wd, name):
                 raise FileNotFoundError(
                     f"source {name!r} has nothing stored yet: no crawl or file has been landed under "
