@@ -19,8 +19,10 @@ directory's files are removed, so the same spec then makes a new crawl.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -49,6 +51,7 @@ from dataset_platform.contracts.crawl import (
     CrawlSpec,
     partial_path_for,
 )
+from dataset_platform.procs import PARENT_ENV, die_with_parent
 
 #: File in the job directory written when a resumable crawl stopped cleanly before finishing.
 STOP_MARKER = "dataset_platform.stopped.json"
@@ -307,6 +310,10 @@ def crawl(spec: CrawlSpec) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if os.environ.get(PARENT_ENV):
+        # started by the platform: stop (cleanly, as on a timeout) when that process dies, even
+        # by SIGKILL; an orphan crawl would go on fetching without anyone to land its batch
+        die_with_parent(signal.SIGTERM)
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print("usage: python -m crawlers.run SPEC.json", file=sys.stderr)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -385,3 +386,74 @@ def test_a_crawl_killed_hard_is_completed_by_the_next_run_without_duplicates(tmp
     assert kept >= 1
     assert summary.stats["resume_duplicates"] == kept
     assert summary.pages == pages + 1
+
+
+PARENT = """
+import sys, time
+sys.path.insert(0, {repo!r})
+from pathlib import Path
+from dataset_platform.ingest.crawl import run_crawl
+from dataset_platform.contracts.crawl import CrawlSpec
+from dataset_platform.storage import Workdir, source_lock
+wd = Workdir.at(Path({workdir!r})).ensure()
+with source_lock(wd, "site") as fd:
+    print("locked", flush=True)
+    kw = {{"keep_fds": (fd,)}} if fd is not None else {{}}  # (the lock's descriptor, for the crawl to hold)
+    run_crawl(CrawlSpec.from_json(Path({spec!r}).read_text()), log=lambda m: print(m, flush=True), **kw)
+"""
+
+
+def test_the_crawl_dies_with_its_parent_and_holds_the_source_lock_until_then(tmp_path: Path) -> None:
+    """Issue 19, probe 5: the run's process killed alone (the OOM killer, a container stop) left the
+    crawler fetching, without the lock, while a second run crawled the same site. Now the crawler
+    is stopped when its parent dies, and until it has ended the source stays locked."""
+    import fcntl
+
+    from dataset_platform.storage import Workdir
+
+    pages = 200
+    site = _chain_site(pages, delay_s=0.3)
+    wd = Workdir.at(tmp_path / "wd").ensure()
+    s = spec(tmp_path, [site.base + "/"], concurrency=2, max_depth=300, trap_max_per_pattern=1000, obey_robots=False)
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(s.to_json(), encoding="utf-8")
+    parent = subprocess.Popen([sys.executable, "-c", PARENT.format(repo=str(REPO), workdir=str(wd.root),
+                                                                   spec=str(spec_file))],
+                              stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        child = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and child is None:
+            line = parent.stdout.readline()
+            if m := re.search(r"started \(pid (\d+)\)", line):
+                child = int(m.group(1))
+        assert child is not None, "the crawl did not start"
+        while len(site.hits) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        parent.send_signal(signal.SIGKILL)  # the parent alone, as the OOM killer does
+        parent.wait()
+        lock = wd.raw_batches("site") / ".lock"
+        with open(lock, "a+") as fh:
+            held_after_parent_died = []
+            stopped_at = None
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    held_after_parent_died.append(Path(f"/proc/{child}").exists())
+                    time.sleep(0.05)
+                    continue
+                stopped_at = time.monotonic()
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+                break
+        assert stopped_at is not None, "the source stayed locked: the crawl outlived its parent"
+        assert not Path(f"/proc/{child}").exists() or "zombie" in Path(f"/proc/{child}/status").read_text()
+        assert all(held_after_parent_died)  # while the lock was held, the crawl was still running
+        fetched = len(site.hits)
+        time.sleep(1.0)
+        assert len(site.hits) == fetched < pages  # nothing fetched after it stopped, and it stopped early
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        site.close()

@@ -32,6 +32,7 @@ from dataset_platform.contracts.crawl import (
     partial_path_for,
     spec_path_for,
 )
+from dataset_platform.procs import PARENT_ENV
 
 #: the runner's API (the spec and the protocol live in contracts/crawl.py, shared with the child)
 __all__ = [
@@ -99,8 +100,12 @@ def _pump(stream: Any, tag: str, q: queue.Queue[tuple[str, str | None]]) -> None
     q.put((tag, None))
 
 
-def run_crawl(spec: CrawlSpec, log: Callable[[str], None] | None = None) -> CrawlSummary:
+def run_crawl(spec: CrawlSpec, log: Callable[[str], None] | None = None, keep_fds: tuple[int, ...] = ()) -> CrawlSummary:
     """Run one crawl in a child process and return its summary.
+
+    The child dies with this process (it is sent SIGTERM when this process dies, even by SIGKILL:
+    ``crawlers.run`` asks the kernel for it) and inherits ``keep_fds``: the source's lock, so that
+    while a child outlives its parent no other run crawls the same source.
 
     Progress lines of the child go to ``log`` (called from this thread). Raises CrawlError when
     the child exits non-zero, exceeds ``spec.timeout_s`` (it is killed) or reports no summary;
@@ -124,7 +129,8 @@ def run_crawl(spec: CrawlSpec, log: Callable[[str], None] | None = None) -> Craw
         text=True,
         encoding="utf-8",
         errors="replace",
-        env=_child_env(),
+        env={**_child_env(), PARENT_ENV: str(os.getpid())},
+        pass_fds=keep_fds,
     )
     emit(f"crawl {spec.crawl_id}: started (pid {proc.pid}) from {', '.join(spec.start_urls)}")
     lines: queue.Queue[tuple[str, str | None]] = queue.Queue()

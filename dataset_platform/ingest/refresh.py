@@ -96,7 +96,7 @@ def _new_crawl_id(source: str) -> str:
     return f"{source}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
 
 
-def crawl_source(source: CrawlSource, wd: Workdir, log: Log = _noop) -> tuple[Batch, dict]:
+def crawl_source(source: CrawlSource, wd: Workdir, log: Log = _noop, lock_fd: int | None = None) -> tuple[Batch, dict]:
     """Crawl one source in its own OS process and land the batch as gzip JSONL.
 
     With ``resumable`` an interrupted crawl leaves its Scrapy job state under
@@ -135,7 +135,7 @@ def crawl_source(source: CrawlSource, wd: Workdir, log: Log = _noop) -> tuple[Ba
             state_dir=str(state / "job") if source.resumable else None,
         )
         try:
-            summary = run_crawl(spec, log=log)
+            summary = run_crawl(spec, log=log, keep_fds=() if lock_fd is None else (lock_fd,))
         finally:
             known.unlink(missing_ok=True)
     shutil.rmtree(state, ignore_errors=True)  # finished: nothing to resume
@@ -350,9 +350,9 @@ def materialise_raw(
         for name in sources or list(by_name):
             source = by_name[name]
             crawl_stats = None
-            with source_lock(wd, name, log):
+            with source_lock(wd, name, log) as lock_fd:
                 if isinstance(source, CrawlSource) and crawl:
-                    _, crawl_stats = crawl_source(source, wd, log)
+                    _, crawl_stats = crawl_source(source, wd, log, lock_fd)
                 refused: list[dict] = []
                 ingest_source_files(source, wd, log, refused)
                 per_source[name] = ingest_pending(con, wd, name, log=log, part_rows=cfg.pipeline.part_rows)

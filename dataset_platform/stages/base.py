@@ -247,31 +247,10 @@ def exit_with_parent() -> None:
 
     A killed stage (SIGKILL, the OOM killer, a container stop) must not leave its workers behind:
     an idle worker of a process pool holds both ends of its task queue, so it never sees the end
-    of it. On Linux the kernel signals the worker when its parent dies (PR_SET_PDEATHSIG); a
-    thread watching the parent's pid does the same elsewhere.
-    """
-    import ctypes
-    import signal
-    import threading
+    of it (see :mod:`dataset_platform.procs`)."""
+    from dataset_platform.procs import die_with_parent
 
-    parent = os.getppid()
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) == 0:  # PR_SET_PDEATHSIG
-            if os.getppid() != parent:  # (the parent died before the call)
-                os._exit(1)
-            return
-    except (OSError, AttributeError):
-        pass
-
-    def watch() -> None:
-        import time
-
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+    die_with_parent()
 
 
 #: at most this many CPUs for this process's work (set for a Ray task: the CPUs Ray gave it)

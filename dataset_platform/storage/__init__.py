@@ -26,11 +26,13 @@ from dataset_platform.workdir import BATCHED, DEFAULT_WORKDIR, Workdir  # noqa: 
 
 @contextlib.contextmanager
 def source_lock(wd: Workdir, source: str, log: Callable[[str], None] = lambda _m: None,
-                poll_s: float = 1.0) -> Iterator[None]:
-    """Hold the writer lock of one raw partition (crawl, landing and loading of ``source``).
+                poll_s: float = 1.0) -> Iterator[int]:
+    """Hold the writer lock of one raw partition (crawl, landing and loading of ``source``);
+    yields the lock file's descriptor.
 
     An OS file lock, so a writer that is killed (SIGKILL, OOM) releases it with its process and
     never blocks the next run; a second writer of the same source waits, logging once a minute.
+    A child given the descriptor (the crawl process) holds the lock too, until both have ended.
     """
     path = wd.raw_batches(source) / ".lock"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -46,7 +48,7 @@ def source_lock(wd: Workdir, source: str, log: Callable[[str], None] = lambda _m
                 time.sleep(poll_s)
                 waited += poll_s
         try:
-            yield
+            yield fh.fileno()
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
