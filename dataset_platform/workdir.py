@@ -3,7 +3,8 @@
 ::
 
     <workdir>/                          default ./.dataset_platform
-      warehouse.duckdb                  views only, one per table (storage.ensure_view)
+      warehouse.duckdb                  views only, one per table (storage.ensure_view: a new file
+                                        renamed over it; warehouse.views.json lists them)
       layers/<layer>/<source>/<part>/   a part of a layer stored by batch (BATCHED): data.parquet,
                                         rejected.parquet (what the stage dropped), part.json;
                                         layers/<layer>/manifest.json is the commit point

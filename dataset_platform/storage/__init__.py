@@ -5,20 +5,24 @@ Storage design (see ARCHITECTURE.md): every layer is Parquet written through a p
 DuckDB connection (so steps in parallel processes never contend for a database lock) and replaced
 atomically (``atomic.py``); layers stored by batch are folders of parts with a manifest as
 their commit point (``storage.batched``). ``warehouse.duckdb`` holds only *views* over those
-files under the contract names; a view points at a stable pattern and is created again only when
-that changes, so the warehouse file is opened for writing only briefly and rarely.
+files under the contract names; a view points at a stable pattern and is published again only when
+that changes, by writing a new warehouse file and renaming it over the old one (``ensure_view``):
+a reader holding the warehouse open never delays a run or keeps it from publishing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
 
+from dataset_platform import atomic
 from dataset_platform.atomic import replacing
 from dataset_platform.contracts import schema
 from dataset_platform.workdir import BATCHED, DEFAULT_WORKDIR, Workdir  # noqa: F401  (DEFAULT_WORKDIR: callers)
@@ -148,47 +152,94 @@ def layer_view_sql(wd: Workdir, layer: str, label_sets: list[str] | tuple[str, .
 
 
 def ensure_view(wd: Workdir, name: str, target_sql: str, *, wait_s: float = 60.0) -> bool:
-    """Create (or replace) ``name`` as a view in the warehouse file.
+    """Publish ``name`` as a view in the warehouse file (``CREATE VIEW name AS SELECT * FROM
+    target_sql``); always True (the result is kept for callers written when it could fail).
 
-    Views point at stable paths, so a layer's view is created once; while the file's size and
-    mtime are those this process left, a view it saw there is not looked up again. The file may be locked by
-    another process (a parallel step or a user's DuckDB shell): retry with back-off for ``wait_s``
-    seconds, then give up and return False (the layer itself is written; only the view is stale).
-    """
-    wd.ensure()
-    known = _VIEWS.get(str(wd.warehouse))
-    if known is not None and known[0] == _stat(wd.warehouse) and target_sql in known[1].get(name, ""):
-        return True  # the file is as this process last left it, with this view in it
+    The warehouse holds the platform's views only, listed in ``warehouse.views.json`` beside it.
+    A new or changed view is published by writing a new warehouse file with every view and
+    renaming it over the old one, under a lock of the work folder: a reader holding the old file
+    open (an analyst's notebook, a DuckDB shell) neither delays the run nor makes its views stale;
+    it keeps the views it opened, and its next connection sees the new ones. An unchanged view
+    costs a read of the list, no DuckDB connection. A warehouse changed by someone else since the
+    last publish (a view dropped by hand) is written again from the list. ``wait_s``: how long to
+    wait for another run publishing at the same moment."""
     stmt = f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {target_sql}"
-    deadline = time.monotonic() + wait_s
-    delay = 0.05
-    while True:
+    wd.ensure()
+    registry = wd.warehouse.with_name(wd.warehouse.name.replace(".duckdb", ".views.json"))
+    state = _read_json(registry)
+    if state.get("views", {}).get(name) == stmt and state.get("file") == _file_id(wd.warehouse):
+        return True  # as published, and the file as this platform left it
+    with _lock(registry.with_name(f".{registry.name}.lock"), wait_s):
+        state = _read_json(registry)
+        views = dict(state.get("views") or _existing_views(wd.warehouse))
+        if views.get(name) == stmt and state.get("file") == _file_id(wd.warehouse):
+            return True  # (another run published it meanwhile)
+        views[name] = stmt
+        fresh = wd.warehouse.with_name(f".{wd.warehouse.name}.{os.getpid()}.new")
+        fresh.unlink(missing_ok=True)
+        con = duckdb.connect(str(fresh))
         try:
-            con = duckdb.connect(str(wd.warehouse))
-        except duckdb.IOException:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
-            continue
-        try:
-            views = dict(con.sql("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall())
-            if target_sql not in views.get(name, ""):
-                con.sql(stmt)
-                views[name] = stmt
+            for view, sql in sorted(views.items()):
+                try:
+                    con.sql(sql)
+                except duckdb.Error:
+                    if view == name:
+                        raise
+                    del views[view]  # (a view of an older version whose files are gone)
         finally:
             con.close()
-        _VIEWS[str(wd.warehouse)] = (_stat(wd.warehouse), views)
-        return True
+        Path(f"{wd.warehouse}.wal").unlink(missing_ok=True)  # (never the old file's log on the new one)
+        os.replace(fresh, wd.warehouse)
+        atomic.write_text(registry, json.dumps({"views": views, "file": _file_id(wd.warehouse)}, indent=1,
+                                               sort_keys=True) + "\n")
+    return True
 
 
-#: warehouse file -> (its size and mtime when this process last closed it, view name -> SQL)
-_VIEWS: dict[str, tuple[tuple[int, int] | None, dict[str, str]]] = {}
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
 
-def _stat(path: Path) -> tuple[int, int] | None:
+def _file_id(path: Path) -> list[int] | None:
     try:
         st = path.stat()
     except FileNotFoundError:
         return None
-    return st.st_size, st.st_mtime_ns
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def _existing_views(path: Path) -> dict[str, str]:
+    """The views of a warehouse written before the list existed (none when it cannot be read)."""
+    if not path.exists():
+        return {}
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error:
+        return {}
+    try:
+        return {n: f"CREATE OR REPLACE VIEW {n} AS {sql.split(' AS ', 1)[1].rstrip(';')}" for n, sql in con.sql(
+            "SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall() if " AS " in sql}
+    finally:
+        con.close()
+
+
+@contextlib.contextmanager
+def _lock(path: Path, wait_s: float) -> Iterator[None]:
+    with open(path, "a+") as fh:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"another run has been publishing warehouse views for {wait_s:g} s "
+                                       f"(lock {path}); run again once it has finished") from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
