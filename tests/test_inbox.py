@@ -76,3 +76,67 @@ def test_a_file_of_unknown_kind_or_wrong_schema_does_not_stop_the_others(tmp_pat
     again = materialise_raw(cfg, wd)
     assert _urls(wd) == ["https://good.test/1", "https://good.test/2", "https://good.test/3"]
     assert again.counters["sources"]["d"]["refused_files"] == []
+
+
+BOUNDED = """
+import json, sys
+sys.path.insert(0, {repo!r})
+from pathlib import Path
+from dataset_platform.ingest.files import ingest_file
+s = ingest_file(Path({path!r}), source="d", kind="jsonl", output_path=Path({out!r}))
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0].split()[1]
+print(json.dumps({{"records": s.records, "errors": s.errors, "hwm_mb": int(hwm) / 1024}}))
+"""
+
+
+def _land_in_child(path, out) -> dict:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = str(Path(__file__).resolve().parents[1])
+    r = subprocess.run([sys.executable, "-c", BOUNDED.format(repo=repo, path=str(path), out=str(out))],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def _outcomes(batch) -> list[tuple[str, str]]:
+    return [(r["url"], r["outcome"]) for r in pq.read_table(batch, columns=["url", "outcome"]).to_pylist()]
+
+
+def test_a_gzip_bomb_is_cut_off_with_flat_memory_and_the_lines_before_it_land(tmp_path):
+    """Issue 19, probe 1: 10 MB of gzip (10 GiB of zeros, no newline) took 4 GB in 61 s, on every run.
+    Here 1 GiB of zeros after a good line: the reader stops at the compression-ratio bound."""
+    import gzip
+    import zlib
+
+    bomb = tmp_path / "bomb.jsonl.gz"
+    with open(bomb, "wb") as f:
+        f.write(gzip.compress((json.dumps({"url": "https://good.test/1", "text": "Fine."}) + "\n").encode()))
+        z = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # (a second gzip member)
+        block = bytes(1 << 20)
+        for _ in range(1024):
+            f.write(z.compress(block))
+        f.write(z.flush())
+    assert bomb.stat().st_size < 8 * 2**20
+    got = _land_in_child(bomb, tmp_path / "batch.parquet")
+    assert got["hwm_mb"] < 400  # the line of zeros was never held: 64 MB at most, then skipped
+    assert any("decompression bomb" in e for e in got["errors"])
+    outcomes = _outcomes(tmp_path / "batch.parquet")
+    assert outcomes[0] == ("https://good.test/1", "fetched") and outcomes[-1][1] == "failed:corrupt_file"
+
+
+def test_a_line_over_the_bound_lands_as_too_large_and_the_others_land(tmp_path):
+    from dataset_platform.ingest.readers.dumps import MAX_LINE_BYTES
+
+    path = tmp_path / "big.jsonl"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps({"url": "https://good.test/1", "text": "Before."}) + "\n")
+        f.write('{"url": "https://big.test/", "text": "' + "x" * (MAX_LINE_BYTES + 10) + '"}\n')
+        f.write(json.dumps({"url": "https://good.test/2", "text": "After."}) + "\n")
+    got = _land_in_child(path, tmp_path / "batch.parquet")
+    assert got["hwm_mb"] < 400
+    outcomes = _outcomes(tmp_path / "batch.parquet")
+    assert [o for _u, o in outcomes] == ["fetched", "too_large", "fetched"]
+    assert outcomes[1][0].endswith("line=2")

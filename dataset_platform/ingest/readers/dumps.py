@@ -37,56 +37,110 @@ _PARQUET_BATCH_ROWS = (64, 8192)
 # ----------------------------------------------------------------------------- JSON Lines
 
 
-def _jsonl_lines(path: Path, s: IngestSummary) -> Iterator[tuple[int, bytes]]:
-    """(line number, line bytes) of a (gzip) JSON Lines file; raises ArchiveBroken
-    (after the readable lines) when the gzip stream is cut or corrupt."""
+#: a JSON line longer than this is not read into memory: it lands as ``too_large`` (the reader
+#: skips to the next line); beyond DuckDB's largest JSON object a landed line could not be loaded
+MAX_LINE_BYTES = 64 * 1024 * 1024
+#: a gzip file that has inflated to more than this many times its compressed size (past
+#: :data:`_RATIO_FROM` bytes) is a decompression bomb: the rest of it is not read. Text JSON
+#: compresses 3-10x; 10 GiB of zeros in a 10 MB file is 1000x
+MAX_GZIP_RATIO = 200
+_RATIO_FROM = 256 * 1024 * 1024
+#: inflated bytes per decompress call (so one call never holds more)
+_INFLATE_CHUNK = 1024 * 1024
+
+
+class _Oversized(int):
+    """A line longer than the bound, as its length (its bytes were never held)."""
+
+
+def _jsonl_lines(path: Path, s: IngestSummary, max_line: int = MAX_LINE_BYTES,
+                 max_ratio: float = MAX_GZIP_RATIO) -> Iterator[tuple[int, bytes | _Oversized]]:
+    """(line number, line bytes, or :class:`_Oversized` for a line past ``max_line``) of a (gzip)
+    JSON Lines file, in bounded memory; raises ArchiveBroken (after the readable lines) when the
+    gzip stream is cut, corrupt, or inflates past ``max_ratio`` times its size."""
     with open(path, "rb") as f:
         gz = f.read(2) == b"\x1f\x8b"
         f.seek(0)
-        n = 0
-        if not gz:
-            for line in f:
-                n += 1
-                s.bytes_read += len(line)
-                yield n, line
+        yield from _split_lines(_gzip_chunks(f, s, max_ratio) if gz else _plain_chunks(f, s), max_line)
+
+
+def _plain_chunks(f, s: IngestSummary) -> Iterator[bytes]:
+    while chunk := f.read(_READ_CHUNK):
+        s.bytes_read += len(chunk)
+        yield chunk
+
+
+def _gzip_chunks(f, s: IngestSummary, max_ratio: float) -> Iterator[bytes]:
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    pos = inflated = 0
+    while True:
+        chunk = f.read(_READ_CHUNK)
+        if not chunk:
+            if not d.eof or d.unused_data:
+                raise ArchiveBroken(f"gzip stream ends at byte {pos} without its end marker (file truncated)")
             return
-        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        pending = b""
-        pos = 0
+        pos += len(chunk)
+        s.bytes_read = pos
+        while chunk:
+            try:
+                data = d.decompress(chunk, _INFLATE_CHUNK)
+            except zlib.error as e:
+                raise ArchiveBroken(f"gzip data corrupt near byte {pos - len(chunk)}: {e}") from e
+            chunk = d.unconsumed_tail
+            inflated += len(data)
+            if inflated > _RATIO_FROM and inflated > max_ratio * pos:
+                raise ArchiveBroken(f"gzip stream inflates more than {max_ratio:g} times its size ({inflated} bytes "
+                                    f"from the first {pos}): a decompression bomb; the rest of the file is not read")
+            if data:
+                yield data
+            if d.eof:  # next member (concatenated gzip files)
+                chunk = d.unused_data
+                if chunk:
+                    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+
+def _split_lines(chunks: Iterator[bytes], max_line: int) -> Iterator[tuple[int, bytes | _Oversized]]:
+    n = 0
+    pending = bytearray()
+    skipped = -1  # >= 0: bytes of an oversized line skipped so far
+    chunks = iter(chunks)
+    while True:
+        try:
+            data = next(chunks)
+        except StopIteration:
+            break
+        except ArchiveBroken as e:  # lines already yielded stand; a partial last line is part of the break
+            partial = skipped if skipped >= 0 else len(pending)
+            if partial:
+                e.args = (f"{e.args[0]}; incomplete line {n + 1} ({partial} bytes) dropped",)
+            raise
+        start = 0
         while True:
-            chunk = f.read(_READ_CHUNK)
-            if not chunk:
-                if not d.eof or d.unused_data:
-                    # lines already yielded stand; a partial last line is part of the break
-                    raise ArchiveBroken(
-                        f"gzip stream ends at byte {pos} without its end marker (file truncated)"
-                        + (f"; incomplete line {n + 1} ({len(pending)} bytes) dropped" if pending else ""),
-                    )
-                break
-            pos += len(chunk)
-            s.bytes_read = pos
-            data = b""
-            while chunk:
-                try:
-                    data += d.decompress(chunk)
-                except zlib.error as e:
-                    raise ArchiveBroken(f"gzip data corrupt near byte {pos - len(chunk)}: {e}"
-                                         + (f"; incomplete line {n + 1} dropped" if pending else "")) from e
-                if d.eof:  # next member (concatenated gzip files)
-                    chunk = d.unused_data
-                    if chunk:
-                        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            i = data.find(b"\n", start)
+            if i < 0:
+                if skipped >= 0:
+                    skipped += len(data) - start
                 else:
-                    chunk = b""
-            pending += data
-            if b"\n" in pending:
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    n += 1
-                    yield n, line + b"\n"
-        if pending:
+                    pending += data[start:] if start else data
+                    if len(pending) > max_line:
+                        skipped, pending = len(pending), bytearray()
+                break
             n += 1
-            yield n, pending
+            if skipped >= 0:
+                yield n, _Oversized(skipped + i + 1 - start)
+                skipped = -1
+            elif pending:
+                pending += data[start : i + 1]
+                line = bytes(pending)
+                pending = bytearray()
+                yield n, (_Oversized(len(line)) if len(line) > max_line else line)
+            else:
+                yield n, (_Oversized(i + 1 - start) if i + 1 - start > max_line else data[start : i + 1])
+            start = i + 1
+    if skipped >= 0:
+        yield n + 1, _Oversized(skipped)
+    elif pending:
+        yield n + 1, bytes(pending)
 
 
 def _reject_constant(name: str) -> Any:
@@ -113,6 +167,12 @@ def ingest_jsonl(path: Path, w: BatchWriter, s: IngestSummary, mapping: dict[str
     n = 0
     try:
         for n, raw in _jsonl_lines(path, s):
+            if isinstance(raw, _Oversized):  # (never read into memory: its length only)
+                msg = f"line of {int(raw)} bytes, over the bound of {MAX_LINE_BYTES} bytes"
+                w.write({"url": f"{prefix}{n}", "outcome": "too_large", "detail": msg,
+                         "fetched_at": DEFAULT_FETCHED_AT})
+                w.quarantine(name, n, msg, "")
+                continue
             if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
             try:
