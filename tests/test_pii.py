@@ -238,3 +238,30 @@ def test_fuzzed_mixtures_always_redact_to_a_clean_text():
     # the batch path (RE2 pre-filter) gives the same redaction
     red_batch, _ = redact_batch(pa.array(texts, pa.string()))
     assert red_batch.to_pylist() == [redact(t)[0] for t in texts]
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "hidden"),
+    [
+        ("write to ｊｏｅ＠ｅｘａｍｐｌｅ．ｃｏｍ today", "email", "ｊｏｅ＠ｅｘａｍｐｌｅ．ｃｏｍ"),  # full-width
+        ("write to joe\u200b@example.com today", "email", "joe\u200b@example.com"),  # a zero-width space
+        ("write to jo\u00ade@exam\u200dple.com today", "email", "jo\u00ade@exam\u200dple.com"),  # soft hyphen, ZWJ
+        ("电话：１３８ １２３４ ５６７８，谢谢", "phone", "１３８ １２３４ ５６７８"),
+        ("card 4111\u200b1111\u200b1111\u200b1111 ok", "card", "4111\u200b1111\u200b1111\u200b1111"),
+    ],
+)
+def test_full_width_and_zero_width_forms_do_not_hide_pii(text, kind, hidden):
+    """Issue 19, probe 4: an e-mail with a full-width ＠ or a zero-width space inside passed."""
+    spans = find_pii(text)
+    assert [(sp.type, text[sp.start:sp.end]) for sp in spans] == [(kind, hidden)]  # input offsets, all of it
+    red, _ = redact(text)
+    assert hidden not in red and find_pii(red) == []
+    out, counts = redact_batch(pa.array([text, "nothing here", None]))  # the batch path, as the stage runs it
+    assert out.to_pylist() == [red, "nothing here", None] and counts[kind].to_pylist() == [1, 0, 0]
+    assert count_pii(pa.array([text])) == 1 and count_pii(out) == 0  # (what the blocking check counts)
+
+
+def test_chinese_punctuation_keeps_the_fast_path_and_its_meaning():
+    text = "联系我们（电话：13812345678），或者发邮件。"
+    assert [sp.type for sp in find_pii(text)] == ["phone"]
+    assert redact(text)[0] == "联系我们（电话：<PHONE>），或者发邮件。"

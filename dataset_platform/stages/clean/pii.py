@@ -481,7 +481,48 @@ def _to_input_offsets(spans: list[PiiSpan], found: list[PiiSpan]) -> list[PiiSpa
     return out
 
 
+#: characters that hide PII from the patterns without changing what a reader sees: full-width
+#: forms of ASCII letters, digits and the signs of addresses and numbers (``ｊｏｅ＠ｅｘａｍｐｌｅ．ｃｏｍ``,
+#: ``＋８６ １３８…``) are matched as their ASCII forms; zero-width characters and soft hyphens
+#: inside an address or number are skipped. (Not the full-width punctuation of Chinese text, so
+#: that a Chinese text keeps the fast path: "，：（）" are not folded.)
+_FULLWIDTH = {0xFF01 + i: 0x21 + i for i in range(0x5E) if chr(0x21 + i).isalnum() or chr(0x21 + i) in "@.+-_"}
+_INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
+_HIDING_CHARS = "".join(chr(c) for c in sorted(_FULLWIDTH)) + _INVISIBLE
+_HIDING = re.compile(f"[{re.escape(_HIDING_CHARS)}]")
+#: the same, as RE2 for the batch pre-filter
+HIDING_RE2 = "[" + "".join(f"\\x{{{ord(c):04X}}}" for c in _HIDING_CHARS) + "]"
+
+
+def _unhidden(text: str) -> tuple[str, list[int] | None]:
+    """``text`` with :data:`_FULLWIDTH` forms as ASCII and :data:`_INVISIBLE` characters dropped,
+    and (when characters were dropped) the input index of each character of the result."""
+    folded = text.translate(_FULLWIDTH)  # (one character for one: offsets unchanged)
+    if not any(c in folded for c in _INVISIBLE):
+        return folded, None
+    keep = [i for i, c in enumerate(folded) if c not in _INVISIBLE]
+    return "".join(folded[i] for i in keep), keep
+
+
 def find_pii(text: str, types: frozenset[str] | None = None) -> list[PiiSpan]:
+    """Structured PII spans of ``text``: sorted by start, non-overlapping, input offsets.
+
+    Full-width forms and zero-width characters do not hide PII (:func:`_unhidden`): the spans are
+    found on the unhidden text and cover the input characters they came from. See
+    :func:`_find_pii` for the rest."""
+    if not text:
+        return []
+    if _HIDING.search(text) is None:
+        return _find_pii(text, types)
+    plain, index = _unhidden(text)
+    spans = _find_pii(plain, None)
+    if index is None:
+        return spans
+    index.append(len(text))
+    return [PiiSpan(sp.type, index[sp.start], index[sp.end - 1] + 1) for sp in spans]
+
+
+def _find_pii(text: str, types: frozenset[str] | None = None) -> list[PiiSpan]:
     """Structured PII spans of ``text``: sorted by start, non-overlapping, input offsets.
 
     These are exactly the spans :func:`redact` replaces, and the redacted text holds none: when
@@ -538,14 +579,19 @@ def _chunks(texts) -> list[pa.Array]:
     return [pa.array(list(texts), pa.string())]
 
 
-def _type_flags(arr: pa.Array) -> list[frozenset[str]]:
-    """Per row, the types whose RE2 pre-filter hits (vectorised; nulls hold nothing)."""
+def _type_flags(arr: pa.Array) -> list[frozenset[str] | None]:
+    """Per row, the types whose RE2 pre-filter hits (vectorised; nulls hold nothing); None for a
+    row with characters that can hide PII (:func:`find_pii` decides on it)."""
     if len(arr) == 0:
         return []
     cols = [pc.match_substring_regex(arr, PREFILTERS[t]).fill_null(False).to_pylist() for t in PII_TYPES]
+    hiding = pc.match_substring_regex(arr, HIDING_RE2).fill_null(False).to_pylist()
     cache: dict[tuple[bool, ...], frozenset[str]] = {}
-    out = []
-    for row in zip(*cols):
+    out: list[frozenset[str] | None] = []
+    for row, hides in zip(zip(*cols), hiding):
+        if hides:
+            out.append(None)
+            continue
         f = cache.get(row)
         if f is None:
             f = cache[row] = frozenset(t for t, hit in zip(PII_TYPES, row) if hit)
@@ -558,7 +604,7 @@ def find_pii_batch(texts: pa.Array | pa.ChunkedArray | Iterable[str | None]) -> 
     type's scan skipped on rows its RE2 pre-filter rules out."""
     for arr in _chunks(texts):
         for v, types in zip(arr.to_pylist(), _type_flags(arr)):
-            yield v, (find_pii(v, types) if v and types else [])
+            yield v, (find_pii(v, types) if v and (types is None or types) else [])
 
 
 def redact_batch(texts: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, dict[str, pa.Array]]:
