@@ -97,6 +97,23 @@ def test_clean_redacts_pii_and_counts():
     assert "2026" not in text or "2026" in out  # plain numbers are not phones
 
 
+def test_clean_redacts_pii_in_urls_and_leaves_other_urls_byte_for_byte():
+    """Issue 19, probe 4: an e-mail, a phone and a card number in a query string were released."""
+    article = "\n".join(EN_PARAS + ["The council will publish the full plan on its website next week."])
+    urls = ["https://shop.test/checkout?email=jane%40example.com&tel=%2B14155552671&cc=4111111111111111&p=2",
+            "https://news.test/2026/05/tidal-lab-1234567.html?utm_source=feed",
+            "https://jane:secret@site.test/profile"]
+    con = memory_connection()
+    con.register("docs", pa.table({"id": ["a", "b", "c"], "url": urls, "title": ["T", "T", "T"],
+                                   "text": [article, article + " Again.", article + " Once more."]}))
+    res = run_clean(con, "docs", CleanSettings())
+    assert res.kept_rows == 3 and res.extra["urls_redacted"] == 2
+    got = dict(con.sql("SELECT id, url FROM kept").fetchall())
+    assert got["a"] == "https://shop.test/checkout?email=%3CEMAIL%3E&tel=%3CPHONE%3E&cc=%3CCARD%3E&p=2"
+    assert got["b"] == urls[1]  # no PII: unchanged (dates and article numbers are not phones)
+    assert got["c"] == "https://site.test/profile"  # credentials never released
+
+
 def test_dedup_keeps_one_per_group_deterministically():
     con = memory_connection()
     con.register("docs", pa.table({

@@ -22,9 +22,11 @@ def _materialize(tmp_path, texts: list[str | None]):
     def cleaned_documents(platform: PlatformResource) -> None:
         ids = [f"doc{i:05d}" for i in range(len(texts))]
         titles = [("Reach us at +44 20 7946 0958" if t == "TITLE" else f"Title {i}") for i, t in enumerate(texts)]
+        urls = [("https://shop.test/order?mail=kim%40example.com&id=7" if t == "URL" else f"https://news.test/{i}")
+                for i, t in enumerate(texts)]
         with BatchedLayer(platform.wd.layer_dir("cleaned_documents"), "cleaned_documents").locked() as layer:
             staging = layer.stage("src/batch")  # one part, as the clean stage writes it
-            pq.write_table(pa.table({"id": ids, "title": titles, "text": pa.array(texts, pa.string())}),
+            pq.write_table(pa.table({"id": ids, "url": urls, "title": titles, "text": pa.array(texts, pa.string())}),
                            staging / "data.parquet", row_group_size=1000)
             layer.staged(PartInfo("src/batch", rows=len(texts)))
             layer.commit()
@@ -79,6 +81,16 @@ def test_a_phone_number_left_in_a_title_fails(tmp_path):
     ev, _ = _materialize(tmp_path, texts)
     assert not ev.passed and ev.metadata["pii_phone"].value == 1
     assert ev.metadata["example_ids"].value == "doc00042 (phone)"
+
+
+def test_an_email_in_a_url_or_hidden_by_full_width_forms_fails(tmp_path):
+    """Issue 19, probe 4: the check scanned neither URLs nor e-mails written with a full-width @."""
+    texts = _clean_texts(300)
+    texts[7] = "URL"
+    texts[8] = "Mail ｋｉｍ＠ｅｘａｍｐｌｅ．ｃｏｍ or kim\u200b@example.com today."
+    ev, _ = _materialize(tmp_path, texts)
+    assert not ev.passed and ev.metadata["pii_email"].value == 3
+    assert ev.metadata["example_ids"].value == "doc00007 (email), doc00008 (email)"
 
 
 def test_an_empty_layer_passes(tmp_path):

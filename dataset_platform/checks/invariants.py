@@ -107,7 +107,7 @@ def raw_reconciles_with_crawl_log(wd: Workdir) -> Outcome:
 
 
 #: bump when what no_structured_pii finds changes without the cleaned layer being recomputed
-PII_CHECK_VERSION = "1"
+PII_CHECK_VERSION = "2"  # 2: URLs scanned, full-width and zero-width forms unhidden
 
 
 def structured_pii_check(wd: Workdir) -> Outcome:
@@ -132,31 +132,37 @@ def structured_pii_check(wd: Workdir) -> Outcome:
 
 
 def no_structured_pii(files: list[Path], *, scanned_of: int | None = None) -> Outcome:
-    """No structured PII (core PII types) left in the text or title of ``files`` (streamed in
+    """No structured PII (core PII types) left in the text, title or URL of ``files`` (streamed in
     bounded Arrow batches). ``scanned_of``: the layer's row count, when ``files`` are the parts
     the last materialisation wrote (the others were scanned when they were written)."""
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from dataset_platform.stages.clean.pii import PII_TYPES, find_pii_batch
+    from dataset_platform.stages.clean.pii import PII_TYPES, URL_PREFILTER, find_pii_batch, redact_url
 
     per_type = dict.fromkeys(PII_TYPES, 0)
     rows = docs = 0
     examples: list[str] = []
     for path in files:
         pf = pq.ParquetFile(path)
-        cols = ["id", "text", *(["title"] if "title" in pf.schema_arrow.names else [])]  # titles are published too
+        # the text and what is published with it: the title and the URL
+        cols = ["id", "text", *(c for c in ("title", "url") if c in pf.schema_arrow.names)]
         for batch in pf.iter_batches(batch_size=2048, columns=cols):
             rows += batch.num_rows
-            found = [s for _, s in find_pii_batch(batch.column(1))]
-            if len(cols) == 3:
-                found = [a + b for a, (_, b) in zip(found, find_pii_batch(batch.column(2)))]
-            for doc_id, spans in zip(batch.column(0).to_pylist(), found):
-                if spans:
+            found: list[list[str]] = [[sp.type for sp in s] for _, s in find_pii_batch(batch.column("text"))]
+            if "title" in cols:
+                found = [a + [sp.type for sp in b] for a, (_, b) in zip(found, find_pii_batch(batch.column("title")))]
+            if "url" in cols:
+                urls = batch.column("url")
+                maybe = pc.match_substring_regex(urls, URL_PREFILTER).fill_null(False).to_pylist()
+                found = [a + (redact_url(u)[1] if m else []) for a, u, m in zip(found, urls.to_pylist(), maybe)]
+            for doc_id, types in zip(batch.column(0).to_pylist(), found):
+                if types:
                     docs += 1
-                    for sp in spans:
-                        per_type[sp.type] += 1
+                    for t in types:
+                        per_type[t] = per_type.get(t, 0) + 1
                     if len(examples) < 5:
-                        examples.append(f"{doc_id} ({', '.join(sorted({sp.type for sp in spans}))})")
+                        examples.append(f"{doc_id} ({', '.join(sorted(set(types)))})")
     total = sum(per_type.values())
     md = {"rows_scanned": rows, "pii_found": total, "documents_with_pii": docs,
           **{f"pii_{t}": n for t, n in per_type.items()}, "example_ids": ", ".join(examples) or "none"}

@@ -151,6 +151,7 @@ def run_clean(
         ORDER BY id
         """
     )
+    urls_redacted = _redact_urls(con) if getattr(settings, "redact_pii", True) else 0
     con.sql(
         f"""
         CREATE OR REPLACE TABLE rejected AS
@@ -164,7 +165,27 @@ def run_clean(
     )
     result = finish_stage(con, NAME, input_rows=n)
     result.extra.update(summarise(con, "kept", "rejected"))
+    result.extra["urls_redacted"] = urls_redacted
     return result
+
+
+def _redact_urls(con: duckdb.DuckDBPyConnection) -> int:
+    """PII in the kept documents' URLs (a query string with an e-mail, a phone, a card number...)
+    replaced by placeholders (:func:`~dataset_platform.stages.clean.pii.redact_url`): the URL is
+    released with the text. Only URLs the pre-filter lets through are parsed. Returns how many
+    changed."""
+    from dataset_platform.stages.clean.pii import URL_PREFILTER, redact_urls
+
+    t = con.sql(f"SELECT id, url FROM kept WHERE url IS NOT NULL AND regexp_matches(url, '{URL_PREFILTER}')"
+                ).to_arrow_table()
+    if t.num_rows == 0:
+        return 0
+    urls, changed = redact_urls(t.column("url"))
+    if changed:
+        con.register("_urls", pa.table({"id": t.column("id"), "url": urls}))
+        con.sql("UPDATE kept SET url = u.url FROM _urls u WHERE kept.id = u.id AND kept.url <> u.url")
+        con.unregister("_urls")
+    return changed
 
 
 def summarise(con: duckdb.DuckDBPyConnection, kept_sql: str, _rejected_sql: str) -> dict:
@@ -198,8 +219,9 @@ def _warm(settings: CleanSettings) -> None:
 
 STAGE = Stage(
     name=NAME, input="extracted_documents", output="cleaned_documents", settings=lambda p: p.clean, run=_run,
+    version="2",  # 2: PII in URLs, and in full-width or zero-width forms, redacted
     warm=_warm, new_pool=lambda s: new_pool(getattr(s, "workers", None) or available_cpus()),
     summarise=summarise, libraries=("ftfy", "jieba", "phonenumbers"), passthrough=("source", "url", "title", "lang"),
     description="Normalised text (ftfy, NFC), Gopher / C4 / FineWeb quality rules per language (values in "
-                "`quality`), structured PII redacted with typed placeholders (counts per type).",
+                "`quality`), structured PII redacted with typed placeholders (counts per type), in the text, the title and the URL.",
 )
