@@ -467,6 +467,14 @@ class RaySettings(_Model):
     task_memory: Size = "2GB"
     #: times a part's task is run again when its worker dies (the part is committed once)
     max_retries: Annotated[int, Field(ge=0, le=100)] = 3
+    #: how a stage's step reaches the cluster: ``driver`` (the Dagster step process is the Ray
+    #: driver and submits each part as a task), or ``job`` (the step submits a Ray job through
+    #: Dagster Pipes, dagster-ray's PipesRayJobClient; the job is the driver, and its log lines
+    #: and result come back to the step)
+    submit: Literal["driver", "job"] = "driver"
+    #: the cluster's job API for ``submit: job`` (``http://head:8265``: the head's dashboard);
+    #: unset: ``$RAY_API_SERVER_ADDRESS``
+    job_address: str | None = None
 
 
 #: settings that decide where the work runs, not what it produces: left out of the config's

@@ -23,7 +23,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -105,6 +105,18 @@ class LayerResult:
     @property
     def docs_per_s(self) -> float:
         return self.processed_rows / self.seconds if self.seconds else 0.0
+
+    def to_json(self) -> dict:
+        """As plain JSON data (a materialisation run as a Ray job sends it back this way)."""
+        return {"layer": self.layer, "rows": self.rows, "path": str(self.path),
+                "stage": _jsonable(asdict(self.stage)) if self.stage is not None else None,
+                "counters": _jsonable(self.counters), "seconds": self.seconds}
+
+    @classmethod
+    def from_json(cls, data: dict) -> LayerResult:
+        stage = StageResult(**data["stage"]) if data.get("stage") else None
+        return cls(data["layer"], int(data["rows"]), Path(data["path"]), stage, dict(data.get("counters") or {}),
+                   float(data.get("seconds") or 0.0))
 
 
 # ------------------------------------------------------------------ inputs

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -32,16 +33,62 @@ def _ray_cli() -> str:
     return shutil.which("ray") or str(Path(sys.executable).parent / "ray")
 
 
+@dataclass(frozen=True)
+class Cluster:
+    address: str  # the head's GCS (host:port)
+    jobs: str  # its job API (the dashboard's HTTP address)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(temp: Path, ports: tuple[int, ...]) -> None:
+    """Stop the processes of this test's cluster only (``ray stop`` would stop every Ray process of
+    the machine, a developer's own cluster included): those naming its temp folder or its ports,
+    and their children."""
+    own, children = set(), {}
+    marks = [str(temp).encode(), *(f"127.0.0.1:{p}".encode() for p in ports)]
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            argv = (d / "cmdline").read_bytes()
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(d.name))
+        if any(m in argv for m in marks):
+            own.add(int(d.name))
+    todo = list(own)
+    while todo:
+        for c in children.get(todo.pop(), []):
+            if c not in own:
+                own.add(c)
+                todo.append(c)
+    own.discard(os.getpid())
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in own:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in own):
+            time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory):
-    """A Ray head node with 2 CPUs on 127.0.0.1 (``ray start --head``), stopped afterwards."""
+    """A Ray head node with 2 CPUs on 127.0.0.1 (``ray start --head``) with its job API, stopped
+    afterwards."""
     if importlib.util.find_spec("ray") is None:  # (not imported here: see cluster/ray_tasks.connect)
         if os.environ.get("CI") == "true":
             pytest.fail("Ray is not installed (it is in the test extra): pip install -e '.[test]'")
         pytest.skip("Ray is not installed: pip install -e '.[test]' (the test extra has it)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port, dashboard, client = _free_port(), _free_port(), _free_port()
     temp = Path(f"/tmp/dp-ray-{os.getpid()}")  # (Ray's socket paths must stay short)
     # every Ray process on 127.0.0.1 (by default Ray binds the machine's outward address), and
     # token authentication with a token of this test's own (not whatever ~/.ray holds): the head,
@@ -52,17 +99,17 @@ def ray_cluster(tmp_path_factory):
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     started = subprocess.run(
         [_ray_cli(), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
-         "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
+         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+         f"--ray-client-server-port={client}", "--disable-usage-stats", f"--temp-dir={temp}"],
         capture_output=True, text=True, timeout=180, env=env)
     assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
-    address = f"127.0.0.1:{port}"
     try:
-        yield address
+        yield Cluster(f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}")
     finally:
         import ray
 
         ray.shutdown()
-        subprocess.run([_ray_cli(), "stop", "--force"], capture_output=True, timeout=120, env=env)
+        _stop(temp, (port, dashboard, client))
         shutil.rmtree(temp, ignore_errors=True)
         for k, v in saved.items():
             if v is None:
@@ -108,7 +155,7 @@ def _build(tmp_path: Path, executor: str, address: str, name: str | None = None)
 
 
 def test_parts_run_as_ray_tasks_and_give_the_local_layers_and_release_byte_for_byte(tmp_path, ray_cluster):
-    (local_wd, local), (ray_wd, on_ray) = _build(tmp_path, "local", ray_cluster), _build(tmp_path, "ray", ray_cluster)
+    (local_wd, local), (ray_wd, on_ray) = _build(tmp_path, "local", ray_cluster.address), _build(tmp_path, "ray", ray_cluster.address)
     per_batch = ["extracted_documents", "cleaned_documents", "labelled_documents", "decontaminated_documents"]
     for layer in per_batch:
         ran = on_ray[layer].counters
@@ -162,11 +209,11 @@ def test_a_ray_worker_killed_mid_stage_gives_the_same_layers_and_each_part_once(
                 break
             time.sleep(0.005)
 
-    local_wd, _local = _build(tmp_path, "local", ray_cluster)
+    local_wd, _local = _build(tmp_path, "local", ray_cluster.address)
     killer = threading.Thread(target=kill_first_clean_task, daemon=True)
     killer.start()
     try:
-        ray_wd, on_ray = _build(tmp_path, "ray", ray_cluster)
+        ray_wd, on_ray = _build(tmp_path, "ray", ray_cluster.address)
     finally:
         done.set()
         killer.join(5)
@@ -223,7 +270,7 @@ def test_the_demo_run_with_executor_ray_publishes_the_local_release(tmp_path, ra
     first = cli("demo", "--workdir", str(local), env={"DAGSTER_HOME": ""})
     assert first.returncode == 0, first.stderr[-3000:]
     second = cli("demo", "--workdir", str(on_ray), "--executor", "ray",
-                 env={"DAGSTER_HOME": "", "RAY_ADDRESS": ray_cluster, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
+                 env={"DAGSTER_HOME": "", "RAY_ADDRESS": ray_cluster.address, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
     assert second.returncode == 0, second.stderr[-3000:]
     assert release_dir(local).name == release_dir(on_ray).name
     files_local, files_ray = release_files(local), release_files(on_ray)
@@ -242,3 +289,75 @@ def test_the_demo_run_with_executor_ray_publishes_the_local_release(tmp_path, ra
         event = instance.get_latest_materialization_event(dg.AssetKey("cleaned_documents"))
         md = event.asset_materialization.metadata
         assert md["ray_tasks"].value == md["parts_computed"].value >= 1 and md["ray_workers"].value >= 1
+
+
+def test_each_stage_step_as_a_ray_job_through_pipes_gives_the_local_layers_and_release(tmp_path, ray_cluster):
+    """``pipeline.ray.submit: job``: through Dagster (``materialize()``), every stage's step submits
+    a Ray job with dagster-ray's PipesRayJobClient; the job runs the stage (its parts as Ray tasks)
+    and its log lines and result come back to the step. Layers and release: the local bytes."""
+    import dagster as dg
+    import yaml
+
+    from dataset_platform.definitions import build_definitions
+    from dataset_platform.defs.ingestion import all_sources_tags
+
+    local_wd, _local = _build(tmp_path, "local", ray_cluster.address)
+    cfg = config(tmp_path, sources=["news"])
+    cfg = cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={
+        "executor": "ray", "ray": cfg.pipeline.ray.model_copy(update={
+            "address": ray_cluster.address, "task_memory": "1GB", "submit": "job", "job_address": ray_cluster.jobs})})})
+    cfg_path = tmp_path / "sources.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg.model_dump(mode="json", exclude_defaults=True)))
+    wd = Workdir.at(tmp_path / "jobs").ensure()
+    wd.inbox("news").mkdir(parents=True, exist_ok=True)
+    shutil.copy(tmp_path / "news.jsonl", wd.inbox("news") / "news.jsonl")
+    defs = build_definitions(cfg_path, wd.root)
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance,
+                                raise_on_error=False, tags=all_sources_tags(cfg))
+        assert result.success, [e.message for e in result.all_events if e.is_failure][:3]
+        logs = [e.user_message for e in instance.all_logs(result.run_id) if e.dagster_event is None]
+        md = instance.get_latest_materialization_event(
+            dg.AssetKey("cleaned_documents")).asset_materialization.metadata
+    jobs = {m.split()[3] for m in logs if re.match(r"\[pipes\] Ray job \S+ started", m)}
+    assert len(jobs) == 5  # one job per stage step
+    for stage in ("extract", "clean", "dedup", "label", "decontaminate"):
+        # the job's own log lines (the runner's summary of the stage, its tasks on the cluster)
+        assert any(re.match(rf"{stage}: \d+ part\(s\) computed.* \d+ Ray task\(s\) on \d+ worker", m) for m in logs), \
+            stage
+    assert md["ray_tasks"].value == md["parts_computed"].value >= 4  # the metadata from the job's result
+    for layer in ("extracted_documents", "cleaned_documents", "deduplicated_documents", "duplicate_clusters",
+                  "labelled_documents", "decontaminated_documents"):
+        assert _files(local_wd.layer_dir(layer)) == _files(wd.layer_dir(layer)), layer
+    local_release, job_release = _release(local_wd), _release(wd)
+    assert local_release.name == job_release.name
+    differing = {k for k, v in _files(local_release).items() if _files(job_release).get(k) != v}
+    assert differing <= {"manifest.json"}  # (its lineage names the Dagster run)
+
+
+def test_a_layer_result_crosses_pipes_as_json_unchanged(tmp_path):
+    """What a stage's Ray job sends back to its step (``LayerResult.to_json``) is what a local step
+    has, once through JSON."""
+    import json
+
+    from dataset_platform.runner import LayerResult
+    from dataset_platform.stages.base import StageResult
+
+    res = LayerResult("cleaned_documents", 41, tmp_path / "layer",
+                      StageResult("clean", 50, 41, 9, {"c4.lorem_ipsum": 9}, {"pii_redacted": 3}),
+                      {"parts_computed": 2, "ray": {"tasks": 2, "workers": 2}, "prepared": {}}, 1.5)
+    back = LayerResult.from_json(json.loads(json.dumps(res.to_json())))
+    assert back == res
+
+
+def test_submit_job_without_a_job_api_address_says_what_to_set(tmp_path, monkeypatch):
+    from dataset_platform.cluster.ray_tasks import RayUnavailable
+    from dataset_platform.defs.ray_jobs import JOB_ADDRESS_ENV, materialise_as_ray_job
+    from dataset_platform.stages.registry import stage
+
+    monkeypatch.delenv(JOB_ADDRESS_ENV, raising=False)
+    cfg = config(tmp_path, sources=["news"])
+    cfg = cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={
+        "executor": "ray", "ray": cfg.pipeline.ray.model_copy(update={"submit": "job"})})})
+    with pytest.raises(RayUnavailable, match=r"no job API address: set pipeline\.ray\.job_address"):
+        materialise_as_ray_job(None, stage("clean"), "sources.yaml", str(tmp_path), cfg)

@@ -35,7 +35,12 @@ def _stage_asset(stage: Stage) -> dg.AssetsDefinition:
         from dataset_platform.runner import materialise
 
         cfg = platform.config
-        result = materialise(stage, cfg, platform.wd, log=context.log.info)
+        if cfg.pipeline.executor == "ray" and cfg.pipeline.ray.submit == "job":  # the step as a Ray job (Pipes)
+            from dataset_platform.defs.ray_jobs import materialise_as_ray_job
+
+            result = materialise_as_ray_job(context, stage, platform.config_path, str(platform.wd.root), cfg)
+        else:
+            result = materialise(stage, cfg, platform.wd, log=context.log.info)
         prefetch_suites(context, platform, stage.output, *stage.also_writes)
         md = layer_metadata(result, label_sets=cfg.label_set_names)
         extra = STAGE_METADATA.get(stage.name)

@@ -1,0 +1,60 @@
+"""A stage's step as a Ray job through Dagster Pipes (``pipeline.executor: ray`` with
+``pipeline.ray.submit: job``): dagster-ray's ``PipesRayJobClient`` submits
+``cluster/ray_job.py`` to the cluster's job API, the job's log lines arrive as the step's log
+messages, and its :class:`~dataset_platform.runner.LayerResult` as a Pipes message, from which
+the step writes the materialisation as a local step does (the checks then run on the layer, on
+the shared work folder).
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from dataset_platform.runner import LayerResult
+from dataset_platform.stages.base import Stage
+
+#: where the job API is when ``pipeline.ray.job_address`` is unset (Ray's own variable)
+JOB_ADDRESS_ENV = "RAY_API_SERVER_ADDRESS"
+
+
+def materialise_as_ray_job(context: dg.AssetExecutionContext, stage: Stage, config_path: str,
+                           workdir: str, cfg) -> LayerResult:
+    from dataset_platform.cluster.ray_tasks import RayUnavailable
+
+    try:
+        from dagster_ray.core.pipes import PipesRayJobClient
+    except ImportError as e:
+        raise RayUnavailable("pipeline.ray.submit is 'job', but dagster-ray is not installed: "
+                             "pip install 'dataset-platform[ray]'") from e
+    settings = cfg.pipeline.ray
+    address = settings.job_address or os.environ.get(JOB_ADDRESS_ENV)
+    if not address:
+        raise RayUnavailable(f"pipeline.ray.submit is 'job', but no job API address: set pipeline.ray.job_address "
+                             f"(e.g. http://127.0.0.1:8265, the head's dashboard port) or ${JOB_ADDRESS_ENV}")
+    env = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"} if _loopback_url(address) else {}
+    client = PipesRayJobClient(address=address, poll_interval=0.5, forward_termination=True)
+    try:
+        done = client.run(
+            context=context,
+            submit_job_params={"entrypoint": "python -m dataset_platform.cluster.ray_job",
+                               "runtime_env": {"env_vars": env},
+                               "entrypoint_num_cpus": 0},  # (the driver waits; the CPUs are the tasks')
+            extras={"stage": stage.name, "config_path": str(config_path), "workdir": str(workdir)},
+        )
+    except ConnectionError as e:
+        raise RayUnavailable(f"pipeline.ray.submit is 'job', but the Ray job API at {address} cannot be reached: "
+                             f"{e}. Start the head with its dashboard (ray start --head --include-dashboard=true) "
+                             "or fix pipeline.ray.job_address") from e
+    results = [m for m in done.get_custom_messages() if isinstance(m, dict) and m.get("layer") == stage.output]
+    if not results:
+        raise RuntimeError(f"the Ray job of {stage.name} ended without reporting its layer; see its log above")
+    return LayerResult.from_json(results[-1])
+
+
+def _loopback_url(address: str) -> bool:
+    from urllib.parse import urlparse
+
+    host = urlparse(address if "://" in address else f"http://{address}").hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
