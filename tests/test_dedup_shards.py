@@ -26,10 +26,10 @@ from dataset_platform.storage import memory_connection
 # ------------------------------------------------------------------ connected components
 
 
-def _components(a: np.ndarray, b: np.ndarray) -> tuple[dict[int, int], int]:
+def _components(a: np.ndarray, b: np.ndarray, in_memory_edges: int = 0) -> tuple[dict[int, int], int]:
     con = duckdb.connect()
     con.register("e", pa.table({"a": pa.array(a.astype(np.int32)), "b": pa.array(b.astype(np.int32))}))
-    rounds = connected_components(con, "SELECT a, b FROM e", "cc")
+    rounds = connected_components(con, "SELECT a, b FROM e", "cc", in_memory_edges=in_memory_edges)
     return dict(con.sql("SELECT node, comp FROM cc").fetchall()), rounds
 
 
@@ -60,14 +60,17 @@ def test_components_in_duckdb_rounds_are_scipys_with_the_smallest_node_as_label(
         a, b = p[:-1], p[1:]
     else:
         a, b = np.arange(n - 1)[::-1], np.arange(1, n)[::-1]
-    got, rounds = _components(a, b)
+    got, rounds = _components(a, b)  # in DuckDB rounds (no edge in memory)
     assert got == _expected(a, b)
-    assert rounds <= 30  # hooking and pointer jumping: rounds grow with log(n), not with the diameter
+    assert 0 < rounds <= 30  # hooking and pointer jumping: rounds grow with log(n), not with the diameter
+    assert _components(a, b, in_memory_edges=10**9) == (got, 0)  # in memory: the same labels
 
 
-def test_components_ignore_self_loops_and_repeated_edges():
-    got, _ = _components(np.array([5, 5, 7, 9, 9]), np.array([5, 7, 5, 9, 10]))
+@pytest.mark.parametrize("in_memory_edges", [0, 10**9])
+def test_components_ignore_self_loops_and_repeated_edges(in_memory_edges):
+    got, _ = _components(np.array([5, 5, 7, 9, 9]), np.array([5, 7, 5, 9, 10]), in_memory_edges)
     assert got == {5: 5, 7: 5, 9: 9, 10: 9}
+    assert _components(np.array([3]), np.array([3]), in_memory_edges)[0] == {}  # (no edge but a self-loop)
 
 
 # ------------------------------------------------------------------ shards

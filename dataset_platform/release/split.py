@@ -3,9 +3,9 @@
 Leaks. Documents that share a near-duplicate cluster, a URL or (when configured) a domain would
 let a model see in training what it is tested on, so they form one *group* and a group lives in
 one split. Keys link transitively (document A shares a cluster with B, B a URL with C: one group),
-so groups are the connected components of the bipartite graph document <-> key, computed in
-rounds of DuckDB SQL over integer-coded edges (``stages/dedup/components.py``: memory bounded by
-DuckDB's, rounds growing with the log of a group's size). A group's ``group_key`` is the
+so groups are the connected components of the bipartite graph document <-> key over
+integer-coded edges (``stages/dedup/components.py``: in memory up to its bound, beyond in rounds of
+DuckDB SQL that spill). A group's ``group_key`` is the
 smallest ``md5(salt:key)`` over its members' keys: stable across runs, machines and DuckDB
 versions (md5 over UTF-8 bytes is a defined function; DuckDB's ``hash()`` is not).
 
@@ -334,9 +334,9 @@ def _components(con: duckdb.DuckDBPyConnection, settings: SplitSettings) -> None
     )
     con.sql("CREATE OR REPLACE TABLE _split_edges AS SELECT e.doc, k.k FROM _split_edges e JOIN _split_keys k USING (key)")
     n_docs = con.sql("SELECT count(*) FROM _split_slim").fetchall()[0][0]
-    # the components of the graph of documents and keys (keys are nodes after the documents), in
-    # DuckDB rounds (never every edge in this process's memory); the label of a component is its
-    # smallest node, a document; a document without keys is a component of its own
+    # the components of the graph of documents and keys (keys are nodes after the documents); the
+    # label of a component is its smallest node, a document; a document without keys is a
+    # component of its own
     connected_components(con, f"SELECT doc AS a, k + {int(n_docs)} AS b FROM _split_edges", "_split_cc")
     con.sql("CREATE OR REPLACE TABLE _split_comp AS SELECT s.doc, coalesce(c.comp, s.doc)::BIGINT AS comp "
             "FROM _split_slim s LEFT JOIN _split_cc c ON c.node = s.doc")
