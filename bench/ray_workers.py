@@ -20,42 +20,35 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(HERE.parent))
 
-from graph import _free_port, generate, graph_run, write_config
+from graph import generate, graph_run, write_config
+
+from dataset_platform.cluster.local_head import RAY_ENV, start_head
 
 PER_BATCH = ("extracted_documents", "cleaned_documents", "labelled_documents", "decontaminated_documents")
-RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-
-
-def _ray(*args: str) -> None:
-    exe = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
-    r = subprocess.run([exe, *args], capture_output=True, text=True, env={**os.environ, **RAY_ENV}, timeout=300)
-    if r.returncode != 0:
-        raise RuntimeError(f"ray {' '.join(args)}: {r.stdout[-1500:]}{r.stderr[-1500:]}")
 
 
 def build(name: str, out: Path, docs: int, cpus: int | None) -> dict:
     work = out / f"work-{name}"
     shutil.rmtree(work, ignore_errors=True)
     saved = dict(os.environ)
+    head = None
     try:
         if cpus is None:
             os.environ.pop("DATASET_PLATFORM_EXECUTOR", None)
-        else:
-            port = _free_port()
-            _ray("start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", f"--num-cpus={cpus}",
-                 "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir=/tmp/dp-ray-bench-{os.getpid()}")
-            os.environ.update(RAY_ENV, DATASET_PLATFORM_EXECUTOR="ray", RAY_ADDRESS=f"127.0.0.1:{port}")
+        else:  # (stopped after the build: its own processes only, not other Ray clusters of the machine)
+            head = start_head(cpus, Path(f"/tmp/dp-ray-bench-{os.getpid()}"))
+            os.environ.update(RAY_ENV, DATASET_PLATFORM_EXECUTOR="ray", RAY_ADDRESS=head.address)
         res = graph_run(name, out, work, docs, os.cpu_count() or 1)
     finally:
-        if cpus is not None:
-            _ray("stop", "--force")
+        if head is not None:
+            head.stop()
         os.environ.clear()
         os.environ.update(saved)
     steps = {s["step"]: s["seconds"] for s in res["timeline"]["steps"]}

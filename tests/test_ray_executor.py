@@ -13,11 +13,8 @@ import secrets
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -29,88 +26,29 @@ from dataset_platform.workdir import Workdir
 pytestmark = pytest.mark.ray
 
 
-def _ray_cli() -> str:
-    return shutil.which("ray") or str(Path(sys.executable).parent / "ray")
-
-
-@dataclass(frozen=True)
-class Cluster:
-    address: str  # the head's GCS (host:port)
-    jobs: str  # its job API (the dashboard's HTTP address)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(temp: Path, ports: tuple[int, ...]) -> None:
-    """Stop the processes of this test's cluster only (``ray stop`` would stop every Ray process of
-    the machine, a developer's own cluster included): those naming its temp folder or its ports,
-    and their children."""
-    own, children = set(), {}
-    marks = [str(temp).encode(), *(f"127.0.0.1:{p}".encode() for p in ports)]
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            argv = (d / "cmdline").read_bytes()
-            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(d.name))
-        if any(m in argv for m in marks):
-            own.add(int(d.name))
-    todo = list(own)
-    while todo:
-        for c in children.get(todo.pop(), []):
-            if c not in own:
-                own.add(c)
-                todo.append(c)
-    own.discard(os.getpid())
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in own:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in own):
-            time.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory):
     """A Ray head node with 2 CPUs on 127.0.0.1 (``ray start --head``) with its job API, stopped
-    afterwards."""
+    afterwards (its own processes only: ``cluster.local_head``)."""
     if importlib.util.find_spec("ray") is None:  # (not imported here: see cluster/ray_tasks.connect)
         if os.environ.get("CI") == "true":
             pytest.fail("Ray is not installed (it is in the test extra): pip install -e '.[test]'")
         pytest.skip("Ray is not installed: pip install -e '.[test]' (the test extra has it)")
-    port, dashboard, client = _free_port(), _free_port(), _free_port()
-    temp = Path(f"/tmp/dp-ray-{os.getpid()}")  # (Ray's socket paths must stay short)
-    # every Ray process on 127.0.0.1 (by default Ray binds the machine's outward address), and
+    from dataset_platform.cluster.local_head import start_head
+
     # token authentication with a token of this test's own (not whatever ~/.ray holds): the head,
     # the test process (its driver) and the CLI runs it starts all have it from the environment
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     saved = {k: os.environ.get(k) for k in auth}
     os.environ.update(auth)
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-    started = subprocess.run(
-        [_ray_cli(), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
-         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-         f"--ray-client-server-port={client}", "--disable-usage-stats", f"--temp-dir={temp}"],
-        capture_output=True, text=True, timeout=180, env=env)
-    assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
+    head = start_head(2, Path(f"/tmp/dp-ray-{os.getpid()}"), jobs=True)  # (Ray's socket paths must stay short)
     try:
-        yield Cluster(f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}")
+        yield head
     finally:
         import ray
 
         ray.shutdown()
-        _stop(temp, (port, dashboard, client))
-        shutil.rmtree(temp, ignore_errors=True)
+        head.stop()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -361,3 +299,34 @@ def test_submit_job_without_a_job_api_address_says_what_to_set(tmp_path, monkeyp
         "executor": "ray", "ray": cfg.pipeline.ray.model_copy(update={"submit": "job"})})})
     with pytest.raises(RayUnavailable, match=r"no job API address: set pipeline\.ray\.job_address"):
         materialise_as_ray_job(None, stage("clean"), "sources.yaml", str(tmp_path), cfg)
+
+
+def _processes_naming(text: str) -> list[int]:
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if text.encode() in (d / "cmdline").read_bytes():
+                    pids.append(int(d.name))
+            except OSError:
+                continue
+    return pids
+
+
+def test_stopping_a_local_head_leaves_other_ray_clusters_running(ray_cluster):
+    """``ray stop`` would stop every Ray process of the machine (a developer's own cluster, or the
+    tests' while a benchmark ends); a head of ``cluster.local_head`` stops only its own."""
+    from dataset_platform.cluster.local_head import start_head
+
+    other = start_head(1, Path(f"/tmp/dp-ray-other-{os.getpid()}"))
+    assert _processes_naming(str(other.temp)) and other.address != ray_cluster.address
+    other.stop()
+    assert not _processes_naming(str(other.temp)) and not other.temp.exists()
+    assert _processes_naming(str(ray_cluster.temp))  # the first cluster is still up ...
+    import ray
+
+    from dataset_platform.cluster.ray_tasks import connect
+    from dataset_platform.config import RaySettings
+
+    ray.shutdown()
+    assert connect(RaySettings(address=ray_cluster.address)).cluster_resources()["CPU"] == 2  # ... and answers
