@@ -119,18 +119,22 @@ def test_parts_run_as_ray_tasks_and_give_the_local_layers_and_release_byte_for_b
     assert _files(local_release) == _files(ray_release)  # every data file, the card and the manifest
 
 
-def _ray_task_processes(title: str) -> list[int]:
-    """Ray worker processes running a task named ``title`` (Ray puts ``ray::<name>`` in argv)."""
+def _processes_naming(text: str) -> list[int]:
+    """Processes whose command line holds ``text``."""
     pids = []
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                argv = (d / "cmdline").read_bytes()
+                if text.encode() in (d / "cmdline").read_bytes():
+                    pids.append(int(d.name))
             except OSError:
                 continue
-            if argv.startswith(f"ray::{title}".encode()):
-                pids.append(int(d.name))
     return pids
+
+
+def _ray_task_processes(title: str) -> list[int]:
+    """Ray worker processes running a task named ``title`` (Ray puts ``ray::<name>`` in argv)."""
+    return _processes_naming(f"ray::{title}")
 
 
 def test_a_ray_worker_killed_mid_stage_gives_the_same_layers_and_each_part_once(tmp_path, ray_cluster):
@@ -299,18 +303,6 @@ def test_submit_job_without_a_job_api_address_says_what_to_set(tmp_path, monkeyp
         "executor": "ray", "ray": cfg.pipeline.ray.model_copy(update={"submit": "job"})})})
     with pytest.raises(RayUnavailable, match=r"no job API address: set pipeline\.ray\.job_address"):
         materialise_as_ray_job(None, stage("clean"), "sources.yaml", str(tmp_path), cfg)
-
-
-def _processes_naming(text: str) -> list[int]:
-    pids = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if text.encode() in (d / "cmdline").read_bytes():
-                    pids.append(int(d.name))
-            except OSError:
-                continue
-    return pids
 
 
 def test_stopping_a_local_head_leaves_other_ray_clusters_running(ray_cluster):

@@ -1,5 +1,5 @@
-"""Warehouse views (storage.ensure_view): created once, not looked up again while the file is as
-this process left it, and created again once another process changed it."""
+"""Warehouse views (storage.ensure_view): published once, by a new file renamed over the old one;
+published again when someone changed the file; never waiting on a reader."""
 
 from __future__ import annotations
 
@@ -39,14 +39,14 @@ def _views(path) -> dict[str, str]:
 
 def test_a_view_is_published_once_and_again_when_someone_dropped_it(tmp_path):
     wd = Workdir.at(tmp_path / "wd").ensure()
-    assert ensure_view(wd, "layer_a", "(SELECT 1 AS x)")
+    ensure_view(wd, "layer_a", "(SELECT 1 AS x)")
     assert "layer_a" in _views(wd.warehouse)
     before = wd.warehouse.stat().st_ino
-    assert ensure_view(wd, "layer_a", "(SELECT 1 AS x)")  # unchanged: the file is not written again
+    ensure_view(wd, "layer_a", "(SELECT 1 AS x)")  # unchanged: the file is not written again
     assert wd.warehouse.stat().st_ino == before
     other = _holding(wd.warehouse, "DROP VIEW layer_a")  # someone drops it by hand
     other.communicate("\n")
-    assert ensure_view(wd, "layer_a", "(SELECT 1 AS x)")  # the file changed: written again from the list
+    ensure_view(wd, "layer_a", "(SELECT 1 AS x)")  # the file changed: written again from the list
     assert "layer_a" in _views(wd.warehouse)
 
 
@@ -63,8 +63,8 @@ def test_a_reader_holding_the_warehouse_open_never_delays_or_stales_a_publish(tm
     try:
         assert reader.stdout.readline().strip() == "v1"  # it holds the file open, read-only
         t0 = time.monotonic()
-        assert ensure_view(wd, "release", "(SELECT 'v2' AS version)", wait_s=0)
-        assert ensure_view(wd, "other", "(SELECT 3 AS x)", wait_s=0)
+        ensure_view(wd, "release", "(SELECT 'v2' AS version)", wait_s=0)
+        ensure_view(wd, "other", "(SELECT 3 AS x)", wait_s=0)
         assert time.monotonic() - t0 < 5  # (it used to wait 60 s a view, then give up)
         con = duckdb.connect(str(wd.warehouse), read_only=True)
         try:

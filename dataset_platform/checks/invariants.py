@@ -135,10 +135,9 @@ def no_structured_pii(files: list[Path], *, scanned_of: int | None = None) -> Ou
     """No structured PII (core PII types) left in the text, title or URL of ``files`` (streamed in
     bounded Arrow batches). ``scanned_of``: the layer's row count, when ``files`` are the parts
     the last materialisation wrote (the others were scanned when they were written)."""
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from dataset_platform.stages.clean.pii import PII_TYPES, URL_PREFILTER, find_pii_batch, redact_url
+    from dataset_platform.stages.clean.pii import PII_TYPES, find_pii_batch, redact_urls
 
     per_type = dict.fromkeys(PII_TYPES, 0)
     rows = docs = 0
@@ -153,9 +152,7 @@ def no_structured_pii(files: list[Path], *, scanned_of: int | None = None) -> Ou
             if "title" in cols:
                 found = [a + [sp.type for sp in b] for a, (_, b) in zip(found, find_pii_batch(batch.column("title")))]
             if "url" in cols:
-                urls = batch.column("url")
-                maybe = pc.match_substring_regex(urls, URL_PREFILTER).fill_null(False).to_pylist()
-                found = [a + (redact_url(u)[1] if m else []) for a, u, m in zip(found, urls.to_pylist(), maybe)]
+                found = [a + b for a, b in zip(found, redact_urls(batch.column("url"))[1])]
             for doc_id, types in zip(batch.column(0).to_pylist(), found):
                 if types:
                     docs += 1

@@ -96,22 +96,11 @@ def task_config(cfg):
     return cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={"memory_limit": f"{bound // 10**6}MB"})})
 
 
-def _part_on_ray(stage_name, cfg, *args) -> tuple:
-    """``runner.part_task`` on a Ray worker, and where it ran (node id, worker pid) with the peak
-    RSS of that worker process so far (bytes)."""
-    import resource
-
-    import ray
-
+def _part(stage_name, cfg, *args) -> tuple:
+    """``runner.part_task`` as a Ray task runs it (its DuckDB within the task's memory)."""
     from dataset_platform.runner import part_task
-    from dataset_platform.stages.base import CPUS_ENV
 
-    ctx = ray.get_runtime_context()
-    # the part's stage starts no more processes or threads than the CPUs Ray gave the task
-    os.environ[CPUS_ENV] = str(max(1, int(ctx.get_assigned_resources().get("CPU", 1))))
-    result = part_task(stage_name, task_config(cfg), *args)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # (Linux: KiB)
-    return result, (ctx.get_node_id(), os.getpid(), peak)
+    return part_task(stage_name, task_config(cfg), *args)
 
 
 def run_parts(stage_name: str, cfg, root: str, folder: str, label_sets, state, todo: list,
@@ -122,9 +111,9 @@ def run_parts(stage_name: str, cfg, root: str, folder: str, label_sets, state, t
     that process's peak RSS (see :func:`placement_summary`)."""
     settings = cfg.pipeline.ray
     ray = connect(settings)
-    task = _options(ray, _part_on_ray, settings, f"{stage_name}-part")
+    task = _options(ray, _task_on_ray, settings, f"{stage_name}-part")
     shared = ray.put(state)  # (a trained model once, not once per part)
-    refs = [task.remote(stage_name, cfg, root, folder, label_sets, shared, part, chain, old)
+    refs = [task.remote(_part, stage_name, cfg, root, folder, label_sets, shared, part, chain, old)
             for part, chain, old in todo]
     yield from _in_order(ray, refs, [part.key for part, _c, _o in todo], placement)
 
@@ -154,8 +143,9 @@ def _in_order(ray, refs: list, keys: list, placement: dict | None) -> Iterator:
         raise
 
 
-def _task_on_ray(fn, item) -> tuple:
-    """``fn(item)`` on a Ray worker, and where it ran (as :func:`_part_on_ray`)."""
+def _task_on_ray(fn, *args) -> tuple:
+    """``fn(*args)`` on a Ray worker, and where it ran (node id, worker pid) with the peak RSS of
+    that worker process so far (bytes)."""
     import resource
 
     import ray
@@ -163,9 +153,10 @@ def _task_on_ray(fn, item) -> tuple:
     from dataset_platform.stages.base import CPUS_ENV
 
     ctx = ray.get_runtime_context()
+    # the task's stage starts no more processes or threads than the CPUs Ray gave the task
     os.environ[CPUS_ENV] = str(max(1, int(ctx.get_assigned_resources().get("CPU", 1))))
-    result = fn(item)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    result = fn(*args)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # (Linux: KiB)
     return result, (ctx.get_node_id(), os.getpid(), peak)
 
 

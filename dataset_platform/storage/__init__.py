@@ -151,9 +151,9 @@ def layer_view_sql(wd: Workdir, layer: str, label_sets: list[str] | tuple[str, .
     return f"({empty_layer_query(layer, label_sets)})"
 
 
-def ensure_view(wd: Workdir, name: str, target_sql: str, *, wait_s: float = 60.0) -> bool:
+def ensure_view(wd: Workdir, name: str, target_sql: str, *, wait_s: float = 60.0) -> None:
     """Publish ``name`` as a view in the warehouse file (``CREATE VIEW name AS SELECT * FROM
-    target_sql``); always True (the result is kept for callers written when it could fail).
+    target_sql``).
 
     The warehouse holds the platform's views only, listed in ``warehouse.views.json`` beside it.
     A new or changed view is published by writing a new warehouse file with every view and
@@ -168,12 +168,12 @@ def ensure_view(wd: Workdir, name: str, target_sql: str, *, wait_s: float = 60.0
     registry = wd.warehouse.with_name(wd.warehouse.name.replace(".duckdb", ".views.json"))
     state = _read_json(registry)
     if state.get("views", {}).get(name) == stmt and state.get("file") == _file_id(wd.warehouse):
-        return True  # as published, and the file as this platform left it
+        return  # as published, and the file as this platform left it
     with _lock(registry.with_name(f".{registry.name}.lock"), wait_s):
         state = _read_json(registry)
         views = dict(state.get("views") or _existing_views(wd.warehouse))
         if views.get(name) == stmt and state.get("file") == _file_id(wd.warehouse):
-            return True  # (another run published it meanwhile)
+            return  # (another run published it meanwhile)
         views[name] = stmt
         fresh = wd.warehouse.with_name(f".{wd.warehouse.name}.{os.getpid()}.new")
         fresh.unlink(missing_ok=True)
@@ -192,7 +192,6 @@ def ensure_view(wd: Workdir, name: str, target_sql: str, *, wait_s: float = 60.0
         os.replace(fresh, wd.warehouse)
         atomic.write_text(registry, json.dumps({"views": views, "file": _file_id(wd.warehouse)}, indent=1,
                                                sort_keys=True) + "\n")
-    return True
 
 
 def _read_json(path: Path) -> dict:

@@ -679,18 +679,15 @@ def redact_url(url: str) -> tuple[str, list[str]]:
     return urlunsplit((parts.scheme, netloc, path, query, fragment)), found
 
 
-def redact_urls(urls: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, int]:
-    """:func:`redact_url` over a column (the pre-filter first, vectorised); and how many changed."""
-    chunks = _chunks(urls)
+def redact_urls(urls: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, list[list[str]]]:
+    """:func:`redact_url` over a column: the URLs (redacted where they hold PII) and, per row, the
+    types found. The pre-filter runs first, vectorised; only the URLs it lets through are parsed."""
     out: list[str | None] = []
-    changed = 0
-    for arr in chunks:
+    found: list[list[str]] = []
+    for arr in _chunks(urls):
         maybe = pc.match_substring_regex(arr, URL_PREFILTER).fill_null(False).to_pylist()
         for v, m in zip(arr.to_pylist(), maybe):
-            if m:
-                new, types = redact_url(v)
-                changed += bool(types)
-                out.append(new)
-            else:
-                out.append(v)
-    return pa.array(out, pa.string()), changed
+            new, types = redact_url(v) if m else (v, [])
+            out.append(new)
+            found.append(types)
+    return pa.array(out, pa.string()), found

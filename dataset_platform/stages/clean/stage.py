@@ -171,16 +171,13 @@ def run_clean(
 
 def _redact_urls(con: duckdb.DuckDBPyConnection) -> int:
     """PII in the kept documents' URLs (a query string with an e-mail, a phone, a card number...)
-    replaced by placeholders (:func:`~dataset_platform.stages.clean.pii.redact_url`): the URL is
-    released with the text. Only URLs the pre-filter lets through are parsed. Returns how many
-    changed."""
-    from dataset_platform.stages.clean.pii import URL_PREFILTER, redact_urls
+    replaced by placeholders (:func:`~dataset_platform.stages.clean.pii.redact_urls`): the URL is
+    released with the text. Returns how many changed."""
+    from dataset_platform.stages.clean.pii import redact_urls
 
-    t = con.sql(f"SELECT id, url FROM kept WHERE url IS NOT NULL AND regexp_matches(url, '{URL_PREFILTER}')"
-                ).to_arrow_table()
-    if t.num_rows == 0:
-        return 0
-    urls, changed = redact_urls(t.column("url"))
+    t = con.sql("SELECT id, url FROM kept WHERE url IS NOT NULL").to_arrow_table()
+    urls, found = redact_urls(t.column("url"))
+    changed = sum(1 for types in found if types)
     if changed:
         con.register("_urls", pa.table({"id": t.column("id"), "url": urls}))
         con.sql("UPDATE kept SET url = u.url FROM _urls u WHERE kept.id = u.id AND kept.url <> u.url")

@@ -24,7 +24,7 @@ import duckdb
 
 #: up to this many edges the components are computed in this process's memory (scipy over the
 #: edges as arrays: about 40 bytes an edge, 0.8 GB at the bound), with the same labels; beyond
-#: it, in DuckDB rounds that spill. At 1M documents the split graph has ~1M edges: the whole
+#: it, in DuckDB rounds that spill. At 1M documents (an edge per document and key) the whole
 #: split step took 5.5 s in memory, 7.6-9.5 s in rounds (bench/split.py, M2; scipy before this
 #: module: 4.7-5.1 s)
 IN_MEMORY_EDGES = 20_000_000

@@ -30,8 +30,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from dataset_platform.stages.dedup.shards import BUCKET_PAIRS_SQL, SignatureReader
 from dataset_platform.stages.dedup.stage import (
-    BUCKET_PAIRS_SQL,
     EXACT_SQL,
     FEW,
     RANKED_SQL,
@@ -301,20 +301,12 @@ class _Difference:
     def _similarities(self, pairs_sql: str):
         """(a ids, b ids, estimated Jaccard) of the pairs of ``pairs_sql``: signatures read by
         position from the parts' arrays."""
-        con, index = self.con, self.index
-        con.sql(f"CREATE OR REPLACE TABLE _pairs AS SELECT a, b FROM ({pairs_sql}) ORDER BY a, b")
-        con.sql("CREATE OR REPLACE TABLE _need AS SELECT x.id, l.part, l.row, "
-                "(row_number() OVER (ORDER BY x.id) - 1)::INTEGER AS i FROM "
-                "(SELECT a AS id FROM _pairs UNION SELECT b FROM _pairs) x JOIN _live l ON l.id = x.id")
-        need = con.sql("SELECT part, row FROM _need ORDER BY i").fetchnumpy()
-        sig = np.zeros((len(need["part"]), self.params.permutations), np.uint64)
-        for part in np.unique(need["part"]):
-            at = np.flatnonzero(need["part"] == part)
-            sig[at] = index.arrays(int(part), "sig")[np.asarray(need["row"])[at]]
-        t = con.sql("SELECT p.a, p.b, na.i AS ia, nb.i AS ib FROM _pairs p JOIN _need na ON na.id = p.a "
-                    "JOIN _need nb ON nb.id = p.b ORDER BY p.a, p.b").to_arrow_table()
-        ia, ib = t.column("ia").to_numpy(), t.column("ib").to_numpy()
-        sim = (sig[ia] == sig[ib]).mean(axis=1) if len(ia) else np.zeros(0)
+        t = self.con.sql(
+            f"SELECT p.a, p.b, la.part AS a_part, la.row AS a_row, lb.part AS b_part, lb.row AS b_row "
+            f"FROM ({pairs_sql}) p JOIN _live la ON la.id = p.a JOIN _live lb ON lb.id = p.b ORDER BY p.a, p.b"
+        ).to_arrow_table()
+        sim = SignatureReader(self.index.path, self.params.permutations).similarity(
+            *(t.column(c).to_numpy() for c in ("a_part", "a_row", "b_part", "b_row")))
         return t.column("a"), t.column("b"), sim
 
     def _clusters(self) -> None:

@@ -43,37 +43,41 @@ MIN_TASK_MEMORY = 128 * 10**6
 #: they touch are what a task holds beyond its DuckDB
 PAIR_BATCH = 20_000
 
-# Candidate pairs of a shard's buckets: each member with the bucket's smallest member and with its
-# predecessor (linear in the bucket size, never all pairs), from buckets that hold a new document,
-# kept when one end is new. Members are doc numbers; ``b`` > ``a``.
+# Candidate pairs from LSH buckets: each member of a bucket (band, key) with the bucket's smallest
+# member and with its predecessor - linear in the bucket size, never all pairs. ``{m}``: the
+# member column (doc numbers in id order, or ids), ``{bands}``: band, key, member rows. (The
+# refresh by difference pairs its few buckets with it too.)
+BUCKET_PAIRS_SQL = """
+    WITH w AS (
+      SELECT {m} AS m, min({m}) OVER (PARTITION BY band, key) AS root,
+             lag({m}) OVER (PARTITION BY band, key ORDER BY {m}) AS prev
+      FROM {bands}
+    )
+    SELECT DISTINCT a, b FROM (
+      SELECT root AS a, m AS b FROM w WHERE m <> root
+      UNION ALL SELECT prev, m FROM w WHERE prev IS NOT NULL AND prev <> root
+    )
+"""
+# A shard's candidate pairs: those of its buckets that hold a new document, kept when one end is
+# new, with where each end's signature is. ``b`` > ``a``.
 SHARD_PAIRS_SQL = """
     WITH bands AS (SELECT * FROM read_parquet({file})),
     touched AS (
       SELECT b.* FROM bands b SEMI JOIN (SELECT DISTINCT band, key FROM bands WHERE new) n
       ON n.band = b.band AND n.key = b.key
     ),
-    w AS (
-      SELECT doc AS m, min(doc) OVER (PARTITION BY band, key) AS root,
-             lag(doc) OVER (PARTITION BY band, key ORDER BY doc) AS prev
-      FROM touched
-    ),
-    pairs AS (
-      SELECT DISTINCT a, b FROM (
-        SELECT root AS a, m AS b FROM w WHERE m <> root
-        UNION ALL SELECT prev, m FROM w WHERE prev IS NOT NULL AND prev <> root
-      )
-    ),
+    pairs AS ({pairs}),
     docs AS (SELECT DISTINCT doc, part, row, new FROM touched)
     SELECT p.a, p.b, da.part AS a_part, da.row AS a_row, db.part AS b_part, db.row AS b_row
     FROM pairs p JOIN docs da ON da.doc = p.a JOIN docs db ON db.doc = p.b
     WHERE da.new OR db.new
     ORDER BY p.a, p.b
-"""
+""".replace("{pairs}", BUCKET_PAIRS_SQL.format(m="doc", bands="touched"))
 
 
 @dataclass(frozen=True)
 class ShardTask:
-    """One shard's work: read ``bands`` (a Parquet file of doc, band, key, part, row, new), write
+    """One shard's work: read ``bands`` (Parquet files, a glob: doc, band, key, part, row, new), write
     the verified pairs to ``out`` (a, b, similarity; a Parquet file)."""
 
     shard: int
@@ -101,26 +105,19 @@ def shard_count(band_rows: int, memory_limit_bytes: int) -> int:
     return max(1, math.ceil(band_rows / per_shard))
 
 
-def write_band_shards(con: duckdb.DuckDBPyConnection, bands_sql: str, folder: Path, shards: int) -> list[Path]:
+def write_band_shards(con: duckdb.DuckDBPyConnection, bands_sql: str, folder: Path, shards: int) -> list[str]:
     """Hash-partition the rows of ``bands_sql`` (doc, band, key, part, row, new) by key into
-    ``shards`` files under ``folder`` (emptied first); returns the files that hold rows, in shard
-    order. The shard of a bucket is ``key % shards``: band keys are hashes, so shards are even."""
+    ``shards`` folders under ``folder`` (emptied first); returns a glob of each shard that holds
+    rows, in shard order. The shard of a bucket is ``key % shards``: band keys are hashes, so
+    shards are even."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     con.sql(
         f"COPY (SELECT doc, band, key, part, row, new, (key % {int(shards)})::INTEGER AS shard FROM ({bands_sql})) "
         f"TO {sql_str(folder / 'bands')} (FORMAT parquet, PARTITION_BY (shard), COMPRESSION zstd)"
     )
-    files = []
-    for s in range(shards):
-        found = sorted((folder / "bands" / f"shard={s}").glob("*.parquet"))
-        if len(found) > 1:  # (one writer per partition is DuckDB's default; be safe)
-            con.sql(f"COPY (SELECT * FROM read_parquet([{', '.join(sql_str(f) for f in found)}])) "
-                    f"TO {sql_str(folder / f'shard-{s}.parquet')} (FORMAT parquet)")
-            files.append(folder / f"shard-{s}.parquet")
-        elif found:
-            files.append(found[0])
-    return files
+    return [str(folder / "bands" / f"shard={s}" / "*.parquet") for s in range(shards)
+            if (folder / "bands" / f"shard={s}").is_dir()]
 
 
 class SignatureReader:
@@ -188,8 +185,3 @@ def shard_edges(task: ShardTask) -> ShardResult:
         con.close()
     return ShardResult(task.shard, int(band_rows), int(candidates), int(verified))
 
-
-def run_local(tasks: list[ShardTask]):
-    """The tasks in this process, one after the other (each uses ``threads`` of DuckDB)."""
-    for t in tasks:
-        yield shard_edges(t)

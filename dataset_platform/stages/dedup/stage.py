@@ -102,20 +102,6 @@ RANKED_SQL = """
       CASE WHEN hash_rank > 1 THEN 'content' WHEN url_rank > 1 THEN 'url' END AS dup_by
     FROM by_url
 """
-# Candidate pairs from LSH buckets: each member of a bucket (band, key) with the bucket's smallest
-# member and with its predecessor - linear in the bucket size, never all pairs. ``{m}``: the
-# member column (doc numbers in id order, or ids), ``{bands}``: band, key, member rows.
-BUCKET_PAIRS_SQL = """
-    WITH w AS (
-      SELECT {m} AS m, min({m}) OVER (PARTITION BY band, key) AS root,
-             lag({m}) OVER (PARTITION BY band, key ORDER BY {m}) AS prev
-      FROM {bands}
-    )
-    SELECT DISTINCT a, b FROM (
-      SELECT root AS a, m AS b FROM w WHERE m <> root
-      UNION ALL SELECT prev, m FROM w WHERE prev IS NOT NULL AND prev <> root
-    )
-"""
 EXACT_SQL = """
     SELECT r.content_hash AS cluster_id, r.id AS doc_id,
            CASE WHEN r.dup_by = 'content' THEN r.hash_keeper ELSE r.keeper_id END AS keeper_id,
@@ -451,7 +437,7 @@ def drop_near_duplicates(con: duckdb.DuckDBPyConnection, edges_sql: str, nodes_s
                          log: Callable[[str], None] | None = None) -> None:
     """``_drop`` (node, id, keeper_node, keeper_id): every document of a near-duplicate cluster
     but its keeper. Clusters: the connected components of the edges ``edges_sql`` (a, b: node
-    numbers), computed in DuckDB (:mod:`.components`). ``nodes_sql``: node, id, kept (by the last
+    numbers; :mod:`.components`). ``nodes_sql``: node, id, kept (by the last
     run), q, f of every node. Keeper: kept by the last run, then highest quality, then earliest
     fetch, then smallest id.
 
@@ -576,19 +562,16 @@ class _NearDuplicates:
             con.sql(
                 f"""
                 CREATE OR REPLACE TABLE _edges AS
-                SELECT a, b, similarity FROM ({new_edges})
+                SELECT a, b, similarity, FALSE AS reused FROM ({new_edges})
                 UNION ALL
-                SELECT da.doc, db.doc, e.similarity
+                SELECT da.doc, db.doc, e.similarity, TRUE
                 FROM _index_edges e JOIN _docs da ON da.id = e.a_id JOIN _docs db ON db.id = e.b_id
                 WHERE NOT da.edge_new AND NOT db.edge_new
                 """
             )
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        self.dedup_shards = len(todo)
-        total = con.sql("SELECT count(*) FROM _edges").fetchall()[0][0]
-        old = total - con.sql("SELECT count(*) FROM _edges e JOIN _docs da ON da.doc = e.a JOIN _docs db "
-                              "ON db.doc = e.b WHERE da.edge_new OR db.edge_new").fetchall()[0][0]
+        old = con.sql("SELECT count(*) FILTER (reused) FROM _edges").fetchall()[0][0]
         self.log(f"dedup: {verified} of {n_cand} candidate pairs verified (estimated Jaccard >= {self.threshold:g}) "
                  f"in {len(todo)} shard{'s' if len(todo) != 1 else ''}"
                  + (f"; {old} verified pairs reused from the index" if old else ""))
