@@ -103,16 +103,22 @@ def _summarise(cfg, wd: Workdir, result, evaluations, seconds: float, out) -> in
               + ", ".join(f"{k} {v}" for k, v in counts.items()), file=out)
     if wd.layer_files("raw_pages"):
         print(f"  {'stored pages (raw_pages)':28s} {count_layer(None, wd, 'raw_pages'):>8}", file=out)
-    reasons = []
+    reasons, emptied = [], []
     for st in STAGES:
         t = layer_totals(wd, st)
         if t is not None:
             print(f"  {st.output:28s} {t.kept_rows:>8}   (in {t.input_rows}, rejected {t.rejected_rows})", file=out)
             reasons += [(st.name, rule, n) for rule, n in t.reasons.items()]
+            if t.input_rows and not t.kept_rows and t.reasons:
+                rule, n = max(t.reasons.items(), key=lambda kv: (kv[1], kv[0]))
+                emptied.append(f"note: {st.name} dropped all {t.input_rows} documents, {n} of them for {rule}; "
+                               f"check the pipeline.{st.name} settings ({_RULE_HINTS.get(rule, 'see rejected_documents')})")
     if reasons:
         print("drop reasons:", file=out)
         for stage, rule, n in sorted(reasons, key=lambda r: (order_of(r[0]), r[1])):
             print(f"  {stage:8s} {rule:28s} {n:>8}", file=out)
+    for line in emptied:
+        print(line, file=out)
     failed_blocking = [
         e for e in evaluations
         if not e.passed and getattr(e.severity, "value", str(e.severity)) == "ERROR"
@@ -120,19 +126,89 @@ def _summarise(cfg, wd: Workdir, result, evaluations, seconds: float, out) -> in
     warned = [e for e in evaluations if not e.passed and e not in failed_blocking]
     print(f"checks: {len(evaluations)} evaluated, {len(failed_blocking)} failed (blocking), {len(warned)} warnings", file=out)
     for e in failed_blocking + warned:
-        print(f"  {'FAILED' if e in failed_blocking else 'warn  '} {e.asset_key.to_user_string()}:{e.check_name}", file=out)
+        print(f"  {'FAILED' if e in failed_blocking else 'warn  '} {e.asset_key.to_user_string()}:{e.check_name}"
+              f"{'' if e in failed_blocking else ' (does not block)'}", file=out)
+        for line in _check_reasons(e):
+            print(f"      {line}", file=out)
     release = current_release(cfg, wd)
     if release is not None and result.success and not failed_blocking:
         print(f"release: {release}", file=out)
     elif release is not None:
         print(f"release (previous, unchanged by this run): {release}", file=out)
     if not result.success or failed_blocking:
-        for ev in result.all_events:
-            if ev.is_step_failure:
-                err = ev.step_failure_data.error
-                print(f"step {ev.step_key} failed: {err.message.strip() if err else ''}", file=sys.stderr)
+        print("why the run failed:", file=out)
+        for line in _failure_reasons(result, failed_blocking, wd):
+            print(f"  {line}", file=out)
         return EXIT_FAILED
     return EXIT_OK
+
+
+_RULE_HINTS = {
+    "language_not_wanted": "pipeline.clean.languages takes ISO 639-1 codes such as en, zh",
+    "not_html": "the records carry no html or text field; map one with sources[].fields",
+}
+
+
+def _check_reasons(e, limit: int = 6) -> list[str]:
+    """Why a check failed, in a few lines: its description (the failed expectations with what was expected and
+    observed), else its metadata's error or numbers."""
+    if e.description:
+        return e.description.splitlines()[:limit]
+    md = e.metadata or {}
+    lines = []
+    for key, v in md.items():
+        value = getattr(v, "value", v)
+        if key in ("check_seconds",) or isinstance(value, (dict, list)) or value is None:
+            continue
+        if isinstance(value, float):
+            value = f"{value:.4g}"
+        text = str(value).replace("\n", " ")
+        lines.append(f"{key}: {text[:160]}{'…' if len(text) > 160 else ''}")
+    return lines[:limit]
+
+
+def _error_chain(err) -> list:
+    chain = []
+    while err is not None:
+        chain.append(err)
+        err = err.cause
+    return chain
+
+
+def _failure_reasons(result, failed_blocking, wd: Workdir) -> list[str]:
+    """The failing steps' own errors (not Dagster's wrapper) and what to do about them."""
+    lines = []
+    blocking_steps = False
+    for ev in result.all_events:
+        if not ev.is_step_failure:
+            continue
+        err = ev.step_failure_data.error
+        chain = _error_chain(err)
+        if any(c.cls_name == "DagsterAssetCheckFailedError" for c in chain):
+            blocking_steps = True
+            continue
+        own = chain[-1] if chain else None  # the user code's exception, under Dagster's "Error occurred while ..."
+        where = ""
+        if own is not None and own.stack:
+            where = " at " + own.stack[-1].strip().splitlines()[0].strip()
+        message = (own.message.strip() if own else "") or "(no message)"
+        lines.append(f"step {ev.step_key} raised {message.splitlines()[0][:400]}")
+        lines += [f"  {m}" for m in message.splitlines()[1:4]]
+        if where:
+            lines.append(f"  ({where.strip()})")
+    for e in failed_blocking:
+        lines.append(f"blocking check {e.asset_key.to_user_string()}:{e.check_name} failed (reasons above): the "
+                     "layers below it were not refreshed and the last good release stays published")
+    if failed_blocking or blocking_steps:
+        lines.append("what to do: fix the settings or the input the reasons point to, then run again; "
+                     "`SELECT stage, rule, count(*) FROM rejected_documents GROUP BY ALL` shows what was dropped")
+    skipped = [e.step_key for e in result.all_events if e.event_type_value == "STEP_SKIPPED"]
+    if skipped:
+        lines.append(f"not run because a step above failed: {', '.join(sorted(set(skipped)))}")
+    if any(ln.startswith("step ") for ln in lines):
+        lines.append(f"what to do: the message above says what went wrong; the full log is above on stderr and in "
+                     f"the UI (`dataset-platform ui --workdir {wd.root}`, run {result.run_id[:8]})")
+    return lines or ["the run did not succeed (see the log above)"]
 
 
 def _cmd_ui(args) -> int:
@@ -249,6 +325,20 @@ def _require_columns(con, src: str, needed: list[str], path: str) -> None:
         raise ValueError(f"input {path}: missing field(s) {', '.join(missing)} (needs {', '.join(needed)})")
 
 
+def _require_values(con, src: str, fields: list[str], path: str) -> None:
+    """A required field that is NULL in every row would make the stage drop everything for a reason that is
+    not the documents' fault: refuse with what to do instead."""
+    if not fields:
+        return
+    counts = con.sql(f"SELECT count(*), {', '.join(f'count({chr(34)}{c}{chr(34)})' for c in fields)} FROM {src}").fetchall()[0]
+    empty = [c for c, n in zip(fields, counts[1:]) if n == 0]
+    if counts[0] and empty:
+        hint = ("; run `dataset-platform stage extract` on it first (it turns html into text), or land the file "
+                "with `dataset-platform stage ingest --field text=<its text field>`") if "text" in empty else ""
+        what = f"field {empty[0]} is" if len(empty) == 1 else f"fields {', '.join(empty)} are"
+        raise ValueError(f"input {path}: {what} empty (NULL) in all {counts[0]} rows{hint}")
+
+
 def _cmd_ingest(args) -> int:
     """Land one WARC / JSONL / Parquet file: a raw batch (.jsonl.gz), or its rows as .parquet/.jsonl."""
     import shutil
@@ -277,14 +367,16 @@ def _cmd_ingest(args) -> int:
             raise ValueError(f"--field {spec!r}: expected OURS=THEIRS, e.g. --field text=body")
         fields[ours.strip()] = theirs.strip()
     log = (lambda m: print(m, file=sys.stderr))
+    # the summary line is printed once the quarantine file is where it stays
+    notes = (lambda m: None if " records; " in m else log(m))
     out.parent.mkdir(parents=True, exist_ok=True)
     if as_batch:
-        summary = ingest_file(inp, source=args.source, kind=kind, output_path=out, fields=fields or None, log=log)
+        summary = ingest_file(inp, source=args.source, kind=kind, output_path=out, fields=fields or None, log=notes)
     else:
         with tempfile.TemporaryDirectory(prefix=".ingest-", dir=out.parent) as tmp:
             batch_path = Path(tmp) / "batch.parquet"  # the batch format ingest_file lands for the pipeline
             summary = ingest_file(inp, source=args.source, kind=kind, output_path=batch_path, fields=fields or None,
-                                  log=log)
+                                  log=notes)
             con = memory_connection()
             try:
                 batch = Batch(args.source, batch_id_for(inp, args.source), batch_path)
@@ -295,10 +387,49 @@ def _cmd_ingest(args) -> int:
                 dest = quarantine_path_for(out)
                 shutil.move(summary.quarantine_path, dest)
                 summary.quarantine_path = str(dest)
-    if summary.quarantine_path:
-        print(f"quarantined lines: {summary.quarantine_path}", file=sys.stderr)
-    print(f"wrote {summary.records} records to {out}", file=sys.stderr)
+    log(f"{args.source}: {summary.line()}")
+    failed = sum(n for k, n in summary.outcomes.items() if k.startswith("failed"))
+    print(f"wrote {summary.records} records to {out}"
+          + (f" ({failed} failed: see {summary.quarantine_path or 'their outcome column'})" if failed else ""),
+          file=sys.stderr)
+    if summary.records and failed == summary.records:
+        hint = _field_hint(inp, kind, summary.quarantine_path) if not fields else None
+        print(f"error: every record of {inp} failed ({', '.join(k for k in summary.outcomes if k.startswith('failed'))})"
+              + (f"; {hint}" if hint else ""), file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
+
+
+def _field_hint(inp: Path, kind: str, quarantine: str | None) -> str | None:
+    """When no record had a text: the fields the records do have, and the --field flags that map them."""
+    import json
+
+    if kind == "warc":
+        return None
+    names: list[str] = []
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        names = pq.read_schema(inp).names
+    elif quarantine and Path(quarantine).exists():
+        with open(quarantine, encoding="utf-8") as fh:
+            try:
+                raw = json.loads(json.loads(fh.readline())["raw"])
+                names = list(raw) if isinstance(raw, dict) else []
+            except (ValueError, KeyError, TypeError):
+                names = []
+    if not names:
+        return None
+    shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+    if "text" in names or "html" in names:
+        return f"its records have the fields {shown}"
+    guesses = {"text": ("body", "content", "contents", "article", "document", "raw_content", "passage"),
+               "url": ("link", "permalink", "href", "uri"), "title": ("subject", "headline")}
+    flags = [f"--field {ours}={next(g for g in guesses[ours] if g in names)}" for ours in guesses
+             if ours not in names and any(g in names for g in guesses[ours])]
+    if not any(f.startswith("--field text=") for f in flags):
+        flags.insert(0, f"--field text=<one of: {shown}>")
+    return f"its records have the fields {shown} but no text or html; map them, e.g. {' '.join(flags)}"
 
 
 def _cmd_redact(args) -> int:
@@ -408,6 +539,7 @@ def _cmd_registered(args, stage) -> int:
     try:
         src = _read_sql(args.input)
         _require_columns(con, src, list(stage.requires), args.input)
+        _require_values(con, src, [c for c in stage.requires if c != "id"], args.input)
         have = [r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {src}").fetchall()]
         con.sql(f"CREATE OR REPLACE TEMP TABLE _input AS SELECT * REPLACE (CAST(id AS VARCHAR) AS id) FROM {src}")
         ctx = StageContext(con, settings, cfg, log, batch_size=pipeline.batch_size)
@@ -460,24 +592,27 @@ def _cmd_stage(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dataset-platform", description=__doc__.split("\n\n")[0])
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}",
+                   help="print the installed version and exit")
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="materialise the whole graph on the built-in demo site (offline)")
     d.add_argument("--workdir", default=None, help=f"where everything is written (default ./{DEFAULT_WORKDIR})")
 
     r = sub.add_parser("run", help="materialise the whole graph for your sources.yaml")
+    workdir_help = f"the work folder: warehouse, layers, releases, runs (default ./{DEFAULT_WORKDIR})"
     r.add_argument("--config", required=True, help="path to sources.yaml")
-    r.add_argument("--workdir", default=None)
+    r.add_argument("--workdir", default=None, help=workdir_help)
 
     u = sub.add_parser("ui", help="open the Dagster UI on this workdir (dagster dev -w workspace.yaml)")
-    u.add_argument("--config", default=None)
-    u.add_argument("--workdir", default=None)
+    u.add_argument("--config", default=None, help="path to sources.yaml (default: the built-in demo's)")
+    u.add_argument("--workdir", default=None, help=workdir_help)
     for cmd in (d, r, u):
         cmd.add_argument("--executor", choices=("local", "ray"), default=None,
                          help="where the per-batch stages' parts run (overrides pipeline.executor): processes "
                               "of this machine, or tasks on the Ray cluster at pipeline.ray.address / $RAY_ADDRESS")
-    u.add_argument("--host", default="127.0.0.1")
-    u.add_argument("--port", type=int, default=3000)
+    u.add_argument("--host", default="127.0.0.1", help="address the web UI listens on (default 127.0.0.1: this machine only)")
+    u.add_argument("--port", type=int, default=3000, help="port of the web UI (default 3000)")
 
     s = sub.add_parser("stage", help="run one stage's library code on files (JSONL or Parquet)")
     ss = s.add_subparsers(dest="stage_name", required=True)
@@ -507,8 +642,8 @@ def build_parser() -> argparse.ArgumentParser:
             x.add_argument(opt.flag, **opt.kwargs)
     x = ss.add_parser("split", help="input fields: id, url (optional: cluster_id or content_hash, the stratify_by "
                                     "label column); writes train/validation/test.parquet and assignments.parquet")
-    x.add_argument("--input", required=True)
-    x.add_argument("--output-dir", required=True)
+    x.add_argument("--input", required=True, help=".parquet or .jsonl (optionally .gz)")
+    x.add_argument("--output-dir", required=True, help="folder for train/validation/test.parquet and assignments.parquet")
     x.add_argument("--config", required=True, help="sources.yaml whose pipeline.splits to use")
     x.add_argument("--previous", default=None, help="assignments.parquet of an earlier run: those documents keep their split")
     x = ss.add_parser("redact", help="input fields: id, text; output id, text (PII redacted) and "
@@ -516,6 +651,15 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--input", required=True, help=".parquet or .jsonl (optionally .gz) with id, text")
     x.add_argument("--output", required=True, help=".parquet or .jsonl (format chosen by the extension)")
     return p
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dataset_platform")
+    except PackageNotFoundError:  # run from a checkout that was not installed
+        return "unknown (not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -153,6 +153,27 @@ class SuiteOutcome:
         """Failed expectations, optionally only those of one severity."""
         return [o for o in self.outcomes if not o.success and (severity is None or o.severity == severity)]
 
+    def explain(self, limit: int = 5) -> str | None:
+        """The failed expectations in a few words each: what was expected and what was observed (the
+        check's description, shown in the UI and by ``dataset-platform run``); None when all passed."""
+        failed = sorted(self.failed(), key=lambda o: ("critical", "warning", "info").index(o.severity)
+                        if o.severity in ("critical", "warning", "info") else 3)
+        if not failed:
+            return None
+        lines = []
+        for o in failed[:limit]:
+            cols = _columns_label(o.kwargs)
+            what = o.type.removeprefix("expect_") + (f" on {cols}" if cols else "") + _args(o.kwargs)
+            if o.sample_unexpected or o.unexpected_count:
+                sample = json.dumps(o.sample_unexpected[:3], ensure_ascii=False, default=str)
+                seen = f"{o.unexpected_count:,} of {o.element_count:,} unexpected, e.g. {_short(sample, 120)}"
+            else:
+                seen = f"observed {_short(json.dumps(o.observed_value, ensure_ascii=False, default=str), 120)}"
+            lines.append(f"[{o.severity}] {_short(what, 160)}: {seen}")
+        if len(failed) > limit:
+            lines.append(f"... and {len(failed) - limit} more (see the results table)")
+        return "\n".join(lines)
+
     def to_markdown(self) -> str:
         """A compact table for Dagster metadata."""
         n_ok = sum(o.success for o in self.outcomes)

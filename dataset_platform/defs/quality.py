@@ -117,6 +117,7 @@ def _gx_check(layer: str) -> Check:
         return dg.AssetCheckResult(
             passed=critical_ok and warn_ok,
             severity=dg.AssetCheckSeverity.ERROR if not critical_ok else dg.AssetCheckSeverity.WARN,
+            description=outcome.explain(),
             metadata={
                 "rows_validated": checked.rows_validated,  # by the row-level expectations
                 "layer_rows": checked.layer_rows,  # by the whole-table ones
