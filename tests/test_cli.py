@@ -350,3 +350,50 @@ def test_ui_stopped_with_sigterm_stops_dagster_dev_and_everything_it_started(tmp
                 os.kill(p, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_version_and_every_option_has_help():
+    import argparse
+
+    from dataset_platform.cli import build_parser
+
+    r = cli("--version")
+    assert r.returncode == 0 and r.stdout.startswith("dataset-platform ") and len(r.stdout.split()) >= 2
+
+    def walk(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from walk(sub, f"{path} {name}")
+            elif action.option_strings and not isinstance(action, argparse._HelpAction):
+                yield path, action
+
+    missing = [f"{path} {a.option_strings[0]}" for path, a in walk(build_parser(), "dataset-platform")
+               if not (a.help or "").strip()]
+    assert not missing, f"options without help: {missing}"
+
+
+def test_stage_ingest_fails_when_every_record_failed_and_names_the_field_to_map(tmp_path):
+    inp = tmp_path / "export.jsonl"
+    inp.write_text("".join(json.dumps({"body": f"Note {i} about the harbour ferry and the tide.", "link": f"http://x.test/{i}"})
+                           + "\n" for i in range(3)))
+    out = tmp_path / "pages.parquet"
+    r = cli("stage", "ingest", "--input", str(inp), "--output", str(out))
+    assert r.returncode == 1, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: every record of") and "--field text=body --field url=link" in last
+    # mapped as it suggests, the same file lands
+    r = cli("stage", "ingest", "--input", str(inp), "--output", str(out), "--field", "text=body", "--field", "url=link")
+    assert r.returncode == 0, r.stderr
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(out, columns=["text"]).column("text").null_count == 0
+
+
+def test_stage_clean_refuses_records_without_any_text(tmp_path):
+    inp = tmp_path / "pages.jsonl"
+    inp.write_text("".join(json.dumps({"id": f"p{i}", "text": None, "html": "<p>x</p>"}) + "\n" for i in range(2)))
+    r = cli("stage", "clean", "--input", str(inp), "--output", str(tmp_path / "clean.parquet"))
+    assert r.returncode == 2
+    assert "field text is empty (NULL) in all 2 rows" in r.stderr and "stage extract" in r.stderr
+    assert not (tmp_path / "clean.parquet").exists()
