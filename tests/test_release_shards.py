@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import warnings
 from pathlib import Path
 
 import duckdb
@@ -318,3 +320,112 @@ def test_without_the_run_bookkeeping_documents_are_read_once_and_shards_still_re
     assert v2.shards["reused"] == v1.shards["written"] and v2.shards["rows_written"] == 3
     inp.put("news/p4", [_doc(303)], chain="c4")
     assert _publish(tmp_path, inp).shards["fingerprinted"] == 0  # v2 has its bookkeeping
+
+
+# ---------------------------------------------------------------- the dataset card
+
+
+def _load_with_datasets(path: Path, cache: Path, caplog) -> tuple:
+    """Read the card as Hugging Face does (``huggingface_hub.DatasetCard``, ``datasets``' metadata
+    reader) and load the release through it (``load_dataset_builder(folder)``: the card's configs,
+    its ``dataset_info`` checked against the rows read); returns (card data, the card's
+    DatasetInfo, the builder after loading, the dataset, what was warned)."""
+    import datasets
+    from datasets.info import DatasetInfosDict
+    from huggingface_hub import DatasetCard
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        card = DatasetCard.load(path / "README.md")
+        infos = DatasetInfosDict.from_directory(str(path))
+        builder = datasets.load_dataset_builder(str(path), cache_dir=str(cache))
+        builder.download_and_prepare()  # BASIC_CHECKS: the splits' sizes against the card's
+        ds = builder.as_dataset()
+    warned = [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.WARNING]
+    warned += [f"{w.category.__name__}: {w.message}" for w in caught
+               if any(m in (w.filename or "") for m in ("datasets", "huggingface_hub"))]
+    return card.data, infos.get("default"), builder, ds, warned
+
+
+def _assert_card_matches_the_rows(path: Path, tmp_path: Path, caplog, cache: str) -> dict:
+    data, info, builder, ds, warned = _load_with_datasets(path, tmp_path / cache, caplog)
+    assert warned == []
+    manifest = json.loads((path / "manifest.json").read_text())
+    # the languages are those of the released rows (``und``: none identified)
+    langs = [r[0] for r in duckdb.sql(f"SELECT DISTINCT lang FROM {release_view_sql(path)} "
+                                      "WHERE lang <> 'und' ORDER BY 1").fetchall()]
+    assert (data.get("language") or []) == langs
+    # sizes: rows, the size category, and the bytes datasets computes when it loads each split
+    # (datasets cannot build an empty split: the card offers the splits with rows)
+    rows = {s: n for s, n in manifest["rows"].items() if n}
+    assert {s: v.num_rows for s, v in ds.items()} == rows and [c["split"] for c in data["configs"][0]["data_files"]] == [
+        s for s in ("train", "validation", "test") if s in rows]
+    assert data["size_categories"] == ["n<1K"] and manifest["total_rows"] < 1000
+    assert info is not None and info.splits is not None  # parsed, not ignored
+    computed = {s: builder.info.splits[s].num_bytes for s in rows}
+    assert {s: info.splits[s].num_bytes for s in info.splits} == computed
+    assert {s: info.splits[s].num_examples for s in info.splits} == rows
+    assert info.dataset_size == sum(computed.values()) and computed["train"] > 0
+    assert info.download_size == sum(f.stat().st_size for f in (path / "data").glob("*.parquet"))
+    return computed
+
+
+def test_the_card_states_the_rows_languages_and_sizes_and_datasets_reads_it_without_a_warning(tmp_path, first, caplog):
+    inp, v1 = first  # English only
+    assert "zh" not in (v1.path / "README.md").read_text().split("---")[1]
+    _assert_card_matches_the_rows(v1.path, tmp_path, caplog, "hf1")
+    # a refresh reuses shards: their bytes come from the previous manifest, and still match
+    inp.put("news/p3", [_doc(i) for i in range(300, 340)], chain="c3")
+    v2 = _publish(tmp_path, inp)
+    assert v2.shards["reused"] > 0
+    _assert_card_matches_the_rows(v2.path, tmp_path, caplog, "hf2")
+    # a previous manifest without the Arrow bytes (a version written before them): measured once
+    manifest = json.loads((v2.path / "manifest.json").read_text())
+    for meta in manifest["files"].values():
+        del meta["arrow_bytes"]
+    (v2.path / "manifest.json").write_text(json.dumps(manifest))
+    inp.put("news/p4", [_doc(i) for i in range(340, 345)], chain="c4")
+    v3 = _publish(tmp_path, inp)
+    assert v3.shards["reused"] > 0
+    _assert_card_matches_the_rows(v3.path, tmp_path, caplog, "hf3")
+
+
+def test_a_mixed_release_lists_each_language_of_its_rows(tmp_path, caplog):
+    inp = Input(tmp_path)
+    langs = ("en", "zh", "no", "und")  # "no" (Norwegian) must stay a string in YAML; und is no language
+    inp.put("mix/p0", [{**_doc(i), "lang": langs[i % 4]} for i in range(60)], chain="m0")
+    info = _publish(tmp_path, inp)
+    _assert_card_matches_the_rows(info.path, tmp_path, caplog, "hf")
+    from huggingface_hub import DatasetCard
+
+    assert DatasetCard.load(info.path / "README.md").data.language == ["en", "no", "zh"]
+    assert "| train | zh |" in (info.path / "README.md").read_text()  # the languages table of the body
+
+
+def test_a_release_with_an_empty_split_loads_with_datasets(tmp_path, caplog):
+    inp = Input(tmp_path)
+    inp.put("news/p0", [_doc(i) for i in range(2)], chain="c0")
+    info = _publish(tmp_path, inp)
+    empty = [s for s, n in info.rows.items() if n == 0]
+    assert empty and all(pq.ParquetFile(info.path / "data" / f"{s}-00000-of-00001.parquet").num_row_groups == 0
+                         for s in empty)  # the empty split still has its file, with no row group
+    assert set(_assert_card_matches_the_rows(info.path, tmp_path, caplog, "hf")) == {"train"}
+    counts = dict(duckdb.sql(f"SELECT split, count(*) FROM {release_view_sql(info.path)} GROUP BY 1").fetchall())
+    assert counts == {"train": 2}
+
+
+def test_the_warning_check_sees_a_malformed_card(tmp_path, first, caplog):
+    """The check above can fail: the card as it was (splits without ``num_bytes``) is reported."""
+    _, v1 = first
+    card = (v1.path / "README.md").read_text()
+    (v1.path / "README.md").write_text("\n".join(ln for ln in card.splitlines() if "num_bytes" not in ln) + "\n")
+    *_, warned = _load_with_datasets(v1.path, tmp_path / "hf", caplog)
+    assert any("malformed" in w for w in warned)
+
+
+def test_size_categories_follow_hugging_face_names():
+    from dataset_platform.release.publish import size_category
+
+    assert [size_category(n) for n in (0, 999, 1000, 99_999, 100_000, 1_000_000, 25_000_000, 10**13)] == [
+        "n<1K", "n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M", "n>1T"]

@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import uuid
 from dataclasses import dataclass, field
@@ -237,7 +238,7 @@ def publish_release(
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         (tmp / "README.md").write_text(
             dataset_card(dataset, version, rows, splits, full_stats, label_sets=label_sets,
-                         max_shard_bytes=release.max_shard_bytes), encoding="utf-8")
+                         max_shard_bytes=release.max_shard_bytes, files=written.files), encoding="utf-8")
 
         final = dataset_dir / version
         created = not final.exists()
@@ -286,30 +287,85 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(out)
 
 
+#: Hugging Face's ``size_categories`` values, by upper bound of the row count
+SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+                   (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"),
+                   (10_000_000_000, "1B<n<10B"), (100_000_000_000, "10B<n<100B"), (1_000_000_000_000, "100B<n<1T"))
+#: language values of the rows that name no language (CLD2 found none)
+NO_LANGUAGE = ("und", "")
+
+
+def size_category(rows: int) -> str:
+    """Hugging Face's ``size_categories`` value for a dataset of ``rows`` rows."""
+    return next((name for bound, name in SIZE_CATEGORIES if rows < bound), "n>1T")
+
+
+def card_languages(stats: dict) -> list[str]:
+    """The languages of the released rows (``stats["languages"]``: [split, lang, rows] from the
+    index), sorted; rows without a language (``und``) name none."""
+    return sorted({str(lang) for _split, lang, n in stats.get("languages", [])
+                   if lang is not None and str(lang) not in NO_LANGUAGE and n})
+
+
+def loadable_splits(rows: dict[str, int]) -> list[str]:
+    """The splits the card offers to ``datasets``: those with rows (``datasets`` cannot build an
+    empty split: "Instruction 'validation' corresponds to no data"); all when every one is empty.
+    An empty split still has its (empty) file, for DuckDB and other readers of ``data/*.parquet``."""
+    return [s for s in schema.SPLITS if rows.get(s)] or list(schema.SPLITS)
+
+
+#: plain YAML scalars that YAML 1.1 readers (PyYAML) would not read as a string
+_YAML_NOT_STR = re.compile(r"(?i)y|n|yes|no|on|off|true|false|null|inf|nan")
+
+
+def _yaml_str(x: str) -> str:
+    """``x`` as a YAML scalar that reads back as this string: plain when it is a simple word
+    (``en``, ``cc-by-4.0``), quoted otherwise (``no`` is a boolean to YAML 1.1 readers)."""
+    x = str(x)
+    if re.fullmatch(r"[A-Za-z][A-Za-z0-9._-]*", x) and not _YAML_NOT_STR.fullmatch(x):
+        return x
+    return json.dumps(x, ensure_ascii=False)
+
+
+def card_header(dataset: DatasetSettings, rows: dict[str, int], stats: dict, files: dict[str, dict] | None) -> str:
+    """The card's YAML metadata: licence, the languages and size category of the released rows,
+    the ``default`` config's data files, and ``dataset_info`` as Hugging Face ``datasets`` reads it
+    (``DatasetInfo._from_yaml_dict``: per split ``name``, ``num_bytes``, ``num_examples``, plus
+    ``download_size`` and ``dataset_size``). ``num_bytes`` is what ``datasets`` computes when it
+    loads the split (the Arrow size of the batches it reads: :func:`shards.arrow_bytes`, recorded
+    per file in the manifest as ``arrow_bytes``); ``download_size`` is the bytes of the Parquet
+    files. ``files``: the manifest's files (without them, sizes are left out)."""
+    langs = card_languages(stats)
+    lines = ["---", f"license: {_yaml_str(dataset.license)}"]
+    if langs:
+        lines += ["language:", *(f"- {_yaml_str(x)}" for x in langs)]
+    lines += [f"pretty_name: {_yaml_str(dataset.name)}",
+              "size_categories:", f"- {size_category(sum(rows.values()))}",
+              "task_categories:", "- text-generation", "- text-classification",
+              "configs:", "- config_name: default", "  data_files:"]
+    for s in loadable_splits(rows):
+        lines += [f"  - split: {s}", f"    path: data/{s}-*.parquet"]
+    if files is not None:
+        def of(split: str, key: str) -> int:
+            return sum(int(m.get(key, 0)) for rel, m in files.items() if rel.startswith(f"data/{split}-"))
+
+        lines += ["dataset_info:", "  config_name: default", "  splits:"]
+        for s in loadable_splits(rows):
+            lines += [f"  - name: {s}", f"    num_bytes: {of(s, 'arrow_bytes')}", f"    num_examples: {rows[s]}"]
+        lines += [f"  download_size: {sum(of(s, 'bytes') for s in schema.SPLITS)}",
+                  f"  dataset_size: {sum(of(s, 'arrow_bytes') for s in schema.SPLITS)}"]
+    return "\n".join([*lines, "---"]) + "\n"
+
+
 def dataset_card(
     dataset: DatasetSettings, version: str, rows: dict[str, int], splits: SplitSettings, stats: dict,
     *, label_sets: list[str] | tuple[str, ...] = (), max_shard_bytes: int | None = None,
+    files: dict[str, dict] | None = None,
 ) -> str:
-    """A Hugging Face dataset card: YAML header (configs, splits, sizes, licence) and a plain account
-    of sources, filters, dedup, labelling, decontamination and known limits."""
-    total = sum(rows.values())
-    size_cat = "n<1K" if total < 1000 else "1K<n<10K" if total < 10_000 else "10K<n<100K" if total < 100_000 else "100K<n<1M" if total < 1_000_000 else "n>1M"
-    langs = "\n".join(f"- {x}" for x in dataset.language)
-    split_yaml = "\n".join(f"  - split: {s}\n    path: data/{s}-*.parquet" for s in schema.SPLITS)
-    info_yaml = "\n".join(f"  - name: {s}\n    num_examples: {rows[s]}" for s in schema.SPLITS)
-    header = (
-        "---\n"
-        f"license: {dataset.license}\n"
-        f"language:\n{langs}\n"
-        f"pretty_name: {dataset.name}\n"
-        f"size_categories:\n- {size_cat}\n"
-        "task_categories:\n- text-generation\n- text-classification\n"
-        "configs:\n- config_name: default\n  data_files:\n"
-        f"{split_yaml}\n"
-        "dataset_info:\n  splits:\n"
-        f"{info_yaml}\n"
-        "---\n"
-    )
+    """A Hugging Face dataset card: YAML header (:func:`card_header`: configs, splits, sizes,
+    languages, licence) and a plain account of sources, filters, dedup, labelling,
+    decontamination and known limits."""
+    header = card_header(dataset, rows, stats, files)
     split_info = stats.get("split", {})
     groups = ", ".join(split_info.get("group_by", [])) or "document"
     parts = [
@@ -318,8 +374,9 @@ def dataset_card(
         dataset.description + "\n",
         "## Loading\n",
         "```python\nfrom datasets import load_dataset\n"
-        "ds = load_dataset(\"parquet\", data_files={s: f\"data/{s}-*.parquet\" for s in (\"train\", \"validation\", \"test\")})\n```\n",
-        "or with DuckDB: `SELECT * FROM read_parquet('data/*.parquet', filename = true)`.\n",
+        f"ds = load_dataset(\"parquet\", data_files={{s: f\"data/{{s}}-*.parquet\" for s in {tuple(loadable_splits(rows))!r}}})\n```\n",
+        "or `load_dataset(\"<this folder>\")`, which reads this card's `configs` and checks the splits' sizes "
+        "against its `dataset_info`; or with DuckDB: `SELECT * FROM read_parquet('data/*.parquet', filename = true)`.\n",
         "Each split is stored in shards (`data/<split>-NNNNN-of-NNNNN.parquet`)"
         + (f" of at most {max_shard_bytes / 2**20:g} MiB of text" if max_shard_bytes else "")
         + ". A new version reuses the previous version's shards whose documents did not change (the same "
@@ -336,6 +393,13 @@ def dataset_card(
         + (f" of `{splits.stratify_by}`, so each split's label shares stay near the whole's (largest deviation "
            f"{_fmt(split_info.get('max_share_deviation'))}, tolerance {splits.tolerance})" if splits.stratify_by else "")
         + ".\n",
+    ]
+    if stats.get("languages"):
+        parts += ["## Languages\n",
+                  "The `lang` of each released row (CLD2; `und`: none identified), which the `language` field of "
+                  "the header lists:\n",
+                  _table(["split", "lang", "documents"], stats["languages"]) + "\n"]
+    parts += [
         "## Fields\n",
         _table(["field", "type"], [[n, t] for n, t in schema.layer_columns("dataset_release", label_sets) if n != "split"]) + "\n",
     ]

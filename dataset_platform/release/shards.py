@@ -21,8 +21,9 @@ Rules:
 * A shard of the previous version is **reused** when every document in it is still released, in
   the same split, with the same row fingerprint, and the layout (the columns, the bound, the
   augmentation settings, this module's version) is unchanged: its file is hard-linked into the new
-  version under its new name (copied where the file system refuses links); its sha256, rows and
-  bytes are taken from the previous manifest, not computed again.
+  version under its new name (copied where the file system refuses links); its sha256, rows,
+  bytes and Arrow bytes (what ``datasets`` counts, :func:`arrow_bytes`) are taken from the
+  previous manifest, not computed again.
 * A shard that lost a document, or one of whose documents changed or moved, is **rewritten**: its
   unchanged rows (with their copies) are read back from the old shard; new and changed documents
   are read from the input parts. Each split's rows to write are packed into new shards: the old
@@ -522,7 +523,7 @@ class SplitWriter:
 
 @dataclass
 class Written:
-    files: dict[str, dict]  # final relative name -> {sha256, rows, bytes}
+    files: dict[str, dict]  # final relative name -> {sha256, rows, bytes, text_bytes, arrow_bytes}
     rows: dict[str, int]  # per split
     reused: int = 0
     written: int = 0
@@ -661,6 +662,23 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def arrow_bytes(path: Path) -> int:
+    """The bytes Hugging Face ``datasets`` counts for this Parquet file once loaded (its share of
+    ``SplitInfo.num_bytes``, the card's ``dataset_info``): the sum of ``pyarrow.Table.nbytes`` over
+    the record batches its Parquet builder reads (batches of at most the first row group's rows,
+    ``datasets/packaged_modules/parquet``), read the same way here. A file with no row group
+    counts 0. Deterministic for a given file and pyarrow version; one row group in memory at a time."""
+    import pyarrow.dataset as pds
+
+    with open(path, "rb") as f:
+        fragment = pds.ParquetFileFormat().make_fragment(f)
+        if not fragment.row_groups:
+            return 0
+        batch = fragment.row_groups[0].num_rows or 1
+        return sum(pa.Table.from_batches([b]).combine_chunks().nbytes
+                   for b in fragment.to_batches(batch_size=batch, batch_readahead=0, fragment_readahead=0))
+
+
 def shard_file(split: str, i: int, n: int) -> str:
     return f"data/{split}-{i:05d}-of-{n:05d}.parquet"
 
@@ -679,11 +697,11 @@ def _finish(prev: Previous, the_plan: Plan, writers: dict[str, SplitWriter], tmp
         out.rows[split] = 0
         if n == 0:  # an empty split still gets its (empty) file: loaders expect every split
             rel = shard_file(split, 0, 1)
-            w = _parquet_writer(tmp / rel, schema_)
-            w.write_table(schema_.empty_table())
-            w.close()
+            # no row group at all: ``datasets`` reads a file's batches by its first row group's
+            # rows, and an empty row group makes that 0 (pyarrow refuses a batch size of 0)
+            _parquet_writer(tmp / rel, schema_).close()
             out.files[rel] = {"sha256": sha256_file(tmp / rel), "rows": 0, "bytes": (tmp / rel).stat().st_size,
-                              "text_bytes": 0}
+                              "text_bytes": 0, "arrow_bytes": 0}
             out.written += 1
             continue
         for i, old in enumerate(reused):
@@ -691,13 +709,15 @@ def _finish(prev: Previous, the_plan: Plan, writers: dict[str, SplitWriter], tmp
             _link(prev.path / old, tmp / rel)
             meta = old_files[old]
             out.files[rel] = {k: meta[k] for k in ("sha256", "rows", "bytes", "text_bytes")}
+            # a version written before ``arrow_bytes`` was recorded: measured once
+            out.files[rel]["arrow_bytes"] = int(meta["arrow_bytes"]) if "arrow_bytes" in meta else arrow_bytes(tmp / rel)
             out.reused += 1
             out.rows_reused += int(meta["rows"])
         for i, (name, rows, text) in enumerate(new, len(reused)):
             rel = names[name] = shard_file(split, i, n)
             os.replace(tmp / name, tmp / rel)
             out.files[rel] = {"sha256": sha256_file(tmp / rel), "rows": rows, "bytes": (tmp / rel).stat().st_size,
-                              "text_bytes": text}
+                              "text_bytes": text, "arrow_bytes": arrow_bytes(tmp / rel)}
             out.written += 1
             out.rows_written += rows
         out.rows[split] = sum(out.files[shard_file(split, i, n)]["rows"] for i in range(n))
