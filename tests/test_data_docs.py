@@ -61,3 +61,40 @@ def test_the_index_lists_the_newest_validations_and_older_pages_stay(tmp_path: P
     index = (tmp_path / "docs/site/index.html").read_text(encoding="utf-8")
     assert "validations/notes/run-4/" in index and "validations/notes/run-2/" in index
     assert "validations/notes/run-1/" not in index
+
+
+def test_the_pages_load_nothing_from_the_network(tmp_path: Path):
+    """Every script, stylesheet and image a page loads is a file of the site (offline Data Docs)."""
+    import re
+
+    from xstatic.pkg import bootstrap
+
+    suite = tmp_path / "docs.json"
+    suite.write_text(json.dumps({"name": "notes", "expectations": [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "id"}, "severity": "critical"}]}))
+    outcome = validate_relation(duckdb.connect(), "SELECT 'doc-' || i AS id FROM range(10) t(i)", suite)
+    site = tmp_path / "docs" / "site"
+    page = build_data_docs(outcome, tmp_path / "docs", "run-1", dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC))
+    for html_file in (page, site / "index.html"):
+        html = html_file.read_text(encoding="utf-8")
+        loaded = re.findall(r'<script\b[^>]*\bsrc="([^"]+)"', html) + re.findall(r'<link\b[^>]*\bhref="([^"]+)"', html) \
+            + re.findall(r'<img\b[^>]*\bsrc="([^"]+)"', html) + re.findall(r"url\('([^']+)'\)", html)
+        assert loaded, html_file
+        remote = [u for u in loaded if re.match(r"(https?:)?//", u)]
+        assert not remote, f"{html_file.name} still loads {remote}"
+        missing = [u for u in loaded if not (html_file.parent / u).is_file()]
+        assert not missing, f"{html_file.name} loads files the site does not have: {missing}"
+        assert "integrity=" not in html and "crossorigin=" not in html  # (a file:// page refuses CORS loads)
+        # Bootstrap, jQuery and Font Awesome from their packages, then our stand-in for bootstrap-table
+        for name in ("bootstrap.min.css", "bootstrap.bundle.min.js", "jquery.min.js", "all.min.css",
+                     "data_docs_offline.js"):
+            assert any(u.endswith("/" + name) for u in loaded), (html_file.name, name)
+    css = site / "static" / "vendor" / "bootstrap" / "css" / "bootstrap.min.css"
+    assert css.read_bytes() == (Path(bootstrap.BASE_DIR) / "css" / "bootstrap.min.css").read_bytes()
+    fa = (site / "static" / "vendor" / "font-awesome" / "css" / "all.min.css").read_text(encoding="utf-8")
+    fonts = set(re.findall(r"url\(\.\./webfonts/([\w.-]+)\)", fa))
+    assert fonts and all((site / "static" / "vendor" / "font-awesome" / "webfonts" / f).is_file() for f in fonts)
+    # a second page reuses the copied files (the same bytes; nothing rewritten)
+    mtime = css.stat().st_mtime_ns
+    build_data_docs(outcome, tmp_path / "docs", "run-2", dt.datetime(2026, 11, 23, 11, 0, tzinfo=dt.UTC))
+    assert css.stat().st_mtime_ns == mtime

@@ -12,15 +12,28 @@ they are) and the site's index, which lists the newest ``INDEX_LIMIT`` validatio
 ``validation_results_limit``: its index builder reads every result it lists, so an unbounded
 index made every check slower than the one before: 0.25 s for the first, 0.86 s after 120 of one
 suite). One GX context per docs folder is kept for the life of the process.
+
+**Offline.** GX's templates load Bootstrap, jQuery, Font Awesome, bootstrap-table, a date picker and
+Vega from CDNs (and its logo from S3): without a network the pages render unstyled and the index
+lists nothing. Each page written (and the index) is rewritten to load local copies instead
+(``localise``): Bootstrap 4 (its bundle holds Popper), jQuery and Font Awesome 6, copied from their
+XStatic packages into ``<docs_dir>/site/static/vendor/`` once, and for what no installed package
+ships, a small script of ours (``static/offline/data_docs_offline.js``): the index's table drawn from
+its rows (no sorting or filters) and a note in place of a Vega chart (our suites draw none). The
+dark theme and the date picker are left out. The pages then fetch nothing from the network (their
+links to GX's web site stay links).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import re
 import threading
 from pathlib import Path
 from typing import Any
 
+from dataset_platform import atomic
 from dataset_platform.checks.gx_suites import SuiteOutcome
 
 _LOCK = threading.Lock()
@@ -98,13 +111,16 @@ def build_data_docs(outcome: SuiteOutcome, docs_dir: Path, run_name: str,
         run_id=RunIdentifier(run_name=run_name, run_time=run_time),
         batch_identifier=outcome.suite,
     )
+    page = page_path(Path(docs_dir), outcome.suite, run_name, run_time)
     with _LOCK:
         ctx = _context(Path(docs_dir), index_limit)
         ctx.validation_results_store.set(key, validation)
         ctx.build_data_docs(site_names=["workdir"], resource_identifiers=[key])
-    page = page_path(Path(docs_dir), outcome.suite, run_name, run_time)
-    if not page.exists():
-        raise RuntimeError(f"GX Data Docs did not write the expected page {page}")
+        if not page.exists():
+            raise RuntimeError(f"GX Data Docs did not write the expected page {page}")
+        site = Path(docs_dir) / "site"
+        localise(page, site)
+        localise(site / "index.html", site)
     return page
 
 
@@ -129,7 +145,120 @@ def _context(docs_dir: Path, index_limit: int) -> Any:
             "class_name": "SiteBuilder",
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir / "site")},
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder", "validation_results_limit": index_limit},
+            # no "how to" buttons and call-to-action footer: links to GX's online guides
+            "show_how_to_buttons": False,
         })
         _CONTEXTS[f"{docs_dir}:{index_limit}"] = ctx
     return ctx
 
+
+
+# ------------------------------------------------------------------------------------- offline
+
+#: what a page loads from a CDN (a pattern of its URL) -> the local file under ``site/static/``
+#: that replaces it; any other script or stylesheet a page loads from the network is left out
+_LOCAL = [
+    (re.compile(r"/bootstrap/4[\d.]*/css/bootstrap\.min\.css$"), "vendor/bootstrap/css/bootstrap.min.css"),
+    # the bundle includes Popper, which the page loads on its own
+    (re.compile(r"/bootstrap/4[\d.]*/js/bootstrap\.min\.js$"), "vendor/bootstrap/js/bootstrap.bundle.min.js"),
+    (re.compile(r"/jquery-3[\d.]*\.min\.js$"), "vendor/jquery/jquery.min.js"),
+    (re.compile(r"/font-awesome/6[\d.]*/css/all\.min\.css$"), "vendor/font-awesome/css/all.min.css"),
+    # (loaded after jQuery, before the page's scripts that call bootstrap-table)
+    (re.compile(r"/bootstrap-table[@\d.]*/dist/bootstrap-table\.min\.js$"), "offline/data_docs_offline.js"),
+    (re.compile(r"^https://great-expectations-web-assets\.[^/]+/[\w-]*logo[\w-]*\.png(\?.*)?$"), "images/logo-long.png"),
+]
+_RESOURCE = re.compile(
+    r"""<script\b[^>]*\bsrc="(https?://[^"]+)"[^>]*>\s*</script>\n?"""  # a script
+    r"""|<link\b[^>]*\bhref="(https?://[^"]+)"[^>]*>\n?"""  # a stylesheet
+    r"""|\b(?:src="|url\(')(https?://[^"']+)["']""",  # an image, a CSS background
+)
+
+#: our stand-ins for what no installed package ships (bootstrap-table, vega-embed)
+OFFLINE_JS = """/* dataset_platform: offline stand-ins for scripts GX Data Docs load from CDNs (checks/data_docs.py) */
+(function ($) {
+  "use strict";
+  if ($ && !$.fn.bootstrapTable) {
+    // bootstrap-table: draw a table from its columns and rows (no sorting, search or filters offline)
+    $.fn.bootstrapTable = function (options) {
+      if (typeof options !== "object" || !options.columns) return this;  // a method: clearFilterControl, ...
+      if (options.toolbar) $(options.toolbar).hide();  // (its buttons clear filters there are none of)
+      var cols = options.columns, rows = (options.data || []).slice();
+      var by = options.sortName, desc = options.sortOrder === "desc";
+      cols.forEach(function (c) { if (c.field === by && c.sortName) by = c.sortName; });
+      if (by) rows.sort(function (a, b) { return (a[by] < b[by] ? -1 : a[by] > b[by] ? 1 : 0) * (desc ? -1 : 1); });
+      return this.each(function () {
+        var $t = $(this).addClass("table table-hover");
+        var $head = $("<tr>").appendTo($("<thead>").appendTo($t));
+        cols.forEach(function (c) { $("<th>").text(c.title || c.field).appendTo($head); });
+        var $body = $("<tbody>").appendTo($t);
+        rows.forEach(function (r) {
+          var $r = $("<tr>").appendTo($body);
+          if (r._table_row_link_path) $r.attr("data-href", r._table_row_link_path).css("cursor", "pointer");
+          cols.forEach(function (c) { $("<td>").html(r[c.field] == null ? "" : String(r[c.field])).appendTo($r); });
+        });
+        $body.on("click", "tr[data-href]", function () { window.location = $(this).attr("data-href"); });
+      });
+    };
+    $(function () { $('table[data-toggle="table"]').not(".table").addClass("table"); });
+  }
+  if (!window.vegaEmbed) {
+    window.vegaEmbed = function (el) {
+      document.querySelectorAll(el).forEach(function (e) { e.textContent = "(a chart: Vega is not available offline)"; });
+      return Promise.resolve();
+    };
+  }
+})(window.jQuery);
+"""
+
+
+def vendor_files() -> dict[str, Path]:
+    """Files under ``site/static/`` -> the installed file each is copied from (XStatic packages)."""
+    try:
+        from xstatic.pkg import bootstrap, font_awesome, jquery
+    except ImportError as e:
+        raise RuntimeError(
+            f"GX Data Docs need Bootstrap, jQuery and Font Awesome to render offline ({e}); install the "
+            "project's dependencies: pip install -e . (XStatic-Bootstrap, XStatic-jQuery, XStatic-Font-Awesome)"
+        ) from None
+    b, j, f = Path(bootstrap.BASE_DIR), Path(jquery.BASE_DIR), Path(font_awesome.BASE_DIR)
+    files = {"vendor/bootstrap/css/bootstrap.min.css": b / "css" / "bootstrap.min.css",
+             "vendor/bootstrap/js/bootstrap.bundle.min.js": b / "js" / "bootstrap.bundle.min.js",
+             "vendor/jquery/jquery.min.js": j / "jquery.min.js",
+             "vendor/font-awesome/css/all.min.css": f / "css" / "all.min.css"}
+    for font in sorted((f / "webfonts").iterdir()):  # (all.min.css loads them from ../webfonts/)
+        if font.suffix in (".woff2", ".ttf"):
+            files[f"vendor/font-awesome/webfonts/{font.name}"] = font
+    return files
+
+
+def _install_static(site: Path) -> None:
+    """Copy the vendored files and our script into ``site/static/`` (those missing or changed)."""
+    static = site / "static"
+    wanted = {rel: src.read_bytes() for rel, src in vendor_files().items()}
+    wanted["offline/data_docs_offline.js"] = OFFLINE_JS.encode()
+    for rel, data in wanted.items():
+        dest = static / rel
+        if not (dest.exists() and dest.stat().st_size == len(data) and dest.read_bytes() == data):
+            atomic.write_bytes(dest, data)
+
+
+def localise(page: Path, site: Path) -> None:
+    """Rewrite ``page`` (a file of the Data Docs ``site``) to load nothing from the network."""
+    _install_static(site)
+    static = os.path.relpath(site / "static", page.parent).replace(os.sep, "/")
+
+    def local(m: re.Match) -> str:
+        url = m.group(1) or m.group(2) or m.group(3)
+        for pattern, rel in _LOCAL:
+            if pattern.search(url):
+                return m.group(0).replace(url, f"{static}/{rel}")
+        return "" if m.group(3) is None else m.group(0).replace(url, "")  # left out
+
+    html = page.read_text(encoding="utf-8")
+    out = _RESOURCE.sub(local, html)
+    # a local file may not be loaded as a CORS request (what the CDN tags ask for)
+    out = re.sub(r'\s+integrity="[^"]*"|\s+crossorigin="[^"]*"', "", out)
+    # GX's favicon link on a validation page is one folder short
+    out = re.sub(r'(<link\b[^>]*\bhref=")(?:\.\./)+static/images/favicon\.ico"', rf'\g<1>{static}/images/favicon.ico"', out)
+    if out != html:
+        atomic.write_text(page, out)
