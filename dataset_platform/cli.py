@@ -34,10 +34,13 @@ def _prepare_instance(wd: Workdir) -> Path:
     home = Path(os.environ.get("DAGSTER_HOME") or wd.dagster_home).resolve()
     home.mkdir(parents=True, exist_ok=True)
     yaml_path = home / "dagster.yaml"
+    nux = ("# no \"Join the Dagster community\" dialog in the UI of every new work folder\n"
+           "nux:\n  enabled: false\n")
     if not yaml_path.exists():
         yaml_path.write_text(
             "# written by dataset-platform; edit freely\n"
             "telemetry:\n  enabled: false\n"
+            + nux +
             "# a run a sensor or the UI requests is launched at once, not queued for the daemon's next\n"
             "# look (every 5 s by default; runs of one work folder wait for each other on its locks).\n"
             "# For run queues and concurrency limits, use dagster.core.run_coordinator's\n"
@@ -45,6 +48,14 @@ def _prepare_instance(wd: Workdir) -> Path:
             "run_coordinator:\n  module: dagster.core.run_coordinator\n  class: DefaultRunCoordinator\n",
             encoding="utf-8",
         )
+    else:  # one an earlier version wrote, without the nux key: add it (a file the user wrote stays as it is)
+        import re
+
+        from dataset_platform import atomic
+
+        text = yaml_path.read_text(encoding="utf-8")
+        if text.startswith("# written by dataset-platform") and not re.search(r"(?m)^nux:", text):
+            atomic.write_text(yaml_path, text.rstrip("\n") + "\n" + nux)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -613,6 +624,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "of this machine, or tasks on the Ray cluster at pipeline.ray.address / $RAY_ADDRESS")
     u.add_argument("--host", default="127.0.0.1", help="address the web UI listens on (default 127.0.0.1: this machine only)")
     u.add_argument("--port", type=int, default=3000, help="port of the web UI (default 3000)")
+    from dataset_platform.inspect.cli import add_inspect_commands
+
+    add_inspect_commands(sub)  # sql, status, trace
 
     s = sub.add_parser("stage", help="run one stage's library code on files (JSONL or Parquet)")
     ss = s.add_subparsers(dest="stage_name", required=True)
@@ -695,6 +709,10 @@ def _main(argv: list[str] | None) -> int:
             return run_pipeline(Path(args.config), args.workdir)
         if args.command == "ui":
             return _cmd_ui(args)
+        if args.command in ("sql", "status", "trace"):
+            from dataset_platform.inspect.cli import run_inspect_command
+
+            return run_inspect_command(args)
         return _cmd_stage(args)
     except (ConfigError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
