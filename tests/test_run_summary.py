@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -81,9 +82,14 @@ def test_a_step_that_raises_ends_with_its_own_message(tmp_path):
 
 
 def test_a_warning_lists_the_measure_and_its_bound(tmp_path):
-    rc, text = _run(tmp_path, "  quality: {min_languages: 3}\n")
+    rc, text = _run(tmp_path, "  quality: {min_languages: 3}\n  splits: {stratify_by: topic, tolerance: 0.0}\n")
     assert rc == EXIT_OK, text
-    line = next(ln for ln in text.splitlines() if "dataset_release:diversity_and_balance" in ln)
-    assert line.strip().startswith("warn") and "(does not block)" in line
-    reason = text.split(line, 1)[1].splitlines()[1]
-    assert "languages 1 (at least 3)" in reason
+
+    def reason(check: str) -> str:
+        line = next(ln for ln in text.splitlines() if f"dataset_release:{check}" in ln)
+        assert line.strip().startswith("warn") and "(does not block)" in line
+        return text.split(line, 1)[1].splitlines()[1]
+
+    assert "languages 1 (at least 3)" in reason("diversity_and_balance")
+    assert re.search(r"topic=\w+: a share of [0-9.]+ in \w+ against [0-9.]+ of the whole: deviation [0-9.]+ > "
+                     r"tolerance 0.0", reason("split_balance"))

@@ -237,7 +237,9 @@ def annotator_agreement(context, platform: PlatformResource) -> dg.AssetCheckRes
         md[f"documents:{k}"] = int(v.get("items") or 0)
     if not measured:
         md["note"] = "no document has labels from two annotators yet (import Label Studio exports into inbox/annotations/)"
-    return dg.AssetCheckResult(passed=not low, severity=dg.AssetCheckSeverity.WARN, metadata=md)
+    description = "; ".join(f"{k}: kappa {measured[k]['kappa']:.3f} below min_kappa {floor}" for k in low) or None
+    return dg.AssetCheckResult(passed=not low, severity=dg.AssetCheckSeverity.WARN, metadata=md,
+                               description=description)
 
 
 @_check(asset="dataset_release", name="no_split_leakage", blocking=True,
@@ -264,9 +266,12 @@ def split_balance(context, platform: PlatformResource) -> dg.AssetCheckResult:
     col = settings.stratify_by
     rows = inv.split_shares(release, col)
     worst = rows[0][4] if rows else 0.0
+    passed = worst <= settings.tolerance + 1e-9
     return dg.AssetCheckResult(
-        passed=worst <= settings.tolerance + 1e-9,
+        passed=passed,
         severity=dg.AssetCheckSeverity.WARN,
+        description=None if passed else (f"{col}={rows[0][1]}: a share of {rows[0][2]:.3f} in {rows[0][0]} against {rows[0][3]:.3f} "
+                                         f"of the whole: deviation {worst:.3f} > tolerance {settings.tolerance}"),
         metadata={"stratify_by": col, "tolerance": settings.tolerance, "max_deviation": float(worst),
                   "shares": dg.MetadataValue.md(md_table(["split", col, "share", "share of whole", "deviation"],
                                                          [list(r) for r in rows]))},
