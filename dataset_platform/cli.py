@@ -624,6 +624,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "of this machine, or tasks on the Ray cluster at pipeline.ray.address / $RAY_ADDRESS")
     u.add_argument("--host", default="127.0.0.1", help="address the web UI listens on (default 127.0.0.1: this machine only)")
     u.add_argument("--port", type=int, default=3000, help="port of the web UI (default 3000)")
+    from dataset_platform.inspect.cli import add_inspect_commands
+
+    add_inspect_commands(sub)  # sql, status, trace
 
     s = sub.add_parser("stage", help="run one stage's library code on files (JSONL or Parquet)")
     ss = s.add_subparsers(dest="stage_name", required=True)
@@ -706,6 +709,10 @@ def _main(argv: list[str] | None) -> int:
             return run_pipeline(Path(args.config), args.workdir)
         if args.command == "ui":
             return _cmd_ui(args)
+        if args.command in ("sql", "status", "trace"):
+            from dataset_platform.inspect.cli import run_inspect_command
+
+            return run_inspect_command(args)
         return _cmd_stage(args)
     except (ConfigError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
