@@ -45,8 +45,10 @@ def add_inspect_commands(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--json", action="store_true", help="print the journey as one JSON object")
 
 
-def run_inspect_command(args: argparse.Namespace, out=sys.stdout) -> int:
-    """Run one of :data:`COMMANDS`; a user mistake prints what to do and returns 2."""
+def run_inspect_command(args: argparse.Namespace, out=None) -> int:
+    """Run one of :data:`COMMANDS` (output to ``out``, default stdout); a user mistake prints what to
+    do and returns 2."""
+    out = out or sys.stdout
     try:
         if args.command == "sql":
             from dataset_platform.inspect.sql import run_sql

@@ -67,9 +67,10 @@ def check_reading(con: duckdb.DuckDBPyConnection, query: str) -> list:
 
 
 def run_sql(workdir, query: str, *, fmt: str = "table", max_rows: int | None = None,
-            out: TextIO = sys.stdout) -> int:
+            out: TextIO | None = None) -> int:
     """Run ``query`` on the warehouse and print its rows; returns the number of rows the
     result had (all of them, also those beyond ``max_rows``)."""
+    out = out or sys.stdout
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r}: expected one of {', '.join(FORMATS)}")
     if max_rows is not None and max_rows < 0:

@@ -138,10 +138,9 @@ def search_text(wd: Workdir, r: _Reader, snippet: str) -> dict:
             continue
         searched.append(layer)
         matches = r.rows(f"SELECT id, source, url, title FROM read_parquet({_files_sql(files)}) "
-                         f"WHERE contains(text, ?) LIMIT {LIST_MATCHES + 1}", [snippet])
+                         f"WHERE contains(text, ?) ORDER BY source, url, id LIMIT {LIST_MATCHES + 1}", [snippet])
         if matches:
             break
-    matches.sort(key=lambda m: (m["source"] or "", m["url"] or "", m["id"]))
     return {"kind": "text", "ids": [m["id"] for m in matches[:TRACE_FIRST]], "matches": matches[:LIST_MATCHES],
             "more": len(matches) > LIST_MATCHES, "searched": searched,
             "search_seconds": round(time.perf_counter() - t0, 3)}
