@@ -1,6 +1,6 @@
 """PII detection quality and speed (dataset_platform/stages/clean/pii.py).
 
-    python bench/pii_eval.py [--corpus DIR] [--repeat N] [--long-docs N] [--show-errors]
+    python bench/pii_eval.py [--corpus DIR] [--split dev|test|all] [--repeat N] [--long-docs N] [--show-errors]
 
 Quality: span-level precision / recall per type on the shared corpus ``pii/pii_spans.jsonl``
 (English Presidio synthetic sentences, Chinese CCF BDCI 2020 texts). Corpus types are mapped onto
@@ -9,6 +9,11 @@ IBAN_CODE -> iban; IP_ADDRESS -> ip); the others are out of scope and listed wit
 Two matching rules: ``overlap`` (a predicted span of the same type shares at least one character
 with the gold span; one prediction matches at most one gold span and vice versa) and ``exact``
 (same type, same start and end).
+
+Split: each text is in ``dev`` or ``test`` by the first byte of the SHA-256 of its ``id`` (even:
+dev, odd: test; fixed, independent of the file's order). Tune on ``--split dev`` (with
+``--show-errors``); report ``--split test`` (the default), the part not looked at while tuning.
+``--split all`` scores every text.
 
 Speed: documents/s of ``find_pii`` on the corpus texts (repeated), on longer texts (real news
 articles of the corpus' neardup/bbc_news set, and synthetic news-sized texts from bench/common.py
@@ -19,6 +24,7 @@ CN, leniency VALID) over the same corpus texts. Peak RSS of this process.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import resource
@@ -49,6 +55,18 @@ DEFAULT_CORPUS = HERE.parent.parent / "shared" / "corpus"
 def load(corpus: Path) -> list[dict]:
     with open(corpus / "pii" / "pii_spans.jsonl", encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+SPLITS = ("dev", "test", "all")
+
+
+def split_of(doc_id: str) -> str:
+    """``dev`` or ``test``: fixed per text id (SHA-256, first byte even: dev)."""
+    return "dev" if hashlib.sha256(doc_id.encode("utf-8")).digest()[0] % 2 == 0 else "test"
+
+
+def select(docs: list[dict], split: str) -> list[dict]:
+    return docs if split == "all" else [d for d in docs if split_of(d["id"]) == split]
 
 
 def _match(gold: list[tuple[str, int, int]], pred: list[tuple[str, int, int]], exact: bool) -> int:
@@ -160,6 +178,8 @@ def speed_rows(name: str, texts: list[str], repeat: int) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    ap.add_argument("--split", choices=SPLITS, default="test",
+                    help="texts scored for quality: dev (tune on it), test (held out, the default) or all")
     ap.add_argument("--repeat", type=int, default=20, help="passes over the corpus texts for the speed figure")
     ap.add_argument("--long-docs", type=int, default=5000, help="synthetic news-sized documents")
     ap.add_argument("--show-errors", action="store_true")
@@ -168,8 +188,9 @@ def main() -> int:
                          "in 2048-row batches (e.g. the output of bench/run.py's clean stage)")
     args = ap.parse_args()
 
-    docs = load(args.corpus)
-    print(f"corpus: {len(docs)} texts ({Counter(d['lang'] for d in docs)})")
+    all_docs = load(args.corpus)
+    docs = select(all_docs, args.split)
+    print(f"corpus: {len(all_docs)} texts; split {args.split}: {len(docs)} texts ({Counter(d['lang'] for d in docs)})")
     out_of_scope = Counter(s["type"] for d in docs for s in d["spans"] if s["type"] not in TYPE_MAP)
     print("out of scope (not structured PII we redact): "
           + ", ".join(f"{k} {v}" for k, v in sorted(out_of_scope.items())))
@@ -187,7 +208,7 @@ def main() -> int:
     print(f"\nspeed (one process, machine: {machine()})")
     print("| what | texts | docs | chars/doc | docs/s | spans found (per pass) |")
     print("|---|---|---:|---:|---:|---:|")
-    texts = [d["text"] for d in docs]
+    texts = [d["text"] for d in all_docs]
     speed_rows("pii corpus", texts, args.repeat)
     news_path = args.corpus / "neardup" / "bbc_news" / "docs.jsonl"
     if news_path.exists():
@@ -222,9 +243,9 @@ def main() -> int:
     rep = max(1, args.repeat // 4)
     chars = sum(map(len, texts)) / len(texts)
     r, _ = rate(texts, matcher, rep)
-    gold_phone = sum(1 for d in docs for s in d["spans"] if TYPE_MAP.get(s["type"]) == "phone")
+    gold_phone = sum(1 for d in all_docs for s in d["spans"] if TYPE_MAP.get(s["type"]) == "phone")
     hit = 0
-    for d in docs:
+    for d in all_docs:
         ms = matcher(d["text"])
         for s in d["spans"]:
             if TYPE_MAP.get(s["type"]) == "phone" and any(m.start < s["end"] and s["start"] < m.end for m in ms):
