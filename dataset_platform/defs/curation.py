@@ -7,7 +7,7 @@ layers it also writes, are materialised by ``runner.materialise`` in one step.
 
 import dagster as dg
 
-from dataset_platform.defs.metadata import STAGE_METADATA, layer_metadata, md_table
+from dataset_platform.defs.metadata import STAGE_METADATA, layer_metadata, md_table, round_floats
 from dataset_platform.defs.policies import refresh_after_upstream
 from dataset_platform.defs.quality import prefetch_suites
 from dataset_platform.defs.resources import PlatformResource
@@ -46,9 +46,9 @@ def _stage_asset(stage: Stage) -> dg.AssetsDefinition:
         extra = STAGE_METADATA.get(stage.name)
         per_asset = extra(result, cfg) if extra else {}
         md.update(per_asset.get(stage.output, {}))
-        yield dg.MaterializeResult(asset_key=stage.output, metadata=md)
+        yield dg.MaterializeResult(asset_key=stage.output, metadata=round_floats(md))
         for name in stage.also_writes:
-            yield dg.MaterializeResult(asset_key=name, metadata=per_asset.get(name, {}))
+            yield dg.MaterializeResult(asset_key=name, metadata=round_floats(per_asset.get(name, {})))
 
     return _asset
 
@@ -66,7 +66,7 @@ def _rejected_asset() -> dg.AssetsDefinition:
         md = layer_metadata(result)
         md["drop_reasons"] = dg.MetadataValue.md(
             md_table(["stage", "rule", "documents"], result.counters["reasons"]) if result.counters["reasons"] else "none")
-        return dg.MaterializeResult(metadata=md)
+        return dg.MaterializeResult(metadata=round_floats(md))
 
     return rejected_documents
 

@@ -10,7 +10,7 @@ the inbox (no crawl).
 import dagster as dg
 
 from dataset_platform.config import PlatformConfig
-from dataset_platform.defs.metadata import column_schema, layer_metadata, md_table
+from dataset_platform.defs.metadata import column_schema, layer_metadata, md_table, round_floats
 from dataset_platform.defs.resources import PlatformResource
 
 GROUP = "ingestion"
@@ -84,13 +84,13 @@ def build_assets(cfg: PlatformConfig) -> list[dg.AssetsDefinition]:
                 crawls))
             md["crawl_urls_per_s"] = float(sum(r[6] for r in crawls) / len(crawls))
             md["crawl_bytes"] = int(sum(r[5] for r in crawls))
-        yield dg.MaterializeResult(asset_key="raw_pages", metadata=md)
-        yield dg.MaterializeResult(asset_key="crawl_log", metadata={
+        yield dg.MaterializeResult(asset_key="raw_pages", metadata=round_floats(md))
+        yield dg.MaterializeResult(asset_key="crawl_log", metadata=round_floats({
             "dagster/row_count": c["crawl_log_rows"],
             "records_this_run": sum(outcomes.values()),
             "dagster/column_schema": column_schema("crawl_log"),
             "outcomes_this_run": dg.MetadataValue.md(
                 md_table(["outcome", "urls"], sorted(outcomes.items())) if outcomes else "no new batch"),
-        })
+        }))
 
     return [raw_layer]

@@ -2,23 +2,80 @@
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import dagster as dg
 
 from dataset_platform.checks.profile import bar, parts_profile_sql, profile
 from dataset_platform.contracts import schema
+from dataset_platform.contracts.descriptions import column_descriptions
 from dataset_platform.runner import LayerResult
 from dataset_platform.storage import memory_connection
 from dataset_platform.workdir import Workdir
 
+#: significant digits a float keeps in the metadata the UI shows (never fewer than its integer part)
+FLOAT_DIGITS = 4
+
+
+def round_float(x: float, digits: int = FLOAT_DIGITS) -> float:
+    """``x`` to ``digits`` significant digits, its integer part whole: 0.033333333333333326 -> 0.03333,
+    1234.5678 -> 1235.0, 12.3456 -> 12.35. NaN and infinities stay as they are."""
+    if not math.isfinite(x) or x == 0:
+        return x
+    return round(x, max(0, digits - 1 - math.floor(math.log10(abs(x)))))
+
+
+def _rounded(v):
+    if isinstance(v, float):
+        return round_float(v)
+    if isinstance(v, dg.FloatMetadataValue) and v.value is not None:
+        return dg.MetadataValue.float(round_float(v.value))
+    if isinstance(v, dg.JsonMetadataValue):
+        return dg.MetadataValue.json(_rounded(v.value))
+    if type(v) is dict:  # (a plain JSON value; Dagster's metadata values are records)
+        return {k: _rounded(x) for k, x in v.items()}
+    if type(v) in (list, tuple):
+        return type(v)(_rounded(x) for x in v)
+    return v
+
+
+def round_floats(md: dict) -> dict:
+    """The metadata with every float (also in a JSON value) rounded by ``round_float``: what the UI
+    shows, not the float noise of a computation. The data files are not touched."""
+    return {k: _rounded(v) for k, v in md.items()}
+
 
 def md_table(header: list[str], rows: list[list]) -> str:
+    def cell(c) -> str:
+        return str(round_float(c)) if isinstance(c, float) else str(c)
+
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    out += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
 
 
+#: characters of a dataset card shown in the UI (the event log keeps every materialisation's metadata)
+CARD_CHARS = 50_000
+
+
+def card_markdown(path: Path) -> dg.MarkdownMetadataValue:
+    """A release's dataset card as Markdown the UI renders: its YAML header as a code block (the UI
+    would run it into one paragraph), then the card."""
+    text = path.read_text(encoding="utf-8")
+    if text.startswith("---\n") and "\n---\n" in text[4:]:
+        header, body = text[4:].split("\n---\n", 1)
+        text = f"```yaml\n{header}\n```\n\n{body.lstrip()}"
+    if len(text) > CARD_CHARS:
+        text = text[:CARD_CHARS] + f"\n\n… (cut at {CARD_CHARS:,} characters: the whole card is {path})"
+    return dg.MetadataValue.md(text)
+
+
 def column_schema(layer: str, label_sets: list[str] | tuple[str, ...] = ()) -> dg.TableSchema:
-    return dg.TableSchema(columns=[dg.TableColumn(n, t) for n, t in schema.layer_columns(layer, label_sets)])
+    """The layer's columns, types and descriptions (the comments of ``contracts/schema.py``)."""
+    described = column_descriptions(layer, label_sets)
+    return dg.TableSchema(columns=[dg.TableColumn(n, t, description=described.get(n))
+                                   for n, t in schema.layer_columns(layer, label_sets)])
 
 
 def layer_metadata(result: LayerResult, *, label_sets: list[str] | tuple[str, ...] = ()) -> dict:

@@ -25,6 +25,7 @@ import dagster as dg
 
 from dataset_platform.checks import invariants as inv
 from dataset_platform.contracts.schema import LAYERS
+from dataset_platform.defs.metadata import round_floats
 from dataset_platform.defs.resources import PlatformResource
 from dataset_platform.stages.registry import STAGES
 
@@ -346,7 +347,7 @@ def _definition(name: str, checks: list[Check]) -> dg.AssetChecksDefinition:
             yield dg.AssetCheckResult(
                 asset_key=c.spec.asset_key, check_name=c.spec.name, passed=r.passed, severity=r.severity,
                 description=r.description,
-                metadata={**(r.metadata or {}), "check_seconds": round(time.monotonic() - t0, 3)})
+                metadata=round_floats({**(r.metadata or {}), "check_seconds": round(time.monotonic() - t0, 3)}))
 
     return _run
 

@@ -6,7 +6,7 @@ import time
 import dagster as dg
 
 from dataset_platform.config import PlatformConfig
-from dataset_platform.defs.metadata import column_schema, md_table, profile_metadata
+from dataset_platform.defs.metadata import card_markdown, column_schema, md_table, profile_metadata, round_floats
 from dataset_platform.defs.policies import refresh_after_upstream, release_freshness
 from dataset_platform.defs.resources import PlatformResource
 from dataset_platform.release.publish import release_profile_sql
@@ -53,7 +53,7 @@ def _publish(context: dg.AssetExecutionContext, platform: PlatformResource) -> d
     prefetch_suites(context, platform, "dataset_release")
     st = info.split_stats
     shares = st.shares if st is not None else []
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(metadata=round_floats({
         "dagster/row_count": info.total_rows,
         "dagster/column_schema": column_schema("dataset_release", cfg.label_set_names),
         "version": info.version,
@@ -68,12 +68,13 @@ def _publish(context: dg.AssetExecutionContext, platform: PlatformResource) -> d
         "split_straddling_groups": st.straddling_groups if st is not None else 0,
         "split_max_share_deviation": st.max_share_deviation if st is not None and st.max_share_deviation is not None else 0.0,
         "split_shares": dg.MetadataValue.md(md_table(["split", "value", "documents", "share"], shares) if shares else "not stratified"),
-        "dataset_card": dg.MetadataValue.path(str(info.path / "README.md")),
+        "dataset_card": card_markdown(info.path / "README.md"),  # rendered in the UI
+        "dataset_card_path": dg.MetadataValue.path(str(info.path / "README.md")),
         "duration_s": round(info_seconds, 3),
         "files_reused": info.shards.get("reused", 0),
         "files_written": info.shards.get("written", 0),
         "rows_written": info.shards.get("rows_written", 0),
         # from the version's index (lengths, languages, sources): no text is read again
         **profile_metadata(release_profile_sql(info.path)),
-    })
+    }))
 
