@@ -53,12 +53,25 @@ def built(tmp_path_factory):
     config = root / "sources.yaml"
     config.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True), encoding="utf-8")
     wd = root / "work"
+    # two annotators label one Chinese article with a topic it does not have: human labels win
+    site = json.loads((root / "site" / "manifest.json").read_text(encoding="utf-8"))
+    copied = {p["duplicate_of"] for p in site["pages"] if p["duplicate_of"]}
+    zh = next(p for p in site["pages"] if p["kind"] == "article" and p["lang"] == "zh" and p["path"] not in copied)
+    human = "culture" if zh["topic"] != "culture" else "science"
+    annotated = doc_id("demo", DEMO_BASE_URL + zh["path"])
+    (wd / "inbox" / "annotations").mkdir(parents=True)
+    (wd / "inbox" / "annotations" / "export.json").write_text(json.dumps([{"id": 7, "data": {"doc_id": annotated},
+        "annotations": [{"id": 70 + who, "completed_by": who, "was_cancelled": False,
+                         "updated_at": f"2026-11-23T10:00:0{who}Z", "created_at": f"2026-11-23T10:00:0{who}Z",
+                         "result": [{"from_name": "topic", "to_name": "text", "type": "choices",
+                                     "value": {"choices": [human]}}]} for who in (1, 2)]}]), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "DATASET_PLATFORM_WORKDIR")}
     proc = subprocess.run([sys.executable, "-m", "dataset_platform.cli", "run", "--config", str(config),
                            "--workdir", str(wd)], cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run_id = re.search(r"^run (\S+): succeeded", proc.stdout, re.M).group(1)
     return {"wd": wd, "run_id": run_id, "planted_url": DEMO_BASE_URL + planted_path, "paragraph": paragraph,
+            "annotated": annotated, "human": human,
             "site": json.loads((wd / "demo_site" / "manifest.json").read_text(encoding="utf-8"))}
 
 
@@ -217,6 +230,16 @@ def test_trace_a_snippet_matching_several_lists_them_and_traces_the_first(built,
     assert rc == 0
     assert out.startswith("10+ documents contain 'the'") and "to narrow down" in out
     assert len(re.findall(r"^document [0-9a-f]{16}", out, re.M)) == 3
+
+
+@pytest.mark.slow
+def test_trace_shows_human_annotations_and_the_label_they_gave(built, capsys):
+    wd, did, human = built["wd"], built["annotated"], built["human"]
+    assert q(wd, f"SELECT topic, topic_source FROM dataset_release WHERE id = '{did}'") == [(human, "human")]
+    rc, out, _ = run(capsys, "trace", did, "--workdir", str(wd))
+    assert rc == 0
+    assert f"label topic = {human} (source human, confidence" in out
+    assert re.findall(r"^  human annotation: topic = (\S+) by (\S+)", out, re.M) == [(human, "1"), (human, "2")]
 
 
 # ------------------------------------------------------------------ sql
