@@ -8,10 +8,14 @@ is expected, e.g.::
 
 from __future__ import annotations
 
+import difflib
+import functools
 import hashlib
 import json
 import os
 import re
+import types
+import typing
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
@@ -32,6 +36,13 @@ from dataset_platform.contracts.records import DUMP_FIELDS
 from dataset_platform.contracts.validation import explain, location
 
 NAME_RE = r"^[a-z][a-z0-9_-]{0,62}$"
+
+
+def dagster_name(name: str) -> str:
+    """The form of a source name inside Dagster names (job, schedule, sensor, op, asset and check
+    names allow only letters, digits and ``_``): every other character becomes ``_``, so
+    ``my-blog`` -> ``my_blog``. Partition keys keep the name as written."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
 #: worker processes a stage may start, per CPU of the machine that validates the config: more only
@@ -63,6 +74,64 @@ def _cron(v: str) -> str:
 Cron = Annotated[str, AfterValidator(_cron)]
 
 
+#: what ``sources[].name`` means (both kinds of source)
+SOURCE_NAME_DOC = ("The source's name: lower-case letters, digits, `_` and `-`, starting with a letter. It names the "
+                   "raw partition, `inbox/<name>/` and document ids; in Dagster's names (the `refresh_<name>` "
+                   "schedule) `-` becomes `_`, so two names that differ only there are refused.")
+#: what ``sources[].schedule`` means (both kinds of source)
+SCHEDULE_DOC = ("Cron (UTC) refreshing this source's raw partition; default: pipeline.schedule. The layers below then "
+                "refresh by themselves once the raw layer's checks pass.")
+DATASET_LANGUAGE_DOC = "Language codes the dataset card declares."
+
+
+@functools.cache
+def language_codes() -> dict[str, str]:
+    """Every ``lang`` extraction can give a document (code -> language name): the languages CLD2
+    detects, coded as ``stages/extract.py`` codes them, and ``und`` (no language detected)."""
+    import pycld2
+
+    from dataset_platform.stages.extract import _LANG_FIX
+
+    code_of = dict(pycld2.LANGUAGES)  # name -> CLD2's code
+    out = {}
+    for name in pycld2.DETECTED_LANGUAGES:
+        code = _LANG_FIX.get(code_of[name], code_of[name]).split("-")[0]
+        out.setdefault(code, name.capitalize())
+    out["und"] = "no language detected"
+    return out
+
+
+def _closest_language(value: str) -> str | None:
+    """The language code a person most likely meant by ``value`` ('english', 'EN', 'zh-CN', 'eng')."""
+    codes = language_codes()
+    low = value.strip().lower()
+    head = re.split(r"[-_ ]", low)[0]
+    if low in codes or head in codes:
+        return low if low in codes else head
+    import pycld2
+
+    by_name = {name.lower().replace("_", " "): code for name, code in pycld2.LANGUAGES if code in codes}
+    by_name.update({name.lower(): code for code, name in codes.items()})
+    starts = {code for name, code in by_name.items() if len(low) >= 3 and name.startswith(low)}
+    if len(starts) == 1:  # 'ger' -> german -> de
+        return starts.pop()
+    for pool, cutoff in ((by_name, 0.85), (codes, 0.6)):
+        close = difflib.get_close_matches(low, list(pool), n=1, cutoff=cutoff)
+        if close:
+            return pool[close[0]] if pool is by_name else close[0]
+    return None
+
+
+def check_language(value: str, where: str = "") -> str:
+    """``value`` if documents can have it as ``lang``; else a ValueError saying what was probably meant."""
+    if value in language_codes():
+        return value
+    guess = _closest_language(value)
+    hint = f"did you mean {guess!r}? " if guess and guess != value else ""
+    raise ValueError(f"{where}{value!r} is not a language code: {hint}Languages are ISO 639-1 codes as the language "
+                     "detector (CLD2) gives them, e.g. en, zh, de, fr, ja; 'und' is text without a detected language")
+
+
 class ConfigError(ValueError):
     """The configuration file is missing, unreadable or invalid."""
 
@@ -79,19 +148,20 @@ class CrawlSource(CrawlSettings):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     url_paths: ClassVar[str | None] = "with demo_site: true"
 
-    name: Annotated[str, Field(pattern=NAME_RE)]
-    kind: Literal["crawl"] = "crawl"
-    #: Serve the built-in demo site on 127.0.0.1 for the crawl; start_urls are then paths on it.
-    demo_site: bool = False
-    #: IP addresses / CIDR networks allowed although loopback, private or link-local (refused by default)
-    allow_private_addresses: list[str] = Field(default_factory=list)
-    #: keep Scrapy's job state under the workdir so an interrupted crawl resumes
-    resumable: bool = True
-    #: send If-None-Match / If-Modified-Since from the previous crawl; unchanged pages are not stored again
-    conditional_requests: bool = True
-    #: cron (UTC) for refreshing this source's raw partition; default: pipeline.schedule. Downstream
-    #: layers then refresh by themselves (declarative automation) once the raw layer's checks pass.
-    schedule: Cron | None = None
+    name: Annotated[str, Field(pattern=NAME_RE)] = Field(description=SOURCE_NAME_DOC)
+    kind: Literal["crawl"] = Field("crawl", description="`crawl`: a website crawled with Scrapy.")
+    demo_site: bool = Field(False, description="Serve the built-in demo site on 127.0.0.1 for the crawl; start_urls are "
+                                               "then paths on it (e.g. `/`).")
+    allow_private_addresses: list[str] = Field(
+        default_factory=list, description="IP addresses / CIDR networks the crawl may connect to although they are "
+                                          "loopback, private or link-local (refused by default: outcome "
+                                          "`blocked_address`).")
+    resumable: bool = Field(True, description="Keep Scrapy's job state under the work folder, so an interrupted crawl "
+                                              "resumes where it stopped.")
+    conditional_requests: bool = Field(True, description="Send If-None-Match / If-Modified-Since from the previous "
+                                                         "crawl; unchanged pages are logged `not_modified` and not "
+                                                         "stored again.")
+    schedule: Cron | None = Field(None, description=SCHEDULE_DOC)
 
     @field_validator("allow_private_addresses")
     @classmethod
@@ -109,6 +179,57 @@ class CrawlSource(CrawlSettings):
         return self
 
 
+#: what each crawl setting means in ``sources.yaml`` (the settings and their bounds are declared in
+#: contracts/crawl.py, shared with the crawl process; README.md's table says the same)
+CRAWL_SETTING_DOCS = {
+    "start_urls": "Where the crawl starts: absolute http(s):// URLs (paths such as `/` with `demo_site: true`).",
+    "sitemap_urls": "sitemap.xml URLs (or sitemap indexes) whose `<loc>` entries are crawled like start URLs.",
+    "allowed_domains": "Hosts (and their subdomains) to crawl; links to other hosts are logged `off_domain`. "
+                       "Required unless `demo_site: true`.",
+    "allow_url_patterns": "Regexes: when given, a URL must match one of them to be crawled (else `filtered_by_rule`).",
+    "deny_url_patterns": "Regexes: a URL matching one of them is not crawled (outcome `filtered_by_rule`).",
+    "max_pages": "Pages a crawl stores (outcome `fetched` or `not_modified`); 404s and other failures, redirects and "
+                 "non-HTML answers do not count. Once reached, further URLs are logged `filtered_by_rule` with detail "
+                 "`max_pages`.",
+    "max_requests": "Bound on the requests a crawl schedules (start URLs, sitemaps, links, redirect targets; retries "
+                    "not counted), so a site answering mostly errors still ends; default: 10 x max_pages. Further "
+                    "URLs are logged `filtered_by_rule` with detail `max_requests`.",
+    "max_depth": "Links of a page this many links away from a start URL are not followed (logged "
+                 "`filtered_by_rule`, detail `max_depth`).",
+    "max_bytes_per_page": "A larger body is cut off and the page logged `too_large` (bytes).",
+    "concurrency": "Concurrent requests per domain.",
+    "download_delay": "Seconds between requests to one domain; AutoThrottle is on when > 0.",
+    "obey_robots": "Obey robots.txt (a disallowed URL is logged `robots_disallowed`).",
+    "user_agent": "The User-Agent header the crawler sends (and robots.txt rules are matched against).",
+    "record_base_url": "Record URLs under this base instead of the fetched origin (crawling a mirror or a local copy "
+                       "of a site).",
+    "timeout_s": "The whole crawl is stopped after this many seconds.",
+    "accepted_content_types": "Content types whose bodies are stored; others are logged `not_html`.",
+    "retry_times": "Times a request that failed with 5xx, 429 or a timeout is retried.",
+    "retry_backoff_s": "The n-th retry waits retry_backoff_s * 2**(n-1) seconds (at least the Retry-After header).",
+    "download_timeout_s": "Seconds one request may take before it fails (and is retried).",
+    "max_redirects": "Redirects followed for one request.",
+    "trap_max_per_pattern": "Crawler-trap bound: URLs of one shape per host (digits folded, so /cal/2026/7 and "
+                            "/cal/2031/12 share a shape) are crawled at most this many times; raise it for a site "
+                            "with more numbered pages of one kind (/article/<id>) than this.",
+}
+
+
+def _describe_inherited(model: type[BaseModel], docs: dict[str, str]) -> None:
+    """Give ``model``'s own copies of inherited fields these descriptions (the parent's fields
+    stay as they are) and rebuild its schema."""
+    fields = model.__pydantic_fields__
+    missing = sorted(set(fields) - set(docs) - {n for n, f in fields.items() if f.description})
+    if missing:
+        raise RuntimeError(f"{model.__name__}: no description for {missing}")
+    for name, text in docs.items():
+        fields[name].description = text
+    model.model_rebuild(force=True)
+
+
+_describe_inherited(CrawlSource, CRAWL_SETTING_DOCS)
+
+
 class DumpSource(_Model):
     """Existing files: WARC (e.g. Common Crawl), JSONL or Parquet text dumps.
 
@@ -116,14 +237,20 @@ class DumpSource(_Model):
     dropped into ``<workdir>/inbox/<name>/`` are ingested too. Each file is ingested once.
     """
 
-    name: Annotated[str, Field(pattern=NAME_RE)]
-    #: cron (UTC) for refreshing this source's raw partition; default: pipeline.schedule. Downstream
-    #: layers then refresh by themselves (declarative automation) once the raw layer's checks pass.
-    schedule: Cron | None = None
-    kind: Literal["warc", "jsonl", "parquet"]
-    paths: list[str] = Field(default_factory=list)
-    #: landed field -> field of the dump (jsonl/parquet), e.g. {text: content, url: link}
-    fields: dict[str, str] = Field(default_factory=dict)
+    name: Annotated[str, Field(pattern=NAME_RE)] = Field(description=SOURCE_NAME_DOC)
+    schedule: Cron | None = Field(None, description=SCHEDULE_DOC)
+    kind: Literal["warc", "jsonl", "parquet"] = Field(
+        description="The files' format: `warc` (WARC, e.g. Common Crawl, optionally .gz), `jsonl` (JSON Lines, "
+                    "optionally .gz) or `parquet`.")
+    paths: list[str] = Field(
+        default_factory=list,
+        description="Files or glob patterns (`dumps/*.warc.gz`) to ingest, relative to sources.yaml; each file lands "
+                    "once (its batch id is a hash of its bytes). Files dropped into `<workdir>/inbox/<name>/` land too. "
+                    "A pattern that matches no file stops `run` / `ui` before any work starts.")
+    fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSONL / Parquet only: landed field -> field of the dump, e.g. `{text: body, url: link}`; the "
+                    f"landed fields are {', '.join(DUMP_FIELDS)}.")
 
     @field_validator("fields")
     @classmethod
@@ -140,42 +267,47 @@ SOURCE_KINDS = ("crawl", "jsonl", "parquet", "warc")
 
 
 class DatasetSettings(_Model):
-    name: Annotated[str, Field(pattern=NAME_RE)] = "web-text"
-    description: str = "Web text collected and curated with dataset_platform."
-    license: str = "other"
-    language: list[str] = Field(default_factory=lambda: ["en", "zh"])
+    """The released dataset: its name and what its dataset card (the release's README.md) says."""
+
+    name: Annotated[str, Field(pattern=NAME_RE)] = Field(
+        "web-text", description="The dataset's name: releases go to `<workdir>/releases/<name>/<version>/`; the "
+                                "card's `pretty_name`.")
+    description: str = Field("Web text collected and curated with dataset_platform.",
+                             description="The first paragraph of the dataset card.")
+    license: str = Field("other", description="The `license` of the dataset card (a Hugging Face licence id, e.g. "
+                                              "`cc-by-4.0`).")
+    language: list[str] = Field(default_factory=lambda: ["en", "zh"], description=DATASET_LANGUAGE_DOC)
 
 
 class ExtractSettings(_Model):
     """HTML -> main text (stages/extract.py). The default chain is the best measured on the labelled
     pages (bench/extract_eval.py, BENCHMARKS.md)."""
 
-    #: extractors tried in order until one finds main text: trafilatura, trafilatura_recall, resiliparse
     chain: list[Literal["trafilatura", "trafilatura_recall", "resiliparse"]] = Field(
-        default_factory=lambda: ["trafilatura", "resiliparse"], min_length=1
-    )
-    #: a page that takes longer is abandoned (rule extract_timeout); 0 disables the bound
-    timeout_s: Annotated[float, Field(ge=0)] = 10.0
-    #: worker processes (default: the CPUs this process may use)
-    workers: Workers = None
-    #: pages per task sent to a worker
-    chunk_size: Annotated[int, Field(ge=1)] = 32
-    #: a text shorter than this (characters) lets the next extractor of the chain try
-    min_chars: Annotated[int, Field(ge=1)] = 1
+        default_factory=lambda: ["trafilatura", "resiliparse"], min_length=1,
+        description="Extractors tried in order until one finds main text: `trafilatura`, `trafilatura_recall`, "
+                    "`resiliparse`.")
+    timeout_s: Annotated[float, Field(ge=0)] = Field(
+        10.0, description="A page whose extraction takes longer is dropped (rule `extract_timeout`); 0 disables the "
+                          "bound.")
+    workers: Workers = Field(None, description="Extraction worker processes (unset: the CPUs this process may use).")
+    chunk_size: Annotated[int, Field(ge=1)] = Field(32, description="Pages per task sent to a worker.")
+    min_chars: Annotated[int, Field(ge=1)] = Field(
+        1, description="A text shorter than this (characters) lets the next extractor of the chain try.")
 
 
 class RuleSettings(_Model):
     """Settings of one quality rule (or of a whole family); unset fields inherit the defaults."""
 
-    enabled: bool | None = None
-    #: drop: a failing document is rejected; annotate: the value is recorded and the document kept
-    mode: Literal["drop", "annotate"] | None = None
-    min: float | None = None
-    max: float | None = None
-    #: gopher_quality.stop_words only: the stop-word list
-    words: list[str] | None = None
-    #: fineweb.short_line_ratio only: a line of at most this many characters is short
-    line_length: Annotated[int, Field(ge=1)] | None = None
+    enabled: bool | None = Field(None, description="Off: the rule (or family) is not evaluated.")
+    mode: Literal["drop", "annotate"] | None = Field(
+        None, description="`drop`: a failing document is rejected (rejected_documents, with the rule and value); "
+                          "`annotate`: the value is recorded and the document kept.")
+    min: float | None = Field(None, description="A document whose value is below this fails the rule.")
+    max: float | None = Field(None, description="A document whose value is above this fails the rule.")
+    words: list[str] | None = Field(None, description="`gopher_quality.stop_words` only: the stop-word list.")
+    line_length: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="`fineweb.short_line_ratio` only: a line of at most this many characters is short.")
 
 
 def _check_rules(rules: dict[str, RuleSettings], where: str) -> dict[str, RuleSettings]:
@@ -208,27 +340,45 @@ class CleanSettings(_Model):
     language default (zh, ja) < ``languages_overrides``.
     """
 
-    rules: dict[str, RuleSettings] = Field(default_factory=dict)
-    languages_overrides: dict[str, dict[str, RuleSettings]] = Field(default_factory=dict)
-    languages: list[str] = Field(default_factory=list)  # keep only these (empty: all); rule: language_not_wanted
-    redact_pii: bool = True
-    #: NFKC for CJK documents (full-width letters/digits/punctuation folded to their usual forms)
-    nfkc_cjk: bool = False
-    #: also remove the lines C4 would remove (javascript, policy, no terminal punctuation, < 3 words)
-    #: from the kept text; off: the text is kept whole and C4 only decides
-    c4_remove_lines: bool = False
+    rules: dict[str, RuleSettings] = Field(
+        default_factory=dict,
+        description="Rule name (`gopher_quality.word_count`) or family (`gopher_repetition`, `gopher_quality`, `c4`, "
+                    "`fineweb`) -> its settings, over the built-in defaults (dataset_platform/contracts/rules.py).")
+    languages_overrides: dict[str, dict[str, RuleSettings]] = Field(
+        default_factory=dict,
+        description="Language code (as `languages`) -> rule or family -> settings for documents of that language; "
+                    "they win over `rules` and the built-in language defaults (zh, ja).")
+    languages: list[str] = Field(
+        default_factory=list,
+        description="Keep only documents of these languages (ISO 639-1 codes as the language detector gives them, "
+                    "e.g. `en`, `zh`; `und`: no language detected); others are dropped (rule `language_not_wanted`). "
+                    "Empty: every language.")
+    redact_pii: bool = Field(True, description="Replace e-mail addresses, phone numbers, IP addresses, card numbers, "
+                                               "IBANs and Chinese ID numbers by `<EMAIL>`, `<PHONE>`, `<IP_ADDRESS>`, "
+                                               "`<CARD>`, `<IBAN>`, `<CN_ID>` (counts per type in the pii_* columns).")
+    nfkc_cjk: bool = Field(False, description="NFKC for Chinese and Japanese documents (full-width letters, digits "
+                                              "and punctuation folded to their usual forms).")
+    c4_remove_lines: bool = Field(
+        False, description="Also remove from the kept text the lines C4 would remove (javascript, policy, no terminal "
+                           "punctuation, < 3 words); off: the text is kept whole and C4 only decides.")
 
     @field_validator("rules")
     @classmethod
     def _rules(cls, v: dict[str, RuleSettings]) -> dict[str, RuleSettings]:
         return _check_rules(v, "")
 
+    @field_validator("languages")
+    @classmethod
+    def _languages(cls, v: list[str]) -> list[str]:
+        for lang in v:
+            check_language(lang)
+        return v
+
     @field_validator("languages_overrides")
     @classmethod
     def _overrides(cls, v: dict[str, dict[str, RuleSettings]]) -> dict[str, dict[str, RuleSettings]]:
         for lang, rules in v.items():
-            if not re.fullmatch(r"[a-z]{2,3}", lang):
-                raise ValueError(f"{lang!r} is not a language code (ISO 639-1, e.g. zh)")
+            check_language(lang, where=f"{lang}: ")
             _check_rules(rules, f"{lang}: ")
         return v
 
@@ -260,23 +410,26 @@ Size = Annotated[str, AfterValidator(_size)]
 class DedupSettings(_Model):
     """Near-duplicate detection (stages/dedup/stage.py, stages/dedup/minhash.py); exact duplicates are always removed first."""
 
-    #: find near-duplicates with MinHash-LSH (off: exact only)
-    near: bool = True
-    #: word n-grams per shingle (space-separated scripts)
-    ngram: Annotated[int, Field(ge=1, le=32)] = 5
-    #: character n-grams per shingle for Chinese and Japanese
-    cjk_ngram: Annotated[int, Field(ge=1, le=32)] = 5
-    bands: Annotated[int, Field(ge=1, le=256)] = 14
-    rows: Annotated[int, Field(ge=1, le=64)] = 8
-    #: candidate pairs whose estimated Jaccard similarity is below this are not duplicates (0: no check)
-    threshold: Annotated[float, Field(ge=0, le=1)] = 0.7
-    seed: Seed = 1
-    #: processes computing signatures (default: every CPU this process may use)
-    workers: Workers = None
-    #: DuckDB memory of the stage process; beyond it sorts and tables spill to disk
-    #: (the signing workers hold a few batches each on top). 1 GB was too little at 1M documents:
-    #: the first scan reads a whole part's row group of text per thread (about 90 MB decoded)
-    memory_limit: Size = "2GB"
+    near: bool = Field(True, description="Find near-duplicates with MinHash-LSH (off: exact duplicates only).")
+    ngram: Annotated[int, Field(ge=1, le=32)] = Field(
+        5, description="Words per shingle (n-gram) of space-separated scripts.")
+    cjk_ngram: Annotated[int, Field(ge=1, le=32)] = Field(
+        5, description="Characters per shingle (n-gram) of Chinese and Japanese text.")
+    bands: Annotated[int, Field(ge=1, le=256)] = Field(
+        14, description="LSH bands: two documents are candidates when all rows of one band agree.")
+    rows: Annotated[int, Field(ge=1, le=64)] = Field(
+        8, description="MinHash values per LSH band (a signature has bands x rows values).")
+    threshold: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.7, description="Candidate pairs whose estimated Jaccard similarity is below this are not duplicates "
+                         "(0: no check).")
+    seed: Seed = Field(1, description="Seed of the MinHash permutations (changing it signs everything again).")
+    workers: Workers = Field(None, description="Processes computing signatures (unset: every CPU this process may "
+                                               "use).")
+    #: (the signing workers hold a few batches each on top of it. 1 GB was too little at 1M documents:
+    #: the first scan reads a whole part's row group of text per thread, about 90 MB decoded)
+    memory_limit: Size = Field(
+        "2GB", description="DuckDB memory of the dedup stage; beyond it sorts and tables spill to "
+                           "`<workdir>/tmp/dedup/`.")
 
 
 class LabelRule(_Model):
@@ -288,11 +441,15 @@ class LabelRule(_Model):
     weight 1) or ``domains`` (the URL's host is one of them or a subdomain; weight 1).
     """
 
-    value: str
-    keywords: list[str] | None = None
-    regex: str | None = None
-    url: str | None = None
-    domains: list[str] | None = None
+    value: str = Field(description="The value the rule votes for when it fires (one of the set's values).")
+    keywords: list[str] | None = Field(
+        None, description="Fires on these case-insensitive substrings of title + text (works for Chinese without "
+                          "segmentation); the vote's weight is the number of occurrences.")
+    regex: str | None = Field(None, description="Fires on matches of this regex (RE2, case-insensitive) in title + "
+                                                "text; weight: the number of matches.")
+    url: str | None = Field(None, description="Fires when this regex is found in the URL (weight 1).")
+    domains: list[str] | None = Field(None, description="Fires when the URL's host is one of these or a subdomain of "
+                                                        "one (weight 1).")
 
     @model_validator(mode="after")
     def _one_matcher(self) -> LabelRule:
@@ -315,14 +472,17 @@ class LabelSet(_Model):
     (``human`` | ``rule`` | ``model`` | ``rule+model`` | ``default``) and ``<name>_confidence`` (0..1).
     """
 
-    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,40}$")]
-    values: list[str] = Field(min_length=2)
-    #: the value of a document no rule, model or person labels (confidence 0); must be in values
-    default: str
-    rules: list[LabelRule] = Field(default_factory=list)
-    #: train a classifier (TF-IDF + calibrated linear SVM; characters and character pairs for CJK) on the gold labels that
-    #: exist (gold file + resolved human labels) and combine it with the rules
-    model: bool = True
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,40}$")] = Field(
+        description="The set's name: its column in the labelled layer (with `<name>_source` and `<name>_confidence`) "
+                    "and its field in the gold file.")
+    values: list[str] = Field(min_length=2, description="The values a document may get (at least two).")
+    default: str = Field(description="The value of a document no rule, model or person labels (confidence 0); must "
+                                     "be one of `values`.")
+    rules: list[LabelRule] = Field(default_factory=list, description="Labelling functions (one matcher each) that "
+                                                                     "vote for a value.")
+    model: bool = Field(True, description="Train a classifier (TF-IDF + calibrated linear SVM; characters and character "
+                                          "pairs for Chinese/Japanese) on the gold labels that exist (gold file + "
+                                          "resolved human labels) and combine it with the rules.")
 
     @model_validator(mode="after")
     def _values(self) -> LabelSet:
@@ -344,27 +504,33 @@ RESERVED_LABEL_NAMES = frozenset({
 })
 
 
+
 class ReviewSettings(_Model):
     """Which documents are exported as Label Studio tasks for people to label."""
 
-    #: a document whose label confidence is below this (in any set) needs review
-    min_confidence: Annotated[float, Field(ge=0, le=1)] = 0.6
-    #: and a random audit sample of the rest (stable: a hash of the id)
-    audit_fraction: Annotated[float, Field(ge=0, le=1)] = 0.02
-    #: at most this many tasks per export (lowest confidence first, then disagreements, then audit)
-    max_tasks: Annotated[int, Field(ge=1)] = 500
+    min_confidence: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.6, description="A document whose label confidence is below this (in any set) needs review.")
+    audit_fraction: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.02, description="Share of the other documents also exported as a random audit sample (stable: a hash of "
+                          "the id).")
+    max_tasks: Annotated[int, Field(ge=1)] = Field(
+        500, description="At most this many tasks per export (lowest confidence first, then disagreements, then "
+                         "audit).")
 
 
 class LabelSettings(_Model):
-    sets: list[LabelSet] = Field(default_factory=list)
-    #: JSONL of ``id, text`` (optionally ``title``) and one field per label set: gold labels to train
-    #: the classifiers (relative to the config file)
-    gold: str | None = None
-    review: ReviewSettings = ReviewSettings()
-    #: the annotator_agreement check fails below this kappa (per label set, when >= 2 annotators)
-    min_kappa: Annotated[float, Field(ge=-1, le=1)] = 0.6
-    #: seed of the audit sample and the classifier
-    seed: Seed = 0
+    """Label sets, their gold labels and the review export (stages/label/)."""
+
+    sets: list[LabelSet] = Field(default_factory=list, description="The label sets (none: documents are not "
+                                                                    "labelled).")
+    gold: str | None = Field(
+        None, description="JSONL of gold labels to train the classifiers, relative to sources.yaml: one object per "
+                          "line with `id`, `text` (optionally `title`) and one field per label set.")
+    review: ReviewSettings = Field(ReviewSettings(), description="Which documents go to people for labelling (Label "
+                                                                 "Studio tasks).")
+    min_kappa: Annotated[float, Field(ge=-1, le=1)] = Field(
+        0.6, description="The annotator_agreement check fails below this kappa (per label set, when >= 2 annotators).")
+    seed: Seed = Field(0, description="Seed of the audit sample and of the classifiers.")
 
     @model_validator(mode="after")
     def _unique(self) -> LabelSettings:
@@ -376,17 +542,23 @@ class LabelSettings(_Model):
 
 
 class SplitSettings(_Model):
-    train: Annotated[float, Field(ge=0, le=1)] = 0.8
-    validation: Annotated[float, Field(ge=0, le=1)] = 0.1
-    test: Annotated[float, Field(ge=0, le=1)] = 0.1
-    salt: str = "dataset_platform"
-    #: documents sharing any of these keys stay in one split: ``cluster`` (near-duplicate cluster),
-    #: ``url``, ``domain`` (the URL's host)
-    group_by: list[Literal["cluster", "url", "domain"]] = Field(default_factory=lambda: ["cluster", "url"])
-    #: keep each split's shares of this label set's values near the whole's (None: no stratification)
-    stratify_by: str | None = None
-    #: the largest allowed |share in a split - share in the whole| (the split_balance check)
-    tolerance: Annotated[float, Field(ge=0, le=1)] = 0.05
+    """How documents are assigned to train / validation / test (release/split.py)."""
+
+    train: Annotated[float, Field(ge=0, le=1)] = Field(0.8, description="Share of the documents in train.")
+    validation: Annotated[float, Field(ge=0, le=1)] = Field(0.1, description="Share of the documents in validation.")
+    test: Annotated[float, Field(ge=0, le=1)] = Field(0.1, description="Share of the documents in test (the three "
+                                                                       "shares add up to 1).")
+    salt: str = Field("dataset_platform", description="Salt of the stable hash that assigns groups to splits "
+                                                      "(documents of an earlier release keep their split).")
+    group_by: list[Literal["cluster", "url", "domain"]] = Field(
+        default_factory=lambda: ["cluster", "url"],
+        description="Documents sharing any of these keys stay in one split: `cluster` (near-duplicate cluster), "
+                    "`url`, `domain` (the URL's host).")
+    stratify_by: str | None = Field(
+        None, description="A label set: keep each split's shares of its values near the whole's (unset: no "
+                          "stratification).")
+    tolerance: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.05, description="The largest allowed |share in a split - share in the whole| (the split_balance check).")
 
     @model_validator(mode="after")
     def _sum(self) -> SplitSettings:
@@ -399,42 +571,55 @@ class SplitSettings(_Model):
 class BenchmarkSet(_Model):
     """An evaluation set to keep out of the release: JSONL items."""
 
-    path: str
-    #: name used in the rejects (default: the file's stem)
-    name: str | None = None
-    #: fields whose text is matched (strings, or lists of strings); empty: every string field
-    fields: list[str] = Field(default_factory=list)
+    path: str = Field(description="The JSONL file of the evaluation set (one item per line), relative to "
+                                  "sources.yaml.")
+    name: str | None = Field(None, description="Name used in the rejects (`<name>:<item id>:<field>`); default: the "
+                                               "file's stem.")
+    fields: list[str] = Field(
+        default_factory=list, description="Fields of an item whose text is matched (strings, or lists of strings); "
+                                          "each must be in some item. Empty: every string field but `id`.")
 
 
 class DecontaminationSettings(_Model):
-    benchmarks: list[BenchmarkSet] = Field(default_factory=list)
-    #: word n-grams (space-separated scripts)
-    ngram: Annotated[int, Field(ge=3, le=64)] = 13
-    #: character n-grams for Chinese and Japanese text
-    cjk_ngram: Annotated[int, Field(ge=3, le=64)] = 13
+    """Documents that overlap an evaluation set are removed (stages/decontaminate.py, rule ``benchmark_overlap``)."""
+
+    benchmarks: list[BenchmarkSet] = Field(default_factory=list, description="The evaluation sets (none: nothing is "
+                                                                             "removed).")
+    ngram: Annotated[int, Field(ge=3, le=64)] = Field(
+        13, description="A document sharing a word n-gram of this length with a benchmark item is removed "
+                        "(space-separated scripts).")
+    cjk_ngram: Annotated[int, Field(ge=3, le=64)] = Field(
+        13, description="The same in characters, for Chinese and Japanese text.")
 
 
 class AugmentSettings(_Model):
     """EDA-style augmentation of the train split (off by default)."""
 
-    enabled: bool = False
-    #: augmented copies per train document
-    copies: Annotated[int, Field(ge=1, le=16)] = 1
-    #: share of a document's words changed by each operation
-    alpha: Annotated[float, Field(gt=0, le=0.5)] = 0.1
-    operations: list[Literal["synonym", "swap", "delete"]] = Field(default_factory=lambda: ["synonym", "swap", "delete"])
-    #: JSON file of word -> [synonyms] added to the small built-in English list
-    synonyms: str | None = None
-    seed: Seed = 0
+    enabled: bool = Field(False, description="Add augmented copies of the train documents (synonym replacement, "
+                                             "random swap, random deletion); each stays in train and carries "
+                                             "`augmented_from`.")
+    copies: Annotated[int, Field(ge=1, le=16)] = Field(1, description="Augmented copies per train document.")
+    alpha: Annotated[float, Field(gt=0, le=0.5)] = Field(
+        0.1, description="Share of a document's words changed by each operation.")
+    operations: list[Literal["synonym", "swap", "delete"]] = Field(
+        default_factory=lambda: ["synonym", "swap", "delete"], description="The operations applied, in order.")
+    synonyms: str | None = Field(None, description="JSON file of word -> [synonyms] added to the small built-in "
+                                                   "English list, relative to sources.yaml.")
+    seed: Seed = Field(0, description="Seed of the changes (with the original's id and the copy number: each copy is "
+                                      "deterministic).")
 
 
 class ReleaseSettings(_Model):
-    #: a Parquet shard holds at most about this many bytes of text (more shards when larger)
-    max_shard_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024 * 1024
-    #: freshness policy of the release asset: WARN when the newest release is older than
-    #: freshness_warn_hours, FAIL when older than freshness_fail_hours
-    freshness_warn_hours: Annotated[float, Field(gt=0)] = 26
-    freshness_fail_hours: Annotated[float, Field(gt=0)] = 50
+    """The published release (release/): shard size and freshness."""
+
+    max_shard_bytes: Annotated[int, Field(ge=1024)] = Field(
+        256 * 1024 * 1024, description="A Parquet shard holds at most about this many bytes of text (more shards when "
+                                       "larger).")
+    freshness_warn_hours: Annotated[float, Field(gt=0)] = Field(
+        26, description="The release asset's freshness policy warns when the newest release is older than this.")
+    freshness_fail_hours: Annotated[float, Field(gt=0)] = Field(
+        50, description="The release asset's freshness policy fails when the newest release is older than this (not "
+                        "less than freshness_warn_hours).")
 
     @model_validator(mode="after")
     def _windows(self) -> ReleaseSettings:
@@ -447,34 +632,34 @@ class ReleaseSettings(_Model):
 class QualitySettings(_Model):
     """Floors and limits of the release's diversity_and_balance check (WARN when not met)."""
 
-    min_sources: Annotated[int, Field(ge=0)] = 1
-    min_languages: Annotated[int, Field(ge=0)] = 1
-    #: distinct URL hosts (www. ignored)
-    min_domains: Annotated[int, Field(ge=0)] = 1
-    #: distinct values of each label set
-    min_label_values: Annotated[int, Field(ge=0)] = 2
-    #: the most frequent value of a label set may hold at most this share of the release
-    max_label_share: Annotated[float, Field(gt=0, le=1)] = 0.9
+    min_sources: Annotated[int, Field(ge=0)] = Field(1, description="Distinct sources the release should have.")
+    min_languages: Annotated[int, Field(ge=0)] = Field(1, description="Distinct languages the release should have.")
+    min_domains: Annotated[int, Field(ge=0)] = Field(1, description="Distinct URL hosts (www. ignored) the release "
+                                                                    "should have.")
+    min_label_values: Annotated[int, Field(ge=0)] = Field(2, description="Distinct values of each label set the "
+                                                                         "release should have.")
+    max_label_share: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.9, description="The most frequent value of a label set may hold at most this share of the release.")
 
 
 class RaySettings(_Model):
     """Where and how per-batch work runs when ``pipeline.executor`` is ``ray``."""
 
-    #: the cluster (``ray://host:10001``, ``host:6379``, or ``auto``); unset: ``$RAY_ADDRESS``, else
-    #: a Ray instance on this machine is started for the run
-    address: str | None = None
-    #: memory Ray reserves for each part's task (the part's DuckDB connection is held below it)
-    task_memory: Size = "2GB"
-    #: times a part's task is run again when its worker dies (the part is committed once)
-    max_retries: Annotated[int, Field(ge=0, le=100)] = 3
-    #: how a stage's step reaches the cluster: ``driver`` (the Dagster step process is the Ray
-    #: driver and submits each part as a task), or ``job`` (the step submits a Ray job through
-    #: Dagster Pipes, dagster-ray's PipesRayJobClient; the job is the driver, and its log lines
-    #: and result come back to the step)
-    submit: Literal["driver", "job"] = "driver"
-    #: the cluster's job API for ``submit: job`` (``http://head:8265``: the head's dashboard);
-    #: unset: ``$RAY_API_SERVER_ADDRESS``
-    job_address: str | None = None
+    address: str | None = Field(
+        None, description="The cluster (`ray://host:10001`, `host:6379`, or `auto`); unset: `$RAY_ADDRESS`, else a "
+                          "Ray instance on this machine is started for the run.")
+    task_memory: Size = Field("2GB", description="Memory Ray reserves for each part's task (the part's DuckDB "
+                                                 "connection is held below it).")
+    max_retries: Annotated[int, Field(ge=0, le=100)] = Field(
+        3, description="Times a part's task is run again when its worker dies (the part is committed once).")
+    submit: Literal["driver", "job"] = Field(
+        "driver", description="How a stage's step reaches the cluster: `driver` (the Dagster step process is the Ray "
+                              "driver and submits each part as a task) or `job` (the step submits a Ray job through "
+                              "Dagster Pipes, dagster-ray's PipesRayJobClient; its log lines and result come back to "
+                              "the step).")
+    job_address: str | None = Field(
+        None, description="The cluster's job API for `submit: job` (`http://head:8265`: the head's dashboard); unset: "
+                          "`$RAY_API_SERVER_ADDRESS`.")
 
 
 #: settings that decide where the work runs, not what it produces: left out of the config's
@@ -483,32 +668,39 @@ RUNTIME_ONLY = ("executor", "ray")
 
 
 class PipelineSettings(_Model):
-    extract: ExtractSettings = ExtractSettings()
-    clean: CleanSettings = CleanSettings()
-    dedup: DedupSettings = DedupSettings()
-    labels: LabelSettings = LabelSettings()
-    decontamination: DecontaminationSettings = DecontaminationSettings()
-    splits: SplitSettings = SplitSettings()
-    augmentation: AugmentSettings = AugmentSettings()
-    release: ReleaseSettings = ReleaseSettings()
-    quality: QualitySettings = QualitySettings()
-    #: default cron (UTC) of each source's scheduled refresh (sources[].schedule overrides it)
-    schedule: Cron = "0 3 * * *"
-    #: documents per batch in the Python stages (extraction, normalisation)
-    batch_size: Annotated[int, Field(ge=1)] = 2000
-    #: documents per part of a layer: a landed batch larger than this is stored (and processed,
-    #: and refreshed) as several parts
-    part_rows: Annotated[int, Field(ge=100)] = 50_000
-    #: DuckDB memory of a stage's connection (dedup has its own, dedup.memory_limit); beyond it
-    #: sorts and tables spill to <workdir>/tmp/<stage>/
-    memory_limit: Size = "2GB"
-    #: a stage's drop rate may change by this many share points between two materialisations
-    #: before its drop_rate_stable check warns (runs of fewer than 100 documents are not compared)
-    max_drop_rate_change: Annotated[float, Field(gt=0, le=1)] = 0.15
-    #: where the parts of the per-batch stages run: ``local`` (processes of this machine) or
-    #: ``ray`` (tasks on a Ray cluster, ``pipeline.ray``; needs the ``ray`` extra installed)
-    executor: Literal["local", "ray"] = "local"
-    ray: RaySettings = RaySettings()
+    """The settings of every stage, the schedule and where the work runs."""
+
+    extract: ExtractSettings = Field(ExtractSettings(), description="HTML -> main text, title, date and language.")
+    clean: CleanSettings = Field(CleanSettings(), description="Normalisation, PII redaction, language filter and the "
+                                                              "quality rules.")
+    dedup: DedupSettings = Field(DedupSettings(), description="Exact and near-duplicate removal.")
+    labels: LabelSettings = Field(LabelSettings(), description="Label sets, gold labels and the review export.")
+    decontamination: DecontaminationSettings = Field(DecontaminationSettings(),
+                                                     description="Removal of documents overlapping evaluation sets.")
+    splits: SplitSettings = Field(SplitSettings(), description="Train / validation / test assignment.")
+    augmentation: AugmentSettings = Field(AugmentSettings(), description="Augmented copies of train documents (off by "
+                                                                         "default).")
+    release: ReleaseSettings = Field(ReleaseSettings(), description="Shards and freshness of the release.")
+    quality: QualitySettings = Field(QualitySettings(), description="Floors of the release's diversity_and_balance "
+                                                                    "check.")
+    schedule: Cron = Field("0 3 * * *", description="Default cron (UTC) of each source's scheduled refresh "
+                                                    "(sources[].schedule overrides it).")
+    batch_size: Annotated[int, Field(ge=1)] = Field(
+        2000, description="Documents per batch in the Python stages (extraction, normalisation).")
+    part_rows: Annotated[int, Field(ge=100)] = Field(
+        50_000, description="Documents per part of a layer: a landed batch larger than this is stored (and processed, "
+                            "and refreshed) as several parts.")
+    memory_limit: Size = Field(
+        "2GB", description="DuckDB memory of a stage's connection (dedup has its own, dedup.memory_limit); beyond it "
+                           "sorts and tables spill to `<workdir>/tmp/<stage>/`.")
+    max_drop_rate_change: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.15, description="A stage's drop rate may change by this share between two materialisations before its "
+                          "drop_rate_stable check warns (runs of fewer than 100 documents are not compared).")
+    executor: Literal["local", "ray"] = Field(
+        "local", description="Where the parts of the per-batch stages run: `local` (processes of this machine) or "
+                             "`ray` (tasks on a Ray cluster, `pipeline.ray`; needs the `ray` extra installed). "
+                             "`--executor` overrides it.")
+    ray: RaySettings = Field(RaySettings(), description="The Ray cluster, for `executor: ray`.")
 
     @model_validator(mode="after")
     def _stratify(self) -> PipelineSettings:
@@ -523,20 +715,31 @@ ANNOTATIONS_INBOX = "annotations"
 
 
 class PlatformConfig(_Model):
-    dataset: DatasetSettings = DatasetSettings()
-    sources: list[Source] = Field(min_length=1)
-    pipeline: PipelineSettings = PipelineSettings()
+    """``sources.yaml``: the sources to ingest, the dataset they make and the pipeline's settings."""
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> PlatformConfig:
-        seen: set[str] = set()
-        for s in self.sources:
+    dataset: DatasetSettings = Field(DatasetSettings(), description="The released dataset's name and card.")
+    sources: list[Source] = Field(min_length=1, description="The sources: websites to crawl (`kind: crawl`) or "
+                                                            "files to ingest (`kind: warc`, `jsonl`, `parquet`).")
+    pipeline: PipelineSettings = Field(PipelineSettings(), description="The settings of the stages.")
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, v: list[CrawlSource | DumpSource]) -> list[CrawlSource | DumpSource]:
+        seen: dict[str, int] = {}  # Dagster name -> index of the source that has it
+        for i, s in enumerate(v):
             if s.name == ANNOTATIONS_INBOX:
                 raise ValueError(f"source name {s.name!r} is reserved: inbox/{ANNOTATIONS_INBOX}/ receives Label Studio exports")
-            if s.name in seen:
-                raise ValueError(f"source name {s.name!r} appears twice; names must be unique")
-            seen.add(s.name)
-        return self
+            key = dagster_name(s.name)
+            if key in seen:
+                first = v[seen[key]].name
+                if first == s.name:
+                    raise ValueError(f"source name {s.name!r} appears twice (sources[{seen[key]}] and sources[{i}]); "
+                                     "names must be unique")
+                raise ValueError(f"source names {first!r} (sources[{seen[key]}]) and {s.name!r} (sources[{i}]) both "
+                                 f"become {key!r} in Dagster's names (schedule refresh_{key}; Dagster allows only "
+                                 "letters, digits and _, so - becomes _): rename one of them")
+            seen[key] = i
+        return v
 
     @property
     def label_set_names(self) -> list[str]:
@@ -560,10 +763,69 @@ def _loc(loc: tuple) -> str:
     return location(part for part in loc if part not in SOURCE_KINDS)  # discriminator tags are noise in a path
 
 
+#: where every field of sources.yaml is described (generated from these models: config_reference.py)
+REFERENCE = "docs/CONFIG.md"
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The model whose fields the last part of an error location ``loc`` is among (None when the
+    location does not lead to one), following fields, list items, mapping values and the
+    discriminator tags of ``sources``."""
+    tp: object = PlatformConfig
+    for part in loc[:-1]:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = tp.model_fields.get(str(part))
+            if field is None:
+                return None
+            tp = field.annotation
+        elif typing.get_origin(tp) is list and isinstance(part, int):
+            tp = typing.get_args(tp)[0]
+        elif typing.get_origin(tp) is dict:
+            tp = typing.get_args(tp)[1]
+        elif typing.get_origin(tp) in (typing.Union, types.UnionType):  # a tag: the member whose kind it is
+            tagged = [m for m in typing.get_args(tp) if isinstance(m, type) and issubclass(m, BaseModel)
+                      and "kind" in m.model_fields and part in typing.get_args(m.model_fields["kind"].annotation)]
+            if len(tagged) != 1:
+                return None
+            tp = tagged[0]
+        else:
+            return None
+    tp = _unwrap(tp)
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _unwrap(tp: object) -> object:
+    """``tp`` without Annotated and without a ``| None``."""
+    while True:
+        if typing.get_origin(tp) is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+            continue
+        if typing.get_origin(tp) in (typing.Union, types.UnionType):
+            members = [m for m in typing.get_args(tp) if m is not type(None)]
+            if len(members) == 1:
+                tp = members[0]
+                continue
+        return tp
+
+
+def _unknown_field(loc: tuple) -> str:
+    """What to say about an unknown field: the closest field name there, or the fields there."""
+    model = _model_at(loc)
+    name = str(loc[-1]) if loc else ""
+    if model is None:
+        return f"unknown field (check the spelling; {REFERENCE} lists every field)"
+    known = list(model.model_fields)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    if close:
+        return f"unknown field: did you mean {close[0]!r}? ({REFERENCE} lists every field)"
+    return f"unknown field; the fields here are {', '.join(known)} ({REFERENCE} describes each)"
+
+
 def _explain(err: dict) -> str:
     t = err["type"]
     if t == "extra_forbidden":
-        return "unknown field (check the spelling; see ARCHITECTURE.md for the fields)"
+        return _unknown_field(tuple(err["loc"]))
     if t == "union_tag_not_found":
         return f"kind: required field is missing; expected one of {sorted(SOURCE_KINDS)}"
     if t == "union_tag_invalid":

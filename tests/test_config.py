@@ -112,3 +112,55 @@ def test_dump_source_paths_are_relative_to_the_config_file(tmp_path: Path):
     cfg = load_config(p)
     assert cfg.sources[0].paths == [str(p.parent / "dumps/*.warc.gz"), "/abs/x.warc"]
     assert cfg.sources[1].fields == {"text": "body", "url": "link"}
+
+
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        ({"sources": [{"name": "s", "kind": "crawl", "start_urls": ["http://e.org/"], "allowed_domains": ["e.org"],
+                       "max_pgaes": 3}]},
+         "sources.yaml: sources[0].max_pgaes: unknown field: did you mean 'max_pages'? (docs/CONFIG.md lists every field)"),
+        ({"sources": [{"name": "d", "kind": "jsonl", "pathz": ["a.jsonl"]}]},
+         "sources.yaml: sources[0].pathz: unknown field: did you mean 'paths'?"),
+        (_jsonl({"clean": {"languages_overrides": {"de": {"c4": {"enabeld": False}}}}}),
+         "pipeline.clean.languages_overrides.de.c4.enabeld: unknown field: did you mean 'enabled'?"),
+        (_jsonl({"labels": {"sets": [{"name": "t", "values": ["a", "b"], "default": "a",
+                                      "rules": [{"value": "a", "keyword": ["x"]}]}]}}),
+         "pipeline.labels.sets[0].rules[0].keyword: unknown field: did you mean 'keywords'?"),
+        ({**_jsonl({}), "pipelin": {}}, "sources.yaml: pipelin: unknown field: did you mean 'pipeline'?"),
+        ({**_jsonl({}), "dataset": {"zzz": 1}},
+         "dataset.zzz: unknown field; the fields here are name, description, license, language (docs/CONFIG.md"),
+    ],
+)
+def test_an_unknown_field_suggests_the_closest_one(data, expected):
+    with pytest.raises(ConfigError) as e:
+        parse_config(data, origin="sources.yaml")
+    assert expected in str(e.value)
+
+
+@pytest.mark.parametrize("value, guess", [("english", "en"), ("EN", "en"), ("zh-CN", "zh"), ("eng", "en"),
+                                          ("chinese", "zh"), ("german", "de")])
+def test_a_language_that_is_no_code_is_refused_with_the_code_meant(value, guess):
+    with pytest.raises(ConfigError) as e:
+        parse_config(_jsonl({"clean": {"languages": ["en", value]}}), origin="sources.yaml")
+    assert f"sources.yaml: pipeline.clean.languages: {value!r} is not a language code: did you mean {guess!r}?" in str(e.value)
+
+
+def test_language_codes_are_those_documents_can_have():
+    cfg = parse_config(_jsonl({"clean": {"languages": ["en", "zh", "ja", "he", "und"],
+                                         "languages_overrides": {"de": {"c4": {"enabled": False}}}}}))
+    assert cfg.pipeline.clean.languages == ["en", "zh", "ja", "he", "und"]
+    with pytest.raises(ConfigError, match=r"languages_overrides: iw: 'iw' is not a language code"):
+        parse_config(_jsonl({"clean": {"languages_overrides": {"iw": {}}}}))  # CLD2's old code: extraction says he
+
+
+def test_source_names_that_meet_in_dagster_are_refused_naming_both():
+    data = {"sources": [{"name": "cc-sample", "kind": "warc"}, {"name": "notes", "kind": "jsonl"},
+                        {"name": "cc_sample", "kind": "jsonl"}]}
+    with pytest.raises(ConfigError) as e:
+        parse_config(data, origin="sources.yaml")
+    assert str(e.value) == (
+        "sources.yaml: sources: source names 'cc-sample' (sources[0]) and 'cc_sample' (sources[2]) both become "
+        "'cc_sample' in Dagster's names (schedule refresh_cc_sample; Dagster allows only letters, digits and _, "
+        "so - becomes _): rename one of them")
+    assert [s.name for s in parse_config({"sources": data["sources"][:2]}).sources] == ["cc-sample", "notes"]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from dataset_platform.config import PlatformConfig
+from dataset_platform.config import PlatformConfig, dagster_name
 from dataset_platform.defs.ingestion import TRIGGER_TAG, all_sources_tags
 from dataset_platform.workdir import Workdir
 
@@ -53,7 +53,9 @@ WEBHOOK_ENV = "DATASET_PLATFORM_ALERT_WEBHOOK"
 
 
 def schedule_name(source: str) -> str:
-    return f"refresh_{source}"
+    """The refresh schedule of a source: ``refresh_<name>``, ``-`` (not allowed in Dagster names)
+    as ``_`` (``my-blog`` -> ``refresh_my_blog``; config.py refuses two names that meet)."""
+    return f"refresh_{dagster_name(source)}"
 
 
 def build_schedules(cfg: PlatformConfig) -> list[dg.ScheduleDefinition]:
