@@ -62,8 +62,11 @@ def _prepare_instance(wd: Workdir) -> Path:
 
 def run_pipeline(config_path: Path, workdir: str | None, *, out=sys.stdout) -> int:
     """Materialise the whole graph (with its checks) through Dagster; print a summary."""
+    from dataset_platform import preflight
+
     try:
         cfg = load_config(config_path)
+        preflight.check(cfg, config_path)  # what the config points to, before any work starts
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -224,8 +227,10 @@ def _failure_reasons(result, failed_blocking, wd: Workdir) -> list[str]:
 
 def _cmd_ui(args) -> int:
     cfg_path = Path(args.config or demo_config_path()).resolve()
+    from dataset_platform import preflight
+
     try:
-        load_config(cfg_path)
+        preflight.check(load_config(cfg_path), cfg_path)  # the config, and what it points to
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
