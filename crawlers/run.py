@@ -43,7 +43,7 @@ from crawlers.pipelines import (
     STAT_STATUS_PREFIX,
     STAT_WRITE_ERROR,
 )
-from crawlers.spiders.site import STAT_FAILED_REQUESTS, SiteSpider
+from crawlers.spiders.site import STAT_FAILED_REQUESTS, STAT_STORED, SiteSpider
 from dataset_platform import atomic
 from dataset_platform.contracts.crawl import (
     EXIT_BAD_SPEC,
@@ -228,6 +228,7 @@ def crawl(spec: CrawlSpec) -> int:
         start_urls=spec.start_urls,
         allowed_domains=spec.allowed_domains,
         max_pages=spec.max_pages,
+        max_requests=spec.max_requests,
         max_depth=spec.max_depth,
         record_base_url=spec.record_base_url,
         sitemap_urls=spec.sitemap_urls,
@@ -274,6 +275,7 @@ def crawl(spec: CrawlSpec) -> int:
     pages = int(stats.get(STAT_PAGES, 0))
     selected = {k: int(stats[k]) for k in SUMMARY_STATS if isinstance(stats.get(k), int)}
     selected["failed_requests"] = int(stats.get(STAT_FAILED_REQUESTS, 0))
+    selected["stored_pages"] = int(stats.get(STAT_STORED, 0))  # what max_pages counts
     selected["max_rss_kb"] = _peak_rss_kb()
     for key, name in RESUME_STATS.items():
         if stats.get(key):

@@ -442,10 +442,27 @@ def test_links_beyond_max_depth_and_max_pages_are_recorded_not_requested() -> No
     recs, reqs = _split(list(spider.parse(_response("http://example.org/deep.html", depth=2))))
     assert not reqs and {r["detail"] for r in recs[1:] if r["outcome"] == "filtered_by_rule"} == {
         "max_depth", "scheme:mailto"}
+    # max_pages counts stored pages: a link waits while the pages stored plus the requests in
+    # flight reach it, is requested when a request ends without storing a page (a 404), and is
+    # recorded max_pages once the pages stored reach it
     spider = _spider(max_pages=2)
     recs, reqs = _split(list(spider.parse(_response("http://example.org/docs/index.html"))))
-    assert len(reqs) == 2
-    assert [r["url"] for r in recs if r["detail"] == "max_pages"] == ["http://example.org/docs/files/report.pdf"]
+    assert [r.url for r in reqs] == ["http://example.org/docs/intro.html"]  # 1 stored + 1 in flight
+    assert not [r for r in recs if r["detail"] in ("max_pages", "max_requests")]
+    recs, reqs = _split(list(spider.parse(_response("http://example.org/docs/intro.html", status=404, depth=1))))
+    assert recs[0]["outcome"] == "failed:http_404" and [r.url for r in reqs] == ["http://example.org/about.html"]
+    recs, reqs = _split(list(spider.parse(_response("http://example.org/about.html", depth=1, body=b"<p>no links</p>"))))
+    assert recs[0]["outcome"] == "fetched" and not reqs
+    assert [(r["url"], r["outcome"], r["detail"], r["depth"], r["referer"]) for r in recs[1:]] == [
+        ("http://example.org/docs/files/report.pdf", "filtered_by_rule", "max_pages", 1,
+         "http://example.org/docs/index.html")]
+    assert spider.book["stored"] == 2 and spider.book["waiting"] == []
+    # max_requests bounds the requests whatever they give
+    spider = _spider(max_pages=5, max_requests=2)
+    recs, reqs = _split(list(spider.parse(_response("http://example.org/docs/index.html"))))
+    assert len(reqs) == 2 and [r["url"] for r in recs if r["detail"] == "max_requests"] == [
+        "http://example.org/docs/files/report.pdf"]
+    assert _spider(max_pages=7).max_requests == 70  # default: MAX_REQUESTS_PER_PAGE x max_pages
 
 
 def test_redirect_details_name_the_recorded_target() -> None:

@@ -3,8 +3,9 @@
 Every URL the spider meets - a start URL, a sitemap and its ``<loc>`` URLs, a known page of a
 previous crawl, an ``<a href>``/``<area href>`` link of a fetched page, the target of a redirect -
 goes through :meth:`SiteSpider.consider`, which either records it right away (a URL excluded by a
-rule: scheme, URL length, allowed domains, deny/allow patterns, depth, trap bound, page budget) or
-schedules exactly one request for it. That request ends in exactly one record: the callback
+rule: scheme, URL length, allowed domains, deny/allow patterns, depth, trap bound, page or request
+budget) or schedules exactly one request for it, at once or when the page budget allows (see
+:class:`SiteSpider`). That request ends in exactly one record: the callback
 records the response (``fetched``, ``not_modified``, ``redirected``, ``not_html``,
 ``failed:http_<status>``...), the errback records why there is none (``robots_disallowed``,
 ``blocked_address``, ``too_large``, ``failed:timeout``...). URLs are deduplicated on their
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import heapq
 import json
 import logging
 import re
@@ -35,6 +37,8 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import scrapy
 from parsel import Selector
+from scrapy import signals
+from scrapy.exceptions import DontCloseSpider
 from scrapy.http import HtmlResponse, Request, Response
 from scrapy.utils.gz import gunzip
 from scrapy.utils.sitemap import Sitemap
@@ -43,6 +47,7 @@ from w3lib.html import strip_html5_whitespace
 
 from crawlers.outcomes import exception_of, failed, failure_outcome
 from crawlers.urls import HTTP_SCHEMES, canonicalize, host_of, url_scheme, url_shape
+from dataset_platform.contracts.crawl import MAX_REQUESTS_PER_PAGE
 from dataset_platform.contracts.records import LANDED_FIELDS, PageItem
 from dataset_platform.text.charset import decode_html
 
@@ -59,12 +64,15 @@ CONDITIONAL_META = "dataset_platform_conditional"  # validators were sent
 #: Stats keys.
 STAT_FAILED_REQUESTS = "dataset_platform/failed_requests"  # requests that got no response at all
 STAT_SCHEDULED = "dataset_platform/scheduled"
+STAT_STORED = "dataset_platform/stored"  # pages stored: records fetched or not_modified (max_pages counts them)
 STAT_KNOWN_BAD_LINES = "dataset_platform/known_pages_bad_lines"
 #: Response headers not copied into records (they carry the crawler's session, not the page).
 SKIPPED_HEADERS = frozenset({"set-cookie", "set-cookie2"})
 #: Kinds of URLs exempt from allowed_domains and the URL patterns: the ones the spec names.
 CONFIGURED_KINDS = frozenset({"start", "sitemap_root"})
 SITEMAP_KINDS = frozenset({"sitemap_root", "sitemap"})
+#: Outcomes of a stored page (a row of raw_pages): what ``max_pages`` counts.
+STORED_OUTCOMES = frozenset({"fetched", "not_modified"})
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -142,11 +150,19 @@ def load_known_pages(path: str | Path) -> tuple[dict[str, dict[str, Any]], int]:
 class SiteSpider(scrapy.Spider):
     """Records every URL it considers; follows links of fetched HTML pages (see the module doc).
 
-    ``max_pages`` bounds the requests the spider schedules (start URLs, sitemaps, links, redirect
-    targets; retries are not counted); further URLs are recorded as ``filtered_by_rule`` with
-    detail ``max_pages``. Links of a page at ``max_depth`` are recorded as ``filtered_by_rule``
-    ``max_depth``. With a job directory (``JOBDIR``) the spider's bookkeeping lives in
-    ``self.state`` and survives a pause/resume.
+    ``max_pages`` bounds the pages **stored** (records ``fetched`` or ``not_modified``: the rows of
+    raw_pages), not the requests: a 404, a redirect, a non-HTML answer or a sitemap does not use
+    it up. A URL that passes the rules is requested while the pages stored plus the requests in
+    flight stay under ``max_pages`` (so no more than ``max_pages`` pages are ever stored); otherwise
+    it waits, shallowest first (breadth-first, like the scheduler), and is requested when a request
+    in flight ends without storing a page. Once ``max_pages`` pages are stored, the waiting URLs
+    and every further one are recorded as ``filtered_by_rule`` with detail ``max_pages``.
+    ``max_requests`` (default ``MAX_REQUESTS_PER_PAGE`` x ``max_pages``) bounds the requests the
+    spider schedules (start URLs, sitemaps, links, redirect targets; retries are not counted), so a
+    site that answers mostly errors still ends: further URLs are recorded ``filtered_by_rule``
+    ``max_requests``. Links of a page at ``max_depth`` are recorded as ``filtered_by_rule``
+    ``max_depth``. With a job directory (``JOBDIR``) the spider's bookkeeping (pages stored,
+    requests in flight, waiting URLs) lives in ``self.state`` and survives a pause/resume.
     """
 
     name = "site"
@@ -157,6 +173,7 @@ class SiteSpider(scrapy.Spider):
         allowed_domains: Iterable[str] = (),
         max_pages: int = 1000,
         max_depth: int = 5,
+        max_requests: int | None = None,
         record_base_url: str | None = None,
         sitemap_urls: Iterable[str] = (),
         allow_url_patterns: Iterable[str] = (),
@@ -175,6 +192,7 @@ class SiteSpider(scrapy.Spider):
         self.allowed_domains = [d.lower() for d in allowed_domains]
         self.max_pages = int(max_pages)
         self.max_depth = int(max_depth)
+        self.max_requests = int(max_requests) if max_requests else MAX_REQUESTS_PER_PAGE * self.max_pages
         self.record_base_url = record_base_url
         self.allow_patterns = [(p, re.compile(p)) for p in allow_url_patterns]
         self.deny_patterns = [(p, re.compile(p)) for p in deny_url_patterns]
@@ -190,11 +208,19 @@ class SiteSpider(scrapy.Spider):
             self.known, self.known_bad_lines = load_known_pages(known_pages_path)
         self._book: dict[str, Any] | None = None
 
+    @classmethod
+    def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> SiteSpider:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        crawler.signals.connect(spider.idle, signal=signals.spider_idle)
+        return spider
+
     # ------------------------------------------------------------------ bookkeeping
 
     @property
     def book(self) -> dict[str, Any]:
-        """seen canonical URLs, admitted URLs per (host, shape), scheduled requests.
+        """seen canonical URLs, admitted URLs per (host, shape), scheduled requests, pages stored,
+        requests in flight, and the URLs waiting for the page budget (a heap of (depth, order,
+        canonical URL, referer, kind, redirect chain)).
 
         Kept in ``self.state`` (persisted by Scrapy's SpiderState extension) when there is a job
         directory, so that a resumed crawl does not record or fetch a URL twice.
@@ -206,6 +232,8 @@ class SiteSpider(scrapy.Spider):
                 book = {"seen": set(), "shapes": Counter(), "scheduled": 0}
                 if isinstance(state, dict):
                     state["dataset_platform"] = book
+            for key, empty in (("stored", 0), ("in_flight", 0), ("waiting", []), ("order", 0)):
+                book.setdefault(key, empty)  # (a state saved before these were kept)
             self._book = book
         return self._book
 
@@ -286,8 +314,15 @@ class SiteSpider(scrapy.Spider):
             if shapes[f"{host} {shape}"] >= self.trap_max:
                 return "filtered_by_rule", f"trap:{shape}"
             shapes[f"{host} {shape}"] += 1
-        if self.book["scheduled"] >= self.max_pages:
+        return self.budget_spent()
+
+    def budget_spent(self) -> tuple[str, str] | None:
+        """(outcome, detail) when no more URLs may be requested: ``max_pages`` pages are stored,
+        or ``max_requests`` requests were scheduled."""
+        if self.book["stored"] >= self.max_pages:
             return "filtered_by_rule", "max_pages"
+        if self.book["scheduled"] >= self.max_requests:
+            return "filtered_by_rule", "max_requests"
         return None
 
     def consider(
@@ -319,8 +354,70 @@ class SiteSpider(scrapy.Spider):
         if violation is not None:
             yield self.record(key, violation[0], detail=violation[1], depth=depth, referer=referer)
             return
-        self.book["scheduled"] += 1
-        yield self.request(key, depth=depth, referer=referer, kind=kind, chain=chain)
+        book = self.book
+        book["order"] += 1
+        heapq.heappush(book["waiting"], (depth, book["order"], key, referer, kind, tuple(chain)))
+        yield from self.admit()
+
+    def admit(self) -> Iterator[PageItem | Request]:
+        """Request the waiting URLs, shallowest first, while the pages stored and the requests in
+        flight stay under ``max_pages``; record them all once the budget is spent."""
+        book = self.book
+        waiting: list[tuple[Any, ...]] = book["waiting"]
+        while waiting:
+            spent = self.budget_spent()
+            if spent is None and book["stored"] + book["in_flight"] >= self.max_pages:
+                return  # the requests in flight may still store pages: wait for them
+            depth, _, key, referer, kind, chain = heapq.heappop(waiting)
+            if spent is not None:
+                yield self.record(key, spent[0], detail=spent[1], depth=depth, referer=referer)
+                continue
+            book["scheduled"] += 1
+            book["in_flight"] += 1
+            yield self.request(key, depth=depth, referer=referer, kind=kind, chain=chain)
+
+    def ended(self, outputs: Iterable[PageItem | Request]) -> Iterator[PageItem | Request]:
+        """The outputs of a request's callback or errback, whose first record is the request's
+        own: once it is out, the request no longer counts as in flight (and counts as a stored
+        page when it is ``fetched`` or ``not_modified``), and waiting URLs are admitted before the
+        page's own links are considered."""
+        book = self.book
+        settled = False
+        for out in outputs:
+            if not settled and not isinstance(out, Request):
+                settled = True
+                book["in_flight"] = max(0, book["in_flight"] - 1)
+                if out.get("outcome") in STORED_OUTCOMES:
+                    book["stored"] += 1
+                    stats = self._stats()
+                    if stats is not None:
+                        stats.inc_value(STAT_STORED)
+                yield out
+                yield from self.admit()
+                continue
+            yield out
+        if not settled:
+            book["in_flight"] = max(0, book["in_flight"] - 1)
+            yield from self.admit()
+
+    def idle(self) -> None:
+        """Scrapy found nothing left to do while URLs still wait: requests counted in flight did
+        not come back (lost in a stop of a resumable crawl), so none is in flight; request the
+        waiting URLs now (the budget is not spent: :meth:`admit` records every waiting URL once it
+        is) and keep the spider open."""
+        book = self.book
+        if not book["waiting"] or self.budget_spent() is not None:
+            return
+        book["in_flight"] = 0
+        # as many as the budget allows, so that no URL is recorded here (records go out through a
+        # callback: the next one records what still waits once the budget is spent)
+        n = min(len(book["waiting"]), self.max_pages - book["stored"], self.max_requests - book["scheduled"])
+        for _ in range(n):
+            depth, _, key, referer, kind, chain = heapq.heappop(book["waiting"])
+            book["scheduled"] += 1
+            book["in_flight"] += 1
+            self.crawler.engine.crawl(self.request(key, depth=depth, referer=referer, kind=kind, chain=chain))
+        raise DontCloseSpider
 
     def request(self, key: str, *, depth: int, referer: str | None, kind: str, chain: Iterable[str] = ()) -> Request:
         meta: dict[str, Any] = {"depth": depth, REFERER_META: referer, KIND_META: kind}
@@ -412,6 +509,10 @@ class SiteSpider(scrapy.Spider):
         yield from self.consider(target, depth=depth, referer=key, kind=next_kind, chain=chain)
 
     def parse(self, response: Response, **kwargs: Any) -> Iterator[PageItem | Request]:
+        """Record the response and follow the links of a fetched HTML page."""
+        yield from self.ended(self._parse(response))
+
+    def _parse(self, response: Response) -> Iterator[PageItem | Request]:
         key, depth, referer, kind, chain = self._meta(response)
         status = int(response.status)
         try:
@@ -485,6 +586,9 @@ class SiteSpider(scrapy.Spider):
     def parse_sitemap(self, response: Response, **kwargs: Any) -> Iterator[PageItem | Request]:
         """Record a sitemap (``not_html``, detail ``sitemap:<type>:<number of URLs>``) and consider
         its URLs: child sitemaps of an index, ``<loc>`` pages of a urlset (depth 0)."""
+        yield from self.ended(self._parse_sitemap(response))
+
+    def _parse_sitemap(self, response: Response) -> Iterator[PageItem | Request]:
         key, depth, referer, kind, chain = self._meta(response)
         status = int(response.status)
         if 300 <= status < 400 and status != 304:
@@ -521,8 +625,11 @@ class SiteSpider(scrapy.Spider):
         for loc in entries:
             yield from self.consider(loc, depth=0, referer=key, kind=child_kind)
 
-    def failed(self, failure: Failure) -> Iterator[PageItem]:
+    def failed(self, failure: Failure) -> Iterator[PageItem | Request]:
         """Record a request that got no usable response (after retries) or was refused."""
+        yield from self.ended(self._failed(failure))
+
+    def _failed(self, failure: Failure) -> Iterator[PageItem]:
         request: Request | None = getattr(failure, "request", None)
         exc = exception_of(failure)
         if request is None:  # not expected: Scrapy sets it on download failures

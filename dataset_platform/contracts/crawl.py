@@ -35,6 +35,9 @@ from pydantic import (
 
 from dataset_platform.contracts.validation import describe
 
+#: ``max_requests`` unset: this many requests per page of ``max_pages`` (a site answering mostly
+#: errors still ends; on a real site 1,966 of 2,000 requests were 404s).
+MAX_REQUESTS_PER_PAGE = 10
 #: Prefix of the crawl process's last stdout line, followed by the summary as JSON.
 SUMMARY_PREFIX = "CRAWL_SUMMARY "
 #: Exit code of the crawl process for an unreadable or invalid spec.
@@ -92,7 +95,13 @@ class CrawlSettings(BaseModel):
     allow_url_patterns: list[str] = Field(default_factory=list)
     #: regexes: a URL matching one of them is not crawled (outcome filtered_by_rule)
     deny_url_patterns: list[str] = Field(default_factory=list)
+    #: pages stored (fetched or not_modified); failed requests, redirects and non-HTML do not count
     max_pages: Annotated[int, Field(ge=1)] = 1000
+    max_requests: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="Bound on the requests a crawl schedules (start URLs, sitemaps, links, redirect targets; "
+                          f"retries not counted), so a site answering mostly errors still ends; default: "
+                          f"{MAX_REQUESTS_PER_PAGE} x max_pages. Further URLs are logged `filtered_by_rule` with "
+                          "detail `max_requests`.")
     max_depth: Annotated[int, Field(ge=0)] = 5
     max_bytes_per_page: Annotated[int, Field(ge=1024)] = 5_000_000
     #: concurrent requests per domain

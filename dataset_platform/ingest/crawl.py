@@ -227,6 +227,7 @@ def run_crawl(spec: CrawlSpec, log: Callable[[str], None] | None = None, keep_fd
         raise CrawlError(f"crawl {spec.crawl_id}: unreadable summary line {summary_line!r}: {e}") from None
     emit(
         f"crawl {spec.crawl_id}: done ({summary.finish_reason}): {summary.pages} URLs, "
+        f"{summary.stats.get('stored_pages', 0)} pages stored (max_pages {spec.max_pages}), "
         f"{summary.bytes} bytes in {summary.elapsed_s:.1f} s; outcomes "
         + ", ".join(f"{k} {v}" for k, v in sorted(summary.outcomes.items()))
     )
