@@ -7,7 +7,9 @@ atomically (``atomic.py``); layers stored by batch are folders of parts with a m
 their commit point (``storage.batched``). ``warehouse.duckdb`` holds only *views* over those
 files under the contract names; a view points at a stable pattern and is published again only when
 that changes, by writing a new warehouse file and renaming it over the old one (``ensure_view``):
-a reader holding the warehouse open never delays a run or keeps it from publishing.
+a reader holding the warehouse open never delays a run or keeps it from publishing. The views'
+paths are relative to the work folder (a moved work folder keeps working): open the warehouse with
+``warehouse_connection``, which sets DuckDB's ``file_search_path`` to the work folder.
 """
 
 from __future__ import annotations
@@ -151,6 +153,39 @@ def layer_view_sql(wd: Workdir, layer: str, label_sets: list[str] | tuple[str, .
     return f"({empty_layer_query(layer, label_sets)})"
 
 
+def relative_to_workdir(wd: Workdir, sql: str) -> str:
+    """``sql`` with each string literal that names a path inside the work folder made relative to
+    it (``'<root>/layers/...'`` becomes ``'layers/...'``), so a view still reads its files when the
+    work folder is moved or mounted elsewhere; a reader resolves them with DuckDB's
+    ``file_search_path`` set to the work folder (:func:`warehouse_connection`), or by running from
+    inside it. A work folder whose path holds a comma keeps absolute paths (``file_search_path`` is
+    a comma-separated list, so it cannot name that folder)."""
+    root = str(wd.root)
+    if "," in root:
+        return sql
+    return sql.replace(sql_str(root)[:-1] + "/", "'")
+
+
+def search_path_sql(wd: Workdir) -> str:
+    """The statement that makes the warehouse's relative paths resolve against the work folder,
+    whatever the current folder (a no-op where :func:`relative_to_workdir` keeps paths absolute)."""
+    root = str(wd.root)
+    return "SELECT 1" if "," in root else f"SET file_search_path = {sql_str(root)}"
+
+
+def warehouse_connection(wd: Workdir, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+    """A connection to the warehouse whose views read their files relative to the work folder.
+    Users opening ``warehouse.duckdb`` themselves do the same with
+    ``SET file_search_path = '<workdir>'`` (or open it from inside the work folder)."""
+    con = duckdb.connect(str(wd.warehouse), read_only=read_only)
+    try:
+        con.sql(search_path_sql(wd))
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
 def ensure_view(wd: Workdir, name: str, target_sql: str, *, wait_s: float = 60.0) -> None:
     """Publish ``name`` as a view in the warehouse file (``CREATE VIEW name AS SELECT * FROM
     target_sql``).
@@ -162,8 +197,12 @@ def ensure_view(wd: Workdir, name: str, target_sql: str, *, wait_s: float = 60.0
     it keeps the views it opened, and its next connection sees the new ones. An unchanged view
     costs a read of the list, no DuckDB connection. A warehouse changed by someone else since the
     last publish (a view dropped by hand) is written again from the list. ``wait_s``: how long to
-    wait for another run publishing at the same moment."""
-    stmt = f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {target_sql}"
+    wait for another run publishing at the same moment.
+
+    Paths inside the work folder are written relative to it (:func:`relative_to_workdir`): the
+    warehouse file holds no absolute path of the work folder, and views of a list written before
+    that are rewritten relative when the file is next written."""
+    stmt = relative_to_workdir(wd, f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {target_sql}")
     wd.ensure()
     registry = wd.warehouse.with_name(wd.warehouse.name.replace(".duckdb", ".views.json"))
     state = _read_json(registry)
@@ -171,7 +210,7 @@ def ensure_view(wd: Workdir, name: str, target_sql: str, *, wait_s: float = 60.0
         return  # as published, and the file as this platform left it
     with _lock(registry.with_name(f".{registry.name}.lock"), wait_s):
         state = _read_json(registry)
-        views = dict(state.get("views") or _existing_views(wd.warehouse))
+        views = {v: relative_to_workdir(wd, sql) for v, sql in (state.get("views") or _existing_views(wd.warehouse)).items()}
         if views.get(name) == stmt and state.get("file") == _file_id(wd.warehouse):
             return  # (another run published it meanwhile)
         views[name] = stmt
@@ -179,6 +218,7 @@ def ensure_view(wd: Workdir, name: str, target_sql: str, *, wait_s: float = 60.0
         fresh.unlink(missing_ok=True)
         con = duckdb.connect(str(fresh))
         try:
+            con.sql(search_path_sql(wd))  # (the views bind their relative paths here)
             for view, sql in sorted(views.items()):
                 try:
                     con.sql(sql)
