@@ -19,13 +19,15 @@ warehouse views, and never a text or HTML column, except for a snippet search):
   same in every layer (``<source>/<part>``): each layer is then read in that one part only, not
   in all of its parts. The cost of a trace is one narrow scan of the id column of ``crawl_log``
   plus a constant number of part reads, whatever the number of parts.
-* Global files (``duplicate_clusters``, dedup's rejects, ``split_assignments``) are written in
-  id order, so their row groups' min/max statistics let DuckDB skip all but one row group once
-  they outgrow one. Each release version's index is read on its id column only.
+* Global files (``duplicate_clusters`` by doc_id, dedup's rejects, ``split_assignments``) are
+  in id order, so their row groups' min/max statistics let DuckDB skip all but one row group once
+  they outgrow one (100 000 rows). The duplicates a keeper has (``keeper_id``), the keeper's URL
+  and each release version's ``index.parquet`` are narrow id-column scans.
 * A text snippet is the one full scan: ``contains(text, snippet)`` over the extracted layer's
-  text (then the cleaned layer's normalised text when the extracted text has no match), stopping
-  at the first matches: its cost grows with the corpus (about 0.5 s per 100 000 documents on
-  two cores; see the report of ``--json`` ``search_seconds``).
+  text (then the cleaned layer's normalised text when the extracted text has no match),
+  sorted so the same matches are listed every time: its cost grows with the corpus (on the
+  100 000-document benchmark, two busy cores: 0.5 s with a match, 1.2 s when neither layer has
+  one; ``--json`` reports ``search_seconds``). Ids and URLs are the fast way in.
 
 Nothing here writes to the work folder or imports Dagster.
 """
@@ -105,14 +107,17 @@ def resolve(wd: Workdir, r: _Reader, needle: str) -> dict:
     if re.match(r"^[a-z][a-z0-9+.-]*://", needle, re.I):
         ids = [doc_id(s, needle) for s in sources(wd)]
         log = wd.layer_files("crawl_log")
-        found = [x["id"] for x in r.rows(f"SELECT DISTINCT id FROM read_parquet({_files_sql(log)}) WHERE id IN "
-                                         f"({', '.join('?' for _ in ids)}) ORDER BY id", ids)] if log and ids else []
+        rows = r.rows(f"SELECT * EXCLUDE (filename) FROM {_light(log)} WHERE id IN ({', '.join('?' for _ in ids)}) "
+                      "ORDER BY id, crawl_id, seq", ids) if log and ids else []
+        found = list(dict.fromkeys(x["id"] for x in rows))
         if not found:
             found += _raw_ids(wd, r, ids)
         if not found and log:  # recorded in another form (a redirect target, another spelling)
             found = [x["id"] for x in r.rows(f"SELECT DISTINCT id FROM read_parquet({_files_sql(log)}) "
                                              "WHERE url = ? OR fetch_url = ? ORDER BY id", [needle, needle])]
-        return {"kind": "url", "ids": found, "matches": []}
+        # (the crawl_log rows read here are the journeys' first step: not read twice)
+        return {"kind": "url", "ids": found, "matches": [],
+                "_log": {i: [x for x in rows if x["id"] == i] for i in found if any(x["id"] == i for x in rows)}}
     return search_text(wd, r, needle)
 
 
@@ -149,12 +154,15 @@ def search_text(wd: Workdir, r: _Reader, snippet: str) -> dict:
 # ------------------------------------------------------------------ one document
 
 
-def journey(wd: Workdir, r: _Reader, did: str) -> dict:
-    """Everything the work folder knows about document ``did``."""
+def journey(wd: Workdir, r: _Reader, did: str, log_rows: list[dict] | None = None) -> dict:
+    """Everything the work folder knows about document ``did`` (``log_rows``: its crawl_log rows,
+    when they were read already)."""
     j: dict = {"id": did}
     log = wd.layer_files("crawl_log")
-    j["crawl_log"] = r.rows(f"SELECT * EXCLUDE (filename) FROM {_light(log)} WHERE id = ? ORDER BY crawl_id, seq",
-                            [did]) if log else []
+    if log_rows is None:
+        log_rows = r.rows(f"SELECT * EXCLUDE (filename) FROM {_light(log)} WHERE id = ? ORDER BY crawl_id, seq",
+                          [did]) if log else []
+    j["crawl_log"] = log_rows
     src = {x["source"] for x in j["crawl_log"]}
     batches = {x["crawl_id"] for x in j["crawl_log"]}
     raw_files = _raw_parts(wd, src, batches)
@@ -336,7 +344,8 @@ def trace(workdir, needle: str) -> dict:
     try:
         r = _Reader(con)
         found = resolve(wd, r, needle)
-        docs = [journey(wd, r, d) for d in found["ids"][:TRACE_FIRST]]
+        prefetched = found.pop("_log", {})
+        docs = [journey(wd, r, d, prefetched.get(d)) for d in found["ids"][:TRACE_FIRST]]
     except duckdb.Error as e:
         raise InspectError(f"reading the work folder {wd.root} failed: {e}") from None
     finally:
