@@ -265,3 +265,77 @@ def test_chinese_punctuation_keeps_the_fast_path_and_its_meaning():
     text = "联系我们（电话：13812345678），或者发邮件。"
     assert [sp.type for sp in find_pii(text)] == ["phone"]
     assert redact(text)[0] == "联系我们（电话：<PHONE>），或者发邮件。"
+
+
+# --------------------------------------------------------------------------- issue 21: formats that slipped
+
+@pytest.mark.parametrize("text, expected", [
+    # mainland mobiles without separators, with +86 / 0086 / (+86), and lists of them
+    ("我的手机13812345678，随时联系。", [("phone", "13812345678")]),
+    ("手机号+8613812345678谢谢", [("phone", "+8613812345678")]),
+    ("手机号008613812345678谢谢", [("phone", "008613812345678")]),
+    ("mobile (+86)13812345678 or 0086 138 1234 5678", [("phone", "(+86)13812345678"), ("phone", "0086 138 1234 5678")]),
+    ("手机13812345678/13912345678均可", [("phone", "13812345678"), ("phone", "13912345678")]),
+    # landlines with an area code: dash, space, ASCII or full-width parentheses, +86
+    ("上海021-64370045，广州020-87654321", [("phone", "021-64370045"), ("phone", "020-87654321")]),
+    ("电话：（010）65529988，传真：（0755）8376 5566", [("phone", "（010）65529988"), ("phone", "（0755）8376 5566")]),
+    ("地址北京，(010) 6552 9988", [("phone", "(010) 6552 9988")]),
+    ("请致电0571 8888 6666", [("phone", "0571 8888 6666")]),
+    ("Beijing office +86-10-65529988", [("phone", "+86-10-65529988")]),
+    # extensions are part of the span
+    ("Call 415-555-0132 x4587 today", [("phone", "415-555-0132 x4587")]),
+    ("Call 415-555-0132x4587 today", [("phone", "415-555-0132x4587")]),
+    ("Phone: +1 (415) 555-0132, ext. 4587.", [("phone", "+1 (415) 555-0132, ext. 4587")]),
+    ("Tel +44 20 7946 0958 extension 22", [("phone", "+44 20 7946 0958 extension 22")]),
+    ("总机：010-65529988分机123", [("phone", "010-65529988分机123")]),
+    ("电话：010-65529988 转 8021", [("phone", "010-65529988 转 8021")]),
+    ("电话：010-65529988-8021", [("phone", "010-65529988-8021")]),
+    # international numbers with a 00 prefix, as with +
+    ("Dial 0044 20 7946 0958 please", [("phone", "0044 20 7946 0958")]),
+    ("Paris: 0033 1 42 68 53 00; Berlin: 0049-30-901820", [("phone", "0033 1 42 68 53 00"), ("phone", "0049-30-901820")]),
+    ("From abroad: 00-44-20-7946-0958", [("phone", "00-44-20-7946-0958")]),
+    # 12-19-digit cards passing Luhn (Maestro, UnionPay 62...), grouped by spaces or dashes
+    ("Maestro 6759 6498 2643 8453 on file", [("card", "6759 6498 2643 8453")]),
+    ("Maestro 5018 0000 0009 (12 digits)", [("card", "5018 0000 0009")]),
+    ("银联卡号6212345678901234569已绑定", [("card", "6212345678901234569")]),
+    ("卡号 6212 3456 7890 1234 569 已绑定", [("card", "6212 3456 7890 1234 569")]),
+    ("card 6222-0212-3456-7890-128 expired", [("card", "6222-0212-3456-7890-128")]),
+    ("Visa 4000 0000 0000 0000 006 (19 digits)", [("card", "4000 0000 0000 0000 006")]),
+])
+def test_issue21_formats_are_found_with_their_whole_span(text, expected):
+    assert found(text) == expected
+    red, _ = redact(text)
+    assert find_pii(red) == []
+    # the batch path (RE2 pre-filter) finds the same
+    out, _ = redact_batch(pa.array([text]))
+    assert out.to_pylist() == [red]
+
+
+@pytest.mark.parametrize("text", [
+    # 11 digits that are not a mainland mobile (no 1[3-9] prefix), or that an order word owns
+    "Ref 12812345678 shipped on Monday.",
+    "Ref 10012345678 shipped on Monday.",
+    "订单号13812345679已发货。",
+    # product codes and a model number glued to letters
+    "product code 15912345678-A is sold out",
+    "型号：13912345678，请核对。",
+    # 16 / 19 digits failing Luhn, and a 12-digit run outside a card scheme
+    "card 6759 6498 2643 8454 declined",
+    "卡号 6212 3456 7890 1234 568 无效",
+    "batch 4012 3456 7890 is ready",
+    # dates and times with separators, x not an extension (a product), an extension without a phone
+    "The log runs from 2024-01-15 10:30 to 2024-02-15 11:45.",
+    "Screens of 1920x1080 and 3840 x 2160 pixels, ext. 4 cables.",
+    "版本号 2024-0115-8021 已发布",
+])
+def test_issue21_near_misses_are_left_alone(text):
+    assert found(text) == []
+
+
+def test_extension_does_not_swallow_what_follows():
+    # an extension stops at its digits; a following number or word is not part of it
+    # 8 digits are no extension: the number alone is the phone
+    assert found("Call 415-555-0132 x45871234 today") == [("phone", "415-555-0132")]
+    assert found("电话：010-65529988转8021，周一至周五") == [("phone", "010-65529988转8021")]
+    assert found("Tel 020 7946 0958 ext 22. Fax 020 7946 0959") == [
+        ("phone", "020 7946 0958 ext 22"), ("phone", "020 7946 0959")]

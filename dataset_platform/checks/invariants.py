@@ -107,7 +107,7 @@ def raw_reconciles_with_crawl_log(wd: Workdir) -> Outcome:
 
 
 #: bump when what no_structured_pii finds changes without the cleaned layer being recomputed
-PII_CHECK_VERSION = "2"  # 2: URLs scanned, full-width and zero-width forms unhidden
+PII_CHECK_VERSION = "3"  # 2: URLs scanned, full-width and zero-width forms unhidden; 3: issue 21 formats
 
 
 def structured_pii_check(wd: Workdir) -> Outcome:

@@ -14,12 +14,16 @@ all; only those rows are scanned for it in Python:
   is valid for one of :data:`NATIONAL_REGIONS`; a country code without ``+`` followed by a
   separator (``852-2335 2385``) valid with the ``+``; a ``NNN-NNNN`` local number; or any 7-15
   digit number right after a phone word (``Phone:``, ``call``, ``电话``, ``联系`` ...) or before one
-  (``office``, ``fax``, ``mobile``). Dates, times, versions, decimals, prices, numbers inside URLs and
-  numbers after order / invoice / QQ / ZIP words are refused;
+  (``office``, ``fax``, ``mobile``). An extension right after the number (``x4587``, ``ext. 12``,
+  ``分机123``, ``转8021``, ``010-6552 9988-8021``) is part of its span; an area code in full-width
+  parentheses (``（010）6552 9988``) is read as in ASCII ones; mobiles listed with ``/`` are each
+  found. Dates, times, versions, decimals, prices, numbers inside URLs, numbers glued to a product
+  code suffix (``-A``) and numbers after order / invoice / QQ / ZIP / product / model words are refused;
 * ``ip``     -- IPv4 and IPv6, validated with :mod:`ipaddress` (no leading zeros; a dotted quad
   after ``v`` / ``version`` / ``版本`` is a version number, not an address);
-* ``card``   -- 13-19 digits (contiguous, or in groups of 4 / 4-6-5 with one kind of separator),
-  issuer prefix and length of a card scheme in use (:func:`_iin_ok`), Luhn-valid;
+* ``card``   -- 13-19 digits contiguous, or 12-19 digits in groups of 4 (4-4-4 to 4-4-4-4-3) or 4-6-5
+  with one kind of separator; issuer prefix and length of a card scheme in use (:func:`_iin_ok`:
+  12 digits only for Maestro prefixes), Luhn-valid;
 * ``iban``   -- country code, two check digits, country-specific length, ISO 13616 mod-97 == 1,
   optional spaces in groups of four;
 * ``cn_id``  -- 18-character resident ID: province code, a real date of birth (1900-2099), GB 11643
@@ -75,7 +79,8 @@ _IPV6 = re.compile(
     r"(?<![A-Za-z0-9_:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![A-Za-z0-9_:]|\.[A-Za-z0-9])"
 )
 _CARD = re.compile(
-    r"\d(?<![A-Za-z0-9_\-.]\d)(?:\d{12,18}|\d{3}([ \-])\d{4}\1\d{4}\1\d{1,7}|\d{3}([ \-])\d{6}\2\d{4,5})(?![A-Za-z0-9_]|[\-.]\d)"
+    r"\d(?<![A-Za-z0-9_\-.]\d)(?:\d{12,18}|\d{3}([ \-])\d{4}\1\d{4}\1\d{4}\1\d{1,3}|\d{3}([ \-])\d{4}\2\d{4}\2\d{1,7}"
+    r"|\d{3}([ \-])\d{6}\3\d{4,5}|\d{3}([ \-])\d{4}\4\d{4})(?![A-Za-z0-9_]|[\-.]\d)"
 )
 _IBAN = re.compile(r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![a-z0-9])")
 _CN_ID = re.compile(
@@ -98,7 +103,7 @@ _NO_EMAIL = _ALL - _EMAIL_ONLY
 #: candidate pattern can match: a row without a hit is not scanned for that type at all
 PREFILTERS: dict[str, str] = {
     "email": r"@",
-    "phone": r"\d(?:[ \x{00a0}\-.()]{0,3}\d){6}",
+    "phone": r"\d(?:[ \x{00a0}\-.()（）]{0,3}\d){6}",
     "ip": r"\d\.\d{1,3}\.\d{1,3}\.\d|[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:",
     "card": r"\d{13}|\d{4}[ \-]\d{4}[ \-]\d{4}|\d{4}[ \-]\d{6}[ \-]\d{4}",
     "iban": r"[A-Z]{2}\d{2} ?[A-Z0-9]{4} ?[A-Z0-9]{4}",
@@ -108,6 +113,15 @@ _URL_BODY = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&*+;=%]+")
 # a superset of every _PHONE candidate from its first digit on: scanned first, as it is ~5x faster
 _PHONE_RUN = re.compile(r"\d[\d \u00a0\-.()]{5,}\d")
 
+#: an extension right after a phone number, part of its span: ``x4587``, ``x 12``, ``ext. 12``,
+#: ``extension 22``, ``分机123``, ``转8021`` (1-6 digits, then no further digit or letter)
+_EXT = re.compile(
+    r"[ \u00a0]*,?[ \u00a0]*(?:(?P<x>x)|ext(?:n|ension)?\.?|分机|分機|转|轉|内线|內線)[ \u00a0]*[.:：#]?[ \u00a0]*"
+    r"\d{1,6}(?![\dA-Za-z]|[.,\-]\d)",
+    re.IGNORECASE,
+)
+#: full-width parentheses, read as ASCII ones by the phone scan only: ``（010）6552 9988``
+_FW_PARENS = {0xFF08: 0x28, 0xFF09: 0x29}
 _DATE_SHAPES = re.compile(
     r"(?:\d{4}[\-/.]\d{1,2}[\-/.]\d{1,2}|\d{1,2}[\-/.]\d{1,2}[\-/.](?:\d{4}|\d{2})|\d{4}[\-/.]\d{1,2}|\d{1,2}[\-/.]\d{4})"
 )
@@ -126,7 +140,8 @@ _PHONE_WORDS = re.compile(
 _PHONE_WORDS_AFTER = re.compile(r"^\W{0,3}(?:office|fax|mobile|cell|home|work|phone|tel|ext)\b", re.IGNORECASE)
 _NOT_PHONE_WORDS = re.compile(
     r"(?:order|invoice|receipt|tracking|account|acct|ref(?:erence)?|isbn|issn|doi|serial|sku|zip|postcode|"
-    r"postal|card|iban|ssn|qq|id\b|no\.|#|订单|單號|单号|编号|編號|邮编|郵編|账号|帳號|卡号|卡號|身份证|身份證|"
+    r"postal|card|iban|ssn|qq|id\b|no\.|#|\bproduct\b|\bmodel\b|\bpart\b|\bitem\b|barcode|"
+    r"订单|單號|单号|编号|編號|邮编|郵編|账号|帳號|卡号|卡號|身份证|身份證|型号|型號|货号|貨號|条码|條碼|"
     r"群|价格|價格|售价|售價|￥|¥|\$|€|£)",
     re.IGNORECASE,
 )
@@ -192,6 +207,10 @@ def _iin_ok(digits: str) -> bool:
     if d1 in "56":
         return 16 <= n <= 19 or (d2 in ("50", "56", "57", "58", "63", "67") and 12 <= n <= 19)
     return False
+
+
+def _card_ok(digits: str) -> bool:
+    return _iin_ok(digits) and len(set(digits)) > 1 and luhn_ok(digits)
 
 
 def iban_ok(compact: str) -> bool:
@@ -309,7 +328,9 @@ def _phone_context(text: str, s: int, e: int) -> int:
     return 0
 
 
-def _phone_ok(text: str, s: int, e: int) -> bool:
+def _phone_ok(text: str, s: int, e: int, after: int | None = None) -> bool:
+    """Is ``text[s:e]`` a phone number? ``after``: where the text goes on after an extension of
+    it (:data:`_EXT`), judged instead of ``e`` for what the number is glued to."""
     cand = text[s:e]
     digits = _NON_DIGITS.sub("", cand)
     n = len(digits)
@@ -317,14 +338,22 @@ def _phone_ok(text: str, s: int, e: int) -> bool:
         return False
     prev = text[s - 1] if s else " "
     prev2 = text[s - 2] if s > 1 else " "
-    nxt = text[e] if e < len(text) else " "
-    nxt2 = text[e + 1] if e + 1 < len(text) else " "
-    # glued to other numbers / identifiers / decimals
+    a = e if after is None else after
+    nxt = text[a] if a < len(text) else " "
+    nxt2 = text[a + 1] if a + 1 < len(text) else " "
+    mobile = _CN_MOBILE.fullmatch(digits) is not None
+    # a list of mobiles written "13812345678/13912345678"
+    if mobile and ((prev == "/" and prev2.isdigit()) or (nxt == "/" and nxt2.isdigit())):
+        prev = " " if prev == "/" else prev
+        nxt = " " if nxt == "/" else nxt
+    # glued to other numbers / identifiers / decimals; a product code ("15912345678-A")
+    if nxt == "-" and nxt2.isascii() and nxt2.isalpha() and not _PHONE_WORDS_AFTER.match(text[a:a + 16]):
+        return False
     if prev in "/=_#%&" or (prev in ".,-:" and prev2.isdigit()) or (prev.isascii() and prev.isalnum()
-                                                                   and cand[0] != "+" and not _CN_MOBILE.fullmatch(digits)):
+                                                                   and cand[0] != "+" and not mobile):
         return False
     if nxt in "%" or (nxt in ".,-:/" and nxt2.isdigit()) or (nxt.isascii() and nxt.isalnum() and cand[0] != "+"
-                                                            and not _CN_MOBILE.fullmatch(digits)):
+                                                            and not mobile):
         return False
     if prev in "$€£¥￥" or (prev == " " and prev2 in "$€£¥￥"):
         return False
@@ -334,13 +363,15 @@ def _phone_ok(text: str, s: int, e: int) -> bool:
             return False  # decimals, versions
     if _DATE_SHAPES.fullmatch(cand.strip("()")):
         return False
-    ctx = _phone_context(text, s, e)
+    ctx = _phone_context(text, s, a)
+    if after is not None and after > e and ctx == 0 and not _EXT.match(text, e).group("x"):
+        ctx = 1  # "ext. 12", "分机 123" after the number say it is a phone
     if ctx < 0 or (ctx == 0 and _ZIP4.fullmatch(cand)):
         return False
     if cand[0] == "+" or cand.startswith("00"):  # 00 is the international prefix almost everywhere
         intl = digits[2:] if cand.startswith("00") else digits
         return _valid_international(intl) or (len(intl) >= 8 and _possible_international(intl))
-    if _CN_MOBILE.fullmatch(digits):
+    if mobile:
         return True
     if ctx > 0 and n <= 12:
         return True
@@ -399,9 +430,13 @@ def _candidates(text: str, types: frozenset[str]) -> list[PiiSpan]:
         if cn_id_ok(m.group(0)):
             out.append(PiiSpan("cn_id", *m.span()))
     for m in (_CARD.finditer(text) if "card" in types else ()):
+        if _inside(urls, *m.span()):
+            continue
         digits = re.sub(r"[ \-]", "", m.group(0))
-        if _iin_ok(digits) and len(set(digits)) > 1 and luhn_ok(digits) and not _inside(urls, *m.span()):
+        if _card_ok(digits):
             out.append(PiiSpan("card", *m.span()))
+        elif m.group(1) and _card_ok(digits[:16]):  # 4-4-4-4 and a short group: the 16 digits alone
+            out.append(PiiSpan("card", m.start(), m.start() + 19))
     if "ip" in types and "." in text:
         for m in _IPV4.finditer(text):
             try:
@@ -422,7 +457,14 @@ def _candidates(text: str, types: frozenset[str]) -> list[PiiSpan]:
             except ValueError:
                 continue
             out.append(PiiSpan("ip", *m.span()))
-    for run in (_PHONE_RUN.finditer(text) if "phone" in types else ()):
+    if "phone" in types:
+        out += _phones(text.translate(_FW_PARENS) if "（" in text else text, urls)
+    return out
+
+
+def _phones(text: str, urls: list[tuple[int, int]]) -> list[PiiSpan]:
+    out = []
+    for run in _PHONE_RUN.finditer(text):
         # the precise candidate pattern, only inside a run of phone characters (much faster)
         a, b = run.span()
         if a and text[a - 1] in "+(":
@@ -433,7 +475,16 @@ def _candidates(text: str, types: frozenset[str]) -> list[PiiSpan]:
                 s += 1
             if _inside(urls, s, e):
                 continue
-            if _phone_ok(text, s, e):
+            x = _EXT.match(text, e)
+            end = x.end() if x else e
+            if _phone_ok(text, s, e, end if x else None):
+                # "(+86)138…": the opening parenthesis goes with its number
+                out.append(PiiSpan("phone", s - 1 if text[s] == "+" and s and text[s - 1] == "(" and ")" in text[s:e]
+                                   else s, end))
+                continue
+            # "010-6552 9988-8021": a landline, a dash, its extension
+            dash = text.rfind("-", s, e)
+            if x is None and dash > s and e - dash <= 6 and text[s] in "0(+" and _phone_ok(text, s, dash, e):
                 out.append(PiiSpan("phone", s, e))
                 continue
             # a number glued by a space to the phone number ("since 2015 138 0013 8000"): drop the

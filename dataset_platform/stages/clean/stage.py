@@ -216,7 +216,7 @@ def _warm(settings: CleanSettings) -> None:
 
 STAGE = Stage(
     name=NAME, input="extracted_documents", output="cleaned_documents", settings=lambda p: p.clean, run=_run,
-    version="2",  # 2: PII in URLs, and in full-width or zero-width forms, redacted
+    version="3",  # 2: PII in URLs, and in full-width or zero-width forms, redacted; 3: phone extensions, 19-digit and 12-digit grouped cards, (0xx) in full-width parentheses
     warm=_warm, new_pool=lambda s: new_pool(getattr(s, "workers", None) or available_cpus()),
     summarise=summarise, libraries=("ftfy", "jieba", "phonenumbers"), passthrough=("source", "url", "title", "lang"),
     description="Normalised text (ftfy, NFC), Gopher / C4 / FineWeb quality rules per language (values in "
