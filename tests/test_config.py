@@ -164,3 +164,51 @@ def test_source_names_that_meet_in_dagster_are_refused_naming_both():
         "'cc_sample' in Dagster's names (schedule refresh_cc_sample; Dagster allows only letters, digits and _, "
         "so - becomes _): rename one of them")
     assert [s.name for s in parse_config({"sources": data["sources"][:2]}).sources] == ["cc-sample", "notes"]
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_committed_config_reference_is_what_the_models_generate():
+    from dataset_platform.config_reference import render
+
+    for name, text in render().items():
+        committed = REPO / "docs" / name
+        assert committed.read_text(encoding="utf-8") == text, (
+            f"docs/{name} is out of date: run python -m dataset_platform.config_reference")
+
+
+def test_every_field_has_a_description_and_a_row_in_the_reference():
+    from dataset_platform.config_reference import markdown, models
+
+    found = models()
+    assert {"PlatformConfig", "CrawlSource", "DumpSource", "RuleSettings", "LabelRule", "BenchmarkSet", "RaySettings"} <= set(found)
+    page = markdown()
+    undescribed = [f"{m.__name__}.{n}" for m in found.values() for n, f in m.model_fields.items()
+                   if not (f.description or "").strip()]
+    assert undescribed == []
+    rows = [line for line in page.splitlines() if line.startswith("| `")]
+    assert len(rows) >= sum(len(m.model_fields) for m in found.values())
+    assert all(not line.endswith("|  |") and line.count(" | ") >= 3 for line in rows)
+    for path in ("pipeline.labels.gold", "pipeline.labels.review.max_tasks", "pipeline.splits.group_by",
+                 "pipeline.splits.tolerance", "pipeline.decontamination.benchmarks[].fields", "pipeline.release.max_shard_bytes",
+                 "pipeline.quality.max_label_share", "pipeline.batch_size", "sources[].max_pages", "sources[].paths",
+                 "pipeline.clean.rules.<rule>.min"):
+        assert f"| `{path}` |" in page, path
+
+
+def test_the_json_schema_accepts_the_demo_and_refuses_a_typo():
+    import jsonschema
+    import yaml
+
+    from dataset_platform.config_reference import json_schema
+
+    schema = json_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    assert list(validator.iter_errors(yaml.safe_load(demo_config_path().read_text()))) == []
+    dump = {"sources": [{"name": "cc-sample", "kind": "warc", "paths": ["dumps/*.warc.gz"]}],
+            "pipeline": {"splits": {"group_by": ["cluster"]}, "labels": {"gold": "gold.jsonl"}}}
+    assert list(validator.iter_errors(dump)) == []
+    assert list(validator.iter_errors({"sources": [{**dump["sources"][0], "max_pgaes": 3}]}))
+    assert schema["$defs"]["SplitSettings"]["properties"]["group_by"]["default"] == ["cluster", "url"]
