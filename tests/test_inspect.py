@@ -75,6 +75,12 @@ def built(tmp_path_factory):
             "site": json.loads((wd / "demo_site" / "manifest.json").read_text(encoding="utf-8"))}
 
 
+@pytest.fixture(autouse=True)
+def _own_dagster_home(monkeypatch):
+    """`status` reads $DAGSTER_HOME when set (as the CLI records runs there): not another test's."""
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+
+
 def q(wd: Path, sql: str) -> list[tuple]:
     con = duckdb.connect(str(wd / "warehouse.duckdb"), read_only=True)
     con.sql(f"SET file_search_path = '{wd}'")  # (views may read paths relative to the work folder)
