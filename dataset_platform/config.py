@@ -9,7 +9,6 @@ is expected, e.g.::
 from __future__ import annotations
 
 import difflib
-import functools
 import hashlib
 import json
 import os
@@ -32,6 +31,7 @@ from pydantic import (
 )
 
 from dataset_platform.contracts.crawl import CrawlSettings, check_networks
+from dataset_platform.contracts.languages import language_codes, language_names
 from dataset_platform.contracts.records import DUMP_FIELDS
 from dataset_platform.contracts.validation import explain, location
 
@@ -85,23 +85,6 @@ DATASET_LANGUAGE_DOC = ("Not read: the dataset card lists the languages of the r
                         "card_languages). Accepted so that existing files stay valid.")
 
 
-@functools.cache
-def language_codes() -> dict[str, str]:
-    """Every ``lang`` extraction can give a document (code -> language name): the languages CLD2
-    detects, coded as ``stages/extract.py`` codes them, and ``und`` (no language detected)."""
-    import pycld2
-
-    from dataset_platform.stages.extract import _LANG_FIX
-
-    code_of = dict(pycld2.LANGUAGES)  # name -> CLD2's code
-    out = {}
-    for name in pycld2.DETECTED_LANGUAGES:
-        code = _LANG_FIX.get(code_of[name], code_of[name]).split("-")[0]
-        out.setdefault(code, name.capitalize())
-    out["und"] = "no language detected"
-    return out
-
-
 def _closest_language(value: str) -> str | None:
     """The language code a person most likely meant by ``value`` ('english', 'EN', 'zh-CN', 'eng')."""
     codes = language_codes()
@@ -109,10 +92,7 @@ def _closest_language(value: str) -> str | None:
     head = re.split(r"[-_ ]", low)[0]
     if low in codes or head in codes:
         return low if low in codes else head
-    import pycld2
-
-    by_name = {name.lower().replace("_", " "): code for name, code in pycld2.LANGUAGES if code in codes}
-    by_name.update({name.lower(): code for code, name in codes.items()})
+    by_name = language_names()
     starts = {code for name, code in by_name.items() if len(low) >= 3 and name.startswith(low)}
     if len(starts) == 1:  # 'ger' -> german -> de
         return starts.pop()

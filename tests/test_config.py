@@ -212,3 +212,17 @@ def test_the_json_schema_accepts_the_demo_and_refuses_a_typo():
     assert list(validator.iter_errors(dump)) == []
     assert list(validator.iter_errors({"sources": [{**dump["sources"][0], "max_pgaes": 3}]}))
     assert schema["$defs"]["SplitSettings"]["properties"]["group_by"]["default"] == ["cluster", "url"]
+
+
+def test_the_language_codes_are_those_extraction_records():
+    from dataset_platform.contracts.languages import CLD2_CODE_FIX, language_codes
+    from dataset_platform.stages.extract import _LANG_FIX, detect_language
+
+    assert _LANG_FIX == CLD2_CODE_FIX  # (extraction codes CLD2's answers with this map)
+    texts = ["The harbour ferry leaves at dawn and the fishermen return before noon with their catch.",
+             "今天的天气很好，我们一起去公园散步，然后在湖边吃午饭。",
+             "Der Hafen ist im Winter ruhig, aber im Sommer kommen viele Touristen mit dem Schiff.",
+             "הנמל שקט בחורף, אבל בקיץ מגיעים תיירים רבים באונייה לעיר העתיקה.", "   "]
+    langs = [detect_language(t)[0] for t in texts]
+    assert langs == ["en", "zh", "de", "he", "und"]
+    assert set(langs) <= set(language_codes())
