@@ -76,7 +76,7 @@ Cron = Annotated[str, AfterValidator(_cron)]
 
 #: what ``sources[].name`` means (both kinds of source)
 SOURCE_NAME_DOC = ("The source's name: lower-case letters, digits, `_` and `-`, starting with a letter. It names the "
-                   "raw partition, `inbox/<name>/` and document ids; in Dagster's names (the `refresh_<name>` "
+                   "raw partition, `inbox/<name>/` and the `source` column; in Dagster's names (the `refresh_<name>` "
                    "schedule) `-` becomes `_`, so two names that differ only there are refused.")
 #: what ``sources[].schedule`` means (both kinds of source)
 SCHEDULE_DOC = ("Cron (UTC) refreshing this source's raw partition; default: pipeline.schedule. The layers below then "
