@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from dataset_platform.inspect.errors import InspectError
@@ -73,3 +74,6 @@ def run_inspect_command(args: argparse.Namespace, out=None) -> int:
     except InspectError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # (the reader stopped early, e.g. `| head`: not an error)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK

@@ -379,7 +379,11 @@ def render_text(res: dict) -> str:
 def _render_one(j: dict) -> list[str]:
     raw = j["raw_pages"]
     url = raw["url"] if raw else (j["crawl_log"][-1]["url"] if j["crawl_log"] else None)
-    out = [f"document {j['id']}  {url or ''}", f"  => {j['verdict']}"]
+    out = [f"document {j['id']}  {url or ''}"]
+    title = next((x.get("title") for x in [*j["layers"], raw or {}] if x.get("title")), None)
+    if title:
+        out.append(f"  title: {cell(title, 100)}")
+    out.append(f"  => {j['verdict']}")
     if j["crawl_log"]:
         out.append("  crawl_log (each batch that considered it):")
         for x in j["crawl_log"]:
@@ -391,7 +395,7 @@ def _render_one(j: dict) -> list[str]:
             out.append("    " + ", ".join(str(b) for b in bits))
     if raw:
         out.append(f"  raw_pages: part {raw['part']}, batch {raw.get('crawl_id')}, "
-                   f"{raw.get('content_type') or ''} {raw.get('body_bytes') or 0} bytes, title {cell(raw.get('title'), 60)}")
+                   f"{raw.get('content_type') or '?'}, {raw.get('body_bytes') or 0} bytes")
     for x in j["layers"]:
         facts = [f"{k} {cell(x[k], 40)}" for k in ("lang", "n_words", "n_chars", "extractor", "content_hash")
                  if x.get(k) is not None]
