@@ -290,10 +290,13 @@ def test_chinese_punctuation_keeps_the_fast_path_and_its_meaning():
     ("总机：010-65529988分机123", [("phone", "010-65529988分机123")]),
     ("电话：010-65529988 转 8021", [("phone", "010-65529988 转 8021")]),
     ("电话：010-65529988-8021", [("phone", "010-65529988-8021")]),
+    ("北京办事处 010-65529988-8021 周一至周五", [("phone", "010-65529988-8021")]),  # no phone word
     # international numbers with a 00 prefix, as with +
     ("Dial 0044 20 7946 0958 please", [("phone", "0044 20 7946 0958")]),
     ("Paris: 0033 1 42 68 53 00; Berlin: 0049-30-901820", [("phone", "0033 1 42 68 53 00"), ("phone", "0049-30-901820")]),
     ("From abroad: 00-44-20-7946-0958", [("phone", "00-44-20-7946-0958")]),
+    # after a "+" digits are a phone, even when they would pass as a Visa number (4915123451580)
+    ("For support dial +4915123451580.", [("phone", "+4915123451580")]),
     # 12-19-digit cards passing Luhn (Maestro, UnionPay 62...), grouped by spaces or dashes
     ("Maestro 6759 6498 2643 8453 on file", [("card", "6759 6498 2643 8453")]),
     ("Maestro 5018 0000 0009 (12 digits)", [("card", "5018 0000 0009")]),

@@ -79,7 +79,7 @@ _IPV6 = re.compile(
     r"(?<![A-Za-z0-9_:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![A-Za-z0-9_:]|\.[A-Za-z0-9])"
 )
 _CARD = re.compile(
-    r"\d(?<![A-Za-z0-9_\-.]\d)(?:\d{12,18}|\d{3}([ \-])\d{4}\1\d{4}\1\d{4}\1\d{1,3}|\d{3}([ \-])\d{4}\2\d{4}\2\d{1,7}"
+    r"\d(?<![A-Za-z0-9_\-.+]\d)(?:\d{12,18}|\d{3}([ \-])\d{4}\1\d{4}\1\d{4}\1\d{1,3}|\d{3}([ \-])\d{4}\2\d{4}\2\d{1,7}"
     r"|\d{3}([ \-])\d{6}\3\d{4,5}|\d{3}([ \-])\d{4}\4\d{4})(?![A-Za-z0-9_]|[\-.]\d)"
 )
 _IBAN = re.compile(r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![a-z0-9])")
@@ -364,8 +364,10 @@ def _phone_ok(text: str, s: int, e: int, after: int | None = None) -> bool:
     if _DATE_SHAPES.fullmatch(cand.strip("()")):
         return False
     ctx = _phone_context(text, s, a)
-    if after is not None and after > e and ctx == 0 and not _EXT.match(text, e).group("x"):
-        ctx = 1  # "ext. 12", "分机 123" after the number say it is a phone
+    if after is not None and after > e and ctx == 0:
+        x = _EXT.match(text, e)  # (None for a dash and digits: "010-6552 9988-8021")
+        if x is not None and not x.group("x"):
+            ctx = 1  # "ext. 12", "分机 123" after the number say it is a phone
     if ctx < 0 or (ctx == 0 and _ZIP4.fullmatch(cand)):
         return False
     if cand[0] == "+" or cand.startswith("00"):  # 00 is the international prefix almost everywhere
