@@ -11,7 +11,6 @@ import warnings
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pyarrow.parquet as pq
 import pytest
 
@@ -23,7 +22,7 @@ from dataset_platform.defs.ingestion import all_sources_tags
 from dataset_platform.ingest.refresh import DEMO_BASE_URL
 from dataset_platform.release.materialise import current_release
 from dataset_platform.stages.registry import STAGES
-from dataset_platform.storage import Workdir
+from dataset_platform.storage import Workdir, warehouse_connection
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +50,7 @@ def demo_run(tmp_path_factory):
 
 
 def q(wd: Workdir, sql: str):
-    con = duckdb.connect(str(wd.warehouse), read_only=True)
+    con = warehouse_connection(wd)  # (the views read paths relative to the work folder)
     try:
         return con.sql(sql).fetchall()
     finally:
