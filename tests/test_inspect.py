@@ -15,7 +15,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import pytest
 import yaml
 
@@ -25,6 +24,8 @@ from dataset_platform.demo.site import MISSING_PATH, generate_site
 from dataset_platform.ingest.refresh import DEMO_BASE_URL
 from dataset_platform.inspect.table import fmt_float
 from dataset_platform.inspect.trace import doc_id
+from dataset_platform.storage import warehouse_connection
+from dataset_platform.workdir import Workdir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,8 +83,7 @@ def _own_dagster_home(monkeypatch):
 
 
 def q(wd: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(wd / "warehouse.duckdb"), read_only=True)
-    con.sql(f"SET file_search_path = '{wd}'")  # (views may read paths relative to the work folder)
+    con = warehouse_connection(Workdir.at(wd))  # (views read paths relative to the work folder)
     try:
         return con.sql(sql).fetchall()
     finally:

@@ -23,6 +23,7 @@ import duckdb
 
 from dataset_platform.inspect.errors import InspectError, existing_workdir
 from dataset_platform.inspect.table import render
+from dataset_platform.storage import warehouse_connection
 
 #: statement types that only read (DESCRIBE, SHOW and SUMMARIZE are SELECTs to DuckDB)
 READING = {"SELECT", "EXPLAIN", "PRAGMA", "CALL", "SET", "VARIABLE_SET", "RESET"}
@@ -37,14 +38,11 @@ def open_warehouse(workdir) -> duckdb.DuckDBPyConnection:
     if not wd.warehouse.exists():
         raise InspectError(f"{wd.warehouse} does not exist yet: it is written by the first run of the graph "
                            "(`dataset-platform demo` or `dataset-platform run --config sources.yaml`)")
-    try:
-        con = duckdb.connect(str(wd.warehouse), read_only=True)
+    try:  # (its views' paths resolve against the work folder, whatever the current folder)
+        return warehouse_connection(wd, read_only=True)
     except duckdb.Error as e:
         raise InspectError(f"cannot open {wd.warehouse} read-only: {e}. Another program holds it open for "
                            "writing (runs never do): close that program and try again") from None
-    # views written relative to the work folder resolve against it, whatever the current folder
-    con.sql(f"SET file_search_path = '{str(wd.root).replace(chr(39), chr(39) * 2)}'")
-    return con
 
 
 def check_reading(con: duckdb.DuckDBPyConnection, query: str) -> list:
