@@ -1,9 +1,11 @@
 """The Dagster UI in a real browser: the graph, its lineage, a run launched by clicking, its checks.
 
 Starts ``dagster dev -w workspace.yaml`` (webserver + daemon, as ``dataset-platform ui`` does) on
-127.0.0.1 against a temporary workdir and DAGSTER_HOME, drives Debian's chromium with Playwright
-(never a downloaded browser) and materialises the whole demo graph from the "Materialize all"
-button. Screenshots of every step land in ``$TEST_ARTIFACTS_DIR/ui_browser/`` (default
+127.0.0.1 against a temporary workdir and the DAGSTER_HOME a new work folder gets, drives Debian's
+chromium with Playwright (never a downloaded browser) and materialises the whole demo graph from
+the "Materialize all" button. Then what a newcomer sees: no community dialog, the column
+descriptions of ``contracts/schema.py``, rounded floats, the dataset card rendered, and the GX
+Data Docs styled with the network blocked. Screenshots of every step land in ``$TEST_ARTIFACTS_DIR/ui_browser/`` (default
 ``tests/artifacts/ui_browser/``).
 
 Needs ``pip install playwright`` (the ``test`` extra) and ``apt-get install chromium`` (or
@@ -13,6 +15,7 @@ Needs ``pip install playwright`` (the ``test`` extra) and ``apt-get install chro
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -246,14 +249,19 @@ def artifacts() -> Path:
 
 
 @pytest.fixture
-def dagster_ui(chromium_bin, artifacts, tmp_path):
-    """``dagster dev`` on a free 127.0.0.1 port with a temporary workdir and DAGSTER_HOME."""
+def dagster_ui(chromium_bin, artifacts, tmp_path, monkeypatch):
+    """``dagster dev`` on a free 127.0.0.1 port with a temporary workdir, and the DAGSTER_HOME that
+    ``dataset-platform ui`` prepares in a new work folder (its ``dagster.yaml``)."""
+    from dataset_platform.cli import _prepare_instance
+    from dataset_platform.workdir import Workdir
+
     workdir = tmp_path / "workdir"
-    home = workdir / "dagster_home"
-    home.mkdir(parents=True)
-    # no telemetry, and no "Join the Dagster community" dialog: it pops up a second after any page
-    # loads and closes whatever menu is open (it failed a CI run that way)
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n", encoding="utf-8")
+    monkeypatch.setenv("DAGSTER_HOME", "")  # (_prepare_instance sets it; restored after the test)
+    home = _prepare_instance(Workdir.at(workdir).ensure())
+    assert home == (workdir / "dagster_home").resolve()
+    # it turns the "Join the Dagster community" dialog off: the dialog pops up a second after any
+    # page loads and closes whatever menu is open (it failed a CI run that way)
+    assert "nux:\n  enabled: false" in (home / "dagster.yaml").read_text(encoding="utf-8")
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     workspace = REPO / "workspace.yaml"
@@ -323,8 +331,9 @@ def test_ui_graph_lineage_materialize_all_and_checks(chromium_bin, artifacts, da
     blocked: list[str] = []
 
     def loopback_only(route):
-        host = urlsplit(route.request.url).hostname or ""
-        if host in LOOPBACK_HOSTS or host.startswith("127."):
+        url = urlsplit(route.request.url)
+        host = url.hostname or ""
+        if host in LOOPBACK_HOSTS or host.startswith("127.") or url.scheme == "file":  # (file: the Data Docs)
             route.continue_()
         else:
             blocked.append(route.request.url)
@@ -345,8 +354,15 @@ def test_ui_graph_lineage_materialize_all_and_checks(chromium_bin, artifacts, da
             page = context.new_page()
             expect.set_options(timeout=UI_TIMEOUT_MS)
 
-            # 1. the global asset graph: every asset of the Definitions is a node with its name
+            # 0. a new work folder's first page: no "Join the Dagster community" dialog (it opened a
+            #    second after the page loaded; the dagster.yaml of _prepare_instance turns it off)
             page.goto(base + "/")
+            expect(page.get_by_role("navigation").get_by_role("link", name=re.compile(r"Lineage$"))).to_be_visible()
+            page.wait_for_timeout(2500)
+            assert page.get_by_text("Join the Dagster community").count() == 0 and page.get_by_role("dialog").count() == 0
+            shot(page, "00-first-page-no-community-dialog")
+
+            # 1. the global asset graph: every asset of the Definitions is a node with its name
             page.get_by_role("navigation").get_by_role("link", name=re.compile(r"Lineage$")).click()
             expect(page.get_by_text("Global asset lineage")).to_be_visible()
             materialize_all = page.get_by_role("button", name="Materialize all")
@@ -391,6 +407,10 @@ def test_ui_graph_lineage_materialize_all_and_checks(chromium_bin, artifacts, da
             dialog = page.get_by_role("dialog").filter(has_text="Launch runs to materialize")
             expect(dialog).to_be_visible()
             expect(dialog.get_by_text(f"Launch runs to materialize {len(names)} assets")).to_be_visible()
+            # the dialog opens on 0 partitions and a disabled launch: "All" selects every source (README)
+            expect(dialog.get_by_text("0 partitions")).to_be_visible()
+            expect(dialog.get_by_role("button", name="Launch backfill")).to_be_disabled()
+            shot(page, "03-materialize-all-dialog-0-partitions")
             dialog.get_by_role("button", name="All", exact=True).click()
             launch = dialog.get_by_role("button", name="Launch 1 run")  # the demo has one source partition
             expect(launch).to_be_enabled()
@@ -474,7 +494,126 @@ def test_ui_graph_lineage_materialize_all_and_checks(chromium_bin, artifacts, da
                 # the latest evaluation shown is the one of the run launched above
                 expect(page.locator(f'a[href*="/runs/{run_id}"]').first).to_be_visible()
                 shot(page, f"06-checks-{asset}")
+
+            # 6. what the assets' metadata shows (issue: UI papercuts)
+            _check_metadata_in_ui(page, base, run_id, names, shot, expect)
+            # 7. the GX Data Docs of the release's suite, opened from disk with every network request
+            #    blocked: styled (Bootstrap, Font Awesome) and the index lists the validations
+            _check_data_docs_offline(context, base, run_id, blocked, shot)
         finally:
             browser.close()
     if blocked:
         print(f"requests to non-loopback hosts were blocked: {sorted(set(blocked))}")
+
+
+METADATA_QUERY = """
+query($runId: ID!) { logsForRun(runId: $runId, limit: 100000) { __typename
+  ... on EventConnection { events { __typename
+    ... on MaterializationEvent { assetKey { path } metadataEntries { ...entry } }
+    ... on AssetCheckEvaluationEvent { evaluation { checkName assetKey { path } metadataEntries { ...entry } } } } }
+  ... on PythonError { message } } }
+fragment entry on MetadataEntry { label __typename
+  ... on FloatMetadataEntry { floatValue }
+  ... on PathMetadataEntry { path }
+  ... on TableSchemaMetadataEntry { schema { columns { name description } } } }
+"""
+
+
+def _run_metadata(base: str, run_id: str) -> list[tuple[str, str, dict]]:
+    """(asset, check name or "", {label: entry}) of every materialisation and check of the run."""
+    data = _graphql(base, METADATA_QUERY, {"runId": run_id})["logsForRun"]
+    assert data["__typename"] == "EventConnection", data
+    out = []
+    for e in data["events"]:
+        if e["__typename"] == "MaterializationEvent":
+            out.append(("/".join(e["assetKey"]["path"]), "", {m["label"]: m for m in e["metadataEntries"]}))
+        elif e["__typename"] == "AssetCheckEvaluationEvent":
+            ev = e["evaluation"]
+            out.append(("/".join(ev["assetKey"]["path"]), ev["checkName"], {m["label"]: m for m in ev["metadataEntries"]}))
+    return out
+
+
+def _rounded(x: float) -> bool:
+    """At most 4 significant digits (more only in the integer part): defs/metadata.round_float."""
+    return x == 0 or not math.isfinite(x) or x == round(x, max(0, 3 - math.floor(math.log10(abs(x)))))
+
+
+def _check_metadata_in_ui(page, base: str, run_id: str, names: list[str], shot, expect) -> None:
+    """Column descriptions, rounded floats and the dataset card rendered as Markdown."""
+    entries = _run_metadata(base, run_id)
+    # every column schema carries the descriptions of contracts/schema.py; every float is rounded
+    schemas = {a: md["dagster/column_schema"]["schema"]["columns"] for a, c, md in entries
+               if not c and "dagster/column_schema" in md}
+    assert {"raw_pages", "cleaned_documents", "labelled_documents", "dataset_release"} <= set(schemas), sorted(schemas)
+    for asset, cols in schemas.items():
+        described = [c["name"] for c in cols if c["description"]]
+        assert len(described) >= 0.75 * len(cols), f"{asset}: columns without a description: " \
+            f"{[c['name'] for c in cols if not c['description']]}"
+    floats = {(a, c, label): m["floatValue"] for a, c, md in entries for label, m in md.items()
+              if m["__typename"] == "FloatMetadataEntry" and m["floatValue"] is not None}
+    assert floats, "the run emitted no float metadata"
+    unrounded = {k: v for k, v in floats.items() if not _rounded(v)}
+    assert not unrounded, f"floats shown unrounded: {unrounded}"
+
+    release = next(md for a, c, md in entries if a == "dataset_release" and not c)
+    page.goto(f"{base}/assets/dataset_release")
+    # the Columns table of the overview: a description from schema.py beside its column
+    columns = page.get_by_text("Columns", exact=True).first
+    expect(columns).to_be_visible()
+    expect(page.get_by_text("train | validation | test", exact=True)).to_be_visible()
+    expect(page.get_by_text("16 hex chars: first 64 bits of md5(source || ' ' || recorded url)").first).to_be_visible()
+    columns.scroll_into_view_if_needed()
+    shot(page, "07-release-column-descriptions")
+    # a float of the release's metadata as the UI prints it (it was 0.033333333333333326)
+    value = release["split_max_share_deviation"]["floatValue"]
+    row = page.locator("tr", has_text="split_max_share_deviation").first
+    row.scroll_into_view_if_needed()
+    shown = row.locator("td").last.inner_text().strip()
+    assert float(shown.replace(",", "")) == value and len(shown) <= 7, f"split_max_share_deviation shown as {shown!r}"
+    shot(page, "08-release-metadata-rounded")
+    # the dataset card, rendered: its headings, its YAML header in a code block
+    card = page.locator("tr", has_text="dataset_card").filter(has_text="[Show Markdown]").first
+    card.get_by_text("[Show Markdown]").click()
+    dialog = page.get_by_role("dialog")
+    heading = dialog.get_by_role("heading", name=re.compile(r"^demo-web-text \(v\w+\)$"))
+    expect(heading).to_be_visible()
+    expect(dialog.get_by_role("heading", name="Splits", exact=True)).to_be_visible()
+    expect(dialog.locator("code", has_text="dataset_info").first).to_be_attached()
+    heading.scroll_into_view_if_needed()
+    shot(page, "09-dataset-card-rendered")
+    page.keyboard.press("Escape")
+    assert Path(release["dataset_card_path"]["path"]).name == "README.md"  # (the path stays beside it)
+
+
+def _check_data_docs_offline(context, base: str, run_id: str, blocked: list[str], shot) -> None:
+    entries = _run_metadata(base, run_id)
+    md = next(md for a, c, md in entries if a == "dataset_release" and c == "gx_suite")
+    page_path, index_path = Path(md["data_docs"]["path"]), Path(md["data_docs_index"]["path"])
+    assert page_path.is_file() and index_path.is_file(), (page_path, index_path)
+    dd = context.new_page()
+    failed: list[str] = []
+    dd.on("requestfailed", lambda r: failed.append(r.url))
+    before = len(blocked)
+    styled = """async () => { await document.fonts.ready;
+        const nav = document.querySelector('nav.navbar');
+        return {navbar: nav ? getComputedStyle(nav).display : null,
+                icons: [...document.fonts].some(f => f.family.includes('Font Awesome') && f.status === 'loaded'),
+                bootstrap_js: !!(window.jQuery && window.jQuery.fn.collapse),
+                rows: document.querySelectorAll('table tbody tr').length}; }"""
+    dd.goto(page_path.as_uri())
+    dd.wait_for_load_state("load")
+    got = dd.evaluate(styled)
+    shot(dd, "10-data-docs-page-offline")
+    assert got["navbar"] == "flex", f"Bootstrap's CSS is not applied to {page_path}: {got}"  # (display: block without)
+    assert got["icons"] and got["bootstrap_js"] and got["rows"] > 0, got
+    assert dd.get_by_text("Expectation Suite:").count() and "dataset_release" in dd.title() + dd.content()
+    dd.goto(index_path.as_uri())
+    dd.wait_for_load_state("load")
+    got = dd.evaluate(styled)
+    shot(dd, "11-data-docs-index-offline")
+    # the index's table is drawn by script from its rows: one per validation (the newest 25)
+    assert got["navbar"] == "flex" and got["rows"] >= 1, got
+    assert dd.locator("table tbody tr", has_text="dataset_release").count() >= 1
+    dd.close()
+    assert len(blocked) == before, f"the Data Docs asked the network for {blocked[before:]}"
+    assert not failed, f"the Data Docs failed to load {failed}"
