@@ -67,11 +67,13 @@ def built(tmp_path_factory):
                          "result": [{"from_name": "topic", "to_name": "text", "type": "choices",
                                      "value": {"choices": [human]}}]} for who in (1, 2)]}]), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "DATASET_PLATFORM_WORKDIR")}
-    proc = subprocess.run([sys.executable, "-m", "dataset_platform.cli", "run", "--config", str(config),
-                           "--workdir", str(wd)], cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    run_id = re.search(r"^run (\S+): succeeded", proc.stdout, re.M).group(1)
-    return {"wd": wd, "run_id": run_id, "planted_url": DEMO_BASE_URL + planted_path, "paragraph": paragraph,
+    run_ids = []
+    for _ in range(2):  # a first crawl, then a refresh (a second batch: pages not modified)
+        proc = subprocess.run([sys.executable, "-m", "dataset_platform.cli", "run", "--config", str(config),
+                               "--workdir", str(wd)], cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        run_ids.append(re.search(r"^run (\S+): succeeded", proc.stdout, re.M).group(1))
+    return {"wd": wd, "run_ids": run_ids, "planted_url": DEMO_BASE_URL + planted_path, "paragraph": paragraph,
             "annotated": annotated, "human": human,
             "site": json.loads((wd / "demo_site" / "manifest.json").read_text(encoding="utf-8"))}
 
@@ -140,7 +142,13 @@ def test_trace_a_released_document_by_url_and_by_id(built, capsys):
                   "decontaminated_documents"):
         assert re.search(rf"^  {layer} +reached", out, re.M), layer
     assert f"label topic = {topic} (source {source}, confidence" in out
-    assert "outcome fetched" in out and f"split {split} (group" in out
+    assert f"split {split} (group" in out
+    # both batches considered it, in landing order; its stored page is the first crawl's
+    batches = [b for (b,) in q(wd, f"SELECT crawl_id FROM crawl_log WHERE id = '{did}' ORDER BY crawl_id")]
+    assert len(batches) == 2
+    assert re.findall(r"^    demo/(\S+), #\d+, outcome (\w+)", out, re.M) == [(batches[0], "fetched"),
+                                                                             (batches[1], "not_modified")]
+    assert f"raw_pages: part demo/{batches[0]}, batch {batches[0]}" in out
     j = trace_json(capsys, wd, did)
     assert j["kind"] == "id" and [d["id"] for d in j["documents"]] == [did]
     doc = j["documents"][0]
@@ -307,8 +315,9 @@ def test_status_shows_the_run_layers_checks_and_release(built, capsys):
     rc, out, err = run(capsys, "status", "--workdir", str(wd), "--json")
     assert rc == 0, err
     s = json.loads(out)
-    assert [(r["run_id"], r["status"], r["job"]) for r in s["runs"]] == [(built["run_id"], "SUCCESS", "dataset_pipeline")]
-    assert s["runs"][0]["seconds"] > 0
+    assert [(r["run_id"], r["status"], r["job"]) for r in s["runs"]] == [
+        (run_id, "SUCCESS", "dataset_pipeline") for run_id in reversed(built["run_ids"])]  # newest first
+    assert all(r["seconds"] > 0 and r["partitions"] == "demo" for r in s["runs"])
     layers = {x["layer"]: x["rows"] for x in s["layers"]}
     for layer in ("crawl_log", "raw_pages", "extracted_documents", "cleaned_documents", "deduplicated_documents",
                   "duplicate_clusters", "labelled_documents", "decontaminated_documents"):
@@ -321,7 +330,7 @@ def test_status_shows_the_run_layers_checks_and_release(built, capsys):
     assert (rel["dataset"], rel["version"]) == ("demo-web-text", latest)
     assert rel["rows"] == dict(q(wd, "SELECT split, count(*) FROM dataset_release GROUP BY 1"))
     rc, out, _ = run(capsys, "status", "--workdir", str(wd))
-    assert built["run_id"] in out and "SUCCESS" in out
+    assert all(run_id in out for run_id in built["run_ids"]) and "SUCCESS" in out
     (dropped,) = q(wd, "SELECT count(*) FROM rejected_documents WHERE stage = 'decontaminate'")[0]
     assert dropped >= 1
     assert re.search(rf"^  decontaminated_documents +{layers['decontaminated_documents']}  in "

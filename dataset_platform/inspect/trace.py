@@ -162,10 +162,14 @@ def journey(wd: Workdir, r: _Reader, did: str, log_rows: list[dict] | None = Non
     if log_rows is None:
         log_rows = r.rows(f"SELECT * EXCLUDE (filename) FROM {_light(log)} WHERE id = ? ORDER BY crawl_id, seq",
                           [did]) if log else []
-    j["crawl_log"] = log_rows
-    src = {x["source"] for x in j["crawl_log"]}
-    batches = {x["crawl_id"] for x in j["crawl_log"]}
-    raw_files = _raw_parts(wd, src, batches)
+    src = {x["source"] for x in log_rows}
+    manifests = {s: _raw_manifest(wd, s) for s in sorted(src)}
+    landed = {(s, b): i for s, m in manifests.items() for i, b in enumerate(m.get("extra", {}).get("merged", []))}
+    # in landing order (the raw manifest's list; a dump's batch id is a hash, not a time)
+    j["crawl_log"] = sorted(log_rows, key=lambda x: (landed.get((x["source"], x["crawl_id"]), len(landed)),
+                                                     x["crawl_id"], x["seq"]))
+    batches = {x["crawl_id"] for x in log_rows}
+    raw_files = _raw_parts(wd, manifests, batches)
     raw = r.rows(f"SELECT * FROM {_light(raw_files)} WHERE id = ?", [did]) if raw_files else []
     if not raw:  # (a batch the log does not name: every raw part of the candidate sources)
         everything = [f for s in (src or sources(wd)) for f in sorted(wd.raw_source(s).glob("*/data.parquet"))]
@@ -209,16 +213,18 @@ def journey(wd: Workdir, r: _Reader, did: str, log_rows: list[dict] | None = Non
     return j
 
 
-def _raw_parts(wd: Workdir, srcs: set[str], batches: set[str]) -> list[Path]:
+def _raw_manifest(wd: Workdir, source: str) -> dict:
+    try:
+        return json.loads((wd.raw_source(source) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _raw_parts(wd: Workdir, manifests: dict[str, dict], batches: set[str]) -> list[Path]:
     """The raw parts holding the given batches (from each source's manifest: no data read)."""
     out = []
-    for s in sorted(srcs):
-        manifest = wd.raw_source(s) / "manifest.json"
-        try:
-            parts = json.loads(manifest.read_text(encoding="utf-8")).get("parts", {})
-        except (OSError, ValueError):
-            continue
-        for k, info in sorted(parts.items()):
+    for s, manifest in sorted(manifests.items()):
+        for k, info in sorted(manifest.get("parts", {}).items()):
             if (info.get("counters") or {}).get("batch") in batches and (wd.raw_source(s) / k / "data.parquet").exists():
                 out.append(wd.raw_source(s) / k / "data.parquet")
     return out
