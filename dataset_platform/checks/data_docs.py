@@ -119,6 +119,7 @@ def build_data_docs(outcome: SuiteOutcome, docs_dir: Path, run_name: str,
         if not page.exists():
             raise RuntimeError(f"GX Data Docs did not write the expected page {page}")
         site = Path(docs_dir) / "site"
+        install_static(site)
         localise(page, site)
         localise(site / "index.html", site)
     return page
@@ -231,7 +232,7 @@ def vendor_files() -> dict[str, Path]:
     return files
 
 
-def _install_static(site: Path) -> None:
+def install_static(site: Path) -> None:
     """Copy the vendored files and our script into ``site/static/`` (those missing or changed)."""
     static = site / "static"
     wanted = {rel: src.read_bytes() for rel, src in vendor_files().items()}
@@ -243,8 +244,8 @@ def _install_static(site: Path) -> None:
 
 
 def localise(page: Path, site: Path) -> None:
-    """Rewrite ``page`` (a file of the Data Docs ``site``) to load nothing from the network."""
-    _install_static(site)
+    """Rewrite ``page`` (a file of the Data Docs ``site``) to load nothing from the network: the
+    files it loads instead are those ``install_static`` puts in the site."""
     static = os.path.relpath(site / "static", page.parent).replace(os.sep, "/")
 
     def local(m: re.Match) -> str:
