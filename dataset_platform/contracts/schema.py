@@ -12,10 +12,10 @@ _LABELLED_BASE: list[tuple[str, str]] = [
     ("id", "VARCHAR"),
     ("source", "VARCHAR"),
     ("url", "VARCHAR"),
-    ("title", "VARCHAR"),
+    ("title", "VARCHAR"),  # page or record title (extracted from the HTML, or given by the dump)
     ("text", "VARCHAR"),
     ("lang", "VARCHAR"),
-    ("n_chars", "BIGINT"),
+    ("n_chars", "BIGINT"),  # characters of text
     ("n_words", "BIGINT"),
     ("content_hash", "VARCHAR"),
 ]
@@ -25,10 +25,10 @@ _CLEANED: list[tuple[str, str]] = [
     ("id", "VARCHAR"),
     ("source", "VARCHAR"),
     ("url", "VARCHAR"),
-    ("title", "VARCHAR"),
+    ("title", "VARCHAR"),  # page or record title (extracted from the HTML, or given by the dump)
     ("text", "VARCHAR"),  # normalised, PII redacted
     ("lang", "VARCHAR"),
-    ("n_chars", "BIGINT"),
+    ("n_chars", "BIGINT"),  # characters of text
     ("n_words", "BIGINT"),  # words of the language's tokeniser (jieba for zh, characters for ja), punctuation excluded
     ("pii_email", "INTEGER"),  # structured PII spans redacted, per type (stages/clean/pii.py)
     ("pii_phone", "INTEGER"),
@@ -62,11 +62,11 @@ LAYERS: dict[str, list[tuple[str, str]]] = {
         ("charset", "VARCHAR"),  # encoding used to decode the body (after detection)
         ("fetched_at", "TIMESTAMP WITH TIME ZONE"),  # UTC (WARC-Date for WARC records)
         ("depth", "INTEGER"),  # link depth from a start url (NULL for dumps)
-        ("referer", "VARCHAR"),
-        ("body_bytes", "BIGINT"),
+        ("referer", "VARCHAR"),  # page whose link led here (NULL for start urls and dumps)
+        ("body_bytes", "BIGINT"),  # size of the stored body in bytes, as received
         ("content_hash", "VARCHAR"),  # md5 hex of the undecoded body (of the UTF-8 text for text dumps)
         ("etag", "VARCHAR"),  # response validators, sent back on the next crawl
-        ("last_modified", "VARCHAR"),
+        ("last_modified", "VARCHAR"),  # the Last-Modified response header, sent back on the next crawl
         ("headers", "VARCHAR"),  # JSON object of the response headers (lower-case names)
         ("title", "VARCHAR"),  # dumps: title given by the dump
         ("text", "VARCHAR"),  # dumps: already-extracted text (html is then NULL)
