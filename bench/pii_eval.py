@@ -23,7 +23,11 @@ texts per format, 0 to skip).
 Speed: documents/s of ``find_pii`` on the corpus texts (repeated), on longer texts (real news
 articles of the corpus' neardup/bbc_news set, and synthetic news-sized texts from bench/common.py
 with PII sprinkled in), and, for comparison, ``phonenumbers.PhoneNumberMatcher`` (regions US and
-CN, leniency VALID) over the same corpus texts. Peak RSS of this process.
+CN, leniency VALID) over the same corpus texts. Peak RSS of this process. ``--compare-with FILE``
+(another version of pii.py, e.g. ``git show REV:dataset_platform/stages/clean/pii.py > pii_before.py``)
+also times that version against the current one in this process, alternating runs and counting
+CPU time (``time.process_time``), which a machine shared with other work disturbs far less than
+the wall-clock rows.
 """
 
 from __future__ import annotations
@@ -220,6 +224,52 @@ def speed_rows(name: str, texts: list[str], repeat: int) -> None:
     print(f"| find_pii_batch (RE2 pre-filter) | {name} x{repeat} | {len(texts) * repeat} | {chars:.0f} | {r:.0f} | {n} |")
 
 
+def compare(path: Path, rounds: int = 5) -> None:
+    """Docs/s of ``find_pii`` / ``find_pii_batch`` of the pii.py at ``path`` and of the current one,
+    CPU time, median of ``rounds`` alternated runs on the same texts."""
+    import importlib.util
+    import statistics
+
+    from dataset_platform.stages.clean import pii as current
+
+    spec = importlib.util.spec_from_file_location("pii_other", path)
+    other = importlib.util.module_from_spec(spec)
+    sys.modules["pii_other"] = other  # (dataclasses look their module up)
+    spec.loader.exec_module(other)
+    corpus = DEFAULT_CORPUS
+    sets = {"pii corpus": [d["text"] for d in load(corpus)]}
+    for name, rel in (("bbc_news articles", "neardup/bbc_news/docs.jsonl"), ("webextract ground-truth texts", "webextract/groundtruth.jsonl")):
+        if (corpus / rel).exists():
+            sets[name] = [t for t in (json.loads(x).get("text") for x in (corpus / rel).open(encoding="utf-8") if x.strip()) if t]
+    sets["synthetic news-sized texts"] = synthetic_docs(2000)
+
+    def run(mod, texts: list[str], batch: bool) -> float:
+        t0 = time.process_time()
+        if batch:
+            for i in range(0, len(texts), 2048):
+                for _ in mod.find_pii_batch(pa.array(texts[i:i + 2048], pa.string())):
+                    pass
+        else:
+            for t in texts:
+                mod.find_pii(t)
+        return len(texts) / (time.process_time() - t0)
+
+    print(f"\nCPU-time comparison, median of {rounds} alternated runs: {path.name} against the current pii.py")
+    print("| what | texts | docs | docs/s, compared | docs/s, current | current / compared |")
+    print("|---|---|---:|---:|---:|---:|")
+    for name, texts in sets.items():
+        for batch in (False, True):
+            for m in (other, current):
+                run(m, texts[:50], batch)  # (caches, lazy imports)
+            a, b = [], []
+            for _ in range(rounds):
+                a.append(run(other, texts, batch))
+                b.append(run(current, texts, batch))
+            ma, mb = statistics.median(a), statistics.median(b)
+            what = "find_pii_batch (RE2 pre-filter)" if batch else "find_pii (one text at a time)"
+            print(f"| {what} | {name} | {len(texts)} | {ma:.0f} | {mb:.0f} | {mb / ma:.2f} |")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
@@ -233,6 +283,8 @@ def main() -> int:
     ap.add_argument("--parquet", type=Path, default=None,
                     help="also time find_pii_batch over the text column of this Parquet file, streamed "
                          "in 2048-row batches (e.g. the output of bench/run.py's clean stage)")
+    ap.add_argument("--compare-with", type=Path, default=None, metavar="PII_PY",
+                    help="another version of pii.py to time against the current one (CPU time, alternated runs)")
     args = ap.parse_args()
 
     all_docs = load(args.corpus)
@@ -314,6 +366,8 @@ def main() -> int:
     r, _ = rate(few, matcher, 1)
     print(f"| PhoneNumberMatcher US+CN, VALID (phones only) | synthetic news-sized texts | {len(few)} | "
           f"{sum(map(len, few)) / len(few):.0f} | {r:.0f} | |")
+    if args.compare_with:
+        compare(args.compare_with)
     print(f"\npeak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     return 0
 

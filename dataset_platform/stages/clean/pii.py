@@ -79,8 +79,8 @@ _IPV6 = re.compile(
     r"(?<![A-Za-z0-9_:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![A-Za-z0-9_:]|\.[A-Za-z0-9])"
 )
 _CARD = re.compile(
-    r"\d(?<![A-Za-z0-9_\-.+]\d)(?:\d{12,18}|\d{3}([ \-])\d{4}\1\d{4}\1\d{4}\1\d{1,3}|\d{3}([ \-])\d{4}\2\d{4}\2\d{1,7}"
-    r"|\d{3}([ \-])\d{6}\3\d{4,5}|\d{3}([ \-])\d{4}\4\d{4})(?![A-Za-z0-9_]|[\-.]\d)"
+    r"\d(?<![A-Za-z0-9_\-.+]\d)\d{3}(?:\d{9,15}|([ \-])(?:\d{4}\1\d{4}(?:\1\d{4}\1\d{1,3}|\1\d{1,7})?|\d{6}\1\d{4,5}))"
+    r"(?![A-Za-z0-9_]|[\-.]\d)"
 )
 _IBAN = re.compile(r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![a-z0-9])")
 _CN_ID = re.compile(
@@ -120,8 +120,7 @@ _EXT = re.compile(
     r"\d{1,6}(?![\dA-Za-z]|[.,\-]\d)",
     re.IGNORECASE,
 )
-#: full-width parentheses, read as ASCII ones by the phone scan only: ``（010）6552 9988``
-_FW_PARENS = {0xFF08: 0x28, 0xFF09: 0x29}
+_EXT_START = frozenset(" \u00a0,xXeE分转轉内內")  # what an extension can start with (a quick test)
 _DATE_SHAPES = re.compile(
     r"(?:\d{4}[\-/.]\d{1,2}[\-/.]\d{1,2}|\d{1,2}[\-/.]\d{1,2}[\-/.](?:\d{4}|\d{2})|\d{4}[\-/.]\d{1,2}|\d{1,2}[\-/.]\d{4})"
 )
@@ -437,8 +436,8 @@ def _candidates(text: str, types: frozenset[str]) -> list[PiiSpan]:
         digits = re.sub(r"[ \-]", "", m.group(0))
         if _card_ok(digits):
             out.append(PiiSpan("card", *m.span()))
-        elif m.group(1) and _card_ok(digits[:16]):  # 4-4-4-4 and a short group: the 16 digits alone
-            out.append(PiiSpan("card", m.start(), m.start() + 19))
+        elif len(m.group(0)) > 20 and m.group(0)[19] == m.group(1) and _card_ok(digits[:16]):
+            out.append(PiiSpan("card", m.start(), m.start() + 19))  # 4-4-4-4 and a short group: the 16 alone
     if "ip" in types and "." in text:
         for m in _IPV4.finditer(text):
             try:
@@ -460,7 +459,7 @@ def _candidates(text: str, types: frozenset[str]) -> list[PiiSpan]:
                 continue
             out.append(PiiSpan("ip", *m.span()))
     if "phone" in types:
-        out += _phones(text.translate(_FW_PARENS) if "（" in text else text, urls)
+        out += _phones(text.replace("（", "(").replace("）", ")") if "（" in text else text, urls)
     return out
 
 
@@ -477,7 +476,7 @@ def _phones(text: str, urls: list[tuple[int, int]]) -> list[PiiSpan]:
                 s += 1
             if _inside(urls, s, e):
                 continue
-            x = _EXT.match(text, e)
+            x = _EXT.match(text, e) if text[e:e + 1] in _EXT_START else None
             end = x.end() if x else e
             if _phone_ok(text, s, e, end if x else None):
                 # "(+86)138…": the opening parenthesis goes with its number
