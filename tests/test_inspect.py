@@ -125,6 +125,14 @@ def test_a_missing_work_folder_is_a_usage_error_that_says_what_to_do(capsys, tmp
     assert f"work folder {tmp_path / 'nowhere'} does not exist" in err and "dataset-platform demo" in err
 
 
+def test_trace_of_an_id_the_work_folder_does_not_know(capsys, tmp_path):
+    (tmp_path / "w" / "layers").mkdir(parents=True)
+    rc, out, _ = run(capsys, "trace", "0123456789ABCDEF", "--workdir", str(tmp_path / "w"))
+    assert rc == 1
+    assert out.strip() == ("no document found for '0123456789ABCDEF': give a document id (16 hex digits), a URL as "
+                           "crawled, or a text snippet")
+
+
 # ------------------------------------------------------------------ trace
 
 

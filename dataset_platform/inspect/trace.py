@@ -59,6 +59,9 @@ TRACE_FIRST = 3
 #: matches a snippet search lists
 LIST_MATCHES = 10
 ID_RE = re.compile(r"^[0-9a-f]{16}$")
+#: where a journey finds a document: none of them, and the work folder does not know it
+KNOWN_BY = ("crawl_log", "raw_pages", "layers", "dropped", "duplicate_of", "duplicates", "human_annotations", "split",
+            "releases")
 
 
 @dataclass
@@ -352,6 +355,7 @@ def trace(workdir, needle: str) -> dict:
         found = resolve(wd, r, needle)
         prefetched = found.pop("_log", {})
         docs = [journey(wd, r, d, prefetched.get(d)) for d in found["ids"][:TRACE_FIRST]]
+        docs = [j for j in docs if any(j[k] for k in KNOWN_BY)]  # (an id nothing here knows: not found)
     except duckdb.Error as e:
         raise InspectError(f"reading the work folder {wd.root} failed: {e}") from None
     finally:
