@@ -264,6 +264,28 @@ def test_trace_shows_human_annotations_and_the_label_they_gave(built, capsys):
     assert re.findall(r"^  human annotation: topic = (\S+) by (\S+)", out, re.M) == [(human, "1"), (human, "2")]
 
 
+@pytest.mark.slow
+def test_trace_document_job_shows_the_journey_in_dagster(built, capsys, monkeypatch):
+    import dagster as dg
+
+    from dataset_platform.defs.inspect import trace_document_job
+
+    wd = built["wd"]
+    monkeypatch.setenv("DATASET_PLATFORM_WORKDIR", str(wd))  # (as `dataset-platform ui` sets it)
+    with dg.instance_for_test() as instance:
+        result = trace_document_job.execute_in_process(
+            instance=instance, run_config={"ops": {"trace_document": {"config": {"what": built["planted_url"]}}}})
+    assert result.success
+    (output,) = [e for e in result.all_events if e.is_successful_output]
+    meta = output.event_specific_data.metadata
+    did = doc_id("demo", built["planted_url"])
+    assert meta["verdict"].value == f"- `{did}`: dropped by stage decontaminate: benchmark_overlap = " \
+                                    "evals:planted-1:question"
+    assert "DROPPED by decontaminate: rule benchmark_overlap" in meta["trace"].value
+    cli = trace_json(capsys, wd, built["planted_url"])
+    assert meta["journey"].value["documents"] == json.loads(json.dumps(cli["documents"]))
+
+
 # ------------------------------------------------------------------ sql
 
 
