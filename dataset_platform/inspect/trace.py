@@ -44,14 +44,15 @@ from pathlib import Path
 
 import duckdb
 
+from dataset_platform.contracts.schema import BATCHED_LAYERS
 from dataset_platform.inspect.errors import InspectError, existing_workdir
 from dataset_platform.inspect.table import cell, fmt_float
 from dataset_platform.storage import sql_str
 from dataset_platform.workdir import Workdir
 
-#: the layers computed by the registered stages, in graph order (stages/registry.py)
-STAGE_LAYERS = ("extracted_documents", "cleaned_documents", "deduplicated_documents", "labelled_documents",
-                "decontaminated_documents")
+#: the layers computed by the registered stages, in graph order (the contract's, without importing
+#: the stages: a trace must start fast)
+STAGE_LAYERS = tuple(name for name in BATCHED_LAYERS if name != "raw_pages")
 #: columns never read by a trace (large; a trace shows what happened, not the text)
 HEAVY = ("text", "html", "headers", "quality", "annotations")
 #: documents traced in full when a snippet or URL matches several
@@ -135,8 +136,8 @@ def _raw_ids(wd: Workdir, r: _Reader, ids: list[str]) -> list[str]:
 def search_text(wd: Workdir, r: _Reader, snippet: str) -> dict:
     """Documents whose text contains ``snippet`` (exact, case-sensitive): the extracted layer's
     text first (what the page said), then the cleaned layer's (normalised, PII redacted: what a
-    release holds) when the first has no match. A full scan of the text column, stopped at the
-    first matches."""
+    release holds) when the first has no match. A full scan of the text column; the first matches
+    by source and URL are kept."""
     t0 = time.perf_counter()
     matches: list[dict] = []
     searched = []
