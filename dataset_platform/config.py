@@ -257,6 +257,39 @@ class DatasetSettings(_Model):
     language: list[str] = Field(default_factory=lambda: ["en", "zh"], description=DATASET_LANGUAGE_DOC)
 
 
+class BlocklistSettings(_Model):
+    """Pages of blocked domains and URLs, and documents full of banned words, dropped at extraction
+    (stages/blocklist.py; rules ``blocklist.domain``, ``blocklist.url``, ``blocklist.words``)."""
+
+    lists: list[str] = Field(
+        default_factory=list,
+        description="Domain / URL blocklists, relative to sources.yaml: a UT1 category folder (its `domains` file: "
+                    "each entry blocks the domain and its subdomains; its `urls` file: each entry blocks that URL "
+                    "prefix, host + path without scheme) or a plain file of domains and URLs (a line with a path is a "
+                    "URL prefix, else a domain). One entry per line; `#` comments and blank lines are ignored. Pages "
+                    "they block are dropped before extraction (rules `blocklist.domain`, `blocklist.url`; value: the "
+                    "entry).")
+    default_words: bool = Field(
+        True, description="Use the built-in list of explicit adult terms, English and Chinese "
+                          "(stages/blocklist.py, DEFAULT_WORDS_EN / DEFAULT_WORDS_ZH).")
+    words: list[str] = Field(
+        default_factory=list, description="More banned words or phrases (case-insensitive; Latin-script entries "
+                                          "match whole words, plural `s`/`es` included; Chinese and Japanese entries "
+                                          "match as substrings).")
+    word_lists: list[str] = Field(
+        default_factory=list, description="Files of banned words, one per line (`#` comments and blank lines "
+                                          "ignored), relative to sources.yaml; matched as `words`.")
+    min_word_hits: Annotated[int, Field(ge=1)] = Field(
+        3, description="Banned-word occurrences (title and text) a document needs to be dropped (rule "
+                       "`blocklist.words`, value: the hits and the entries found); it must also meet "
+                       "min_distinct_words and min_hits_per_1000_chars, so one incidental word drops nothing.")
+    min_distinct_words: Annotated[int, Field(ge=1)] = Field(
+        2, description="Different entries of the lists among those occurrences a document needs to be dropped.")
+    min_hits_per_1000_chars: Annotated[float, Field(ge=0)] = Field(
+        1.0, description="Occurrences per 1,000 characters a document needs to be dropped (a long text with a few "
+                         "incidental hits is kept).")
+
+
 class ExtractSettings(_Model):
     """HTML -> main text (stages/extract.py). The default chain is the best measured on the labelled
     pages (bench/extract_eval.py, BENCHMARKS.md)."""
@@ -272,6 +305,9 @@ class ExtractSettings(_Model):
     chunk_size: Annotated[int, Field(ge=1)] = Field(32, description="Pages per task sent to a worker.")
     min_chars: Annotated[int, Field(ge=1)] = Field(
         1, description="A text shorter than this (characters) lets the next extractor of the chain try.")
+    blocklist: BlocklistSettings = Field(
+        BlocklistSettings(), description="Domain / URL blocklists and banned words, applied at extraction (the "
+                                         "built-in adult word list is on by default).")
 
 
 class RuleSettings(_Model):
@@ -888,7 +924,11 @@ def _resolve_paths(cfg: PlatformConfig, base: Path) -> PlatformConfig:
     decon = p.decontamination.model_copy(update={
         "benchmarks": [b.model_copy(update={"path": rel(b.path)}) for b in p.decontamination.benchmarks]})
     aug = p.augmentation.model_copy(update={"synonyms": rel(p.augmentation.synonyms)})
-    pipeline = p.model_copy(update={"labels": labels, "decontamination": decon, "augmentation": aug})
+    bl = p.extract.blocklist
+    blocklist = bl.model_copy(update={"lists": [rel(x) for x in bl.lists], "word_lists": [rel(x) for x in bl.word_lists]})
+    extract = p.extract.model_copy(update={"blocklist": blocklist})
+    pipeline = p.model_copy(update={"labels": labels, "decontamination": decon, "augmentation": aug,
+                                    "extract": extract})
     return cfg.model_copy(update={"sources": sources, "pipeline": pipeline})
 
 

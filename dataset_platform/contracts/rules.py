@@ -89,3 +89,28 @@ LANGUAGE_DEFAULTS: dict[str, dict[str, dict]] = {
 }
 #: Languages whose text is not split on whitespace (CJK terminal punctuation, tokenised lines in C4).
 CJK_LANGUAGES = ("zh", "ja")
+
+
+@dataclass(frozen=True)
+class DropRule:
+    """A rule of a stage other than clean that drops a document, with what its value holds."""
+
+    name: str
+    stage: str
+    measures: str
+    value: str
+
+
+#: The blocklist rules of the extract stage (``pipeline.extract.blocklist``, stages/blocklist.py),
+#: recorded in ``rejected_documents`` with stage ``extract``. They drop only: annotating would need
+#: a column of extracted_documents to record the match in, and that layer has none (a family can be
+#: switched off instead: no lists, ``default_words: false``).
+BLOCKLIST_RULES: dict[str, DropRule] = {r.name: r for r in (
+    DropRule("blocklist.domain", "extract", "the page's host is a listed domain or a subdomain of one",
+             "the listed domain"),
+    DropRule("blocklist.url", "extract", "the page's URL (host + path, without scheme) starts with a listed URL "
+             "prefix, at a path boundary", "the listed URL prefix"),
+    DropRule("blocklist.words", "extract", "banned-word occurrences in the title and text, at least min_word_hits "
+             "of min_distinct_words entries and min_hits_per_1000_chars",
+             "'<hits> hits (<per 1000 chars> per 1000 chars): <entries found>'"),
+)}

@@ -32,7 +32,11 @@ Rules recorded in ``rejected_documents`` (stage ``extract``):
 - ``no_main_text`` (value: length of the HTML): no extractor of the chain found main text;
 - ``extract_timeout`` (value: the bound in seconds): the page took longer than
   ``ExtractSettings.timeout_s``; it is abandoned and the rest of its batch goes on;
-- ``extract_error`` (value: the exception's class name): extracting the page raised.
+- ``extract_error`` (value: the exception's class name): extracting the page raised;
+- ``blocklist.domain`` / ``blocklist.url`` (value: the listed entry): the page's host or URL is on a
+  blocklist of ``ExtractSettings.blocklist``, found after the triage and before any parsing;
+  ``blocklist.words`` (value: the hits and entries): the extracted title and text hold banned words
+  over the thresholds (see ``stages/blocklist.py``).
 
 The time bound is a ``SIGALRM`` timer in the process doing the work: it interrupts Python code
 (trafilatura's tree walks, htmldate, CLD2 calls between C steps). A single uninterruptible C call
@@ -57,7 +61,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dataset_platform.stages import blocklist as bl
 from dataset_platform.stages.base import (
+    Prepared,
     Stage,
     StageContext,
     StageOutput,
@@ -462,6 +468,7 @@ def run_extract(
     options: Options | None = None,
     extract_fn: Callable[[str, str | None], Extracted | None] | None = None,
     pool: Executor | Callable[[], Executor | None] | None = None,
+    blocklist: bl.Blocklist | None = None,
 ) -> StageResult:
     """Extract every raw page; leaves tables ``kept`` and ``rejected`` on ``con``.
 
@@ -471,6 +478,8 @@ def run_extract(
     worker processes shared with other calls (see :func:`new_pool`), or a function returning them
     (called only when the pool is worth it); without one, a pool is
     started for this call when there is more than a chunk to do and ``options.workers`` > 1.
+    ``blocklist``: the lists (:func:`blocklist.load`) whose pages are dropped before extraction and
+    whose documents with banned words after it.
     """
     opts = options or Options()
     # A view, not a table: the pages are streamed from the input (Parquet in the pipeline) on each
@@ -507,6 +516,9 @@ def run_extract(
         FROM _raw
         """
     )
+    if blocklist is not None and blocklist.has_addresses:  # blocked pages are never parsed
+        bl.address_hits(con, blocklist, "SELECT id, url FROM _triage WHERE rule IS NULL")
+        con.sql("UPDATE _triage SET rule = h.rule, value = h.value FROM _bl_hits h WHERE _triage.id = h.id")
     n_text, n_html = con.sql(
         "SELECT count(*) FILTER (is_text), count(*) FILTER (NOT is_text) FROM _triage WHERE rule IS NULL"
     ).fetchall()[0]
@@ -575,6 +587,9 @@ def run_extract(
         if buf:
             flush()
     cur.close()
+    if blocklist is not None and blocklist.has_words:
+        bl.word_hits(con, blocklist, "SELECT id, title, text FROM _extracted WHERE rule IS NULL")
+        con.sql("UPDATE _extracted SET rule = h.rule, value = h.value FROM _bl_word_hits h WHERE _extracted.id = h.id")
     con.sql(
         """
         CREATE OR REPLACE TABLE kept AS
@@ -600,16 +615,32 @@ def run_extract(
 # ------------------------------------------------------------------ as a stage of the graph
 
 
+def _prepare(ctx: StageContext) -> Prepared:
+    """The blocklists, read once per materialisation; their fingerprint (of the normalised
+    entries and words, not of the file names) enters every part's chain, so an edited list
+    recomputes extraction and the layers below."""
+    if ctx.settings is None:
+        return Prepared()
+    lists = bl.load(ctx.con, ctx.settings.blocklist)
+    return Prepared(state=lists, fingerprint=lists.fingerprint, counters=dict(lists.counters))
+
+
 def _run(ctx: StageContext, src: str) -> StageOutput:
+    lists = ctx.state
+    if lists is None and ctx.settings is not None:  # (not prepared: the stage CLI on a file)
+        lists = bl.load(ctx.con, ctx.settings.blocklist)
     res = run_extract(ctx.con, src, batch_size=ctx.batch_size, log=ctx.log,
-                      options=options_from(ctx.settings) if ctx.settings is not None else None, pool=ctx.pool)
+                      options=options_from(ctx.settings) if ctx.settings is not None else None, pool=ctx.pool,
+                      blocklist=lists)
     return StageOutput(kept=ctx.con.table("kept"), rejected=ctx.con.table("rejected"), result=res)
 
 
 STAGE = Stage(
     name=NAME, input="raw_pages", output="extracted_documents", settings=lambda p: p.extract, run=_run,
+    prepare=_prepare,
     libraries=("trafilatura", "resiliparse", "pycld2", "htmldate"), requires=("id",),
     passthrough=("source", "crawl_id", "url"), new_pool=lambda s: new_pool(options_from(s)),
     description="Main text (paragraphs kept), title, date and language of each HTML page: extractor chain "
-                "(trafilatura, then resiliparse), a time bound per page, CLD2; dump records that carry text pass.",
+                "(trafilatura, then resiliparse), a time bound per page, CLD2; dump records that carry text pass; "
+                "pages of blocked domains / URLs and documents full of banned words are dropped.",
 )
