@@ -375,3 +375,11 @@ def test_status_of_a_work_folder_without_runs(capsys, tmp_path):
     assert rc == 0
     assert "no run recorded in" in out and "no layer materialised yet" in out and "release: none yet" in out
     assert not (tmp_path / "w" / "dagster_home").exists()  # nothing created
+
+
+def test_the_code_location_offers_the_trace_job():
+    """`dataset-platform ui` shows the trace job in the Launchpad: it is in the code location's definitions."""
+    from dataset_platform.definitions import build_definitions
+
+    job = build_definitions().resolve_job_def("trace_document_job")
+    assert [n.name for n in job.graph.nodes] == ["trace_document"]
