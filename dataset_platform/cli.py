@@ -609,7 +609,9 @@ def _cmd_stage(args) -> int:
         con.close()
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(stages: bool = True) -> argparse.ArgumentParser:
+    """The whole command line; without ``stages`` the registered stages' subcommands of ``stage`` are
+    left out (importing the registry costs ~0.3 s, which the other commands, e.g. ``trace``, need not pay)."""
     p = argparse.ArgumentParser(prog="dataset-platform", description=__doc__.split("\n\n")[0])
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}",
                    help="print the installed version and exit")
@@ -649,9 +651,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--source", default="local", help="source name used in the batch id and document ids")
     g.add_argument("--field", action="append", metavar="OURS=THEIRS",
                    help="JSONL/Parquet field mapping, e.g. --field text=body --field url=link (repeatable)")
-    from dataset_platform.stages.registry import STAGES
-
-    for st in STAGES:
+    if stages:
+        from dataset_platform.stages.registry import STAGES
+    for st in STAGES if stages else ():
         x = ss.add_parser(st.name, help=f"{st.description} Input fields: {', '.join(st.requires)}"
                                         + (f" (optional: {', '.join(st.passthrough)})" if st.passthrough else ""))
         x.add_argument("--input", required=True, help=".parquet or .jsonl (optionally .gz)")
@@ -704,7 +706,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    args = build_parser(stages=bool(words) and words[0] == "stage").parse_args(argv)
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     try:
         if getattr(args, "executor", None):
