@@ -715,6 +715,11 @@ class PipelineSettings(_Model):
                              "`ray` (tasks on a Ray cluster, `pipeline.ray`; needs the `ray` extra installed). "
                              "`--executor` overrides it.")
     ray: RaySettings = Field(RaySettings(), description="The Ray cluster, for `executor: ray`.")
+    takedowns: str | None = Field(
+        "takedowns.yaml", description="Takedown requests (stages/takedown.py), relative to sources.yaml: each with an "
+                                      "`id`, a `date` (YYYY-MM-DD) and one of `url`, `url_prefix`, `domain`, `doc_id`, "
+                                      "`content_hash`, `text` (literal) or `regex`; the files dropped into "
+                                      "`<workdir>/inbox/takedowns/` are added. A missing `takedowns.yaml` means none.")
 
     @model_validator(mode="after")
     def _stratify(self) -> PipelineSettings:
@@ -928,7 +933,7 @@ def _resolve_paths(cfg: PlatformConfig, base: Path) -> PlatformConfig:
     blocklist = bl.model_copy(update={"lists": [rel(x) for x in bl.lists], "word_lists": [rel(x) for x in bl.word_lists]})
     extract = p.extract.model_copy(update={"blocklist": blocklist})
     pipeline = p.model_copy(update={"labels": labels, "decontamination": decon, "augmentation": aug,
-                                    "extract": extract})
+                                    "extract": extract, "takedowns": rel(p.takedowns)})
     return cfg.model_copy(update={"sources": sources, "pipeline": pipeline})
 
 

@@ -30,6 +30,7 @@ import pyarrow as pa
 
 from dataset_platform.config import PlatformConfig
 from dataset_platform.contracts.schema import LABELLED_LAYERS
+from dataset_platform.stages import takedown
 from dataset_platform.stages.base import (
     AccountingError,
     Prepared,
@@ -194,12 +195,18 @@ def materialise(stage: Stage | str, cfg: PlatformConfig, wd: Workdir, log: Log =
                 BatchedLayer(wd.layer_dir(stage.output), stage.output).locked() as out:
             prepared = stage.prepare(ctx) if stage.prepare else Prepared()
             ctx.state = prepared.state
+            takedowns = ""
             if stage.per_batch:
                 counters, global_result = _per_batch(stage, ctx, inputs, out, prepared, label_sets), None
+                # takedown requests: a filter over the parts, outside the chain (stages/takedown.py)
+                counters["takedown"], takedowns = takedown.enforce(stage, ctx, out, label_sets,
+                                                                   first=stage.name == STAGES[0].name)
             else:
                 counters, global_result = _global(stage, ctx, inputs, out, label_sets)
             counters["prepared"] = prepared.counters
             extra = {"stage": stage.name, "prepared": _jsonable(prepared.counters)}
+            if takedowns:
+                extra["takedowns"] = takedowns
             if global_result is not None:
                 extra["result"] = {"input": global_result.input_rows, "kept": global_result.kept_rows,
                                    "rejected": global_result.rejected_rows, "reasons": global_result.reasons,

@@ -48,7 +48,10 @@ def release_stats(cfg: PlatformConfig, wd: Workdir) -> dict:
     dc = cfg.pipeline.decontamination
     benchmarks = [[k.split(":", 1)[1], int(v), int((decon.extra if decon else {}).get("matched:" + k.split(":", 1)[1], 0))]
                   for k, v in sorted(items.items()) if k.startswith("items:")]
+    from dataset_platform.stages import takedown
+
     return {
+        "takedowns": takedown.honoured(wd.root, takedown.load(cfg, wd.root)),
         "sources": [f"{s.name} ({s.kind})" for s in cfg.sources],
         "stages": stages,
         "reasons": reasons,

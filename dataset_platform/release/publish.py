@@ -445,6 +445,11 @@ def dataset_card(
         ]
     if stats.get("reasons"):
         parts += ["### Why documents were dropped\n", _table(["stage", "rule", "documents"], stats["reasons"]) + "\n"]
+    if stats.get("takedowns"):
+        parts += ["### Takedown requests honoured\n",
+                  "Documents people or publishers asked to have removed, with their near-duplicates, are in no "
+                  "layer and no release (`rejected_documents`, stage `takedown`, value the request id):\n",
+                  _table(["request", "date", "kind", "target", "documents removed"], stats["takedowns"]) + "\n"]
     if stats.get("augmentation"):
         a = stats["augmentation"]
         parts += ["### Augmentation\n",

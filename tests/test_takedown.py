@@ -1,0 +1,156 @@
+"""Takedown requests (stages/takedown.py): a URL, a domain and a text pattern requested after a
+release; after the refresh no layer and no release holds them or their near-duplicates, the
+request ids are in rejected_documents and in the card, and only the parts holding them were
+rewritten. Real graph (graphkit: every layer as library code), real DuckDB."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+import duckdb
+import pytest
+from graphkit import config, crawl_record, document, land_crawl, near_copy, page, parts, refresh, write_jsonl
+
+from dataset_platform import runner
+from dataset_platform.stages import takedown
+from dataset_platform.workdir import Workdir
+
+LAYERS = ("extracted_documents", "cleaned_documents", "deduplicated_documents", "labelled_documents",
+          "decontaminated_documents")
+
+
+def doc_id(source: str, url: str) -> str:
+    return hashlib.md5(f"{source} {url}".encode()).hexdigest()[:16]
+
+
+def release_rows(path) -> list[dict]:
+    con = duckdb.connect()
+    try:
+        return con.sql(f"SELECT * FROM read_parquet('{path}/data/*.parquet')").to_arrow_table().to_pylist()
+    finally:
+        con.close()
+
+
+def test_takedown_validation_errors(tmp_path):
+    f = tmp_path / "takedowns.yaml"
+    f.write_text("requests:\n"
+                 "  - {id: A, date: 2026-11-30, url: 'https://x.test/a', domain: x.test}\n"
+                 "  - {id: B, date: 30/11/2026, url: 'https://x.test/b'}\n"
+                 "  - {id: C, date: 2026-11-30}\n", encoding="utf-8")
+    with pytest.raises(takedown.TakedownError) as e:
+        takedown.parse_file(f)
+    msg = str(e.value)
+    assert "requests[0] (id 'A')" in msg and "exactly one target" in msg and "got url, domain" in msg
+    assert "requests[1] (id 'B')" in msg and "YYYY-MM-DD" in msg
+    assert "requests[2] (id 'C')" in msg and "got none" in msg
+    f.write_text("requests:\n  - {id: A, date: 2026-11-30, url: 'https://x.test/a'}\n", encoding="utf-8")
+    box = takedown.inbox(tmp_path / "wd")
+    box.mkdir(parents=True)
+    (box / "more.yaml").write_text("- {id: A, date: 2026-12-01, domain: y.test}\n", encoding="utf-8")
+    cfg = config(tmp_path)
+    cfg = cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={"takedowns": str(f)})})
+    with pytest.raises(takedown.TakedownError, match="'A' is used twice"):
+        takedown.load(cfg, tmp_path / "wd")
+
+
+@pytest.mark.slow
+def test_a_takedown_reaches_every_layer_and_release(tmp_path):
+    rng = random.Random(21)
+    wd = Workdir(tmp_path / "wd")
+    requests_file = tmp_path / "takedowns.yaml"
+    cfg = config(tmp_path)
+    cfg = cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={"takedowns": str(requests_file)})})
+
+    victim_text = document(rng, "harbour")
+    news = [{"url": f"https://news.test/{i}", "title": f"Story {i}", "text": document(rng, ["garden", "school"][i % 2])}
+            for i in range(40)]
+    news.append({"url": "https://news.test/victim", "title": "Victim", "text": victim_text})
+    news.append({"url": "https://news.test/victim-copy", "title": "Copy", "text": near_copy(rng, victim_text)})
+    news.append({"url": "https://spam.test/a", "title": "Spam A", "text": document(rng, "garden")})
+    news.append({"url": "https://www.spam.test/b", "title": "Spam B", "text": document(rng, "school")})
+    news.append({"url": "https://notspam.test/c", "title": "Not spam", "text": document(rng, "school")})
+    person = document(rng, "school") + "\nThe headmaster Jane Q. Example said the exam week went well for every pupil."
+    news.append({"url": "https://news.test/jane", "title": "Jane", "text": person})
+    write_jsonl(wd.inbox("news") / "drop-1.jsonl", news)
+    jane_page = document(rng, "garden") + "\nOur neighbour JANE Q. EXAMPLE grows the best tomato in the village."
+    land_crawl(wd, "site", "20270101T000001", [
+        crawl_record("http://127.0.0.2/", html=page("Home", document(rng, "garden"))),
+        crawl_record("http://127.0.0.2/jane", html=page("Jane", jane_page)),
+    ])
+    first = refresh(cfg, wd)
+    v1 = first["dataset_release"]
+    ids = {"url": doc_id("news", "https://news.test/victim"), "copy": doc_id("news", "https://news.test/victim-copy"),
+           "spam_a": doc_id("news", "https://spam.test/a"), "spam_b": doc_id("news", "https://www.spam.test/b"),
+           "jane_news": doc_id("news", "https://news.test/jane"), "jane_site": doc_id("site", "http://127.0.0.2/jane")}
+    in_v1 = {r["id"] for r in release_rows(v1.path)}
+    # the copy is a near-duplicate of the victim: dedup kept one of them
+    assert {ids["spam_a"], ids["spam_b"], ids["jane_news"], ids["jane_site"]} <= in_v1
+    assert len({ids["url"], ids["copy"]} & in_v1) == 1
+    control = doc_id("news", "https://notspam.test/c")
+    assert control in in_v1
+
+    # the requests, and in the same refresh a late near-copy of the removed text
+    requests_file.write_text(
+        "requests:\n"
+        "  - {id: TD-URL, date: 2026-12-01, url: 'https://news.test/victim'}\n"
+        "  - {id: TD-DOM, date: 2026-12-01, domain: spam.test}\n"
+        "  - {id: TD-TXT, date: 2026-12-02, text: 'jane q. example', reason: a person asked}\n", encoding="utf-8")
+    late = {"url": "https://news.test/late-copy", "title": "Late", "text": near_copy(rng, near_copy(rng, victim_text))}
+    write_jsonl(wd.inbox("news") / "drop-2.jsonl", [late, {"url": "https://news.test/new", "title": "New",
+                                                          "text": document(rng, "garden")}])
+    ids["late"] = doc_id("news", late["url"])
+    second = refresh(cfg, wd)
+    gone = set(ids.values())
+
+    # cost: extraction ran on the new batch only; the takedown rewrote the parts holding a match
+    ex = second["extracted_documents"].counters
+    assert ex["parts_computed"] == 1 and ex["parts_reused"] >= 1, ex
+    assert ex["takedown"]["parts_rewritten"] >= 2 and ex["takedown"]["removed"] == len(gone), ex["takedown"]
+
+    for layer in LAYERS:
+        held = {r["id"] for rows in parts(wd, layer).values() for r in rows}
+        assert not held & gone, (layer, held & gone)
+        assert control in held or layer != "extracted_documents"
+    released = {r["id"] for r in release_rows(second["dataset_release"].path)}
+    assert not released & gone and control in released
+    assert second["dataset_release"].version != v1.version
+
+    con = duckdb.connect()
+    rejected = {r[0]: r[1:] for r in con.sql(
+        f"SELECT id, stage, rule, value FROM {runner.rejected_sql(wd)} WHERE stage = 'takedown'").fetchall()}
+    con.close()
+    assert rejected[ids["url"]] == ("takedown", "takedown.url", "TD-URL")
+    assert rejected[ids["spam_a"]] == rejected[ids["spam_b"]] == ("takedown", "takedown.domain", "TD-DOM")
+    assert rejected[ids["jane_news"]] == rejected[ids["jane_site"]] == ("takedown", "takedown.text", "TD-TXT")
+    assert rejected[ids["copy"]] == ("takedown", "takedown.near_duplicate", "TD-URL")
+    assert rejected[ids["late"]] == ("takedown", "takedown.near_duplicate", "TD-URL")
+    assert set(rejected) == gone
+
+    # the accounting of every stage and the release's reconciliation with the crawl still hold
+    from dataset_platform.checks import invariants
+    from dataset_platform.stages.registry import STAGES
+
+    for st in STAGES:
+        assert invariants.accounting_outcome(wd, st).passed, st.name
+    rec = invariants.release_reconciles_with_crawl(wd, second["dataset_release"].path)
+    assert rec.passed, rec.metadata
+
+    card = (second["dataset_release"].path / "README.md").read_text(encoding="utf-8")
+    assert "Takedown requests honoured" in card
+    for rid, n in (("TD-URL", 3), ("TD-DOM", 2), ("TD-TXT", 2)):
+        assert f"| {rid} | " in card and f" | {n} |" in card.split(f"| {rid} | ", 1)[1].split("\n", 1)[0]
+    assert "jane q. example" not in card.lower()  # the card does not repeat a text pattern
+
+    # a page crawled again later stays out, and a refresh with nothing new rewrites nothing
+    land_crawl(wd, "site", "20270101T000002", [
+        crawl_record("http://127.0.0.2/", "not_modified"),
+        crawl_record("http://127.0.0.2/jane", html=page("Jane", jane_page + " Updated.")),
+    ])
+    third = refresh(cfg, wd)
+    held = {r["id"] for rows in parts(wd, "decontaminated_documents").values() for r in rows}
+    assert not held & gone
+    assert third["extracted_documents"].counters["takedown"]["removed"] == 1
+    fourth = refresh(cfg, wd)
+    assert fourth["extracted_documents"].counters["takedown"] == {"parts_scanned": 0, "removed": 0}
+    assert fourth["dataset_release"].version == third["dataset_release"].version
