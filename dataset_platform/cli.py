@@ -6,6 +6,8 @@
     dataset-platform sql "SELECT ..." [--workdir DIR] [--csv | --json] [--max-rows N]
     dataset-platform status [--workdir DIR] [--json]
     dataset-platform trace <id | url | text snippet> [--workdir DIR] [--json]
+    dataset-platform takedown check --config FILE [--workdir DIR]
+    dataset-platform takedown revise --release VERSION [--release VERSION ...] --config FILE [--workdir DIR]
     dataset-platform stage ingest --input FILE --output F [--kind K] [--source NAME] [--field OURS=THEIRS ...]
     dataset-platform stage extract --input F --output F [--rejected F] [--config FILE]
     dataset-platform stage clean --input F --output F [--rejected F] [--config FILE]
@@ -587,6 +589,32 @@ def _cmd_registered(args, stage) -> int:
         shutil.rmtree(spill, ignore_errors=True)
 
 
+def _cmd_takedown(args) -> int:
+    """``takedown check``: the requests, validated; ``takedown revise``: published versions
+    without their documents (``release/revise.py``)."""
+    from dataset_platform.stages import takedown
+
+    cfg = load_config(Path(args.config))
+    wd = Workdir.at(args.workdir)
+    requests = takedown.load(cfg, wd.root)
+    if args.takedown_command == "check":
+        kinds = {}
+        for r in requests.requests:
+            kinds[r.kind] = kinds.get(r.kind, 0) + 1
+        print(f"{len(requests.requests)} takedown request(s) valid, from {', '.join(requests.files) or 'no file'}"
+              + (": " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) if kinds else ""))
+        return EXIT_OK
+    from dataset_platform.release.revise import revise
+
+    for r in revise(cfg, wd, args.release, log=print):
+        if r.new is None or r.note:
+            print(f"{r.old}: {r.note}")
+        else:
+            print(f"{r.old} -> {r.new}: {r.removed} document(s) removed ({', '.join(r.requests)}); {r.old} superseded, "
+                  f"{r.deleted_files} data file(s) deleted")
+    return EXIT_OK
+
+
 def _dest(flag: str) -> str:
     return flag.lstrip("-").replace("-", "_")
 
@@ -637,6 +665,19 @@ def build_parser(stages: bool = True) -> argparse.ArgumentParser:
     from dataset_platform.inspect.cli import add_inspect_commands
 
     add_inspect_commands(sub)  # sql, status, trace
+
+    t = sub.add_parser("takedown", help="takedown requests: check them, or revise published versions without "
+                                         "their documents")
+    ts = t.add_subparsers(dest="takedown_command", required=True)
+    tc = ts.add_parser("check", help="validate takedowns.yaml and the files in <workdir>/inbox/takedowns/")
+    tr = ts.add_parser("revise", help="write each listed release version again without the documents of the "
+                                      "takedown requests (new version ids); the old versions are marked superseded "
+                                      "and their data files deleted")
+    tr.add_argument("--release", action="append", required=True, metavar="VERSION",
+                    help="a published version to revise (repeatable)")
+    for cmd in (tc, tr):
+        cmd.add_argument("--config", required=True, help="path to sources.yaml (names the takedowns file)")
+        cmd.add_argument("--workdir", default=None, help=workdir_help)
 
     s = sub.add_parser("stage", help="run one stage's library code on files (JSONL or Parquet)")
     ss = s.add_subparsers(dest="stage_name", required=True)
@@ -720,6 +761,8 @@ def _main(argv: list[str] | None) -> int:
             return run_pipeline(Path(args.config), args.workdir)
         if args.command == "ui":
             return _cmd_ui(args)
+        if args.command == "takedown":
+            return _cmd_takedown(args)
         if args.command in ("sql", "status", "trace"):
             from dataset_platform.inspect.cli import run_inspect_command
 

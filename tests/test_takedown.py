@@ -32,6 +32,12 @@ def release_rows(path) -> list[dict]:
         con.close()
 
 
+def release_rows_file(path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()
+
+
 def test_takedown_validation_errors(tmp_path):
     f = tmp_path / "takedowns.yaml"
     f.write_text("requests:\n"
@@ -141,6 +147,39 @@ def test_a_takedown_reaches_every_layer_and_release(tmp_path):
     for rid, n in (("TD-URL", 3), ("TD-DOM", 2), ("TD-TXT", 2)):
         assert f"| {rid} | " in card and f" | {n} |" in card.split(f"| {rid} | ", 1)[1].split("\n", 1)[0]
     assert "jane q. example" not in card.lower()  # the card does not repeat a text pattern
+
+    # the version published before the requests, revised through the command
+    import json
+
+    import yaml
+
+    from dataset_platform import cli
+
+    sources = tmp_path / "sources.yaml"
+    sources.write_text(yaml.safe_dump(cfg.model_dump(mode="json")), encoding="utf-8")
+    v1_rows = release_rows(v1.path)
+    assert cli.main(["takedown", "check", "--config", str(sources), "--workdir", str(wd.root)]) == 0
+    assert cli.main(["takedown", "revise", "--release", v1.version, "--release", second["dataset_release"].version,
+                     "--config", str(sources), "--workdir", str(wd.root)]) == 0
+    old = json.loads((v1.path / "manifest.json").read_text(encoding="utf-8"))
+    new_version = old["superseded_by"]
+    revised = v1.path.parent / new_version
+    assert new_version not in (v1.version, second["dataset_release"].version) and revised.is_dir()
+    assert not (v1.path / "data").exists(), "the superseded version's data files are deleted"
+    assert f"**Superseded by {new_version}.**" in (v1.path / "README.md").read_text(encoding="utf-8")
+    kept = release_rows(revised)
+    assert not {r["id"] for r in kept} & gone
+    assert sorted(r["id"] for r in kept) == sorted(r["id"] for r in v1_rows if r["id"] not in gone)
+    man = json.loads((revised / "manifest.json").read_text(encoding="utf-8"))
+    assert man["revision_of"] == v1.version and man["total_rows"] == len(kept)
+    assert man["shards"]["written"] >= 1
+    for rel, meta in man["files"].items():  # the manifest describes the files it lists
+        assert meta["rows"] == len(release_rows_file(revised / rel))
+    card_v1 = (revised / "README.md").read_text(encoding="utf-8")
+    assert all(f"| {rid} | " in card_v1 for rid in ("TD-URL", "TD-DOM", "TD-TXT")) and "## Revision" in card_v1
+    # the current release holds none of them: it is left as it is, still the newest
+    assert json.loads((second["dataset_release"].path / "manifest.json").read_text()).get("superseded_by") is None
+    assert (v1.path.parent / "LATEST").read_text().strip() == second["dataset_release"].version
 
     # a page crawled again later stays out, and a refresh with nothing new rewrites nothing
     land_crawl(wd, "site", "20270101T000002", [
