@@ -286,8 +286,8 @@ class BlocklistSettings(_Model):
     min_distinct_words: Annotated[int, Field(ge=1)] = Field(
         2, description="Different entries of the lists among those occurrences a document needs to be dropped.")
     min_hits_per_1000_chars: Annotated[float, Field(ge=0)] = Field(
-        1.0, description="Occurrences per 1,000 characters a document needs to be dropped (a long text with a few "
-                         "incidental hits is kept).")
+        2.0, description="Occurrences per 1,000 characters a document needs to be dropped (a long text with a few "
+                         "incidental hits is kept; BENCHMARKS.md shows the values measured on news and on spam).")
 
 
 class ExtractSettings(_Model):

@@ -90,7 +90,7 @@ class Blocklist:
     cjk_pattern: str | None = None
     min_hits: int = 3
     min_distinct: int = 2
-    min_per_1000: float = 1.0
+    min_per_1000: float = 2.0
     fingerprint: str = ""
     counters: dict = field(default_factory=dict)
 
