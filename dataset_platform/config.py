@@ -656,6 +656,45 @@ class QualitySettings(_Model):
         0.9, description="The most frequent value of a label set may hold at most this share of the release.")
 
 
+class QualityModelSettings(_Model):
+    """The quality model (stages/quality_model.py): a classifier of each cleaned document's quality,
+    trained from a gold file, human labels and reference sources. Without any of them it is off:
+    every document passes with quality_score NULL."""
+
+    gold: str | None = Field(
+        None, description="JSONL of documents labelled for quality, relative to sources.yaml: one object per line with "
+                          "`text` and `quality` (`good` / `bad`, 1 / 0 or true / false), optionally `id`.")
+    reference_sources: list[str] = Field(
+        default_factory=list, description="Sources whose cleaned documents are examples of good text (the DCLM "
+                                          "recipe): they are the positives, against a sample of the other sources' "
+                                          "documents and of the documents the quality rules rejected.")
+    negatives: Annotated[int, Field(ge=0)] = Field(
+        10_000, description="With `reference_sources`: at most this many training documents of each kind "
+                            "(reference documents; other sources' documents; rule-rejected documents), a stable "
+                            "sample by a hash of the id.")
+    label_set: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,40}$")] = Field(
+        "quality", description="The label set (values `good`, `bad`) whose human labels from Label Studio "
+                               "(`inbox/annotations/`) train the model; a person's label wins over the gold file "
+                               "and the recipe.")
+    threshold: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.5, description="A document scoring below this (P(good)) fails the model.")
+    mode: Literal["drop", "annotate"] = Field(
+        "drop", description="`drop`: a failing document is rejected (rule `quality_model`, its score as value); "
+                            "`annotate`: it is kept with `quality_model` in its annotations.")
+    review_tasks: Annotated[int, Field(ge=0)] = Field(
+        200, description="Documents nearest the threshold written as Label Studio tasks "
+                         "(`annotation/export/quality/tasks.json`) for people to label good or bad.")
+    seed: Seed = Field(0, description="Seed of the negative sample and of the model.")
+
+    @field_validator("reference_sources")
+    @classmethod
+    def _no_repeats(cls, v: list[str]) -> list[str]:
+        dup = sorted({n for n in v if v.count(n) > 1})
+        if dup:
+            raise ValueError(f"reference source(s) {dup} named twice")
+        return v
+
+
 class RaySettings(_Model):
     """Where and how per-batch work runs when ``pipeline.executor`` is ``ray``."""
 
@@ -687,6 +726,8 @@ class PipelineSettings(_Model):
     extract: ExtractSettings = Field(ExtractSettings(), description="HTML -> main text, title, date and language.")
     clean: CleanSettings = Field(CleanSettings(), description="Normalisation, PII redaction, language filter and the "
                                                               "quality rules.")
+    quality_model: QualityModelSettings = Field(
+        QualityModelSettings(), description="The quality model after the rules (off until it has training data).")
     dedup: DedupSettings = Field(DedupSettings(), description="Exact and near-duplicate removal.")
     labels: LabelSettings = Field(LabelSettings(), description="Label sets, gold labels and the review export.")
     decontamination: DecontaminationSettings = Field(DecontaminationSettings(),
@@ -932,8 +973,9 @@ def _resolve_paths(cfg: PlatformConfig, base: Path) -> PlatformConfig:
     bl = p.extract.blocklist
     blocklist = bl.model_copy(update={"lists": [rel(x) for x in bl.lists], "word_lists": [rel(x) for x in bl.word_lists]})
     extract = p.extract.model_copy(update={"blocklist": blocklist})
+    qmodel = p.quality_model.model_copy(update={"gold": rel(p.quality_model.gold)})
     pipeline = p.model_copy(update={"labels": labels, "decontamination": decon, "augmentation": aug,
-                                    "extract": extract, "takedowns": rel(p.takedowns)})
+                                    "extract": extract, "takedowns": rel(p.takedowns), "quality_model": qmodel})
     return cfg.model_copy(update={"sources": sources, "pipeline": pipeline})
 
 

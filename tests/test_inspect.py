@@ -211,7 +211,7 @@ def test_trace_a_decontaminated_document(built, capsys):
     doc = trace_json(capsys, wd, built["planted_url"])["documents"][0]
     assert doc["dropped"] == {"layer": "decontaminated_documents", "stage": "decontaminate",
                               "rule": "benchmark_overlap", "value": "evals:planted-1:question"}
-    assert [x["layer"] for x in doc["layers"]] == ["extracted_documents", "cleaned_documents",
+    assert [x["layer"] for x in doc["layers"]] == ["extracted_documents", "cleaned_documents", "scored_documents",
                                                    "deduplicated_documents", "labelled_documents"]
     assert doc["labels"] and doc["releases"] == [] and doc["split"] is None
     assert doc["verdict"] == "dropped by stage decontaminate: benchmark_overlap = evals:planted-1:question"

@@ -149,7 +149,8 @@ def test_a_moved_work_folder_keeps_every_view_working(tmp_path):
         + [crawl_record("http://site.test/gone", "failed:http_404", status=404)])
     refresh(cfg, wd)
     before = _counts(wd)
-    contract = {"raw_pages", "crawl_log", "extracted_documents", "cleaned_documents", "deduplicated_documents",
+    contract = {"raw_pages", "crawl_log", "extracted_documents", "cleaned_documents", "scored_documents",
+                "deduplicated_documents",
                 "duplicate_clusters", "labelled_documents", "human_annotations", "decontaminated_documents",
                 "rejected_documents", "dataset_release"}
     assert set(before) == contract and before["dataset_release"] > 0 and before["rejected_documents"] > 0

@@ -44,7 +44,7 @@ _CLEANED: list[tuple[str, str]] = [
 #: layers stored by batch, one part per landed batch (``layers/<layer>/<source>/<part>/``): the raw
 #: layer and the output of every stage in ``stages/registry.py`` (a new stage's layer goes here
 #: with its columns below; tests/test_stage_registry.py checks both)
-BATCHED_LAYERS = ("raw_pages", "extracted_documents", "cleaned_documents", "deduplicated_documents",
+BATCHED_LAYERS = ("raw_pages", "extracted_documents", "cleaned_documents", "scored_documents", "deduplicated_documents",
                   "labelled_documents", "decontaminated_documents")
 
 # layer name -> ordered (column, DuckDB type) pairs
@@ -103,6 +103,10 @@ LAYERS: dict[str, list[tuple[str, str]]] = {
         ("extractor", "VARCHAR"),  # which extractor of the chain produced the text ('text': a text dump)
     ],
     "cleaned_documents": _CLEANED,
+    # the cleaned documents the quality model kept (all of them in annotate mode or without a model)
+    "scored_documents": _CLEANED + [
+        ("quality_score", "DOUBLE"),  # the quality model's P(good) in 0..1; NULL when no model is trained
+    ],
     # the cleaned columns (text_hash stays behind), + the normalised text's hash
     "deduplicated_documents": [c for c in _CLEANED if c[0] != "text_hash"]
     + [("content_hash", "VARCHAR")],  # md5 of the whitespace-folded, lower-cased text

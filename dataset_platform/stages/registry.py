@@ -8,13 +8,14 @@ contract entry (``contracts/schema.py``: its output layer's columns).
 
 from __future__ import annotations
 
-from dataset_platform.stages import decontaminate, extract
+from dataset_platform.stages import decontaminate, extract, quality_model
 from dataset_platform.stages.base import Stage
 from dataset_platform.stages.clean import stage as clean
 from dataset_platform.stages.dedup import stage as dedup
 from dataset_platform.stages.label import stage as label
 
-STAGES: tuple[Stage, ...] = (extract.STAGE, clean.STAGE, dedup.STAGE, label.STAGE, decontaminate.STAGE)
+STAGES: tuple[Stage, ...] = (extract.STAGE, clean.STAGE, quality_model.STAGE, dedup.STAGE, label.STAGE,
+                             decontaminate.STAGE)
 BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
 BY_OUTPUT: dict[str, Stage] = {s.output: s for s in STAGES}
 

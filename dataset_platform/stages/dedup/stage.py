@@ -625,7 +625,7 @@ def _run(ctx: StageContext, src: str) -> StageOutput:
 
 
 STAGE = Stage(
-    name=NAME, input="cleaned_documents", output="deduplicated_documents", settings=lambda p: p.dedup, run=_run,
+    name=NAME, input="scored_documents", output="deduplicated_documents", settings=lambda p: p.dedup, run=_run,
     per_batch=False, extra_outputs=("duplicate_clusters",), also_writes=("duplicate_clusters",),
     memory_limit=lambda s: s.memory_limit, passthrough=("source", "url", "lang"),
     cli_options=(CliOption("--clusters", {"required": True, "help": "write duplicate_clusters: cluster_id, doc_id, "
