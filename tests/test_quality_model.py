@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from conftest import shared_corpus
-from graphkit import FILLER, STOP, crawl_record, document, land_crawl, page, write_jsonl
+from graphkit import FILLER, STOP, crawl_record, document, land_crawl, page, refresh, write_jsonl
 
 from dataset_platform import runner
 from dataset_platform.config import parse_config
@@ -265,3 +265,16 @@ def test_held_out_separation_on_the_shared_corpus():
     model = qm.train([i["text"] for i in train], [i["label"] for i in train])
     res = quality_eval.evaluate(items, model.score([i["text"] for i in test]))
     assert res["held_out"] > 200 and res["auc"] >= 0.95, res
+
+
+def test_the_release_card_names_the_model_version_and_threshold(tmp_path):
+    wd = Workdir.at(tmp_path / "wd").ensure()
+    gold = _gold(tmp_path / "gold.jsonl", random.Random(10))
+    cfg = _config(tmp_path, gold=str(gold), threshold=0.4)
+    _land(wd, random.Random(11), n_good=20, n_bad=6)
+    out = refresh(cfg, wd)
+    version = out[qm.OUTPUT].counters["prepared"]["model_version"]
+    card = (out["dataset_release"].path / "README.md").read_text()
+    assert f"quality model `{version}`" in card and "below the threshold 0.4 a document was dropped" in card
+    assert "Training documents: gold 40." in card
+    assert "| quality_model | quality_model | 6 |" in card

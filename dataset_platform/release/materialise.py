@@ -56,6 +56,9 @@ def release_stats(cfg: PlatformConfig, wd: Workdir) -> dict:
         "stages": stages,
         "reasons": reasons,
         "agreement": labelled.get("agreement", {}),
+        # the quality model (version, threshold, mode, training rows), when one scored the documents
+        **({"quality_model": q} if (q := layer_extra(wd, "scored_documents").get("prepared", {})).get("model_version")
+           else {}),
         "decontamination": {"ngram": dc.ngram, "cjk_ngram": dc.cjk_ngram, "benchmarks": benchmarks},
     }
 

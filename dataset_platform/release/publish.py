@@ -417,6 +417,16 @@ def dataset_card(
             "character 5-grams for Chinese, verified Jaccard) were removed keeping one document per cluster.\n",
             _table(["stage", "in", "kept", "rejected"], stats["stages"]) + "\n",
         ]
+    if stats.get("quality_model"):
+        q = stats["quality_model"]
+        parts += ["### Quality model\n",
+                  f"Every cleaned document was scored by the quality model `{q.get('model_version')}` "
+                  f"(`layers/scored_documents/models/{q.get('model_version')}.pkl`: hashed word 1-2-grams, TF-IDF, "
+                  f"logistic regression; P(good)); below the threshold {q.get('threshold')} a document was "
+                  + ("dropped (`rejected_documents`, rule `quality_model`)" if q.get("mode") == "drop"
+                     else "kept and annotated `quality_model`")
+                  + ". Training documents: " + (", ".join(f"{k} {v}" for k, v in sorted(q.get("train_rows", {}).items()))
+                                                or "none") + ".\n"]
     if label_sets:
         parts += [
             "### Labels\n",
