@@ -28,7 +28,7 @@ def build_definitions(config_path: str | Path | None = None, workdir: str | Path
               inspect.trace_document_job],
         schedules=automation.build_schedules(cfg),
         sensors=[automation.build_config_sensor(cfg, cfg_path), automation.build_inbox_sensor(cfg, wd.root),
-                 automation.build_annotation_sensor(wd.root),
+                 automation.build_annotation_sensor(wd.root), automation.build_takedown_sensor(cfg, wd.root),
                  automation.automation_sensor, automation.build_run_failure_sensor(wd.root)],
         resources={"platform": PlatformResource(config_path=cfg_path, workdir=str(wd.root))},
         # one process per run, steps in order: every stage already uses all cores (DuckDB threads,

@@ -193,3 +193,57 @@ def test_a_takedown_reaches_every_layer_and_release(tmp_path):
     fourth = refresh(cfg, wd)
     assert fourth["extracted_documents"].counters["takedown"] == {"parts_scanned": 0, "removed": 0}
     assert fourth["dataset_release"].version == third["dataset_release"].version
+
+
+@pytest.mark.slow
+def test_a_takedown_file_in_the_inbox_triggers_a_refresh_and_a_release(tmp_path):
+    """The takedown sensor, evaluated against a real Dagster instance; the run it requests executed
+    in process (the whole graph with its checks)."""
+    import dagster as dg
+
+    from dataset_platform.definitions import build_definitions
+    from dataset_platform.release.publish import latest_release
+
+    rng = random.Random(5)
+    sources = tmp_path / "sources.yaml"
+    sources.write_text("dataset: {name: td}\nsources:\n  - name: notes\n    kind: jsonl\n    paths: []\n", encoding="utf-8")
+    wd = Workdir.at(tmp_path / "w").ensure()
+    records = [{"url": f"https://notes.test/{i}", "title": f"Note {i}", "text": document(rng, "garden")}
+               for i in range(12)]
+    write_jsonl(wd.inbox("notes") / "a.jsonl", records)
+    victim = doc_id("notes", "https://notes.test/3")
+    defs = build_definitions(sources, wd.root)
+    sensor = defs.resolve_sensor_def("takedown_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    job = defs.resolve_job_def("dataset_pipeline")
+    with dg.instance_for_test() as instance:
+        def tick():
+            return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+
+        assert job.execute_in_process(partition_key="notes", instance=instance).success
+        first = latest_release(wd.releases, "td")
+        assert victim in {r["id"] for r in release_rows(first)}
+        assert tick().run_requests == []  # no takedown file waiting
+
+        box = takedown.inbox(wd.root)
+        box.mkdir(parents=True)
+        (box / "bad.yaml").write_text("- {id: X, date: yesterday, url: 'https://notes.test/3'}\n", encoding="utf-8")
+        bad = tick()
+        assert bad.run_requests == [] and "bad.yaml" in bad.skip_message and "YYYY-MM-DD" in bad.skip_message
+        (box / "bad.yaml").unlink()
+        (box / "req-1.yaml").write_text("requests:\n  - {id: REQ-1, date: 2026-12-02, url: 'https://notes.test/3'}\n",
+                                        encoding="utf-8")
+        (req,) = tick().run_requests
+        assert req.tags["dataset_platform/trigger"] == "inbox"
+        assert [r.run_key for r in tick().run_requests] == [req.run_key]  # the same file: Dagster runs it once
+        assert job.execute_in_process(tags=req.tags, instance=instance).success
+
+        second = latest_release(wd.releases, "td")
+        assert second != first
+        assert victim not in {r["id"] for r in release_rows(second)}
+        assert len(release_rows(second)) == len(release_rows(first)) - 1
+        assert "| REQ-1 | 2026-12-02 | url | https://notes.test/3 | 1 |" in (second / "README.md").read_text()
+        con = duckdb.connect()
+        rej = con.sql(f"SELECT stage, rule, value FROM {runner.rejected_sql(wd)} WHERE id = '{victim}'").fetchall()
+        con.close()
+        assert rej == [("takedown", "takedown.url", "REQ-1")]

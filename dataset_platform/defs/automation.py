@@ -224,3 +224,35 @@ def build_annotation_sensor(workdir: str | Path) -> dg.SensorDefinition:
                                                 "dataset_platform/files": ",".join(f.name for f in files)[:200]})
 
     return _sensor
+
+
+def build_takedown_sensor(cfg: PlatformConfig, workdir: str | Path) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="takedown_sensor",
+        job=dataset_pipeline,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="A takedown file (YAML/JSON) dropped into <workdir>/inbox/takedowns/ refreshes every layer and "
+                    "publishes a new release at once (no crawl: the inbox files only), once per set of files; an "
+                    "invalid file is reported here and no run starts.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext):
+        from dataset_platform.stages import takedown
+
+        wd = Workdir.at(workdir)
+        files = takedown.inbox_files(wd.root)
+        if not files:
+            return dg.SkipReason(f"no takedown file waiting in {takedown.inbox(wd.root)}")
+        try:
+            requests = takedown.load(cfg, wd.root)
+        except takedown.TakedownError as e:
+            return dg.SkipReason(f"takedown requests not valid, no refresh started; fix the file(s):\n{e}")
+        # the files stay in the inbox (they are the record of the requests): the run key names
+        # each (name, size, mtime), so the same files never trigger twice and a new or edited one does
+        parts = sorted(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+        key = "takedowns:" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+        return dg.RunRequest(run_key=key, tags={**all_sources_tags(cfg), TRIGGER_TAG: "inbox",
+                                                "dataset_platform/takedowns": requests.fingerprint()[:16],
+                                                "dataset_platform/files": ",".join(f.name for f in files)[:200]})
+
+    return _sensor
