@@ -10,6 +10,7 @@ import os
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from dataset_platform.config import parse_config
 from dataset_platform.ingest.refresh import materialise_raw
@@ -83,19 +84,19 @@ import json, sys
 sys.path.insert(0, {repo!r})
 from pathlib import Path
 from dataset_platform.ingest.files import ingest_file
-s = ingest_file(Path({path!r}), source="d", kind="jsonl", output_path=Path({out!r}))
+s = ingest_file(Path({path!r}), source="d", kind={kind!r}, output_path=Path({out!r}))
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0].split()[1]
 print(json.dumps({{"records": s.records, "errors": s.errors, "hwm_mb": int(hwm) / 1024}}))
 """
 
 
-def _land_in_child(path, out) -> dict:
+def _land_in_child(path, out, kind: str = "jsonl") -> dict:
     import subprocess
     import sys
     from pathlib import Path
 
     repo = str(Path(__file__).resolve().parents[1])
-    r = subprocess.run([sys.executable, "-c", BOUNDED.format(repo=repo, path=str(path), out=str(out))],
+    r = subprocess.run([sys.executable, "-c", BOUNDED.format(repo=repo, path=str(path), out=str(out), kind=kind)],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -123,6 +124,43 @@ def test_a_gzip_bomb_is_cut_off_with_flat_memory_and_the_lines_before_it_land(tm
     got = _land_in_child(bomb, tmp_path / "batch.parquet")
     assert got["hwm_mb"] < 400  # the line of zeros was never held: 64 MB at most, then skipped
     assert any("decompression bomb" in e for e in got["errors"])
+    outcomes = _outcomes(tmp_path / "batch.parquet")
+    assert outcomes[0] == ("https://good.test/1", "fetched") and outcomes[-1][1] == "failed:corrupt_file"
+
+
+def _warc_with_bomb(path, filler: bytes) -> None:
+    """One good gzip-member WARC response record, then a gzip member of 1 GiB of ``filler``."""
+    import io
+    import zlib
+
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    buf = io.BytesIO()
+    html = b"<html><head><title>Good</title></head><body><p>Fine page.</p></body></html>"
+    http = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1")
+    w = WARCWriter(buf, gzip=True)
+    w.write_record(w.create_warc_record("https://good.test/1", "response", payload=io.BytesIO(html),
+                                        http_headers=http))
+    with open(path, "wb") as f:
+        f.write(buf.getvalue())
+        z = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        block = filler * ((1 << 20) // len(filler))
+        for _ in range(1024):
+            f.write(z.compress(block))
+        f.write(z.flush())
+
+
+@pytest.mark.parametrize("filler, why", [(b"\0", "header line longer than"), (b"\r\n", "decompression bomb")])
+def test_a_warc_gzip_bomb_is_cut_off_with_flat_memory_and_the_record_before_it_lands(tmp_path, filler, why):
+    """Issue 19, probe 1, for WARC: a member of zeros is a header line without end, a member of empty
+    lines a stream that inflates 1000x; both stop in bounded memory, the good record before them lands."""
+    bomb = tmp_path / "bomb.warc.gz"
+    _warc_with_bomb(bomb, filler)
+    assert bomb.stat().st_size < 16 * 2**20
+    got = _land_in_child(bomb, tmp_path / "batch.parquet", kind="warc")
+    assert got["hwm_mb"] < 500, got
+    assert any(why in e for e in got["errors"]), got["errors"]
     outcomes = _outcomes(tmp_path / "batch.parquet")
     assert outcomes[0] == ("https://good.test/1", "fetched") and outcomes[-1][1] == "failed:corrupt_file"
 

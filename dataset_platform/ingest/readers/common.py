@@ -14,6 +14,11 @@ from urllib.parse import quote
 
 #: fetched_at of a dump record that gives no date (deterministic: never the clock or a file time)
 DEFAULT_FETCHED_AT = "1970-01-01T00:00:00Z"
+#: a gzip file (JSONL or WARC) that has inflated to more than this many times its compressed size
+#: (past :data:`RATIO_FROM` bytes) is a decompression bomb: the rest of it is not read. Text
+#: compresses 3-10x; 10 GiB of zeros in a 10 MB file is 1000x
+MAX_GZIP_RATIO = 200
+RATIO_FROM = 256 * 1024 * 1024
 #: the fields a dump (JSONL/Parquet) can map
 DUMP_FIELDS = ("url", "text", "html", "title", "fetched_at")
 

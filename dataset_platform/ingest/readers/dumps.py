@@ -14,6 +14,8 @@ import orjson
 from dataset_platform.ingest.readers.common import (
     DEFAULT_FETCHED_AT,
     HTTP_URL,
+    MAX_GZIP_RATIO,
+    RATIO_FROM,
     ArchiveBroken,
     clean_str,
     corrupt,
@@ -40,11 +42,7 @@ _PARQUET_BATCH_ROWS = (64, 8192)
 #: a JSON line longer than this is not read into memory: it lands as ``too_large`` (the reader
 #: skips to the next line); beyond DuckDB's largest JSON object a landed line could not be loaded
 MAX_LINE_BYTES = 64 * 1024 * 1024
-#: a gzip file that has inflated to more than this many times its compressed size (past
-#: :data:`_RATIO_FROM` bytes) is a decompression bomb: the rest of it is not read. Text JSON
-#: compresses 3-10x; 10 GiB of zeros in a 10 MB file is 1000x
-MAX_GZIP_RATIO = 200
-_RATIO_FROM = 256 * 1024 * 1024
+_RATIO_FROM = RATIO_FROM
 #: inflated bytes per decompress call (so one call never holds more)
 _INFLATE_CHUNK = 1024 * 1024
 

@@ -14,6 +14,8 @@ from urllib.parse import urljoin
 from dataset_platform.ingest.readers.common import (
     DEFAULT_FETCHED_AT,
     HTTP_URL,
+    MAX_GZIP_RATIO,
+    RATIO_FROM,
     ArchiveBroken,
     clean_str,
     corrupt,
@@ -59,16 +61,33 @@ def _warc_classes():
         (warcio writes the error to stderr and stops). Before any data, it means "not gzip" (a
         plain .warc file), as in warcio."""
 
+        compressed = inflated = 0
+
         def _decompress(self, data):
             if not (self.decompressor and data):
                 return data
             try:
-                return self.decompressor.decompress(data)
+                out = self.decompressor.decompress(data)
             except Exception as e:
                 if self.num_read == 0 and self.num_block_read == 0:
                     self.decompressor = None
                     return data
                 raise ArchiveBroken(f"gzip data is corrupt: {type(e).__name__}: {e}") from e
+            self.compressed += len(data)
+            self.inflated += len(out)
+            if self.inflated > RATIO_FROM and self.inflated > MAX_GZIP_RATIO * self.compressed:
+                raise ArchiveBroken(f"decompression bomb: {self.compressed} bytes of gzip inflated to more than "
+                                    f"{self.inflated} (over {MAX_GZIP_RATIO} times); the rest is not read")
+            return out
+
+        def readline(self, length=None):
+            """A line of record or HTTP headers, bounded: a WARC whose "line" never ends (zeros, a
+            bomb) must not be gathered into memory."""
+            cap = MAX_HEADER_LINE + 1 if length is None or length < 0 else min(length, MAX_HEADER_LINE + 1)
+            line = super().readline(cap)
+            if len(line) > MAX_HEADER_LINE and not line.endswith(b"\n"):
+                raise ArchiveBroken(f"a header line longer than {MAX_HEADER_LINE} bytes: not a WARC record")
+            return line
 
     class StrictContentMixin:
         """A record payload's Content-Encoding: an error after the first block is the record's."""
@@ -119,6 +138,9 @@ def _warc_classes():
 
 
 _WARC = None
+
+#: a WARC or HTTP header line longer than this ends the file's reading (real ones are a few KB)
+MAX_HEADER_LINE = 1024 * 1024
 
 
 def _content_stream(rec) -> IO[bytes]:
