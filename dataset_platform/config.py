@@ -684,6 +684,9 @@ class QualityModelSettings(_Model):
     review_tasks: Annotated[int, Field(ge=0)] = Field(
         200, description="Documents nearest the threshold written as Label Studio tasks "
                          "(`annotation/export/quality/tasks.json`) for people to label good or bad.")
+    max_score_shift: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.15, description="The score_distribution_stable check warns when the score histogram moved by more than "
+                          "this share of documents (total variation distance) against the previous materialisation.")
     seed: Seed = Field(0, description="Seed of the negative sample and of the model.")
 
     @field_validator("reference_sources")

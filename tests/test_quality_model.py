@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -278,3 +279,61 @@ def test_the_release_card_names_the_model_version_and_threshold(tmp_path):
     assert f"quality model `{version}`" in card and "below the threshold 0.4 a document was dropped" in card
     assert "Training documents: gold 40." in card
     assert "| quality_model | quality_model | 6 |" in card
+
+
+def test_score_drift_rule():
+    from dataset_platform.checks.drift import score_distribution_shift
+
+    base = [10, 10, 20, 40, 60, 100, 150, 200, 250, 160]
+    assert score_distribution_shift(None, base, 0.15).ok
+    same_shape = score_distribution_shift(base, [2 * b for b in base], 0.15)
+    assert same_shape.comparable and same_shape.ok and same_shape.distance == pytest.approx(0.0)
+    # a quarter of the documents moved from the top bins to the bottom ones
+    moved = [260, 10, 20, 40, 60, 100, 150, 200, 100, 60]
+    shift = score_distribution_shift(base, moved, 0.15)
+    assert not shift.ok and shift.distance == pytest.approx(0.25) and "beyond the allowed 15%" in shift.reason
+    assert not score_distribution_shift(base, [5, 5] + [0] * 8, 0.15).comparable  # too few documents
+
+
+def test_score_histogram_in_metadata_and_its_drift_check_over_dagster_materialisations(tmp_path):
+    from dataset_platform.config import demo_config_path
+    from dataset_platform.defs.metadata import STAGE_METADATA, round_floats
+    from dataset_platform.defs.quality import check_definition
+    from dataset_platform.defs.resources import PlatformResource
+
+    wd = Workdir.at(tmp_path / "wd").ensure()
+    gold = _gold(tmp_path / "gold.jsonl", random.Random(12))
+    cfg = _config(tmp_path, gold=str(gold))
+    _land(wd, random.Random(13), n_good=15, n_bad=9)
+    res = _run(cfg, wd)
+    md = STAGE_METADATA[qm.NAME](res, cfg)[qm.OUTPUT]
+    bins = md["quality_score_bins"].value
+    assert sum(bins) == 24 and len(bins) == qm.SCORE_BINS and sum(bins[5:]) == res.rows == 15
+    assert md["model_version"] == res.counters["prepared"]["model_version"] and md["quality_threshold"] == 0.5
+    assert "| 0.9-1.0 |" in md["quality_score_histogram"].value and md["below_threshold_share"] == 9 / 24
+
+    def run(instance, metadata):
+        @dg.asset(name=qm.OUTPUT)
+        def scored() -> dg.MaterializeResult:
+            return dg.MaterializeResult(metadata=round_floats(dict(metadata)))
+
+        result = dg.materialize([scored, check_definition(qm.OUTPUT, "score_distribution_stable")],
+                                instance=instance,
+                                resources={"platform": PlatformResource(config_path=str(demo_config_path()),
+                                                                        workdir=str(tmp_path / "w"))})
+        (ev,) = result.get_asset_check_evaluations()
+        return ev
+
+    base = [10, 10, 20, 40, 60, 100, 150, 200, 250, 160]
+    with dg.instance_for_test() as instance:
+        first = run(instance, md)
+        assert first.passed and "first materialisation" in first.description
+        small = run(instance, {"quality_score_bins": dg.MetadataValue.json(base)})
+        assert small.passed and "not compared" in small.description  # the real run scored only 24
+        steady = run(instance, {"quality_score_bins": dg.MetadataValue.json([b + 1 for b in base])})
+        assert steady.passed and steady.metadata["distance"].value < 0.15
+        jump = run(instance, {"quality_score_bins": dg.MetadataValue.json([260, 10, 20, 40, 60, 100, 150, 200, 100, 60])})
+        assert not jump.passed and jump.severity == dg.AssetCheckSeverity.WARN
+        moved = 0.5 * sum(abs(a / 1000 - (b + 1) / 1010)
+                          for a, b in zip([260, 10, 20, 40, 60, 100, 150, 200, 100, 60], base))
+        assert jump.metadata["distance"].value == pytest.approx(moved, rel=1e-3) and moved > 0.24

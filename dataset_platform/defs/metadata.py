@@ -223,5 +223,27 @@ def _decontaminate(result: LayerResult, cfg) -> dict:
         md_table(["evaluation set", "items", "documents removed"], rows) if rows else "no evaluation sets configured")}}
 
 
+def _quality_model(result: LayerResult, cfg) -> dict:
+    """The quality model's version and threshold, and the score histogram of the layer as a text-bar
+    chart (``quality_score_bins``: the counts the score_distribution_stable check compares)."""
+    prepared, finish = result.counters.get("prepared", {}), result.counters.get("finish", {})
+    md = {"model_version": prepared.get("model_version") or "none (no training data: documents pass unscored)",
+          "quality_threshold": float(cfg.pipeline.quality_model.threshold)}
+    bins = finish.get("score_bins") or []
+    total = sum(bins)
+    if total:
+        width = 1 / len(bins)
+        md["quality_score_histogram"] = dg.MetadataValue.md(md_table(
+            ["quality_score", "documents", "share", ""],
+            [[f"{i * width:.1f}-{(i + 1) * width:.1f}", n, f"{n / total:.1%}", bar(n / total)]
+             for i, n in enumerate(bins)]))
+        md["quality_score_bins"] = dg.MetadataValue.json(bins)
+        md["quality_score_mean"] = float(finish.get("mean_score", 0.0))
+        md["below_threshold_share"] = finish.get("below_threshold", 0) / total
+    if finish.get("export"):
+        md["quality_review_export"] = dg.MetadataValue.path(finish["export"])
+    return {"scored_documents": md}
+
+
 #: stage name -> (result, config) -> {asset: further metadata}
-STAGE_METADATA = {"dedup": _dedup, "label": _label, "decontaminate": _decontaminate}
+STAGE_METADATA = {"quality_model": _quality_model, "dedup": _dedup, "label": _label, "decontaminate": _decontaminate}

@@ -461,8 +461,10 @@ def _finish(ctx: StageContext, layer) -> dict:
     from dataset_platform.stages.label import annotation as ann
 
     state, settings, wd = ctx.state, ctx.settings, ctx.workdir
+    dist = score_distribution(ctx.con, _files_sql(layer.files()), _files_sql(layer.files("rejected.parquet")),
+                              settings.threshold) if layer.files() else {}
     if not isinstance(state, Scorer) or state.model is None or not settings.review_tasks or not layer.files():
-        return {"review_tasks": 0}
+        return {"review_tasks": 0, **dist}
     human, _n = human_labels(wd, settings)
     tasks = review_tasks(ctx.con, settings, state.model.version, scored_sql=_files_sql(layer.files()),
                          rejected_sql=_files_sql(layer.files("rejected.parquet")),
@@ -470,7 +472,36 @@ def _finish(ctx: StageContext, layer) -> dict:
                          labelled=set(human.column("id").to_pylist()) if human is not None else set())
     paths = ann.write_export(review_export_dir(wd), tasks, ann.labeling_config([label_set_of(settings)]))
     ctx.log(f"quality review: {len(tasks)} Label Studio task(s) nearest the threshold written to {paths['tasks']}")
-    return {"review_tasks": len(tasks), "export": str(paths["tasks"])}
+    return {"review_tasks": len(tasks), "export": str(paths["tasks"]), **dist}
+
+
+#: bins of the score histogram (of width 1 / SCORE_BINS over 0..1)
+SCORE_BINS = 10
+
+
+def score_distribution(con: duckdb.DuckDBPyConnection, scored_sql: str | None, rejected_sql: str | None,
+                       threshold: float) -> dict:
+    """The scores of the whole layer, kept and dropped: ``score_bins`` (documents per bin of width
+    1/:data:`SCORE_BINS`), ``scored``, ``mean_score`` and ``below_threshold``; {} when nothing is scored.
+    Reads one column of each part (and the dropped documents' values)."""
+    parts = []
+    if scored_sql is not None:
+        parts.append(f"SELECT quality_score AS s FROM {scored_sql} WHERE quality_score IS NOT NULL")
+    if rejected_sql is not None:
+        parts.append(f"SELECT CAST(value AS DOUBLE) AS s FROM {rejected_sql} WHERE rule = {sql_str(RULE)}")
+    if not parts:
+        return {}
+    rows = con.sql(f"""SELECT least(CAST(floor(s * {SCORE_BINS}) AS INTEGER), {SCORE_BINS - 1}) AS b, count(*),
+                              sum(s), count(*) FILTER (WHERE s < {float(threshold)})
+                       FROM ({' UNION ALL '.join(parts)}) GROUP BY 1 ORDER BY 1""").fetchall()
+    n = sum(r[1] for r in rows)
+    if not n:
+        return {}
+    bins = [0] * SCORE_BINS
+    for b, c, _s, _below in rows:
+        bins[int(b)] = int(c)
+    return {"score_bins": bins, "scored": int(n), "mean_score": round(sum(r[2] for r in rows) / n, DIGITS),
+            "below_threshold": int(sum(r[3] for r in rows))}
 
 
 def _cli_settings(args, settings):
