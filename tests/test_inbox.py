@@ -178,3 +178,42 @@ def test_a_line_over_the_bound_lands_as_too_large_and_the_others_land(tmp_path):
     outcomes = _outcomes(tmp_path / "batch.parquet")
     assert [o for _u, o in outcomes] == ["fetched", "too_large", "fetched"]
     assert outcomes[1][0].endswith("line=2")
+
+
+def test_refused_files_warn_on_raw_pages_until_someone_deals_with_them(tmp_path):
+    """The raw asset's metadata lists the files refused by one run; the WARN check keeps saying so for as
+    long as they wait in rejected/ (run for real through Dagster, after a real refresh refused them)."""
+    import dagster as dg
+
+    from dataset_platform.defs.quality import check_definition
+    from dataset_platform.defs.resources import PlatformResource
+
+    cfg, wd, inbox = _setup(tmp_path)
+    (inbox / "notes.txt").write_text("what is this?\n")
+    _jsonl(inbox / "good.jsonl", "https://good.test/1")
+    materialise_raw(cfg, wd)
+    config = tmp_path / "sources.yaml"
+    config.write_text("sources:\n  - {name: d, kind: jsonl, paths: []}\n", encoding="utf-8")
+
+    @dg.asset(name="raw_pages")
+    def raw_pages() -> None:  # (the refresh above is the real one; the check reads what it left)
+        return None
+
+    def evaluate():
+        with dg.instance_for_test() as instance:
+            result = dg.materialize(
+                [raw_pages, check_definition("raw_pages", "no_refused_inbox_files")],
+                resources={"platform": PlatformResource(config_path=str(config), workdir=str(wd.root))},
+                instance=instance)
+            (ev,) = result.get_asset_check_evaluations()
+        return ev
+
+    ev = evaluate()
+    assert not ev.passed and ev.severity == dg.AssetCheckSeverity.WARN
+    assert "1 inbox file(s) refused" in ev.description and "d/notes.txt (notes.txt: cannot tell the file kind" in ev.description
+    assert ev.metadata["files_waiting"].value == 1
+    # dealt with (deleted with its reason): the warning clears
+    for p in (inbox / "rejected").iterdir():
+        p.unlink()
+    ev = evaluate()
+    assert ev.passed and ev.metadata["files_waiting"].value == 0

@@ -234,3 +234,28 @@ def release_diversity(release: Path, label_sets: list[str], q) -> list:
         con.close()
     return assess(measures, min_sources=q.min_sources, min_languages=q.min_languages, min_domains=q.min_domains,
                   min_label_values=q.min_label_values, max_label_share=q.max_label_share)
+
+
+# ------------------------------------------------------------------ inbox
+
+
+def refused_inbox_files(wd: Workdir, sources: list[str]) -> Outcome:
+    """Files the raw refresh refused (moved to ``inbox/<source>/rejected/`` with a ``.reason.txt``) and
+    nobody has dealt with yet: a WARN for as long as they wait there, so a refused file is not missed."""
+    from dataset_platform.ingest.refresh import REJECTED
+
+    rows = []
+    for source in sources:
+        folder = wd.inbox(source) / REJECTED
+        for reason in sorted(folder.glob("*.reason.txt")) if folder.is_dir() else ():
+            why = reason.read_text(encoding="utf-8", errors="replace").strip()
+            rows.append((source, reason.name.removesuffix(".reason.txt"), why))
+    md: dict = {"files_waiting": len(rows)}
+    if rows:
+        md["files"] = "\n".join(f"{s}/{REJECTED}/{f}: {why}" for s, f, why in rows[:50])
+    description = None if not rows else (
+        f"{len(rows)} inbox file(s) refused and waiting in inbox/<source>/{REJECTED}/: "
+        + "; ".join(f"{s}/{f} ({why[:120]})" for s, f, why in rows[:3])
+        + (" ..." if len(rows) > 3 else "")
+        + ". Fix and drop them into the inbox again, or delete them (with their .reason.txt) to clear this warning")
+    return Outcome(not rows, WARN, md, description)
