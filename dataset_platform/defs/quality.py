@@ -186,6 +186,29 @@ def _drop_rate_check(stage) -> Check:
                     "(pipeline.max_drop_rate_change share points; WARN only)."), evaluate)
 
 
+@_check(asset="scored_documents", name="score_distribution_stable", blocking=False,
+        description="The quality model's score histogram did not move more than "
+                    "pipeline.quality_model.max_score_shift against the previous materialisation (WARN only).")
+def score_distribution_stable(context, platform: PlatformResource) -> dg.AssetCheckResult:
+    from dataset_platform.checks.drift import score_distribution_shift
+
+    records = context.instance.fetch_materializations(dg.AssetKey("scored_documents"), limit=2).records
+
+    def bins(record) -> list[int] | None:
+        md = record.asset_materialization.metadata if record.asset_materialization else {}
+        return list(md["quality_score_bins"].value) if "quality_score_bins" in md else None
+
+    current = bins(records[0]) if records else None
+    if current is None:
+        return dg.AssetCheckResult(passed=True, metadata={"note": "no quality scores (no model trained)"})
+    limit = platform.config.pipeline.quality_model.max_score_shift
+    d = score_distribution_shift(bins(records[1]) if len(records) > 1 else None, current, limit)
+    return dg.AssetCheckResult(
+        passed=d.ok, severity=dg.AssetCheckSeverity.WARN, description=d.reason,
+        metadata={"distance": d.distance if d.distance is not None else "not compared", "max_shift": limit,
+                  "verdict": d.reason})
+
+
 def _release(platform: PlatformResource):
     from dataset_platform.release.materialise import current_release
 
