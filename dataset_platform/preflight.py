@@ -15,6 +15,7 @@ wrong, what to do)::
 - ``pipeline.decontamination.benchmarks``: each file read as the decontamination stage reads it
   (a JSON object per line, the configured ``fields`` present), and two benchmarks of one name;
 - ``pipeline.augmentation.synonyms`` (when augmentation is on): a JSON object of word -> [words];
+- ``pipeline.extract.blocklist``: its lists and word files, read as the extract stage reads them;
 - ``pipeline.executor: ray``: the ``ray`` extra is installed.
 
 A plain library module: ``cli.py`` calls :func:`check` for ``run``, ``ui`` and ``demo`` right
@@ -55,6 +56,7 @@ def problems(cfg: PlatformConfig, config_path: str | Path) -> list[str]:
     out += [f"{origin}: {field}: {msg}" for field, msg in _gold(cfg, base)]
     out += [f"{origin}: {field}: {msg}" for field, msg in _benchmarks(cfg, base)]
     out += [f"{origin}: {field}: {msg}" for field, msg in _synonyms(cfg, base)]
+    out += [f"{origin}: {field}: {msg}" for field, msg in _blocklists(cfg)]
     if cfg.pipeline.executor == "ray" and importlib.util.find_spec("ray") is None:
         out.append(f"{origin}: pipeline.executor: 'ray' needs Ray, which is not installed: "
                    "pip install 'dataset_platform[ray]' (or run with --executor local)")
@@ -158,3 +160,10 @@ def _synonyms(cfg: PlatformConfig, base: Path) -> list[tuple[str, str]]:
         return [("pipeline.augmentation.synonyms", f"{msg}; fix the file or the path (relative to the config file's "
                                                    "folder), e.g. {\"big\": [\"large\", \"major\"]}")]
     return []
+
+
+def _blocklists(cfg: PlatformConfig) -> list[tuple[str, str]]:
+    """The extract stage's blocklists and word files, read as the stage reads them."""
+    from dataset_platform.stages.blocklist import check as check_blocklist
+
+    return check_blocklist(cfg.pipeline.extract.blocklist)

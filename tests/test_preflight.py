@@ -92,6 +92,10 @@ CASES = {
         {"a.jsonl": _jsonl(GOOD_DUMP)},
         [r"sources: source names 'my-blog' \(sources\[0\]\) and 'my_blog' \(sources\[1\]\) both become 'my_blog' in "
          r"Dagster's names .*rename one of them"]),
+    "blocklist folder missing": (
+        DUMP.format(paths="a.jsonl") + "pipeline:\n  extract:\n    blocklist: {lists: [blacklists/adult]}\n",
+        {"a.jsonl": _jsonl(GOOD_DUMP)},
+        [r"pipeline\.extract\.blocklist\.lists: .*blacklists/adult"]),
     "synonyms file missing": (
         DUMP.format(paths="a.jsonl") + "pipeline:\n  augmentation: {enabled: true, synonyms: syn.json}\n",
         {"a.jsonl": _jsonl(GOOD_DUMP)},
