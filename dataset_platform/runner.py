@@ -200,7 +200,7 @@ def materialise(stage: Stage | str, cfg: PlatformConfig, wd: Workdir, log: Log =
                 counters, global_result = _per_batch(stage, ctx, inputs, out, prepared, label_sets), None
                 # takedown requests: a filter over the parts, outside the chain (stages/takedown.py)
                 counters["takedown"], takedowns = takedown.enforce(stage, ctx, out, label_sets,
-                                                                   first=stage.name == STAGES[0].name)
+                                                                   first=stage.name == STAGES[0].name, inputs=inputs)
             else:
                 counters, global_result = _global(stage, ctx, inputs, out, label_sets)
             counters["prepared"] = prepared.counters

@@ -118,6 +118,11 @@ def test_a_takedown_reaches_every_layer_and_release(tmp_path):
         held = {r["id"] for rows in parts(wd, layer).values() for r in rows}
         assert not held & gone, (layer, held & gone)
         assert control in held or layer != "extracted_documents"
+    # the raw layer keeps the rows (the crawl log accounts for them) without their content
+    raw = {r["id"]: r for rows in parts(wd, "raw_pages").values() for r in rows}
+    assert gone <= set(raw)
+    assert all(raw[i]["html"] is None and raw[i]["text"] is None and raw[i]["title"] is None for i in gone)
+    assert raw[control]["text"] is not None
     released = {r["id"] for r in release_rows(second["dataset_release"].path)}
     assert not released & gone and control in released
     assert second["dataset_release"].version != v1.version
@@ -141,6 +146,7 @@ def test_a_takedown_reaches_every_layer_and_release(tmp_path):
         assert invariants.accounting_outcome(wd, st).passed, st.name
     rec = invariants.release_reconciles_with_crawl(wd, second["dataset_release"].path)
     assert rec.passed, rec.metadata
+    assert invariants.raw_reconciles_with_crawl_log(wd).passed
 
     card = (second["dataset_release"].path / "README.md").read_text(encoding="utf-8")
     assert "Takedown requests honoured" in card
@@ -193,6 +199,22 @@ def test_a_takedown_reaches_every_layer_and_release(tmp_path):
     fourth = refresh(cfg, wd)
     assert fourth["extracted_documents"].counters["takedown"] == {"parts_scanned": 0, "removed": 0}
     assert fourth["dataset_release"].version == third["dataset_release"].version
+
+    # extraction recomputed (a setting changed): the emptied raw pages are rejected as takedowns again
+    cfg = cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={
+        "extract": cfg.pipeline.extract.model_copy(update={"min_chars": 2})})})
+    fifth = refresh(cfg, wd)
+    assert fifth["extracted_documents"].counters["parts_computed"] >= 3
+    assert fifth["extracted_documents"].counters["takedown"]["rejects_relabelled"] == len(gone)
+    con = duckdb.connect()
+    again = {r[0]: r[1:] for r in con.sql(
+        f"SELECT id, stage, rule, value FROM {runner.rejected_sql(wd)} WHERE id IN ({', '.join(map(repr, gone))})"
+    ).fetchall()}
+    con.close()
+    assert again == rejected
+    for st in STAGES:
+        assert invariants.accounting_outcome(wd, st).passed, st.name
+    assert not {r["id"] for r in release_rows(fifth["dataset_release"].path)} & gone
 
 
 @pytest.mark.slow

@@ -189,6 +189,8 @@ def config_file(cfg) -> Path | None:
     if not name:
         return None
     p = Path(name)
+    if name == DEFAULT_FILE:  # (a config not loaded from a file: no folder to find the default in)
+        return None
     if not p.exists():
         if p.name == DEFAULT_FILE:
             return None
@@ -331,13 +333,15 @@ def _signatures(con, rel: str, params) -> tuple[list[str], object]:
     return ids, batch_signatures([r[1] or "" for r in rows], [r[2] for r in rows], params, kernel=False)
 
 
-def enforce(stage, ctx, out: BatchedLayer, label_sets=(), first: bool = False) -> tuple[dict, str]:
+def enforce(stage, ctx, out: BatchedLayer, label_sets=(), first: bool = False, inputs: dict | None = None
+            ) -> tuple[dict, str]:
     """Remove the documents the takedown requests target from the parts of ``out`` (a per-batch
     layer about to be committed): the parts staged by this run, and every part when the request
     list changed since the layer was last swept. Matching rows move to the part's rejects (stage
     ``takedown``). ``first``: this is the first layer with texts (near-duplicates by signature and
-    by the previous duplicate clusters are looked for here). Returns counters and the fingerprint
-    to record in the layer's manifest ("" without requests)."""
+    by the previous duplicate clusters are looked for here; the raw pages of removed documents,
+    ``inputs``, lose their content). Returns counters and the fingerprint to record in the layer's
+    manifest ("" without requests)."""
     root = ctx.workdir.root
     takedowns = load(ctx.config, root)
     fp = takedowns.fingerprint()
@@ -357,6 +361,7 @@ def enforce(stage, ctx, out: BatchedLayer, label_sets=(), first: bool = False) -
                 candidates[key] = (folder, staged)
     if not candidates:
         return {"parts_scanned": 0, "removed": 0}, fp
+    relabelled = _relabel_rejects(stage, con, out, root, candidates) if first else 0
     files = [c[0] / DATA for c in candidates.values()]
     keys = list(candidates)
     con.register("_td_files_arrow", _files_table(files, keys))
@@ -389,7 +394,69 @@ def enforce(stage, ctx, out: BatchedLayer, label_sets=(), first: bool = False) -
         removed += _rewrite(stage, con, out, key, folder, staged, label_sets)
     if new_sigs is not None or (first and n_hits):
         _write_registry(con, root)
-    return {"parts_scanned": len(candidates), "parts_rewritten": len(hits_by_key), "removed": removed}, fp
+    blanked = 0
+    if first and inputs and stage.input == "raw_pages":
+        # raw pages: every part when the registry grew, else the input parts of the parts written now
+        keys = set(inputs) if n_hits else {k for k, (_f, s) in candidates.items() if s}
+        blanked = blank_raw(con, root, [inputs[k].file for k in sorted(keys) if k in inputs])
+    c = {"parts_scanned": len(candidates), "parts_rewritten": len(hits_by_key), "removed": removed}
+    if relabelled or blanked:
+        c.update(rejects_relabelled=relabelled, raw_pages_blanked=blanked)
+    return c, fp
+
+
+#: the raw layer's content columns, emptied for a removed document (the row stays: the crawl log
+#: still accounts for the URL, and the crawler's conditional requests still know the page)
+RAW_CONTENT = ("title", "text", "html", "headers")
+
+
+def blank_raw(con, root: Path, files: list[Path]) -> int:
+    """Empty the content of the removed documents' rows in raw part ``files`` (rewritten in place,
+    same rows, ids and order: nothing below is recomputed). The caller holds the raw layer's lock."""
+    reg = f"(SELECT id FROM {_registry_sql(root)})"
+    n = 0
+    for f in files:
+        src = f"read_parquet({sql_str(f)}, file_row_number = true)"
+        cols = list(con.sql(f"SELECT * FROM read_parquet({sql_str(f)}) LIMIT 0").columns)
+        content = [c for c in RAW_CONTENT if c in cols]
+        filled = " OR ".join(f'"{c}" IS NOT NULL' for c in content if c != "headers")
+        if not filled:
+            continue
+        k = int(con.sql(f"SELECT count(*) FROM {src} WHERE id IN {reg} AND ({filled})").fetchall()[0][0])
+        if not k:
+            continue
+        empty = {c: ("'{}'" if c == "headers" else "NULL") for c in content}
+        select = ", ".join(f'CASE WHEN id IN {reg} THEN {empty[c]} ELSE "{c}" END AS "{c}"' if c in empty else f'"{c}"'
+                           for c in cols)
+        write_parquet(con, f"SELECT {select} FROM {src} ORDER BY file_row_number", f, layer="raw_pages")
+        n += k
+    return n
+
+
+def _relabel_rejects(stage, con, out: BatchedLayer, root: Path, candidates: dict) -> int:
+    """A part recomputed by this run rejects a removed document for what is left of it (its raw page
+    was emptied: ``empty_body``, ``no_main_text``): the reject says ``takedown`` again, with its request."""
+    if not registry_file(root).exists():
+        return 0
+    n = 0
+    for key, (folder, staged) in candidates.items():
+        rej = folder / REJECTED
+        if not staged or not rej.exists():
+            continue
+        r = f"read_parquet({sql_str(rej)})"
+        k = int(con.sql(f"SELECT count(*) FROM {r} j SEMI JOIN {_registry_sql(root)} g USING (id) "
+                        "WHERE j.stage <> 'takedown'").fetchall()[0][0])
+        if not k:
+            continue
+        write_parquet(con, "SELECT j.id, j.source, j.url, CASE WHEN g.id IS NULL THEN j.stage ELSE 'takedown' END "
+                           "AS stage, coalesce(g.rule, j.rule) AS rule, coalesce(g.value, j.value) AS value "
+                           f"FROM {r} j LEFT JOIN {_registry_sql(root)} g USING (id) ORDER BY id, rule",
+                      rej, layer="rejected_documents")
+        info = out._staged[key]
+        reasons = dict(con.sql(f"SELECT rule, count(*) FROM {r} GROUP BY 1 ORDER BY 1").fetchall())
+        out.staged(replace(info, counters={**info.counters, "reasons": {a: int(b) for a, b in reasons.items()}}))
+        n += k
+    return n
 
 
 def _files_table(files, keys):
