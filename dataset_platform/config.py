@@ -668,7 +668,7 @@ class QualityModelSettings(_Model):
         default_factory=list, description="Sources whose cleaned documents are examples of good text (the DCLM "
                                           "recipe): they are the positives, against a sample of the other sources' "
                                           "documents and of the documents the quality rules rejected.")
-    negatives: Annotated[int, Field(ge=0)] = Field(
+    max_per_kind: Annotated[int, Field(ge=0)] = Field(
         10_000, description="With `reference_sources`: at most this many training documents of each kind "
                             "(reference documents; other sources' documents; rule-rejected documents), a stable "
                             "sample by a hash of the id.")
@@ -676,6 +676,10 @@ class QualityModelSettings(_Model):
         "quality", description="The label set (values `good`, `bad`) whose human labels from Label Studio "
                                "(`inbox/annotations/`) train the model; a person's label wins over the gold file "
                                "and the recipe.")
+    use_model: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")] | None = Field(
+        None, description="Pin a stored model (its version, as the release card names it; kept in "
+                          "`layers/scored_documents/models/`) instead of training: the training data is then not "
+                          "read, and new batches do not retrain the model.")
     threshold: Annotated[float, Field(ge=0, le=1)] = Field(
         0.5, description="A document scoring below this (P(good)) fails the model.")
     mode: Literal["drop", "annotate"] = Field(

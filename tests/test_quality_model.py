@@ -173,6 +173,15 @@ def test_gold_model_drops_below_threshold_and_retrains_only_when_its_data_change
         f.write(json.dumps({"text": spam(random.Random(9)), "quality": "bad"}) + "\n")
     fourth = runner.materialise(BY_NAME[qm.NAME], cfg, wd)
     assert fourth.counters["prepared"]["model_version"] not in (None, version)
+    # a pinned model: the stored one, whatever the training data says
+    logs.clear()
+    pinned = runner.materialise(BY_NAME[qm.NAME], _config(tmp_path, gold=str(gold), use_model=version), wd,
+                                log=logs.append)
+    assert pinned.counters["prepared"]["model_version"] == version and pinned.counters["prepared"]["pinned"]
+    assert any(f"pinned model {version}" in m for m in logs)
+    assert {r["url"] for r in _rows(wd)} == {u for u, k in kinds.items() if k == "good"}
+    with pytest.raises(ValueError, match=r"use_model: no stored model 0123456789abcdef in .*stored: .*" + version):
+        runner.materialise(BY_NAME[qm.NAME], _config(tmp_path, use_model="0123456789abcdef"), wd)
 
 
 def test_reference_sources_train_against_crawl_and_rule_rejected_documents(tmp_path):
@@ -183,7 +192,7 @@ def test_reference_sources_train_against_crawl_and_rule_rejected_documents(tmp_p
     short = [crawl_record(f"http://127.0.0.2/short/{i}", html=page("S", "Too short to pass.")) for i in range(3)]
     land_crawl(wd, "site", "20261101T100000", short + [crawl_record(f"http://127.0.0.2/bad/{i}", html=page(
         f"Page {i}", spam(rng))) for i in range(10)])
-    cfg = _config(tmp_path, reference_sources=["news"], negatives=5)
+    cfg = _config(tmp_path, reference_sources=["news"], max_per_kind=5)
     res = _run(cfg, wd)
     counts = res.counters["prepared"]["train_rows"]
     assert counts == {"reference": 5, "crawl": 5, "rule_rejected": 3}

@@ -27,6 +27,10 @@ materialisation and only when the training data or the settings changed: the mod
 training rows (ids, labels and text hashes), the settings and :data:`MODEL_VERSION`. That version
 enters every part's chain (so a new model rescores every part and the same one none), is a
 counter of the layer's materialisation and is named in the release's card with the threshold.
+
+With reference sources the crawl sample is part of the training data, so a batch that changes
+the sample retrains the model and rescores every part (and the layers below follow). Pin a model
+with ``use_model: <version>`` to score new batches with it and stop retraining.
 """
 
 from __future__ import annotations
@@ -225,7 +229,7 @@ def training_rows(con: duckdb.DuckDBPyConnection, settings, *, docs_sql: str | N
                              f"(sources: {sorted(known_sources)}); name sources declared under `sources`")
     con.sql("CREATE OR REPLACE TEMP TABLE _qm_rows (id VARCHAR, text VARCHAR, label TINYINT, origin VARCHAR, "
             "rank TINYINT)")
-    n, seed = int(settings.negatives), int(settings.seed)
+    n, seed = int(settings.max_per_kind), int(settings.seed)
     order = f"md5({sql_str(str(seed) + ':')} || id)"
     if refs and docs_sql is not None:
         in_refs = ", ".join(sql_str(r) for r in refs)
@@ -265,7 +269,7 @@ def training_fingerprint(con: duckdb.DuckDBPyConnection, settings) -> str:
     digest = con.sql("SELECT md5(coalesce(string_agg(id || ':' || label || ':' || md5(text), ',' ORDER BY id), '')) "
                      "FROM _qm_train").fetchall()[0][0]
     how = {k: v for k, v in settings.model_dump(mode="json").items()
-           if k in {"reference_sources", "negatives", "label_set", "seed"}}
+           if k in {"reference_sources", "max_per_kind", "label_set", "seed"}}
     return hashlib.sha256(json.dumps([MODEL_VERSION, how, digest], sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -285,7 +289,7 @@ class Scorer:
     why_none: str = ""
 
 
-#: models of earlier training data kept beside the layer (releases name them by version)
+#: models kept beside the layer (the newest; releases name them by version): training removes older ones
 KEEP_MODELS = 5
 
 
@@ -299,6 +303,8 @@ def _prepare(ctx: StageContext) -> Prepared:
     from dataset_platform import atomic
 
     settings, wd, con = ctx.settings, ctx.workdir, ctx.con
+    if settings.use_model:
+        return _pinned(ctx, settings.use_model)
     gold = read_gold(Path(settings.gold)) if settings.gold else None
     human, n_ann = human_labels(wd, settings)
     docs_sql = _files_sql(wd.layer_files("cleaned_documents"))
@@ -336,6 +342,23 @@ def _prepare(ctx: StageContext) -> Prepared:
     counters = {"model_version": version, "train_rows": counts, "human_annotations": n_ann,
                 "threshold": settings.threshold, "mode": settings.mode}
     return Prepared(state=Scorer(model), fingerprint=version, counters=counters)
+
+
+def _pinned(ctx: StageContext, version: str) -> Prepared:
+    """The stored model ``version`` (``use_model``), without reading any training data."""
+    import pickle
+
+    store = models_dir(ctx.workdir)
+    path = store / f"{version}.pkl"
+    if not path.is_file():
+        stored = sorted(p.stem for p in store.glob("*.pkl")) if store.is_dir() else []
+        raise ValueError(f"pipeline.quality_model.use_model: no stored model {version} in {store} (stored: "
+                         f"{', '.join(stored) or 'none'}); name one of them, or remove use_model to train")
+    model = pickle.loads(path.read_bytes())
+    ctx.log(f"quality_model: pinned model {version} (use_model; trained on {model.train_rows} documents)")
+    return Prepared(state=Scorer(model), fingerprint=version,
+                    counters={"model_version": version, "pinned": True, "train_rows": {"pinned": model.train_rows},
+                              "threshold": ctx.settings.threshold, "mode": ctx.settings.mode})
 
 
 def _column_list(con: duckdb.DuckDBPyConnection, src: str) -> str:
