@@ -346,3 +346,16 @@ def test_score_histogram_in_metadata_and_its_drift_check_over_dagster_materialis
         moved = 0.5 * sum(abs(a / 1000 - (b + 1) / 1010)
                           for a, b in zip([260, 10, 20, 40, 60, 100, 150, 200, 100, 60], base))
         assert jump.metadata["distance"].value == pytest.approx(moved, rel=1e-3) and moved > 0.24
+
+
+def test_two_builds_write_the_same_bytes(tmp_path):
+    gold = _gold(tmp_path / "gold.jsonl", random.Random(14))
+    out = []
+    for name in ("a", "b"):
+        wd = Workdir.at(tmp_path / name).ensure()
+        _land(wd, random.Random(15))
+        res = _run(_config(tmp_path, gold=str(gold)), wd)
+        version = res.counters["prepared"]["model_version"]
+        files = sorted(wd.layer_dir(qm.OUTPUT).glob("*/*/*.parquet")) + [qm.models_dir(wd) / f"{version}.pkl"]
+        out.append({f.relative_to(wd.root).as_posix(): f.read_bytes() for f in files})
+    assert len(out[0]) >= 3 and out[0] == out[1]
