@@ -260,6 +260,9 @@ def test_stage_cli_scores_a_file_with_a_gold_file(tmp_path):
     assert [r["id"] for r in kept] == ["g1"] and kept[0]["quality_score"] >= 0.5
     assert set(kept[0]) == {"id", "text", "quality_score"}
     assert [(r["id"], r["rule"]) for r in pq.read_table(rej).to_pylist()] == [("s1", qm.RULE)]
+    untrained = subprocess.run([sys.executable, "-m", "dataset_platform.cli", "stage", qm.NAME, "--input", str(inp),
+                                "--output", str(out)], capture_output=True, text=True, cwd=REPO)
+    assert untrained.returncode != 0 and "pass --gold FILE" in untrained.stderr
 
 
 def test_held_out_separation_on_the_shared_corpus():

@@ -424,14 +424,15 @@ def _run(ctx: StageContext, src: str) -> StageOutput:
     if isinstance(ctx.state, Scorer):
         model = ctx.state.model
     else:  # the CLI on a file: trained here on the gold file alone
-        model = None
-        if ctx.settings.gold:
-            training_rows(ctx.con, ctx.settings.model_copy(update={"reference_sources": []}), docs_sql=None,
-                          rejected_sql=None, extracted_sql=None, gold=read_gold(Path(ctx.settings.gold)), human=None)
-            trained = train_from_table(ctx.con, ctx.settings, training_fingerprint(ctx.con, ctx.settings))
-            if isinstance(trained, str):
-                raise ValueError(f"{ctx.settings.gold}: no quality model can be trained: {trained}")
-            model = trained
+        if not ctx.settings.gold:
+            raise ValueError("quality_model: no model to score with: pass --gold FILE (JSONL of text and quality "
+                             "good/bad), or --config with pipeline.quality_model.gold")
+        training_rows(ctx.con, ctx.settings.model_copy(update={"reference_sources": []}), docs_sql=None,
+                      rejected_sql=None, extracted_sql=None, gold=read_gold(Path(ctx.settings.gold)), human=None)
+        trained = train_from_table(ctx.con, ctx.settings, training_fingerprint(ctx.con, ctx.settings))
+        if isinstance(trained, str):
+            raise ValueError(f"{ctx.settings.gold}: no quality model can be trained: {trained}")
+        model = trained
     return run_quality(ctx.con, src, ctx.settings, model, batch_size=ctx.batch_size, log=ctx.log)
 
 
