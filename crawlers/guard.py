@@ -13,7 +13,10 @@ crawler runs in (SSRF). The guard works at two levels:
   (DNS rebinding) cannot get through either.
 
 Addresses or networks listed in ``allow_addresses`` (setting ``DATASET_PLATFORM_ALLOW_ADDRESSES``)
-pass, e.g. ``["127.0.0.1"]`` for a site served on this machine.
+pass, e.g. ``["127.0.0.1"]`` for a site served on this machine - on the ports an entry names
+(``127.0.0.1:8080``), or, for an entry without a port, on the crawl's own ports only (those of its
+start and sitemap URLs, setting ``DATASET_PLATFORM_OWN_PORTS``): allowing 127.0.0.1 for a site on
+port 8080 does not open every other service of the machine to the crawled pages' links.
 """
 
 from __future__ import annotations
@@ -116,43 +119,71 @@ def classify_hostname(host: str) -> str | None:
     return None
 
 
-def parse_networks(items: Iterable[str]) -> tuple[IPNetwork, ...]:
-    """Networks of ``allow_addresses`` entries (an address is a /32 or /128). Raises ValueError."""
-    return tuple(ipaddress.ip_network(x.strip(), strict=False) for x in items)
+def parse_networks(items: Iterable[str]) -> tuple[tuple[IPNetwork, int | None], ...]:
+    """(network, port or None) of ``allow_addresses`` entries (an address is a /32 or /128). Raises ValueError."""
+    from dataset_platform.contracts.crawl import split_allow_entry
+
+    out = []
+    for x in items:
+        host, port = split_allow_entry(x)
+        out.append((ipaddress.ip_network(host, strict=False), port))
+    return tuple(out)
+
+
+def url_port(scheme: str, port: int | None) -> int:
+    """The port a URL connects to."""
+    return port if port else (443 if scheme == "https" else 80)
 
 
 class AddressPolicy:
-    """Which addresses a crawl may connect to: public ones, plus the allowed networks."""
+    """Which addresses a crawl may connect to: public ones, plus the allowed networks (on their own
+    ports, or on ``own_ports`` - the crawl's start URLs' ports - for an entry without one; any port
+    when ``own_ports`` is empty)."""
 
-    def __init__(self, allow: Sequence[str] = ()) -> None:
-        self.allowed: tuple[IPNetwork, ...] = parse_networks(allow)
+    def __init__(self, allow: Sequence[str] = (), own_ports: Iterable[int] = ()) -> None:
+        self.allowed = parse_networks(allow)
+        self.own_ports = frozenset(int(p) for p in own_ports)
 
-    def is_allowed(self, ip: str | IPAddress) -> bool:
+    def is_allowed(self, ip: str | IPAddress, port: int | None = None) -> bool:
+        """Whether ``ip`` is in an allowed network (and, when ``port`` is given, allowed on that port)."""
         addr = ipaddress.ip_address(ip.strip("[]") if isinstance(ip, str) else ip)
-        return any(addr.version == n.version and addr in n for n in self.allowed)
+        for net, allowed_port in self.allowed:
+            if addr.version != net.version or addr not in net:
+                continue
+            if port is None or (allowed_port == port if allowed_port is not None
+                                else not self.own_ports or port in self.own_ports):
+                return True
+        return False
 
-    def refused(self, ip: str | IPAddress) -> str | None:
-        """The category of ``ip`` when the crawl must not connect to it, else None."""
+    def refused(self, ip: str | IPAddress, port: int | None = None) -> str | None:
+        """The category of ``ip`` (on ``port``) when the crawl must not connect to it, else None."""
         category = classify_address(ip)
-        if category is None or self.is_allowed(ip):
+        if category is None or self.is_allowed(ip, port):
             return None
+        if port is not None and self.is_allowed(ip):
+            return f"{category}, port {port} not allowed"
         return category
 
-    def refused_host(self, host: str) -> tuple[str, str] | None:
+    def refused_host(self, host: str, port: int | None = None) -> tuple[str, str] | None:
         """(address or name, category) when ``host`` itself (a literal IP address or a refused
-        name) must not be connected to; None when it is allowed or must be resolved first."""
+        name) must not be connected to (on ``port``); None when it is allowed or must be resolved first."""
         h = host.strip("[]")
         try:
             ipaddress.ip_address(h)
         except ValueError:
             category = classify_hostname(h)
             return (h.lower(), category) if category else None
-        category = self.refused(h)
-        return (h, category) if category else None
+        category = self.refused(h, port)
+        return (_with_port(h, port) if category and "port" in category else h, category) if category else None
 
     @classmethod
     def from_settings(cls, settings: Any) -> AddressPolicy:
-        return cls(settings.getlist("DATASET_PLATFORM_ALLOW_ADDRESSES"))
+        return cls(settings.getlist("DATASET_PLATFORM_ALLOW_ADDRESSES"),
+                   [int(p) for p in settings.getlist("DATASET_PLATFORM_OWN_PORTS")])
+
+
+def _with_port(address: str, port: int | None) -> str:
+    return address if port is None else (f"[{address}]:{port}" if ":" in address else f"{address}:{port}")
 
 
 class BlockedAddress(IgnoreRequest):

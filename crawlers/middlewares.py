@@ -31,7 +31,7 @@ from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Request, Response
 from scrapy.utils.httpobj import urlparse_cached
 
-from crawlers.guard import AddressPolicy, BlockedAddress
+from crawlers.guard import AddressPolicy, BlockedAddress, url_port
 
 logger = logging.getLogger(__name__)
 
@@ -65,14 +65,14 @@ class AddressGuardMiddleware:
         self.crawler = crawler
         self.policy = AddressPolicy.from_settings(crawler.settings)
         self.dns_timeout = crawler.settings.getfloat("DNS_TIMEOUT") or 60.0
-        self._verdicts: dict[str, tuple[str, str] | None] = {}
+        self._verdicts: dict[tuple[str, int], tuple[str, str] | None] = {}
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> AddressGuardMiddleware:
         return cls(crawler)
 
-    async def _resolve(self, host: str) -> tuple[str, str] | None | bool:
-        """(address, category) of the first refused address; None if all pass; False if unresolved."""
+    async def _resolve(self, host: str, port: int | None = None) -> tuple[str, str] | None | bool:
+        """(address, category) of the first refused address (on ``port``); None if all pass; False if unresolved."""
         loop = asyncio.get_running_loop()
         try:
             infos = await asyncio.wait_for(
@@ -82,25 +82,31 @@ class AddressGuardMiddleware:
             return False
         for info in infos:
             address = str(info[4][0])
-            category = self.policy.refused(address)
+            category = self.policy.refused(address, port)
             if category is not None:
-                return address, category
+                return (f"{address}:{port}" if "port" in category else address), category
         return None
 
     async def process_request(self, request: Request) -> None:
-        host = (urlparse_cached(request).hostname or "").lower()
+        url = urlparse_cached(request)
+        host = (url.hostname or "").lower()
         if not host:
             return None
-        if host in self._verdicts:
-            verdict = self._verdicts[host]
+        try:
+            port = url_port(url.scheme, url.port)
+        except ValueError:  # a port out of range: the download fails on it
+            return None
+        key = (host, port)
+        if key in self._verdicts:
+            verdict = self._verdicts[key]
         else:
-            verdict = self.policy.refused_host(host)
+            verdict = self.policy.refused_host(host, port)
             if verdict is None and not _is_ip(host):
-                resolved = await self._resolve(host)
+                resolved = await self._resolve(host, port)
                 if resolved is False:
                     return None  # not cached: the download reports the DNS failure
                 verdict = resolved or None
-            self._verdicts[host] = verdict
+            self._verdicts[key] = verdict
         if verdict is not None:
             if self.crawler.stats is not None:
                 self.crawler.stats.inc_value(STAT_BLOCKED)

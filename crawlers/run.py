@@ -53,6 +53,23 @@ from dataset_platform.contracts.crawl import (
 )
 from dataset_platform.procs import PARENT_ENV, die_with_parent
 
+
+def own_ports(urls: list[str]) -> list[int]:
+    """The ports the crawl's start and sitemap URLs connect to: an allowed private address is allowed
+    on these only, unless its entry names ports (``crawlers/guard.py``)."""
+    from urllib.parse import urlsplit
+
+    from crawlers.guard import url_port
+
+    ports = set()
+    for u in urls:
+        parts = urlsplit(u)
+        try:
+            ports.add(url_port(parts.scheme, parts.port))
+        except ValueError:
+            continue
+    return sorted(ports)
+
 #: File in the job directory written when a resumable crawl stopped cleanly before finishing.
 STOP_MARKER = "dataset_platform.stopped.json"
 #: Files and folders Scrapy keeps in a job directory.
@@ -88,6 +105,7 @@ def build_settings(spec: CrawlSpec, output_file: str | Path) -> Settings:
             "DATASET_PLATFORM_RETRY_BACKOFF_S": spec.retry_backoff_s,
             "DOWNLOAD_TIMEOUT": spec.download_timeout_s,
             "DATASET_PLATFORM_ALLOW_ADDRESSES": list(spec.allow_addresses),
+            "DATASET_PLATFORM_OWN_PORTS": own_ports(spec.start_urls + spec.sitemap_urls),
             "DOWNLOAD_MAXSIZE": spec.max_bytes_per_page,
             "DOWNLOAD_WARNSIZE": spec.max_bytes_per_page,
             "CONCURRENT_REQUESTS_PER_DOMAIN": spec.concurrency,

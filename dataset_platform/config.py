@@ -136,7 +136,9 @@ class CrawlSource(CrawlSettings):
     allow_private_addresses: list[str] = Field(
         default_factory=list, description="IP addresses / CIDR networks the crawl may connect to although they are "
                                           "loopback, private or link-local (refused by default: outcome "
-                                          "`blocked_address`).")
+                                          "`blocked_address`), each optionally with `:port` (`127.0.0.1:8080`, "
+                                          "`[::1]:8080`); an entry without a port allows only the ports of the "
+                                          "source's start and sitemap URLs.")
     resumable: bool = Field(True, description="Keep Scrapy's job state under the work folder, so an interrupted crawl "
                                               "resumes where it stopped.")
     conditional_requests: bool = Field(True, description="Send If-None-Match / If-Modified-Since from the previous "

@@ -595,3 +595,68 @@ def test_spec_validation_in_process() -> None:
             CrawlSpec.from_dict({**good, name: value})
     assert CrawlSpec.from_dict({**good, "retry_backoff_s": 0}).retry_backoff_s == 0
     assert spec_path_for("/d/src-1.jsonl.gz") == Path("/d/src-1.spec.json")
+
+
+# ------------------------------------------------------------------ allowed addresses and their ports
+
+
+def test_an_allowed_address_is_allowed_on_the_crawls_own_ports_only(tmp_path: Path) -> None:
+    """Issue 19: allowing 127.0.0.1 for a site on one port must not let its pages' links reach every
+    other service of the machine; an entry with :port allows that port too."""
+    other = Site({"/": Page(html("Admin console", []))})  # another local service, on another port
+    other_port = int(other.base.rsplit(":", 1)[1])
+    site = Site({
+        "/robots.txt": Page(b"User-agent: *\nAllow: /\n", "text/plain"),
+        "/": Page(html("Home", ["/a.html", f"http://127.0.0.1:{other_port}/"])),
+        "/a.html": Page(html("Page a", [])),
+    })
+    try:
+        s = spec(tmp_path / "own", [site.base + "/"], allowed_domains=[])
+        run_crawl(s)
+        recs = by_url(records(s.output_path))
+        assert recs[site.base + "/a.html"]["outcome"] == "fetched"
+        blocked = recs[f"http://127.0.0.1:{other_port}/"]
+        assert (blocked["outcome"], blocked["detail"]) == ("blocked_address", f"127.0.0.1:{other_port}")
+        assert other.paths() == set()  # never connected to
+        s = spec(tmp_path / "named", [site.base + "/"], allowed_domains=[],
+                 allow_addresses=["127.0.0.1", f"127.0.0.1:{other_port}"])
+        run_crawl(s)
+        assert by_url(records(s.output_path))[f"http://127.0.0.1:{other_port}/"]["outcome"] == "fetched"
+        assert "/" in other.paths()
+    finally:
+        site.close()
+        other.close()
+
+
+@pytest.mark.parametrize("entry, address, port, refused", [
+    ("127.0.0.1", "127.0.0.1", 8080, None),  # the crawl's own port
+    ("127.0.0.1", "127.0.0.1", 9090, "loopback, port 9090 not allowed"),
+    ("127.0.0.1:9090", "127.0.0.1", 9090, None),
+    ("127.0.0.1:9090", "127.0.0.1", 8080, "loopback, port 8080 not allowed"),
+    ("10.1.0.0/16:443", "10.1.2.3", 443, None),
+    ("10.1.0.0/16:443", "10.1.2.3", 80, "private, port 80 not allowed"),
+    ("[::1]:8080", "::1", 8080, None),
+    ("::1", "::1", 22, "loopback, port 22 not allowed"),
+    ("127.0.0.1", "127.0.0.2", 8080, "loopback"),
+])
+def test_address_policy_with_ports(entry: str, address: str, port: int, refused: str | None) -> None:
+    from crawlers.guard import AddressPolicy
+
+    policy = AddressPolicy([entry], own_ports=[8080])
+    assert policy.refused(address, port) == refused
+
+
+def test_without_own_ports_an_entry_without_port_allows_any_port() -> None:
+    from crawlers.guard import AddressPolicy
+
+    policy = AddressPolicy(["127.0.0.1", "10.0.0.5:443"])
+    assert policy.refused("127.0.0.1", 9090) is None and policy.refused("127.0.0.1", 22) is None
+    assert policy.refused("10.0.0.5", 80) == "private, port 80 not allowed"
+
+
+@pytest.mark.parametrize("entry", ["127.0.0.1:0", "127.0.0.1:http", "127.0.0.1:70000", "[::1]x", "intranet:80"])
+def test_allow_entries_with_a_bad_port_are_refused_at_load(entry: str) -> None:
+    from dataset_platform.contracts.crawl import check_networks
+
+    with pytest.raises(ValueError, match="optionally with :port"):
+        check_networks([entry])

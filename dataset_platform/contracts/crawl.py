@@ -67,13 +67,38 @@ def check_regexes(v: list[str]) -> list[str]:
     return v
 
 
+def split_allow_entry(entry: str) -> tuple[str, int | None]:
+    """An ``allow_addresses`` entry as (address or CIDR network, port or None): ``10.0.0.5``,
+    ``10.1.0.0/16``, ``127.0.0.1:8080``, ``10.1.0.0/16:443``, ``::1``, ``fd00::/8``, ``[::1]:8080``.
+    Raises ValueError."""
+    e = entry.strip()
+    port: str | None = None
+    if e.startswith("["):
+        host, _, rest = e[1:].partition("]")
+        if rest and not rest.startswith(":"):
+            raise ValueError(entry)
+        port = rest[1:] or None
+    elif e.count(":") == 1:
+        host, port = e.split(":")
+    else:
+        host = e
+    ipaddress.ip_network(host, strict=False)
+    if port is None:
+        return host, None
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(entry)
+    return host, int(port)
+
+
 def check_networks(v: list[str]) -> list[str]:
-    """IP addresses or CIDR networks (``allow_private_addresses``, ``allow_addresses``)."""
+    """IP addresses or CIDR networks, each optionally with ``:port`` (``allow_private_addresses``,
+    ``allow_addresses``)."""
     for a in v:
         try:
-            ipaddress.ip_network(a, strict=False)
+            split_allow_entry(a)
         except ValueError:
-            raise ValueError(f"{a!r} is not an IP address or CIDR network (e.g. 127.0.0.1 or 10.1.0.0/16)") from None
+            raise ValueError(f"{a!r} is not an IP address or CIDR network, optionally with :port (e.g. 127.0.0.1, "
+                             "10.1.0.0/16, 127.0.0.1:8080 or [::1]:8080)") from None
     return v
 
 
