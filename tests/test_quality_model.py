@@ -196,6 +196,13 @@ def test_reference_sources_train_against_crawl_and_rule_rejected_documents(tmp_p
     res = _run(cfg, wd)
     counts = res.counters["prepared"]["train_rows"]
     assert counts == {"reference": 5, "crawl": 5, "rule_rejected": 3}
+    version = res.counters["prepared"]["model_version"]
+    same = runner.materialise(BY_NAME[qm.NAME], cfg, wd)
+    assert same.counters["prepared"]["model_version"] == version and same.counters["parts_computed"] == 0
+    bigger = runner.materialise(BY_NAME[qm.NAME], _config(tmp_path, reference_sources=["news"], max_per_kind=6), wd)
+    assert bigger.counters["prepared"]["train_rows"] == {"reference": 6, "crawl": 6, "rule_rejected": 3}
+    assert bigger.counters["prepared"]["model_version"] != version
+    res = runner.materialise(BY_NAME[qm.NAME], cfg, wd)
     by_source = {}
     for r in _rows(wd):
         by_source.setdefault(r["source"], []).append(r["quality_score"])

@@ -216,31 +216,38 @@ def human_labels(wd, settings) -> tuple[pa.Table | None, int]:
 def training_rows(con: duckdb.DuckDBPyConnection, settings, *, docs_sql: str | None, rejected_sql: str | None,
                   extracted_sql: str | None, gold: pa.Table | None, human: pa.Table | None,
                   known_sources: Sequence[str] | None = None) -> dict[str, int]:
-    """Create table ``_qm_train`` (id, text, label, origin) on ``con``, sorted by id, from the gold
+    """Create table ``_qm_train`` (id, text, key, label, origin) on ``con``, sorted by id, from the gold
     table, the resolved human labels (texts from ``docs_sql``) and, with reference sources, the
     DCLM recipe over ``docs_sql`` (cleaned documents: id, source, text) and the clean stage's
     rejects (``rejected_sql``: id, rule) with their extracted texts (``extracted_sql``). For one id,
-    a person's label wins over the gold file, which wins over the recipe. Returns counts per origin."""
+    a person's label wins over the gold file, which wins over the recipe. ``text`` is NULL for the
+    documents of ``docs_sql`` (read when training) and ``key`` identifies the text (the layer's
+    ``text_hash``; md5 of others). Returns counts per origin."""
     refs = list(settings.reference_sources)
     if refs and known_sources is not None:
         unknown = sorted(set(refs) - set(known_sources))
         if unknown:
             raise ValueError(f"pipeline.quality_model.reference_sources: {unknown} are not sources of this config "
                              f"(sources: {sorted(known_sources)}); name sources declared under `sources`")
-    con.sql("CREATE OR REPLACE TEMP TABLE _qm_rows (id VARCHAR, text VARCHAR, label TINYINT, origin VARCHAR, "
-            "rank TINYINT)")
+    con.sql("CREATE OR REPLACE TEMP TABLE _qm_rows (id VARCHAR, text VARCHAR, key VARCHAR, label TINYINT, "
+            "origin VARCHAR, rank TINYINT)")
     n, seed = int(settings.max_per_kind), int(settings.seed)
     order = f"md5({sql_str(str(seed) + ':')} || id)"
+    # documents of the layer are picked by their id, source and text hash only: their texts are read
+    # when the model is trained (train_from_table), not on every materialisation
+    key = "CAST(text_hash AS VARCHAR)"
+    if docs_sql is not None and "text_hash" not in {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {docs_sql}").fetchall()}:
+        key = "md5(CAST(text AS VARCHAR))"
     if refs and docs_sql is not None:
         in_refs = ", ".join(sql_str(r) for r in refs)
-        con.sql(f"""INSERT INTO _qm_rows SELECT id, text, 1, 'reference', 3 FROM (
-                      SELECT CAST(id AS VARCHAR) AS id, CAST(text AS VARCHAR) AS text FROM {docs_sql}
+        con.sql(f"""INSERT INTO _qm_rows SELECT id, NULL, key, 1, 'reference', 3 FROM (
+                      SELECT CAST(id AS VARCHAR) AS id, {key} AS key FROM {docs_sql}
                       WHERE source IN ({in_refs}) ORDER BY {order} LIMIT {n})""")
-        con.sql(f"""INSERT INTO _qm_rows SELECT id, text, 0, 'crawl', 3 FROM (
-                      SELECT CAST(id AS VARCHAR) AS id, CAST(text AS VARCHAR) AS text FROM {docs_sql}
+        con.sql(f"""INSERT INTO _qm_rows SELECT id, NULL, key, 0, 'crawl', 3 FROM (
+                      SELECT CAST(id AS VARCHAR) AS id, {key} AS key FROM {docs_sql}
                       WHERE source NOT IN ({in_refs}) ORDER BY {order} LIMIT {n})""")
         if rejected_sql is not None and extracted_sql is not None:
-            con.sql(f"""INSERT INTO _qm_rows SELECT id, text, 0, 'rule_rejected', 3 FROM (
+            con.sql(f"""INSERT INTO _qm_rows SELECT id, text, md5(text), 0, 'rule_rejected', 3 FROM (
                           SELECT * FROM (
                             SELECT CAST(e.id AS VARCHAR) AS id, CAST(e.text AS VARCHAR) AS text
                             FROM (SELECT DISTINCT id FROM {rejected_sql} WHERE rule <> 'language_not_wanted') r
@@ -249,32 +256,42 @@ def training_rows(con: duckdb.DuckDBPyConnection, settings, *, docs_sql: str | N
                           ORDER BY {order} LIMIT {n})""")
     if gold is not None:
         con.register("_qm_gold", gold)
-        con.sql("INSERT INTO _qm_rows SELECT id, text, label, 'gold', 2 FROM _qm_gold")
+        con.sql("INSERT INTO _qm_rows SELECT id, text, md5(text), label, 'gold', 2 FROM _qm_gold")
         con.unregister("_qm_gold")
     if human is not None and docs_sql is not None:
         con.register("_qm_human", human)
-        con.sql(f"""INSERT INTO _qm_rows SELECT h.id, CAST(d.text AS VARCHAR), h.label, 'human', 1
-                    FROM _qm_human h JOIN {docs_sql} d ON CAST(d.id AS VARCHAR) = h.id""")
+        con.sql(f"""INSERT INTO _qm_rows SELECT h.id, NULL, d.key, h.label, 'human', 1
+                    FROM _qm_human h JOIN (SELECT CAST(id AS VARCHAR) AS id, {key} AS key FROM {docs_sql}) d
+                    ON d.id = h.id""")
         con.unregister("_qm_human")
     con.sql("""CREATE OR REPLACE TEMP TABLE _qm_train AS
-               SELECT id, text, label, origin FROM _qm_rows QUALIFY row_number() OVER (PARTITION BY id ORDER BY rank) = 1
-               ORDER BY id""")
+               SELECT id, text, key, label, origin FROM _qm_rows
+               QUALIFY row_number() OVER (PARTITION BY id ORDER BY rank) = 1 ORDER BY id""")
     con.sql("DROP TABLE _qm_rows")
     return dict(con.sql("SELECT origin, count(*) FROM _qm_train GROUP BY 1 ORDER BY 1").fetchall())
 
 
 def training_fingerprint(con: duckdb.DuckDBPyConnection, settings) -> str:
-    """The model's version: what it learns from (ids, labels and texts of ``_qm_train``), how
-    (the settings that shape training) and :data:`MODEL_VERSION`."""
-    digest = con.sql("SELECT md5(coalesce(string_agg(id || ':' || label || ':' || md5(text), ',' ORDER BY id), '')) "
+    """The model's version: what it learns from (ids, labels and text keys of ``_qm_train``: the
+    layer's text hash, md5 of other texts), how (the settings that shape training) and
+    :data:`MODEL_VERSION`."""
+    digest = con.sql("SELECT md5(coalesce(string_agg(id || ':' || label || ':' || key, ',' ORDER BY id), '')) "
                      "FROM _qm_train").fetchall()[0][0]
     how = {k: v for k, v in settings.model_dump(mode="json").items()
            if k in {"reference_sources", "max_per_kind", "label_set", "seed"}}
     return hashlib.sha256(json.dumps([MODEL_VERSION, how, digest], sort_keys=True).encode()).hexdigest()[:16]
 
 
-def train_from_table(con: duckdb.DuckDBPyConnection, settings, version: str) -> QualityModel | str:
-    rows = con.sql("SELECT text, label FROM _qm_train ORDER BY id").fetchall()
+def train_from_table(con: duckdb.DuckDBPyConnection, settings, version: str,
+                     docs_sql: str | None = None) -> QualityModel | str:
+    """Train on ``_qm_train``; the texts it picked from the layer are read from ``docs_sql`` now."""
+    if docs_sql is None:
+        rows = con.sql("SELECT text, label FROM _qm_train ORDER BY id").fetchall()
+    else:
+        rows = con.sql(f"""SELECT coalesce(t.text, CAST(d.text AS VARCHAR)), t.label FROM _qm_train t
+                           LEFT JOIN (SELECT CAST(id AS VARCHAR) AS id, text FROM {docs_sql}
+                                      WHERE CAST(id AS VARCHAR) IN (SELECT id FROM _qm_train WHERE text IS NULL)) d
+                           ON d.id = t.id ORDER BY t.id""").fetchall()
     return train([t for t, _ in rows], [int(y) for _, y in rows], seed=int(settings.seed), version=version)
 
 
@@ -327,7 +344,7 @@ def _prepare(ctx: StageContext) -> Prepared:
         except Exception as e:  # a damaged file: trained again
             ctx.log(f"quality_model: stored model {path.name} unreadable ({type(e).__name__}); training again")
     if model is None:
-        model = train_from_table(con, settings, version)
+        model = train_from_table(con, settings, version, docs_sql)
         if isinstance(model, str):
             ctx.log(f"quality_model: no model ({model}); documents pass unscored")
             return Prepared(state=Scorer(None, model), fingerprint=f"untrained:{version}",
