@@ -26,7 +26,9 @@ def _materialize(tmp_path, texts: list[str | None]):
                 for i, t in enumerate(texts)]
         with BatchedLayer(platform.wd.layer_dir("cleaned_documents"), "cleaned_documents").locked() as layer:
             staging = layer.stage("src/batch")  # one part, as the clean stage writes it
-            pq.write_table(pa.table({"id": ids, "url": urls, "title": titles, "text": pa.array(texts, pa.string())}),
+            dates = [("call +44 20 7946 0958" if t == "DATE" else f"2024-03-{1 + i % 28:02d}") for i, t in enumerate(texts)]
+            pq.write_table(pa.table({"id": ids, "url": urls, "title": titles, "date": dates,
+                                     "text": pa.array(texts, pa.string())}),
                            staging / "data.parquet", row_group_size=1000)
             layer.staged(PartInfo("src/batch", rows=len(texts)))
             layer.commit()
@@ -91,6 +93,15 @@ def test_an_email_in_a_url_or_hidden_by_full_width_forms_fails(tmp_path):
     ev, _ = _materialize(tmp_path, texts)
     assert not ev.passed and ev.metadata["pii_email"].value == 3
     assert ev.metadata["example_ids"].value == "doc00007 (email), doc00008 (email)"
+
+
+def test_pii_in_any_other_string_column_fails(tmp_path):
+    """Issue 19: every string column published with the text is scanned, not only text, title and URL."""
+    texts = _clean_texts(300)
+    texts[11] = "DATE"
+    ev, _ = _materialize(tmp_path, texts)
+    assert not ev.passed and ev.metadata["pii_phone"].value == 1
+    assert ev.metadata["example_ids"].value == "doc00011 (phone)"
 
 
 def test_an_empty_layer_passes(tmp_path):

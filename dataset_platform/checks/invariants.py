@@ -107,7 +107,8 @@ def raw_reconciles_with_crawl_log(wd: Workdir) -> Outcome:
 
 
 #: bump when what no_structured_pii finds changes without the cleaned layer being recomputed
-PII_CHECK_VERSION = "3"  # 2: URLs scanned, full-width and zero-width forms unhidden; 3: issue 21 formats
+PII_CHECK_VERSION = "4"  # 2: URLs scanned, full-width and zero-width forms unhidden; 3: issue 21 formats;
+# 4: every string column
 
 
 def structured_pii_check(wd: Workdir) -> Outcome:
@@ -132,9 +133,11 @@ def structured_pii_check(wd: Workdir) -> Outcome:
 
 
 def no_structured_pii(files: list[Path], *, scanned_of: int | None = None) -> Outcome:
-    """No structured PII (core PII types) left in the text, title or URL of ``files`` (streamed in
-    bounded Arrow batches). ``scanned_of``: the layer's row count, when ``files`` are the parts
+    """No structured PII (core PII types) left in any string column of ``files`` (the text, the title,
+    the URL, and whatever else is published with them; streamed in bounded Arrow batches; ``id`` and
+    ``content_hash`` are ours). ``scanned_of``: the layer's row count, when ``files`` are the parts
     the last materialisation wrote (the others were scanned when they were written)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from dataset_platform.stages.clean.pii import PII_TYPES, find_pii_batch, redact_urls
@@ -144,13 +147,16 @@ def no_structured_pii(files: list[Path], *, scanned_of: int | None = None) -> Ou
     examples: list[str] = []
     for path in files:
         pf = pq.ParquetFile(path)
-        # the text and what is published with it: the title and the URL
-        cols = ["id", "text", *(c for c in ("title", "url") if c in pf.schema_arrow.names)]
+        # the text and every other string published with it (title, URL, date, ...)
+        strings = [f.name for f in pf.schema_arrow
+                   if (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
+                   and f.name not in ("id", "text", "url", "content_hash", "crawl_id", "quality")]  # (ours)
+        cols = ["id", "text", *strings, *(["url"] if "url" in pf.schema_arrow.names else [])]
         for batch in pf.iter_batches(batch_size=2048, columns=cols):
             rows += batch.num_rows
             found: list[list[str]] = [[sp.type for sp in s] for _, s in find_pii_batch(batch.column("text"))]
-            if "title" in cols:
-                found = [a + [sp.type for sp in b] for a, (_, b) in zip(found, find_pii_batch(batch.column("title")))]
+            for col in strings:
+                found = [a + [sp.type for sp in b] for a, (_, b) in zip(found, find_pii_batch(batch.column(col)))]
             if "url" in cols:
                 found = [a + b for a, b in zip(found, redact_urls(batch.column("url"))[1])]
             for doc_id, types in zip(batch.column(0).to_pylist(), found):
