@@ -217,3 +217,20 @@ def test_refused_files_warn_on_raw_pages_until_someone_deals_with_them(tmp_path)
         p.unlink()
     ev = evaluate()
     assert ev.passed and ev.metadata["files_waiting"].value == 0
+
+
+def test_a_quarantined_line_that_is_not_utf8_keeps_its_exact_bytes(tmp_path):
+    """Issue 19: quarantine files replaced invalid bytes, so the line could not be recovered."""
+    import base64
+
+    from dataset_platform.ingest.files import ingest_file
+
+    raw_line = b'{"url": "https://latin.test/1", "text": "cr\xe8me br\xfbl\xe9e"}'  # Latin-1, not UTF-8
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(json.dumps({"url": "https://good.test/1", "text": "Fine."}).encode() + b"\n" + raw_line + b"\n")
+    summary = ingest_file(path, source="d", kind="jsonl", output_path=tmp_path / "batch.parquet")
+    (q,) = [json.loads(line) for line in open(summary.quarantine_path, encoding="utf-8")]
+    assert q["line"] == 2 and "\ufffd" in q["raw"]
+    assert base64.b64decode(q["raw_base64"]) == raw_line
+    assert _outcomes(tmp_path / "batch.parquet") == [("https://good.test/1", "fetched"),
+                                                     (f"jsonl://{path.name}#line=2", "failed:bad_json")]

@@ -144,10 +144,20 @@ class BatchWriter:
         self._records = []
         self._chars = 0
 
-    def quarantine(self, file: str, line: int, error: str, raw: str) -> None:
+    def quarantine(self, file: str, line: int, error: str, raw: str, raw_bytes: bytes | None = None) -> None:
+        """One quarantined line: ``raw`` as text; when its bytes are not UTF-8 (``raw`` then holds
+        replacement characters), ``raw_base64`` keeps them exactly, so nothing of the input is lost."""
         if self._q is None:
             self._q = open(self.qpart, "w", encoding="utf-8", newline="\n")
-        self._q.write(json.dumps({"file": file, "line": line, "error": error, "raw": raw}, ensure_ascii=False) + "\n")
+        rec = {"file": file, "line": line, "error": error, "raw": raw}
+        if raw_bytes is not None:
+            try:
+                raw_bytes.decode("utf-8")
+            except UnicodeDecodeError:
+                import base64
+
+                rec["raw_base64"] = base64.b64encode(raw_bytes.rstrip(b"\r\n")).decode("ascii")
+        self._q.write(json.dumps(rec, ensure_ascii=False) + "\n")
         self.summary.quarantined += 1
 
     def commit(self) -> None:

@@ -190,13 +190,13 @@ def ingest_jsonl(path: Path, w: BatchWriter, s: IngestSummary, mapping: dict[str
                     msg = f"{type(e).__name__}: {e}" if isinstance(e, UnicodeDecodeError) else str(e)
                     w.write({"url": f"{prefix}{n}", "outcome": "failed:bad_json", "detail": msg,
                              "fetched_at": DEFAULT_FETCHED_AT})
-                    w.quarantine(name, n, msg, _line_text(raw))
+                    w.quarantine(name, n, msg, _line_text(raw), raw)
                     continue
                 values = [obj.get(k) for k in keys]
             rec, problem = dump_record(*values, f"{prefix}{n}", mapping)
             w.write(rec)
             if problem:
-                w.quarantine(name, n, problem, _line_text(raw))
+                w.quarantine(name, n, problem, _line_text(raw), raw)
     except ArchiveBroken as e:
         where = n + 1
         s.errors.append(f"{name}: broken after line {n}: {e}; {s.records} records before it were landed")
