@@ -31,7 +31,8 @@ from graph import generate, graph_run, write_config
 
 from dataset_platform.cluster.local_head import RAY_ENV, start_head
 
-PER_BATCH = ("extracted_documents", "cleaned_documents", "labelled_documents", "decontaminated_documents")
+PER_BATCH = ("extracted_documents", "cleaned_documents", "scored_documents", "labelled_documents",
+             "decontaminated_documents")
 
 
 def build(name: str, out: Path, docs: int, cpus: int | None) -> dict:

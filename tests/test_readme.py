@@ -118,6 +118,11 @@ def _inputs(folder: Path, own_site_yaml: str) -> None:
             f.write(json.dumps({"body": document(rng, ("garden", "harbour", "school")[i % 3]),
                                 "permalink": f"http://forum.test/t/{i}", "subject": f"Thread {i}",
                                 "created": f"2026-11-{1 + i % 28:02d}T08:00:00Z"}) + "\n")
+    with open(folder / "quality_gold.jsonl", "w", encoding="utf-8") as f:
+        for i in range(12):
+            good = i % 2 == 0
+            text = document(rng, "harbour") if good else " ".join(["Home", "Login", "Cart", "Sale"] * 12)
+            f.write(json.dumps({"id": f"q{i}", "text": text, "quality": "good" if good else "bad"}) + "\n")
     sets = yaml.safe_load(own_site_yaml)["pipeline"]["labels"]["sets"]
     values = sets[0]["values"]
     with open(folder / "gold.jsonl", "w", encoding="utf-8") as f:

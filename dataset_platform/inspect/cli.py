@@ -21,7 +21,7 @@ def add_inspect_commands(sub: argparse._SubParsersAction) -> None:
     q = sub.add_parser("sql", help="run a read-only SQL query on the work folder's warehouse and print the rows",
                        description="Run a query on <workdir>/warehouse.duckdb (read-only: a running pipeline is "
                                    "neither blocked nor changed). Tables: raw_pages, crawl_log, extracted_documents, "
-                                   "cleaned_documents, deduplicated_documents, duplicate_clusters, labelled_documents, "
+                                   "cleaned_documents, scored_documents, deduplicated_documents, duplicate_clusters, labelled_documents, "
                                    "human_annotations, decontaminated_documents, rejected_documents, dataset_release.")
     q.add_argument("query", help="the SQL, e.g. \"SELECT stage, rule, count(*) FROM rejected_documents GROUP BY ALL\"")
     q.add_argument("--workdir", default=None, help=_WORKDIR_HELP)
