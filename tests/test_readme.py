@@ -64,10 +64,13 @@ def _env(folder: Path) -> dict:
 
 
 def _installed_from_this_checkout(extras: str) -> None:
+    """The package is installed, and the code that runs is this checkout's."""
+    import dataset_platform
+
     dist = importlib.metadata.distribution("dataset_platform")
-    direct = json.loads(dist.read_text("direct_url.json") or "{}")
-    assert direct.get("url", "").rstrip("/").endswith(REPO.name) or str(REPO) in direct.get("url", ""), (
-        f"dataset_platform is not installed from {REPO}: {direct}")
+    assert Path(dataset_platform.__file__).resolve().is_relative_to(REPO), (
+        f"dataset_platform runs from {dataset_platform.__file__}, not from this checkout {REPO}")
+    assert shutil.which("dataset-platform", path=_env(REPO)["PATH"]), "the dataset-platform command is not installed"
     for extra in filter(None, (e.strip() for e in extras.split(","))):
         wanted = [r for r in dist.requires or [] if f'extra == "{extra}"' in r]
         assert wanted, f"no extra [{extra}] in pyproject.toml"

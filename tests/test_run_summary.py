@@ -5,7 +5,6 @@ Each test runs the real graph (Dagster, DuckDB, GX) on a small JSONL dump of our
 from __future__ import annotations
 
 import io
-import json
 import random
 import re
 from pathlib import Path
@@ -65,19 +64,21 @@ def test_a_stage_that_drops_everything_says_why_and_the_blocking_check_shows_obs
 
 
 def test_a_step_that_raises_ends_with_its_own_message(tmp_path):
-    gold = tmp_path / "gold.jsonl"
-    gold.write_text(json.dumps({"id": "g1", "text": "tomato compost", "topic": "garden"}) + "\n"
-                    + json.dumps({"id": "g2", "text": "ferry tide", "topic": "boats"}) + "\n", encoding="utf-8")
-    _dump(tmp_path)
-    cfg = _config(tmp_path, f"    gold: {gold.name}\n")  # under pipeline.labels
+    """A part of a layer damaged on disk (what pre-flight cannot know): the next run's step that reads it
+    fails, and the summary ends with that step's own error, not Dagster's wrapper."""
+    rc, text = _run(tmp_path, "")
+    assert rc == EXIT_OK, text
+    (part,) = sorted((tmp_path / "work" / "layers" / "deduplicated_documents").glob("*/*/data.parquet"))
+    part.write_bytes(b"not a parquet file")
+    cfg = _config(tmp_path, "")
     out = io.StringIO()
     rc = run_pipeline(cfg, str(tmp_path / "work"), out=out)
     text = out.getvalue()
     assert rc == EXIT_FAILED
     why = text.split("why the run failed:", 1)[1]
-    assert "step labelled_documents raised" in why
-    assert "'boats' is not one of the allowed values" in why
-    assert "Error occurred while executing" not in why
+    # the first step to read the damaged part (dedup reads what it kept before) says what DuckDB said
+    assert "step deduplicated_documents raised" in why and "No magic bytes found" in why
+    assert "Error occurred while executing" not in why and "what to do:" in why
     assert "documents per stage:" in text and "cleaned_documents" in text  # counts so far
 
 
