@@ -134,7 +134,7 @@ def test_inbox_file_refreshes_its_source_partition_exactly_once(tmp_path):
         third = tick().run_requests
         assert len(third) == 2  # (one per file; the first run lands both, the second finds nothing new)
         run(third[0])
-        assert (count("raw_pages"), count("crawl_log")) == (4, 4)
+        assert (count("raw_pages"), count("crawl_log")) == (4, 5)  # crawl_log: the refusal too
         md = instance.get_latest_materialization_event(dg.AssetKey("raw_pages")).asset_materialization.metadata
         assert md["files_refused"].value == 1 and "b.csv" in md["refused_files"].value
         assert (wd.inbox("notes") / "rejected" / "b.csv.reason.txt").exists()

@@ -80,6 +80,7 @@ VALID = {
     "annotations": "CASE WHEN i % 2 = 0 THEN ['fineweb.short_line_ratio'] ELSE [] END",
     "content_hash": "md5('text' || i)",
     "text_hash": "hash('Document ' || i)",
+    "quality_score": "CASE WHEN i % 4 = 0 THEN NULL ELSE (i % 10) / 10.0 END",
     "cluster_id": "md5('cluster' || i)",
     "doc_id": "substr(md5('dup' || i), 1, 16)",
     "keeper_id": "substr(md5('doc' || i), 1, 16)",

@@ -72,6 +72,13 @@ def test_a_file_of_unknown_kind_or_wrong_schema_does_not_stop_the_others(tmp_pat
     assert "cannot tell the file kind" in refused["notes.txt"]
     assert refused["a-no-text.parquet"].startswith("cannot be landed:")
     assert (inbox / "rejected" / "a-no-text.parquet.reason.txt").read_text().startswith("cannot be landed:")
+    # crawl_log says what became of every file the source was given
+    con = duckdb.connect()
+    try:
+        log = dict(con.sql(f"SELECT url, outcome FROM {read_layer(wd, 'crawl_log')} WHERE url LIKE 'inbox://%'").fetchall())
+    finally:
+        con.close()
+    assert log == {"inbox://notes.txt": "failed:refused_file", "inbox://a-no-text.parquet": "failed:refused_file"}
     # the next run: the bad files are out of the way, a new good file lands, nothing fails
     _jsonl(inbox / "c-more.jsonl", "https://good.test/3")
     again = materialise_raw(cfg, wd)

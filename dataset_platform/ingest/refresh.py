@@ -208,8 +208,34 @@ def _refuse(wd: Workdir, source: str, path: Path, why: str, log: Log, refused: l
     os.replace(path, target)
     atomic.write_text(dest / f"{path.name}.reason.txt", why + "\n")
     log(f"{source}: inbox: {path.name!r} refused and moved to {dest}: {why}")
+    _land_refusal(wd, source, path.name, why)
     if refused is not None:
         refused.append({"file": path.name, "reason": why})
+
+
+def _land_refusal(wd: Workdir, source: str, name: str, why: str) -> None:
+    """The refusal as a batch of one ``failed:refused_file`` record (url ``inbox://<name>``), so crawl_log
+    says what became of every file the source was given. Its batch id is a hash of the name and the
+    reason: the same refusal lands once."""
+    import hashlib
+
+    from dataset_platform.ingest.batchfile import BatchWriter
+    from dataset_platform.ingest.files import IngestSummary, batch_file_name
+    from dataset_platform.ingest.load import landed_batch
+    from dataset_platform.ingest.readers.common import DEFAULT_FETCHED_AT, file_url
+
+    batch_id = f"{source}-{hashlib.sha256(f'refused {name} {why}'.encode()).hexdigest()[:16]}"
+    if landed_batch(wd, source, batch_id) is not None:
+        return
+    w = BatchWriter(wd.raw_batches(source) / batch_file_name(batch_id), IngestSummary(path=name, kind="inbox"),
+                    _noop, source, name)
+    try:
+        w.write({"url": file_url("inbox", name), "outcome": "failed:refused_file", "detail": why[:2000],
+                 "fetched_at": DEFAULT_FETCHED_AT})
+        w.commit()
+    except BaseException:
+        w.abort()
+        raise
 
 
 def _the_files_fault(e: BaseException) -> bool:
