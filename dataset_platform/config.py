@@ -300,7 +300,7 @@ class ExtractSettings(_Model):
         default_factory=lambda: ["trafilatura", "resiliparse"], min_length=1,
         description="Extractors tried in order until one finds main text: `trafilatura`, `trafilatura_recall`, "
                     "`resiliparse`.")
-    timeout_s: Annotated[float, Field(ge=0)] = Field(
+    timeout_s: Annotated[float, Field(ge=0, le=3600)] = Field(
         10.0, description="A page whose extraction takes longer is dropped (rule `extract_timeout`); 0 disables the "
                           "bound.")
     workers: Workers = Field(None, description="Extraction worker processes (unset: the CPUs this process may use).")

@@ -132,18 +132,18 @@ class CrawlSettings(BaseModel):
     #: concurrent requests per domain
     concurrency: Annotated[int, Field(ge=1, le=64)] = 8
     #: seconds between requests to one domain; AutoThrottle is on when > 0
-    download_delay: Annotated[float, Field(ge=0)] = 0.0
+    download_delay: Annotated[float, Field(ge=0, le=3600)] = 0.0  # (an hour per request is already a crawl of months)
     obey_robots: bool = True
     user_agent: NonBlank = DEFAULT_USER_AGENT
     #: record URLs under this base instead of the fetched origin (crawling a mirror or a local copy)
     record_base_url: str | None = None
     #: the whole crawl is stopped after this many seconds
-    timeout_s: Annotated[float, Field(gt=0)] = 3600
+    timeout_s: Annotated[float, Field(gt=0, le=30 * 86400)] = 3600  # at most 30 days
     accepted_content_types: list[NonBlank] = Field(default_factory=lambda: ["text/html", "application/xhtml+xml"])
     retry_times: Annotated[int, Field(ge=0, le=20)] = 3
     #: the n-th retry of a 5xx/429/timeout waits retry_backoff_s * 2**(n-1) seconds (at least Retry-After)
     retry_backoff_s: Annotated[float, Field(ge=0, le=600)] = 1.0
-    download_timeout_s: Annotated[float, Field(gt=0)] = 30
+    download_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 30
     max_redirects: Annotated[int, Field(ge=0, le=50)] = 10
     #: crawler-trap bound: URLs of one shape per host (every run of digits folded, so /cal/2026/7 and
     #: /cal/2031/12 share a shape) are crawled at most this many times; raise it for a site with more
