@@ -269,3 +269,41 @@ def test_a_takedown_file_in_the_inbox_triggers_a_refresh_and_a_release(tmp_path)
         rej = con.sql(f"SELECT stage, rule, value FROM {runner.rejected_sql(wd)} WHERE id = '{victim}'").fetchall()
         con.close()
         assert rej == [("takedown", "takedown.url", "REQ-1")]
+
+
+def test_every_target_kind_matches_what_it_names_and_nothing_else(tmp_path):
+    f = tmp_path / "t.yaml"
+    text = "Hello   World\nsecond line"
+    f.write_text(
+        "requests:\n"
+        "  - {id: K1, date: 2026-12-01, url: 'https://a.test/x'}\n"
+        "  - {id: K2, date: 2026-12-01, url_prefix: 'https://b.test/private/'}\n"
+        "  - {id: K3, date: 2026-12-01, domain: c.test}\n"
+        "  - {id: K4, date: 2026-12-01, doc_id: 00000000000000d4}\n"
+        f"  - {{id: K5, date: 2026-12-01, content_hash: {hashlib.md5(b'hello world second line').hexdigest()}}}\n"
+        "  - {id: K6, date: 2026-12-01, text: 'Needle.In'}\n"
+        "  - {id: K7, date: 2026-12-01, regex: 'pat+ern [0-9]{3}'}\n", encoding="utf-8")
+    reqs = takedown.Takedowns(tuple(takedown.parse_file(f)))
+    rows = [  # (id, url, title, text, expected request)
+        ("00000000000000a1", "https://a.test/x", "t", "x", "K1"),
+        ("00000000000000a2", "https://a.test/x?y=1", "t", "x", None),
+        ("00000000000000b1", "https://b.test/private/p", "t", "x", "K2"),
+        ("00000000000000b2", "https://b.test/privateer", "t", "x", None),
+        ("00000000000000c1", "https://c.test/", "t", "x", "K3"),
+        ("00000000000000c2", "http://www.C.test:8080/p", "t", "x", "K3"),
+        ("00000000000000c3", "https://notc.test/", "t", "x", None),
+        ("00000000000000c4", "https://c.test.evil/", "t", "x", None),
+        ("00000000000000d4", "https://d.test/", "t", "x", "K4"),
+        ("00000000000000e5", "https://e.test/", "t", text, "K5"),
+        ("00000000000000f6", "https://f.test/", "t", "a needle.in the haystack", "K6"),
+        ("00000000000000f7", "https://f.test/2", "t", "needleXin", None),  # literal: '.' is a dot
+        ("00000000000000f8", "https://f.test/3", "The Needle.In title", "x", "K6"),
+        ("00000000000000a7", "https://g.test/", "t", "PATTTERN 123", "K7"),
+        ("00000000000000a8", "https://g.test/2", "t", "pattern 12", None),
+    ]
+    con = duckdb.connect()
+    con.sql("CREATE TABLE docs (id VARCHAR, url VARCHAR, title VARCHAR, text VARCHAR)")
+    con.executemany("INSERT INTO docs VALUES (?, ?, ?, ?)", [r[:4] for r in rows])
+    got = {i: v for i, _rule, v in con.sql(takedown.match_sql(reqs, "docs", {"id", "url", "title", "text"})).fetchall()}
+    con.close()
+    assert got == {r[0]: r[4] for r in rows if r[4]}

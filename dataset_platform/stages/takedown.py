@@ -23,6 +23,15 @@ completion (their input part lost ids). The first layer where a request can matc
 where its documents are rejected (``rejected_documents``: stage ``takedown``, rule
 ``takedown.<kind>``, value the request id); a later layer only catches what appears there first.
 
+The raw layer keeps the row of a removed document (the crawl log and the crawler's conditional
+requests still account for its URL) but loses its content (title, text, html, headers), rewritten
+in place under the raw layer's lock; should extraction be recomputed later, what it rejects of
+such a row is recorded as the takedown again. The landed batch files under ``raw/<source>/`` are
+not rewritten.
+
+Withdrawing a request does not bring its documents back (they stay in the registry): delete the
+registry and the layers' manifests to rebuild without it.
+
 Near-duplicates go with a removed document: documents in its duplicate cluster (dedup's
 ``duplicate_clusters`` of the previous run), and any document written later whose MinHash
 signature (dedup's parameters) is within dedup's threshold of a removed text
