@@ -241,3 +241,54 @@ def test_a_quarantined_line_that_is_not_utf8_keeps_its_exact_bytes(tmp_path):
     assert base64.b64decode(q["raw_base64"]) == raw_line
     assert _outcomes(tmp_path / "batch.parquet") == [("https://good.test/1", "fetched"),
                                                      (f"jsonl://{path.name}#line=2", "failed:bad_json")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["jsonl", "warc"])
+def test_a_bomb_in_the_inbox_the_whole_run_stays_small_and_releases_the_good_file(tmp_path, kind):
+    """Issue 19, done-when: a gzip (JSONL) or WARC bomb beside a good file; `dataset-platform run` peaks under
+    1 GB (every process of the run), says why the bomb stopped, and releases the good file's documents."""
+    import random
+    import subprocess
+    import sys
+    import zlib
+
+    from graphkit import document
+
+    inbox = tmp_path / "work" / "inbox" / "news"
+    inbox.mkdir(parents=True)
+    rng = random.Random(3)
+    good = [{"url": f"https://news.test/{i}", "text": document(rng, "garden")} for i in range(20)]
+    (inbox / "a-good.jsonl").write_text("".join(json.dumps(r) + "\n" for r in good), encoding="utf-8")
+    if kind == "warc":
+        _warc_with_bomb(inbox / "b-bomb.warc.gz", b"\0")
+    else:
+        with open(inbox / "b-bomb.jsonl.gz", "wb") as f:
+            z = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+            for _ in range(1024):
+                f.write(z.compress(bytes(1 << 20)))
+            f.write(z.flush())
+    cfg = tmp_path / "sources.yaml"
+    cfg.write_text("dataset: {name: bomb-test}\nsources:\n  - {name: news, kind: jsonl, paths: []}\n", encoding="utf-8")
+    # in a process of its own, so that the peak is this run's: RUSAGE_CHILDREN is the largest of its descendants
+    probe = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+             "print(r.stdout); print(r.stderr[-3000:], file=sys.stderr); "
+             "print('PEAK_MB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024); sys.exit(r.returncode)")
+    r = subprocess.run([sys.executable, "-c", probe, sys.executable, "-m", "dataset_platform.cli", "run", "--config",
+                        str(cfg), "--workdir", str(tmp_path / "work")], capture_output=True, text=True, timeout=900,
+                       env={**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home")})
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    peak = int(r.stdout.rsplit("PEAK_MB", 1)[1].split()[0])
+    print(f"{kind} bomb: the run peaked at {peak} MB")
+    assert peak < 1024, f"the run peaked at {peak} MB"
+    con = duckdb.connect()
+    try:
+        released = con.sql(f"SELECT count(*) FROM read_parquet('{tmp_path}/work/releases/*/*/data/*.parquet') "
+                           "WHERE url LIKE 'https://news.test/%'").fetchall()[0][0]
+        rows = con.sql(f"SELECT detail FROM {read_layer(Workdir.at(tmp_path / 'work'), 'crawl_log')} "
+                       "WHERE outcome = 'failed:corrupt_file'").fetchall()
+        detail = rows[0][0] if rows else None
+    finally:
+        con.close()
+    assert released == 20
+    assert detail and ("decompression bomb" in detail or "header line longer" in detail), detail
