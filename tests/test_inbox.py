@@ -292,3 +292,32 @@ def test_a_bomb_in_the_inbox_the_whole_run_stays_small_and_releases_the_good_fil
         con.close()
     assert released == 20
     assert detail and ("decompression bomb" in detail or "header line longer" in detail), detail
+
+
+def test_empty_files_of_different_kinds_each_get_their_own_outcome(tmp_path):
+    """Issue 19: empty files all hashed alike, so the second one was taken for the first (already landed)."""
+    cfg, wd, inbox = _setup(tmp_path)
+    (inbox / "a-empty.jsonl").write_bytes(b"")
+    (inbox / "b-empty.parquet").write_bytes(b"")
+    _jsonl(inbox / "c-good.jsonl", "https://good.test/1")
+    logs: list[str] = []
+    result = materialise_raw(cfg, wd, logs.append)
+    assert _urls(wd) == ["https://good.test/1"]
+    assert result.counters["sources"]["d"]["refused_files"] == []
+    # each lands under an id of its own: the JSONL with no record, the "Parquet" file as corrupt
+    assert {p.name for p in (inbox / "processed").iterdir()} == {"a-empty.jsonl", "b-empty.parquet", "c-good.jsonl"}
+    con = duckdb.connect()
+    try:
+        log = con.sql(f"SELECT url, outcome FROM {read_layer(wd, 'crawl_log')} ORDER BY url").fetchall()
+    finally:
+        con.close()
+    assert log == [("https://good.test/1", "fetched"), ("parquet://b-empty.parquet", "failed:corrupt_file")]
+
+
+def test_a_file_name_with_a_newline_stays_on_one_log_line(tmp_path):
+    cfg, wd, inbox = _setup(tmp_path)
+    _jsonl(inbox / "two\nlines.jsonl", "https://good.test/1")
+    logs: list[str] = []
+    materialise_raw(cfg, wd, logs.append)
+    assert _urls(wd) == ["https://good.test/1"]
+    assert all("\n" not in m for m in logs), [m for m in logs if "\n" in m]

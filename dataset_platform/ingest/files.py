@@ -130,7 +130,8 @@ class IngestSummary:
 
     def line(self) -> str:
         """One human-readable line."""
-        parts = [f"{Path(self.path).name}: {self.records} records"]
+        name = Path(self.path).name
+        parts = [f"{name if name.isprintable() else repr(name)}: {self.records} records"]
         if self.outcomes:
             parts.append(", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items())))
         if self.skipped:
@@ -170,6 +171,8 @@ def batch_id_for(path: str | os.PathLike, source: str) -> str:
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
+        if f.tell() == 0:  # empty files all hash alike: name them apart, so each gets its own outcome
+            digest.update(b"empty file " + os.fsencode(Path(path).name))
     return f"{source}-{digest.hexdigest()[:16]}"
 
 

@@ -361,6 +361,11 @@ def materialise_raw(
     batch into crawl_log and the source's raw_pages partition. Other sources are untouched."""
     from dataset_platform.ingest.load import ingest_pending, merged_batches
 
+    outer_log = log
+
+    def log(message: str) -> None:  # one line per message: a file name may hold a line break
+        outer_log(message.replace("\r", "\\r").replace("\n", "\\n"))
+
     t0 = time.monotonic()
     wd.ensure()
     by_name = {s.name: s for s in cfg.sources}
