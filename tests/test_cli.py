@@ -41,6 +41,24 @@ def test_demo_twice_is_byte_identical_and_a_killed_run_keeps_the_last_release(tm
     assert "leaked semaphore" not in first.stderr  # the GX worker is stopped before the process ends
     assert "documents per stage:" in first.stdout and "drop reasons:" in first.stdout and "release: " in first.stdout
     assert (a / "dagster_home" / "dagster.yaml").exists()  # runs persist under the workdir
+    # the second work folder's first run is killed mid-crawl, its main process alone (as the OOM killer or a
+    # container stop does): nothing it started survives 5 s, and the next run gives the same release
+    proc = subprocess.Popen([sys.executable, "-m", "dataset_platform.cli", "demo", "--workdir", str(b)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "DAGSTER_HOME": ""})
+    deadline, started = time.monotonic() + 300, set()
+    while time.monotonic() < deadline and not any(b"crawlers" in _cmdline(p) for p in started):
+        started = _descendants(proc.pid)
+        time.sleep(0.05)
+    assert proc.poll() is None and started, "the run ended before its crawl could be caught"
+    started = _descendants(proc.pid)
+    proc.kill()
+    proc.wait(timeout=30)
+    killed_at = time.monotonic()
+    while time.monotonic() - killed_at < 5 and any(_alive(p) for p in started):
+        time.sleep(0.05)
+    survivors = [(p, _cmdline(p)[:120]) for p in started if _alive(p)]
+    assert not survivors, f"processes of the killed run still alive 5 s later: {survivors}"
     second = cli("demo", "--workdir", str(b), env={"DAGSTER_HOME": ""})
     assert second.returncode == 0, second.stderr[-3000:]
     files_a, files_b = release_files(a), release_files(b)
@@ -302,6 +320,13 @@ def _descendants(pid: int) -> set[int]:
             out.add(c)
             todo.append(c)
     return out
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def _alive(pid: int) -> bool:
