@@ -781,6 +781,8 @@ class PipelineSettings(_Model):
 
 #: the inbox folder that receives Label Studio exports (not a source)
 ANNOTATIONS_INBOX = "annotations"
+#: inbox/takedowns/ receives takedown request files (stages/takedown.py)
+TAKEDOWNS_INBOX = "takedowns"
 
 
 class PlatformConfig(_Model):
@@ -798,6 +800,8 @@ class PlatformConfig(_Model):
         for i, s in enumerate(v):
             if s.name == ANNOTATIONS_INBOX:
                 raise ValueError(f"source name {s.name!r} is reserved: inbox/{ANNOTATIONS_INBOX}/ receives Label Studio exports")
+            if s.name == TAKEDOWNS_INBOX:
+                raise ValueError(f"source name {s.name!r} is reserved: inbox/{TAKEDOWNS_INBOX}/ receives takedown requests")
             key = dagster_name(s.name)
             if key in seen:
                 first = v[seen[key]].name

@@ -78,6 +78,8 @@ def _jsonl(pipeline: dict) -> dict:
                        "timeout_s": 1e12}]},
          r"sources\[0\]\.timeout_s: input should be less than or equal to 2592000"),
         (_jsonl({"extract": {"timeout_s": 1e7}}), r"pipeline\.extract\.timeout_s: input should be less than or equal to 3600"),
+        ({"sources": [{"name": "takedowns", "kind": "jsonl", "paths": []}]},
+         r"source name 'takedowns' is reserved: inbox/takedowns/ receives takedown requests"),
         (_jsonl({"extract": {"workers": 1000}}), r"pipeline\.extract\.workers: 1000 workers on a machine of \d+ CPU"),
         (_jsonl({"dedup": {"seed": -1}}), r"pipeline\.dedup\.seed: input should be greater than or equal to 0"),
         (_jsonl({"memory_limit": "999999TB"}), r"pipeline\.memory_limit: '999999TB' is not a usable memory size"),

@@ -148,7 +148,9 @@ class Takedowns:
 def inbox(root: Path) -> Path:
     """``<workdir>/inbox/takedowns/``: takedown files dropped there are applied at the next
     refresh (and trigger one: ``defs/automation.py``); they stay there (they are the record)."""
-    return Path(root) / "inbox" / "takedowns"
+    from dataset_platform.config import TAKEDOWNS_INBOX
+
+    return Path(root) / "inbox" / TAKEDOWNS_INBOX
 
 
 def inbox_files(root: Path) -> list[Path]:
