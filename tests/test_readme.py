@@ -137,6 +137,12 @@ def _inputs(folder: Path, own_site_yaml: str) -> None:
 def _check_yaml(code: str, folder: Path) -> None:
     data = yaml.safe_load(code)
     path = folder / "readme-block.yaml"
+    if "requests" in data:  # a takedowns.yaml: read as the takedown code reads it
+        from dataset_platform.stages.takedown import parse_file
+
+        path.write_text(code, encoding="utf-8")
+        assert parse_file(path), "a takedowns example with no request"
+        return
     if "sources" not in data:  # a pipeline fragment: inside a minimal sources.yaml
         data = {"sources": [{"name": "site", "kind": "crawl", "start_urls": ["http://127.0.0.2/"],
                              "allowed_domains": ["127.0.0.2"]}], **data}
