@@ -281,3 +281,20 @@ def streamable_view(con: duckdb.DuckDBPyConnection, name: str, select_sql: str) 
         con.sql(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {name}_t")
     finally:
         probe.close()
+
+
+def stored_model(path, log: Callable[[str], None], reused: str, unreadable: str) -> Any:
+    """A model an earlier run pickled at ``path`` (its name is the fingerprint of what trained it), or
+    None when there is none or it cannot be read (then it is trained again). ``reused`` is logged on a
+    hit; ``unreadable`` starts the line logged for a damaged file."""
+    import pickle
+
+    if not path.exists():
+        return None
+    try:
+        model = pickle.loads(path.read_bytes())
+    except Exception as e:  # a damaged file: trained again
+        log(f"{unreadable} {path.name} unreadable ({type(e).__name__}); training again")
+        return None
+    log(reused)
+    return model

@@ -55,6 +55,7 @@ from dataset_platform.stages.base import (
     StageContext,
     StageOutput,
     finish_stage,
+    stored_model,
     streamable_view,
 )
 from dataset_platform.storage import sql_str
@@ -336,13 +337,8 @@ def _prepare(ctx: StageContext) -> Prepared:
     version = training_fingerprint(con, settings)
     store = models_dir(wd)
     path = store / f"{version}.pkl"
-    model = None
-    if path.exists():
-        try:
-            model = pickle.loads(path.read_bytes())
-            ctx.log(f"quality_model: model {version} reused (training data and settings unchanged)")
-        except Exception as e:  # a damaged file: trained again
-            ctx.log(f"quality_model: stored model {path.name} unreadable ({type(e).__name__}); training again")
+    model = stored_model(path, ctx.log, f"quality_model: model {version} reused (training data and settings unchanged)",
+                         "quality_model: stored model")
     if model is None:
         model = train_from_table(con, settings, version, docs_sql)
         if isinstance(model, str):

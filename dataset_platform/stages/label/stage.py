@@ -56,6 +56,7 @@ from dataset_platform.stages.base import (
     StageOutput,
     StageResult,
     finish_stage,
+    stored_model,
     streamable_view,
 )
 from dataset_platform.storage import sql_str
@@ -694,13 +695,9 @@ def _prepare(ctx: StageContext) -> Prepared:
     fingerprint = h.hexdigest()[:32]
     store = wd.stage_state("labelled_documents", "models")
     path = store / f"{fingerprint}.pkl"
-    models = None
-    if path.exists():
-        try:
-            models = pickle.loads(path.read_bytes())
-            ctx.log(f"label: classifiers {fingerprint[:12]} reused (gold, human labels and settings unchanged)")
-        except Exception as e:
-            ctx.log(f"label: stored classifiers {path.name} unreadable ({type(e).__name__}); training again")
+    models = stored_model(path, ctx.log,
+                          f"label: classifiers {fingerprint[:12]} reused (gold, human labels and settings unchanged)",
+                          "label: stored classifiers")
     if models is None:
         layer = wd.layer_files("deduplicated_documents")
         docs = f"read_parquet([{', '.join(sql_str(f) for f in layer)}])" if (layer and human is not None) else None
