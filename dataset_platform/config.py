@@ -828,6 +828,9 @@ class PlatformConfig(_Model):
         data = self.model_dump(mode="json")
         for key in RUNTIME_ONLY:  # (where the work runs does not change what it produces)
             data["pipeline"].pop(key, None)
+        # the takedowns file's path (by default beside sources.yaml, so it moves with it): what the requests
+        # remove is in the data, and the card lists them
+        data["pipeline"].pop("takedowns", None)
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 

@@ -68,7 +68,8 @@ def test_a_subset_of_a_steps_checks_runs_alone(tmp_path):
 
 def test_the_platforms_checks_run_as_one_step_per_writing_step():
     steps = {d.node_def.name: {k.to_user_string() for k in d.check_keys} for d in build_checks()}
-    assert steps["raw_layer_checks"] == {"raw_pages:gx_suite", "crawl_log:gx_suite", "raw_pages:reconciles_with_crawl_log"}
+    assert steps["raw_layer_checks"] == {"raw_pages:gx_suite", "crawl_log:gx_suite", "raw_pages:reconciles_with_crawl_log",
+                                         "raw_pages:no_refused_inbox_files"}
     assert steps["deduplicated_documents_checks"] >= {"deduplicated_documents:gx_suite", "duplicate_clusters:gx_suite",
                                                       "deduplicated_documents:accounting"}
     every = [k for d in build_checks(grouped=False) for k in d.check_keys]

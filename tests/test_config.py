@@ -236,3 +236,16 @@ def test_the_language_codes_are_those_extraction_records():
     langs = [detect_language(t)[0] for t in texts]
     assert langs == ["en", "zh", "de", "he", "und"]
     assert set(langs) <= set(language_codes())
+
+
+def test_the_same_config_in_another_folder_has_the_same_fingerprint(tmp_path):
+    """The release's config hash must not depend on where sources.yaml lives (the default takedowns file is
+    resolved beside it): the same settings give the same release version anywhere."""
+    text = "sources:\n  - {name: notes, kind: jsonl, paths: []}\npipeline:\n  dedup: {threshold: 0.8}\n"
+    a, b = tmp_path / "a" / "sources.yaml", tmp_path / "b" / "sources.yaml"
+    for p in (a, b):
+        p.parent.mkdir()
+        p.write_text(text, encoding="utf-8")
+    ca, cb = load_config(a), load_config(b)
+    assert ca.pipeline.takedowns != cb.pipeline.takedowns  # resolved beside each file
+    assert ca.fingerprint() == cb.fingerprint()

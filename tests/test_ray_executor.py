@@ -262,14 +262,16 @@ def test_each_stage_step_as_a_ray_job_through_pipes_gives_the_local_layers_and_r
         md = instance.get_latest_materialization_event(
             dg.AssetKey("cleaned_documents")).asset_materialization.metadata
     jobs = {m.split()[3] for m in logs if re.match(r"\[pipes\] Ray job \S+ started", m)}
-    assert len(jobs) == 5  # one job per stage step
-    for stage in ("extract", "clean", "dedup", "label", "decontaminate"):
+    from dataset_platform.stages.registry import STAGES
+
+    assert len(jobs) == len(STAGES)  # one job per stage step
+    for stage in (st.name for st in STAGES):
         # the job's own log lines (the runner's summary of the stage, its tasks on the cluster)
         assert any(re.match(rf"{stage}: \d+ part\(s\) computed.* \d+ Ray task\(s\) on \d+ worker", m) for m in logs), \
             stage
     assert md["ray_tasks"].value == md["parts_computed"].value >= 4  # the metadata from the job's result
-    for layer in ("extracted_documents", "cleaned_documents", "deduplicated_documents", "duplicate_clusters",
-                  "labelled_documents", "decontaminated_documents"):
+    for layer in ("extracted_documents", "cleaned_documents", "scored_documents", "deduplicated_documents",
+                  "duplicate_clusters", "labelled_documents", "decontaminated_documents"):
         assert _files(local_wd.layer_dir(layer)) == _files(wd.layer_dir(layer)), layer
     local_release, job_release = _release(local_wd), _release(wd)
     assert local_release.name == job_release.name
