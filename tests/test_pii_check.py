@@ -156,3 +156,53 @@ def test_only_parts_not_scanned_clean_are_scanned_and_a_failure_keeps_failing(tm
     assert ev.passed and ev.metadata["rows_scanned"].value == 300 and done == {"cleaned_documents", "downstream"}
     ev, _ = run()
     assert ev.passed and ev.metadata["rows_scanned"].value == 0 and ev.metadata["layer_rows"].value == 600
+
+
+def test_no_structured_pii_in_any_column_of_any_released_file(tmp_path):
+    """Issue 19, done-when: a corpus that plants e-mails, phones, cards, IBANs and IPs in URLs, titles and
+    text, also in full-width and zero-width forms, through the whole graph (library code, real DuckDB);
+    then every string column of every released Parquet file is scanned."""
+    import json
+    import random
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from graphkit import config, document, refresh
+
+    from dataset_platform.stages.clean.pii import find_pii_batch, redact_urls
+
+    planted = ["Write to kim.park@example.com today.", "Call +44 20 7946 0958 after six.",
+               "Card 4111 1111 1111 1111 was used.", "IBAN GB82 WEST 1234 5698 7654 32 on file.",
+               "Server 192.168.10.24 answered.", "Mail ｋｉｍ＠ｅｘａｍｐｌｅ．ｃｏｍ or kim\u200b@example.com now."]
+    rng = random.Random(5)
+    rows = []
+    for i in range(60):
+        text = document(rng, ("garden", "harbour", "school")[i % 3]).replace(".", ". " + planted[i % 6], 1)
+        url = (f"https://shop.test/order?mail=kim{i}%40example.com&id={i}" if i % 4 == 0
+               else f"https://news.test/u/{i}/+44-20-7946-0958" if i % 4 == 1 else f"https://news.test/{i}")
+        title = f"Story {i}" + (" - call +44 20 7946 0958" if i % 5 == 0 else "")
+        rows.append({"url": url, "title": title, "text": text})
+    cfg = config(tmp_path, sources=("news",))
+    wd = Workdir.at(tmp_path / "wd").ensure()
+    wd.inbox("news").mkdir(parents=True, exist_ok=True)
+    (wd.inbox("news") / "dump.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    refresh(cfg, wd)
+    files = sorted((wd.root / "releases").glob("*/*/data/*.parquet"))
+    assert files and sum(pq.read_metadata(f).num_rows for f in files) >= 30
+    found = []
+    for f in files:
+        t = pq.read_table(f)
+        for name in t.column_names:
+            col = t.column(name)
+            if not pa.types.is_string(col.type):
+                continue
+            spans = [s for _, s in find_pii_batch(col)] + (list(redact_urls(col)[1]) if name == "url" else [])
+            found += [(f.name, name, s) for s in spans if s]
+    assert not found, found[:5]
+    released = pa.concat_tables([pq.read_table(f, columns=["url", "title", "text"]) for f in files]).to_pylist()
+    # the planted values were redacted, not dropped with their documents
+    assert sum("<EMAIL>" in r["text"] for r in released) >= 10 and any("<PHONE>" in r["text"] for r in released)
+    assert any("<CARD>" in r["text"] for r in released) and any("<IBAN>" in r["text"] for r in released)
+    assert any("<PHONE>" in (r["title"] or "") for r in released)
+    assert sum("kim" not in r["url"] and "shop.test" in r["url"] for r in released) >= 3  # URL PII replaced
