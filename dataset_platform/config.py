@@ -722,6 +722,11 @@ class RaySettings(_Model):
     job_address: str | None = Field(
         None, description="The cluster's job API for `submit: job` (`http://head:8265`: the head's dashboard); unset: "
                           "`$RAY_API_SERVER_ADDRESS`.")
+    job_python: str = Field(
+        "python", min_length=1,
+        description="The Python interpreter a `submit: job` step's Ray job runs on the cluster (its entrypoint is "
+                    "`<job_python> -m dataset_platform.cluster.ray_job`): `python` on the head's PATH by default, or "
+                    "the path of the environment where dataset_platform is installed there (e.g. `/opt/dp/bin/python`).")
 
 
 #: settings that decide where the work runs, not what it produces: left out of the config's

@@ -13,6 +13,7 @@ import secrets
 import shutil
 import signal
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -247,7 +248,8 @@ def test_each_stage_step_as_a_ray_job_through_pipes_gives_the_local_layers_and_r
     cfg = config(tmp_path, sources=["news"])
     cfg = cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={
         "executor": "ray", "ray": cfg.pipeline.ray.model_copy(update={
-            "address": ray_cluster.address, "task_memory": "1GB", "submit": "job", "job_address": ray_cluster.jobs})})})
+            "address": ray_cluster.address, "task_memory": "1GB", "submit": "job", "job_address": ray_cluster.jobs,
+                                                                      "job_python": sys.executable})})})
     cfg_path = tmp_path / "sources.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg.model_dump(mode="json", exclude_defaults=True)))
     wd = Workdir.at(tmp_path / "jobs").ensure()
@@ -265,6 +267,10 @@ def test_each_stage_step_as_a_ray_job_through_pipes_gives_the_local_layers_and_r
     from dataset_platform.stages.registry import STAGES
 
     assert len(jobs) == len(STAGES)  # one job per stage step
+    from ray.job_submission import JobSubmissionClient
+
+    entrypoints = {j.submission_id: j.entrypoint for j in JobSubmissionClient(ray_cluster.jobs).list_jobs()}
+    assert {entrypoints[j] for j in jobs} == {f"{sys.executable} -m dataset_platform.cluster.ray_job"}  # job_python
     for stage in (st.name for st in STAGES):
         # the job's own log lines (the runner's summary of the stage, its tasks on the cluster)
         assert any(re.match(rf"{stage}: \d+ part\(s\) computed.* \d+ Ray task\(s\) on \d+ worker", m) for m in logs), \

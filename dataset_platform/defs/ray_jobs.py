@@ -9,6 +9,7 @@ the shared work folder).
 from __future__ import annotations
 
 import os
+import shlex
 
 import dagster as dg
 
@@ -38,7 +39,7 @@ def materialise_as_ray_job(context: dg.AssetExecutionContext, stage: Stage, conf
     try:
         done = client.run(
             context=context,
-            submit_job_params={"entrypoint": "python -m dataset_platform.cluster.ray_job",
+            submit_job_params={"entrypoint": f"{shlex.quote(settings.job_python)} -m dataset_platform.cluster.ray_job",
                                "runtime_env": {"env_vars": env},
                                "entrypoint_num_cpus": 0},  # (the driver waits; the CPUs are the tasks')
             extras={"stage": stage.name, "config_path": str(config_path), "workdir": str(workdir)},
