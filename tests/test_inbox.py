@@ -14,7 +14,7 @@ import pytest
 
 from dataset_platform.config import parse_config
 from dataset_platform.ingest.refresh import materialise_raw
-from dataset_platform.storage import Workdir, read_layer
+from dataset_platform.storage import Workdir, read_layer, sql_str
 
 
 def _setup(tmp_path):
@@ -255,7 +255,8 @@ def test_a_bomb_in_the_inbox_the_whole_run_stays_small_and_releases_the_good_fil
 
     from graphkit import document
 
-    inbox = tmp_path / "work" / "inbox" / "news"
+    wd = Workdir.at(tmp_path / "wd")
+    inbox = wd.inbox("news")
     inbox.mkdir(parents=True)
     rng = random.Random(3)
     good = [{"url": f"https://news.test/{i}", "text": document(rng, "garden")} for i in range(20)]
@@ -275,7 +276,7 @@ def test_a_bomb_in_the_inbox_the_whole_run_stays_small_and_releases_the_good_fil
              "print(r.stdout); print(r.stderr[-3000:], file=sys.stderr); "
              "print('PEAK_MB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024); sys.exit(r.returncode)")
     r = subprocess.run([sys.executable, "-c", probe, sys.executable, "-m", "dataset_platform.cli", "run", "--config",
-                        str(cfg), "--workdir", str(tmp_path / "work")], capture_output=True, text=True, timeout=900,
+                        str(cfg), "--workdir", str(wd.root)], capture_output=True, text=True, timeout=900,
                        env={**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home")})
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     peak = int(r.stdout.rsplit("PEAK_MB", 1)[1].split()[0])
@@ -283,9 +284,10 @@ def test_a_bomb_in_the_inbox_the_whole_run_stays_small_and_releases_the_good_fil
     assert peak < 1024, f"the run peaked at {peak} MB"
     con = duckdb.connect()
     try:
-        released = con.sql(f"SELECT count(*) FROM read_parquet('{tmp_path}/work/releases/*/*/data/*.parquet') "
+        shards = sql_str(str(wd.root / "releases" / "*" / "*" / "data" / "*.parquet"))
+        released = con.sql(f"SELECT count(*) FROM read_parquet({shards}) "
                            "WHERE url LIKE 'https://news.test/%'").fetchall()[0][0]
-        rows = con.sql(f"SELECT detail FROM {read_layer(Workdir.at(tmp_path / 'work'), 'crawl_log')} "
+        rows = con.sql(f"SELECT detail FROM {read_layer(wd, 'crawl_log')} "
                        "WHERE outcome = 'failed:corrupt_file'").fetchall()
         detail = rows[0][0] if rows else None
     finally:
