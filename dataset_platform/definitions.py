@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from dataset_platform.config import demo_config_path, load_config
-from dataset_platform.defs import automation, curation, ingestion, inspect, quality, release
+from dataset_platform.defs import automation, curation, ingestion, inspect, release
 from dataset_platform.defs.resources import PlatformResource
 from dataset_platform.workdir import Workdir
 
@@ -23,7 +23,7 @@ def build_definitions(config_path: str | Path | None = None, workdir: str | Path
     wd = Workdir.at(workdir)
     return dg.Definitions(
         assets=[*ingestion.build_assets(cfg), *curation.build_assets(), *release.build_assets(cfg)],
-        asset_checks=quality.build_checks(),
+        # (no asset_checks: every check is a check_spec of the asset step that writes its layer)
         jobs=[automation.dataset_pipeline, automation.raw_refresh, automation.annotation_refresh,
               inspect.trace_document_job],
         schedules=automation.build_schedules(cfg),

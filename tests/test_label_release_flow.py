@@ -38,7 +38,7 @@ def _write_config(path: Path, *, max_pages: int, benchmark: Path | None = None) 
 
 def _materialize(cfg_path: Path, wd: Workdir, instance, selection=None):
     defs = build_definitions(cfg_path, wd.root)
-    assets = [*defs.assets, *defs.asset_checks]
+    assets = list(defs.assets)
     kwargs = {} if selection is None else {"selection": selection}
     result = dg.materialize(assets, resources=defs.resources, instance=instance, raise_on_error=False,
                             tags=all_sources_tags(load_config(cfg_path)) if selection is None else {}, **kwargs)

@@ -257,7 +257,7 @@ def test_each_stage_step_as_a_ray_job_through_pipes_gives_the_local_layers_and_r
     shutil.copy(tmp_path / "news.jsonl", wd.inbox("news") / "news.jsonl")
     defs = build_definitions(cfg_path, wd.root)
     with dg.instance_for_test() as instance:
-        result = dg.materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance,
+        result = dg.materialize(list(defs.assets), resources=defs.resources, instance=instance,
                                 raise_on_error=False, tags=all_sources_tags(cfg))
         assert result.success, [e.message for e in result.all_events if e.is_failure][:3]
         logs = [e.user_message for e in instance.all_logs(result.run_id) if e.dagster_event is None]

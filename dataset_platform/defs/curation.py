@@ -9,7 +9,7 @@ import dagster as dg
 
 from dataset_platform.defs.metadata import STAGE_METADATA, layer_metadata, md_table, round_floats
 from dataset_platform.defs.policies import refresh_after_upstream
-from dataset_platform.defs.quality import prefetch_suites
+from dataset_platform.defs.quality import prefetch_suites, run_step_checks, step_check_specs
 from dataset_platform.defs.resources import PlatformResource
 from dataset_platform.stages.base import Stage
 from dataset_platform.stages.registry import STAGES
@@ -30,8 +30,14 @@ def _stage_asset(stage: Stage) -> dg.AssetsDefinition:
                           description=stage.description if name == stage.output else ALSO_WRITES[name])
              for name in (stage.output, *stage.also_writes)]
 
-    @dg.multi_asset(name=stage.output, group_name=GROUP, specs=specs)
+    @dg.multi_asset(name=stage.output, group_name=GROUP, specs=specs, check_specs=step_check_specs(stage.output),
+                    can_subset=True)
     def _asset(context: dg.AssetExecutionContext, platform: PlatformResource):
+        if context.selected_asset_keys:  # (empty when only checks were selected: they run on the layer as it is)
+            yield from _materialise(context, platform)
+        yield from run_step_checks(context, platform, stage.output)
+
+    def _materialise(context: dg.AssetExecutionContext, platform: PlatformResource):
         from dataset_platform.runner import materialise
 
         cfg = platform.config
@@ -46,19 +52,30 @@ def _stage_asset(stage: Stage) -> dg.AssetsDefinition:
         extra = STAGE_METADATA.get(stage.name)
         per_asset = extra(result, cfg) if extra else {}
         md.update(per_asset.get(stage.output, {}))
-        yield dg.MaterializeResult(asset_key=stage.output, metadata=round_floats(md))
+        # (the stage writes all its layers; a run that selected some of them reports those)
+        if dg.AssetKey(stage.output) in context.selected_asset_keys:
+            yield dg.MaterializeResult(asset_key=stage.output, metadata=round_floats(md))
         for name in stage.also_writes:
-            yield dg.MaterializeResult(asset_key=name, metadata=round_floats(per_asset.get(name, {})))
+            if dg.AssetKey(name) in context.selected_asset_keys:
+                yield dg.MaterializeResult(asset_key=name, metadata=round_floats(per_asset.get(name, {})))
 
     return _asset
 
 
 def _rejected_asset() -> dg.AssetsDefinition:
-    @dg.asset(name="rejected_documents", group_name=GROUP, automation_condition=refresh_after_upstream(),
-              kinds={"duckdb", "parquet"}, deps=[st.output for st in STAGES],
-              description="Every document dropped at any stage, with stage, rule and measured value "
-                          "(a view over each stage's rejects).")
-    def rejected_documents(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:
+    spec = dg.AssetSpec("rejected_documents", automation_condition=refresh_after_upstream(),
+                        kinds={"duckdb", "parquet"}, deps=[st.output for st in STAGES],
+                        description="Every document dropped at any stage, with stage, rule and measured value "
+                                    "(a view over each stage's rejects).")
+
+    @dg.multi_asset(name="rejected_documents", group_name=GROUP, specs=[spec],
+                    check_specs=step_check_specs("rejected_documents"), can_subset=True)
+    def rejected_documents(context: dg.AssetExecutionContext, platform: PlatformResource):
+        if context.selected_asset_keys:
+            yield _rejected(context, platform)
+        yield from run_step_checks(context, platform, "rejected_documents")
+
+    def _rejected(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:
         from dataset_platform.runner import materialise_rejected
 
         result = materialise_rejected(platform.config, platform.wd, log=context.log.info)

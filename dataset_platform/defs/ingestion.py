@@ -11,6 +11,7 @@ import dagster as dg
 
 from dataset_platform.config import PlatformConfig
 from dataset_platform.defs.metadata import column_schema, layer_metadata, md_table, round_floats
+from dataset_platform.defs.quality import run_step_checks, step_check_specs
 from dataset_platform.defs.resources import PlatformResource
 
 GROUP = "ingestion"
@@ -44,8 +45,15 @@ def build_assets(cfg: PlatformConfig) -> list[dg.AssetsDefinition]:
                          description="Every URL each crawl (or dump file) considered, with its outcome "
                                      "(fetched, not_modified, robots_disallowed, blocked_address, failed:...)."),
         ],
+        check_specs=step_check_specs("raw_layer"),
+        can_subset=True,
     )
     def raw_layer(context: dg.AssetExecutionContext, platform: PlatformResource):
+        if context.selected_asset_keys:  # (empty when only checks were selected: they run on the layer as it is)
+            yield from _land(context, platform)
+        yield from run_step_checks(context, platform, "raw_layer")
+
+    def _land(context: dg.AssetExecutionContext, platform: PlatformResource):
         from dataset_platform.checks import gx_worker
         from dataset_platform.defs.quality import prefetch_suites
 
@@ -84,7 +92,11 @@ def build_assets(cfg: PlatformConfig) -> list[dg.AssetsDefinition]:
                 crawls))
             md["crawl_urls_per_s"] = float(sum(r[6] for r in crawls) / len(crawls))
             md["crawl_bytes"] = int(sum(r[5] for r in crawls))
-        yield dg.MaterializeResult(asset_key="raw_pages", metadata=round_floats(md))
+        # (both layers are written together; a run that selected one of them reports it)
+        if dg.AssetKey("raw_pages") in context.selected_asset_keys:
+            yield dg.MaterializeResult(asset_key="raw_pages", metadata=round_floats(md))
+        if dg.AssetKey("crawl_log") not in context.selected_asset_keys:
+            return
         yield dg.MaterializeResult(asset_key="crawl_log", metadata=round_floats({
             "dagster/row_count": c["crawl_log_rows"],
             "records_this_run": sum(outcomes.values()),

@@ -6,12 +6,14 @@ expectations are WARN and do not block. Every document stage gets a suite, ``acc
 ``drop_rate_stable`` check from the stage registry.
 
 Each check is a :class:`Check` (its spec and a function computing its result). The checks of the
-layers one asset step writes run as one step (``<step>_checks``, a ``multi_asset_check`` that can
-run any subset of them): each step costs Dagster a fixed ~0.03 s and a few stored events, which
-for 28 checks was a third of a +1 % refresh's check time. In the UI every check is still its own
-check with its own result; its metadata says how long it took (``check_seconds``). A check that
-raises is reported as failed (ERROR when it is blocking, so what is below stays blocked) with the
-error, and the others of its step still run.
+layers one asset step writes are that step's ``check_specs`` and run at its end, after its
+materialisations (``run_step_checks``): a step of their own cost Dagster ~0.1 s and two stored
+events each (nine of them were a third of a +1 % refresh's check time). A failed blocking check
+fails the step once all its checks have reported, so what is below does not run. A check can
+still run alone (the UI's "Execute" on a check): the step then materialises nothing and runs only
+the selected checks. In the UI every check is its own check with its own result; its metadata
+says how long it took (``check_seconds``). A check that raises is reported as failed (ERROR when it
+is blocking, so what is below stays blocked) with the error, and the others of its step still run.
 """
 
 import os
@@ -69,8 +71,8 @@ def layers_with_suites() -> list[str]:
 def prefetch_suites(context: dg.AssetExecutionContext, platform: PlatformResource, *layers: str) -> None:
     """Start the ``gx_suite`` checks of the ``layers`` an asset step just wrote on the GX worker
     (``gx_worker.prefetch``), when the run will execute them: they overlap the rest of the step
-    and the checks before them. Only a head start: a problem here is logged, and the check step
-    then validates as it would have."""
+    and the cheaper checks run before it. Only a head start: a problem here is logged, and the
+    ``gx_suite`` check then validates as it would have."""
     from dataset_platform.checks import gx_worker
 
     selection = context.run.asset_check_selection  # None: every check of the run's assets
@@ -83,7 +85,7 @@ def prefetch_suites(context: dg.AssetExecutionContext, platform: PlatformResourc
             gx_worker.prefetch(platform.config, platform.wd, layer, suite)
         except Exception as e:
             context.log.warning(f"{layer}: suite check not started ahead ({type(e).__name__}: {e}); "
-                                "its check step runs it")
+                                "its gx_suite check runs it")
 
 
 def _result(o: inv.Outcome) -> dg.AssetCheckResult:
@@ -358,44 +360,61 @@ def _writer_step(layer: str) -> str:
     return layer
 
 
+def evaluate_checks(context, platform: PlatformResource, checks: list[Check]):
+    """The selected ``checks``, one :class:`dg.AssetCheckResult` each (with ``check_seconds``); the
+    cheap ones first: the suites' verdicts, started ahead on the GX worker, come last. A check that
+    raises is reported as failed (ERROR when it is blocking) and the others still run."""
+    selected = context.selected_asset_check_keys
+    for c in sorted(checks, key=lambda c: c.spec.name == "gx_suite"):
+        if c.spec.key not in selected:
+            continue
+        t0 = time.monotonic()
+        try:
+            r = c.evaluate(context, platform)
+        except Exception as e:
+            context.log.error(f"{c.spec.key.to_user_string()} raised:\n{traceback.format_exc()}")
+            r = dg.AssetCheckResult(
+                passed=False, description=f"the check raised {type(e).__name__}: {e}"[:1000],
+                severity=dg.AssetCheckSeverity.ERROR if c.spec.blocking else dg.AssetCheckSeverity.WARN,
+                metadata={"error": f"{type(e).__name__}: {e}"[:2000]})
+        yield dg.AssetCheckResult(
+            asset_key=c.spec.asset_key, check_name=c.spec.name, passed=r.passed, severity=r.severity,
+            description=r.description,
+            metadata=round_floats({**(r.metadata or {}), "check_seconds": round(time.monotonic() - t0, 3)}))
+
+
+def step_checks(step: str) -> list[Check]:
+    """The checks of the layers the asset step ``step`` writes: they run at the end of that step."""
+    return [c for c in all_checks() if _writer_step(c.spec.asset_key.to_user_string()) == step]
+
+
+def step_check_specs(step: str) -> list[dg.AssetCheckSpec]:
+    """The ``check_specs`` of the asset step ``step`` (:func:`step_checks`)."""
+    return [c.spec for c in step_checks(step)]
+
+
+def run_step_checks(context, platform: PlatformResource, step: str):
+    """The selected checks of ``step``, at the end of its asset step (after its materialisations)."""
+    yield from evaluate_checks(context, platform, step_checks(step))
+
+
 def _definition(name: str, checks: list[Check]) -> dg.AssetChecksDefinition:
+    """``checks`` as a step of their own (tests run a check beside stand-in assets)."""
     @dg.multi_asset_check(name=name, specs=[c.spec for c in checks], can_subset=True,
                           description="; ".join(f"{c.spec.asset_key.to_user_string()}:{c.spec.name}" for c in checks))
     def _run(context: dg.AssetCheckExecutionContext, platform: PlatformResource):
-        selected = context.selected_asset_check_keys
-        # the cheap checks first: the suites' verdicts, started ahead on the GX worker, come last
-        for c in sorted(checks, key=lambda c: c.spec.name == "gx_suite"):
-            if c.spec.key not in selected:
-                continue
-            t0 = time.monotonic()
-            try:
-                r = c.evaluate(context, platform)
-            except Exception as e:
-                context.log.error(f"{c.spec.key.to_user_string()} raised:\n{traceback.format_exc()}")
-                r = dg.AssetCheckResult(
-                    passed=False, description=f"the check raised {type(e).__name__}: {e}"[:1000],
-                    severity=dg.AssetCheckSeverity.ERROR if c.spec.blocking else dg.AssetCheckSeverity.WARN,
-                    metadata={"error": f"{type(e).__name__}: {e}"[:2000]})
-            yield dg.AssetCheckResult(
-                asset_key=c.spec.asset_key, check_name=c.spec.name, passed=r.passed, severity=r.severity,
-                description=r.description,
-                metadata=round_floats({**(r.metadata or {}), "check_seconds": round(time.monotonic() - t0, 3)}))
+        yield from evaluate_checks(context, platform, checks)
 
     return _run
 
 
 def check_definition(asset: str, name: str) -> dg.AssetChecksDefinition:
-    """The check ``asset``:``name`` as a step of its own (as tests run one check)."""
-    (one,) = [d for d in build_checks(grouped=False) if dg.AssetCheckKey(dg.AssetKey(asset), name) in d.check_keys]
+    """The check ``asset``:``name`` as a step of its own, beside stand-in assets (as tests run one check)."""
+    (one,) = [d for d in build_checks() if dg.AssetCheckKey(dg.AssetKey(asset), name) in d.check_keys]
     return one
 
 
-def build_checks(*, grouped: bool = True) -> list[dg.AssetChecksDefinition]:
-    """One step per writing asset step (``grouped``), or one per check (tests pick one)."""
-    checks = all_checks()
-    if not grouped:
-        return [_definition(f"{c.spec.asset_key.to_python_identifier()}_{c.spec.name}", [c]) for c in checks]
-    steps: dict[str, list[Check]] = {}
-    for c in checks:
-        steps.setdefault(_writer_step(c.spec.asset_key.to_user_string()), []).append(c)
-    return [_definition(f"{step}_checks", cs) for step, cs in steps.items()]
+def build_checks() -> list[dg.AssetChecksDefinition]:
+    """Every check as a step of its own (tests pick one with :func:`check_definition`). The graph
+    itself defines no check steps: each asset step runs its layers' checks (``step_check_specs``)."""
+    return [_definition(f"{c.spec.asset_key.to_python_identifier()}_{c.spec.name}", [c]) for c in all_checks()]

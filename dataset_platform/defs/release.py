@@ -29,16 +29,27 @@ def upstream_materialisations(context: dg.AssetExecutionContext) -> dict:
 
 def build_assets(cfg: PlatformConfig) -> list[dg.AssetsDefinition]:
     """The release asset, with the freshness policy of ``pipeline.release``."""
+    from dataset_platform.defs.quality import run_step_checks, step_check_specs
+
     r = cfg.pipeline.release
-    return [dg.asset(
-        name="dataset_release", group_name="release", kinds={"parquet", "huggingface"},
+    spec = dg.AssetSpec(
+        "dataset_release", kinds={"parquet", "huggingface"},
         deps=["decontaminated_documents", "rejected_documents"],
         automation_condition=refresh_after_upstream(),
         freshness_policy=release_freshness(cfg),
         description="Versioned train/validation/test Parquet shards with a dataset card, manifest (lineage) and a "
                     "diff against the previous release. Splits are stable, group-wise and stratified. Expected "
                     f"at least every {r.freshness_warn_hours:g} h (warning) / {r.freshness_fail_hours:g} h (failure).",
-    )(_publish)]
+    )
+
+    @dg.multi_asset(name="dataset_release", group_name="release", specs=[spec],
+                    check_specs=step_check_specs("dataset_release"), can_subset=True)
+    def dataset_release(context: dg.AssetExecutionContext, platform: PlatformResource):
+        if context.selected_asset_keys:  # (empty when only checks were selected: they run on the release as it is)
+            yield _publish(context, platform)
+        yield from run_step_checks(context, platform, "dataset_release")
+
+    return [dataset_release]
 
 
 def _publish(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:
