@@ -206,3 +206,26 @@ def test_no_structured_pii_in_any_column_of_any_released_file(tmp_path):
     assert any("<CARD>" in r["text"] for r in released) and any("<IBAN>" in r["text"] for r in released)
     assert any("<PHONE>" in (r["title"] or "") for r in released)
     assert sum("kim" not in r["url"] and "shop.test" in r["url"] for r in released) >= 3  # URL PII replaced
+
+
+def test_the_parts_scanned_in_parallel_give_the_same_verdict_as_one_after_another(tmp_path, monkeypatch):
+    """Several parts are scanned by a worker process each (``scan_runner``): the counts, the
+    example ids (in part order) and the verdict are those of one scan after another."""
+    from dataset_platform.checks import invariants as inv
+
+    files = []
+    for k, texts in enumerate([["clean text", "mail kim@example.com now"] * 30,
+                               ["nothing here"] * 50,
+                               ["call +44 20 7946 0958 today", "an IP 203.0.113.9 in logs", "fine"] * 20]):
+        path = tmp_path / f"part{k}.parquet"
+        pq.write_table(pa.table({"id": [f"p{k}-{i:03d}" for i in range(len(texts))], "url": [f"https://n.test/{k}/{i}" for i in range(len(texts))],
+                                 "title": ["t"] * len(texts), "text": texts}), path)
+        files.append(path)
+    serial = inv.no_structured_pii(files)
+    monkeypatch.setattr(inv, "PARALLEL_SCAN_ROWS", 0)
+    with inv.scan_runner(None, files) as (run, where):
+        parallel = inv.no_structured_pii(files, run=run)
+    assert where.startswith("local, ") or where == "local"  # (one CPU: no workers to start)
+    assert not serial.passed and serial.metadata == parallel.metadata
+    assert serial.metadata["documents_with_pii"] == 30 + 40 and serial.metadata["pii_email"] == 30
+    assert serial.metadata["example_ids"].startswith("p0-001 (email)")

@@ -8,6 +8,7 @@ those the last materialisation wrote).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,10 +112,11 @@ PII_CHECK_VERSION = "4"  # 2: URLs scanned, full-width and zero-width forms unhi
 # 4: every string column
 
 
-def structured_pii_check(wd: Workdir) -> Outcome:
+def structured_pii_check(wd: Workdir, cfg=None) -> Outcome:
     """:func:`no_structured_pii` over the parts of cleaned_documents this check has not scanned
     clean yet (``checks/scope.py``: normally the parts the last materialisation wrote; parts of
-    a failed scan stay pending, so a failure blocks until the layer is fixed)."""
+    a failed scan stay pending, so a failure blocks until the layer is fixed). The parts are
+    scanned in parallel (:func:`scan_runner`: Ray tasks with ``pipeline.executor: ray``)."""
     from dataset_platform.checks.scope import Ledger, fingerprint, stored_layer
     from dataset_platform.stages.clean.pii import PII_TYPES
 
@@ -124,54 +126,105 @@ def structured_pii_check(wd: Workdir) -> Outcome:
     ledger = Ledger(wd, "cleaned_documents", "no_structured_pii", fingerprint(PII_CHECK_VERSION, list(PII_TYPES)))
     todo = ledger.pending(files.units)
     total = files.known_rows()
-    out = no_structured_pii([u.file for u in todo],
-                            scanned_of=total if total is not None else sum(parquet_rows(u.file) for u in files.units))
-    out.metadata.update({"parts_scanned": len(todo), "layer_parts": len(files.units)})
+    paths = [u.file for u in todo]
+    with scan_runner(cfg, paths) as (run, where):
+        out = no_structured_pii(paths, run=run,
+                                scanned_of=total if total is not None else sum(parquet_rows(u.file) for u in files.units))
+    out.metadata.update({"parts_scanned": len(todo), "layer_parts": len(files.units), "scanned_on": where})
     if out.passed:
         ledger.record(files.units, todo)
     return out
 
 
-def no_structured_pii(files: list[Path], *, scanned_of: int | None = None) -> Outcome:
+#: parts with fewer rows than this in all are scanned in this process (a worker's start costs more)
+PARALLEL_SCAN_ROWS = 20_000
+
+
+@contextmanager
+def scan_runner(cfg, files: list[Path]):
+    """``(run, where)``: how :func:`no_structured_pii` scans ``files`` -- each file a Ray task with
+    ``pipeline.executor: ray`` (the scan runs on the cluster, beside the stages' parts), else a
+    spawned worker process per CPU when there are several files and enough rows to pay for the
+    workers' start, else one after another in this process. The verdict is the same either way."""
+    from dataset_platform.stages.base import available_cpus
+
+    if cfg is not None and cfg.pipeline.executor == "ray" and files:
+        from dataset_platform.cluster.ray_tasks import tasks
+
+        yield tasks(cfg, "no_structured_pii").run, "ray"
+        return
+    workers = min(available_cpus(), len(files))
+    if workers < 2 or sum(parquet_rows(f) for f in files) < PARALLEL_SCAN_ROWS:
+        yield (lambda fn, items: map(fn, items)), "local"
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from dataset_platform.stages.base import exit_with_parent
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=exit_with_parent) as pool:
+        yield pool.map, f"local, {workers} processes"
+
+
+def no_structured_pii(files: list[Path], *, scanned_of: int | None = None, run=None) -> Outcome:
     """No structured PII (core PII types) left in any string column of ``files`` (the text, the title,
     the URL, and whatever else is published with them; streamed in bounded Arrow batches; ``id`` and
     ``content_hash`` are ours). ``scanned_of``: the layer's row count, when ``files`` are the parts
-    the last materialisation wrote (the others were scanned when they were written)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from dataset_platform.stages.clean.pii import PII_TYPES, find_pii_batch, redact_urls
+    the last materialisation wrote (the others were scanned when they were written). ``run(fn,
+    items)`` maps the scan of one file over ``files`` in order (default: here, one after another)."""
+    from dataset_platform.stages.clean.pii import PII_TYPES
 
     per_type = dict.fromkeys(PII_TYPES, 0)
     rows = docs = 0
     examples: list[str] = []
-    for path in files:
-        pf = pq.ParquetFile(path)
-        # the text and every other string published with it (title, URL, date, ...)
-        strings = [f.name for f in pf.schema_arrow
-                   if (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
-                   and f.name not in ("id", "text", "url", "content_hash", "crawl_id", "quality")]  # (ours)
-        cols = ["id", "text", *strings, *(["url"] if "url" in pf.schema_arrow.names else [])]
-        for batch in pf.iter_batches(batch_size=2048, columns=cols):
-            rows += batch.num_rows
-            found: list[list[str]] = [[sp.type for sp in s] for _, s in find_pii_batch(batch.column("text"))]
-            for col in strings:
-                found = [a + [sp.type for sp in b] for a, (_, b) in zip(found, find_pii_batch(batch.column(col)))]
-            if "url" in cols:
-                found = [a + b for a, b in zip(found, redact_urls(batch.column("url"))[1])]
-            for doc_id, types in zip(batch.column(0).to_pylist(), found):
-                if types:
-                    docs += 1
-                    for t in types:
-                        per_type[t] = per_type.get(t, 0) + 1
-                    if len(examples) < 5:
-                        examples.append(f"{doc_id} ({', '.join(sorted(set(types)))})")
+    for found in (run or map)(scan_file_for_pii, [str(f) for f in files]):
+        rows += found["rows"]
+        docs += found["documents"]
+        for t, n in found["per_type"].items():
+            per_type[t] = per_type.get(t, 0) + n
+        examples += found["examples"][:5 - len(examples)]
     total = sum(per_type.values())
     md = {"rows_scanned": rows, "pii_found": total, "documents_with_pii": docs,
           **{f"pii_{t}": n for t, n in per_type.items()}, "example_ids": ", ".join(examples) or "none"}
     if scanned_of is not None:
         md["layer_rows"] = scanned_of
     return Outcome(total == 0, ERROR, md)
+
+
+def scan_file_for_pii(path: str) -> dict:
+    """What :func:`no_structured_pii` finds in one file: rows, documents with PII, PII per type and
+    up to five example ids (a module-level function of plain data: it runs in a worker process or a
+    Ray task as well)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dataset_platform.stages.clean.pii import find_pii_batch, redact_urls
+
+    per_type: dict[str, int] = {}
+    rows = docs = 0
+    examples: list[str] = []
+    pf = pq.ParquetFile(path)
+    # the text and every other string published with it (title, URL, date, ...)
+    strings = [f.name for f in pf.schema_arrow
+               if (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
+               and f.name not in ("id", "text", "url", "content_hash", "crawl_id", "quality")]  # (ours)
+    cols = ["id", "text", *strings, *(["url"] if "url" in pf.schema_arrow.names else [])]
+    for batch in pf.iter_batches(batch_size=2048, columns=cols):
+        rows += batch.num_rows
+        found: list[list[str]] = [[sp.type for sp in s] for _, s in find_pii_batch(batch.column("text"))]
+        for col in strings:
+            found = [a + [sp.type for sp in b] for a, (_, b) in zip(found, find_pii_batch(batch.column(col)))]
+        if "url" in cols:
+            found = [a + b for a, b in zip(found, redact_urls(batch.column("url"))[1])]
+        for doc_id, types in zip(batch.column(0).to_pylist(), found):
+            if types:
+                docs += 1
+                for t in types:
+                    per_type[t] = per_type.get(t, 0) + 1
+                if len(examples) < 5:
+                    examples.append(f"{doc_id} ({', '.join(sorted(set(types)))})")
+    return {"rows": rows, "documents": docs, "per_type": per_type, "examples": examples}
 
 
 # ------------------------------------------------------------------ the release

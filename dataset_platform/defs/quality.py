@@ -250,7 +250,7 @@ def no_refused_inbox_files(context, platform: PlatformResource) -> dg.AssetCheck
                 "in bounded Arrow batches.",
 )
 def no_structured_pii(context, platform: PlatformResource) -> dg.AssetCheckResult:
-    return _result(inv.structured_pii_check(platform.wd))
+    return _result(inv.structured_pii_check(platform.wd, platform.config))
 
 
 @_check(
