@@ -423,7 +423,7 @@ def event_log_timeline(home: Path, run_id: str | None) -> dict:
             s["last_user_event"] = e.timestamp
         elif kind == "LOG_MESSAGE":
             s["first_log"] = s["first_log"] or e.timestamp
-            s["log"].append([e.timestamp, e.user_message[:300]])
+            s["log"].append([e.timestamp, e.user_message[:4000]])  # (a stage's summary line names every rule)
     ordered = []
     for s in sorted((s for s in steps.values() if s["start"] is not None), key=lambda s: s["start"]):
         # an asset step runs the checks of its layers at its end, after its materialisations: its
