@@ -8,11 +8,12 @@ those the last materialisation wrote).
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dataset_platform.storage import memory_connection, parquet_rows, read_layer, sql_str
+from dataset_platform.storage import files_sql, memory_connection, parquet_rows, read_layer, sql_str
 from dataset_platform.workdir import Workdir
 
 ERROR, WARN = "ERROR", "WARN"
@@ -77,31 +78,66 @@ def release_reconciles_with_crawl(wd: Workdir, release: Path) -> Outcome:
                     "unaccounted": missing, "released_and_rejected": both})
 
 
+#: bump when what reconciles_with_crawl_log finds in a raw part changes
+RECONCILE_VERSION = "1"
+
+
 def raw_reconciles_with_crawl_log(wd: Workdir) -> Outcome:
     """Every stored page has its 'fetched' record in crawl_log, and every URL the newest crawl of a
-    source fetched or found not_modified is stored."""
+    source fetched or found not_modified is stored.
+
+    Per part, by difference: a raw part is written whole and never changed in place, and a batch's
+    crawl_log file is written once, so the first half is checked on the raw parts not checked clean
+    yet (a ledger, ``checks/scope.py``), each against the crawl_log files of the crawls its rows
+    name. The second half reads the crawl_log of the newest crawl batch of each crawl source and
+    that source's raw parts (dump sources have none: their files are not crawls)."""
+    from dataset_platform.checks.scope import Ledger, fingerprint, stored_layer
+
+    files = stored_layer(wd, "raw_pages")
+    if files is None:
+        read_layer(wd, "raw_pages")  # (raises: not materialised yet, with what to do)
+        return Outcome(False, ERROR, {"error": "raw_pages has not been materialised"})
+    ledger = Ledger(wd, "raw_pages", "reconciles_with_crawl_log", fingerprint(RECONCILE_VERSION))
+    todo = ledger.pending(files.units)
     con = memory_connection()
     try:
-        orphans, missing, per_source = con.sql(f"""
-            WITH raw AS (SELECT source, crawl_id, url FROM {read_layer(wd, 'raw_pages')}),
-                 log AS (SELECT source, crawl_id, url, outcome FROM {read_layer(wd, 'crawl_log')}),
-                 newest AS (  -- newest crawl batch per source (crawl ids end in a UTC timestamp + Z)
-                   SELECT source, max(crawl_id) AS crawl_id FROM log
-                   WHERE regexp_matches(crawl_id, '-[0-9]{{8}}T[0-9]{{6,}}Z$') GROUP BY 1)
-            SELECT
-              (SELECT count(*) FROM raw r WHERE NOT EXISTS (
-                 SELECT 1 FROM log l WHERE l.source = r.source AND l.crawl_id = r.crawl_id AND l.url = r.url
-                   AND l.outcome = 'fetched')),
-              (SELECT count(*) FROM log l JOIN newest n USING (source, crawl_id)
-               WHERE l.outcome IN ('fetched', 'not_modified')
-                 AND NOT EXISTS (SELECT 1 FROM raw r WHERE r.source = l.source AND r.url = l.url)),
-              (SELECT count(DISTINCT source) FROM raw)
-        """).fetchall()[0]
+        orphans = 0
+        if todo:
+            raw = files_sql([u.file for u in todo])
+            crawls = con.sql(f"SELECT DISTINCT source, crawl_id FROM {raw} ORDER BY ALL").fetchall()
+            logs = [f for source, crawl_id in crawls if (f := wd.crawl_log_file(source, crawl_id)).exists()]
+            log_sql = files_sql(logs) if logs else "(SELECT NULL::VARCHAR AS source, NULL::VARCHAR AS crawl_id, " \
+                                                   "NULL::VARCHAR AS url, NULL::VARCHAR AS outcome WHERE false)"
+            orphans = con.sql(f"""
+                SELECT count(*) FROM (SELECT source, crawl_id, url FROM {raw}) r WHERE NOT EXISTS (
+                  SELECT 1 FROM (SELECT source, crawl_id, url FROM {log_sql} WHERE outcome = 'fetched') l
+                  WHERE l.source = r.source AND l.crawl_id = r.crawl_id AND l.url = r.url)""").fetchall()[0][0]
+        # the newest crawl batch per source (crawl ids end in a UTC timestamp + Z; dump batches do not)
+        newest = []
+        for source_dir in sorted(p for p in wd.layer_dir("crawl_log").glob("*") if p.is_dir()):
+            crawls = sorted(f.stem for f in source_dir.glob("*.parquet") if _CRAWL_ID.search(f.stem))
+            if crawls:
+                newest.append((source_dir.name, crawls[-1]))
+        missing = 0
+        for source, crawl_id in newest:
+            stored = [u.file for u in files.units if u.key.startswith(source + "/")]
+            stored_sql = files_sql(stored) if stored else "(SELECT NULL::VARCHAR AS url WHERE false)"
+            missing += con.sql(f"""
+                SELECT count(*) FROM {files_sql([wd.crawl_log_file(source, crawl_id)])} l
+                WHERE l.outcome IN ('fetched', 'not_modified')
+                  AND NOT EXISTS (SELECT 1 FROM (SELECT url FROM {stored_sql}) r WHERE r.url = l.url)""").fetchall()[0][0]
     finally:
         con.close()
-    return Outcome(orphans == 0 and missing == 0, ERROR,
+    with_pages = {u.key.split("/", 1)[0] for u in files.units if (u.rows if u.rows is not None else parquet_rows(u.file))}
+    passed = orphans == 0 and missing == 0
+    if passed:
+        ledger.record(files.units, todo)
+    return Outcome(passed, ERROR,
                    {"stored_without_fetched_record": orphans, "fetched_but_not_stored": missing,
-                    "sources_with_pages": per_source})
+                    "sources_with_pages": len(with_pages), "parts_checked": len(todo), "layer_parts": len(files.units)})
+
+
+_CRAWL_ID = re.compile(r"-[0-9]{8}T[0-9]{6,}Z$")
 
 
 # ------------------------------------------------------------------ PII
