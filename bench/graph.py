@@ -430,10 +430,9 @@ def event_log_timeline(home: Path, run_id: str | None) -> dict:
         # two parts are reported apart, `<step>` (the stage) and `<step> (checks)`
         at = s.get("materialised_at")
         if s["checks"] and s["assets"] and at is not None and s["end"] is not None:
-            checks = dict(s, step=f"{s['step']} (checks)", start=at, assets=[], first_log=None, log=[],
-                          events={})
-            checks["first_log"] = next((t for t, _m in s["log"] if t >= at), None)
-            checks["log"] = [[t, m] for t, m in s["log"] if t >= at]
+            late = [[t, m] for t, m in s["log"] if t >= at]
+            checks = dict(s, step=f"{s['step']} (checks)", start=at, assets=[], events={}, log=late,
+                          first_log=late[0][0] if late else None)
             stage = dict(s, end=at, checks=[], last_user_event=at, log=[[t, m] for t, m in s["log"] if t < at])
             ordered += [stage, checks]
         else:

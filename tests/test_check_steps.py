@@ -8,10 +8,11 @@ from __future__ import annotations
 import dagster as dg
 
 from dataset_platform.config import demo_config_path
-from dataset_platform.defs.quality import Check, evaluate_checks, step_check_specs
+from dataset_platform.defs.quality import Check, materialise_and_check, step_check_specs
 from dataset_platform.defs.resources import PlatformResource
 
 LAYER = "layer_x"
+SIDE = "layer_x_side"  # a second layer the same step writes (as dedup writes duplicate_clusters)
 
 
 def _checks(*, raising_blocking: bool) -> list[Check]:
@@ -29,12 +30,14 @@ def _run(tmp_path, checks: list[Check], selection=None):
     """A stand-in layer whose step runs ``checks`` at its end, as the platform's assets do."""
     written = []
 
-    @dg.multi_asset(name=LAYER, specs=[dg.AssetSpec(LAYER)], check_specs=[c.spec for c in checks], can_subset=True)
+    def write():
+        written.append(LAYER)
+        return [dg.MaterializeResult(asset_key=LAYER), dg.MaterializeResult(asset_key=SIDE)]
+
+    @dg.multi_asset(name=LAYER, specs=[dg.AssetSpec(LAYER), dg.AssetSpec(SIDE)], check_specs=[c.spec for c in checks],
+                    can_subset=True)
     def layer(context, platform: PlatformResource):
-        if context.selected_asset_keys:
-            written.append(LAYER)
-            yield dg.MaterializeResult(asset_key=LAYER)
-        yield from evaluate_checks(context, platform, checks)
+        yield from materialise_and_check(context, platform, checks, write)
 
     @dg.asset(deps=[LAYER])
     def below() -> None:
@@ -55,13 +58,13 @@ def test_a_blocking_check_that_raises_fails_blocks_below_and_the_others_still_ru
     assert "RuntimeError: the manifest is unreadable" in ev["broken"].metadata["error"].value
     assert ev["fine"].passed and ev["fine"].metadata["looked_at"].value == 3
     assert ev["fine"].metadata["check_seconds"].value >= 0
-    assert done == {LAYER}  # the layer is materialised; below is blocked
+    assert done == {LAYER, SIDE}  # the step's layers are materialised; below is blocked
 
 
 def test_a_warning_check_that_raises_warns_and_does_not_block(tmp_path):
     ev, done, _w = _run(tmp_path, _checks(raising_blocking=False))
     assert not ev["broken"].passed and ev["broken"].severity == dg.AssetCheckSeverity.WARN
-    assert ev["fine"].passed and done == {LAYER, "below"}
+    assert ev["fine"].passed and done == {LAYER, SIDE, "below"}
 
 
 def test_a_check_runs_alone_without_materialising_its_layer(tmp_path):
@@ -74,7 +77,7 @@ def test_a_check_runs_alone_without_materialising_its_layer(tmp_path):
 def test_the_layer_without_its_checks(tmp_path):
     ev, done, written = _run(tmp_path, _checks(raising_blocking=True),
                              selection=dg.AssetSelection.assets(LAYER, "below").without_checks())
-    assert ev == {} and done == {LAYER, "below"} and written == [LAYER]
+    assert ev == {} and done == {LAYER, "below"} and written == [LAYER]  # (written whole, reported as selected)
 
 
 def test_every_check_of_the_platform_is_a_check_of_the_asset_step_that_writes_its_layer():
@@ -92,3 +95,9 @@ def test_every_check_of_the_platform_is_a_check_of_the_asset_step_that_writes_it
     assert len(every) == len(set(every)) == 33
     assert {k for ks in steps.values() for k in ks} == {
         f"{s.asset_key.to_user_string()}:{s.name}" for st in steps for s in step_check_specs(st)}
+
+
+def test_a_run_of_one_of_a_steps_layers_reports_that_layer_and_its_checks(tmp_path):
+    ev, done, written = _run(tmp_path, _checks(raising_blocking=False),
+                             selection=dg.AssetSelection.assets(SIDE))
+    assert done == {SIDE} and written == [LAYER] and ev == {}  # (the checks are LAYER's: not selected)

@@ -163,7 +163,8 @@ def structured_pii_check(wd: Workdir, cfg=None) -> Outcome:
     todo = ledger.pending(files.units)
     total = files.known_rows()
     paths = [u.file for u in todo]
-    with scan_runner(cfg, paths) as (run, where):
+    with scan_runner(cfg, paths, rows=sum(u.rows if u.rows is not None else parquet_rows(u.file) for u in todo)) \
+            as (run, where):
         out = no_structured_pii(paths, run=run,
                                 scanned_of=total if total is not None else sum(parquet_rows(u.file) for u in files.units))
     out.metadata.update({"parts_scanned": len(todo), "layer_parts": len(files.units), "scanned_on": where})
@@ -177,11 +178,12 @@ PARALLEL_SCAN_ROWS = 20_000
 
 
 @contextmanager
-def scan_runner(cfg, files: list[Path]):
+def scan_runner(cfg, files: list[Path], rows: int | None = None):
     """``(run, where)``: how :func:`no_structured_pii` scans ``files`` -- each file a Ray task with
     ``pipeline.executor: ray`` (the scan runs on the cluster, beside the stages' parts), else a
     spawned worker process per CPU when there are several files and enough rows to pay for the
-    workers' start, else one after another in this process. The verdict is the same either way."""
+    workers' start (``rows``: theirs, when known), else one after another in this process. The
+    verdict is the same either way."""
     from dataset_platform.stages.base import available_cpus
 
     if cfg is not None and cfg.pipeline.executor == "ray" and files:
@@ -190,8 +192,8 @@ def scan_runner(cfg, files: list[Path]):
         yield tasks(cfg, "no_structured_pii").run, "ray"
         return
     workers = min(available_cpus(), len(files))
-    if workers < 2 or sum(parquet_rows(f) for f in files) < PARALLEL_SCAN_ROWS:
-        yield (lambda fn, items: map(fn, items)), "local"
+    if workers < 2 or (rows if rows is not None else sum(parquet_rows(f) for f in files)) < PARALLEL_SCAN_ROWS:
+        yield map, "local"
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor

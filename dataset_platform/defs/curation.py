@@ -9,7 +9,7 @@ import dagster as dg
 
 from dataset_platform.defs.metadata import STAGE_METADATA, layer_metadata, md_table, round_floats
 from dataset_platform.defs.policies import refresh_after_upstream
-from dataset_platform.defs.quality import prefetch_suites, run_step_checks, step_check_specs
+from dataset_platform.defs.quality import materialise_and_check, prefetch_suites, step_check_specs, step_checks
 from dataset_platform.defs.resources import PlatformResource
 from dataset_platform.stages.base import Stage
 from dataset_platform.stages.registry import STAGES
@@ -33,9 +33,7 @@ def _stage_asset(stage: Stage) -> dg.AssetsDefinition:
     @dg.multi_asset(name=stage.output, group_name=GROUP, specs=specs, check_specs=step_check_specs(stage.output),
                     can_subset=True)
     def _asset(context: dg.AssetExecutionContext, platform: PlatformResource):
-        if context.selected_asset_keys:  # (empty when only checks were selected: they run on the layer as it is)
-            yield from _materialise(context, platform)
-        yield from run_step_checks(context, platform, stage.output)
+        yield from materialise_and_check(context, platform, step_checks(stage.output), lambda: _materialise(context, platform))
 
     def _materialise(context: dg.AssetExecutionContext, platform: PlatformResource):
         from dataset_platform.runner import materialise
@@ -52,12 +50,9 @@ def _stage_asset(stage: Stage) -> dg.AssetsDefinition:
         extra = STAGE_METADATA.get(stage.name)
         per_asset = extra(result, cfg) if extra else {}
         md.update(per_asset.get(stage.output, {}))
-        # (the stage writes all its layers; a run that selected some of them reports those)
-        if dg.AssetKey(stage.output) in context.selected_asset_keys:
-            yield dg.MaterializeResult(asset_key=stage.output, metadata=round_floats(md))
+        yield dg.MaterializeResult(asset_key=stage.output, metadata=round_floats(md))
         for name in stage.also_writes:
-            if dg.AssetKey(name) in context.selected_asset_keys:
-                yield dg.MaterializeResult(asset_key=name, metadata=round_floats(per_asset.get(name, {})))
+            yield dg.MaterializeResult(asset_key=name, metadata=round_floats(per_asset.get(name, {})))
 
     return _asset
 
@@ -71,9 +66,7 @@ def _rejected_asset() -> dg.AssetsDefinition:
     @dg.multi_asset(name="rejected_documents", group_name=GROUP, specs=[spec],
                     check_specs=step_check_specs("rejected_documents"), can_subset=True)
     def rejected_documents(context: dg.AssetExecutionContext, platform: PlatformResource):
-        if context.selected_asset_keys:
-            yield _rejected(context, platform)
-        yield from run_step_checks(context, platform, "rejected_documents")
+        yield from materialise_and_check(context, platform, step_checks("rejected_documents"), lambda: [_rejected(context, platform)])
 
     def _rejected(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:
         from dataset_platform.runner import materialise_rejected

@@ -11,7 +11,7 @@ import dagster as dg
 
 from dataset_platform.config import PlatformConfig
 from dataset_platform.defs.metadata import column_schema, layer_metadata, md_table, round_floats
-from dataset_platform.defs.quality import run_step_checks, step_check_specs
+from dataset_platform.defs.quality import materialise_and_check, step_check_specs, step_checks
 from dataset_platform.defs.resources import PlatformResource
 
 GROUP = "ingestion"
@@ -49,9 +49,7 @@ def build_assets(cfg: PlatformConfig) -> list[dg.AssetsDefinition]:
         can_subset=True,
     )
     def raw_layer(context: dg.AssetExecutionContext, platform: PlatformResource):
-        if context.selected_asset_keys:  # (empty when only checks were selected: they run on the layer as it is)
-            yield from _land(context, platform)
-        yield from run_step_checks(context, platform, "raw_layer")
+        yield from materialise_and_check(context, platform, step_checks("raw_layer"), lambda: _land(context, platform))
 
     def _land(context: dg.AssetExecutionContext, platform: PlatformResource):
         from dataset_platform.checks import gx_worker
@@ -92,11 +90,7 @@ def build_assets(cfg: PlatformConfig) -> list[dg.AssetsDefinition]:
                 crawls))
             md["crawl_urls_per_s"] = float(sum(r[6] for r in crawls) / len(crawls))
             md["crawl_bytes"] = int(sum(r[5] for r in crawls))
-        # (both layers are written together; a run that selected one of them reports it)
-        if dg.AssetKey("raw_pages") in context.selected_asset_keys:
-            yield dg.MaterializeResult(asset_key="raw_pages", metadata=round_floats(md))
-        if dg.AssetKey("crawl_log") not in context.selected_asset_keys:
-            return
+        yield dg.MaterializeResult(asset_key="raw_pages", metadata=round_floats(md))
         yield dg.MaterializeResult(asset_key="crawl_log", metadata=round_floats({
             "dagster/row_count": c["crawl_log_rows"],
             "records_this_run": sum(outcomes.values()),

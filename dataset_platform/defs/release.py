@@ -29,7 +29,7 @@ def upstream_materialisations(context: dg.AssetExecutionContext) -> dict:
 
 def build_assets(cfg: PlatformConfig) -> list[dg.AssetsDefinition]:
     """The release asset, with the freshness policy of ``pipeline.release``."""
-    from dataset_platform.defs.quality import run_step_checks, step_check_specs
+    from dataset_platform.defs.quality import materialise_and_check, step_check_specs, step_checks
 
     r = cfg.pipeline.release
     spec = dg.AssetSpec(
@@ -45,9 +45,7 @@ def build_assets(cfg: PlatformConfig) -> list[dg.AssetsDefinition]:
     @dg.multi_asset(name="dataset_release", group_name="release", specs=[spec],
                     check_specs=step_check_specs("dataset_release"), can_subset=True)
     def dataset_release(context: dg.AssetExecutionContext, platform: PlatformResource):
-        if context.selected_asset_keys:  # (empty when only checks were selected: they run on the release as it is)
-            yield _publish(context, platform)
-        yield from run_step_checks(context, platform, "dataset_release")
+        yield from materialise_and_check(context, platform, step_checks("dataset_release"), lambda: [_publish(context, platform)])
 
     return [dataset_release]
 
