@@ -169,6 +169,37 @@ def test_a_ray_worker_killed_mid_stage_gives_the_same_layers_and_each_part_once(
     assert _files(_release(local_wd)) == _files(_release(ray_wd))
 
 
+def test_dedup_signs_its_documents_on_the_cluster_with_the_local_signatures(tmp_path, ray_cluster):
+    """With the Ray executor the MinHash signing (dedup's work per document) runs as Ray tasks, a
+    window of batches at a time, and writes the index part and the decision a local run writes."""
+    from dataset_platform.cluster.ray_tasks import tasks
+    from dataset_platform.stages.dedup.index import MinHashIndex
+    from dataset_platform.stages.dedup.stage import run_dedup
+
+    dump = _corpus(tmp_path)
+    cfg = config(tmp_path, sources=["news"])
+    cfg = cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={
+        "executor": "ray", "ray": cfg.pipeline.ray.model_copy(update={"address": ray_cluster.address})})})
+    out = {}
+    for where in ("local", "ray"):
+        con = duckdb.connect()
+        index = MinHashIndex(tmp_path / f"index-{where}")
+        placement: dict = {}
+        on = tasks(cfg, "dedup", placement) if where == "ray" else None
+        res = run_dedup(con, f"read_json('{dump}')", cfg.pipeline.dedup, batch_size=40, index=index, tasks=on)
+        index.commit(con)
+        signed = sorted(index.path.glob("part-*.parquet"))
+        out[where] = (res.rejected_rows, con.sql("SELECT * FROM clusters ORDER BY doc_id").fetchall(),
+                      [duckdb.sql(f"SELECT * FROM '{f}' ORDER BY row").fetchall() for f in signed]
+                      + [f.read_bytes() for f in sorted(index.path.glob("part-*.npy"))], len(placement))
+        con.close()
+    (rejected, clusters, signatures, _), (rejected_r, clusters_r, signatures_r, ray_tasks) = out["local"], out["ray"]
+    n = sum(len(part) for part in signatures if isinstance(part, list))
+    assert n > 400 and rejected > 0 and any(c[4] == "near" for c in clusters)
+    assert (rejected_r, clusters_r, signatures_r) == (rejected, clusters, signatures)
+    assert ray_tasks >= -(-n // 40) + 2  # a task per batch of 40 documents, and the shards of band keys
+
+
 def test_a_parts_duckdb_gets_at_most_half_of_the_tasks_memory():
     from dataset_platform.cluster.ray_tasks import task_config
     from dataset_platform.config import parse_config

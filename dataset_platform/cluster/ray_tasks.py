@@ -14,6 +14,7 @@ until a stage runs with this executor. Nothing here imports Dagster.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 
@@ -168,11 +169,12 @@ def tasks(cfg, stage_name: str, placement: dict | None = None) -> Tasks:
     settings = cfg.pipeline.ray
     ray = connect(settings)
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    numbers = itertools.count()  # (tasks of several calls of ``run`` are told apart in ``placement``)
 
     def run(fn, items: list) -> Iterator:
         task = _options(ray, _task_on_ray, settings, f"{stage_name}-task")
         refs = [task.remote(fn, item) for item in items]
-        yield from _in_order(ray, refs, [f"{stage_name}-{i}" for i in range(len(items))], placement)
+        yield from _in_order(ray, refs, [f"{stage_name}-{next(numbers)}" for _ in items], placement)
 
     return Tasks(memory_bytes=size_bytes(settings.task_memory) // 2, threads=1, run=run, min_tasks=cpus,
                  where="ray")

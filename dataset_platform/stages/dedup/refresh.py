@@ -46,11 +46,11 @@ from dataset_platform.storage import sql_str
 MAX_ROUNDS = 20
 
 
-def refresh_by_difference(con, q, params, threshold, batch_size, log, index, workers) -> int | None:
+def refresh_by_difference(con, q, params, threshold, batch_size, log, index, workers, tasks=None) -> int | None:
     """Leave the outputs of a dedup run on ``con`` by difference from the index's last run and
     return the number of input documents; or None (nothing created that the full pass needs) when
     too much changed or the index cannot serve (the full pass runs then)."""
-    return _Difference(con, q, params, threshold, batch_size, log or (lambda _m: None), index, workers).run()
+    return _Difference(con, q, params, threshold, batch_size, log or (lambda _m: None), index, workers, tasks).run()
 
 
 def _one(con, sql: str):
@@ -58,9 +58,9 @@ def _one(con, sql: str):
 
 
 class _Difference:
-    def __init__(self, con, q, params, threshold, batch_size, log, index, workers):
+    def __init__(self, con, q, params, threshold, batch_size, log, index, workers, tasks=None):
         self.con, self.q, self.params, self.threshold = con, q, params, threshold
-        self.batch_size, self.log, self.index, self.workers = batch_size, log, index, workers
+        self.batch_size, self.log, self.index, self.workers, self.tasks = batch_size, log, index, workers, tasks
 
     def run(self) -> int | None:
         con = self.con
@@ -201,7 +201,7 @@ class _Difference:
                  "JOIN _added d ON d.id = s.id::VARCHAR ORDER BY d.id")
         reused = _one(con, "SELECT count(*) FROM _index_docs") - _one(con, "SELECT count(*) FROM _removed")
         self.signed = sign_into_part(con, query, new, reused, index, self.params, self.batch_size, self.workers,
-                                     self.log)
+                                     self.log, self.tasks)
         con.sql(
             f"""
             CREATE OR REPLACE TABLE _live AS

@@ -165,7 +165,7 @@ def run_dedup(
     if index is not None and near_on and index.reuse_edges:  # a refresh: by difference when little changed
         from dataset_platform.stages.dedup.refresh import refresh_by_difference
 
-        n = refresh_by_difference(con, q, params, threshold, batch_size, log, index, workers)
+        n = refresh_by_difference(con, q, params, threshold, batch_size, log, index, workers, tasks)
     positional = n is None
     if n is None:
         n = _full_pass(con, q, near_on, params, threshold, batch_size, log, index, workers, tasks)
@@ -362,12 +362,14 @@ def _rows_of(con: duckdb.DuckDBPyConnection, ids_table: str, fresh: str, otherwi
 
 
 def sign_into_part(con: duckdb.DuckDBPyConnection, query: str, new: int, reused: int, index: MinHashIndex,
-                   params: MinHashParams, batch_size: int, workers: int, log: Callable[[str], None]):
+                   params: MinHashParams, batch_size: int, workers: int, log: Callable[[str], None],
+                   tasks: Tasks | None = None):
     """Sign the ``new`` documents of ``query`` (id, content_hash, text, lang) in bounded batches
-    (on a process pool when there are many) into the index's new part: its Parquet file (part,
-    row, id, content_hash, sig, keys; rows numbered in query order) and its arrays. Leaves
-    ``_signed`` (id, row) on ``con``; returns the part's written arrays (their band keys still in
-    memory), or None when nothing was signed."""
+    (on a process pool when there are many; as tasks of a cluster when ``tasks`` run there, i.e.
+    ``pipeline.executor: ray``) into the index's new part: its Parquet file (part, row, id,
+    content_hash, sig, keys; rows numbered in query order) and its arrays. Leaves ``_signed``
+    (id, row) on ``con``; returns the part's written arrays (their band keys still in memory), or
+    None when nothing was signed. The signatures are the same wherever a batch is signed."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -401,7 +403,20 @@ def sign_into_part(con: duckdb.DuckDBPyConnection, query: str, new: int, reused:
 
     kernel = new >= KERNEL_MIN_DOCS or kernel_loaded()
     try:
-        if workers <= 1 or new <= batch_size:
+        if tasks is not None and tasks.where != "local" and new > batch_size:
+            # the cluster's workers sign (on a cluster the signing, the stage's work per document,
+            # must not stay in the run's process); a window of batches at a time, so that the
+            # texts in flight stay bounded (two batches per CPU of the cluster)
+            window: list = []
+            for b in reader:
+                window.append((b, params, kernel))
+                if len(window) >= 2 * tasks.min_tasks:
+                    for signed in tasks.run(sign_task, window):
+                        write(signed)
+                    window = []
+            for signed in tasks.run(sign_task, window):
+                write(signed)
+        elif workers <= 1 or new <= batch_size:
             for b in reader:
                 write(sign_batch(b, params, kernel))
         else:
@@ -431,6 +446,11 @@ def sign_into_part(con: duckdb.DuckDBPyConnection, query: str, new: int, reused:
     con.sql("INSERT INTO _signed SELECT id, row FROM _ids")
     con.unregister("_ids")
     return arrays
+
+
+def sign_task(item: tuple) -> object:
+    """:func:`sign_batch` of one ``(batch, params, kernel)``: a task of :class:`Tasks`."""
+    return sign_batch(*item)
 
 
 def drop_near_duplicates(con: duckdb.DuckDBPyConnection, edges_sql: str, nodes_sql: str,
@@ -522,7 +542,8 @@ class _NearDuplicates:
             con.sql("CREATE OR REPLACE TABLE _sign AS SELECT m.id, m.content_hash, d.part IS NULL AND d.doc IS NOT NULL "
                     "AS sign FROM _meta m LEFT JOIN _docs d ON d.id = m.id ORDER BY m.pos")
             query = f"SELECT g.id, g.content_hash, s.text, {lang} FROM {self.src} s POSITIONAL JOIN _sign g WHERE g.sign"
-        sign_into_part(con, query, new, self.n - new, index, self.params, self.batch_size, self.workers, self.log)
+        sign_into_part(con, query, new, self.n - new, index, self.params, self.batch_size, self.workers, self.log,
+                       self.tasks)
         if new:
             con.sql(f"UPDATE _docs SET part = {index.new_part}, row = p.row FROM _signed p "
                     "WHERE p.id = _docs.id AND _docs.part IS NULL")
