@@ -15,7 +15,8 @@
       layers/deduplicated_documents/minhash_index/   the dedup stage's index
       layers/labelled_documents/models/ the label stage's trained classifiers, by fingerprint
       layers/split_assignments/         every (id, split, group_key) a release assigned
-      raw/<source>/                     landed batches, crawl state, quarantine files, .lock
+      raw/<source>/                     landed batches (a file, or a <batch>.ranges/ folder), crawl state,
+                                        quarantine files, .lock
       inbox/<source>/, inbox/annotations/   files dropped by users (processed/ once taken)
       annotation/export/                Label Studio tasks of the documents that most need review
       releases/<dataset>/<version>/     published releases; releases/<dataset>/LATEST

@@ -200,6 +200,32 @@ def test_dedup_signs_its_documents_on_the_cluster_with_the_local_signatures(tmp_
     assert ray_tasks >= -(-n // 40) + 2  # a task per batch of 40 documents, and the shards of band keys
 
 
+def test_a_dump_file_lands_in_ranges_as_ray_tasks_with_the_local_raw_layer(tmp_path, ray_cluster, monkeypatch):
+    """With the Ray executor a dump file lands as Ray tasks, one per byte range of it, and the raw
+    layer (raw_pages and crawl_log) is byte for byte the one a local landing writes."""
+    from dataset_platform.ingest import files as landing
+    from dataset_platform.ingest.refresh import materialise_raw
+
+    dump = _corpus(tmp_path)
+    monkeypatch.setattr(landing, "RANGE_BYTES", 20_000)
+    ranges = landing.jsonl_ranges(dump)
+    assert len(ranges) >= 4
+    base = config(tmp_path, sources=["news"])
+    built = {}
+    for executor in ("local", "ray"):
+        cfg = base.model_copy(update={"pipeline": base.pipeline.model_copy(update={
+            "executor": executor, "ray": base.pipeline.ray.model_copy(update={"address": ray_cluster.address})})})
+        wd = Workdir.at(tmp_path / executor).ensure()
+        wd.inbox("news").mkdir(parents=True, exist_ok=True)
+        shutil.copy(dump, wd.inbox("news") / "news.jsonl")
+        built[executor] = (wd, materialise_raw(cfg, wd).counters["sources"]["news"])
+    (local_wd, local), (ray_wd, on_ray) = built["local"], built["ray"]
+    assert "ray" not in local and on_ray["ray"]["tasks"] == len(ranges)  # a Ray task per range
+    for layer in ("raw_pages", "crawl_log"):
+        assert _files(local_wd.layer_dir(layer)) == _files(ray_wd.layer_dir(layer)), layer
+    assert sum(on_ray["outcomes"].values()) == sum(local["outcomes"].values()) > 400
+
+
 def test_a_parts_duckdb_gets_at_most_half_of_the_tasks_memory():
     from dataset_platform.cluster.ray_tasks import task_config
     from dataset_platform.config import parse_config

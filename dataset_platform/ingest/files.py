@@ -61,6 +61,12 @@ captures of the test corpus do); decompression is about a fifth of the time. war
 subclassed so that a damaged gzip stream raises (warcio prints to stderr and stops) and a damaged
 Content-Encoding fails one record only.
 
+Byte ranges: a plain (not gzip) JSON Lines file larger than :data:`RANGE_BYTES` lands in ranges cut
+after a line break (:func:`jsonl_ranges`), each a :class:`LandUnit` that a task lands on its own
+(``ingest/refresh.ingest_source_files``: a Ray task, or a worker process); each keeps the line
+numbers of the whole file, so the records, the quarantine file and the batch read through the
+loader are those of the file landed in one piece (``tests/test_ingest_ranges.py``).
+
 JSONL/Parquet mapping: ``fields`` maps our fields (``url``, ``text``, ``html``, ``title``,
 ``fetched_at``) to the dump's; unmapped fields are looked up under their own name. A record with
 ``text`` lands as ``fetched`` with ``text`` (``html`` null, ``content_type`` ``text/plain``); one
@@ -93,7 +99,8 @@ from dataset_platform.ingest.readers.common import (
 
 __all__ = [
     "DEFAULT_FETCHED_AT", "DUMP_FIELDS", "KINDS", "MAX_BODY_BYTES", "PROGRESS_EVERY", "SUFFIXES", "IngestSummary",
-    "batch_file_name", "batch_id_for", "ingest_file", "kind_for_path", "quarantine_path_for",
+    "RANGES_SUFFIX", "RANGE_BYTES", "LandUnit", "batch_file_name", "batch_id_for", "combined_summary", "ingest_file",
+    "jsonl_ranges", "kind_for_path", "land_unit", "quarantine_path_for",
 ]
 
 #: largest decoded WARC payload kept (bytes); a larger one lands as ``too_large``
@@ -181,6 +188,88 @@ def batch_file_name(batch_id: str) -> str:
     return batch_id + PARQUET_SUFFIX
 
 
+#: a plain (not gzip) JSON Lines file larger than this lands in byte ranges of about this size,
+#: each a task of its own (a Ray task with ``pipeline.executor: ray``): see :func:`jsonl_ranges`
+RANGE_BYTES = 32 * 1024 * 1024
+#: a batch landed in ranges is a folder ``<batch id>.ranges/`` of one Parquet file per range
+#: (``00000.parquet``, ... in file order); the loader reads it as one batch
+RANGES_SUFFIX = ".ranges"
+
+
+def jsonl_ranges(path: str | os.PathLike, range_bytes: int | None = None) -> list[tuple[int, int | None, int]]:
+    """``(start, end, first line number)`` of the byte ranges a plain JSON Lines file lands in:
+    cut after the first line break at or past every ``range_bytes`` (default :data:`RANGE_BYTES`) bytes, so that every line
+    (however long) is whole in one range, numbered as in the whole file. One range (``(0, None,
+    1)``) for a gzip file or a file of at most ``range_bytes``. The cut depends on the file only,
+    never on where it lands, so the batch is the same on any executor."""
+    path = Path(path)
+    size = path.stat().st_size
+    range_bytes = range_bytes or RANGE_BYTES
+    with open(path, "rb") as f:
+        if size <= range_bytes or f.read(2) == b"\x1f\x8b":
+            return [(0, None, 1)]
+        f.seek(0)
+        ranges: list[tuple[int, int | None, int]] = []
+        start, line, pos = 0, 1, 0
+        lines_in_range = 0
+        while True:  # one pass: count line breaks (for the numbers) and find each cut
+            chunk = f.read(1 << 22)
+            if not chunk:
+                break
+            at = 0
+            while start + range_bytes <= pos + len(chunk):
+                cut = chunk.find(b"\n", max(at, start + range_bytes - 1 - pos))
+                if cut < 0:
+                    break
+                lines_in_range += chunk.count(b"\n", at, cut + 1)
+                ranges.append((start, pos + cut + 1, line))
+                line += lines_in_range
+                lines_in_range = 0
+                start, at = pos + cut + 1, cut + 1
+            lines_in_range += chunk.count(b"\n", at)
+            pos += len(chunk)
+    if start < size:
+        ranges.append((start, None, line))
+    elif ranges:  # (the last cut fell on the file's end)
+        ranges[-1] = (ranges[-1][0], None, ranges[-1][2])
+    return ranges
+
+
+@dataclass(frozen=True)
+class LandUnit:
+    """One task of landing: a file, or one byte range of it (``span``), into ``output_path``."""
+
+    path: str
+    source: str
+    kind: str
+    output_path: str
+    fields: tuple[tuple[str, str], ...] = ()
+    span: tuple[int, int | None, int] | None = None
+
+
+def land_unit(unit: LandUnit, log: Log | None = None) -> IngestSummary:
+    """:func:`ingest_file` of one :class:`LandUnit` (a module-level function: it runs as a task
+    in another process or on another machine); ``log`` receives its progress lines only."""
+    return ingest_file(unit.path, source=unit.source, kind=unit.kind, output_path=unit.output_path,
+                       fields=dict(unit.fields) or None, log=log, span=unit.span, summary_log=False)
+
+
+def combined_summary(path: str | os.PathLike, kind: str, parts: list[IngestSummary]) -> IngestSummary:
+    """The summary of a file landed in ranges, from its ranges' summaries (in file order)."""
+    out = IngestSummary(path=str(path), kind=kind)
+    for s in parts:
+        out.records += s.records
+        out.bytes_read += s.bytes_read
+        out.elapsed_s += s.elapsed_s
+        out.quarantined += s.quarantined
+        out.errors += s.errors
+        for k, v in s.outcomes.items():
+            out.outcomes[k] = out.outcomes.get(k, 0) + v
+        for k, v in s.skipped.items():
+            out.skipped[k] = out.skipped.get(k, 0) + v
+    return out
+
+
 def ingest_file(
     path: str | os.PathLike,
     *,
@@ -190,9 +279,16 @@ def ingest_file(
     fields: Mapping[str, str] | None = None,
     log: Log | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    span: tuple[int, int | None, int] | None = None,
+    summary_log: bool = True,
 ) -> IngestSummary:
-    """Land ``path`` (a ``kind`` file) as the batch ``output_path``; see the module docstring."""
+    """Land ``path`` (a ``kind`` file) as the batch ``output_path``; see the module docstring.
+    ``span``: land one byte range of a plain JSON Lines file only (:func:`jsonl_ranges`).
+    ``summary_log``: pass the notes on breaks and the summary line to ``log`` at the end (else
+    the caller does)."""
     path = Path(path)
+    if span is not None and kind != "jsonl":
+        raise ValueError(f"{path.name}: only a JSON Lines file lands by byte range (not {kind})")
     if kind not in KINDS:
         raise ValueError(f"{path.name}: unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
     mapping = field_mapping(fields)
@@ -212,7 +308,7 @@ def ingest_file(
         elif kind == "jsonl":
             from dataset_platform.ingest.readers.dumps import ingest_jsonl
 
-            ingest_jsonl(path, writer, summary, mapping)
+            ingest_jsonl(path, writer, summary, mapping, span)
         else:
             from dataset_platform.ingest.readers.dumps import ingest_parquet
 
@@ -222,7 +318,8 @@ def ingest_file(
     except BaseException:
         writer.abort()
         raise
-    for note in summary.errors:
-        say(f"{source}: {note}")
-    say(f"{source}: {summary.line()}")
+    if summary_log:
+        for note in summary.errors:
+            say(f"{source}: {note}")
+        say(f"{source}: {summary.line()}")
     return summary

@@ -1,8 +1,10 @@
 """Loading landed batches (one record per URL: see ``dataset_platform/contracts/records.py``).
 
 A batch is ``<crawl id>.jsonl.gz`` (gzip JSON Lines: what a crawl lands) or ``<crawl id>.parquet``
-(the same fields as columns: what ``ingest_file`` lands for a dump file); see
-``dataset_platform/ingest/batchfile.py``. Both read alike through :func:`batch_sql`.
+(the same fields as columns: what ``ingest_file`` lands for a dump file), or ``<batch id>.ranges/``
+(a JSON Lines file landed in byte ranges: one such Parquet file per range, in file order); see
+``dataset_platform/ingest/batchfile.py`` and ``ingest/files.py``. All read alike through
+:func:`batch_sql`.
 
 A batch becomes:
 
@@ -83,8 +85,15 @@ def doc_id_sql(source_sql: str, url_sql: str) -> str:
     return ID_SQL.format(source=source_sql, url=url_sql)
 
 
-#: batch file endings, the preferred first (a batch id landed under both is the same batch)
-BATCH_SUFFIXES = (".parquet", ".jsonl.gz")
+#: a file landed in byte ranges: a folder of one Parquet file per range (``ingest/files.py``)
+RANGES = ".ranges"
+#: batch file endings, the preferred first (a batch id landed under several is the same batch)
+BATCH_SUFFIXES = (".parquet", ".jsonl.gz", RANGES)
+
+
+def range_files(folder: Path) -> list[Path]:
+    """The Parquet files of a batch landed in ranges, in file order."""
+    return sorted(f for f in folder.glob("*.parquet") if f.name[:-len(".parquet")].isdigit())
 
 
 def batch_sql(batch: Batch) -> str:
@@ -92,10 +101,20 @@ def batch_sql(batch: Batch) -> str:
     landed field."""
     head = (f"SELECT {sql_str(batch.source)} AS source, {sql_str(batch.crawl_id)} AS crawl_id, seq, "
             f"{doc_id_sql(sql_str(batch.source), 'url')} AS id, * EXCLUDE (seq)")
+    cols = ", ".join(f'CAST("{k}" AS {v}) AS "{k}"' for k, v in BATCH_COLUMNS.items())
     if batch.path.name.endswith(".parquet"):
-        cols = ", ".join(f'CAST("{k}" AS {v}) AS "{k}"' for k, v in BATCH_COLUMNS.items())
         return (f"{head} FROM (SELECT file_row_number + 1 AS seq, {cols} "
                 f"FROM read_parquet({sql_str(batch.path)}, file_row_number = true))")
+    if batch.path.name.endswith(RANGES):  # a file landed in byte ranges: one Parquet file per range
+        import pyarrow.parquet as pq
+
+        files, bases, base = range_files(batch.path), [], 0
+        for f in files:  # (the rows before each range's: its records' numbers in the whole file)
+            bases.append(f"({sql_str(f)}, {base})")
+            base += pq.ParquetFile(f).metadata.num_rows
+        return (f"{head} FROM (SELECT o.base + r.file_row_number + 1 AS seq, {cols} "
+                f"FROM read_parquet([{', '.join(sql_str(f) for f in files)}], file_row_number = true, filename = true) r "
+                f"JOIN (VALUES {', '.join(bases)}) o(file, base) ON o.file = r.filename)")
     columns = "{" + ", ".join(f"'{k}': '{v}'" for k, v in BATCH_COLUMNS.items()) + "}"
     return (
         f"{head} FROM (SELECT row_number() OVER () AS seq, * "
@@ -123,8 +142,9 @@ def landed_batch(wd: Workdir, source: str, crawl_id: str) -> Path | None:
     """The batch file of ``crawl_id`` if it was landed (in either format)."""
     folder = wd.raw_batches(source)
     for suffix in BATCH_SUFFIXES:
-        if (folder / (crawl_id + suffix)).is_file():
-            return folder / (crawl_id + suffix)
+        path = folder / (crawl_id + suffix)
+        if path.is_dir() if suffix == RANGES else path.is_file():
+            return path
     return None
 
 

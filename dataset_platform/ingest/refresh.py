@@ -22,7 +22,8 @@ from pathlib import Path
 
 from dataset_platform import atomic
 from dataset_platform.config import CrawlSource, DumpSource, PlatformConfig, Source
-from dataset_platform.ingest.load import Batch, source_files
+from dataset_platform.ingest.files import LandUnit, land_unit
+from dataset_platform.ingest.load import RANGES, Batch, source_files
 from dataset_platform.storage import (
     count_layer,
     ensure_view,
@@ -249,8 +250,16 @@ def _the_files_fault(e: BaseException) -> bool:
 
 
 def ingest_source_files(source: Source, wd: Workdir, log: Log = _noop,
-                        refused: list[dict] | None = None) -> list[str]:
+                        refused: list[dict] | None = None, cfg: PlatformConfig | None = None,
+                        placement: dict | None = None) -> list[str]:
     """Land every file of a source not landed before (a file's batch id is its content hash).
+
+    The files land as tasks (:func:`land_task`), one per file, and a plain JSON Lines file larger
+    than ``files.RANGE_BYTES`` one per byte range of it (the batch is then a ``.ranges`` folder of
+    one Parquet file per range; the loader reads it as one batch): Ray tasks with
+    ``pipeline.executor: ray`` in ``cfg`` (``placement`` receives where each ran), else worker
+    processes of this machine when there is enough to land, else here, one after another. The
+    batches are the same wherever they land.
 
     Inbox files move to ``inbox/<source>/processed/`` once landed. A file that fails to land for a
     reason of its own (it cannot be read, or holds no record the source can take) does not stop
@@ -261,40 +270,166 @@ def ingest_source_files(source: Source, wd: Workdir, log: Log = _noop,
     files = files_to_land(source, wd, log, refused)
     if not files:
         return landed
-    from dataset_platform.ingest.files import batch_file_name, batch_id_for, ingest_file
+    from dataset_platform.ingest.files import batch_file_name, batch_id_for, jsonl_ranges
     from dataset_platform.ingest.load import landed_batch
 
-    fields = dict(source.fields) if isinstance(source, DumpSource) else {}
+    fields = tuple(sorted(source.fields.items())) if isinstance(source, DumpSource) else ()
     hashes = _HashCache(wd.file_hashes(source.name))
+    todo: list[_ToLand] = []
     for path, kind in files:
         in_inbox = path.parent == wd.inbox(source.name)
         try:
             batch_id = hashes.get(path) or hashes.put(path, batch_id_for(path, source.name))
-            out = wd.raw_batches(source.name) / batch_file_name(batch_id)
-            if landed_batch(wd, source.name, batch_id) is None:  # either format: batches of earlier versions count
-                summary = ingest_file(path, source=source.name, kind=kind, output_path=out, fields=fields or None,
-                                      log=log)
-                log(f"{source.name}: landed {path.name} as {batch_id}: {summary.records} records")
-                landed.append(batch_id)
-            else:
+            if landed_batch(wd, source.name, batch_id) is not None:  # either format: batches of earlier versions count
                 log(f"{source.name}: {path.name} was landed before as {batch_id}; skipped")
+                if in_inbox:
+                    _processed(path)
+                continue
+            spans = jsonl_ranges(path) if kind == "jsonl" else [(0, None, 1)]
         except Exception as e:
             if not _the_files_fault(e):
                 raise
-            why = f"cannot be landed: {type(e).__name__}: {e}"
-            if in_inbox:
-                _refuse(wd, source.name, path, why, log, refused)
-            else:
-                log(f"{source.name}: {path} {why} (skipped; the other files land)")
-                if refused is not None:
-                    refused.append({"file": str(path), "reason": why})
+            _cannot_land(wd, source.name, path, in_inbox, f"cannot be landed: {type(e).__name__}: {e}", log, refused)
             continue
-        if in_inbox:
-            done = path.parent / PROCESSED
-            done.mkdir(exist_ok=True)
-            os.replace(path, done / path.name)
+        folder = wd.raw_batches(source.name)
+        if len(spans) == 1:
+            units = [LandUnit(str(path), source.name, kind, str(folder / batch_file_name(batch_id)), fields)]
+            staging = None
+        else:
+            staging = folder / f".{batch_id}{RANGES}.tmp"
+            if staging.exists():
+                shutil.rmtree(staging)  # (a landing killed before: its ranges land again)
+            staging.mkdir(parents=True)
+            units = [LandUnit(str(path), source.name, kind, str(staging / f"{i:05d}.parquet"), fields, span)
+                     for i, span in enumerate(spans)]
+        todo.append(_ToLand(path, kind, in_inbox, batch_id, units, staging))
+    with _landing(cfg, [u for t in todo for u in t.units], log, placement) as run:
+        results = iter(run(land_task, [u for t in todo for u in t.units]))
+        for t in todo:
+            outcomes = []
+            for i, _unit in enumerate(t.units):
+                outcomes.append(next(results))
+                if len(t.units) > 1 and outcomes[-1][0] is not None:
+                    log(f"{source.name}: {t.path.name}: range {i + 1}/{len(t.units)} landed "
+                        f"({sum(o[0].records for o in outcomes if o[0] is not None)} records so far)")
+            t.results = [o[0] for o in outcomes]
+            why = next((o[1] for o in outcomes if o[1] is not None), None)
+            if why is not None:
+                if t.staging is not None:
+                    shutil.rmtree(t.staging, ignore_errors=True)
+                _cannot_land(wd, source.name, t.path, t.in_inbox, why, log, refused)
+                continue
+            summary = _commit_ranges(t, wd) if t.staging is not None else outcomes[0][0]
+            for note in summary.errors:
+                log(f"{source.name}: {note}")
+            log(f"{source.name}: {summary.line()}")
+            log(f"{source.name}: landed {t.path.name} as {t.batch_id}: {summary.records} records"
+                + (f" ({len(t.units)} ranges)" if len(t.units) > 1 else ""))
+            landed.append(t.batch_id)
+            if t.in_inbox:
+                _processed(t.path)
     hashes.save()
     return landed
+
+
+@dataclass
+class _ToLand:
+    path: Path
+    kind: str
+    in_inbox: bool
+    batch_id: str
+    units: list[LandUnit]
+    staging: Path | None  # the ranges' folder, renamed into place once they all landed
+    results: list = field(default_factory=list)  # the units' summaries
+
+
+def land_task(unit: LandUnit, log: Log | None = None) -> tuple:
+    """``(summary, None)`` of landing one :class:`LandUnit`, or ``(None, why)`` when it failed for
+    a reason of the file's own (bad data; see :func:`_the_files_fault`); other errors raise. A
+    module-level function: it runs as a task in another process or on another machine. ``log``:
+    its progress lines (the caller logs its summary)."""
+    try:
+        return land_unit(unit, log), None
+    except Exception as e:
+        if not _the_files_fault(e):
+            raise
+        return None, f"cannot be landed: {type(e).__name__}: {e}"
+
+
+def _commit_ranges(t: _ToLand, wd: Workdir):
+    """Put a file landed in ranges in place: the ranges' quarantined lines as one quarantine file
+    (in file order, as a landing in one piece writes it), then the folder, renamed (the batch
+    exists once whole). Returns the file's summary."""
+    from dataset_platform.ingest.files import combined_summary, quarantine_path_for
+
+    folder = t.staging.parent
+    parts = [Path(u.output_path) for u in t.units]
+    quarantined = [quarantine_path_for(p) for p in parts if quarantine_path_for(p).exists()]
+    qpath = quarantine_path_for(folder / (t.batch_id + ".parquet"))
+    if quarantined:
+        with atomic.replacing(qpath) as tmp, open(tmp, "wb") as out:
+            for q in quarantined:
+                with open(q, "rb") as f:
+                    shutil.copyfileobj(f, out)
+        for q in quarantined:
+            q.unlink()
+    os.replace(t.staging, folder / (t.batch_id + RANGES))
+    summary = combined_summary(t.path, t.kind, t.results)
+    if quarantined:
+        summary.quarantine_path = str(qpath)
+    return summary
+
+
+@contextlib.contextmanager
+def _landing(cfg: PlatformConfig | None, units: list, log: Log, placement: dict | None):
+    """How the landing tasks run: ``run(fn, units)`` yields ``fn(unit)`` in order (see
+    :func:`ingest_source_files`)."""
+    if cfg is not None and cfg.pipeline.executor == "ray" and units:
+        from dataset_platform.cluster.ray_tasks import tasks
+
+        yield tasks(cfg, "ingest", placement).run
+        return
+    from dataset_platform.stages.base import available_cpus
+
+    workers = min(available_cpus(), len(units))
+    if workers < 2 or sum(_unit_bytes(u) for u in units) < LOCAL_POOL_BYTES:
+        yield lambda fn, items: (fn(item, log) for item in items)  # (here: with its progress lines)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from dataset_platform.stages.base import exit_with_parent
+
+    log(f"landing {len(units)} file(s) or range(s) on {workers} worker processes")
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=exit_with_parent) as pool:
+        yield pool.map
+
+
+#: less than this to land in all is landed in this process (starting workers costs about a second)
+LOCAL_POOL_BYTES = 64 * 1024 * 1024
+
+
+def _unit_bytes(unit: LandUnit) -> int:
+    if unit.span is None or unit.span[1] is None:
+        return Path(unit.path).stat().st_size - (unit.span[0] if unit.span else 0)
+    return unit.span[1] - unit.span[0]
+
+
+def _processed(path: Path) -> None:
+    done = path.parent / PROCESSED
+    done.mkdir(exist_ok=True)
+    os.replace(path, done / path.name)
+
+
+def _cannot_land(wd: Workdir, source: str, path: Path, in_inbox: bool, why: str, log: Log,
+                 refused: list[dict] | None) -> None:
+    if in_inbox:
+        _refuse(wd, source, path, why, log, refused)
+        return
+    log(f"{source}: {path} {why} (skipped; the other files land)")
+    if refused is not None:
+        refused.append({"file": str(path), "reason": why})
 
 
 class _HashCache:
@@ -381,14 +516,19 @@ def materialise_raw(
         for name in sources or list(by_name):
             source = by_name[name]
             crawl_stats = None
+            placement: dict = {}  # (pipeline.executor: ray) where each landing task ran
             with source_lock(wd, name, log) as lock_fd:
                 if isinstance(source, CrawlSource) and crawl:
                     _, crawl_stats = crawl_source(source, wd, log, lock_fd)
                 refused: list[dict] = []
-                ingest_source_files(source, wd, log, refused)
+                ingest_source_files(source, wd, log, refused, cfg, placement)
                 per_source[name] = ingest_pending(con, wd, name, log=log, part_rows=cfg.pipeline.part_rows)
             per_source[name]["crawl"] = crawl_stats
             per_source[name]["refused_files"] = refused
+            if placement:
+                from dataset_platform.cluster.ray_tasks import placement_summary
+
+                per_source[name]["ray"] = placement_summary(placement, cfg.pipeline.ray)
             if not source_files(wd, name) and not merged_batches(wd, name):
                 raise FileNotFoundError(
                     f"source {name!r} has nothing stored yet: no crawl or file has been landed under "

@@ -52,19 +52,31 @@ class _Oversized(int):
 
 
 def _jsonl_lines(path: Path, s: IngestSummary, max_line: int = MAX_LINE_BYTES,
-                 max_ratio: float = MAX_GZIP_RATIO) -> Iterator[tuple[int, bytes | _Oversized]]:
+                 max_ratio: float = MAX_GZIP_RATIO, span: tuple[int, int | None, int] | None = None,
+                 ) -> Iterator[tuple[int, bytes | _Oversized]]:
     """(line number, line bytes, or :class:`_Oversized` for a line past ``max_line``) of a (gzip)
     JSON Lines file, in bounded memory; raises ArchiveBroken (after the readable lines) when the
-    gzip stream is cut, corrupt, or inflates past ``max_ratio`` times its size."""
+    gzip stream is cut, corrupt, or inflates past ``max_ratio`` times its size. ``span``
+    (start byte, end byte or None, number of the first line): the lines of that byte range of a
+    plain file only (it starts at a line's first byte: see ``files.jsonl_ranges``)."""
     with open(path, "rb") as f:
         gz = f.read(2) == b"\x1f\x8b"
+        if span is not None:
+            if gz:
+                raise ValueError(f"{path.name}: a gzip file is not read by byte range")
+            start, end, first = span
+            f.seek(start)
+            yield from _split_lines(_plain_chunks(f, s, None if end is None else end - start), max_line, first - 1)
+            return
         f.seek(0)
         yield from _split_lines(_gzip_chunks(f, s, max_ratio) if gz else _plain_chunks(f, s), max_line)
 
 
-def _plain_chunks(f, s: IngestSummary) -> Iterator[bytes]:
-    while chunk := f.read(_READ_CHUNK):
+def _plain_chunks(f, s: IngestSummary, limit: int | None = None) -> Iterator[bytes]:
+    while (limit is None or limit > 0) and (chunk := f.read(_READ_CHUNK if limit is None else min(limit, _READ_CHUNK))):
         s.bytes_read += len(chunk)
+        if limit is not None:
+            limit -= len(chunk)
         yield chunk
 
 
@@ -97,8 +109,8 @@ def _gzip_chunks(f, s: IngestSummary, max_ratio: float) -> Iterator[bytes]:
                     d = zlib.decompressobj(16 + zlib.MAX_WBITS)
 
 
-def _split_lines(chunks: Iterator[bytes], max_line: int) -> Iterator[tuple[int, bytes | _Oversized]]:
-    n = 0
+def _split_lines(chunks: Iterator[bytes], max_line: int, before: int = 0) -> Iterator[tuple[int, bytes | _Oversized]]:
+    n = before  # (lines before the first chunk)
     pending = bytearray()
     skipped = -1  # >= 0: bytes of an oversized line skipped so far
     chunks = iter(chunks)
@@ -154,17 +166,19 @@ def _strict_json(raw: bytes) -> dict[str, Any]:
     return obj
 
 
-def ingest_jsonl(path: Path, w: BatchWriter, s: IngestSummary, mapping: dict[str, str]) -> None:
+def ingest_jsonl(path: Path, w: BatchWriter, s: IngestSummary, mapping: dict[str, str],
+                 span: tuple[int, int | None, int] | None = None) -> None:
     """Each line through orjson (C, strict); a line it refuses, or whose mapped fields hold a float
     (orjson reads integers beyond 64 bits as floats), again through :func:`_strict_json`, which decides
-    what the line is, so the result is the standard library's for every line."""
+    what the line is, so the result is the standard library's for every line. ``span``: one byte
+    range of the file only (see :func:`_jsonl_lines`); its lines keep their numbers in the file."""
     name = path.name
     prefix = file_url("jsonl", name, "line=")
     keys = tuple(mapping[k] for k in _KEYS)
     fast = orjson.loads
     n = 0
     try:
-        for n, raw in _jsonl_lines(path, s):
+        for n, raw in _jsonl_lines(path, s, span=span):
             if isinstance(raw, _Oversized):  # (never read into memory: its length only)
                 msg = f"line of {int(raw)} bytes, over the bound of {MAX_LINE_BYTES} bytes"
                 w.write({"url": f"{prefix}{n}", "outcome": "too_large", "detail": msg,
