@@ -423,6 +423,7 @@ def _global(stage: Stage, ctx: StageContext, inputs: dict[str, InputPart], out: 
     c = {"parts_computed": 0, "parts_completed": 0, "parts_reused": 0, "parts_adopted": 0, "parts_dropped": 0,
          "rows_computed": res.result.input_rows}
     added = [col for col in con.sql("SELECT * FROM _decision LIMIT 0").columns if col != "id"]
+    todo = []  # (key, input part, chain, kept ids): the output parts to write
     for key, part in inputs.items():
         chain, want = chain_of(version, part.info.chain), kept_ids.get(key, NO_IDS)
         old = out.parts.get(key)
@@ -432,12 +433,20 @@ def _global(stage: Stage, ctx: StageContext, inputs: dict[str, InputPart], out: 
         if out.adopt(key, chain, want) is not None:
             c["parts_adopted"] += 1
             continue
-        staging = out.stage(key)
-        select = ", ".join(f'k."{a}"' for a in added)
-        rows = write_parquet(
-            con, f"SELECT i.*{', ' + select if select else ''} FROM read_parquet({sql_str(part.file)}) i "
-                 f"JOIN (SELECT * FROM _kept_by_part WHERE key = {sql_str(key)}) k ON k.id = i.id ORDER BY i.id",
-            staging / DATA, layer=stage.output, label_sets=label_sets)
+        todo.append((key, part, chain, want))
+    # each a task of the stage's Tasks when they run on a cluster (the decision applied to a part
+    # where the part is read, not in this process), else here
+    on_cluster = ctx.tasks is not None and ctx.tasks.where != "local" and len(todo) > 1
+    kept_of = lambda key: f"(SELECT * EXCLUDE (key) FROM _kept_by_part WHERE key = {sql_str(key)})"
+    dests = {key: str(out.stage(key) / DATA) for key, *_ in todo}
+    if on_cluster:
+        written = ctx.tasks.run(apply_decision, [
+            (str(part.file), con.sql(f"SELECT * FROM {kept_of(key)}").to_arrow_table(), added, dests[key], stage.output,
+             tuple(label_sets or ()), ctx.tasks.memory_bytes) for key, part, _c, _w in todo])
+    else:
+        written = (_apply_decision(con, kept_of(key), str(part.file), added, dests[key], stage.output, label_sets)
+                   for key, part, _c, _w in todo)
+    for (key, part, chain, want), rows in zip(todo, written, strict=True):
         out.staged(PartInfo(key, chain=chain, ids=want, input_ids=want, rows=rows,
                             counters={"input": part.info.rows, "kept": rows, "rejected": part.info.rows - rows}))
         c["parts_computed"] += 1
@@ -452,6 +461,32 @@ def _global(stage: Stage, ctx: StageContext, inputs: dict[str, InputPart], out: 
 
         c["ray"] = placement_summary(placement, ctx.config.pipeline.ray)
     return c, res.result
+
+
+def _apply_decision(con, kept: str, input_file: str, added: list[str], dest: str, layer: str, label_sets) -> int:
+    """Write the rows of ``input_file`` whose ids ``kept`` (id and the ``added`` columns) holds,
+    with those columns, into ``dest`` (id order); returns the rows written."""
+    select = ", ".join(f'k."{a}"' for a in added)
+    return write_parquet(
+        con, f"SELECT i.*{', ' + select if select else ''} FROM read_parquet({sql_str(input_file)}) i "
+             f"JOIN {kept} k ON k.id = i.id ORDER BY i.id", Path(dest), layer=layer, label_sets=label_sets)
+
+
+def apply_decision(item: tuple) -> int:
+    """:func:`_apply_decision` as a task (``item``: the input part's file, its kept rows as an
+    Arrow table, the added columns, the destination, the layer, its label sets, the task's memory
+    in bytes), on a DuckDB connection of its own."""
+    input_file, kept, added, dest, layer, label_sets, memory_bytes = item
+    con = memory_connection(threads=1, memory_limit=f"{max(memory_bytes // 10**6, 100)}MB")
+    try:
+        # a table, as in the run's process (DuckDB writes a column without NULLs in a table as a
+        # required Parquet field; from the Arrow table it would be an optional one)
+        con.register("_kept_arrow", kept)
+        con.sql("CREATE TEMP TABLE _kept AS SELECT * FROM _kept_arrow")
+        con.unregister("_kept_arrow")
+        return _apply_decision(con, "_kept", input_file, added, dest, layer, label_sets)
+    finally:
+        con.close()
 
 
 # ------------------------------------------------------------------ totals

@@ -102,9 +102,11 @@ def test_parts_run_as_ray_tasks_and_give_the_local_layers_and_release_byte_for_b
         assert ran["ray"]["tasks"] == ran["parts_computed"]  # every part a Ray task...
         assert "ray" not in local[layer].counters
         assert _files(local_wd.layer_dir(layer)) == _files(ray_wd.layer_dir(layer)), layer  # ... the same bytes
-    # the global dedup stage: its shards of band keys as Ray tasks, at least one per CPU of the cluster
+    # the global dedup stage: its shards of band keys as Ray tasks, at least one per CPU of the
+    # cluster, and its decision applied to each output part as a Ray task
     dedup = on_ray["deduplicated_documents"].counters
-    assert dedup["ray"]["tasks"] >= 2 and "ray" not in local["deduplicated_documents"].counters
+    assert dedup["parts_computed"] >= 4 and dedup["ray"]["tasks"] >= 2 + dedup["parts_computed"]
+    assert "ray" not in local["deduplicated_documents"].counters
     for layer in ("deduplicated_documents", "duplicate_clusters"):
         assert _files(local_wd.layer_dir(layer)) == _files(ray_wd.layer_dir(layer)), layer
     assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{ray_wd.layer('duplicate_clusters')}') "
