@@ -126,3 +126,32 @@ def test_the_raw_layer_of_a_file_landed_in_ranges_is_the_same_bytes(tmp_path, mo
     finally:
         con.close()
     assert n[0][0] > 500
+
+
+def test_files_landing_at_once_are_merged_in_the_order_of_the_files(tmp_path, monkeypatch):
+    """Landing tasks finish in any order; a later file's record of a URL still replaces an
+    earlier file's (the batches are stamped in file order)."""
+    from dataset_platform.ingest.load import ingest_pending
+    from dataset_platform.stages.base import available_cpus
+    from dataset_platform.storage import read_layer
+
+    if available_cpus() < 2:
+        pytest.skip("needs 2 CPUs: the two files must land at the same time")
+    rows = [{"url": f"https://x.test/{i}", "text": f"Filler text number {i}. " * 20} for i in range(30_000)]
+    big, small = tmp_path / "a-big.jsonl", tmp_path / "b-small.jsonl"
+    big.write_text("".join(json.dumps(r) + "\n" for r in
+                           [{"url": "https://x.test/same", "text": "From the first file."}, *rows]))
+    small.write_text(json.dumps({"url": "https://x.test/same", "text": "From the second file."}) + "\n")
+    monkeypatch.setattr(refresh, "LOCAL_POOL_BYTES", 0)  # both at once, on worker processes
+    wd = Workdir.at(tmp_path / "wd").ensure()
+    lines: list[str] = []
+    source = DumpSource(name="d", kind="jsonl", paths=[str(tmp_path / "*.jsonl")])
+    assert refresh.ingest_source_files(source, wd, lines.append) == [batch_id_for(big, "d"), batch_id_for(small, "d")]
+    assert any("on 2 worker processes" in m for m in lines)
+    con = memory_connection()
+    try:
+        assert ingest_pending(con, wd, "d")["batches"] == [batch_id_for(big, "d"), batch_id_for(small, "d")]
+        text = con.sql(f"SELECT text FROM {read_layer(wd, 'raw_pages')} WHERE url = 'https://x.test/same'").fetchall()
+    finally:
+        con.close()
+    assert text == [("From the second file.",)]

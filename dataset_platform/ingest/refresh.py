@@ -303,6 +303,10 @@ def ingest_source_files(source: Source, wd: Workdir, log: Log = _noop,
             units = [LandUnit(str(path), source.name, kind, str(staging / f"{i:05d}.parquet"), fields, span)
                      for i, span in enumerate(spans)]
         todo.append(_ToLand(path, kind, in_inbox, batch_id, units, staging))
+    # the batches are merged in the order of their files' times (``load.pending_batches``): a later
+    # file's record of a URL replaces an earlier one's. Tasks finish in any order, so each batch
+    # is given its time here, in the order of the files
+    stamp = time.time_ns()
     with _landing(cfg, [u for t in todo for u in t.units], log, placement) as run:
         results = iter(run(land_task, [u for t in todo for u in t.units]))
         for t in todo:
@@ -320,6 +324,9 @@ def ingest_source_files(source: Source, wd: Workdir, log: Log = _noop,
                 _cannot_land(wd, source.name, t.path, t.in_inbox, why, log, refused)
                 continue
             summary = _commit_ranges(t, wd) if t.staging is not None else outcomes[0][0]
+            stamp += 1_000_000  # (a millisecond apart)
+            os.utime(Path(t.units[0].output_path) if t.staging is None else t.staging.parent / (t.batch_id + RANGES),
+                     ns=(stamp, stamp))
             for note in summary.errors:
                 log(f"{source.name}: {note}")
             log(f"{source.name}: {summary.line()}")
