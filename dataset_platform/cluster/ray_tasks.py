@@ -128,18 +128,24 @@ def _options(ray, fn, settings: RaySettings, name: str):
 
 
 def _in_order(ray, refs: list, keys: list, placement: dict | None) -> Iterator:
-    """The results of ``refs``, in order; on an error the other tasks are cancelled."""
+    """The results of ``refs``, in order; on an error (or when the caller stops reading) the tasks
+    whose results were not read are cancelled. Those read are never cancelled: cancelling a task
+    that has finished can crash the driver (Ray 2.60's core worker fails a check when the task's
+    reply arrives after the cancel)."""
+    read = 0
     try:
         for key, ref in zip(keys, refs, strict=True):
             try:
                 result, where = ray.get(ref)
             except ray.exceptions.RayTaskError as e:  # the task's own exception, as it is raised locally
+                read += 1  # (it has ended)
                 raise e.as_instanceof_cause() from None
+            read += 1
             if placement is not None:
                 placement[key] = where
             yield result
     except BaseException:
-        for ref in refs:  # a failed task: the others are not left running behind the error
+        for ref in refs[read:]:  # a failed task: the others are not left running behind the error
             ray.cancel(ref, force=True)
         raise
 

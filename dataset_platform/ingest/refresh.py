@@ -335,6 +335,8 @@ def ingest_source_files(source: Source, wd: Workdir, log: Log = _noop,
             landed.append(t.batch_id)
             if t.in_inbox:
                 _processed(t.path)
+        for _ in results:  # (read to its end, so that the runner finishes and cancels nothing)
+            raise RuntimeError("more landing results than landing tasks")
     hashes.save()
     return landed
 
