@@ -84,12 +84,17 @@ def test_a_file_landed_in_ranges_is_the_batch_of_the_file_landed_whole(tmp_path,
 
     monkeypatch.setattr(landing, "RANGE_BYTES", 2000)
     if pool:  # (land through spawned worker processes, as a large local landing does)
+        from dataset_platform.stages.base import available_cpus
+
+        if available_cpus() < 2:
+            pytest.skip("needs 2 CPUs: worker processes land only beside another")
         monkeypatch.setattr(refresh, "LOCAL_POOL_BYTES", 0)
     wd = Workdir.at(tmp_path / "wd").ensure()
     lines: list[str] = []
     source = DumpSource(name="d", kind="jsonl", paths=[str(dump)])
     batch_id = batch_id_for(dump, "d")
     assert refresh.ingest_source_files(source, wd, lines.append) == [batch_id]
+    assert any(" worker processes" in m for m in lines) == pool  # (where the ranges landed)
     batch = landed_batch(wd, "d", batch_id)
     assert batch is not None and batch.name.endswith(".ranges") and batch.is_dir()
     assert len(list(batch.glob("*.parquet"))) == len(jsonl_ranges(dump, 2000)) > 10
@@ -155,3 +160,18 @@ def test_files_landing_at_once_are_merged_in_the_order_of_the_files(tmp_path, mo
     finally:
         con.close()
     assert text == [("From the second file.",)]
+
+
+def test_one_read_gives_the_files_batch_id_and_its_ranges(tmp_path, monkeypatch):
+    from dataset_platform.ingest.files import batch_id_and_ranges
+
+    dump = _awkward_dump(tmp_path / "dump.jsonl")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    for path, range_bytes in ((dump, 2000), (dump, 10**9), (empty, 2000)):
+        landing_ranges = jsonl_ranges(path, range_bytes)
+        monkeypatch.setattr(landing, "RANGE_BYTES", range_bytes)
+        assert batch_id_and_ranges(path, "d", "jsonl") == (batch_id_for(path, "d"), landing_ranges)
+        assert batch_id_and_ranges(path, "d", "jsonl", "d-known") == ("d-known", landing_ranges)
+    assert batch_id_for(empty, "d") != batch_id_for(tmp_path / "dump.jsonl", "d")
+    assert len(jsonl_ranges(dump, 2000)) > 10

@@ -9,7 +9,6 @@ those the last materialisation wrote).
 from __future__ import annotations
 
 import re
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -177,32 +176,18 @@ def structured_pii_check(wd: Workdir, cfg=None) -> Outcome:
 PARALLEL_SCAN_ROWS = 20_000
 
 
-@contextmanager
 def scan_runner(cfg, files: list[Path], rows: int | None = None):
-    """``(run, where)``: how :func:`no_structured_pii` scans ``files`` -- each file a Ray task with
-    ``pipeline.executor: ray`` (the scan runs on the cluster, beside the stages' parts), else a
-    spawned worker process per CPU when there are several files and enough rows to pay for the
-    workers' start (``rows``: theirs, when known), else one after another in this process. The
-    verdict is the same either way."""
-    from dataset_platform.stages.base import available_cpus
+    """``(run, where)`` (a context manager): how :func:`no_structured_pii` scans ``files`` -- each
+    file a Ray task with ``pipeline.executor: ray`` (the scan runs on the cluster, beside the
+    stages' parts), else a spawned worker process per CPU when there are several files and enough
+    rows to pay for the workers' start (``rows``: theirs, when known), else one after another in
+    this process (``cluster.runners.map_runner``). The verdict is the same either way."""
+    from dataset_platform.cluster.runners import map_runner
 
-    if cfg is not None and cfg.pipeline.executor == "ray" and files:
-        from dataset_platform.cluster.ray_tasks import tasks
+    def worth_workers() -> bool:
+        return (rows if rows is not None else sum(parquet_rows(f) for f in files)) >= PARALLEL_SCAN_ROWS
 
-        yield tasks(cfg, "no_structured_pii").run, "ray"
-        return
-    workers = min(available_cpus(), len(files))
-    if workers < 2 or (rows if rows is not None else sum(parquet_rows(f) for f in files)) < PARALLEL_SCAN_ROWS:
-        yield map, "local"
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    from dataset_platform.stages.base import exit_with_parent
-
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=exit_with_parent) as pool:
-        yield pool.map, f"local, {workers} processes"
+    return map_runner(cfg, "no_structured_pii", len(files), worth_workers)
 
 
 def no_structured_pii(files: list[Path], *, scanned_of: int | None = None, run=None) -> Outcome:

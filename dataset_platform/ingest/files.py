@@ -99,7 +99,7 @@ from dataset_platform.ingest.readers.common import (
 
 __all__ = [
     "DEFAULT_FETCHED_AT", "DUMP_FIELDS", "KINDS", "MAX_BODY_BYTES", "PROGRESS_EVERY", "SUFFIXES", "IngestSummary",
-    "RANGES_SUFFIX", "RANGE_BYTES", "LandUnit", "batch_file_name", "batch_id_for", "combined_summary", "ingest_file",
+    "RANGE_BYTES", "LandUnit", "batch_file_name", "batch_id_and_ranges", "batch_id_for", "combined_summary", "ingest_file",
     "jsonl_ranges", "kind_for_path", "land_unit", "quarantine_path_for",
 ]
 
@@ -178,8 +178,12 @@ def batch_id_for(path: str | os.PathLike, source: str) -> str:
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
-        if f.tell() == 0:  # empty files all hash alike: name them apart, so each gets its own outcome
-            digest.update(b"empty file " + os.fsencode(Path(path).name))
+    return _batch_id(digest, path, source)
+
+
+def _batch_id(digest, path: str | os.PathLike, source: str) -> str:
+    if Path(path).stat().st_size == 0:  # empty files all hash alike: name them apart, so each gets its own outcome
+        digest.update(b"empty file " + os.fsencode(Path(path).name))
     return f"{source}-{digest.hexdigest()[:16]}"
 
 
@@ -191,31 +195,33 @@ def batch_file_name(batch_id: str) -> str:
 #: a plain (not gzip) JSON Lines file larger than this lands in byte ranges of about this size,
 #: each a task of its own (a Ray task with ``pipeline.executor: ray``): see :func:`jsonl_ranges`
 RANGE_BYTES = 32 * 1024 * 1024
-#: a batch landed in ranges is a folder ``<batch id>.ranges/`` of one Parquet file per range
-#: (``00000.parquet``, ... in file order); the loader reads it as one batch
-RANGES_SUFFIX = ".ranges"
 
 
-def jsonl_ranges(path: str | os.PathLike, range_bytes: int | None = None) -> list[tuple[int, int | None, int]]:
+def jsonl_ranges(path: str | os.PathLike, range_bytes: int | None = None,
+                 digest=None) -> list[tuple[int, int | None, int]]:
     """``(start, end, first line number)`` of the byte ranges a plain JSON Lines file lands in:
-    cut after the first line break at or past every ``range_bytes`` (default :data:`RANGE_BYTES`) bytes, so that every line
-    (however long) is whole in one range, numbered as in the whole file. One range (``(0, None,
-    1)``) for a gzip file or a file of at most ``range_bytes``. The cut depends on the file only,
-    never on where it lands, so the batch is the same on any executor."""
+    cut after the first line break at or past every ``range_bytes`` (default :data:`RANGE_BYTES`)
+    bytes, so that every line (however long) is whole in one range, numbered as in the whole file.
+    One range (``(0, None, 1)``) for a gzip file or a file of at most ``range_bytes``. The cut
+    depends on the file only, never on where it lands, so the batch is the same on any executor.
+    ``digest`` (a ``hashlib`` object): fed every byte of the file in the same pass (the file is
+    then read whole even when it is not cut)."""
     path = Path(path)
     size = path.stat().st_size
     range_bytes = range_bytes or RANGE_BYTES
+    ranges: list[tuple[int, int | None, int]] = []
+    start, line, pos = 0, 1, 0
+    lines_in_range = 0
     with open(path, "rb") as f:
-        if size <= range_bytes or f.read(2) == b"\x1f\x8b":
-            return [(0, None, 1)]
+        cut_it = size > range_bytes and f.read(2) != b"\x1f\x8b"
         f.seek(0)
-        ranges: list[tuple[int, int | None, int]] = []
-        start, line, pos = 0, 1, 0
-        lines_in_range = 0
-        while True:  # one pass: count line breaks (for the numbers) and find each cut
-            chunk = f.read(1 << 22)
-            if not chunk:
-                break
+        if not cut_it and digest is None:
+            return [(0, None, 1)]
+        while chunk := f.read(1 << 22):  # one pass: count line breaks (for the numbers) and find each cut
+            if digest is not None:
+                digest.update(chunk)
+            if not cut_it:
+                continue
             at = 0
             while start + range_bytes <= pos + len(chunk):
                 cut = chunk.find(b"\n", max(at, start + range_bytes - 1 - pos))
@@ -228,11 +234,24 @@ def jsonl_ranges(path: str | os.PathLike, range_bytes: int | None = None) -> lis
                 start, at = pos + cut + 1, cut + 1
             lines_in_range += chunk.count(b"\n", at)
             pos += len(chunk)
+    if not cut_it:
+        return [(0, None, 1)]
     if start < size:
         ranges.append((start, None, line))
     elif ranges:  # (the last cut fell on the file's end)
         ranges[-1] = (ranges[-1][0], None, ranges[-1][2])
     return ranges
+
+
+def batch_id_and_ranges(path: str | os.PathLike, source: str, kind: str,
+                        batch_id: str | None = None) -> tuple[str, list[tuple[int, int | None, int]]]:
+    """:func:`batch_id_for` (unless ``batch_id`` is known) and the ranges the file lands in
+    (:func:`jsonl_ranges` for a JSON Lines file, else the whole file), in one read of the file."""
+    if kind != "jsonl":
+        return batch_id or batch_id_for(path, source), [(0, None, 1)]
+    digest = None if batch_id else hashlib.sha256()
+    spans = jsonl_ranges(path, digest=digest)
+    return batch_id or _batch_id(digest, path, source), spans
 
 
 @dataclass(frozen=True)
@@ -255,12 +274,12 @@ def land_unit(unit: LandUnit, log: Log | None = None) -> IngestSummary:
 
 
 def combined_summary(path: str | os.PathLike, kind: str, parts: list[IngestSummary]) -> IngestSummary:
-    """The summary of a file landed in ranges, from its ranges' summaries (in file order)."""
+    """The summary of a file landed in ranges, from its ranges' summaries (in file order); its
+    ``elapsed_s`` is left to the caller (the ranges ran side by side: their times do not add up)."""
     out = IngestSummary(path=str(path), kind=kind)
     for s in parts:
         out.records += s.records
         out.bytes_read += s.bytes_read
-        out.elapsed_s += s.elapsed_s
         out.quarantined += s.quarantined
         out.errors += s.errors
         for k, v in s.outcomes.items():

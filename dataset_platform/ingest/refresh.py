@@ -270,7 +270,7 @@ def ingest_source_files(source: Source, wd: Workdir, log: Log = _noop,
     files = files_to_land(source, wd, log, refused)
     if not files:
         return landed
-    from dataset_platform.ingest.files import batch_file_name, batch_id_for, jsonl_ranges
+    from dataset_platform.ingest.files import batch_file_name, batch_id_and_ranges
     from dataset_platform.ingest.load import landed_batch
 
     fields = tuple(sorted(source.fields.items())) if isinstance(source, DumpSource) else ()
@@ -279,13 +279,16 @@ def ingest_source_files(source: Source, wd: Workdir, log: Log = _noop,
     for path, kind in files:
         in_inbox = path.parent == wd.inbox(source.name)
         try:
-            batch_id = hashes.get(path) or hashes.put(path, batch_id_for(path, source.name))
+            batch_id, spans = hashes.get(path), None
+            if batch_id is None or landed_batch(wd, source.name, batch_id) is None:
+                # (a new file is read once: its hash and, for JSON Lines, where it is cut)
+                batch_id, spans = batch_id_and_ranges(path, source.name, kind, batch_id)
+                hashes.put(path, batch_id)
             if landed_batch(wd, source.name, batch_id) is not None:  # either format: batches of earlier versions count
                 log(f"{source.name}: {path.name} was landed before as {batch_id}; skipped")
                 if in_inbox:
                     _processed(path)
                 continue
-            spans = jsonl_ranges(path) if kind == "jsonl" else [(0, None, 1)]
         except Exception as e:
             if not _the_files_fault(e):
                 raise
@@ -306,7 +309,7 @@ def ingest_source_files(source: Source, wd: Workdir, log: Log = _noop,
     # the batches are merged in the order of their files' times (``load.pending_batches``): a later
     # file's record of a URL replaces an earlier one's. Tasks finish in any order, so each batch
     # is given its time here, in the order of the files
-    stamp = time.time_ns()
+    stamp, started = time.time_ns(), time.perf_counter()
     with _landing(cfg, [u for t in todo for u in t.units], log, placement) as run:
         results = iter(run(land_task, [u for t in todo for u in t.units]))
         for t in todo:
@@ -323,7 +326,11 @@ def ingest_source_files(source: Source, wd: Workdir, log: Log = _noop,
                     shutil.rmtree(t.staging, ignore_errors=True)
                 _cannot_land(wd, source.name, t.path, t.in_inbox, why, log, refused)
                 continue
-            summary = _commit_ranges(t, wd) if t.staging is not None else outcomes[0][0]
+            if t.staging is None:
+                summary = outcomes[0][0]
+            else:  # (its ranges landed side by side: the time is the wall time until the last one)
+                summary = _commit_ranges(t, wd)
+                summary.elapsed_s = time.perf_counter() - started
             stamp += 1_000_000  # (a millisecond apart)
             os.utime(Path(t.units[0].output_path) if t.staging is None else t.staging.parent / (t.batch_id + RANGES),
                      ns=(stamp, stamp))
@@ -392,27 +399,17 @@ def _commit_ranges(t: _ToLand, wd: Workdir):
 @contextlib.contextmanager
 def _landing(cfg: PlatformConfig | None, units: list, log: Log, placement: dict | None):
     """How the landing tasks run: ``run(fn, units)`` yields ``fn(unit)`` in order (see
-    :func:`ingest_source_files`)."""
-    if cfg is not None and cfg.pipeline.executor == "ray" and units:
-        from dataset_platform.cluster.ray_tasks import tasks
+    :func:`ingest_source_files`; ``cluster.runners.map_runner``)."""
+    from dataset_platform.cluster.runners import map_runner
 
-        yield tasks(cfg, "ingest", placement).run
-        return
-    from dataset_platform.stages.base import available_cpus
-
-    workers = min(available_cpus(), len(units))
-    if workers < 2 or sum(_unit_bytes(u) for u in units) < LOCAL_POOL_BYTES:
-        yield lambda fn, items: (fn(item, log) for item in items)  # (here: with its progress lines)
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    from dataset_platform.stages.base import exit_with_parent
-
-    log(f"landing {len(units)} file(s) or range(s) on {workers} worker processes")
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=exit_with_parent) as pool:
-        yield pool.map
+    with map_runner(cfg, "ingest", len(units), lambda: sum(map(_unit_bytes, units)) >= LOCAL_POOL_BYTES,
+                    placement) as (run, where):
+        if where == "local":  # here: with its progress lines
+            yield lambda fn, items: (fn(item, log) for item in items)
+            return
+        if where != "ray":
+            log(f"landing {len(units)} file(s) or range(s) on {where.split()[1]} worker processes")
+        yield run
 
 
 #: less than this to land in all is landed in this process (starting workers costs about a second)
