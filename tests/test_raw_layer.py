@@ -205,3 +205,42 @@ def test_parquet_and_jsonl_batches_load_alike_in_landing_order(wd):
     assert rows(wd, "crawl_log", cols="crawl_id, seq, url, outcome") == [
         (C1, 1, "http://s.test/a", "fetched"), (C1, 2, "http://s.test/b", "fetched"),
         (C2, 1, "http://s.test/a", "not_modified"), (C2, 2, "http://s.test/c", "fetched")]
+
+
+def test_the_parts_of_a_large_batch_are_written_side_by_side_with_the_bytes_of_one_by_one(tmp_path, monkeypatch):
+    """A batch cut into several parts writes them on a thread each (``load._write_chunks``): the
+    files and the manifest are those of a merge on one CPU, and every page is in exactly one part."""
+    from dataset_platform.ingest import load as loader
+    from dataset_platform.stages.base import CPUS_ENV, available_cpus
+
+    records = [rec(f"http://s.test/{i}", body=f"<html><body><p>page {i} " + "word " * (i % 17) + "</p></body></html>")
+               for i in range(230)]
+    threads: set[str] = set()
+    write = loader.write_parquet
+
+    def spy(*args, **kwargs):
+        import threading
+
+        threads.add(threading.current_thread().name)
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(loader, "write_parquet", spy)
+    trees = {}
+    for cpus in ("1", "3"):
+        monkeypatch.setenv(CPUS_ENV, cpus)
+        wd = Workdir.at(tmp_path / f"wd{cpus}").ensure()
+        land(wd, "site", C1, records)
+        threads.clear()
+        con = memory_connection()
+        try:
+            ingest_pending(con, wd, "site", part_rows=50)
+        finally:
+            con.close()
+        root = wd.raw_source("site")
+        trees[cpus] = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+                       if p.is_file() and p.name != ".lock"}
+        assert sum(1 for k in trees[cpus] if k.endswith("data.parquet")) == 5  # 230 pages, 50 a part
+        workers = min(5, available_cpus())  # (capped by the variable: 1, or this machine's CPUs up to 3)
+        assert len([t for t in threads if t.startswith("raw-part")]) == (0 if workers < 2 else workers)
+        assert rows(wd, "raw_pages", cols="count(*), count(DISTINCT id)") == [(230, 230)]
+    assert trees["1"] == trees["3"]

@@ -262,17 +262,41 @@ def merge_batch(con: duckdb.DuckDBPyConnection, layer: BatchedLayer, batch: Batc
             ORDER BY f.chunk, b.id
         """)
         chunks = int(con.sql("SELECT max(chunk) + 1 FROM _fresh").fetchall()[0][0])
-        for k in range(chunks):
-            key = batch.crawl_id if chunks == 1 else f"{batch.crawl_id}-p{k:04d}"
-            staging = layer.stage(key)
-            rows = write_parquet(con, f"SELECT * EXCLUDE (chunk) FROM _fresh WHERE chunk = {k} ORDER BY id",
-                                 staging / DATA, layer="raw_pages")
-            layer.staged(PartInfo(key, chain=f"raw:{batch.source}/{key}", rows=rows,
-                                  ids=ids_fingerprint(con, f"SELECT id FROM read_parquet({sql_str(staging / DATA)})"),
+        keys = [batch.crawl_id if chunks == 1 else f"{batch.crawl_id}-p{k:04d}" for k in range(chunks)]
+        folders = [layer.stage(key) for key in keys]
+        for key, (rows, ids) in zip(keys, _write_chunks(con, folders), strict=True):
+            layer.staged(PartInfo(key, chain=f"raw:{batch.source}/{key}", rows=rows, ids=ids,
                                   counters={"batch": batch.crawl_id, "rows": rows}))
         con.sql("DROP TABLE _fresh")
     removed = sum(removed_by_part.values())
     return {"pages_before": before, "pages": before - removed + stored, "bodies_stored": stored, "removed": removed}
+
+
+def _write_chunks(con: duckdb.DuckDBPyConnection, folders: list[Path]) -> list[tuple[int, str]]:
+    """Write chunk k of table ``_fresh`` as the data file of ``folders[k]``; (rows, ids fingerprint)
+    of each. The chunks are written side by side, one thread and DuckDB cursor each, up to the CPUs
+    this process may use: a part is one row group, which DuckDB compresses on one thread (a 50 000
+    page part of 145 MB took 1.3 s), so one after another they left the other cores idle. The
+    bytes are those of a serial write: each file is one query with its own ORDER BY."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dataset_platform.stages.base import available_cpus
+
+    def write(k: int) -> tuple[int, str]:
+        cur = con.cursor()  # (a connection of its own to the same database: it sees ``_fresh``)
+        try:
+            data = folders[k] / DATA
+            rows = write_parquet(cur, f"SELECT * EXCLUDE (chunk) FROM _fresh WHERE chunk = {k} ORDER BY id",
+                                 data, layer="raw_pages")
+            return rows, ids_fingerprint(cur, f"SELECT id FROM read_parquet({sql_str(data)})")
+        finally:
+            cur.close()
+
+    workers = min(len(folders), available_cpus())
+    if workers < 2:
+        return [write(k) for k in range(len(folders))]
+    with ThreadPoolExecutor(workers, thread_name_prefix="raw-part") as pool:
+        return list(pool.map(write, range(len(folders))))
 
 
 def is_crawl_batch(batch: Batch) -> bool:
