@@ -163,10 +163,17 @@ def input_sql(parts: dict[str, InputPart], layer: str, label_sets=()) -> str:
 
 def warm_up(cfg: PlatformConfig) -> threading.Thread:
     """Run every stage's ``warm`` (first-use costs) on a daemon thread, in graph order: started when
-    a run begins, it overlaps the waits of the raw layer and of the first checks. A warm-up that
-    fails changes nothing: the stage pays the cost itself when it runs."""
+    a run begins, it overlaps the waits of the raw layer and of the first checks. With the Ray
+    executor the thread connects to the cluster and warms its workers instead (``ray_tasks.warm``).
+    A warm-up that fails changes nothing: the stage pays the cost itself when it runs."""
 
     def warm() -> None:
+        if cfg.pipeline.executor == "ray":  # the stages run on the cluster: warm its workers
+            from dataset_platform.cluster import ray_tasks
+
+            with contextlib.suppress(Exception):  # (unreachable: the first step says so, with what to do)
+                ray_tasks.warm(cfg)
+            return  # (their costs are the workers', not this process's)
         for st in STAGES:
             if st.warm is not None:
                 with contextlib.suppress(Exception):

@@ -228,6 +228,27 @@ def test_a_dump_file_lands_in_ranges_as_ray_tasks_with_the_local_raw_layer(tmp_p
     assert sum(on_ray["outcomes"].values()) == sum(local["outcomes"].values()) > 400
 
 
+def test_a_run_connects_and_warms_every_cpu_of_the_cluster_on_its_warm_up_thread(tmp_path, ray_cluster):
+    """``runner.warm_up`` (called when a run starts) connects to the cluster on its thread and
+    pays the stages' first-use costs once per CPU of the cluster, on its workers; the run's own
+    thread then uses the same connection."""
+    import ray  # (imported before the platform connects: its loopback address must stay one)
+
+    from dataset_platform import runner
+    from dataset_platform.cluster import ray_tasks
+
+    base = config(tmp_path, sources=["news"])
+    cfg = base.model_copy(update={"pipeline": base.pipeline.model_copy(update={
+        "executor": "ray", "ray": base.pipeline.ray.model_copy(update={"address": ray_cluster.address})})})
+    if ray.is_initialized():
+        ray.shutdown()
+    runner.warm_up(cfg).join(timeout=120)
+    assert ray.is_initialized()  # connected on the warm-up thread
+    warmed = ray.get(list(ray_tasks._WARMING), timeout=120)
+    assert len(warmed) == 2 and all("clean" in names for names in warmed)  # a task per CPU, each warmed clean
+    assert list(ray_tasks.tasks(cfg, "after-warm-up").run(abs, [-1, -2])) == [1, 2]
+
+
 def test_a_parts_duckdb_gets_at_most_half_of_the_tasks_memory():
     from dataset_platform.cluster.ray_tasks import task_config
     from dataset_platform.config import parse_config

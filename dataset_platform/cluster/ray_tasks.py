@@ -15,7 +15,9 @@ until a stage runs with this executor. Nothing here imports Dagster.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
+import threading
 from collections.abc import Iterator
 
 from dataset_platform.config import RaySettings, size_bytes
@@ -24,6 +26,19 @@ from dataset_platform.stages.base import Tasks
 
 class RayUnavailable(RuntimeError):
     """``pipeline.executor`` is ``ray``, but Ray cannot be imported or reached."""
+
+
+_CONNECTING = threading.Lock()  # (the run's warm-up thread and its steps may connect at once)
+#: the warm-up tasks of this process (:func:`warm`); kept, never cancelled, never waited for
+_WARMING: list = []
+
+
+class _NotMainThread(logging.Filter):
+    """Drop Ray's warning that a driver connected off the main thread keeps the process's own
+    SIGTERM handler (Dagster's): that is what :func:`warm` wants."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("SIGTERM handler is not set")
 
 
 def connect(settings: RaySettings):
@@ -40,15 +55,60 @@ def connect(settings: RaySettings):
     except ImportError as e:
         raise RayUnavailable("pipeline.executor is 'ray', but Ray is not installed: "
                              "pip install 'dataset-platform[ray]' (or set pipeline.executor: local)") from e
-    if not ray.is_initialized():
-        if address is not None:
-            _probe(address)  # (Ray itself retries an address that does not answer for minutes)
-        try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False, namespace="dataset_platform")
-        except (ConnectionError, RuntimeError) as e:
-            raise RayUnavailable(_unreachable(address, e)) from e
+    if address is None or _loopback(address):
+        # the variable is read once, when Ray is first imported: too late if something imported it
+        # before (the driver then sends 127.0.0.1's cluster its outward address, and fails). Ray's
+        # services read this constant of its module at each call.
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    with _CONNECTING:
+        if not ray.is_initialized():
+            if address is not None:
+                _probe(address)  # (Ray itself retries an address that does not answer for minutes)
+            try:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                         configure_logging=False, namespace="dataset_platform")
+            except (ConnectionError, RuntimeError) as e:
+                raise RayUnavailable(_unreachable(address, e)) from e
     return ray
+
+
+def warm(cfg) -> int:
+    """Connect to the configured cluster and start, on each of its CPUs, a task that pays the
+    stages' first-use costs (imports, jieba's dictionary, compiled patterns: what the first part
+    of each stage would pay on that worker). Called on the run's warm-up thread
+    (``runner.warm_up``): the connection (about 1 s) and the warming overlap Dagster's start and
+    the reading of the first dump files, when the workers have nothing else to do. Returns the
+    number of tasks started: none unless the cluster has an address (``pipeline.ray.address`` or
+    ``$RAY_ADDRESS``), because a Ray instance that this process starts itself must be started on
+    its main thread (its processes die with the thread that started them)."""
+    settings = cfg.pipeline.ray
+    if not (settings.address or os.environ.get("RAY_ADDRESS")):
+        return 0
+    logging.getLogger("ray._private.worker").addFilter(_NotMainThread())
+    ray = connect(settings)
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    task = ray.remote(_warm_worker).options(num_cpus=1, max_retries=0, name="warm-up")
+    refs = [task.remote(cfg) for _ in range(cpus)]
+    _WARMING[:] = refs
+    return len(refs)
+
+
+def _warm_worker(cfg) -> list[str]:
+    """Every registered stage's ``warm``, on a Ray worker; the names of those that ran (a failure
+    changes nothing: the stage's first part pays the cost itself)."""
+    from dataset_platform.runner import STAGES  # (imports every stage's module)
+
+    warmed = []
+    for st in STAGES:
+        if st.warm is not None:
+            try:
+                st.warm(st.settings(cfg.pipeline))
+            except Exception:
+                continue
+            warmed.append(st.name)
+    return warmed
 
 
 def _unreachable(address: str | None, why: object) -> str:
