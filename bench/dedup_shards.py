@@ -9,6 +9,12 @@ candidate pairs exist) and one shard file holding every band row (the worst case
 process that only imports the same modules and opens the same DuckDB connection (the baseline).
 Printed: band rows, seconds, peak RSS, and bytes per band row above the baseline, the figure
 behind ``shards.BAND_ROW_BYTES``. Data in ``bench/out/dedup-shards/``.
+
+    python bench/dedup_shards.py --exact --docs 1000000 --memory-limit 4GB
+
+The same for the two rounds of an exact-duplicate shard task (``stages/dedup/exact.py``) holding
+every slim row (id, content hash, a ~60-character URL key, kept flag; a third of the texts
+repeated): bytes per row above the baseline, the figure behind ``exact.EXACT_ROW_BYTES``.
 """
 
 from __future__ import annotations
@@ -24,6 +30,24 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 BANDS, ROWS = 14, 8
+
+EXACT_CHILD = """
+import json, sys, time
+sys.path.insert(0, {root!r})
+from dataset_platform.stages.dedup import exact
+task = exact.ExactTask(**json.loads(sys.argv[1]))
+t = time.perf_counter()
+if sys.argv[2] == "run":
+    out = {{"rows": exact.rank_task(task)}}
+else:  # the baseline: the same imports and an empty connection
+    import duckdb
+    duckdb.connect(":memory:", config={{"memory_limit": task.memory_limit, "threads": 1}}).sql("SELECT 1").fetchall()
+    out = {{}}
+out["seconds"] = time.perf_counter() - t
+hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")][0]
+out["peak_rss_mb"] = int(hwm.split()[1]) / 1024
+print(json.dumps(out))
+"""
 
 CHILD = """
 import json, sys, time
@@ -79,12 +103,49 @@ def make(folder: Path, docs: int) -> Path:
     return shard
 
 
+def exact_rounds(docs: int, memory_limit: str) -> None:
+    import duckdb
+
+    folder = HERE / "out" / "dedup-shards" / f"exact-{docs}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    slim = folder / "slim.parquet"
+    duckdb.sql(f"""
+        COPY (SELECT left(md5(i::VARCHAR), 16) AS id, md5((i % {max(1, docs * 2 // 3)})::VARCHAR) AS content_hash,
+                     'https://news' || (i % 97) || '.example.org/2026/11/' || md5(i::VARCHAR) AS _url_key,
+                     i % 5 = 0 AS kept
+              FROM range({docs}) t(i)) TO '{slim}' (FORMAT parquet, COMPRESSION zstd)""")
+    rows = []
+    for rnd, src, out in ((1, str(slim), str(folder / "by_url")),
+                          (2, str(folder / "by_url" / "*" / "*.parquet"), str(folder / "ranked.parquet"))):
+        task = {"round": rnd, "rows": src, "out": out, "shards": 1, "memory_limit": memory_limit, "threads": 1,
+                "temp_dir": str(folder / "tmp")}
+        res = {}
+        for what in ("baseline", "run"):
+            r = subprocess.run([sys.executable, "-c", EXACT_CHILD.format(root=str(ROOT)), json.dumps(task), what],
+                               capture_output=True, text=True, check=True)
+            res[what] = json.loads(r.stdout.strip().splitlines()[-1])
+        run, base = res["run"], res["baseline"]
+        rows.append((rnd, run["rows"], run["seconds"], run["peak_rss_mb"], base["peak_rss_mb"],
+                     (run["peak_rss_mb"] - base["peak_rss_mb"]) * 2**20 / max(run["rows"], 1)))
+    print("\n| round | slim rows | seconds | peak RSS MB | baseline MB | bytes / row | memory_limit |\n"
+          "|---|---|---|---|---|---|---|")
+    for rnd, n, sec, peak, base, per in rows:
+        print(f"| {rnd} | {n} | {sec:.2f} | {peak:.0f} | {base:.0f} | {per:.0f} | {memory_limit} |")
+    print(f"\n(started {time.strftime('%Y-%m-%d %H:%M')})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--docs", default="100000,1000000")
     ap.add_argument("--memory-limit", default="1GB")
+    ap.add_argument("--exact", action="store_true", help="measure the exact-duplicate shard task's two rounds")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
+    if args.exact:
+        for docs in (int(d) for d in args.docs.split(",")):
+            exact_rounds(docs, args.memory_limit)
+        return
     rows = []
     for docs in (int(d) for d in args.docs.split(",")):
         folder = HERE / "out" / "dedup-shards" / str(docs)

@@ -177,3 +177,66 @@ def test_a_refresh_through_the_full_pass_reuses_the_index_in_shards(tmp_path, ch
     verified = [m for m in logs if "candidate pairs verified (estimated" in m][0]
     assert "in 5 shards" in verified and "verified pairs reused from the index" in verified
     assert again == whole
+
+
+# ------------------------------------------------------------------ exact duplicates in shards
+
+
+def _exact_input(con: duckdb.DuckDBPyConnection, n: int, seed: int) -> None:
+    """``_meta`` (pos, id, content_hash, _url_key, ...) with many repeated texts and URLs, a few
+    texts without a hash, and ``_index_docs`` saying which documents were kept before."""
+    from dataset_platform.stages.dedup.index import EMPTY_TABLES
+
+    rng = random.Random(seed)
+    rows = []
+    for pos in range(n):
+        doc = f"{rng.getrandbits(64):016x}"
+        text = None if rng.random() < 0.01 else f"h{rng.randrange(n // 3):06d}"  # ~3 documents a text
+        url = f"https://s{rng.randrange(4)}.example.org/{rng.randrange(n // 2)}" if rng.random() < 0.9 else None
+        rows.append((pos, doc, "src", url, text, url or doc))
+    con.register("_rows", pa.table(dict(zip(["pos", "id", "source", "url", "content_hash", "_url_key"],
+                                            map(list, zip(*rows)), strict=True))))
+    con.sql("CREATE TABLE _meta AS SELECT * FROM _rows ORDER BY pos")
+    con.unregister("_rows")
+    for table, cols in EMPTY_TABLES.items():
+        con.sql(f"CREATE OR REPLACE TABLE {table} ({cols})")
+    kept = [(r[1], r[4], 0, i, rng.random() < 0.5) for i, r in enumerate(rows) if rng.random() < 0.3]
+    con.executemany("INSERT INTO _index_docs VALUES (?, ?, ?, ?, ?)", kept)
+
+
+@pytest.mark.parametrize("min_tasks", [1, 3, 8])
+def test_exact_duplicates_ranked_in_shards_equal_the_ranking_over_the_whole_table(tmp_path, min_tasks):
+    """The two rankings of exact dedup (by text, then by URL) computed by shard tasks, in two
+    rounds with a re-partition in between (``dedup/exact.py``), give every document the keeper,
+    ranks and duplicate kind the single query over the whole table gives, whatever the shards."""
+    from dataset_platform.stages.dedup import exact
+    from dataset_platform.stages.dedup.stage import RANKED_SQL
+
+    con = duckdb.connect()
+    _exact_input(con, 3000, seed=min_tasks)
+    con.sql(RANKED_SQL.format(table="whole", meta="_meta"))
+    ran: list = []
+
+    def run(fn, items):
+        ran.extend(items)
+        return map(fn, items)
+
+    tasks = Tasks(memory_bytes=10**9, threads=1, run=run, min_tasks=min_tasks, where="test")
+    shards_n = exact.rank_in_shards(con, "_meta", "sharded", tmp_path / "exact", tasks)
+    assert shards_n == min_tasks
+    assert {t.round for t in ran} == {1, 2} and len(ran) == 2 * shards_n
+    assert con.sql("SELECT * FROM sharded LIMIT 0").columns == con.sql("SELECT * FROM whole LIMIT 0").columns
+    whole = con.sql("SELECT * FROM whole ORDER BY pos").fetchall()
+    assert con.sql("SELECT * FROM sharded").fetchall() == whole  # (in pos order)
+    dup_by = {r[-1] for r in whole}
+    assert dup_by == {None, "content", "url"}  # both kinds of duplicate were there
+    assert not (tmp_path / "exact").exists()  # the shard files are gone
+
+
+def test_exact_shards_are_cut_by_the_task_memory():
+    from dataset_platform.stages.dedup import exact
+
+    per_task = 10**9 // exact.EXACT_ROW_BYTES  # rows a 1 GB task holds
+    assert exact.shard_count(per_task, 10**9) == 1 and exact.shard_count(per_task + 1, 10**9) == 2
+    assert exact.shard_count(10, 10**9, min_tasks=4) == 4  # at least a task per CPU of the cluster
+    assert exact.shard_count(10**6, 1) == exact.shard_count(10**6, exact.MIN_TASK_MEMORY)  # (a floor)

@@ -65,6 +65,8 @@ def _corpus(root: Path, n: int = 420, seed: int = 7) -> Path:
         docs.append({"id": f"d{i:04d}", "url": f"https://news.example.org/{i}", "text": text})
         if i % 17 == 0:  # planted near-duplicates
             docs.append({"id": f"d{i:04d}-copy", "url": f"https://mirror.example.org/{i}", "text": near_copy(rng, text)})
+        if i % 23 == 5:  # and exact ones (the same text at another URL)
+            docs.append({"id": f"d{i:04d}-same", "url": f"https://copy.example.org/{i}", "text": text})
     return write_jsonl(root / "news.jsonl", docs)
 
 
@@ -103,14 +105,15 @@ def test_parts_run_as_ray_tasks_and_give_the_local_layers_and_release_byte_for_b
         assert "ray" not in local[layer].counters
         assert _files(local_wd.layer_dir(layer)) == _files(ray_wd.layer_dir(layer)), layer  # ... the same bytes
     # the global dedup stage: its shards of band keys as Ray tasks, at least one per CPU of the
-    # cluster, and its decision applied to each output part as a Ray task
+    # cluster, its exact ranking's two rounds of shards the same, and its decision applied to each
+    # output part as a Ray task
     dedup = on_ray["deduplicated_documents"].counters
-    assert dedup["parts_computed"] >= 4 and dedup["ray"]["tasks"] >= 2 + dedup["parts_computed"]
+    assert dedup["parts_computed"] >= 4 and dedup["ray"]["tasks"] >= 2 + 2 * 2 + dedup["parts_computed"]
     assert "ray" not in local["deduplicated_documents"].counters
     for layer in ("deduplicated_documents", "duplicate_clusters"):
         assert _files(local_wd.layer_dir(layer)) == _files(ray_wd.layer_dir(layer)), layer
-    assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{ray_wd.layer('duplicate_clusters')}') "
-                      "WHERE kind = 'near'").fetchall()[0][0] > 0  # (near-duplicates were found there)
+    assert duckdb.sql(f"SELECT count(DISTINCT kind) FROM read_parquet('{ray_wd.layer('duplicate_clusters')}') "
+                      "WHERE kind IN ('near', 'exact')").fetchall()[0][0] == 2  # (both kinds were found there)
     workers = {on_ray[layer].counters["ray"]["workers"] for layer in per_batch}
     assert max(workers) >= 2  # the parts were spread over the cluster's worker processes
     for layer in per_batch:  # each task's worker stayed under the task's memory (1 GB here)

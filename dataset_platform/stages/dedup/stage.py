@@ -58,6 +58,7 @@ from dataset_platform.stages.base import (
     exit_with_parent,
     finish_stage,
 )
+from dataset_platform.stages.dedup import exact as exact_shards
 from dataset_platform.stages.dedup import shards
 from dataset_platform.stages.dedup.components import connected_components
 from dataset_platform.stages.dedup.index import MinHashIndex
@@ -237,7 +238,10 @@ def _full_pass(con, q: _Query, near_on, params, threshold, batch_size, log, inde
         dup = con.sql("SELECT id FROM _meta GROUP BY id HAVING count(*) > 1 ORDER BY id LIMIT 3").fetchall()
         raise ValueError(f"dedup input has {n - distinct} repeated ids (e.g. {', '.join(r[0] for r in dup)}): "
                          "ids must be unique")
-    con.sql(RANKED_SQL.format(table="_ranked", meta="_meta"))
+    if tasks.where != "local" and index is not None:  # (on a cluster: in shard tasks, on the index's path)
+        exact_shards.rank_in_shards(con, "_meta", "_ranked", index.path.with_name(index.path.name + ".exact"), tasks, log)
+    else:
+        con.sql(RANKED_SQL.format(table="_ranked", meta="_meta"))
     con.sql("CREATE OR REPLACE TABLE _exact AS " + EXACT_SQL.format(ranked="_ranked"))
     if log:
         exact = con.sql("SELECT count(*) FROM _exact").fetchall()[0][0]
