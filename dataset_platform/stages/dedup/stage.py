@@ -238,7 +238,9 @@ def _full_pass(con, q: _Query, near_on, params, threshold, batch_size, log, inde
         dup = con.sql("SELECT id FROM _meta GROUP BY id HAVING count(*) > 1 ORDER BY id LIMIT 3").fetchall()
         raise ValueError(f"dedup input has {n - distinct} repeated ids (e.g. {', '.join(r[0] for r in dup)}): "
                          "ids must be unique")
-    if tasks.where != "local" and index is not None:  # (on a cluster: in shard tasks, on the index's path)
+    if tasks.where != "local" and index is not None and exact_shards.shard_count(n, tasks.memory_bytes) > 1:
+        # on a cluster, more rows than one task may hold: in shard tasks, on the index's path (below
+        # that the single query here is faster than the round trip: +0.3-0.5 s at 61 330 rows)
         exact_shards.rank_in_shards(con, "_meta", "_ranked", index.path.with_name(index.path.name + ".exact"), tasks, log)
     else:
         con.sql(RANKED_SQL.format(table="_ranked", meta="_meta"))
