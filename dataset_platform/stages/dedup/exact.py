@@ -26,6 +26,7 @@ from pathlib import Path
 
 import duckdb
 
+from dataset_platform.stages.dedup.shards import MIN_TASK_MEMORY, task_connection
 from dataset_platform.storage import sql_str
 
 #: bytes a slim row takes in a task's DuckDB while its groups are windowed (id, content hash, URL
@@ -33,8 +34,6 @@ from dataset_platform.storage import sql_str
 #: ``bench/dedup_shards.py --exact``: 1M rows with ~60-character URL keys in one task peaked 407 MB
 #: above a process with the same imports (427 bytes a row) in the first round, 217 MB in the second
 EXACT_ROW_BYTES = 448
-#: the least DuckDB memory a task is given, however small its bound (below it DuckDB cannot run)
-MIN_TASK_MEMORY = 128 * 10**6
 
 
 @dataclass(frozen=True)
@@ -74,12 +73,7 @@ def shard_count(rows: int, memory_bytes: int, min_tasks: int = 1) -> int:
 
 def rank_task(task: ExactTask) -> int:
     """One task of a round (see the module docstring); returns the rows it wrote."""
-    config = {"memory_limit": task.memory_limit, "threads": max(1, int(task.threads)),
-              "preserve_insertion_order": True}
-    if task.temp_dir:
-        Path(task.temp_dir).mkdir(parents=True, exist_ok=True)
-        config["temp_directory"] = task.temp_dir
-    con = duckdb.connect(":memory:", config=config)
+    con = task_connection(task.memory_limit, task.threads, task.temp_dir)
     try:
         rows = int(con.sql(f"SELECT count(*) FROM read_parquet({sql_str(task.rows)})").fetchall()[0][0])
         out = Path(task.out)

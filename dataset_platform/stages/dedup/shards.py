@@ -149,17 +149,22 @@ class SignatureReader:
         return (sa == sb).mean(axis=1)
 
 
+def task_connection(memory_limit: str, threads: int, temp_dir: str | None) -> duckdb.DuckDBPyConnection:
+    """The DuckDB of one shard task (here and in ``exact.py``): its memory bound, its threads, and
+    the folder it spills to beyond the bound."""
+    config = {"memory_limit": memory_limit, "threads": max(1, int(threads)), "preserve_insertion_order": True}
+    if temp_dir:
+        Path(temp_dir).mkdir(parents=True, exist_ok=True)
+        config["temp_directory"] = temp_dir
+    return duckdb.connect(":memory:", config=config)
+
+
 def shard_edges(task: ShardTask) -> ShardResult:
     """The verified candidate pairs of one shard (see the module docstring)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    config = {"memory_limit": task.memory_limit, "threads": max(1, int(task.threads)),
-              "preserve_insertion_order": True}
-    if task.temp_dir:
-        Path(task.temp_dir).mkdir(parents=True, exist_ok=True)
-        config["temp_directory"] = task.temp_dir
-    con = duckdb.connect(":memory:", config=config)
+    con = task_connection(task.memory_limit, task.threads, task.temp_dir)
     sigs = SignatureReader(task.index, task.permutations)
     schema = pa.schema([("a", pa.int32()), ("b", pa.int32()), ("similarity", pa.float64())])
     candidates = verified = 0
