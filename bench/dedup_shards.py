@@ -31,43 +31,43 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 BANDS, ROWS = 14, 8
 
-EXACT_CHILD = """
-import json, sys, time
-sys.path.insert(0, {root!r})
-from dataset_platform.stages.dedup import exact
-task = exact.ExactTask(**json.loads(sys.argv[1]))
-t = time.perf_counter()
-if sys.argv[2] == "run":
-    out = {{"rows": exact.rank_task(task)}}
-else:  # the baseline: the same imports and an empty connection
-    import duckdb
-    duckdb.connect(":memory:", config={{"memory_limit": task.memory_limit, "threads": 1}}).sql("SELECT 1").fetchall()
-    out = {{}}
-out["seconds"] = time.perf_counter() - t
-hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")][0]
-out["peak_rss_mb"] = int(hwm.split()[1]) / 1024
-print(json.dumps(out))
-"""
-
+# A task in a fresh process (``sys.argv[1]``: its fields as JSON; ``sys.argv[2]``: ``run``, or
+# ``baseline``: the same imports and an empty connection). ``{setup}`` builds ``task``, ``{run}``
+# sets ``out`` to what the task reports. VmHWM, not ru_maxrss: the latter starts from the
+# parent's size at the fork.
 CHILD = """
 import json, sys, time
 sys.path.insert(0, {root!r})
-from dataset_platform.stages.dedup import shards
-task = shards.ShardTask(**json.loads(sys.argv[1]))
+{setup}
 t = time.perf_counter()
 if sys.argv[2] == "run":
-    r = shards.shard_edges(task)
-    out = {{"band_rows": r.band_rows, "candidates": r.candidates, "verified": r.verified}}
-else:  # the baseline: the same imports and an empty connection
+    {run}
+else:
     import duckdb, numpy, pyarrow.parquet
     duckdb.connect(":memory:", config={{"memory_limit": task.memory_limit, "threads": 1}}).sql("SELECT 1").fetchall()
     out = {{}}
 out["seconds"] = time.perf_counter() - t
-# VmHWM, not ru_maxrss: the latter starts from the parent's size at the fork
 hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")][0]
 out["peak_rss_mb"] = int(hwm.split()[1]) / 1024
 print(json.dumps(out))
 """
+SHARD_TASK = ("from dataset_platform.stages.dedup import shards\ntask = shards.ShardTask(**json.loads(sys.argv[1]))",
+              "r = shards.shard_edges(task); "
+              "out = {'band_rows': r.band_rows, 'candidates': r.candidates, 'verified': r.verified}")
+EXACT_TASK = ("from dataset_platform.stages.dedup import exact\ntask = exact.ExactTask(**json.loads(sys.argv[1]))",
+              "out = {'rows': exact.rank_task(task)}")
+
+
+def measure(kind: tuple[str, str], task: dict) -> tuple[dict, dict]:
+    """(the task's report, the baseline's), each from a fresh process."""
+    setup, run = kind
+    code = CHILD.format(root=str(ROOT), setup=setup, run=run)
+    res = {}
+    for what in ("baseline", "run"):
+        r = subprocess.run([sys.executable, "-c", code, json.dumps(task), what], capture_output=True, text=True,
+                           check=True)
+        res[what] = json.loads(r.stdout.strip().splitlines()[-1])
+    return res["run"], res["baseline"]
 
 
 def make(folder: Path, docs: int) -> Path:
@@ -120,12 +120,7 @@ def exact_rounds(docs: int, memory_limit: str) -> None:
                           (2, str(folder / "by_url" / "*" / "*.parquet"), str(folder / "ranked.parquet"))):
         task = {"round": rnd, "rows": src, "out": out, "shards": 1, "memory_limit": memory_limit, "threads": 1,
                 "temp_dir": str(folder / "tmp")}
-        res = {}
-        for what in ("baseline", "run"):
-            r = subprocess.run([sys.executable, "-c", EXACT_CHILD.format(root=str(ROOT)), json.dumps(task), what],
-                               capture_output=True, text=True, check=True)
-            res[what] = json.loads(r.stdout.strip().splitlines()[-1])
-        run, base = res["run"], res["baseline"]
+        run, base = measure(EXACT_TASK, task)
         rows.append((rnd, run["rows"], run["seconds"], run["peak_rss_mb"], base["peak_rss_mb"],
                      (run["peak_rss_mb"] - base["peak_rss_mb"]) * 2**20 / max(run["rows"], 1)))
     print("\n| round | slim rows | seconds | peak RSS MB | baseline MB | bytes / row | memory_limit |\n"
@@ -153,13 +148,8 @@ def main() -> None:
         task = {"shard": 0, "bands": str(shard), "out": str(folder / "edges.parquet"), "index": str(folder),
                 "permutations": BANDS * ROWS, "threshold": 0.7, "memory_limit": args.memory_limit, "threads": 1,
                 "temp_dir": str(folder / "tmp")}
-        res = {}
-        for what in ("baseline", "run"):
-            r = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT)), json.dumps(task), what],
-                               capture_output=True, text=True, check=True)
-            res[what] = json.loads(r.stdout.strip().splitlines()[-1])
+        run, base = measure(SHARD_TASK, task)
         shutil.rmtree(folder / "tmp", ignore_errors=True)
-        run, base = res["run"], res["baseline"]
         per_row = (run["peak_rss_mb"] - base["peak_rss_mb"]) * 2**20 / max(run["band_rows"], 1)
         rows.append((docs, run["band_rows"], run["candidates"], run["verified"], run["seconds"], run["peak_rss_mb"],
                      base["peak_rss_mb"], per_row))

@@ -279,12 +279,16 @@ def ingest_source_files(source: Source, wd: Workdir, log: Log = _noop,
     for path, kind in files:
         in_inbox = path.parent == wd.inbox(source.name)
         try:
-            batch_id, spans = hashes.get(path), None
-            if batch_id is None or landed_batch(wd, source.name, batch_id) is None:
-                # (a new file is read once: its hash and, for JSON Lines, where it is cut)
-                batch_id, spans = batch_id_and_ranges(path, source.name, kind, batch_id)
+            known, spans = hashes.get(path), None
+            # either format: batches of earlier versions count
+            seen = known is not None and landed_batch(wd, source.name, known) is not None
+            if not seen:  # (a new file is read once: its hash and, for JSON Lines, where it is cut)
+                batch_id, spans = batch_id_and_ranges(path, source.name, kind, known)
                 hashes.put(path, batch_id)
-            if landed_batch(wd, source.name, batch_id) is not None:  # either format: batches of earlier versions count
+                seen = known is None and landed_batch(wd, source.name, batch_id) is not None  # (a copy's id)
+            else:
+                batch_id = known
+            if seen:
                 log(f"{source.name}: {path.name} was landed before as {batch_id}; skipped")
                 if in_inbox:
                     _processed(path)

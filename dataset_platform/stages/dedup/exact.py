@@ -31,8 +31,9 @@ from dataset_platform.storage import sql_str
 
 #: bytes a slim row takes in a task's DuckDB while its groups are windowed (id, content hash, URL
 #: key, flags and the window's state); a shard holds at most ``memory / EXACT_ROW_BYTES`` rows.
-#: ``bench/dedup_shards.py --exact``: 1M rows with ~60-character URL keys in one task peaked 407 MB
-#: above a process with the same imports (427 bytes a row) in the first round, 217 MB in the second
+#: ``bench/dedup_shards.py --exact``: 1M rows with ~60-character URL keys in one task peaked 374-407
+#: MB above the baseline process (392-427 bytes a row, two runs) in the first round, 199-217 MB in
+#: the second
 EXACT_ROW_BYTES = 448
 
 

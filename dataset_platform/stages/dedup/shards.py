@@ -30,7 +30,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from dataset_platform.storage import sql_str
+from dataset_platform.storage import memory_connection, sql_str
 
 #: bytes a band row takes in a shard task's DuckDB while its buckets are windowed, measured with
 #: bench/dedup_shards.py: 1.4M band rows (100 000 documents) in one task peaked 303 MB above a
@@ -150,13 +150,12 @@ class SignatureReader:
 
 
 def task_connection(memory_limit: str, threads: int, temp_dir: str | None) -> duckdb.DuckDBPyConnection:
-    """The DuckDB of one shard task (here and in ``exact.py``): its memory bound, its threads, and
-    the folder it spills to beyond the bound."""
-    config = {"memory_limit": memory_limit, "threads": max(1, int(threads)), "preserve_insertion_order": True}
+    """The DuckDB of one shard task (here and in ``exact.py``): ``storage.memory_connection`` with
+    the task's memory bound and threads, spilling to ``temp_dir`` (made here)."""
     if temp_dir:
         Path(temp_dir).mkdir(parents=True, exist_ok=True)
-        config["temp_directory"] = temp_dir
-    return duckdb.connect(":memory:", config=config)
+    return memory_connection(max(1, int(threads)), memory_limit=memory_limit,
+                             temp_dir=Path(temp_dir) if temp_dir else None)
 
 
 def shard_edges(task: ShardTask) -> ShardResult:
