@@ -8,6 +8,13 @@ topic with uneven shares (45/25/15/10/5 %). ``assign_splits`` runs with the defa
 ``stratify_by: topic``; then ``--refresh`` times more documents are added and it runs again with
 the first run's assignments. Each run is timed on its own; peak memory is the process's VmHWM
 (it includes the generated table). Prints Markdown rows.
+
+    python bench/split.py --task --docs 1000000 --memory-limit 4GB
+
+One shard task of the split's allocation (``release/split_shards.py``) holding every document
+(the worst case: one shard), rounds 1 and 3, each in a fresh process (``bench/dedup_shards.py``'s
+child), with its peak RSS above a process with the same imports and an empty connection: the
+bytes per document behind ``split_shards.SPLIT_ROW_BYTES``.
 """
 
 from __future__ import annotations
@@ -40,11 +47,64 @@ def _docs(con, table: str, start: int, n: int) -> None:
     """)
 
 
+SPLIT_TASK = ("from dataset_platform.config import SplitSettings\n"
+              "from dataset_platform.release import split_shards\n"
+              "f = json.loads(sys.argv[1]); f['settings'] = SplitSettings(**f['settings'])\n"
+              "f['quotas'] = tuple(map(tuple, f['quotas'])); f['offsets'] = tuple(map(tuple, f['offsets']))\n"
+              "task = split_shards.SplitTask(**f)",
+              "out = {'sums': len(split_shards.split_task(task))}")
+
+
+def task_memory(docs: int, memory_limit: str) -> None:
+    """Rounds 1 and 3 of one split shard task over every document (see the module docstring)."""
+    import shutil
+
+    from dedup_shards import measure
+
+    from dataset_platform.release import split as S
+    from dataset_platform.release import split_shards
+
+    settings = SplitSettings(stratify_by="topic")
+    folder = HERE / "out" / "split-task" / str(docs)
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "members").mkdir(parents=True)
+    con = memory_connection()
+    _docs(con, "docs", 0, docs)
+    S._load_previous(con, None)
+    con.sql("CREATE TABLE _split_outside_counts (stratum VARCHAR, split VARCHAR, n BIGINT)")
+    S._slim(con, "docs", settings, "content_hash")
+    S._components(con, settings)
+    con.sql(f"COPY _split_members TO '{folder / 'members' / 'm.parquet'}' (FORMAT parquet, COMPRESSION zstd)")
+    quotas = con.sql(S.quota_sql(settings, "SELECT NULL::VARCHAR AS stratum, NULL::VARCHAR AS split, 0 AS n WHERE false",
+                                 f"SELECT stratum, sum(size)::DOUBLE AS n FROM ({S.GROUPS_SQL.format(members='_split_members')}) "
+                                 "WHERE NOT mixed GROUP BY ALL")).fetchall()
+    con.close()
+    rows = []
+    for rnd in (1, 3):
+        task = {"round": rnd, "shard": 0, "members": str(folder / "members" / "*.parquet"), "folder": str(folder),
+                "settings": settings.model_dump(), "quotas": quotas if rnd == 3 else [], "offsets": [],
+                "memory_limit": memory_limit, "threads": 1, "temp_dir": str(folder / "tmp")}
+        run, base = measure(SPLIT_TASK, task)
+        rows.append((rnd, run["seconds"], run["peak_rss_mb"], base["peak_rss_mb"],
+                     (run["peak_rss_mb"] - base["peak_rss_mb"]) * 2**20 / docs))
+    print(f"machine: {machine()}")
+    print("| round | documents | seconds | peak RSS MB | baseline MB | bytes / document | memory_limit |\n"
+          "|---|---:|---:|---:|---:|---:|---|")
+    for rnd, sec, peak, base, per in rows:
+        print(f"| {rnd} | {docs} | {sec:.2f} | {peak:.0f} | {base:.0f} | {per:.0f} | {memory_limit} |")
+    print(f"(SPLIT_ROW_BYTES = {split_shards.SPLIT_ROW_BYTES}; started {time.strftime('%Y-%m-%d %H:%M')})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--docs", type=int, default=1_000_000)
     ap.add_argument("--refresh", type=float, default=0.2, help="documents added by the refresh, as a share")
+    ap.add_argument("--task", action="store_true", help="measure one split shard task's memory instead")
+    ap.add_argument("--memory-limit", default="4GB", help="(--task) the task's DuckDB memory limit")
     args = ap.parse_args()
+    if args.task:
+        task_memory(args.docs, args.memory_limit)
+        return
     settings = SplitSettings(stratify_by="topic")
     con = memory_connection()
     _docs(con, "docs", 0, args.docs)

@@ -96,15 +96,22 @@ def _build(tmp_path: Path, executor: str, address: str, name: str | None = None)
 
 
 def test_parts_run_as_ray_tasks_and_give_the_local_layers_and_release_byte_for_byte(tmp_path, ray_cluster, monkeypatch):
+    from dataset_platform.release import split_shards
     from dataset_platform.stages.dedup import exact
 
-    # a row "weighs" 5 MB: the few hundred documents here take exact dedup's shards (~100 rows a task)
+    # a row "weighs" 5 MB: the few hundred documents here take exact dedup's shards and the split's
+    # (~100 rows a task)
     monkeypatch.setattr(exact, "EXACT_ROW_BYTES", 5 * 10**6)
+    monkeypatch.setattr(split_shards, "SPLIT_ROW_BYTES", 5 * 10**6)
     shards: list[int] = []  # (shards of each round, per call: only the Ray build calls it)
     rank_in_shards = exact.rank_in_shards
     monkeypatch.setattr(exact, "rank_in_shards", lambda *a, **k: shards.append(rank_in_shards(*a, **k)) or shards[-1])
+    split: list[int] = []
+    allocate = split_shards.allocate_in_shards
+    monkeypatch.setattr(split_shards, "allocate_in_shards", lambda *a, **k: split.append(allocate(*a, **k)) or split[-1])
     (local_wd, local), (ray_wd, on_ray) = _build(tmp_path, "local", ray_cluster.address), _build(tmp_path, "ray", ray_cluster.address)
     assert len(shards) == 1 and shards[0] >= 4
+    assert len(split) == 1 and split[0] >= 3  # the split's allocation in shards, on the cluster
     per_batch = ["extracted_documents", "cleaned_documents", "labelled_documents", "decontaminated_documents"]
     for layer in per_batch:
         ran = on_ray[layer].counters

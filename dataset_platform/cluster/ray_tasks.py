@@ -242,8 +242,12 @@ def tasks(cfg, stage_name: str, placement: dict | None = None) -> Tasks:
         refs = [task.remote(fn, item) for item in items]
         yield from _in_order(ray, refs, [f"{stage_name}-{next(numbers)}" for _ in items], placement)
 
-    return Tasks(memory_bytes=size_bytes(settings.task_memory) // 2, threads=1, run=run, min_tasks=cpus,
-                 where="ray")
+    return Tasks(memory_bytes=task_memory_bytes(cfg), threads=1, run=run, min_tasks=cpus, where="ray")
+
+
+def task_memory_bytes(cfg) -> int:
+    """The memory a global stage's task gives its DuckDB: half of ``pipeline.ray.task_memory``."""
+    return size_bytes(cfg.pipeline.ray.task_memory) // 2
 
 
 def placement_summary(placement: dict, settings: RaySettings) -> dict:

@@ -78,12 +78,13 @@ def materialise_release(cfg: PlatformConfig, wd: Workdir, log: Log = _noop, *, l
             parts = [SourcePart.parquet(k, bl.file(k), chain=info.chain, rows=info.rows) for k, info in bl.parts.items()]
             if not parts:
                 parts = [SourcePart("", f"({empty_layer_query(layer, cfg.label_set_names)})")]
+            tasks = _split_tasks(cfg, sum(p.rows or 0 for p in parts))
             info = publish_release(
                 con, parts, wd.releases, cfg.dataset, cfg.pipeline.splits,
                 config_fingerprint=cfg.fingerprint(), stats=release_stats(cfg, wd), label_sets=cfg.label_set_names,
                 release=cfg.pipeline.release,
                 previous_assignments_sql=f"read_parquet({sql_str(prev)})" if prev.exists() else None,
-                lineage=lineage, augment=augment,
+                lineage=lineage, augment=augment, tasks=tasks, shard_folder=_spill(wd) / "split", log=log,
             )
         # only once the release is in place: a failed publish keeps the old assignments (the table
         # is in id order; with no new document it is likely the same: then the file stays)
@@ -97,6 +98,20 @@ def materialise_release(cfg: PlatformConfig, wd: Workdir, log: Log = _noop, *, l
         f"{sh.get('written', 0)} written ({sh.get('rows_written', 0)} rows)")
     ensure_view(wd, "dataset_release", release_view_sql(info.path))
     return info
+
+
+def _split_tasks(cfg: PlatformConfig, rows: int):
+    """Where the split's shard tasks run: on the Ray cluster (``pipeline.executor: ray``) when the
+    release's documents exceed what one task holds (``release/split_shards.py``), else None (the
+    allocation runs here, as one query)."""
+    if cfg.pipeline.executor != "ray":
+        return None
+    from dataset_platform.cluster.ray_tasks import task_memory_bytes, tasks
+    from dataset_platform.release.split_shards import shard_count
+
+    if shard_count(rows, task_memory_bytes(cfg)) <= 1:
+        return None
+    return tasks(cfg, "split")
 
 
 def current_release(cfg: PlatformConfig, wd: Workdir) -> Path | None:

@@ -155,6 +155,9 @@ def publish_release(
     previous_assignments_sql: str | None = None,
     lineage: dict | None = None,
     augment: AugmentSettings | None = None,
+    tasks=None,
+    shard_folder: Path | None = None,
+    log=None,
 ) -> ReleaseInfo:
     """Assign splits and publish a release of ``docs``.
 
@@ -166,6 +169,7 @@ def publish_release(
     ``previous_assignments_sql``: (id, split) of earlier releases, which documents keep.
     ``lineage``: upstream materialisations (goes into the manifest only, not into the version).
     ``augment``: augmentation settings (augmented copies of train documents), or None.
+    ``tasks``, ``shard_folder``, ``log``: where the split's shard tasks run (``assign_splits``).
     After the call, tables ``split_docs`` (id, split, group_key: no texts) and
     ``split_assignments`` (the assignments to persist) are on ``con``.
     """
@@ -186,7 +190,8 @@ def publish_release(
     # groups by difference when the previous release knows them (release/split.py)
     last_run = shards.last_run_sql(prev, layout) if previous_assignments_sql is not None else None
     split_stats = assign_splits(con, "(SELECT " + ", ".join(f'"{k}"' for k in keys) + " FROM _docs)", splits,
-                                previous_sql=previous_assignments_sql, last_run_sql=last_run, carry=False)
+                                previous_sql=previous_assignments_sql, last_run_sql=last_run, carry=False,
+                                tasks=tasks, shard_folder=shard_folder, log=log)
     con.sql("DROP TABLE _prev_parts")
     fingerprinted = shards.fingerprint_unknown(con, parts, label_sets) if prev.reusable else 0
     the_plan = shards.plan(con, prev, release.max_shard_bytes)

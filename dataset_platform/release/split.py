@@ -48,6 +48,7 @@ what stays linear is a join of the documents' ids and keys against the last run,
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 
@@ -121,6 +122,9 @@ def assign_splits(
     previous_sql: str | None = None,
     last_run_sql: str | None = None,
     carry: bool = True,
+    tasks=None,
+    shard_folder: Path | None = None,
+    log=None,
 ) -> SplitStats:
     """Assign every document of ``docs_sql`` to train, validation or test.
 
@@ -139,6 +143,10 @@ def assign_splits(
     ``carry=False``: ``split_docs`` holds id, split and group_key only, in no particular order
     (what a caller that joins it by id needs; no join with the input, no sort).
 
+    ``tasks`` (``stages.base.Tasks``) and ``shard_folder``: on a cluster (``tasks.where`` not
+    ``local``), once the documents exceed what one task holds, the allocation runs as shard tasks
+    there (``release/split_shards.py``), with the same result.
+
     Leaves ``split_docs`` (input columns + ``split`` + ``group_key``, ORDER BY id) and
     ``split_assignments`` (id, split, group_key: this run's documents plus the previous
     assignments of documents absent now, ORDER BY id) on ``con``.
@@ -156,7 +164,14 @@ def assign_splits(
         con.sql("CREATE OR REPLACE TABLE _split_outside_counts (stratum VARCHAR, split VARCHAR, n BIGINT)")
     _slim(con, region_sql, settings, cluster_col)
     _components(con, settings)
-    _allocate(con, settings)
+    from dataset_platform.release import split_shards
+
+    n = con.sql("SELECT count(*) FROM _split_members").fetchall()[0][0]
+    if (tasks is not None and tasks.where != "local" and shard_folder is not None
+            and split_shards.shard_count(n, tasks.memory_bytes) > 1):
+        split_shards.allocate_in_shards(con, settings, shard_folder, tasks, log)
+    else:
+        _allocate(con, settings)
     recomputed = con.sql("SELECT count(*) FROM _split_assign").fetchall()[0][0]
     con.sql("INSERT INTO _split_assign SELECT id, NULL, split, group_key, prev_split, value FROM _split_outside")
     carried = [c for c in cols if c not in ("split", "group_key")]
@@ -361,67 +376,55 @@ def _components(con: duckdb.DuckDBPyConnection, settings: SplitSettings) -> None
 # -- allocation
 
 
+# one row per group of ``{members}``: size, old members per split, the split new members join, the
+# stratum, and whether its members carry more than one value of ``stratify_by``
+GROUPS_SQL = """
+    SELECT *,
+      CASE WHEN o_train + o_validation + o_test = 0 THEN NULL
+           WHEN o_train >= o_validation AND o_train >= o_test THEN 'train'
+           WHEN o_validation >= o_test THEN 'validation' ELSE 'test' END AS joined
+    FROM (
+      SELECT comp, min(group_key) AS group_key, count(*) AS size,
+             count(*) FILTER (WHERE prev_split = 'train') AS o_train,
+             count(*) FILTER (WHERE prev_split = 'validation') AS o_validation,
+             count(*) FILTER (WHERE prev_split = 'test') AS o_test,
+             arg_min_null(value, id_hash) AS stratum,
+             count(DISTINCT value) > 1 OR count(value) NOT IN (0, count(*)) AS mixed
+      FROM {members} GROUP BY comp
+    )
+"""
+# every document's split: kept from before, else the split its group joins, else its new group's
+ASSIGN_SQL = """
+    SELECT m.id, m.comp, coalesce(m.prev_split, g.joined, n.split) AS split, m.group_key, m.prev_split, m.value
+    FROM {members} m JOIN {groups} g USING (comp) LEFT JOIN {new} n USING (comp)
+"""
+
+
 def _allocate(con: duckdb.DuckDBPyConnection, settings: SplitSettings) -> None:
     """``_split_assign`` (id, comp, split, group_key, prev_split, value) for every document."""
-    # one row per group: size, old members per split, the split new members join, the stratum,
-    # and whether its members carry more than one value of ``stratify_by``
-    con.sql(
-        """
-        CREATE OR REPLACE TABLE _split_groups AS
-        SELECT *,
-          CASE WHEN o_train + o_validation + o_test = 0 THEN NULL
-               WHEN o_train >= o_validation AND o_train >= o_test THEN 'train'
-               WHEN o_validation >= o_test THEN 'validation' ELSE 'test' END AS joined
-        FROM (
-          SELECT comp, min(group_key) AS group_key, count(*) AS size,
-                 count(*) FILTER (WHERE prev_split = 'train') AS o_train,
-                 count(*) FILTER (WHERE prev_split = 'validation') AS o_validation,
-                 count(*) FILTER (WHERE prev_split = 'test') AS o_test,
-                 arg_min_null(value, id_hash) AS stratum,
-                 count(DISTINCT value) > 1 OR count(value) NOT IN (0, count(*)) AS mixed
-          FROM _split_members GROUP BY comp
-        )
-        """
-    )
+    con.sql(f"CREATE OR REPLACE TABLE _split_groups AS {GROUPS_SQL.format(members='_split_members')}")
     con.sql("CREATE OR REPLACE TABLE _split_new (comp BIGINT, split VARCHAR)")
     # mixed new groups first, at the plain ratios; then the single-valued ones, whose quotas
     # make up for everything placed before them (old documents, new members of old groups and
     # the mixed groups, counted by their own value), so each value's total comes out right
     _fill(con, settings, "mixed", count_placed=False)
     _fill(con, settings, "NOT mixed", count_placed=True)
-    con.sql(
-        """
-        CREATE OR REPLACE TABLE _split_assign AS
-        SELECT m.id, m.comp, coalesce(m.prev_split, g.joined, n.split) AS split, m.group_key, m.prev_split, m.value
-        FROM _split_members m JOIN _split_groups g USING (comp) LEFT JOIN _split_new n USING (comp)
-        """
-    )
+    con.sql("CREATE OR REPLACE TABLE _split_assign AS "
+            + ASSIGN_SQL.format(members="_split_members", groups="_split_groups", new="_split_new"))
 
 
-def _fill(con: duckdb.DuckDBPyConnection, settings: SplitSettings, which: str, *, count_placed: bool) -> None:
-    """Add the new groups matching ``which`` to ``_split_new``: per stratum, the desired new
-    documents per split are ``max(0, ratio * total - placed)`` (placed: documents with a split
-    already, when ``count_placed``), rescaled to the stratum's new documents; the groups in
-    ``md5(salt:group_key)`` order go to train while the middle of their cumulative count is below
-    the train quota, then to validation, then to test."""
+def quota_sql(settings: SplitSettings, placed: str, new: str) -> str:
+    """Per stratum, the new documents to put in train and in validation (``q_train``,
+    ``q_validation``; the rest go to test): ``placed`` (stratum, split, n) the documents with a
+    split already, ``new`` (stratum, n DOUBLE) the new groups' documents to allocate. The desired
+    new documents per split are ``max(0, ratio * total - placed)``, rescaled to the new ones."""
     r = {"train": float(settings.train), "validation": float(settings.validation), "test": float(settings.test)}
-    placed = "true" if count_placed else "false"
-    con.sql(
-        f"""
-        CREATE OR REPLACE TABLE _split_quota AS
-        WITH placed AS (
-          SELECT m.value AS stratum, coalesce(m.prev_split, g.joined, x.split) AS split, 1 AS n
-          FROM _split_members m JOIN _split_groups g USING (comp) LEFT JOIN _split_new x USING (comp)
-          WHERE {placed} AND (g.joined IS NOT NULL OR x.split IS NOT NULL)
-          UNION ALL  -- by difference: the documents outside the region, all placed
-          SELECT stratum, split, n FROM _split_outside_counts WHERE {placed}
-        ), e AS (
+    return f"""
+        WITH e AS (
           SELECT stratum, coalesce(sum(n) FILTER (WHERE split = 'train'), 0) AS e_train,
                  coalesce(sum(n) FILTER (WHERE split = 'validation'), 0) AS e_validation,
                  coalesce(sum(n) FILTER (WHERE split = 'test'), 0) AS e_test
-          FROM placed GROUP BY stratum
-        ), n AS (
-          SELECT stratum, sum(size)::DOUBLE AS n FROM _split_groups WHERE joined IS NULL AND {which} GROUP BY stratum
+          FROM ({placed}) GROUP BY stratum
         ), d AS (
           SELECT n.stratum, n.n,
                  greatest(0, {r['train']!r} * t - e_train) AS d_train,
@@ -430,7 +433,7 @@ def _fill(con: duckdb.DuckDBPyConnection, settings: SplitSettings, which: str, *
           FROM (SELECT n.*, coalesce(e.e_train, 0) AS e_train, coalesce(e.e_validation, 0) AS e_validation,
                        coalesce(e.e_test, 0) AS e_test,
                        n.n + coalesce(e.e_train + e.e_validation + e.e_test, 0) AS t
-                FROM n LEFT JOIN e ON e.stratum IS NOT DISTINCT FROM n.stratum) n
+                FROM ({new}) n LEFT JOIN e ON e.stratum IS NOT DISTINCT FROM n.stratum) n
         )
         SELECT stratum,
                CASE WHEN d_train + d_validation + d_test > 0 THEN n * d_train / (d_train + d_validation + d_test)
@@ -438,23 +441,48 @@ def _fill(con: duckdb.DuckDBPyConnection, settings: SplitSettings, which: str, *
                CASE WHEN d_train + d_validation + d_test > 0 THEN n * d_validation / (d_train + d_validation + d_test)
                     ELSE n * {r['validation']!r} END AS q_validation
         FROM d
-        """
-    )
-    con.sql(
-        f"""
-        INSERT INTO _split_new
+    """
+
+
+def fill_sql(settings: SplitSettings, groups: str, which: str, quota: str, offsets: str | None = None) -> str:
+    """(comp, split) of the new groups of ``groups`` matching ``which``: per stratum, in
+    ``md5(salt:group_key)`` order, a group goes to train while the middle of the cumulative count
+    of documents is below the stratum's ``q_train`` (``quota``), then to validation, then to test.
+    ``offsets`` (stratum, offset): documents of the stratum's new groups that come before these
+    (``split_shards``: the earlier shards'), added to the cumulative count."""
+    offset = "coalesce(o.offset, 0)" if offsets else "0"
+    join = f"LEFT JOIN ({offsets}) o ON o.stratum IS NOT DISTINCT FROM g.stratum" if offsets else ""
+    return f"""
         SELECT g.comp,
-               CASE WHEN g.cum - g.size / 2.0 < q.q_train THEN 'train'
-                    WHEN g.cum - g.size / 2.0 < q.q_train + q.q_validation THEN 'validation'
+               CASE WHEN {offset} + g.cum - g.size / 2.0 < q.q_train THEN 'train'
+                    WHEN {offset} + g.cum - g.size / 2.0 < q.q_train + q.q_validation THEN 'validation'
                     ELSE 'test' END AS split
         FROM (
           SELECT comp, stratum, size,
                  sum(size) OVER (PARTITION BY stratum ORDER BY {stable_hash_sql("group_key", settings.salt)}, group_key
                                  ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cum
-          FROM _split_groups WHERE joined IS NULL AND {which}
-        ) g JOIN _split_quota q ON q.stratum IS NOT DISTINCT FROM g.stratum
-        """
+          FROM {groups} WHERE joined IS NULL AND {which}
+        ) g JOIN ({quota}) q ON q.stratum IS NOT DISTINCT FROM g.stratum {join}
+    """
+
+
+def _fill(con: duckdb.DuckDBPyConnection, settings: SplitSettings, which: str, *, count_placed: bool) -> None:
+    """Add the new groups matching ``which`` to ``_split_new`` (:func:`fill_sql`, with the quotas
+    of :func:`quota_sql`); the documents placed are counted when ``count_placed``: those of old
+    groups and of new groups filled before, by their own value, and those outside the region."""
+    placed = "true" if count_placed else "false"
+    con.sql(
+        "CREATE OR REPLACE TABLE _split_quota AS " + quota_sql(
+            settings,
+            f"""SELECT m.value AS stratum, coalesce(m.prev_split, g.joined, x.split) AS split, 1 AS n
+                FROM _split_members m JOIN _split_groups g USING (comp) LEFT JOIN _split_new x USING (comp)
+                WHERE {placed} AND (g.joined IS NOT NULL OR x.split IS NOT NULL)
+                UNION ALL  -- by difference: the documents outside the region, all placed
+                SELECT stratum, split, n FROM _split_outside_counts WHERE {placed}""",
+            f"SELECT stratum, sum(size)::DOUBLE AS n FROM _split_groups WHERE joined IS NULL AND {which} GROUP BY stratum",
+        )
     )
+    con.sql("INSERT INTO _split_new " + fill_sql(settings, "_split_groups", which, "SELECT * FROM _split_quota"))
 
 
 # -- statistics
