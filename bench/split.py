@@ -15,6 +15,12 @@ One shard task of the split's allocation (``release/split_shards.py``) holding e
 (the worst case: one shard), rounds 1 and 3, each in a fresh process (``bench/dedup_shards.py``'s
 child), with its peak RSS above a process with the same imports and an empty connection: the
 bytes per document behind ``split_shards.SPLIT_ROW_BYTES``.
+
+    python bench/split.py --components --docs 1000000 --memory-limit 4GB
+
+The graph of those documents' groups (documents and their URL and cluster keys) joined by
+``components_in_shards`` (``stages/dedup/components.py``) in ONE shard, each wave's task in a fresh
+process: the bytes per edge behind ``components.EDGE_BYTES``.
 """
 
 from __future__ import annotations
@@ -95,13 +101,68 @@ def task_memory(docs: int, memory_limit: str) -> None:
     print(f"(SPLIT_ROW_BYTES = {split_shards.SPLIT_ROW_BYTES}; started {time.strftime('%Y-%m-%d %H:%M')})")
 
 
+WAVE_TASK = ("from dataset_platform.stages.dedup import components\n"
+             "task = components.WaveTask(**json.loads(sys.argv[1]))",
+             "out = {'changed': components.wave_task(task)}")
+
+
+def components_memory(docs: int, memory_limit: str) -> None:
+    """The split's graph of ``docs`` documents joined by ``components_in_shards`` in ONE shard,
+    every wave task in a fresh process with its peak RSS above the baseline (see the docstring)."""
+    import dataclasses
+    import shutil
+
+    from dedup_shards import measure
+
+    from dataset_platform.release import split as S
+    from dataset_platform.stages.base import Tasks
+    from dataset_platform.stages.dedup import components
+
+    settings = SplitSettings(stratify_by="topic")
+    folder = HERE / "out" / "split-components" / str(docs)
+    shutil.rmtree(folder, ignore_errors=True)
+    con = memory_connection()
+    _docs(con, "docs", 0, docs)
+    S._load_previous(con, None)
+    S._slim(con, "docs", settings, "content_hash")
+    S._components(con, settings)  # (the edges: ``_split_edges``; its components here are not used)
+    edges = con.sql("SELECT count(*) FROM _split_edges").fetchall()[0][0]
+    peaks: dict[int, list] = {}
+
+    def run(fn, items):
+        for item in items:
+            r, base = measure(WAVE_TASK, dataclasses.asdict(dataclasses.replace(item, memory_limit=memory_limit)))
+            peaks.setdefault(item.wave, []).append((r["seconds"], r["peak_rss_mb"], base["peak_rss_mb"]))
+            yield r["changed"]
+
+    tasks = Tasks(memory_bytes=10**12, threads=1, run=run, where="bench")
+    t0 = time.perf_counter()
+    rounds = components.components_in_shards(con, f"SELECT doc AS a, k + {docs} AS b FROM _split_edges", "cc",
+                                             folder, tasks)
+    wall = time.perf_counter() - t0
+    print(f"machine: {machine()}")
+    print(f"{docs} documents, {edges} edges, {rounds} rounds, {wall:.1f} s in all (each task a fresh process)")
+    print("| wave | tasks | seconds (max) | peak RSS MB (max) | baseline MB | bytes / edge above the baseline |\n"
+          "|---:|---:|---:|---:|---:|---:|")
+    for w, rows in sorted(peaks.items()):
+        sec, peak, base = max(r[0] for r in rows), max(r[1] for r in rows), min(r[2] for r in rows)
+        print(f"| {w} | {len(rows)} | {sec:.2f} | {peak:.0f} | {base:.0f} | {(peak - base) * 2**20 / edges:.0f} |")
+    print(f"(EDGE_BYTES = {components.EDGE_BYTES}; memory_limit {memory_limit}; "
+          f"started {time.strftime('%Y-%m-%d %H:%M')})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--docs", type=int, default=1_000_000)
     ap.add_argument("--refresh", type=float, default=0.2, help="documents added by the refresh, as a share")
     ap.add_argument("--task", action="store_true", help="measure one split shard task's memory instead")
-    ap.add_argument("--memory-limit", default="4GB", help="(--task) the task's DuckDB memory limit")
+    ap.add_argument("--components", action="store_true",
+                    help="measure the memory of the component waves' tasks on the split's graph instead")
+    ap.add_argument("--memory-limit", default="4GB", help="(--task, --components) the task's DuckDB memory limit")
     args = ap.parse_args()
+    if args.components:
+        components_memory(args.docs, args.memory_limit)
+        return
     if args.task:
         task_memory(args.docs, args.memory_limit)
         return

@@ -73,6 +73,69 @@ def test_components_ignore_self_loops_and_repeated_edges(in_memory_edges):
     assert _components(np.array([3]), np.array([3]), in_memory_edges)[0] == {}  # (no edge but a self-loop)
 
 
+def _in_shards(tmp_path, a: np.ndarray, b: np.ndarray, shards: int, run=None) -> tuple[dict[int, int], int]:
+    """The components in ``shards`` shards of tasks (run here, or with ``run``)."""
+    from dataset_platform.stages.dedup import components
+
+    con = duckdb.connect()
+    con.register("e", pa.table({"a": pa.array(a.astype(np.int64)), "b": pa.array(b.astype(np.int64))}))
+    tasks = Tasks(memory_bytes=10**9, threads=1, where="test", min_tasks=shards, **({"run": run} if run else {}))
+    folder = tmp_path / "cc"
+    rounds = components.components_in_shards(con, "SELECT a, b FROM e", "cc", folder, tasks)
+    assert not folder.exists()  # (its files go once read)
+    return dict(con.sql("SELECT node, comp FROM cc").fetchall()), rounds
+
+
+@pytest.mark.parametrize("shards", [1, 4])
+@pytest.mark.parametrize("shape", ["random_forest", "giant_component", "stars", "shuffled_path"])
+def test_components_in_shard_tasks_are_the_rounds_in_one_process(tmp_path, shape, shards):
+    """The rounds cut into waves of shard tasks (no task holds more than its shard of the edges)
+    give scipy's components, round for round the single process's labels."""
+    rng = np.random.default_rng(4)
+    n = 3_000
+    if shape == "random_forest":
+        a, b = rng.integers(0, n, 1_800), rng.integers(0, n, 1_800)
+    elif shape == "giant_component":
+        a, b = rng.integers(0, n, 9_000), rng.integers(0, n, 9_000)
+    elif shape == "stars":
+        a = rng.integers(0, n, 1_500)
+        b = a // 9
+    else:
+        p = rng.permutation(n)
+        a, b = p[:-1], p[1:]
+    a, b = a[a != b], b[a != b]  # (a node with a self-loop only is no node of the graph: tested below)
+    got, rounds = _in_shards(tmp_path, a, b, shards)
+    assert got == _expected(a, b)
+    assert rounds == _components(a, b)[1]
+
+
+def test_component_waves_run_in_other_processes_and_a_cluster_takes_them_beyond_one_task(tmp_path, monkeypatch):
+    from dataset_platform.stages.dedup import components
+
+    seen = []
+    with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
+        def run(fn, items):
+            seen.extend(items)
+            return pool.map(fn, items)
+
+        got, _ = _in_shards(tmp_path, np.array([5, 5, 7, 9, 9, 12]), np.array([5, 7, 5, 9, 10, 12]), 3, run)
+    assert got == {5: 5, 7: 5, 9: 9, 10: 9}  # (self-loops and repeated edges ignored)
+    assert {t.wave for t in seen} == {0, 1, 2, 3, 4} and {t.shard for t in seen} == {0, 1, 2}
+    # which path ``connected_components`` takes: shard tasks only on a cluster, beyond one task
+    calls = []
+    in_shards = components.components_in_shards
+    monkeypatch.setattr(components, "components_in_shards", lambda *a, **k: calls.append(1) or in_shards(*a, **k))
+    con = duckdb.connect()
+    con.sql("CREATE TABLE e AS SELECT i AS a, i + 1 AS b FROM range(100) t(i)")
+    cluster = Tasks(memory_bytes=10**9, threads=1, where="test", min_tasks=2)
+    for tasks, edge_bytes, sharded in ((None, 10**7, False), (Tasks(memory_bytes=1, threads=1), 10**7, False),
+                                       (cluster, components.EDGE_BYTES, False), (cluster, 2 * 10**7, True)):
+        monkeypatch.setattr(components, "EDGE_BYTES", edge_bytes)  # (20 MB an edge: 50 of the 100 a 1 GB task)
+        calls.clear()
+        connected_components(con, "SELECT a, b FROM e", "cc", tasks=tasks, folder=tmp_path / "cc2")
+        assert bool(calls) == sharded and con.sql("SELECT count(DISTINCT comp) FROM cc").fetchall() == [(1,)]
+
+
 # ------------------------------------------------------------------ shards
 
 
@@ -128,6 +191,22 @@ def test_the_decision_does_not_depend_on_the_number_of_shards_or_where_they_run(
         cut = [m for m in logs if "candidate pairs verified (estimated" in m][0]
         assert int(cut.rsplit("in ", 1)[1].split()[0]) >= max(3, tasks.min_tasks)
     assert any("(spawned)" in m for m in logs)
+
+
+def test_near_duplicate_clusters_joined_in_shard_tasks_keep_the_same_documents(tmp_path, chains, monkeypatch):
+    """On a cluster whose tasks hold fewer edges than dedup verified, the clusters' components run
+    as shard tasks (in spawned processes here), on the index's path: the same decision."""
+    from dataset_platform.stages.dedup import components
+
+    _, one, _ = _run(chains, None, index=MinHashIndex(tmp_path / "one"))
+    monkeypatch.setattr(components, "EDGE_BYTES", 10**7)  # (a 1 GB task holds 100 edges)
+    logs: list[str] = []
+    _, out, _ = _run(chains, Tasks(memory_bytes=10**9, threads=1, min_tasks=2, run=_spawned, where="spawned"),
+                     index=MinHashIndex(tmp_path / "two"), log=logs.append)
+    assert out == one
+    cut = [m for m in logs if m.startswith("components: ")]
+    assert len(cut) == 1 and " in 2 shard(s)" in cut[0] and "(spawned)" in cut[0], logs
+    assert not (tmp_path / "two.components").exists()
 
 
 def test_a_tiny_memory_bound_cuts_the_band_keys_into_many_shards(chains):

@@ -97,7 +97,7 @@ def _build(tmp_path: Path, executor: str, address: str, name: str | None = None)
 
 def test_parts_run_as_ray_tasks_and_give_the_local_layers_and_release_byte_for_byte(tmp_path, ray_cluster, monkeypatch):
     from dataset_platform.release import split_shards
-    from dataset_platform.stages.dedup import exact
+    from dataset_platform.stages.dedup import components, exact
 
     # a row "weighs" 5 MB: the few hundred documents here take exact dedup's shards and the split's
     # (~100 rows a task)
@@ -109,9 +109,19 @@ def test_parts_run_as_ray_tasks_and_give_the_local_layers_and_release_byte_for_b
     split: list[int] = []
     allocate = split_shards.allocate_in_shards
     monkeypatch.setattr(split_shards, "allocate_in_shards", lambda *a, **k: split.append(allocate(*a, **k)) or split[-1])
+    # and an edge 10 MB: the components of the split's groups in shard tasks (dedup's few near-duplicate
+    # edges fit one task: tests/test_dedup_shards.py takes them into shards)
+    monkeypatch.setattr(components, "EDGE_BYTES", 10**7)
+    graphs: list[int] = []
+    in_shards = components.components_in_shards
+    monkeypatch.setattr(components, "components_in_shards",
+                        lambda con, edges, *a, **k: graphs.append(con.sql(f"SELECT count(*) FROM ({edges})").fetchall()[0][0])
+                        or in_shards(con, edges, *a, **k))
     (local_wd, local), (ray_wd, on_ray) = _build(tmp_path, "local", ray_cluster.address), _build(tmp_path, "ray", ray_cluster.address)
     assert len(shards) == 1 and shards[0] >= 4
     assert len(split) == 1 and split[0] >= 3  # the split's allocation in shards, on the cluster
+    # the split's graph: an edge per document's URL, and one per cluster
+    assert len(graphs) == 1 and graphs[0] >= sum(on_ray["dataset_release"].rows.values())
     per_batch = ["extracted_documents", "cleaned_documents", "labelled_documents", "decontaminated_documents"]
     for layer in per_batch:
         ran = on_ray[layer].counters

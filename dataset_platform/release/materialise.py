@@ -102,14 +102,16 @@ def materialise_release(cfg: PlatformConfig, wd: Workdir, log: Log = _noop, *, l
 
 def _split_tasks(cfg: PlatformConfig, rows: int):
     """Where the split's shard tasks run: on the Ray cluster (``pipeline.executor: ray``) when the
-    release's documents exceed what one task holds (``release/split_shards.py``), else None (the
-    allocation runs here, as one query)."""
+    release's documents, or the edges of their groups' graph, may exceed what one task holds
+    (``release/split_shards.py``, ``stages/dedup/components.py``), else None (all runs here)."""
     if cfg.pipeline.executor != "ray":
         return None
     from dataset_platform.cluster.ray_tasks import task_memory_bytes, tasks
-    from dataset_platform.release.split_shards import shard_count
+    from dataset_platform.release import split_shards
+    from dataset_platform.stages.dedup import components
 
-    if shard_count(rows, task_memory_bytes(cfg)) <= 1:
+    memory, keys = task_memory_bytes(cfg), len(cfg.pipeline.splits.group_by)  # (an edge per key at most)
+    if split_shards.shard_count(rows, memory) <= 1 and components.shard_count(rows * keys, memory) <= 1:
         return None
     return tasks(cfg, "split")
 

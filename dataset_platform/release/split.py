@@ -163,7 +163,7 @@ def assign_splits(
                 "prev_split VARCHAR)")
         con.sql("CREATE OR REPLACE TABLE _split_outside_counts (stratum VARCHAR, split VARCHAR, n BIGINT)")
     _slim(con, region_sql, settings, cluster_col)
-    _components(con, settings)
+    _components(con, settings, tasks, shard_folder, log)
     from dataset_platform.release import split_shards
 
     n = con.sql("SELECT count(*) FROM _split_members").fetchall()[0][0]
@@ -324,8 +324,10 @@ def _slim(con: duckdb.DuckDBPyConnection, docs_sql: str, settings: SplitSettings
 # -- groups
 
 
-def _components(con: duckdb.DuckDBPyConnection, settings: SplitSettings) -> None:
-    """``_split_members`` (doc, id, value, id_hash, prev_split, comp, group_key)."""
+def _components(con: duckdb.DuckDBPyConnection, settings: SplitSettings, tasks=None, folder: Path | None = None,
+                log=None) -> None:
+    """``_split_members`` (doc, id, value, id_hash, prev_split, comp, group_key); on a cluster
+    (``tasks``), a graph beyond one task's bound in shard tasks, in ``folder``."""
     from dataset_platform.stages.dedup.components import connected_components
 
     parts = []
@@ -352,7 +354,8 @@ def _components(con: duckdb.DuckDBPyConnection, settings: SplitSettings) -> None
     # the components of the graph of documents and keys (keys are nodes after the documents); the
     # label of a component is its smallest node, a document; a document without keys is a
     # component of its own
-    connected_components(con, f"SELECT doc AS a, k + {int(n_docs)} AS b FROM _split_edges", "_split_cc")
+    connected_components(con, f"SELECT doc AS a, k + {int(n_docs)} AS b FROM _split_edges", "_split_cc",
+                         tasks=tasks, folder=folder.with_name(folder.name + ".components") if folder else None, log=log)
     con.sql("CREATE OR REPLACE TABLE _split_comp AS SELECT s.doc, coalesce(c.comp, s.doc)::BIGINT AS comp "
             "FROM _split_slim s LEFT JOIN _split_cc c ON c.node = s.doc")
     con.sql("DROP TABLE _split_cc")

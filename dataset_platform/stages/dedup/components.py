@@ -15,10 +15,26 @@ so each component carries one label, its smallest node. The result does not depe
 of rows or threads. Rounds: a few for the clusters dedup meets (a bucket is a star); the tests
 include a long path and a random graph checked against scipy.
 
-Nothing here imports Dagster.
+**In shard tasks** (on a cluster, once the edges are more than one task holds: ``tasks`` and
+``folder`` given, :func:`components_in_shards`): the same rounds, each cut into four waves of tasks
+over files partitioned by node (``node % shards``), so that no task holds more than its shard of
+the edges and labels: (1) the shard's new labels (the least of what wave 4 sent it) and, for each
+edge whose far end ``v`` is in the shard, ``v``'s label sent to the near end; (2) per node the
+least label received, the node's new label and the hook (its old label's node receives it); (3)
+per node the least of those (``H``), and a request to the node its label names; (4) that node's
+``H`` sent back (pointer jumping). A round that changes no label ends it. The labels are those of
+the rounds in one process, round by round, so the components are the same (a test compares them
+with scipy's).
+
+Nothing here imports Dagster or Ray.
 """
 
 from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 
@@ -33,12 +49,26 @@ IN_MEMORY_EDGES = 20_000_000
 MAX_ROUNDS = 200
 
 
+#: bytes an edge takes in a shard task's DuckDB (both directions of it, the labels of its ends and
+#: what a wave sends); a shard holds at most ``memory / EDGE_BYTES`` edges. ``bench/split.py
+#: --components``: the split graph of 1M documents (2M edges) in one shard, wave 2 (the heaviest)
+#: peaked 195-208 bytes an edge above the baseline process (two runs)
+EDGE_BYTES = 256
+
+
 def connected_components(con: duckdb.DuckDBPyConnection, edges_sql: str, out: str,
-                         in_memory_edges: int = IN_MEMORY_EDGES) -> int:
+                         in_memory_edges: int = IN_MEMORY_EDGES, *, tasks=None, folder: Path | None = None,
+                         log=None) -> int:
     """Create table ``out`` (node, comp) with every node of the edges ``edges_sql`` (columns a, b:
     integers) and the smallest node of its component; returns the number of rounds (0: computed
-    in memory, at most ``in_memory_edges`` edges)."""
-    if con.sql(f"SELECT count(*) FROM ({edges_sql})").fetchall()[0][0] <= in_memory_edges:
+    in memory, at most ``in_memory_edges`` edges). With ``tasks`` (``stages.base.Tasks``) of a
+    cluster and a ``folder`` every worker reaches, edges beyond one task's bound are processed in
+    shard tasks (:func:`components_in_shards`)."""
+    edges = con.sql(f"SELECT count(*) FROM ({edges_sql})").fetchall()[0][0]
+    if (tasks is not None and tasks.where != "local" and folder is not None
+            and shard_count(edges, tasks.memory_bytes) > 1):
+        return components_in_shards(con, edges_sql, out, folder, tasks, log)
+    if edges <= in_memory_edges:
         _in_memory(con, edges_sql, out)
         return 0
     con.sql(f"CREATE OR REPLACE TEMP TABLE _cc_e AS SELECT a AS u, b AS v FROM ({edges_sql}) WHERE a <> b "
@@ -104,3 +134,149 @@ def _in_memory(con: duckdb.DuckDBPyConnection, edges_sql: str, out: str) -> None
     con.register("_cc_mem", pa.table({"node": pa.array(nodes), "comp": pa.array(nodes[first[label]])}))
     con.sql(f"CREATE OR REPLACE TABLE {out} AS SELECT node, comp FROM _cc_mem ORDER BY node")
     con.unregister("_cc_mem")
+
+
+# -- in shard tasks
+
+#: the least DuckDB memory a task is given (as ``shards.MIN_TASK_MEMORY``)
+_MIN_TASK_MEMORY = 128 * 10**6
+
+
+def shard_count(edges: int, memory_bytes: int, min_tasks: int = 1) -> int:
+    """Shards for ``edges`` edges so that one shard fits a task's memory (at least ``min_tasks``)."""
+    per_shard = max(1, max(memory_bytes, _MIN_TASK_MEMORY) // EDGE_BYTES)
+    return max(1, math.ceil(edges / per_shard), min_tasks)
+
+
+@dataclass(frozen=True)
+class WaveTask:
+    """Wave ``wave`` (1-4, or 0: the first labels) of a round, for shard ``shard`` of ``shards``:
+    reads the files of ``folder`` the wave reads, writes the shard's own."""
+
+    wave: int
+    shard: int
+    shards: int
+    folder: str
+    memory_limit: str = "1GB"
+    threads: int = 1
+
+
+def _part(col: str, shards: int) -> str:
+    return f"(({col} % {shards}) + {shards}) % {shards}"
+
+
+def wave_task(task: WaveTask) -> int:
+    """One task of a wave (see the module docstring); wave 1 returns the labels of its shard that
+    changed in the round before (the first round: every label), the others 0."""
+    from dataset_platform.stages.dedup.shards import task_connection
+    from dataset_platform.storage import sql_str
+
+    f, s, n = Path(task.folder), task.shard, task.shards
+    con = task_connection(task.memory_limit, task.threads, str(f / f"tmp-{s}"))
+
+    def read(name: str, cols: str) -> str:  # what every task of the wave before sent to this shard
+        files = sorted(f.glob(f"{name}/from=*/to={s}/*.parquet"))
+        if not files:
+            return f"(SELECT {cols} WHERE false)"
+        return "read_parquet([" + ", ".join(sql_str(x) for x in files) + "])"
+
+    def send(name: str, query: str, to: str) -> None:  # rows to the shards of column ``to``
+        out = f / name / f"from={s}"
+        shutil.rmtree(out, ignore_errors=True)  # (a task run again rewrites its files whole)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        con.sql(f"COPY (SELECT *, {_part(to, n)}::INTEGER AS \"to\" FROM ({query})) TO {sql_str(out)} "
+                "(FORMAT parquet, PARTITION_BY (\"to\"), COMPRESSION zstd)")
+
+    def keep(name: str, query: str) -> None:  # the shard's own file
+        tmp = f / f"{name}-{s}.parquet.tmp"
+        con.sql(f"COPY ({query}) TO {sql_str(tmp)} (FORMAT parquet, COMPRESSION zstd)")
+        tmp.replace(f / f"{name}-{s}.parquet")
+
+    edges, labels = f"read_parquet({sql_str(f / f'edges-{s}.parquet')})", sql_str(f / f"labels-{s}.parquet")
+    try:
+        changed = 0
+        if task.wave == 0:  # the first labels: the least of the node and its neighbours
+            keep("labels", f"SELECT v AS node, least(v, min(u)) AS label FROM {edges} GROUP BY v")
+        elif task.wave == 1:
+            got = read("jumped", "NULL::BIGINT AS node, NULL::BIGINT AS label")
+            if got.startswith("read_parquet"):
+                con.sql(f"CREATE TABLE j AS SELECT node, min(label) AS label FROM {got} GROUP BY node")
+                changed = con.sql(f"SELECT count(*) FROM j JOIN read_parquet({labels}) l USING (node) "
+                                  "WHERE j.label <> l.label").fetchall()[0][0]
+                keep("labels", "SELECT * FROM j")
+            send("near", f"SELECT e.u AS node, min(l.label) AS m FROM {edges} e "
+                         f"JOIN read_parquet({labels}) l ON l.node = e.v GROUP BY e.u", "node")
+        elif task.wave == 2:
+            got = read("near", "NULL::BIGINT AS node, NULL::BIGINT AS m, NULL::INTEGER AS \"to\"")
+            send("hooked", f"""
+                WITH n AS (SELECT node, min(m) AS m FROM {got} GROUP BY node),
+                l AS (SELECT * FROM read_parquet({labels}))
+                SELECT l.node, least(l.label, n.m) AS label FROM l JOIN n USING (node)
+                UNION ALL SELECT l.label, n.m FROM l JOIN n USING (node) WHERE n.m < l.label
+            """, "node")
+        elif task.wave == 3:
+            got = read("hooked", "NULL::BIGINT AS node, NULL::BIGINT AS label, NULL::INTEGER AS \"to\"")
+            keep("hooks", f"SELECT node, min(label) AS label FROM {got} GROUP BY node")
+            send("asked", f"SELECT node, label FROM read_parquet({sql_str(f / f'hooks-{s}.parquet')})", "label")
+        else:  # 4: pointer jumping, answered where the label's node is
+            got = read("asked", "NULL::BIGINT AS node, NULL::BIGINT AS label, NULL::INTEGER AS \"to\"")
+            send("jumped", f"SELECT a.node, least(a.label, coalesce(h.label, a.label)) AS label FROM {got} a "
+                           f"LEFT JOIN read_parquet({sql_str(f / f'hooks-{s}.parquet')}) h ON h.node = a.label", "node")
+        return int(changed)
+    finally:
+        con.close()
+
+
+def components_in_shards(con: duckdb.DuckDBPyConnection, edges_sql: str, out: str, folder: Path, tasks,
+                         log=None) -> int:
+    """:func:`connected_components` with its rounds as waves of shard tasks run with ``tasks``
+    (see the module docstring), on files in ``folder`` (removed after). Returns the rounds."""
+    from dataset_platform.storage import sql_str
+
+    edges = con.sql(f"SELECT count(*) FROM ({edges_sql})").fetchall()[0][0]
+    shards = shard_count(edges, tasks.memory_bytes, tasks.min_tasks)
+    memory = f"{max(tasks.memory_bytes, _MIN_TASK_MEMORY) // 10**6}MB"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    try:
+        # both directions of every edge, in the shard of its far end ``v``
+        con.sql(f"""
+            COPY (SELECT u, v, {_part('v', shards)}::INTEGER AS shard FROM (
+                    SELECT a::BIGINT AS u, b::BIGINT AS v FROM ({edges_sql}) WHERE a <> b
+                    UNION SELECT b::BIGINT, a::BIGINT FROM ({edges_sql}) WHERE a <> b))
+            TO {sql_str(folder / 'by_v')} (FORMAT parquet, PARTITION_BY (shard), COMPRESSION zstd)
+        """)
+        present = set()
+        for s in range(shards):
+            files = sorted((folder / "by_v" / f"shard={s}").glob("*.parquet"))
+            if files:
+                present.add(s)
+                con.sql(f"COPY (SELECT u, v FROM read_parquet([{', '.join(sql_str(x) for x in files)}])) "
+                        f"TO {sql_str(folder / f'edges-{s}.parquet')} (FORMAT parquet, COMPRESSION zstd)")
+            else:  # (a shard without edges has no nodes: its files are empty)
+                con.sql(f"COPY (SELECT NULL::BIGINT AS u, NULL::BIGINT AS v WHERE false) "
+                        f"TO {sql_str(folder / f'edges-{s}.parquet')} (FORMAT parquet)")
+        shutil.rmtree(folder / "by_v")
+
+        def wave(w: int) -> int:
+            return sum(tasks.run(wave_task, [WaveTask(w, s, shards, str(folder), memory, tasks.threads)
+                                             for s in range(shards)]))
+
+        wave(0)
+        rounds = 0
+        while True:
+            changed = wave(1)
+            if rounds and changed == 0:
+                break
+            rounds += 1
+            if rounds > MAX_ROUNDS:
+                raise RuntimeError(f"connected components did not settle in {MAX_ROUNDS} rounds")
+            for w in (2, 3, 4):
+                wave(w)
+        files = ", ".join(sql_str(folder / f"labels-{s}.parquet") for s in range(shards))
+        con.sql(f"CREATE OR REPLACE TABLE {out} AS SELECT node, label AS comp FROM read_parquet([{files}]) ORDER BY node")
+        if log:
+            log(f"components: {edges} edges in {shards} shard(s), {rounds} round(s) of 4 waves of tasks ({tasks.where})")
+        return rounds
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

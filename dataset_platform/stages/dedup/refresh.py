@@ -322,7 +322,8 @@ class _Difference:
         drop_near_duplicates(con, "SELECT a, b FROM _RE",
                              "SELECT r.i AS node, r.id, coalesce(x.kept, FALSE) AS kept, m.q, m.f "
                              "FROM _RN r JOIN _meta m ON m.id = r.id JOIN _live l ON l.id = r.id "
-                             "LEFT JOIN _index_docs x ON x.id = l.id AND x.content_hash = l.content_hash")
+                             "LEFT JOIN _index_docs x ON x.id = l.id AND x.content_hash = l.content_hash",
+                             self.log, self.tasks, self.index)
         a, b, sim = self._similarities("SELECT id AS a, keeper_id AS b FROM _drop")
         con.register("_s", pa.table({"doc_id": a, "keeper_id": b, "similarity": pa.array(np.asarray(sim).round(4))}))
         con.sql("INSERT INTO _near SELECT doc_id, keeper_id, similarity FROM _s ORDER BY doc_id")

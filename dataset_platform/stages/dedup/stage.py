@@ -460,7 +460,8 @@ def sign_task(item: tuple) -> object:
 
 
 def drop_near_duplicates(con: duckdb.DuckDBPyConnection, edges_sql: str, nodes_sql: str,
-                         log: Callable[[str], None] | None = None) -> None:
+                         log: Callable[[str], None] | None = None, tasks: Tasks | None = None,
+                         index: MinHashIndex | None = None) -> None:
     """``_drop`` (node, id, keeper_node, keeper_id): every document of a near-duplicate cluster
     but its keeper. Clusters: the connected components of the edges ``edges_sql`` (a, b: node
     numbers; :mod:`.components`). ``nodes_sql``: node, id, kept (by the last
@@ -469,8 +470,11 @@ def drop_near_duplicates(con: duckdb.DuckDBPyConnection, edges_sql: str, nodes_s
 
     History rule: a document the last run kept is never dropped here. When new documents link
     clusters that each had a keeper (a chain through a newcomer, whose ends may share little
-    text), every one of those keepers stays; the other members go to the first of them."""
-    rounds = connected_components(con, edges_sql, "_c")
+    text), every one of those keepers stays; the other members go to the first of them.
+    ``tasks`` and ``index``: on a cluster, edges beyond one task's bound are joined in shard tasks,
+    on the index's path (:func:`.components.connected_components`)."""
+    folder = index.path.with_name(index.path.name + ".components") if index is not None else None
+    rounds = connected_components(con, edges_sql, "_c", tasks=tasks, folder=folder, log=log)
     if log:
         nodes, clusters = con.sql("SELECT count(*), count(DISTINCT comp) FROM _c").fetchall()[0]
         log(f"dedup: {nodes} documents in {clusters} near-duplicate clusters ({rounds} rounds of components)")
@@ -616,7 +620,8 @@ class _NearDuplicates:
         if con.sql("SELECT count(*) FROM _edges").fetchall()[0][0] == 0:
             return
         drop_near_duplicates(con, "SELECT a, b FROM _edges",
-                             "SELECT doc AS node, id, was_kept AS kept, q, f FROM _docs", self.log)
+                             "SELECT doc AS node, id, was_kept AS kept, q, f FROM _docs", self.log, self.tasks,
+                             self.index)
         # the similarity of each dropped document with its keeper, in bounded batches
         reader = con.sql("SELECT x.node, da.part AS a_part, da.row AS a_row, db.part AS b_part, db.row AS b_row "
                          "FROM _drop x JOIN _docs da ON da.doc = x.node JOIN _docs db ON db.doc = x.keeper_node "
