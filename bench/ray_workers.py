@@ -8,7 +8,7 @@ Each build starts from an empty work folder; the Ray head (``ray start --head``,
 127.0.0.1) is started before the build and stopped after it. Printed: wall seconds of the whole
 run and of the per-batch stages' steps (the work that runs as Ray tasks), and the speed-up of 2
 CPUs over 1; per step that ran Ray tasks (the per-batch stages' parts, dedup's shards), the tasks,
-the worker processes and the largest peak RSS of a task's worker against the task memory. The
+the worker processes and the largest peak RSS of a task (and which) against the task memory. The
 peak RSS of the run is the ``run`` process tree's: Ray's workers are the raylet's children, not
 counted there. Results in ``bench/out/ray-<docs>/results.json``.
 """
@@ -56,15 +56,16 @@ def build(name: str, out: Path, docs: int, cpus: int | None) -> dict:
     res["per_batch_steps_s"] = round(sum(steps.get(k) or 0 for k in PER_BATCH), 2)
     res["steps"] = steps
     # what each step's summary line says of its Ray tasks: "... N Ray task(s) on W worker(s) of
-    # K node(s), peak RSS of a task's worker M MB (task memory T MB)"
+    # K node(s), peak RSS of a task M MB (task memory T MB; the task)"
     res["ray_tasks"] = {}
     for step in res["timeline"]["steps"]:
         for _t, line in step.get("log") or []:
-            m = re.search(r"(\d+) Ray task\(s\) on (\d+) worker\(s\) of (\d+) node\(s\), peak RSS of a task's "
-                          r"worker (\d+) MB \(task memory (\d+) MB\)", line)
+            m = re.search(r"(\d+) Ray task\(s\) on (\d+) worker\(s\) of (\d+) node\(s\), peak RSS of a task "
+                          r"(\d+) MB \(task memory (\d+) MB; ([^)]*)\)", line)
             if m:
-                res["ray_tasks"][step["step"]] = dict(zip(("tasks", "workers", "nodes", "peak_task_rss_mb",
-                                                           "task_memory_mb"), map(int, m.groups()), strict=True))
+                res["ray_tasks"][step["step"]] = {
+                    **dict(zip(("tasks", "workers", "nodes", "peak_task_rss_mb", "task_memory_mb"),
+                               map(int, m.groups()[:5]), strict=True)), "peak_task": m.group(6)}
     return res
 
 
@@ -115,8 +116,8 @@ def main() -> None:
           + ("; identical" if len(set(digests.values())) == 1 else "; DIFFERENT"))
     for r in runs:
         for step, t in r["ray_tasks"].items():
-            print(f"{r['name']}: {step}: {t['tasks']} Ray task(s) on {t['workers']} worker(s), peak RSS of a task's "
-                  f"worker {t['peak_task_rss_mb']} MB (task memory {t['task_memory_mb']} MB)")
+            print(f"{r['name']}: {step}: {t['tasks']} Ray task(s) on {t['workers']} worker(s), peak RSS of a task "
+                  f"{t['peak_task_rss_mb']} MB ({t['peak_task']}; task memory {t['task_memory_mb']} MB)")
     by = {r["name"]: r for r in runs}
     if "ray-1cpu" in by and "ray-2cpu" in by:
         one, two = by["ray-1cpu"], by["ray-2cpu"]

@@ -231,7 +231,8 @@ def materialise(stage: Stage | str, cfg: PlatformConfig, wd: Workdir, log: Log =
         f"{counters['parts_reused']} unchanged, {counters['parts_dropped']} dropped; "
         f"{counters['rows_computed']} rows computed in {seconds:.1f}s; {total.summary()}"
         + (f"; {r['tasks']} Ray task(s) on {r['workers']} worker(s) of {r['nodes']} node(s), "
-           f"peak RSS of a task's worker {r['peak_task_rss_mb']:.0f} MB (task memory {r['task_memory_mb']:.0f} MB)"
+           f"peak RSS of a task {r['peak_task_rss_mb']:.0f} MB (task memory {r['task_memory_mb']:.0f} MB; "
+           f"{r.get('peak_task', '')})"
            if (r := counters.get("ray")) else ""))
     result = LayerResult(stage.output, total.kept_rows, wd.layer_dir(stage.output), stage=total, counters=counters,
                          seconds=seconds)

@@ -277,6 +277,25 @@ def test_a_run_connects_and_warms_every_cpu_of_the_cluster_on_its_warm_up_thread
     assert list(ray_tasks.tasks(cfg, "after-warm-up").run(abs, [-1, -2])) == [1, 2]
 
 
+def test_a_tasks_peak_is_its_own_not_the_workers_since_it_started():
+    """A worker runs many tasks: the peak RSS a task reports is the highest resident memory during
+    that task (the worker's peak is reset when it starts, and what earlier tasks left handed back)."""
+    import numpy as np
+
+    from dataset_platform.cluster import ray_tasks
+
+    big = np.ones(400 * 2**20 // 8)  # an earlier task's 400 MiB, gone before the next starts
+    del big
+    before = ray_tasks._peak(False)  # (the process's peak so far: that task's)
+    ray_tasks._release_memory()
+    reset = ray_tasks._reset_peak()
+    assert reset  # (Linux: clear_refs)
+    small = ray_tasks._peak(reset)
+    assert before - small > 300 * 2**20  # the new task's peak starts from what the worker holds now
+    held = np.ones(100 * 2**20 // 8)
+    assert ray_tasks._peak(reset) - small > 90 * 2**20 and held.sum() > 0  # and sees what the task takes
+
+
 def test_a_parts_duckdb_gets_at_most_half_of_the_tasks_memory():
     from dataset_platform.cluster.ray_tasks import task_config
     from dataset_platform.config import parse_config

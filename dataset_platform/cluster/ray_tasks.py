@@ -169,7 +169,7 @@ def run_parts(stage_name: str, cfg, root: str, folder: str, label_sets, state, t
     """``runner.part_task`` of each ``(part, chain, old)`` in ``todo``, as Ray tasks; yields their
     results in the order of ``todo`` (the task of a later part runs while an earlier one is read).
     ``placement`` receives, per part key, the node and the worker process that computed it and
-    that process's peak RSS (see :func:`placement_summary`)."""
+    the task's peak RSS (see :func:`placement_summary`)."""
     settings = cfg.pipeline.ray
     ray = connect(settings)
     task = _options(ray, _task_on_ray, settings, f"{stage_name}-part")
@@ -211,10 +211,10 @@ def _in_order(ray, refs: list, keys: list, placement: dict | None) -> Iterator:
 
 
 def _task_on_ray(fn, *args) -> tuple:
-    """``fn(*args)`` on a Ray worker, and where it ran (node id, worker pid) with the peak RSS of
-    that worker process so far (bytes)."""
-    import resource
-
+    """``fn(*args)`` on a Ray worker, and where it ran (node id, worker pid) with the task's peak
+    RSS (bytes): the worker's resident memory at its highest during the task, what the worker held
+    when the task started included. Before the task, the worker hands back what earlier tasks left
+    (collected objects, Arrow's and the C allocator's free pages), so a task is not charged for them."""
     import ray
 
     from dataset_platform.stages.base import CPUS_ENV
@@ -222,9 +222,52 @@ def _task_on_ray(fn, *args) -> tuple:
     ctx = ray.get_runtime_context()
     # the task's stage starts no more processes or threads than the CPUs Ray gave the task
     os.environ[CPUS_ENV] = str(max(1, int(ctx.get_assigned_resources().get("CPU", 1))))
+    _release_memory()
+    since_start = _reset_peak()
     result = fn(*args)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # (Linux: KiB)
-    return result, (ctx.get_node_id(), os.getpid(), peak)
+    return result, (ctx.get_node_id(), os.getpid(), _peak(since_start))
+
+
+def _release_memory() -> None:
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        import pyarrow as pa
+
+        pa.default_memory_pool().release_unused()
+    except Exception:  # (an allocator without the call)
+        pass
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # (not glibc)
+        pass
+
+
+def _reset_peak() -> bool:
+    """Reset this process's peak RSS (Linux: ``clear_refs`` 5); False where it cannot be."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak(since_reset: bool) -> int:
+    """The peak RSS since :func:`_reset_peak` (``VmHWM``), or else since the process started."""
+    if since_reset:
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # (Linux: KiB)
 
 
 def tasks(cfg, stage_name: str, placement: dict | None = None) -> Tasks:
@@ -240,7 +283,8 @@ def tasks(cfg, stage_name: str, placement: dict | None = None) -> Tasks:
     def run(fn, items: list) -> Iterator:
         task = _options(ray, _task_on_ray, settings, f"{stage_name}-task")
         refs = [task.remote(fn, item) for item in items]
-        yield from _in_order(ray, refs, [f"{stage_name}-{next(numbers)}" for _ in items], placement)
+        name = getattr(fn, "__name__", "task")
+        yield from _in_order(ray, refs, [f"{stage_name}-{name}-{next(numbers)}" for _ in items], placement)
 
     return Tasks(memory_bytes=task_memory_bytes(cfg), threads=1, run=run, min_tasks=cpus, where="ray")
 
@@ -252,9 +296,11 @@ def task_memory_bytes(cfg) -> int:
 
 def placement_summary(placement: dict, settings: RaySettings) -> dict:
     """What :func:`run_parts` recorded, for the log and the materialisation's metadata: tasks,
-    nodes, worker processes, and the largest peak RSS of a task's worker against the task memory."""
+    nodes, worker processes, and the largest peak RSS of a task (and which task) against the task
+    memory."""
     where = list(placement.values())
+    top = max(placement, key=lambda k: placement[k][2], default="")
     return {"tasks": len(where), "nodes": len({node for node, _pid, _rss in where}),
             "workers": len({(node, pid) for node, pid, _rss in where}),
             "peak_task_rss_mb": round(max((rss for _n, _p, rss in where), default=0) / 2**20, 1),
-            "task_memory_mb": round(size_bytes(settings.task_memory) / 2**20, 1)}
+            "peak_task": str(top), "task_memory_mb": round(size_bytes(settings.task_memory) / 2**20, 1)}
