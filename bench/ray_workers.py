@@ -3,6 +3,7 @@ to the local executor, on the JSONL dump of ``bench/graph.py`` (generated there 
 
     python bench/ray_workers.py --docs 100000
     python bench/ray_workers.py --docs 1000000 --builds ray-2cpu     # the task memory at 1M
+    python bench/ray_workers.py --docs 100000 --builds ray-1cpu,ray-2cpu --repeat 3   # the speed-up, in turns
 
 Each build starts from an empty work folder; the Ray head (``ray start --head``, every process on
 127.0.0.1) is started before the build and stopped after it. Printed: wall seconds of the whole
@@ -94,35 +95,51 @@ def main() -> None:
     ap.add_argument("--builds", default="local,ray-1cpu,ray-2cpu",
                     help="which builds, in order: local, ray-1cpu, ray-2cpu (at 1M, ray-2cpu alone measures the "
                          "task memory)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run the builds in turn this many times (1 CPU, 2 CPUs, 1 CPU, ...): the speed-up is "
+                         "then each pair's, and their median")
     args = ap.parse_args()
     cpus_of = {"local": None, "ray-1cpu": 1, "ray-2cpu": 2}
     names = [b.strip() for b in args.builds.split(",") if b.strip()]
     if set(names) - set(cpus_of):
         ap.error(f"--builds: choose from {', '.join(cpus_of)}")
+    names = names * max(1, args.repeat)
     src = HERE / "out" / f"graph-{args.docs}"
     generate(args.docs, src)
     out = HERE / "out" / f"ray-{args.docs}"
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy(src / "dump.jsonl", out / "dump.jsonl")
     write_config(out, settings_change=False)
-    runs = [build(name, out, args.docs, cpus_of[name]) for name in names]
+    runs = []
+    for i, name in enumerate(names):
+        runs.append(build(name, out, args.docs, cpus_of[name]))
+        runs[-1]["turn"] = i // (len(names) // max(1, args.repeat))
+        runs[-1]["release"] = release_digest(out / f"work-{name}")
     print("\n| executor | docs | run s | per-batch steps s | docs/s | peak tree RSS MB | CPU s |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in runs:
         print(f"| {r['name']} | {args.docs} | {r['seconds']:.1f} | {r['per_batch_steps_s']:.1f} | "
               f"{r['docs_per_s']:.0f} | {r['peak_tree_rss_mb']:.0f} | {r['cpu_s']:.0f} |")
-    digests = {r["name"]: release_digest(out / f"work-{r['name']}") for r in runs}
+    digests = {f"{r['name']}#{r['turn'] + 1}": tuple(r["release"]) for r in runs}
     print("\nreleases (version, digest of every file): " + ", ".join(f"{k} {v[0]} {v[1]}" for k, v in digests.items())
           + ("; identical" if len(set(digests.values())) == 1 else "; DIFFERENT"))
     for r in runs:
         for step, t in r["ray_tasks"].items():
             print(f"{r['name']}: {step}: {t['tasks']} Ray task(s) on {t['workers']} worker(s), peak RSS of a task "
                   f"{t['peak_task_rss_mb']} MB ({t['peak_task']}; task memory {t['task_memory_mb']} MB)")
-    by = {r["name"]: r for r in runs}
-    if "ray-1cpu" in by and "ray-2cpu" in by:
-        one, two = by["ray-1cpu"], by["ray-2cpu"]
-        print(f"\nray 2 CPUs against 1: whole run {one['seconds'] / two['seconds']:.2f}x, "
-              f"per-batch steps {one['per_batch_steps_s'] / two['per_batch_steps_s']:.2f}x")
+    pairs = []
+    for turn in sorted({r["turn"] for r in runs}):
+        by = {r["name"]: r for r in runs if r["turn"] == turn}
+        if "ray-1cpu" in by and "ray-2cpu" in by:
+            one, two = by["ray-1cpu"], by["ray-2cpu"]
+            pairs.append((one["seconds"] / two["seconds"], one["per_batch_steps_s"] / two["per_batch_steps_s"]))
+            print(f"\nray 2 CPUs against 1 (turn {turn + 1}): whole run {pairs[-1][0]:.2f}x "
+                  f"({one['seconds']:.1f} against {two['seconds']:.1f} s), per-batch steps {pairs[-1][1]:.2f}x")
+    if len(pairs) > 1:
+        import statistics
+
+        print(f"median of {len(pairs)} turns: whole run {statistics.median(p[0] for p in pairs):.2f}x, "
+              f"per-batch steps {statistics.median(p[1] for p in pairs):.2f}x")
     (out / "results.json").write_text(json.dumps({"docs": args.docs, "runs": runs, "releases": digests}, indent=1,
                                                  default=str))
 
