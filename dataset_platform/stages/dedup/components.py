@@ -192,7 +192,10 @@ def wave_task(task: WaveTask) -> int:
         con.sql(f"COPY ({query}) TO {sql_str(tmp)} (FORMAT parquet, COMPRESSION zstd)")
         tmp.replace(f / f"{name}-{s}.parquet")
 
-    edges, labels = f"read_parquet({sql_str(f / f'edges-{s}.parquet')})", sql_str(f / f"labels-{s}.parquet")
+    mine = sorted((f / "edges" / f"shard={s}").glob("*.parquet"))  # (none: a shard without nodes)
+    edges = ("read_parquet([" + ", ".join(sql_str(x) for x in mine) + "])" if mine
+             else "(SELECT NULL::BIGINT AS u, NULL::BIGINT AS v WHERE false)")
+    labels = sql_str(f / f"labels-{s}.parquet")
     try:
         changed = 0
         if task.wave == 0:  # the first labels: the least of the node and its neighbours
@@ -244,19 +247,8 @@ def components_in_shards(con: duckdb.DuckDBPyConnection, edges_sql: str, out: st
             COPY (SELECT u, v, {_part('v', shards)}::INTEGER AS shard FROM (
                     SELECT a::BIGINT AS u, b::BIGINT AS v FROM ({edges_sql}) WHERE a <> b
                     UNION SELECT b::BIGINT, a::BIGINT FROM ({edges_sql}) WHERE a <> b))
-            TO {sql_str(folder / 'by_v')} (FORMAT parquet, PARTITION_BY (shard), COMPRESSION zstd)
+            TO {sql_str(folder / 'edges')} (FORMAT parquet, PARTITION_BY (shard), COMPRESSION zstd)
         """)
-        present = set()
-        for s in range(shards):
-            files = sorted((folder / "by_v" / f"shard={s}").glob("*.parquet"))
-            if files:
-                present.add(s)
-                con.sql(f"COPY (SELECT u, v FROM read_parquet([{', '.join(sql_str(x) for x in files)}])) "
-                        f"TO {sql_str(folder / f'edges-{s}.parquet')} (FORMAT parquet, COMPRESSION zstd)")
-            else:  # (a shard without edges has no nodes: its files are empty)
-                con.sql(f"COPY (SELECT NULL::BIGINT AS u, NULL::BIGINT AS v WHERE false) "
-                        f"TO {sql_str(folder / f'edges-{s}.parquet')} (FORMAT parquet)")
-        shutil.rmtree(folder / "by_v")
 
         def wave(w: int) -> int:
             return sum(tasks.run(wave_task, [WaveTask(w, s, shards, str(folder), memory, tasks.threads)
