@@ -296,6 +296,18 @@ def test_a_tasks_peak_is_its_own_not_the_workers_since_it_started():
     assert ray_tasks._peak(reset) - small > 90 * 2**20 and held.sum() > 0  # and sees what the task takes
 
 
+def test_a_cluster_or_job_address_of_this_machine_is_told_without_connecting():
+    """Loopback clusters keep 127.0.0.1 as their address (the driver and a job's environment):
+    one rule for a GCS ``host:port`` and a job API URL. Nothing here connects."""
+    from dataset_platform.cluster.ray_tasks import is_loopback
+
+    for address in ("127.0.0.1:6379", "127.0.0.2:6379", "localhost:6379", "http://127.0.0.1:8265",
+                    "http://[::1]:8265/", "http://localhost:8265"):
+        assert is_loopback(address), address
+    for address in ("ray-head:6379", "http://ray-head.internal:8265", "http://[fd00::1]:8265", "auto"):
+        assert not is_loopback(address), address
+
+
 def test_a_parts_duckdb_gets_at_most_half_of_the_tasks_memory():
     from dataset_platform.cluster.ray_tasks import task_config
     from dataset_platform.config import parse_config

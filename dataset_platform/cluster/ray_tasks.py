@@ -45,7 +45,7 @@ def connect(settings: RaySettings):
     """The ``ray`` module, connected to the configured cluster (once per process): the address in
     ``pipeline.ray.address``, else ``$RAY_ADDRESS``, else a Ray instance started on this machine."""
     address = settings.address or os.environ.get("RAY_ADDRESS") or None
-    if address is None or _loopback(address):
+    if address is None or is_loopback(address):
         # a cluster of this machine only (the instance started here, or one on 127.0.0.1): Ray must
         # not swap 127.0.0.1 for the machine's outward address, as it does for clusters of several
         # nodes. Read when Ray is imported: set before.
@@ -55,7 +55,7 @@ def connect(settings: RaySettings):
     except ImportError as e:
         raise RayUnavailable("pipeline.executor is 'ray', but Ray is not installed: "
                              "pip install 'dataset-platform[ray]' (or set pipeline.executor: local)") from e
-    if address is None or _loopback(address):
+    if address is None or is_loopback(address):
         # the variable is read once, when Ray is first imported: too late if something imported it
         # before (the driver then sends 127.0.0.1's cluster its outward address, and fails). Ray's
         # services read this constant of its module at each call.
@@ -121,7 +121,8 @@ def _host_port(address: str) -> tuple[str, str]:
     return host.strip("[]"), port
 
 
-def _loopback(address: str) -> bool:
+def is_loopback(address: str) -> bool:
+    """Whether a cluster's ``host:port`` or a URL (its job API) names this machine's loopback."""
     import ipaddress
 
     host, _port = _host_port(address)

@@ -27,7 +27,7 @@ AGENT_WAIT_S = 60.0
 
 def materialise_as_ray_job(context: dg.AssetExecutionContext, stage: Stage, config_path: str,
                            workdir: str, cfg) -> LayerResult:
-    from dataset_platform.cluster.ray_tasks import RayUnavailable
+    from dataset_platform.cluster.ray_tasks import RayUnavailable, is_loopback
 
     try:
         from dagster_ray.core.pipes import PipesRayJobClient
@@ -39,7 +39,7 @@ def materialise_as_ray_job(context: dg.AssetExecutionContext, stage: Stage, conf
     if not address:
         raise RayUnavailable(f"pipeline.ray.submit is 'job', but no job API address: set pipeline.ray.job_address "
                              f"(e.g. http://127.0.0.1:8265, the head's dashboard port) or ${JOB_ADDRESS_ENV}")
-    env = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"} if _loopback_url(address) else {}
+    env = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"} if is_loopback(address) else {}
     client = PipesRayJobClient(address=address, poll_interval=0.5, forward_termination=True)
     deadline = time.monotonic() + AGENT_WAIT_S
     while True:
@@ -67,10 +67,3 @@ def materialise_as_ray_job(context: dg.AssetExecutionContext, stage: Stage, conf
     if not results:
         raise RuntimeError(f"the Ray job of {stage.name} ended without reporting its layer; see its log above")
     return LayerResult.from_json(results[-1])
-
-
-def _loopback_url(address: str) -> bool:
-    from urllib.parse import urlparse
-
-    host = urlparse(address if "://" in address else f"http://{address}").hostname or ""
-    return host in ("localhost", "::1") or host.startswith("127.")
