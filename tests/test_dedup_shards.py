@@ -44,22 +44,24 @@ def _expected(a: np.ndarray, b: np.ndarray) -> dict[int, int]:
     return {int(v): smallest[int(label[v])] for v in nodes}
 
 
+def _graph(shape: str, n: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Edges (a, b) over ``n`` nodes of a given shape."""
+    if shape == "random_forest":
+        return rng.integers(0, n, n * 3 // 5), rng.integers(0, n, n * 3 // 5)
+    if shape == "giant_component":
+        return rng.integers(0, n, n * 3), rng.integers(0, n, n * 3)
+    if shape == "stars":
+        a = rng.integers(0, n, n // 2)
+        return a, a // 9
+    if shape == "shuffled_path":  # the worst case for propagation alone: diameter n
+        p = rng.permutation(n)
+        return p[:-1], p[1:]
+    return np.arange(n - 1)[::-1], np.arange(1, n)[::-1]
+
+
 @pytest.mark.parametrize("shape", ["random_forest", "giant_component", "stars", "shuffled_path", "ordered_path"])
 def test_components_in_duckdb_rounds_are_scipys_with_the_smallest_node_as_label(shape):
-    rng = np.random.default_rng(3)
-    n = 20_000
-    if shape == "random_forest":
-        a, b = rng.integers(0, n, 12_000), rng.integers(0, n, 12_000)
-    elif shape == "giant_component":
-        a, b = rng.integers(0, n, 60_000), rng.integers(0, n, 60_000)
-    elif shape == "stars":
-        a = rng.integers(0, n, 10_000)
-        b = a // 9
-    elif shape == "shuffled_path":  # the worst case for propagation alone: diameter n
-        p = rng.permutation(n)
-        a, b = p[:-1], p[1:]
-    else:
-        a, b = np.arange(n - 1)[::-1], np.arange(1, n)[::-1]
+    a, b = _graph(shape, 20_000, np.random.default_rng(3))
     got, rounds = _components(a, b)  # in DuckDB rounds (no edge in memory)
     assert got == _expected(a, b)
     assert 0 < rounds <= 30  # hooking and pointer jumping: rounds grow with log(n), not with the diameter
@@ -91,18 +93,7 @@ def _in_shards(tmp_path, a: np.ndarray, b: np.ndarray, shards: int, run=None) ->
 def test_components_in_shard_tasks_are_the_rounds_in_one_process(tmp_path, shape, shards):
     """The rounds cut into waves of shard tasks (no task holds more than its shard of the edges)
     give scipy's components, round for round the single process's labels."""
-    rng = np.random.default_rng(4)
-    n = 3_000
-    if shape == "random_forest":
-        a, b = rng.integers(0, n, 1_800), rng.integers(0, n, 1_800)
-    elif shape == "giant_component":
-        a, b = rng.integers(0, n, 9_000), rng.integers(0, n, 9_000)
-    elif shape == "stars":
-        a = rng.integers(0, n, 1_500)
-        b = a // 9
-    else:
-        p = rng.permutation(n)
-        a, b = p[:-1], p[1:]
+    a, b = _graph(shape, 3_000, np.random.default_rng(4))
     a, b = a[a != b], b[a != b]  # (a node with a self-loop only is no node of the graph: tested below)
     got, rounds = _in_shards(tmp_path, a, b, shards)
     assert got == _expected(a, b)
@@ -318,4 +309,4 @@ def test_exact_shards_are_cut_by_the_task_memory():
     per_task = 10**9 // exact.EXACT_ROW_BYTES  # rows a 1 GB task holds
     assert exact.shard_count(per_task, 10**9) == 1 and exact.shard_count(per_task + 1, 10**9) == 2
     assert exact.shard_count(10, 10**9, min_tasks=4) == 4  # at least a task per CPU of the cluster
-    assert exact.shard_count(10**6, 1) == exact.shard_count(10**6, exact.MIN_TASK_MEMORY)  # (a floor)
+    assert exact.shard_count(10**6, 1) == exact.shard_count(10**6, shards.MIN_TASK_MEMORY)  # (a floor)

@@ -300,6 +300,18 @@ def _refresh_world(rng, docs: dict[str, dict], step: int) -> dict[str, dict]:
     return out
 
 
+def _last_run(con, docs: dict[str, dict], new: dict[str, dict]) -> None:
+    """``prev`` (the split assignments so far) and ``last_run`` (id, group key, clean: unchanged in
+    ``new``) from the last call's tables, before the next call on ``new``."""
+    con.sql("CREATE OR REPLACE TABLE prev AS SELECT * FROM split_assignments")
+    last = dict(con.sql("SELECT id, group_key FROM split_docs").fetchall())
+    clean = {i: i in new and all(new[i][k] == docs[i][k] for k in ("cluster_id", "url", "topic")) for i in last}
+    con.register("_l", pa.table({"id": list(last), "group_key": [last[i] for i in last],
+                                 "clean": [clean[i] for i in last]}))
+    con.sql("CREATE OR REPLACE TABLE last_run AS SELECT * FROM _l")
+    con.unregister("_l")
+
+
 @pytest.mark.parametrize("settings", [STRAT, SplitSettings(group_by=["domain"], stratify_by="topic"),
                                       SplitSettings(group_by=["cluster"])], ids=["cluster+url", "domain", "cluster"])
 def test_a_refresh_by_difference_gives_what_the_whole_computation_gives(settings):
@@ -312,15 +324,8 @@ def test_a_refresh_by_difference_gives_what_the_whole_computation_gives(settings
     assign_splits(con, "docs", settings)
     region_sizes = []
     for step in range(6):
-        con.sql("CREATE OR REPLACE TABLE prev AS SELECT * FROM split_assignments")
-        last = dict(con.sql("SELECT id, group_key FROM split_docs").fetchall())
         new = _refresh_world(rng, docs, step)
-        keys = ("cluster_id", "url", "topic")
-        clean = {i: i in new and all(new[i][k] == docs[i][k] for k in keys) for i in last}
-        con.register("_l", pa.table({"id": list(last), "group_key": [last[i] for i in last],
-                                     "clean": [clean[i] for i in last]}))
-        con.sql("CREATE OR REPLACE TABLE last_run AS SELECT * FROM _l")
-        con.unregister("_l")
+        _last_run(con, docs, new)
         docs = new
         _load(con, "docs", list(docs.values()))
         full = assign_splits(con, "docs", settings, previous_sql="prev")

@@ -9,14 +9,14 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
 import numpy as np
-import pyarrow as pa
 import pytest
-from test_split import STRAT, _docs, _load, _refresh_world
+from test_split import STRAT, _docs, _last_run, _load, _refresh_world
 
 from dataset_platform.config import SplitSettings
 from dataset_platform.release import split_shards
 from dataset_platform.release.split import assign_splits
 from dataset_platform.stages.base import Tasks
+from dataset_platform.stages.dedup.shards import MIN_TASK_MEMORY
 from dataset_platform.storage import memory_connection
 
 
@@ -24,12 +24,12 @@ def _sharded(monkeypatch, n: int, shards: int, calls: list, run=None) -> Tasks:
     """Tasks that cut ``n`` documents into ``shards`` shards (one task holds ceil(n / shards)), as on
     a cluster; ``calls`` receives each ``allocate_in_shards``'s shard count."""
     per_shard = math.ceil(n / shards)
-    monkeypatch.setattr(split_shards, "SPLIT_ROW_BYTES", split_shards.MIN_TASK_MEMORY // per_shard)
+    monkeypatch.setattr(split_shards, "SPLIT_ROW_BYTES", MIN_TASK_MEMORY // per_shard)
     allocate = split_shards.allocate_in_shards
     monkeypatch.setattr(split_shards, "allocate_in_shards",
                         lambda *a, **k: calls.append(allocate(*a, **k)) or calls[-1])
     kw = {"run": run} if run is not None else {}
-    return Tasks(memory_bytes=split_shards.MIN_TASK_MEMORY, threads=1, where="test", **kw)
+    return Tasks(memory_bytes=MIN_TASK_MEMORY, threads=1, where="test", **kw)
 
 
 def _state(con) -> tuple:
@@ -62,14 +62,8 @@ def test_the_allocation_in_shards_is_the_single_querys_through_refreshes(tmp_pat
     assert calls[-1] == shards if shards > 1 else not calls  # (one shard: the single query)
     assert not (tmp_path / "split").exists()  # the shard files go once read
     for step in range(3):
-        con.sql("CREATE OR REPLACE TABLE prev AS SELECT * FROM split_assignments")
-        last = dict(con.sql("SELECT id, group_key FROM split_docs").fetchall())
         new = _refresh_world(rng, docs, step)
-        clean = {i: i in new and all(new[i][k] == docs[i][k] for k in ("cluster_id", "url", "topic")) for i in last}
-        con.register("_l", pa.table({"id": list(last), "group_key": [last[i] for i in last],
-                                     "clean": [clean[i] for i in last]}))
-        con.sql("CREATE OR REPLACE TABLE last_run AS SELECT * FROM _l")
-        con.unregister("_l")
+        _last_run(con, docs, new)
         docs = new
         _load(con, "docs", list(docs.values()))
         for last_run in (None, "last_run"):

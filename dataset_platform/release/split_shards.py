@@ -30,7 +30,6 @@ Dagster or Ray.
 
 from __future__ import annotations
 
-import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +39,7 @@ import pyarrow as pa
 
 from dataset_platform.config import SplitSettings
 from dataset_platform.release.split import ASSIGN_SQL, GROUPS_SQL, bucket_sql, fill_sql, quota_sql
-from dataset_platform.stages.dedup.shards import MIN_TASK_MEMORY, task_connection
+from dataset_platform.stages.dedup.shards import cut, task_connection, task_memory_limit
 from dataset_platform.storage import sql_str
 
 #: bytes a document takes in a task's DuckDB (its members row, its group's row, the fill's window);
@@ -75,8 +74,7 @@ class SplitTask:
 
 def shard_count(rows: int, memory_bytes: int, min_tasks: int = 1) -> int:
     """Shards for ``rows`` documents so that one shard fits a task's memory (at least ``min_tasks``)."""
-    per_shard = max(1, max(memory_bytes, MIN_TASK_MEMORY) // SPLIT_ROW_BYTES)
-    return max(1, math.ceil(rows / per_shard), min_tasks)
+    return cut(rows, memory_bytes, SPLIT_ROW_BYTES, min_tasks)
 
 
 def split_task(task: SplitTask) -> list[tuple]:
@@ -132,7 +130,7 @@ def allocate_in_shards(con: duckdb.DuckDBPyConnection, settings: SplitSettings, 
     Returns the number of shards."""
     n = int(con.sql("SELECT count(*) FROM _split_members").fetchall()[0][0])
     shards = shard_count(n, tasks.memory_bytes, tasks.min_tasks)
-    memory = f"{max(tasks.memory_bytes, MIN_TASK_MEMORY) // 10**6}MB"
+    memory = task_memory_limit(tasks.memory_bytes)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     try:

@@ -31,7 +31,6 @@ Nothing here imports Dagster or Ray.
 
 from __future__ import annotations
 
-import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,14 +137,11 @@ def _in_memory(con: duckdb.DuckDBPyConnection, edges_sql: str, out: str) -> None
 
 # -- in shard tasks
 
-#: the least DuckDB memory a task is given (as ``shards.MIN_TASK_MEMORY``)
-_MIN_TASK_MEMORY = 128 * 10**6
-
-
 def shard_count(edges: int, memory_bytes: int, min_tasks: int = 1) -> int:
     """Shards for ``edges`` edges so that one shard fits a task's memory (at least ``min_tasks``)."""
-    per_shard = max(1, max(memory_bytes, _MIN_TASK_MEMORY) // EDGE_BYTES)
-    return max(1, math.ceil(edges / per_shard), min_tasks)
+    from dataset_platform.stages.dedup.shards import cut
+
+    return cut(edges, memory_bytes, EDGE_BYTES, min_tasks)
 
 
 @dataclass(frozen=True)
@@ -234,11 +230,12 @@ def components_in_shards(con: duckdb.DuckDBPyConnection, edges_sql: str, out: st
                          log=None) -> int:
     """:func:`connected_components` with its rounds as waves of shard tasks run with ``tasks``
     (see the module docstring), on files in ``folder`` (removed after). Returns the rounds."""
+    from dataset_platform.stages.dedup.shards import task_memory_limit
     from dataset_platform.storage import sql_str
 
     edges = con.sql(f"SELECT count(*) FROM ({edges_sql})").fetchall()[0][0]
     shards = shard_count(edges, tasks.memory_bytes, tasks.min_tasks)
-    memory = f"{max(tasks.memory_bytes, _MIN_TASK_MEMORY) // 10**6}MB"
+    memory = task_memory_limit(tasks.memory_bytes)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     try:

@@ -19,14 +19,13 @@ rewrites its own files whole. Nothing here imports Dagster or Ray.
 
 from __future__ import annotations
 
-import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
-from dataset_platform.stages.dedup.shards import MIN_TASK_MEMORY, task_connection
+from dataset_platform.stages.dedup.shards import cut, task_connection, task_memory_limit
 from dataset_platform.storage import sql_str
 
 #: bytes a slim row takes in a task's DuckDB while its groups are windowed (id, content hash, URL
@@ -68,8 +67,7 @@ ROUND_2 = """
 
 def shard_count(rows: int, memory_bytes: int, min_tasks: int = 1) -> int:
     """Shards for ``rows`` slim rows so that one shard fits a task's memory (at least ``min_tasks``)."""
-    per_shard = max(1, max(memory_bytes, MIN_TASK_MEMORY) // EXACT_ROW_BYTES)
-    return max(1, math.ceil(rows / per_shard), min_tasks)
+    return cut(rows, memory_bytes, EXACT_ROW_BYTES, min_tasks)
 
 
 def rank_task(task: ExactTask) -> int:
@@ -100,7 +98,7 @@ def rank_in_shards(con: duckdb.DuckDBPyConnection, meta: str, table: str, folder
     in ``pos`` order. Returns the number of shards of a round."""
     n = int(con.sql(f"SELECT count(*) FROM {meta}").fetchall()[0][0])
     shards = shard_count(n, tasks.memory_bytes, tasks.min_tasks)
-    memory = f"{max(tasks.memory_bytes, MIN_TASK_MEMORY) // 10**6}MB"
+    memory = task_memory_limit(tasks.memory_bytes)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     try:

@@ -105,6 +105,19 @@ def shard_count(band_rows: int, memory_limit_bytes: int) -> int:
     return max(1, math.ceil(band_rows / per_shard))
 
 
+def cut(rows: int, memory_bytes: int, row_bytes: int, min_tasks: int = 1) -> int:
+    """Shards for ``rows`` rows of ``row_bytes`` each so that one shard fits a task's memory (not
+    less than :data:`MIN_TASK_MEMORY`), at least ``min_tasks``: the cut of the exact ranking's,
+    the split's and the components' shard tasks."""
+    per_shard = max(1, max(memory_bytes, MIN_TASK_MEMORY) // row_bytes)
+    return max(1, math.ceil(rows / per_shard), min_tasks)
+
+
+def task_memory_limit(memory_bytes: int) -> str:
+    """A shard task's DuckDB ``memory_limit``: ``memory_bytes``, not less than :data:`MIN_TASK_MEMORY`."""
+    return f"{max(memory_bytes, MIN_TASK_MEMORY) // 10**6}MB"
+
+
 def write_band_shards(con: duckdb.DuckDBPyConnection, bands_sql: str, folder: Path, shards: int) -> list[str]:
     """Hash-partition the rows of ``bands_sql`` (doc, band, key, part, row, new) by key into
     ``shards`` folders under ``folder`` (emptied first); returns a glob of each shard that holds

@@ -578,7 +578,7 @@ class _NearDuplicates:
             todo = [shards.ShardTask(shard=i, bands=str(f), out=str(folder / f"edges-{i}.parquet"),
                                      index=str(self.index.path), permutations=self.params.permutations,
                                      threshold=self.threshold,
-                                     memory_limit=f"{max(tasks.memory_bytes, shards.MIN_TASK_MEMORY) // 10**6}MB",
+                                     memory_limit=shards.task_memory_limit(tasks.memory_bytes),
                                      threads=tasks.threads, temp_dir=str(folder / f"tmp-{i}"))
                     for i, f in enumerate(files)]
             n_cand = verified = 0
