@@ -80,8 +80,9 @@ def _release(wd: Workdir) -> Path:
     return latest.parent / latest.read_text().strip()
 
 
-def _build(tmp_path: Path, executor: str, address: str, name: str | None = None):
-    """The whole graph (as library code) on the corpus, with ``executor``."""
+def _build(tmp_path: Path, executor: str, address: str, name: str | None = None, root: Path | None = None):
+    """The whole graph (as library code) on the corpus, with ``executor``; the work folder in
+    ``root`` (default ``tmp_path``)."""
     dump = tmp_path / "news.jsonl"
     if not dump.exists():
         _corpus(tmp_path)
@@ -89,7 +90,7 @@ def _build(tmp_path: Path, executor: str, address: str, name: str | None = None)
     pipeline = cfg.pipeline.model_copy(update={
         "executor": executor, "ray": cfg.pipeline.ray.model_copy(update={"address": address, "task_memory": "1GB"})})
     cfg = cfg.model_copy(update={"pipeline": pipeline})
-    wd = Workdir.at(tmp_path / (name or executor)).ensure()
+    wd = Workdir.at((root or tmp_path) / (name or executor)).ensure()
     wd.inbox("news").mkdir(parents=True, exist_ok=True)
     shutil.copy(dump, wd.inbox("news") / "news.jsonl")
     return wd, refresh(cfg, wd)
@@ -148,6 +149,74 @@ def test_parts_run_as_ray_tasks_and_give_the_local_layers_and_release_byte_for_b
     local_release, ray_release = _release(local_wd), _release(ray_wd)
     assert local_release.name == ray_release.name  # the version is a digest of the content and the config
     assert _files(local_release) == _files(ray_release)  # every data file, the card and the manifest
+
+
+@pytest.fixture
+def network_folder(tmp_path):
+    """A folder on a network file system: an SFTP server (OpenSSH's sshd) on 127.0.0.1, started by
+    the test with keys of its own, mounted with sshfs (FUSE). What a cluster's shared storage is
+    to its workers: every write and read crosses the network protocol, renames and links included."""
+    sshd, sshfs = "/usr/sbin/sshd", shutil.which("sshfs")
+    missing = [what for what, ok in (("sshd (openssh-server)", os.path.exists(sshd)), ("sshfs", sshfs),
+                                     ("/dev/fuse", os.path.exists("/dev/fuse"))) if not ok]
+    if missing:
+        why = f"no network file system to test on: {', '.join(missing)} missing (apt-get install openssh-server sshfs)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+    import subprocess
+
+    from dataset_platform.cluster.local_head import free_port
+
+    base = Path(f"/tmp/dp-nfs-{os.getpid()}-{secrets.token_hex(3)}")  # (short, outside the export)
+    export, mount = base / "export", base / "mnt"
+    export.mkdir(parents=True)
+    mount.mkdir()
+    for key in ("host", "user"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(base / key)], check=True)
+    shutil.copy(base / "user.pub", base / "authorized_keys")
+    port = free_port()
+    (base / "sshd_config").write_text(
+        f"ListenAddress 127.0.0.1\nPort {port}\nHostKey {base / 'host'}\nAuthorizedKeysFile {base / 'authorized_keys'}\n"
+        "PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        f"UsePAM no\nStrictModes no\nPidFile {base / 'sshd.pid'}\nSubsystem sftp internal-sftp\n")
+    Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # (its privilege separation folder)
+    server = subprocess.Popen([sshd, "-D", "-e", "-f", str(base / "sshd_config")], stderr=subprocess.PIPE)
+    try:
+        for _ in range(50):  # (until it listens)
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        user = os.environ.get("USER") or "root"
+        subprocess.run([sshfs, "-p", str(port), "-o", f"IdentityFile={base / 'user'},StrictHostKeyChecking=no,"
+                        "UserKnownHostsFile=/dev/null,BatchMode=yes", f"{user}@127.0.0.1:{export}", str(mount)],
+                       check=True, timeout=30)
+        try:
+            assert os.path.ismount(mount)
+            yield mount, export
+        finally:
+            subprocess.run(["fusermount", "-u", str(mount)], check=False)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_work_folder_on_a_network_file_system_gives_the_local_release(tmp_path, ray_cluster, network_folder):
+    """The work folder that the run's process and every Ray worker share, on a network file
+    system (SFTP through FUSE): the same layers and release, byte for byte, as a local build on
+    this machine's disk; nothing is kept in memory maps across processes or by absolute path."""
+    mount, export = network_folder
+    local_wd, _ = _build(tmp_path, "local", ray_cluster.address)
+    ray_wd, on_ray = _build(tmp_path, "ray", ray_cluster.address, root=mount)
+    assert (export / "ray" / "layers").is_dir()  # (written through the network file system)
+    for layer in ("extracted_documents", "cleaned_documents", "deduplicated_documents", "labelled_documents",
+                  "decontaminated_documents"):
+        assert on_ray[layer].counters["ray"]["tasks"] >= 2, layer
+        assert _files(local_wd.layer_dir(layer)) == _files(ray_wd.layer_dir(layer)), layer
+    assert _files(_release(local_wd)) == _files(_release(ray_wd))
 
 
 def _processes_naming(text: str) -> list[int]:
