@@ -197,7 +197,7 @@ def network_folder(tmp_path):
             assert os.path.ismount(mount)
             yield mount, export
         finally:
-            subprocess.run(["fusermount", "-u", str(mount)], check=False)
+            subprocess.run([shutil.which("fusermount3") or "fusermount", "-u", str(mount)], check=False)
     finally:
         server.terminate()
         server.wait(timeout=10)
