@@ -12,24 +12,36 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 
 
+class Where(str):
+    """Where the tasks run, as logs and metadata say it (``ray``, ``local`` or ``local, N
+    processes``), with ``workers``: the worker processes of this machine (0 on Ray or here)."""
+
+    workers: int
+
+    def __new__(cls, text: str, workers: int = 0) -> Where:
+        obj = super().__new__(cls, text)
+        obj.workers = workers
+        return obj
+
+
 @contextmanager
 def map_runner(cfg, name: str, items: int, worth_workers: Callable[[], bool],
-               placement: dict | None = None) -> Iterator[tuple[Callable, str]]:
+               placement: dict | None = None) -> Iterator[tuple[Callable, Where]]:
     """``(run, where)`` for ``items`` tasks (see the module docstring). ``name``: the Ray tasks'
     name; ``worth_workers()``: whether the work is large enough for worker processes (asked only
     when there are 2 or more items and CPUs); ``placement`` receives where each Ray task ran
-    (``ray_tasks.placement_summary``). ``where``: ``ray``, ``local`` or ``local, N processes``."""
+    (``ray_tasks.placement_summary``). ``where``: a :class:`Where`."""
     from dataset_platform.stages.base import available_cpus, exit_with_parent
 
     if cfg is not None and cfg.pipeline.executor == "ray" and items:
         from dataset_platform.cluster.ray_tasks import tasks
 
-        yield tasks(cfg, name, placement).run, "ray"
+        yield tasks(cfg, name, placement).run, Where("ray")
         return
     workers = min(available_cpus(), items)
     if workers < 2 or not worth_workers():
-        yield map, "local"
+        yield map, Where("local")
         return
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=exit_with_parent) as pool:
-        yield pool.map, f"local, {workers} processes"
+        yield pool.map, Where(f"local, {workers} processes", workers)

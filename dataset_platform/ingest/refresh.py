@@ -412,7 +412,7 @@ def _landing(cfg: PlatformConfig | None, units: list, log: Log, placement: dict 
             yield lambda fn, items: (fn(item, log) for item in items)
             return
         if where != "ray":
-            log(f"landing {len(units)} file(s) or range(s) on {where.split()[1]} worker processes")
+            log(f"landing {len(units)} file(s) or range(s) on {where.workers} worker processes")
         yield run
 
 
