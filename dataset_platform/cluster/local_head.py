@@ -80,8 +80,13 @@ def start_head(cpus: int, temp: Path, *, jobs: bool = False, env: dict | None = 
     """``ray start --head`` with ``cpus`` CPUs on 127.0.0.1 and free ports (with the job API when
     ``jobs``); ``temp`` is Ray's temp folder (keep its path short: Ray's socket paths must be)."""
     port, dashboard, client = free_port(), free_port(), free_port()
+    # the node's agents on ports of their own too: Ray's fixed defaults (the dashboard agent's 52365)
+    # would make a second head on this machine start without a job agent
+    agent, agent_grpc, runtime_env, metrics = free_port(), free_port(), free_port(), free_port()
     args = [ray_cli(), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", f"--num-cpus={cpus}",
-            f"--ray-client-server-port={client}", "--disable-usage-stats", f"--temp-dir={temp}"]
+            f"--ray-client-server-port={client}", "--disable-usage-stats", f"--temp-dir={temp}",
+            f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
+            f"--runtime-env-agent-port={runtime_env}", f"--metrics-export-port={metrics}"]
     if jobs:
         args += ["--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}"]
     else:
