@@ -407,6 +407,7 @@ def _global(stage: Stage, ctx: StageContext, inputs: dict[str, InputPart], out: 
 
         placement = {}
         ctx.tasks = tasks(ctx.config, stage.name, placement)
+    ctx.input_files = [str(p.file) for p in inputs.values()]
     res = stage.run(ctx, input_sql(inputs, stage.input))
     con.sql(f"CREATE OR REPLACE TEMP TABLE _decision AS SELECT * FROM ({res.kept.sql_query()})")
     write_parquet(con, f"SELECT * FROM ({res.rejected.sql_query()}) ORDER BY id, rule", wd.rejects(stage.name),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -198,6 +199,37 @@ def test_near_duplicate_clusters_joined_in_shard_tasks_keep_the_same_documents(t
     cut = [m for m in logs if m.startswith("components: ")]
     assert len(cut) == 1 and " in 2 shard(s)" in cut[0] and "(spawned)" in cut[0], logs
     assert not (tmp_path / "two.components").exists()
+
+
+def test_on_a_cluster_each_input_file_is_scanned_by_a_task_with_the_same_decision(tmp_path, chains):
+    """dedup's scan (every text normalised and hashed, in input order) as a task per input file,
+    in spawned processes: the same kept rows, clusters, rejects and edges as the single scan."""
+    import pyarrow.parquet as pq
+
+    from dataset_platform.stages.dedup import stage as dedup_stage
+    from dataset_platform.storage import files_sql
+
+    rows = sorted(chains, key=lambda r: r["id"])
+    files = []
+    for k in range(3):  # (parts of the input layer)
+        files.append(str(tmp_path / f"part-{k}.parquet"))
+        pq.write_table(pa.Table.from_pylist(rows[k::3]), files[-1])  # (not in id order across files)
+    seen: list = []
+
+    def run(fn, items):
+        seen.extend(items)
+        return _spawned(fn, items)
+
+    outs = []
+    for tasks, name in ((None, "one"), (Tasks(memory_bytes=10**9, threads=1, min_tasks=2, run=run, where="spawned"),
+                                        "tasks")):
+        con = memory_connection()
+        dedup_stage.run_dedup(con, files_sql([Path(f) for f in files]), tasks=tasks,
+                              index=MinHashIndex(tmp_path / name / "index"), files=files)
+        outs.append([con.sql(f"SELECT * FROM {t} ORDER BY ALL").fetchall()
+                     for t in ("kept", "clusters", "rejected", "_index_edges_out", "_meta")])
+    assert outs[0] == outs[1] and len(outs[0][0]) > 300
+    assert sorted(t.file for t in seen if isinstance(t, dedup_stage.ScanTask)) == sorted(files)
 
 
 def test_a_tiny_memory_bound_cuts_the_band_keys_into_many_shards(chains):

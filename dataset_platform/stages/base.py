@@ -69,6 +69,9 @@ class StageContext:
     pool_factory: Callable[[], Executor] | None = None
     #: where a global stage runs its independent tasks (None: in this process, see :class:`Tasks`)
     tasks: Tasks | None = None
+    #: the input layer's part files, in the order the stage's input reads them (a global stage
+    #: whose tasks run on a cluster may read them there; None: not from parts)
+    input_files: list[str] | None = None
     _pool: Executor | None = field(default=None, repr=False)
 
     def pool(self) -> Executor | None:

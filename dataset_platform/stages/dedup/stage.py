@@ -122,6 +122,7 @@ def run_dedup(
     index: MinHashIndex | None = None,
     workers: int | None = None,
     tasks: Tasks | None = None,
+    files: list[str] | None = None,
 ) -> StageResult:
     """Leaves ``kept`` (a view over ``cleaned_sql``: keep it readable until written; write it
     with :func:`kept_query`), ``rejected`` and ``clusters`` on ``con``.
@@ -132,7 +133,9 @@ def run_dedup(
     with a part for the newly signed documents; call ``index.commit(con)`` once the outputs are
     written. ``workers``: signing processes (default ``settings.workers``, else every CPU).
     ``tasks``: where the shards of band keys are verified (default: one after another here, each
-    with every CPU and ``settings.memory_limit``).
+    with every CPU and ``settings.memory_limit``). ``files``: the Parquet files ``cleaned_sql``
+    reads, in its order (``read_parquet`` of them); on a cluster each file's texts are then hashed
+    by a task of its own.
     """
     src = cleaned_sql
     cols = set(con.sql(f"SELECT * FROM {src} LIMIT 0").columns)
@@ -161,7 +164,7 @@ def run_dedup(
         workers = getattr(settings, "workers", None) or available_cpus()
     if tasks is None:
         tasks = Tasks(memory_bytes=size_bytes(getattr(settings, "memory_limit", None) or "2GB"), threads=available_cpus())
-    q = _Query(src, cols, quality, fetched, raw, carried, norm)
+    q = _Query(src, cols, quality, fetched, raw, carried, norm, tuple(files or ()))
     n = None
     if index is not None and near_on and index.reuse_edges:  # a refresh: by difference when little changed
         from dataset_platform.stages.dedup.refresh import refresh_by_difference
@@ -186,6 +189,7 @@ class _Query:
     raw: str  # the raw text hash
     carried: str  # the columns a kept row carries (for its fingerprint)
     norm: str  # the content hash: md5 of the normalised text
+    files: tuple[str, ...] = ()  # the Parquet files ``src`` reads, in order, when it reads files
 
     def metadata(self, content_hash: str) -> str:
         """The select list of a row's metadata: id, source, url, lang, q, f, raw_hash,
@@ -206,7 +210,12 @@ def _full_pass(con, q: _Query, near_on, params, threshold, batch_size, log, inde
     # flags by a positional join. The content hash (normalised text) of a document whose raw
     # hash is in the index is taken from there: a refresh normalises only new or changed texts.
     cached = con.sql("SELECT count(*) FROM _index_state").fetchall()[0][0] > 0
-    con.sql(f"CREATE OR REPLACE TABLE _scan AS SELECT {q.metadata('NULL::VARCHAR' if cached else norm)} FROM {src} s")
+    select = q.metadata("NULL::VARCHAR" if cached else norm)
+    if not cached and tasks.where != "local" and index is not None and len(q.files) > 1:
+        # on a cluster, every text normalised and hashed where its part is read: a task per file
+        _scan_in_tasks(con, select, q.files, index.path.with_name(index.path.name + ".scan"), tasks)
+    else:
+        con.sql(f"CREATE OR REPLACE TABLE _scan AS SELECT {select} FROM {src} s")
     content_hash, joins = "x.content_hash", ""
     if cached:  # the index's hash where the raw hash matches; the others normalised
         con.sql("CREATE OR REPLACE TABLE _miss AS SELECT x.rowid AS pos, x.id, h.content_hash FROM _scan x "
@@ -260,6 +269,47 @@ def _full_pass(con, q: _Query, near_on, params, threshold, batch_size, log, inde
         """
     )
     return n
+
+
+@dataclass(frozen=True)
+class ScanTask:
+    """One input file's rows of dedup's scan (``select``: the select list over its rows ``s``),
+    written in file order to ``out``."""
+
+    file: str
+    select: str
+    out: str
+    memory_limit: str = "1GB"
+    threads: int = 1
+
+
+def scan_task(task: ScanTask) -> int:
+    """:class:`ScanTask`: a task of :class:`Tasks`; returns the rows written."""
+    con = shards.task_connection(task.memory_limit, task.threads, None)
+    try:
+        out = Path(task.out)
+        tmp = out.with_name(out.name + ".tmp")
+        con.sql(f"COPY (SELECT {task.select} FROM read_parquet({sql_str(task.file)}) s) TO {sql_str(tmp)} "
+                "(FORMAT parquet, COMPRESSION zstd)")
+        tmp.replace(out)  # (a retried task writes the same file again)
+        return int(con.sql(f"SELECT count(*) FROM read_parquet({sql_str(out)})").fetchall()[0][0])
+    finally:
+        con.close()
+
+
+def _scan_in_tasks(con, select: str, files: tuple[str, ...], folder: Path, tasks: Tasks) -> None:
+    """``_scan`` as the single scan over ``files`` makes it (rows in file order, then row order),
+    each file scanned by a task."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    try:
+        todo = [ScanTask(f, select, str(folder / f"scan-{i:05d}.parquet"), shards.task_memory_limit(tasks.memory_bytes),
+                         tasks.threads) for i, f in enumerate(files)]
+        sum(tasks.run(scan_task, todo))
+        con.sql("CREATE OR REPLACE TABLE _scan AS SELECT * FROM read_parquet(["
+                + ", ".join(sql_str(t.out) for t in todo) + "])")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _finish_outputs(con, q: _Query, positional: bool, index: MinHashIndex | None, near_on: bool) -> None:
@@ -645,7 +695,7 @@ def _run(ctx: StageContext, src: str) -> StageOutput:
     settings = ctx.settings
     # (the CLI on a file keeps no index: everything is signed)
     index = MinHashIndex(ctx.workdir.stage_state("deduplicated_documents", "minhash_index")) if ctx.workdir else None
-    res = run_dedup(ctx.con, src, settings, log=ctx.log, index=index, tasks=ctx.tasks)
+    res = run_dedup(ctx.con, src, settings, log=ctx.log, index=index, tasks=ctx.tasks, files=ctx.input_files)
     con = ctx.con
 
     def commit() -> None:
