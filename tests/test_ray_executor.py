@@ -118,8 +118,16 @@ def test_parts_run_as_ray_tasks_and_give_the_local_layers_and_release_byte_for_b
     monkeypatch.setattr(components, "components_in_shards",
                         lambda con, edges, *a, **k: graphs.append(con.sql(f"SELECT count(*) FROM ({edges})").fetchall()[0][0])
                         or in_shards(con, edges, *a, **k))
+    # and dedup's scan of the texts as a task per input part (more parts than the cluster's CPUs)
+    from dataset_platform.stages.dedup import stage as dedup_stage
+
+    scans: list[int] = []
+    scan_in_tasks = dedup_stage._scan_in_tasks
+    monkeypatch.setattr(dedup_stage, "_scan_in_tasks", lambda con, select, files, *a: scans.append(len(files))
+                        or scan_in_tasks(con, select, files, *a))
     (local_wd, local), (ray_wd, on_ray) = _build(tmp_path, "local", ray_cluster.address), _build(tmp_path, "ray", ray_cluster.address)
     assert len(shards) == 1 and shards[0] >= 4
+    assert scans == [on_ray["deduplicated_documents"].counters["parts_computed"]]  # (a file per part)
     assert len(split) == 1 and split[0] >= 3  # the split's allocation in shards, on the cluster
     # the split's graph: an edge per document's URL, and one per cluster
     assert len(graphs) == 1 and graphs[0] >= sum(on_ray["dataset_release"].rows.values())

@@ -211,8 +211,10 @@ def _full_pass(con, q: _Query, near_on, params, threshold, batch_size, log, inde
     # hash is in the index is taken from there: a refresh normalises only new or changed texts.
     cached = con.sql("SELECT count(*) FROM _index_state").fetchall()[0][0] > 0
     select = q.metadata("NULL::VARCHAR" if cached else norm)
-    if not cached and tasks.where != "local" and index is not None and len(q.files) > 1:
-        # on a cluster, every text normalised and hashed where its part is read: a task per file
+    if not cached and tasks.where != "local" and index is not None and len(q.files) > max(1, tasks.min_tasks):
+        # on a cluster, every text normalised and hashed where its part is read: a task per file,
+        # once there are more files than the cluster's CPUs (with fewer, this process's threads
+        # scan as many at once without the round trip: +0.7 s at 100k on 2 CPUs, 2 parts)
         _scan_in_tasks(con, select, q.files, index.path.with_name(index.path.name + ".scan"), tasks)
     else:
         con.sql(f"CREATE OR REPLACE TABLE _scan AS SELECT {select} FROM {src} s")
