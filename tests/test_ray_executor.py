@@ -535,25 +535,27 @@ def test_stopping_a_local_head_leaves_other_ray_clusters_running(ray_cluster):
     from dataset_platform.cluster.local_head import start_head
 
     other = start_head(1, Path(f"/tmp/dp-ray-other-{os.getpid()}"), jobs=True)
-    assert _processes_naming(str(other.temp)) and other.address != ray_cluster.address
-    # each head's agents on ports of their own: the second head runs jobs too (with Ray's fixed
-    # agent port it had no job agent while the first held that port)
-    from ray.job_submission import JobStatus, JobSubmissionClient
+    try:
+        assert _processes_naming(str(other.temp)) and other.address != ray_cluster.address
+        # each head's agents on ports of their own: the second head runs jobs too (with Ray's fixed
+        # agent port it had no job agent while the first held that port)
+        from ray.job_submission import JobStatus, JobSubmissionClient
 
-    client = JobSubmissionClient(other.jobs)
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            job = client.submit_job(entrypoint=f"{sys.executable} -c 'print(42)'")
-            break
-        except RuntimeError as e:  # (its agent registers seconds after `ray start` returns)
-            assert "No available agent" in str(e) and time.monotonic() < deadline, e
-            time.sleep(1)
-    while client.get_job_status(job) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
-    assert client.get_job_status(job) == JobStatus.SUCCEEDED and "42" in client.get_job_logs(job)
-    other.stop()
+        client = JobSubmissionClient(other.jobs)
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                job = client.submit_job(entrypoint=f"{sys.executable} -c 'print(42)'")
+                break
+            except RuntimeError as e:  # (its agent registers seconds after `ray start` returns)
+                assert "No available agent" in str(e) and time.monotonic() < deadline, e
+                time.sleep(1)
+        while client.get_job_status(job) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        assert client.get_job_status(job) == JobStatus.SUCCEEDED and "42" in client.get_job_logs(job)
+    finally:  # (stopped even when an assertion fails: no head is left running)
+        other.stop()
     assert not _processes_naming(str(other.temp)) and not other.temp.exists()
     assert _processes_naming(str(ray_cluster.temp))  # the first cluster is still up ...
     import ray
