@@ -30,7 +30,6 @@ Dagster or Ray.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +38,7 @@ import pyarrow as pa
 
 from dataset_platform.config import SplitSettings
 from dataset_platform.release.split import ASSIGN_SQL, GROUPS_SQL, bucket_sql, fill_sql, quota_sql
-from dataset_platform.stages.dedup.shards import cut, task_connection, task_memory_limit
+from dataset_platform.stages.dedup.shards import cut, scratch, task_connection, task_memory_limit
 from dataset_platform.storage import sql_str
 
 #: bytes a document takes in a task's DuckDB (its members row, its group's row, the fill's window);
@@ -131,9 +130,7 @@ def allocate_in_shards(con: duckdb.DuckDBPyConnection, settings: SplitSettings, 
     n = int(con.sql("SELECT count(*) FROM _split_members").fetchall()[0][0])
     shards = shard_count(n, tasks.memory_bytes, tasks.min_tasks)
     memory = task_memory_limit(tasks.memory_bytes)
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    try:
+    with scratch(folder):
         bucket = bucket_sql("group_key", settings.salt)
         con.sql(f"""
             COPY (SELECT *, least({shards - 1}, floor({bucket} * {shards}))::INTEGER AS shard FROM _split_members)
@@ -178,8 +175,6 @@ def allocate_in_shards(con: duckdb.DuckDBPyConnection, settings: SplitSettings, 
         if log:
             log(f"split: {n} documents allocated in {len(present)} shard(s), {rounds} round(s) of tasks "
                 f"({tasks.where})")
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
     return shards
 
 

@@ -230,15 +230,13 @@ def components_in_shards(con: duckdb.DuckDBPyConnection, edges_sql: str, out: st
                          log=None) -> int:
     """:func:`connected_components` with its rounds as waves of shard tasks run with ``tasks``
     (see the module docstring), on files in ``folder`` (removed after). Returns the rounds."""
-    from dataset_platform.stages.dedup.shards import task_memory_limit
+    from dataset_platform.stages.dedup.shards import scratch, task_memory_limit
     from dataset_platform.storage import sql_str
 
     edges = con.sql(f"SELECT count(*) FROM ({edges_sql})").fetchall()[0][0]
     shards = shard_count(edges, tasks.memory_bytes, tasks.min_tasks)
     memory = task_memory_limit(tasks.memory_bytes)
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    try:
+    with scratch(folder):
         # both directions of every edge, in the shard of its far end ``v``
         con.sql(f"""
             COPY (SELECT u, v, {_part('v', shards)}::INTEGER AS shard FROM (
@@ -267,5 +265,3 @@ def components_in_shards(con: duckdb.DuckDBPyConnection, edges_sql: str, out: st
         if log:
             log(f"components: {edges} edges in {shards} shard(s), {rounds} round(s) of 4 waves of tasks ({tasks.where})")
         return rounds
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import duckdb
 
-from dataset_platform.stages.dedup.shards import cut, task_connection, task_memory_limit
+from dataset_platform.stages.dedup.shards import cut, scratch, task_connection, task_memory_limit
 from dataset_platform.storage import sql_str
 
 #: bytes a slim row takes in a task's DuckDB while its groups are windowed (id, content hash, URL
@@ -99,9 +99,7 @@ def rank_in_shards(con: duckdb.DuckDBPyConnection, meta: str, table: str, folder
     n = int(con.sql(f"SELECT count(*) FROM {meta}").fetchall()[0][0])
     shards = shard_count(n, tasks.memory_bytes, tasks.min_tasks)
     memory = task_memory_limit(tasks.memory_bytes)
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    try:
+    with scratch(folder):
         con.sql(f"""
             COPY (SELECT m.id, m.content_hash, m._url_key, coalesce(p.kept, FALSE) AS kept,
                          coalesce(md5_number_upper(m.content_hash) % {shards}, 0)::INTEGER AS text_shard
@@ -132,8 +130,6 @@ def rank_in_shards(con: duckdb.DuckDBPyConnection, meta: str, table: str, folder
         """)
         if log:
             log(f"dedup: exact duplicates ranked in {len(first)} + {len(second)} shard task(s) ({tasks.where})")
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
     return shards
 
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,6 +113,18 @@ def cut(rows: int, memory_bytes: int, row_bytes: int, min_tasks: int = 1) -> int
     the split's and the components' shard tasks."""
     per_shard = max(1, max(memory_bytes, MIN_TASK_MEMORY) // row_bytes)
     return max(1, math.ceil(rows / per_shard), min_tasks)
+
+
+@contextmanager
+def scratch(folder: Path) -> Iterator[Path]:
+    """``folder`` emptied for a run of shard tasks' files (on a path every worker reaches), and
+    removed when the run ends, whether it succeeds or fails."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def task_memory_limit(memory_bytes: int) -> str:

@@ -302,16 +302,12 @@ def scan_task(task: ScanTask) -> int:
 def _scan_in_tasks(con, select: str, files: tuple[str, ...], folder: Path, tasks: Tasks) -> None:
     """``_scan`` as the single scan over ``files`` makes it (rows in file order, then row order),
     each file scanned by a task."""
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    try:
+    with shards.scratch(folder):
         todo = [ScanTask(f, select, str(folder / f"scan-{i:05d}.parquet"), shards.task_memory_limit(tasks.memory_bytes),
                          tasks.threads) for i, f in enumerate(files)]
         sum(tasks.run(scan_task, todo))
         con.sql("CREATE OR REPLACE TABLE _scan AS SELECT * FROM read_parquet(["
                 + ", ".join(sql_str(t.out) for t in todo) + "])")
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _finish_outputs(con, q: _Query, positional: bool, index: MinHashIndex | None, near_on: bool) -> None:
