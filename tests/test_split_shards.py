@@ -105,11 +105,25 @@ def test_shard_tasks_run_in_other_processes_and_each_shard_holds_a_stretch_of_th
     assert all(hashes[i][2] < hashes[i + 1][1] for i in range(3))
 
 
-def test_on_this_machine_the_allocation_stays_one_query():
-    """``tasks.where == 'local'`` (or no tasks): the single query, whatever the size."""
+def test_on_this_machine_the_allocation_stays_one_query(tmp_path, monkeypatch):
+    """``tasks.where == 'local'`` (or no tasks): the single query, whatever the size; on a cluster,
+    shards once the documents exceed one task."""
     con = memory_connection()
     _load(con, "docs", _docs(500, seed=3))
-    tiny = Tasks(memory_bytes=1, threads=1)
     assert split_shards.shard_count(500, 1) == 1  # (the floor of a task's memory holds 500 rows)
     assert split_shards.shard_count(10**9, 10**9, 4) == math.ceil(10**9 / (10**9 // split_shards.SPLIT_ROW_BYTES))
-    assert assign_splits(con, "docs", STRAT, tasks=tiny) == assign_splits(con, "docs", STRAT)
+    monkeypatch.setattr(split_shards, "SPLIT_ROW_BYTES", MIN_TASK_MEMORY // 100)  # (100 documents a task)
+
+    class Sharded(Exception):
+        pass
+
+    def stand_in(*_a, **_k):
+        raise Sharded
+
+    monkeypatch.setattr(split_shards, "allocate_in_shards", stand_in)
+    want = assign_splits(con, "docs", STRAT)
+    for tasks in (Tasks(memory_bytes=MIN_TASK_MEMORY, threads=1), None):  # (here: never the shards)
+        assert assign_splits(con, "docs", STRAT, tasks=tasks, shard_folder=tmp_path / "s") == want
+    with pytest.raises(Sharded):  # on a cluster, 500 documents of 100 a task: the shards
+        assign_splits(con, "docs", STRAT, tasks=Tasks(memory_bytes=MIN_TASK_MEMORY, threads=1, where="test"),
+                      shard_folder=tmp_path / "s")
