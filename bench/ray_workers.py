@@ -57,16 +57,17 @@ def build(name: str, out: Path, docs: int, cpus: int | None) -> dict:
     res["per_batch_steps_s"] = round(sum(steps.get(k) or 0 for k in PER_BATCH), 2)
     res["steps"] = steps
     # what each step's summary line says of its Ray tasks: "... N Ray task(s) on W worker(s) of
-    # K node(s), peak RSS of a task M MB (task memory T MB; the task)"
+    # K node(s), peak RSS of a task M MB (task memory T MB; the task; H MB held when it started)"
     res["ray_tasks"] = {}
     for step in res["timeline"]["steps"]:
         for _t, line in step.get("log") or []:
             m = re.search(r"(\d+) Ray task\(s\) on (\d+) worker\(s\) of (\d+) node\(s\), peak RSS of a task "
-                          r"(\d+) MB \(task memory (\d+) MB; ([^)]*)\)", line)
+                          r"(\d+) MB \(task memory (\d+) MB; ([^;)]*)(?:; (\d+) MB held when it started)?\)", line)
             if m:
                 res["ray_tasks"][step["step"]] = {
                     **dict(zip(("tasks", "workers", "nodes", "peak_task_rss_mb", "task_memory_mb"),
-                               map(int, m.groups()[:5]), strict=True)), "peak_task": m.group(6)}
+                               map(int, m.groups()[:5]), strict=True)), "peak_task": m.group(6),
+                    "held_at_start_mb": int(m.group(7)) if m.group(7) else None}
     return res
 
 
@@ -126,7 +127,8 @@ def main() -> None:
     for r in runs:
         for step, t in r["ray_tasks"].items():
             print(f"{r['name']}: {step}: {t['tasks']} Ray task(s) on {t['workers']} worker(s), peak RSS of a task "
-                  f"{t['peak_task_rss_mb']} MB ({t['peak_task']}; task memory {t['task_memory_mb']} MB)")
+                  f"{t['peak_task_rss_mb']} MB ({t['peak_task']}; task memory {t['task_memory_mb']} MB; "
+                  f"{t.get('held_at_start_mb')} MB held when it started)")
     pairs = []
     for turn in sorted({r["turn"] for r in runs}):
         by = {r["name"]: r for r in runs if r["turn"] == turn}

@@ -232,7 +232,7 @@ def materialise(stage: Stage | str, cfg: PlatformConfig, wd: Workdir, log: Log =
         f"{counters['rows_computed']} rows computed in {seconds:.1f}s; {total.summary()}"
         + (f"; {r['tasks']} Ray task(s) on {r['workers']} worker(s) of {r['nodes']} node(s), "
            f"peak RSS of a task {r['peak_task_rss_mb']:.0f} MB (task memory {r['task_memory_mb']:.0f} MB; "
-           f"{r.get('peak_task', '')})"
+           f"{r.get('peak_task', '')}; {r.get('peak_task_held_mb', 0):.0f} MB held when it started)"
            if (r := counters.get("ray")) else ""))
     result = LayerResult(stage.output, total.kept_rows, wd.layer_dir(stage.output), stage=total, counters=counters,
                          seconds=seconds)

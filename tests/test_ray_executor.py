@@ -354,6 +354,45 @@ def test_a_run_connects_and_warms_every_cpu_of_the_cluster_on_its_warm_up_thread
     assert list(ray_tasks.tasks(cfg, "after-warm-up").run(abs, [-1, -2])) == [1, 2]
 
 
+def test_a_tasks_duckdb_gets_half_of_what_its_worker_does_not_hold_already(tmp_path, ray_cluster):
+    """A worker that holds every stage's modules and what earlier tasks cached leaves a task less
+    than its memory: the task's DuckDB gets half of what is left, not half of the task's memory."""
+    from dataset_platform.cluster import ray_tasks
+    from dataset_platform.config import size_bytes
+    from dataset_platform.storage import TASK_MEMORY_LEFT_ENV, within_task_memory
+
+    base = config(tmp_path, sources=["news"])
+    cfg = base.model_copy(update={"pipeline": base.pipeline.model_copy(update={
+        "executor": "ray", "ray": base.pipeline.ray.model_copy(update={"address": ray_cluster.address})})})
+    memory = size_bytes(cfg.pipeline.ray.task_memory)
+    placement: dict = {}
+    tasks = ray_tasks.tasks(cfg, "memory", placement)
+    left = [int(v) for v in tasks.run(os.getenv, [TASK_MEMORY_LEFT_ENV] * 2)]
+    held = [w[3] for w in placement.values()]
+    assert all(h > 50 * 2**20 for h in held)  # (a worker holds at least its interpreter and Ray)
+    assert [v + h for v, h in zip(left, held, strict=True)] == [memory, memory]
+    limits = list(tasks.run(within_task_memory, ["100GB", "64MB"]))
+    assert size_bytes(limits[0]) < memory // 2 and limits[1] == "64MB"  # (less than half: only lowered)
+    assert os.environ.get(TASK_MEMORY_LEFT_ENV) is None  # (this process is no task: its limits stay)
+
+
+def test_within_a_task_a_duckdb_connection_keeps_to_half_of_what_is_left(monkeypatch):
+    from dataset_platform.storage import MIN_TASK_DUCKDB, TASK_MEMORY_LEFT_ENV, memory_connection, within_task_memory
+
+    monkeypatch.delenv(TASK_MEMORY_LEFT_ENV, raising=False)
+    assert within_task_memory("2GB") == "2GB"  # outside a task: as configured
+    monkeypatch.setenv(TASK_MEMORY_LEFT_ENV, str(1_200 * 10**6))
+    assert within_task_memory("2GB") == "600MB"
+    assert within_task_memory("256MB") == "256MB"  # already under half of what is left
+    con = memory_connection(1, memory_limit="2GB")
+    try:  # (DuckDB shows its limit in MiB: 600 MB is 572.2 MiB)
+        assert con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0] == "572.2 MiB"
+    finally:
+        con.close()
+    monkeypatch.setenv(TASK_MEMORY_LEFT_ENV, "0")  # a worker already at its task's memory
+    assert within_task_memory("2GB") == f"{MIN_TASK_DUCKDB // 10**6}MB"
+
+
 def test_a_tasks_peak_is_its_own_not_the_workers_since_it_started():
     """A worker runs many tasks: the peak RSS a task reports is the highest resident memory during
     that task (the worker's peak is reset when it starts, and what earlier tasks left handed back)."""

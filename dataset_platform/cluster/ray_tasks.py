@@ -149,9 +149,10 @@ def _probe(address: str, timeout: float = 5.0) -> None:
 
 def task_config(cfg):
     """``cfg`` as a part's task runs it: its DuckDB may use at most half of the task's memory
-    (``pipeline.ray.task_memory``; the other half is the stage's Python batches and the worker),
-    or ``pipeline.memory_limit`` when that is less. (Not in any fingerprint: where and with how
-    much memory a part runs does not change what it writes.)"""
+    (``pipeline.ray.task_memory``; the other half is the stage's Python batches), or
+    ``pipeline.memory_limit`` when that is less; in the task, less again when its worker already
+    holds some of that memory (``storage.within_task_memory``). (Not in any fingerprint: where and
+    with how much memory a part runs does not change what it writes.)"""
     bound = size_bytes(cfg.pipeline.ray.task_memory) // 2
     if size_bytes(cfg.pipeline.memory_limit) <= bound:
         return cfg
@@ -214,19 +215,29 @@ def _in_order(ray, refs: list, keys: list, placement: dict | None) -> Iterator:
 def _task_on_ray(fn, *args) -> tuple:
     """``fn(*args)`` on a Ray worker, and where it ran (node id, worker pid) with the task's peak
     RSS (bytes): the worker's resident memory at its highest during the task, what the worker held
-    when the task started included. Before the task, the worker hands back what earlier tasks left
-    (collected objects, Arrow's and the C allocator's free pages), so a task is not charged for them."""
+    when the task started included; and what it held then. Before the task, the worker hands back
+    what earlier tasks left (collected objects, Arrow's and the C allocator's free pages), so a task
+    is not charged for them; what it still holds (every stage's modules, models cached by earlier
+    tasks) is taken off what the task's DuckDB may use (``storage.within_task_memory``)."""
     import ray
 
     from dataset_platform.stages.base import CPUS_ENV
+    from dataset_platform.storage import TASK_MEMORY_LEFT_ENV
 
     ctx = ray.get_runtime_context()
+    resources = ctx.get_assigned_resources()
     # the task's stage starts no more processes or threads than the CPUs Ray gave the task
-    os.environ[CPUS_ENV] = str(max(1, int(ctx.get_assigned_resources().get("CPU", 1))))
+    os.environ[CPUS_ENV] = str(max(1, int(resources.get("CPU", 1))))
     _release_memory()
+    held = _rss()
+    if resources.get("memory"):  # its DuckDB stays within what the task may take beyond what the worker holds
+        os.environ[TASK_MEMORY_LEFT_ENV] = str(max(0, int(resources["memory"]) - held))
     since_start = _reset_peak()
-    result = fn(*args)
-    return result, (ctx.get_node_id(), os.getpid(), _peak(since_start))
+    try:
+        result = fn(*args)
+    finally:
+        os.environ.pop(TASK_MEMORY_LEFT_ENV, None)
+    return result, (ctx.get_node_id(), os.getpid(), _peak(since_start), held)
 
 
 def _release_memory() -> None:
@@ -244,6 +255,15 @@ def _release_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # (not glibc)
         pass
+
+
+def _rss() -> int:
+    """This process's resident memory now (bytes; 0 where it cannot be read)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _reset_peak() -> bool:
@@ -297,11 +317,12 @@ def task_memory_bytes(cfg) -> int:
 
 def placement_summary(placement: dict, settings: RaySettings) -> dict:
     """What :func:`run_parts` recorded, for the log and the materialisation's metadata: tasks,
-    nodes, worker processes, and the largest peak RSS of a task (and which task) against the task
-    memory."""
+    nodes, worker processes, and the largest peak RSS of a task (which task, and what its worker
+    held when it started) against the task memory."""
     where = list(placement.values())
     top = max(placement, key=lambda k: placement[k][2], default="")
-    return {"tasks": len(where), "nodes": len({node for node, _pid, _rss in where}),
-            "workers": len({(node, pid) for node, pid, _rss in where}),
-            "peak_task_rss_mb": round(max((rss for _n, _p, rss in where), default=0) / 2**20, 1),
-            "peak_task": str(top), "task_memory_mb": round(size_bytes(settings.task_memory) / 2**20, 1)}
+    return {"tasks": len(where), "nodes": len({w[0] for w in where}),
+            "workers": len({(w[0], w[1]) for w in where}),
+            "peak_task_rss_mb": round(placement[top][2] / 2**20, 1) if where else 0.0,
+            "peak_task": str(top), "peak_task_held_mb": round(placement[top][3] / 2**20, 1) if where else 0.0,
+            "task_memory_mb": round(size_bytes(settings.task_memory) / 2**20, 1)}

@@ -106,6 +106,7 @@ def layer_metadata(result: LayerResult, *, label_sets: list[str] | tuple[str, ..
         if c.get("ray"):  # (pipeline.executor: ray) where the parts ran
             md.update({"ray_tasks": c["ray"]["tasks"], "ray_workers": c["ray"]["workers"],
                        "ray_nodes": c["ray"]["nodes"], "ray_peak_task_rss_mb": c["ray"]["peak_task_rss_mb"],
+                       "ray_peak_task_held_mb": c["ray"].get("peak_task_held_mb", 0.0),
                        "ray_task_memory_mb": c["ray"]["task_memory_mb"]})
     if "text" in schema.columns(result.layer, label_sets) and result.path.is_dir():
         files = sorted(result.path.glob("*/*/data.parquet"))  # (a layer stored by batch)

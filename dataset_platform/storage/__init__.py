@@ -59,15 +59,38 @@ def source_lock(wd: Workdir, source: str, log: Callable[[str], None] = lambda _m
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
+#: set by the executor for the length of a task on a cluster (bytes): the task's memory less what
+#: its worker process held when the task started (see :func:`within_task_memory`)
+TASK_MEMORY_LEFT_ENV = "DATASET_PLATFORM_TASK_MEMORY_LEFT"
+#: the least a task's DuckDB is given, however little its task has left
+MIN_TASK_DUCKDB = 100 * 10**6
+
+
+def within_task_memory(memory_limit: str) -> str:
+    """``memory_limit``, or half of what the running task may still take when that is less (not
+    under :data:`MIN_TASK_DUCKDB`). A task's DuckDB gets half of its task's memory, the other half
+    being the stage's own batches; a worker that already holds modules and caches of earlier tasks
+    leaves the task less than its memory, and its DuckDB then spills sooner instead of pushing the
+    task past its bound. Outside a task (no :data:`TASK_MEMORY_LEFT_ENV`), ``memory_limit``."""
+    left = os.environ.get(TASK_MEMORY_LEFT_ENV, "")
+    if not left.isdigit():
+        return memory_limit
+    from dataset_platform.config import size_bytes
+
+    share = max(int(left) // 2, MIN_TASK_DUCKDB)
+    return memory_limit if size_bytes(memory_limit) <= share else f"{share // 10**6}MB"
+
+
 def memory_connection(threads: int | None = None, *, memory_limit: str | None = None,
                       temp_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
     """A private in-memory DuckDB connection for one stage's work. With ``memory_limit`` (e.g.
-    "1GB") DuckDB spills sorts, joins and tables beyond it to ``temp_dir``."""
+    "1GB") DuckDB spills sorts, joins and tables beyond it to ``temp_dir``; in a task on a cluster,
+    within what the task has left (:func:`within_task_memory`)."""
     con = duckdb.connect(":memory:")
     if threads:
         con.sql(f"SET threads = {int(threads)}")
     if memory_limit:
-        con.sql(f"SET memory_limit = {sql_str(memory_limit)}")
+        con.sql(f"SET memory_limit = {sql_str(within_task_memory(memory_limit))}")
     if temp_dir is not None:
         con.sql(f"SET temp_directory = {sql_str(temp_dir)}")
     con.sql("SET preserve_insertion_order = true")
