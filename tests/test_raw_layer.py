@@ -207,30 +207,37 @@ def test_parquet_and_jsonl_batches_load_alike_in_landing_order(wd):
         (C2, 1, "http://s.test/a", "not_modified"), (C2, 2, "http://s.test/c", "fetched")]
 
 
-def test_the_parts_of_a_large_batch_are_written_side_by_side_with_the_bytes_of_one_by_one(tmp_path, monkeypatch):
-    """A batch cut into several parts writes them on a thread each (``load._write_chunks``): the
-    files and the manifest are those of a merge on one CPU, and every page is in exactly one part."""
+def test_a_batch_of_several_parts_is_merged_by_tasks_with_the_bytes_of_a_merge_here(tmp_path, monkeypatch):
+    """A batch cut into several parts is scattered by part, then each part sorted and written by a
+    task of its own (``load.write_fresh_parts``): on worker processes the files and the manifest
+    are those of the tasks run here one after another, and every page is in exactly one part."""
+    from contextlib import contextmanager
+
+    from dataset_platform.cluster import runners
     from dataset_platform.ingest import load as loader
-    from dataset_platform.stages.base import CPUS_ENV, available_cpus
+    from dataset_platform.stages.base import CPUS_ENV
 
     records = [rec(f"http://s.test/{i}", body=f"<html><body><p>page {i} " + "word " * (i % 17) + "</p></body></html>")
                for i in range(230)]
-    threads: set[str] = set()
-    write = loader.write_parquet
+    records.append(rec("http://s.test/3", body="<html><body><p>page 3 again, newer</p></body></html>",
+                       fetched_at="2026-12-01T00:00:00.000000Z"))  # (a URL twice: the newer record is stored)
+    places: list[str] = []
+    real = runners.map_runner
 
-    def spy(*args, **kwargs):
-        import threading
+    @contextmanager
+    def watched(*args, **kwargs):
+        with real(*args, **kwargs) as (run, where):
+            places.append(str(where))
+            yield run, where
 
-        threads.add(threading.current_thread().name)
-        return write(*args, **kwargs)
-
-    monkeypatch.setattr(loader, "write_parquet", spy)
+    monkeypatch.setattr(runners, "map_runner", watched)
     trees = {}
-    for cpus in ("1", "3"):
+    for cpus, pool_bytes in (("1", loader.MERGE_POOL_BYTES), ("2", 0)):
         monkeypatch.setenv(CPUS_ENV, cpus)
+        monkeypatch.setattr(loader, "MERGE_POOL_BYTES", pool_bytes)  # (0: the small batch pays for workers)
         wd = Workdir.at(tmp_path / f"wd{cpus}").ensure()
         land(wd, "site", C1, records)
-        threads.clear()
+        places.clear()
         con = memory_connection()
         try:
             ingest_pending(con, wd, "site", part_rows=50)
@@ -240,7 +247,9 @@ def test_the_parts_of_a_large_batch_are_written_side_by_side_with_the_bytes_of_o
         trees[cpus] = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
                        if p.is_file() and p.name != ".lock"}
         assert sum(1 for k in trees[cpus] if k.endswith("data.parquet")) == 5  # 230 pages, 50 a part
-        workers = min(5, available_cpus())  # (capped by the variable: 1, or this machine's CPUs up to 3)
-        assert len([t for t in threads if t.startswith("raw-part")]) == (0 if workers < 2 else workers)
+        assert places == (["local"] if cpus == "1" else ["local, 2 processes"])
         assert rows(wd, "raw_pages", cols="count(*), count(DISTINCT id)") == [(230, 230)]
-    assert trees["1"] == trees["3"]
+        assert rows(wd, "raw_pages", cols="html", where="url = 'http://s.test/3'") == [
+            ("<html><body><p>page 3 again, newer</p></body></html>",)]
+        assert not wd.spill("raw").exists() or not any(wd.spill("raw").iterdir())  # (its scratch files gone)
+    assert trees["1"] == trees["2"]

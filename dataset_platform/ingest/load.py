@@ -27,8 +27,9 @@ A batch becomes:
   merged are recorded in the source layer's manifest, committed with its parts: a batch is merged
   once, and a killed merge leaves the source as it was.
 
-Documents are read from the batch in one pass into a table that DuckDB spills to disk beyond its
-memory limit, so memory does not grow with the batch.
+The new parts are written by tasks (:func:`write_fresh_parts`): each landed range scatters its
+fresh rows by part, then each part is sorted and written on its own, so no process holds the
+batch, and the tasks run where the executor puts them (Ray tasks with ``pipeline.executor: ray``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import pyarrow as pa
 
 from dataset_platform.atomic import replacing
 from dataset_platform.contracts import schema
-from dataset_platform.storage import sql_str, write_parquet
+from dataset_platform.storage import memory_connection, sql_str, write_parquet
 from dataset_platform.storage.batched import DATA, BatchedLayer, PartInfo, ids_fingerprint
 from dataset_platform.workdir import Workdir
 
@@ -96,25 +97,39 @@ def range_files(folder: Path) -> list[Path]:
     return sorted(f for f in folder.glob("*.parquet") if f.name[:-len(".parquet")].isdigit())
 
 
+def _batch_head(batch: Batch) -> str:
+    return (f"SELECT {sql_str(batch.source)} AS source, {sql_str(batch.crawl_id)} AS crawl_id, seq, "
+            f"{doc_id_sql(sql_str(batch.source), 'url')} AS id, * EXCLUDE (seq)")
+
+
+_BATCH_CASTS = ", ".join(f'CAST("{k}" AS {v}) AS "{k}"' for k, v in BATCH_COLUMNS.items())
+
+
+def _range_bases(batch: Batch) -> list[tuple[Path, int, int]]:
+    """(file, records before it, records in it) of each range of a batch landed in ranges."""
+    import pyarrow.parquet as pq
+
+    out, base = [], 0
+    for f in range_files(batch.path):
+        n = pq.ParquetFile(f).metadata.num_rows
+        out.append((f, base, n))
+        base += n
+    return out
+
+
 def batch_sql(batch: Batch) -> str:
     """SELECT over a landed batch (either format): source, crawl_id, seq (record order), id and every
     landed field."""
-    head = (f"SELECT {sql_str(batch.source)} AS source, {sql_str(batch.crawl_id)} AS crawl_id, seq, "
-            f"{doc_id_sql(sql_str(batch.source), 'url')} AS id, * EXCLUDE (seq)")
-    cols = ", ".join(f'CAST("{k}" AS {v}) AS "{k}"' for k, v in BATCH_COLUMNS.items())
+    head, cols = _batch_head(batch), _BATCH_CASTS
     if batch.path.name.endswith(".parquet"):
         return (f"{head} FROM (SELECT file_row_number + 1 AS seq, {cols} "
                 f"FROM read_parquet({sql_str(batch.path)}, file_row_number = true))")
     if batch.path.name.endswith(RANGES):  # a file landed in byte ranges: one Parquet file per range
-        import pyarrow.parquet as pq
-
-        files, bases, base = range_files(batch.path), [], 0
-        for f in files:  # (the rows before each range's: its records' numbers in the whole file)
-            bases.append(f"({sql_str(f)}, {base})")
-            base += pq.ParquetFile(f).metadata.num_rows
+        files = _range_bases(batch)  # (the rows before each range's: its records' numbers in the whole file)
+        bases = ", ".join(f"({sql_str(f)}, {base})" for f, base, _n in files)
         return (f"{head} FROM (SELECT o.base + r.file_row_number + 1 AS seq, {cols} "
-                f"FROM read_parquet([{', '.join(sql_str(f) for f in files)}], file_row_number = true, filename = true) r "
-                f"JOIN (VALUES {', '.join(bases)}) o(file, base) ON o.file = r.filename)")
+                f"FROM read_parquet([{', '.join(sql_str(f) for f, _b, _n in files)}], file_row_number = true, "
+                f"filename = true) r JOIN (VALUES {bases}) o(file, base) ON o.file = r.filename)")
     columns = "{" + ", ".join(f"'{k}': '{v}'" for k, v in BATCH_COLUMNS.items()) + "}"
     return (
         f"{head} FROM (SELECT row_number() OVER () AS seq, * "
@@ -146,6 +161,18 @@ def landed_batch(wd: Workdir, source: str, crawl_id: str) -> Path | None:
         if path.is_dir() if suffix == RANGES else path.is_file():
             return path
     return None
+
+
+def batch_slices(batch: Batch) -> list[tuple[str, int, int]]:
+    """The batch as slices that can be read apart: ``(SELECT, first seq, last seq)`` of each range
+    of a batch landed in ranges (each SELECT as :func:`batch_sql`'s, over its range alone), or of
+    the whole batch otherwise (its seqs then unbounded)."""
+    if not batch.path.name.endswith(RANGES):
+        return [(batch_sql(batch), 1, 2**62)]
+    head = _batch_head(batch)
+    return [(f"{head} FROM (SELECT {base} + file_row_number + 1 AS seq, {_BATCH_CASTS} "
+             f"FROM read_parquet({sql_str(f)}, file_row_number = true))", base + 1, base + n)
+            for f, base, n in _range_bases(batch)]
 
 
 def load_batch(con: duckdb.DuckDBPyConnection, batch: Batch) -> dict[str, int]:
@@ -209,10 +236,12 @@ def pending_batches(wd: Workdir, source: str, merged: list[str] | None = None) -
 
 
 def merge_batch(con: duckdb.DuckDBPyConnection, layer: BatchedLayer, batch: Batch, *, snapshot: bool,
-                part_rows: int = PART_ROWS) -> dict[str, int]:
+                part_rows: int = PART_ROWS, scratch: Path | None = None, cfg=None, memory_limit: str = "1GB",
+                placement: dict | None = None) -> dict[str, int]:
     """Stage the parts of the batch loaded in ``_batch_log`` and the rewrites of the older parts it
-    changes into ``layer`` (held, loaded; the caller commits)."""
-    cols = ", ".join(f'b."{c}"' for c in schema.columns("raw_pages"))
+    changes into ``layer`` (held, loaded; the caller commits). The new parts are written by
+    :func:`write_fresh_parts` (``scratch``: its folder of intermediate files, on a path every
+    worker reaches; ``cfg``, ``memory_limit``, ``placement``: where its tasks run and with what)."""
     # the newest record per URL within the batch (a dump may hold a URL twice)
     con.sql("CREATE OR REPLACE TABLE _latest AS SELECT seq, id, url, outcome FROM _batch_log "
             "QUALIFY row_number() OVER (PARTITION BY url ORDER BY fetched_at DESC, seq DESC) = 1")
@@ -250,53 +279,139 @@ def merge_batch(con: duckdb.DuckDBPyConnection, layer: BatchedLayer, batch: Batc
                                   "ORDER BY o.id", staging / DATA, layer="raw_pages")
         layer.staged(replace(info, rows=rows, ids=ids_fingerprint(con, f"SELECT id FROM read_parquet({sql_str(staging / DATA)})"),
                              counters={"batch": info.counters.get("batch"), "rows": rows}))
-    # the new part(s): one pass over the batch's bodies into a table (spilled beyond the memory limit)
+    # the new part(s): the batch's bodies scattered by part, then each part sorted and written
     if stored:
-        con.sql(f"""
-            CREATE OR REPLACE TABLE _fresh AS
-            SELECT {cols}, f.chunk FROM (
-              SELECT * REPLACE (CAST(fetched_at AS TIMESTAMPTZ) AS fetched_at,
-                                lower(coalesce(content_type, '')) AS content_type)
-              FROM ({batch_sql(batch)})
-            ) b JOIN _fresh_seq f ON f.seq = b.seq
-            ORDER BY f.chunk, b.id
-        """)
-        chunks = int(con.sql("SELECT max(chunk) + 1 FROM _fresh").fetchall()[0][0])
+        chunks = int(con.sql("SELECT max(chunk) + 1 FROM _fresh_seq").fetchall()[0][0])
         keys = [batch.crawl_id if chunks == 1 else f"{batch.crawl_id}-p{k:04d}" for k in range(chunks)]
         folders = [layer.stage(key) for key in keys]
-        for key, (rows, ids) in zip(keys, _write_chunks(con, folders), strict=True):
+        written = write_fresh_parts(con, batch, folders, scratch or layer.folder.with_name(f".{layer.folder.name}.merge"),
+                                    cfg=cfg, memory_limit=memory_limit, placement=placement)
+        for key, (rows, ids) in zip(keys, written, strict=True):
             layer.staged(PartInfo(key, chain=f"raw:{batch.source}/{key}", rows=rows, ids=ids,
                                   counters={"batch": batch.crawl_id, "rows": rows}))
-        con.sql("DROP TABLE _fresh")
     removed = sum(removed_by_part.values())
     return {"pages_before": before, "pages": before - removed + stored, "bodies_stored": stored, "removed": removed}
 
 
-def _write_chunks(con: duckdb.DuckDBPyConnection, folders: list[Path]) -> list[tuple[int, str]]:
-    """Write chunk k of table ``_fresh`` as the data file of ``folders[k]``; (rows, ids fingerprint)
-    of each. The chunks are written side by side, one thread and DuckDB cursor each, up to the CPUs
-    this process may use: a part is one row group, which DuckDB compresses on one thread (a 50 000
-    page part of 145 MB took 1.3 s), so one after another they left the other cores idle. The
-    bytes are those of a serial write: each file is one query with its own ORDER BY."""
-    from concurrent.futures import ThreadPoolExecutor
+#: the raw_pages columns of a batch's rows (``b``: a :func:`batch_sql` row)
+_FRESH_COLS = ", ".join(f'b."{c}"' for c in schema.columns("raw_pages"))
 
+
+def _fresh_rows_sql(select: str, chunks: str, first: int, last: int) -> str:
+    """The rows of ``select`` (a :func:`batch_slices` SELECT) that the chunk map ``chunks`` (seq,
+    chunk) names, as raw_pages columns and their ``chunk``."""
+    return f"""
+        SELECT {_FRESH_COLS}, f.chunk FROM (
+          SELECT * REPLACE (CAST(fetched_at AS TIMESTAMPTZ) AS fetched_at,
+                            lower(coalesce(content_type, '')) AS content_type)
+          FROM ({select})
+        ) b JOIN (SELECT seq, chunk FROM read_parquet({sql_str(chunks)})
+                  WHERE seq BETWEEN {int(first)} AND {int(last)}) f ON f.seq = b.seq"""
+
+
+@dataclass(frozen=True)
+class ScatterTask:
+    """The fresh rows of one slice of a batch (:func:`batch_slices`), each with its part, into
+    ``out/chunk=<k>/`` files."""
+    select: str
+    first: int
+    last: int
+    chunks: str  # Parquet: (seq, chunk) of every fresh record of the batch, by seq
+    out: str
+    memory_limit: str
+    threads: int
+
+
+@dataclass(frozen=True)
+class GatherTask:
+    """One new part: the rows of ``rows`` (a SELECT), in id order, as ``data``."""
+    rows: str
+    data: str
+    memory_limit: str
+    threads: int
+    temp_dir: str
+
+
+def scatter_rows(task: ScatterTask) -> int:
+    """:class:`ScatterTask`; returns the rows written. A module-level function: it runs here, in
+    a worker process or as a Ray task alike."""
+    import shutil
+
+    out = Path(task.out)
+    shutil.rmtree(out, ignore_errors=True)  # (a task retried after a kill writes its files again)
+    con = memory_connection(task.threads, memory_limit=task.memory_limit)
+    con.sql("SET enable_progress_bar = false")  # (a worker's output is the run's log)
+    try:
+        rows = _fresh_rows_sql(task.select, task.chunks, task.first, task.last)
+        return int(con.execute(f"COPY ({rows}) TO {sql_str(out)} (FORMAT parquet, PARTITION_BY (chunk))").fetchall()[0][0])
+    finally:
+        con.close()
+
+
+def gather_part(task: GatherTask) -> tuple[int, str]:
+    """:class:`GatherTask`; returns (rows, ids fingerprint) of the part written."""
+    con = memory_connection(task.threads, memory_limit=task.memory_limit, temp_dir=Path(task.temp_dir))
+    con.sql("SET enable_progress_bar = false")
+    try:
+        data = Path(task.data)
+        # (through a table: its statistics tell the Parquet writer which columns hold no null)
+        con.sql(f"CREATE TABLE _part AS {task.rows}")
+        rows = write_parquet(con, "SELECT * FROM _part ORDER BY id", data, layer="raw_pages")
+        return rows, ids_fingerprint(con, f"SELECT id FROM read_parquet({sql_str(data)})")
+    finally:
+        con.close()
+
+
+def write_fresh_parts(con: duckdb.DuckDBPyConnection, batch: Batch, folders: list[Path], scratch: Path, *,
+                      cfg=None, memory_limit: str = "1GB", placement: dict | None = None) -> list[tuple[int, str]]:
+    """Write part k of the fresh records in ``_fresh_seq`` (seq, id, chunk) as the data file of
+    ``folders[k]``, in id order; (rows, ids fingerprint) of each. A batch of one part is one task
+    (:func:`gather_part`) over the batch. A larger one is two rounds of tasks, none of which holds
+    the batch: each slice of the batch (a landed range) scatters its fresh rows by part into files
+    of its own (:func:`scatter_rows`), then each part's rows are sorted and written. The tasks run
+    as ``cluster.runners.map_runner`` places them (Ray tasks with ``pipeline.executor: ray`` in
+    ``cfg``; worker processes of this machine for a batch large enough; else here), with
+    ``memory_limit`` between them. (Sorting the whole batch in one query, as before, spilled it to
+    disk beyond the memory limit: 44 s of the 1M-page benchmark's merge.) The files are the same
+    wherever the tasks run: each part is one query with its own ORDER BY over unique ids."""
+    import shutil
+
+    from dataset_platform.cluster.runners import map_runner
+    from dataset_platform.config import size_bytes
     from dataset_platform.stages.base import available_cpus
 
-    def write(k: int) -> tuple[int, str]:
-        cur = con.cursor()  # (a connection of its own to the same database: it sees ``_fresh``)
-        try:
-            data = folders[k] / DATA
-            rows = write_parquet(cur, f"SELECT * EXCLUDE (chunk) FROM _fresh WHERE chunk = {k} ORDER BY id",
-                                 data, layer="raw_pages")
-            return rows, ids_fingerprint(cur, f"SELECT id FROM read_parquet({sql_str(data)})")
-        finally:
-            cur.close()
+    slices = batch_slices(batch) if len(folders) > 1 else [(batch_sql(batch), 1, 2**62)]
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    try:
+        chunks = scratch / "chunks.parquet"
+        con.sql(f"COPY (SELECT seq, chunk FROM _fresh_seq ORDER BY seq) TO {sql_str(chunks)} (FORMAT parquet)")
+        size = sum(f.stat().st_size for f in batch.path.rglob("*") if f.is_file()) if batch.path.is_dir() \
+            else batch.path.stat().st_size
+        with map_runner(cfg, "merge", max(len(slices), len(folders)), lambda: size >= MERGE_POOL_BYTES,
+                        placement) as (run, where):
+            workers = max(1, where.workers)
+            threads = 1 if where == "ray" or workers > 1 else available_cpus()
+            limit = f"{max(size_bytes(memory_limit) // workers, 100 * 10**6) // 10**6}MB"
 
-    workers = min(len(folders), available_cpus())
-    if workers < 2:
-        return [write(k) for k in range(len(folders))]
-    with ThreadPoolExecutor(workers, thread_name_prefix="raw-part") as pool:
-        return list(pool.map(write, range(len(folders))))
+            def gather(k: int, rows: str) -> GatherTask:
+                return GatherTask(rows, str(folders[k] / DATA), limit, threads, str(scratch / f"spill-{k}"))
+
+            if len(folders) == 1:
+                sql, first, last = slices[0]
+                rows = f"SELECT * EXCLUDE (chunk) FROM ({_fresh_rows_sql(sql, str(chunks), first, last)})"
+                return list(run(gather_part, [gather(0, rows)]))
+            list(run(scatter_rows, [ScatterTask(sql, first, last, str(chunks), str(scratch / f"s-{i:05d}"), limit,
+                                                threads) for i, (sql, first, last) in enumerate(slices)]))
+            scattered = "SELECT * FROM read_parquet({}, hive_partitioning = false)"
+            return list(run(gather_part, [gather(k, scattered.format(sql_str(scratch / "s-*" / f"chunk={k}" / "*.parquet")))
+                                          for k in range(len(folders))]))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+#: a batch smaller than this is merged in this process (starting workers costs about a second)
+MERGE_POOL_BYTES = 64 * 1024 * 1024
 
 
 def is_crawl_batch(batch: Batch) -> bool:
@@ -305,16 +420,21 @@ def is_crawl_batch(batch: Batch) -> bool:
 
 
 def ingest_pending(con: duckdb.DuckDBPyConnection, wd: Workdir, source: str, *, log=None,
-                   part_rows: int = PART_ROWS) -> dict:
+                   part_rows: int = PART_ROWS, cfg=None, placement: dict | None = None) -> dict:
     """Load every pending batch of a source: crawl_log file + merge (a crawl batch as a snapshot,
-    an ingested file accumulating), each batch committed on its own. Returns counters."""
+    an ingested file accumulating), each batch committed on its own. Returns counters. ``cfg``:
+    where the merge's tasks run (:func:`write_fresh_parts`; ``placement`` receives where each
+    Ray task ran)."""
     outcomes: dict[str, int] = {}
     counters: dict = {"batches": [], "bodies_stored": 0}
     with source_layer(wd, source).locked() as layer:
         for batch in pending_batches(wd, source, layer.extra.get("merged", [])):
             counts = load_batch(con, batch)
             write_crawl_log(con, wd, batch)
-            m = merge_batch(con, layer, batch, snapshot=is_crawl_batch(batch), part_rows=part_rows)
+            m = merge_batch(con, layer, batch, snapshot=is_crawl_batch(batch), part_rows=part_rows,
+                            scratch=wd.spill("raw") / f"merge-{source}", cfg=cfg,
+                            memory_limit=cfg.pipeline.memory_limit if cfg is not None else "1GB",
+                            placement=placement)
             layer.commit(extra={**layer.extra, "merged": [*layer.extra.get("merged", []), batch.crawl_id]})
             for k, v in counts.items():
                 outcomes[k] = outcomes.get(k, 0) + int(v)

@@ -532,7 +532,8 @@ def materialise_raw(
                     _, crawl_stats = crawl_source(source, wd, log, lock_fd)
                 refused: list[dict] = []
                 ingest_source_files(source, wd, log, refused, cfg, placement)
-                per_source[name] = ingest_pending(con, wd, name, log=log, part_rows=cfg.pipeline.part_rows)
+                per_source[name] = ingest_pending(con, wd, name, log=log, part_rows=cfg.pipeline.part_rows, cfg=cfg,
+                                                  placement=placement)
             per_source[name]["crawl"] = crawl_stats
             per_source[name]["refused_files"] = refused
             if placement:
