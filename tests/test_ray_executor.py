@@ -328,6 +328,9 @@ def test_a_dump_file_lands_in_ranges_as_ray_tasks_with_the_local_raw_layer(tmp_p
         built[executor] = (wd, materialise_raw(cfg, wd).counters["sources"]["news"])
     (local_wd, local), (ray_wd, on_ray) = built["local"], built["ray"]
     assert "ray" not in local and on_ray["ray"]["tasks"] == len(ranges)  # a Ray task per range
+    parts = len(list(ray_wd.raw_source("news").rglob("data.parquet")))
+    assert parts > 1 and "ray_merge" not in local  # and the merge's: a scatter per range, a gather per part
+    assert on_ray["ray_merge"]["tasks"] == len(ranges) + parts
     for layer in ("raw_pages", "crawl_log"):
         assert _files(local_wd.layer_dir(layer)) == _files(ray_wd.layer_dir(layer)), layer
     assert sum(on_ray["outcomes"].values()) == sum(local["outcomes"].values()) > 400

@@ -527,19 +527,21 @@ def materialise_raw(
             source = by_name[name]
             crawl_stats = None
             placement: dict = {}  # (pipeline.executor: ray) where each landing task ran
+            merge_placement: dict = {}  # and each task of the merge
             with source_lock(wd, name, log) as lock_fd:
                 if isinstance(source, CrawlSource) and crawl:
                     _, crawl_stats = crawl_source(source, wd, log, lock_fd)
                 refused: list[dict] = []
                 ingest_source_files(source, wd, log, refused, cfg, placement)
                 per_source[name] = ingest_pending(con, wd, name, log=log, part_rows=cfg.pipeline.part_rows, cfg=cfg,
-                                                  placement=placement)
+                                                  placement=merge_placement)
             per_source[name]["crawl"] = crawl_stats
             per_source[name]["refused_files"] = refused
-            if placement:
-                from dataset_platform.cluster.ray_tasks import placement_summary
+            for key, where in (("ray", placement), ("ray_merge", merge_placement)):
+                if where:
+                    from dataset_platform.cluster.ray_tasks import placement_summary
 
-                per_source[name]["ray"] = placement_summary(placement, cfg.pipeline.ray)
+                    per_source[name][key] = placement_summary(where, cfg.pipeline.ray)
             if not source_files(wd, name) and not merged_batches(wd, name):
                 raise FileNotFoundError(
                     f"source {name!r} has nothing stored yet: no crawl or file has been landed under "
