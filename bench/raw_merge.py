@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -65,7 +66,7 @@ def run(version: str, package: Path, folder: Path, tmp: Path) -> dict:
     script = tmp / "child.py"
     script.write_text(CHILD)
     work = tmp / "work"
-    subprocess.run(["rm", "-rf", str(work)], check=True)
+    shutil.rmtree(work, ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(package), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, str(script), str(folder / "sources.yaml"), str(work)], env=env,
                          capture_output=True, text=True, check=True)

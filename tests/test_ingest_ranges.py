@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from dataset_platform.cluster import runners
 from dataset_platform.config import DumpSource
 from dataset_platform.ingest import files as landing
 from dataset_platform.ingest import refresh
@@ -88,7 +89,7 @@ def test_a_file_landed_in_ranges_is_the_batch_of_the_file_landed_whole(tmp_path,
 
         if available_cpus() < 2:
             pytest.skip("needs 2 CPUs: worker processes land only beside another")
-        monkeypatch.setattr(refresh, "LOCAL_POOL_BYTES", 0)
+        monkeypatch.setattr(runners, "POOL_BYTES", 0)
     wd = Workdir.at(tmp_path / "wd").ensure()
     lines: list[str] = []
     source = DumpSource(name="d", kind="jsonl", paths=[str(dump)])
@@ -147,7 +148,7 @@ def test_files_landing_at_once_are_merged_in_the_order_of_the_files(tmp_path, mo
     big.write_text("".join(json.dumps(r) + "\n" for r in
                            [{"url": "https://x.test/same", "text": "From the first file."}, *rows]))
     small.write_text(json.dumps({"url": "https://x.test/same", "text": "From the second file."}) + "\n")
-    monkeypatch.setattr(refresh, "LOCAL_POOL_BYTES", 0)  # both at once, on worker processes
+    monkeypatch.setattr(runners, "POOL_BYTES", 0)  # both at once, on worker processes
     wd = Workdir.at(tmp_path / "wd").ensure()
     lines: list[str] = []
     source = DumpSource(name="d", kind="jsonl", paths=[str(tmp_path / "*.jsonl")])

@@ -214,7 +214,6 @@ def test_a_batch_of_several_parts_is_merged_by_tasks_with_the_bytes_of_a_merge_h
     from contextlib import contextmanager
 
     from dataset_platform.cluster import runners
-    from dataset_platform.ingest import load as loader
     from dataset_platform.stages.base import CPUS_ENV
 
     records = [rec(f"http://s.test/{i}", body=f"<html><body><p>page {i} " + "word " * (i % 17) + "</p></body></html>")
@@ -232,9 +231,9 @@ def test_a_batch_of_several_parts_is_merged_by_tasks_with_the_bytes_of_a_merge_h
 
     monkeypatch.setattr(runners, "map_runner", watched)
     trees = {}
-    for cpus, pool_bytes in (("1", loader.MERGE_POOL_BYTES), ("2", 0)):
+    for cpus, pool_bytes in (("1", runners.POOL_BYTES), ("2", 0)):
         monkeypatch.setenv(CPUS_ENV, cpus)
-        monkeypatch.setattr(loader, "MERGE_POOL_BYTES", pool_bytes)  # (0: the small batch pays for workers)
+        monkeypatch.setattr(runners, "POOL_BYTES", pool_bytes)  # (0: the small batch pays for workers)
         wd = Workdir.at(tmp_path / f"wd{cpus}").ensure()
         land(wd, "site", C1, records)
         places.clear()

@@ -380,7 +380,7 @@ def test_a_tasks_duckdb_gets_half_of_what_its_worker_does_not_hold_already(tmp_p
 
 
 def test_within_a_task_a_duckdb_connection_keeps_to_half_of_what_is_left(monkeypatch):
-    from dataset_platform.storage import MIN_TASK_DUCKDB, TASK_MEMORY_LEFT_ENV, memory_connection, within_task_memory
+    from dataset_platform.storage import MIN_TASK_MEMORY, TASK_MEMORY_LEFT_ENV, memory_connection, within_task_memory
 
     monkeypatch.delenv(TASK_MEMORY_LEFT_ENV, raising=False)
     assert within_task_memory("2GB") == "2GB"  # outside a task: as configured
@@ -393,7 +393,7 @@ def test_within_a_task_a_duckdb_connection_keeps_to_half_of_what_is_left(monkeyp
     finally:
         con.close()
     monkeypatch.setenv(TASK_MEMORY_LEFT_ENV, "0")  # a worker already at its task's memory
-    assert within_task_memory("2GB") == f"{MIN_TASK_DUCKDB // 10**6}MB"
+    assert within_task_memory("2GB") == f"{MIN_TASK_MEMORY // 10**6}MB"
 
 
 def test_a_tasks_peak_is_its_own_not_the_workers_since_it_started():

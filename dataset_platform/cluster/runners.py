@@ -11,6 +11,10 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 
+#: less work than this (bytes of input) runs here rather than on worker processes of this machine:
+#: starting workers costs about a second (the landing's and the merge's rule)
+POOL_BYTES = 64 * 1024 * 1024
+
 
 class Where(str):
     """Where the tasks run, as logs and metadata say it (``ray``, ``local`` or ``local, N

@@ -404,10 +404,10 @@ def _commit_ranges(t: _ToLand, wd: Workdir):
 def _landing(cfg: PlatformConfig | None, units: list, log: Log, placement: dict | None):
     """How the landing tasks run: ``run(fn, units)`` yields ``fn(unit)`` in order (see
     :func:`ingest_source_files`; ``cluster.runners.map_runner``)."""
-    from dataset_platform.cluster.runners import map_runner
+    from dataset_platform.cluster import runners
 
-    with map_runner(cfg, "ingest", len(units), lambda: sum(map(_unit_bytes, units)) >= LOCAL_POOL_BYTES,
-                    placement) as (run, where):
+    with runners.map_runner(cfg, "ingest", len(units), lambda: sum(map(_unit_bytes, units)) >= runners.POOL_BYTES,
+                            placement) as (run, where):
         if where == "local":  # here: with its progress lines
             yield lambda fn, items: (fn(item, log) for item in items)
             return
@@ -416,8 +416,6 @@ def _landing(cfg: PlatformConfig | None, units: list, log: Log, placement: dict 
         yield run
 
 
-#: less than this to land in all is landed in this process (starting workers costs about a second)
-LOCAL_POOL_BYTES = 64 * 1024 * 1024
 
 
 def _unit_bytes(unit: LandUnit) -> int:

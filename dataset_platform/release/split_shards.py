@@ -38,8 +38,8 @@ import pyarrow as pa
 
 from dataset_platform.config import SplitSettings
 from dataset_platform.release.split import ASSIGN_SQL, GROUPS_SQL, bucket_sql, fill_sql, quota_sql
-from dataset_platform.stages.dedup.shards import cut, scratch, task_connection, task_memory_limit
-from dataset_platform.storage import sql_str
+from dataset_platform.stages.dedup.shards import cut, task_connection
+from dataset_platform.storage import scratch, sql_str, task_memory_limit
 
 #: bytes a document takes in a task's DuckDB (its members row, its group's row, the fill's window);
 #: a shard holds at most ``memory / SPLIT_ROW_BYTES`` documents. ``bench/split.py --task``: 1M

@@ -62,13 +62,32 @@ def source_lock(wd: Workdir, source: str, log: Callable[[str], None] = lambda _m
 #: set by the executor for the length of a task on a cluster (bytes): the task's memory less what
 #: its worker process held when the task started (see :func:`within_task_memory`)
 TASK_MEMORY_LEFT_ENV = "DATASET_PLATFORM_TASK_MEMORY_LEFT"
-#: the least a task's DuckDB is given, however little its task has left
-MIN_TASK_DUCKDB = 100 * 10**6
+#: the least DuckDB memory a task is given, however small its bound (below it DuckDB cannot run)
+MIN_TASK_MEMORY = 128 * 10**6
+
+
+def task_memory_limit(memory_bytes: int) -> str:
+    """A task's DuckDB ``memory_limit``: ``memory_bytes``, not less than :data:`MIN_TASK_MEMORY`."""
+    return f"{max(memory_bytes, MIN_TASK_MEMORY) // 10**6}MB"
+
+
+@contextlib.contextmanager
+def scratch(folder: Path) -> Iterator[Path]:
+    """``folder`` emptied for a run of tasks' intermediate files (on a path every worker reaches),
+    and removed when the run ends, whether it succeeds or fails."""
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def within_task_memory(memory_limit: str) -> str:
     """``memory_limit``, or half of what the running task may still take when that is less (not
-    under :data:`MIN_TASK_DUCKDB`). A task's DuckDB gets half of its task's memory, the other half
+    under :data:`MIN_TASK_MEMORY`). A task's DuckDB gets half of its task's memory, the other half
     being the stage's own batches; a worker that already holds modules and caches of earlier tasks
     leaves the task less than its memory, and its DuckDB then spills sooner instead of pushing the
     task past its bound. Outside a task (no :data:`TASK_MEMORY_LEFT_ENV`), ``memory_limit``."""
@@ -77,8 +96,8 @@ def within_task_memory(memory_limit: str) -> str:
         return memory_limit
     from dataset_platform.config import size_bytes
 
-    share = max(int(left) // 2, MIN_TASK_DUCKDB)
-    return memory_limit if size_bytes(memory_limit) <= share else f"{share // 10**6}MB"
+    share = int(left) // 2
+    return memory_limit if size_bytes(memory_limit) <= max(share, MIN_TASK_MEMORY) else task_memory_limit(share)
 
 
 def memory_connection(threads: int | None = None, *, memory_limit: str | None = None,

@@ -230,8 +230,7 @@ def components_in_shards(con: duckdb.DuckDBPyConnection, edges_sql: str, out: st
                          log=None) -> int:
     """:func:`connected_components` with its rounds as waves of shard tasks run with ``tasks``
     (see the module docstring), on files in ``folder`` (removed after). Returns the rounds."""
-    from dataset_platform.stages.dedup.shards import scratch, task_memory_limit
-    from dataset_platform.storage import sql_str
+    from dataset_platform.storage import scratch, sql_str, task_memory_limit
 
     edges = con.sql(f"SELECT count(*) FROM ({edges_sql})").fetchall()[0][0]
     shards = shard_count(edges, tasks.memory_bytes, tasks.min_tasks)

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import duckdb
 
-from dataset_platform.stages.dedup.shards import cut, scratch, task_connection, task_memory_limit
-from dataset_platform.storage import sql_str
+from dataset_platform.stages.dedup.shards import cut, task_connection
+from dataset_platform.storage import scratch, sql_str, task_memory_limit
 
 #: bytes a slim row takes in a task's DuckDB while its groups are windowed (id, content hash, URL
 #: key, flags and the window's state); a shard holds at most ``memory / EXACT_ROW_BYTES`` rows.

@@ -24,23 +24,19 @@ from __future__ import annotations
 
 import math
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import numpy as np
 
-from dataset_platform.storage import memory_connection, sql_str
+from dataset_platform.storage import MIN_TASK_MEMORY, memory_connection, sql_str
 
 #: bytes a band row takes in a shard task's DuckDB while its buckets are windowed, measured with
 #: bench/dedup_shards.py: 1.4M band rows (100 000 documents) in one task peaked 303 MB above a
 #: process with the same imports and an empty connection (227 bytes a row); 14M rows under a 1 GB
 #: limit spilled and peaked at 1.3 GB. A shard holds at most ``memory / BAND_ROW_BYTES`` rows
 BAND_ROW_BYTES = 256
-#: the least DuckDB memory a task is given, however small its bound (below it DuckDB cannot run)
-MIN_TASK_MEMORY = 128 * 10**6
 #: pairs verified at once: their signatures (2 x permutations x 8 bytes each) and the index pages
 #: they touch are what a task holds beyond its DuckDB
 PAIR_BATCH = 20_000
@@ -113,23 +109,6 @@ def cut(rows: int, memory_bytes: int, row_bytes: int, min_tasks: int = 1) -> int
     the split's and the components' shard tasks."""
     per_shard = max(1, max(memory_bytes, MIN_TASK_MEMORY) // row_bytes)
     return max(1, math.ceil(rows / per_shard), min_tasks)
-
-
-@contextmanager
-def scratch(folder: Path) -> Iterator[Path]:
-    """``folder`` emptied for a run of shard tasks' files (on a path every worker reaches), and
-    removed when the run ends, whether it succeeds or fails."""
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def task_memory_limit(memory_bytes: int) -> str:
-    """A shard task's DuckDB ``memory_limit``: ``memory_bytes``, not less than :data:`MIN_TASK_MEMORY`."""
-    return f"{max(memory_bytes, MIN_TASK_MEMORY) // 10**6}MB"
 
 
 def write_band_shards(con: duckdb.DuckDBPyConnection, bands_sql: str, folder: Path, shards: int) -> list[str]:

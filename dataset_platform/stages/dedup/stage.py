@@ -63,7 +63,7 @@ from dataset_platform.stages.dedup import shards
 from dataset_platform.stages.dedup.components import connected_components
 from dataset_platform.stages.dedup.index import MinHashIndex
 from dataset_platform.stages.dedup.minhash import MinHashParams, kernel_loaded, sig_matrix, sign_batch
-from dataset_platform.storage import sql_str
+from dataset_platform.storage import scratch, sql_str, task_memory_limit
 
 NAME = "dedup"
 # Runs of whitespace fold to one space. Written so that RE2 only rewrites what changes (runs of
@@ -302,8 +302,8 @@ def scan_task(task: ScanTask) -> int:
 def _scan_in_tasks(con, select: str, files: tuple[str, ...], folder: Path, tasks: Tasks) -> None:
     """``_scan`` as the single scan over ``files`` makes it (rows in file order, then row order),
     each file scanned by a task."""
-    with shards.scratch(folder):
-        todo = [ScanTask(f, select, str(folder / f"scan-{i:05d}.parquet"), shards.task_memory_limit(tasks.memory_bytes),
+    with scratch(folder):
+        todo = [ScanTask(f, select, str(folder / f"scan-{i:05d}.parquet"), task_memory_limit(tasks.memory_bytes),
                          tasks.threads) for i, f in enumerate(files)]
         sum(tasks.run(scan_task, todo))
         con.sql("CREATE OR REPLACE TABLE _scan AS SELECT * FROM read_parquet(["
@@ -626,7 +626,7 @@ class _NearDuplicates:
             todo = [shards.ShardTask(shard=i, bands=str(f), out=str(folder / f"edges-{i}.parquet"),
                                      index=str(self.index.path), permutations=self.params.permutations,
                                      threshold=self.threshold,
-                                     memory_limit=shards.task_memory_limit(tasks.memory_bytes),
+                                     memory_limit=task_memory_limit(tasks.memory_bytes),
                                      threads=tasks.threads, temp_dir=str(folder / f"tmp-{i}"))
                     for i, f in enumerate(files)]
             n_cand = verified = 0
