@@ -232,6 +232,68 @@ def test_on_a_cluster_each_input_file_is_scanned_by_a_task_with_the_same_decisio
     assert sorted(t.file for t in seen if isinstance(t, dedup_stage.ScanTask)) == sorted(files)
 
 
+def test_on_a_cluster_the_texts_to_sign_are_read_by_a_task_per_input_file(tmp_path, chains):
+    """The signing on a cluster: each input file's rows to sign read and signed by a task of its
+    own (in spawned processes here), not streamed through the run's process: the same decision,
+    and the index part the same bytes, as the signing here."""
+    import pyarrow.parquet as pq
+
+    from dataset_platform.stages.dedup import stage as dedup_stage
+    from dataset_platform.storage import files_sql
+
+    rows = sorted(chains, key=lambda r: r["id"])
+    files = []
+    for k in range(3):
+        files.append(str(tmp_path / f"part-{k}.parquet"))
+        pq.write_table(pa.Table.from_pylist(rows[k::3]), files[-1], row_group_size=50)
+    seen: list = []
+
+    def run(fn, items):
+        seen.extend(items)
+        return _spawned(fn, items)
+
+    outs, parts = [], []
+    for tasks, name in ((None, "one"), (Tasks(memory_bytes=10**9, threads=1, min_tasks=2, run=run, where="spawned"),
+                                        "tasks")):
+        con = memory_connection()
+        index = MinHashIndex(tmp_path / name / "index")
+        logs: list[str] = []
+        # (batches of 40 rows: every file's rows to sign span several of its batches and row groups)
+        dedup_stage.run_dedup(con, files_sql([Path(f) for f in files]), tasks=tasks, index=index, files=files,
+                              batch_size=40, log=logs.append)
+        outs.append([con.sql(f"SELECT * FROM {t} ORDER BY ALL").fetchall()
+                     for t in ("kept", "clusters", "rejected", "_index_edges_out", "_signed")])
+        parts.append({p.name: p.read_bytes() for p in index.path.iterdir() if p.is_file()})
+        index.commit(con)
+    assert outs[0] == outs[1] and len(outs[0][0]) > 300 and len(outs[0][4]) > 300
+    assert parts[0] == parts[1] and any(n.endswith(".parquet") for n in parts[0])  # the part and its arrays
+    signing = [t for t in seen if isinstance(t, dedup_stage.SignTask)]
+    assert sorted(t.file for t in signing) == sorted(files)
+    assert sum(len(t.rows) // 8 for t in signing) == len(outs[1][4])
+    assert any("3 task(s), one per input file" in m for m in logs)
+    assert not (tmp_path / "tasks" / "index.sign").exists()  # (its scratch files removed)
+
+
+def test_a_sign_task_refuses_rows_that_are_not_where_the_scan_found_them(tmp_path):
+    import pyarrow.parquet as pq
+
+    from dataset_platform.stages.dedup.minhash import MinHashParams
+    from dataset_platform.stages.dedup.stage import SignTask, sign_task_of_file
+
+    f = tmp_path / "part.parquet"
+    pq.write_table(pa.table({"id": ["a", "b", "c"], "text": ["one two three four"] * 3}), f)
+    task = SignTask(file=str(f), rows=np.array([0, 2], np.int64).tobytes(), ids=pa.array(["a", "c"]),
+                    hashes=pa.array(["h1", "h3"]), lang=True, params=MinHashParams(), kernel=False, batch_size=2,
+                    out=str(tmp_path / "signed.parquet"))
+    assert sign_task_of_file(task) == 2
+    signed = pq.read_table(tmp_path / "signed.parquet")
+    assert signed.column("id").to_pylist() == ["a", "c"] and signed.column("content_hash").to_pylist() == ["h1", "h3"]
+    with pytest.raises(RuntimeError, match="not where the scan found them"):
+        sign_task_of_file(SignTask(**{**task.__dict__, "ids": pa.array(["a", "b"])}))
+    with pytest.raises(RuntimeError, match="past the end"):
+        sign_task_of_file(SignTask(**{**task.__dict__, "rows": np.array([0, 5], np.int64).tobytes()}))
+
+
 def test_a_tiny_memory_bound_cuts_the_band_keys_into_many_shards(chains):
     n_rows = len(chains) * 14
     assert shards.shard_count(n_rows, 10**9) == 1

@@ -125,9 +125,17 @@ def test_parts_run_as_ray_tasks_and_give_the_local_layers_and_release_byte_for_b
     scan_in_tasks = dedup_stage._scan_in_tasks
     monkeypatch.setattr(dedup_stage, "_scan_in_tasks", lambda con, select, files, *a: scans.append(len(files))
                         or scan_in_tasks(con, select, files, *a))
+    # and its signing in batches of 50 texts, each input part's read and signed by a task of its own
+    import functools
+
+    monkeypatch.setattr(dedup_stage, "run_dedup", functools.partial(dedup_stage.run_dedup, batch_size=50))
+    signing: list[int] = []
+    sign_tasks = dedup_stage._sign_tasks
+    monkeypatch.setattr(dedup_stage, "_sign_tasks", lambda *a: signing.append(len(r := sign_tasks(*a))) or r)
     (local_wd, local), (ray_wd, on_ray) = _build(tmp_path, "local", ray_cluster.address), _build(tmp_path, "ray", ray_cluster.address)
     assert len(shards) == 1 and shards[0] >= 4
     assert scans == [on_ray["deduplicated_documents"].counters["parts_computed"]]  # (a file per part)
+    assert signing == scans  # (every part has texts to sign; the local build signs here, its index the same bytes)
     assert len(split) == 1 and split[0] >= 3  # the split's allocation in shards, on the cluster
     # the split's graph: an edge per document's URL, and one per cluster
     assert len(graphs) == 1 and graphs[0] >= sum(on_ray["dataset_release"].rows.values())

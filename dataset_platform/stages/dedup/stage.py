@@ -262,7 +262,8 @@ def _full_pass(con, q: _Query, near_on, params, threshold, batch_size, log, inde
     # (doc_id, keeper_id, similarity) of near-duplicates among the exact keepers
     con.sql("CREATE OR REPLACE TABLE _near (doc_id VARCHAR, keeper_id VARCHAR, similarity DOUBLE)")
     if near_on:
-        _NearDuplicates(con, src, "lang" in q.cols, params, threshold, batch_size, log, index, workers, tasks).run()
+        _NearDuplicates(con, src, "lang" in q.cols, params, threshold, batch_size, log, index, workers, tasks,
+                        q.files).run()
     con.sql(
         """
         CREATE OR REPLACE TABLE _keep AS
@@ -417,13 +418,19 @@ def _rows_of(con: duckdb.DuckDBPyConnection, ids_table: str, fresh: str, otherwi
 
 def sign_into_part(con: duckdb.DuckDBPyConnection, query: str, new: int, reused: int, index: MinHashIndex,
                    params: MinHashParams, batch_size: int, workers: int, log: Callable[[str], None],
-                   tasks: Tasks | None = None):
+                   tasks: Tasks | None = None, from_files: tuple[tuple[str, ...], str, bool] | None = None):
     """Sign the ``new`` documents of ``query`` (id, content_hash, text, lang) in bounded batches
     (on a process pool when there are many; as tasks of a cluster when ``tasks`` run there, i.e.
     ``pipeline.executor: ray``) into the index's new part: its Parquet file (part, row, id,
-    content_hash, sig, keys; rows numbered in query order) and its arrays. Leaves ``_signed``
-    (id, row) on ``con``; returns the part's written arrays (their band keys still in memory), or
-    None when nothing was signed. The signatures are the same wherever a batch is signed."""
+    content_hash, sig, keys; rows numbered in query order, a row group per ``batch_size`` rows)
+    and its arrays. Leaves ``_signed`` (id, row) on ``con``; returns the part's written arrays
+    (their band keys still in memory), or None when nothing was signed. The signatures, and the
+    part's bytes, are the same wherever a batch is signed.
+
+    ``from_files``: (the Parquet files ``query`` reads its texts from, in order; a table of a
+    flag per row of them in that order: id, content_hash, sign; whether they have a ``lang``
+    column). On a cluster, each file's rows to sign are then read and signed by a task of its own
+    (:class:`SignTask`), so the texts never pass through this process."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -433,31 +440,60 @@ def sign_into_part(con: duckdb.DuckDBPyConnection, query: str, new: int, reused:
         return None
     part = index.new_part
     index.path.mkdir(parents=True, exist_ok=True)
-    # streamed on ``con`` itself (a cursor would not see views registered on it); nothing else
-    # runs on it until the reader is drained
-    reader = con.sql(query).to_arrow_reader(batch_size)
+    on_cluster = tasks is not None and tasks.where != "local" and new > batch_size
+    kernel = new >= KERNEL_MIN_DOCS or kernel_loaded()
+    if on_cluster and from_files is not None and from_files[0]:
+        todo = _sign_tasks(con, *from_files, params, kernel, batch_size,
+                           index.path.with_name(index.path.name + ".sign"))
+        reader = None
+    else:
+        todo = None
+        # streamed on ``con`` itself (a cursor would not see views registered on it); nothing
+        # else runs on it until the reader is drained
+        reader = con.sql(query).to_arrow_reader(batch_size)
     arrays = index.part_arrays(part, new, params)
     writer = None
     done = 0
     ids = []
+    held: list = []  # signed rows not written yet (less than a row group)
+
+    def flush(rows: int) -> None:
+        nonlocal writer, held
+        table = pa.Table.from_batches(held).combine_chunks()
+        if writer is None:
+            writer = pq.ParquetWriter(index.part_path(part), table.schema, compression="zstd")
+        # row groups of ``batch_size`` rows whatever the batches signed (a reader's batches vary
+        # with how DuckDB cuts its chunks, a task's with its file)
+        writer.write_table(table.slice(0, rows), row_group_size=batch_size)
+        held = table.slice(rows).to_batches()
 
     def write(batch) -> None:
-        nonlocal writer, done
+        nonlocal done
         n = batch.num_rows
         arrays.add(sig_matrix(batch.column("sig"), params.permutations))
         ids.append(batch.column("id"))
-        batch = pa.RecordBatch.from_arrays(
+        held.append(pa.RecordBatch.from_arrays(
             [pa.array(np.full(n, part, np.int32)), pa.array(np.arange(done, done + n, dtype=np.int32)), *batch.columns],
-            names=["part", "row", *batch.schema.names])
-        if writer is None:
-            writer = pq.ParquetWriter(index.part_path(part), batch.schema, compression="zstd")
-        writer.write_batch(batch, row_group_size=100_000)
+            names=["part", "row", *batch.schema.names]))
         done += n
+        waiting = sum(b.num_rows for b in held)
+        if waiting >= batch_size:
+            flush(waiting - waiting % batch_size)
         log(f"dedup: signatures for {done}/{new} new or changed documents ({reused} reused)")
 
-    kernel = new >= KERNEL_MIN_DOCS or kernel_loaded()
     try:
-        if tasks is not None and tasks.where != "local" and new > batch_size:
+        if todo is not None:
+            # the cluster's workers read and sign each input file's rows; their signed rows come
+            # back through files on the index's path, in file order
+            log(f"dedup: {new} texts to sign, read where they are stored: {len(todo)} task(s), one per input file")
+            with scratch(index.path.with_name(index.path.name + ".sign")):
+                for task, _rows in zip(todo, tasks.run(sign_task_of_file, todo), strict=True):
+                    with pq.ParquetFile(task.out) as signed:
+                        for b in signed.iter_batches(batch_size=batch_size):
+                            # (the keys' list type as :func:`sign_batch` makes it: Parquet names
+                            # its items otherwise, and the part's schema would differ)
+                            write(b.set_column(3, "keys", b.column(3).cast(pa.list_(pa.uint64()))))
+        elif on_cluster:
             # the cluster's workers sign (on a cluster the signing, the stage's work per document,
             # must not stay in the run's process); a window of batches at a time, so that the
             # texts in flight stay bounded (two batches per CPU of the cluster)
@@ -490,8 +526,11 @@ def sign_into_part(con: duckdb.DuckDBPyConnection, query: str, new: int, reused:
                         write(pending.popleft().result())
                 while pending:
                     write(pending.popleft().result())
+        if held:
+            flush(sum(b.num_rows for b in held))
     finally:
-        reader.close()
+        if reader is not None:
+            reader.close()
         if writer is not None:
             writer.close()
     arrays.close()
@@ -505,6 +544,96 @@ def sign_into_part(con: duckdb.DuckDBPyConnection, query: str, new: int, reused:
 def sign_task(item: tuple) -> object:
     """:func:`sign_batch` of one ``(batch, params, kernel)``: a task of :class:`Tasks`."""
     return sign_batch(*item)
+
+
+@dataclass(frozen=True)
+class SignTask:
+    """The rows of one input file to sign (``rows``: their positions in the file, ascending, as
+    int64 bytes; ``ids`` and ``hashes``: theirs, Arrow strings), read from ``file`` by the task
+    itself; their signed rows (id, content_hash, sig, keys) written to ``out`` in that order."""
+
+    file: str
+    rows: bytes
+    ids: object
+    hashes: object
+    lang: bool
+    params: MinHashParams
+    kernel: bool
+    batch_size: int
+    out: str
+
+
+def sign_task_of_file(task: SignTask) -> int:
+    """:class:`SignTask`: a task of :class:`Tasks`; reads the file's texts a batch at a time and
+    returns the rows signed. A retried task writes the same file again."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    want = np.frombuffer(task.rows, np.int64)
+    out = Path(task.out)
+    tmp = out.with_name(out.name + ".tmp")
+    writer, start, k = None, 0, 0
+    with pq.ParquetFile(task.file) as f:
+        has_lang = task.lang and "lang" in f.schema_arrow.names
+        for b in f.iter_batches(batch_size=task.batch_size, columns=["id", "text", "lang"] if has_lang else ["id", "text"]):
+            end = start + b.num_rows
+            j = int(np.searchsorted(want, end))
+            if j > k:
+                taken = b.take(pa.array(want[k:j] - start))
+                ids = task.ids[k:j]
+                if pa.types.is_string(taken.column("id").type) and not pc.all(pc.equal(taken.column("id"), ids)).as_py():
+                    raise RuntimeError(f"dedup: the rows to sign in {task.file} are not where the scan found them "
+                                       "(was the file rewritten during the run?)")
+                lang = taken.column("lang").cast(pa.string()) if has_lang else pa.nulls(j - k, pa.string())
+                signed = sign_batch(pa.RecordBatch.from_arrays([ids, task.hashes[k:j], taken.column("text"), lang],
+                                                               names=["id", "content_hash", "text", "lang"]),
+                                    task.params, task.kernel)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, signed.schema, compression="zstd")
+                writer.write_batch(signed)
+            k, start = j, end
+    if k != len(want):
+        raise RuntimeError(f"dedup: {len(want) - k} rows to sign are past the end of {task.file}")
+    if writer is None:
+        return 0
+    writer.close()
+    tmp.replace(out)
+    return k
+
+
+def _sign_tasks(con: duckdb.DuckDBPyConnection, files: tuple[str, ...], flags: str, lang: bool,
+                params: MinHashParams, kernel: bool, batch_size: int, folder: Path) -> list[SignTask]:
+    """A :class:`SignTask` per input file with rows to sign: ``flags`` holds a row (id,
+    content_hash, sign) per row of ``files``, in their order."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sizes = []
+    for f in files:
+        with pq.ParquetFile(f) as pf:
+            sizes.append(pf.metadata.num_rows)
+    ends = np.cumsum(sizes, dtype=np.int64)
+    rows = con.sql(f"SELECT (rowid)::BIGINT AS pos, id::VARCHAR AS id, content_hash::VARCHAR AS content_hash "
+                   f"FROM {flags} WHERE sign ORDER BY rowid").to_arrow_table()
+    if len(rows) and rows.column("pos")[len(rows) - 1].as_py() >= (int(ends[-1]) if len(ends) else 0):
+        raise RuntimeError(f"dedup: {flags} has more rows than the input files")
+    pos = rows.column("pos").to_numpy()
+    cut = np.searchsorted(pos, ends)  # rows of file i: cut[i-1]:cut[i]
+    todo, lo = [], 0
+    for i, (f, hi) in enumerate(zip(files, cut, strict=True)):
+        hi = int(hi)
+        if hi > lo:
+            first = int(ends[i - 1]) if i else 0
+            todo.append(SignTask(file=f, rows=(pos[lo:hi] - first).astype(np.int64).tobytes(),
+                                 ids=rows.column("id").slice(lo, hi - lo).combine_chunks().cast(pa.string()),
+                                 hashes=rows.column("content_hash").slice(lo, hi - lo).combine_chunks().cast(pa.string()),
+                                 lang=lang, params=params, kernel=kernel, batch_size=batch_size,
+                                 out=str(folder / f"signed-{i:05d}.parquet")))
+        lo = hi
+    return todo
 
 
 def drop_near_duplicates(con: duckdb.DuckDBPyConnection, edges_sql: str, nodes_sql: str,
@@ -557,8 +686,8 @@ class _NearDuplicates:
     ``_docs`` (doc, id, content_hash, part, ...) and ``_index_edges_out`` on the connection."""
 
     def __init__(self, con, src: str, has_lang: bool, params: MinHashParams, threshold: float, batch_size: int,
-                 log, index: MinHashIndex | None, workers: int, tasks: Tasks):
-        self.con, self.src, self.has_lang, self.params = con, src, has_lang, params
+                 log, index: MinHashIndex | None, workers: int, tasks: Tasks, files: tuple[str, ...] = ()):
+        self.con, self.src, self.has_lang, self.params, self.files = con, src, has_lang, params, files
         self.threshold, self.batch_size, self.workers, self.tasks = threshold, batch_size, max(1, int(workers)), tasks
         self.log = log or (lambda _m: None)
         import tempfile
@@ -592,6 +721,7 @@ class _NearDuplicates:
         con, index = self.con, self.index
         new = con.sql("SELECT count(*) FROM _docs WHERE part IS NULL").fetchall()[0][0]
         lang = "s.lang" if self.has_lang else "NULL::VARCHAR AS lang"
+        from_files = None
         if new * FEW < self.n:  # a few: their texts read by id (or taken from the rows read already)
             con.sql("CREATE OR REPLACE TABLE _to_sign AS SELECT id, content_hash FROM _docs WHERE part IS NULL")
             query = (f"SELECT d.id, d.content_hash, s.text, {lang} FROM {_rows_of(con, '_to_sign', '_fresh', self.src)} s "
@@ -600,8 +730,9 @@ class _NearDuplicates:
             con.sql("CREATE OR REPLACE TABLE _sign AS SELECT m.id, m.content_hash, d.part IS NULL AND d.doc IS NOT NULL "
                     "AS sign FROM _meta m LEFT JOIN _docs d ON d.id = m.id ORDER BY m.pos")
             query = f"SELECT g.id, g.content_hash, s.text, {lang} FROM {self.src} s POSITIONAL JOIN _sign g WHERE g.sign"
+            from_files = (self.files, "_sign", self.has_lang)
         sign_into_part(con, query, new, self.n - new, index, self.params, self.batch_size, self.workers, self.log,
-                       self.tasks)
+                       self.tasks, from_files)
         if new:
             con.sql(f"UPDATE _docs SET part = {index.new_part}, row = p.row FROM _signed p "
                     "WHERE p.id = _docs.id AND _docs.part IS NULL")
