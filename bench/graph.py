@@ -375,9 +375,9 @@ def _parse_log(text: str) -> dict:
 def event_log_timeline(home: Path, run_id: str | None) -> dict:
     """Steps of the Dagster run (newest, or ``run_id``) from its event log: seconds per step and
     what happened in it, and the time outside steps."""
-    import dagster as dg
+    from dataset_platform.defs.instance_storage import instance_at
 
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    with instance_at(str(home)) as instance:
         run = instance.get_run_by_id(run_id) if run_id else None
         if run is None:
             runs = instance.get_runs(limit=1)
@@ -521,6 +521,8 @@ def sensor_run(out: Path, work: Path, docs: int, cores: int, timeout: float = 90
 
     import dagster as dg
 
+    from dataset_platform.defs.instance_storage import instance_at
+
     port = _free_port()
     exe = shutil.which("dataset-platform")
     cmd = [exe] if exe else [sys.executable, "-m", "dataset_platform.cli"]
@@ -542,7 +544,7 @@ def sensor_run(out: Path, work: Path, docs: int, cores: int, timeout: float = 90
                     raise RuntimeError(f"dagster dev did not come up on port {port}: see {log.name}") from None
                 time.sleep(1)
         time.sleep(5)  # the daemon's first sensor ticks (nothing in the inbox yet)
-        with dg.DagsterInstance.from_config(str(home)) as instance:
+        with instance_at(str(home)) as instance:
             before = {r.run_id for r in instance.get_runs()}
         os.sync()
         inbox = work / "inbox" / SOURCE
@@ -554,7 +556,7 @@ def sensor_run(out: Path, work: Path, docs: int, cores: int, timeout: float = 90
         inbox_run, quiet_since = None, None
         while time.monotonic() < deadline:
             time.sleep(1)
-            with dg.DagsterInstance.from_config(str(home)) as instance:
+            with instance_at(str(home)) as instance:
                 runs = [r for r in instance.get_runs() if r.run_id not in before]
                 if any(not r.is_finished for r in runs):
                     quiet_since = None

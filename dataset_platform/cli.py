@@ -41,6 +41,9 @@ def _prepare_instance(wd: Workdir) -> Path:
     yaml_path = home / "dagster.yaml"
     nux = ("# no \"Join the Dagster community\" dialog in the UI of every new work folder\n"
            "nux:\n  enabled: false\n")
+    storage = ("# Dagster's SQLite storage in this folder, its connections kept open (defs/instance_storage.py)\n"
+               "storage:\n  custom:\n    module: dataset_platform.defs.instance_storage\n"
+               "    class: WorkFolderSqliteStorage\n    config:\n      base_dir:\n        env: DAGSTER_HOME\n")
     if not yaml_path.exists():
         yaml_path.write_text(
             "# written by dataset-platform; edit freely\n"
@@ -50,17 +53,21 @@ def _prepare_instance(wd: Workdir) -> Path:
             "# look (every 5 s by default; runs of one work folder wait for each other on its locks).\n"
             "# For run queues and concurrency limits, use dagster.core.run_coordinator's\n"
             "# QueuedRunCoordinator here (with dequeue_interval_seconds: 1)\n"
-            "run_coordinator:\n  module: dagster.core.run_coordinator\n  class: DefaultRunCoordinator\n",
+            "run_coordinator:\n  module: dagster.core.run_coordinator\n  class: DefaultRunCoordinator\n"
+            + storage,
             encoding="utf-8",
         )
-    else:  # one an earlier version wrote, without the nux key: add it (a file the user wrote stays as it is)
+    else:  # one an earlier version wrote, without the nux or storage key: add them (a file the user wrote stays as it is)
         import re
 
         from dataset_platform import atomic
 
         text = yaml_path.read_text(encoding="utf-8")
-        if text.startswith("# written by dataset-platform") and not re.search(r"(?m)^nux:", text):
-            atomic.write_text(yaml_path, text.rstrip("\n") + "\n" + nux)
+        if text.startswith("# written by dataset-platform"):
+            added = (nux if not re.search(r"(?m)^nux:", text) else "") + (
+                storage if not re.search(r"(?m)^storage:", text) else "")
+            if added:
+                atomic.write_text(yaml_path, text.rstrip("\n") + "\n" + added)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 

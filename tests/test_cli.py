@@ -288,6 +288,7 @@ def test_a_new_work_folders_dagster_instance_launches_requested_runs_at_once(tmp
     import dagster as dg
 
     from dataset_platform.cli import _prepare_instance
+    from dataset_platform.defs.instance_storage import instance_at
     from dataset_platform.workdir import Workdir
 
     # setenv records the variable's state, so the value _prepare_instance sets is undone after the
@@ -295,7 +296,7 @@ def test_a_new_work_folders_dagster_instance_launches_requested_runs_at_once(tmp
     monkeypatch.setenv("DAGSTER_HOME", "")
     home = _prepare_instance(Workdir.at(tmp_path / "w").ensure())
     assert home == (tmp_path / "w" / "dagster_home").resolve()
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    with instance_at(str(home)) as instance:
         # an inbox file's run is launched when the sensor asks, not at the queue's next look
         from dagster._core.run_coordinator import DefaultRunCoordinator
 

@@ -494,7 +494,9 @@ def test_the_demo_run_with_executor_ray_publishes_the_local_release(tmp_path, ra
     assert "Ray task(s)" not in first.stderr + first.stdout
     import dagster as dg  # ... and so do the materialisations' metadata in the UI
 
-    with dg.DagsterInstance.from_config(str(on_ray / "dagster_home")) as instance:
+    from dataset_platform.defs.instance_storage import instance_at
+
+    with instance_at(str(on_ray / "dagster_home")) as instance:
         event = instance.get_latest_materialization_event(dg.AssetKey("cleaned_documents"))
         md = event.asset_materialization.metadata
         assert md["ray_tasks"].value == md["parts_computed"].value >= 1 and md["ray_workers"].value >= 1

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 
 def test_a_work_folders_dagster_instance_shows_no_community_dialog(tmp_path, monkeypatch):
-    import dagster as dg
-
     from dataset_platform.cli import _prepare_instance
+    from dataset_platform.defs.instance_storage import instance_at
     from dataset_platform.workdir import Workdir
 
     monkeypatch.setenv("DAGSTER_HOME", "")  # (restored after the test: _prepare_instance sets it)
     home = _prepare_instance(Workdir.at(tmp_path / "w").ensure())
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    with instance_at(str(home)) as instance:
         assert instance.nux_enabled is False and not instance.telemetry_enabled
     # a dagster.yaml an earlier version wrote gets the key; one the user wrote is left alone
     old = ("# written by dataset-platform; edit freely\ntelemetry:\n  enabled: false\n"
@@ -21,7 +20,7 @@ def test_a_work_folders_dagster_instance_shows_no_community_dialog(tmp_path, mon
     monkeypatch.setenv("DAGSTER_HOME", "")
     _prepare_instance(Workdir.at(tmp_path / "w"))
     assert (home / "dagster.yaml").read_text(encoding="utf-8").startswith(old)
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    with instance_at(str(home)) as instance:
         assert instance.nux_enabled is False
         from dagster._core.run_coordinator import DefaultRunCoordinator
 

@@ -103,11 +103,11 @@ def _runs_and_checks(wd: Workdir) -> tuple[list[dict], list[dict], Path]:
     home = dagster_home(wd)
     if not (home / "history").is_dir() and not (home / "dagster.yaml").exists():
         return [], [], home  # no run was recorded here: no need to start Dagster
-    import dagster as dg
     from dagster import DagsterEventType
 
-    instance = dg.DagsterInstance.from_config(str(home))
-    try:
+    from dataset_platform.defs.instance_storage import instance_at
+
+    with instance_at(home) as instance:
         records = instance.get_run_records(limit=max(RUNS, CHECK_RUNS))
         runs = []
         for r in records[:RUNS]:
@@ -135,8 +135,6 @@ def _runs_and_checks(wd: Workdir) -> tuple[list[dict], list[dict], Path]:
                                "severity": severity, "run_id": r.dagster_run.run_id,
                                "when": _iso(entry.timestamp), "detail": "" if ev.passed else _detail(ev.metadata)}
         return runs, sorted(checks.values(), key=lambda c: (c["result"] == "pass", c["asset"], c["check"])), home
-    finally:
-        instance.dispose()
 
 
 def _detail(metadata: dict) -> str:
