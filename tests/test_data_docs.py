@@ -98,3 +98,42 @@ def test_the_pages_load_nothing_from_the_network(tmp_path: Path):
     mtime = css.stat().st_mtime_ns
     build_data_docs(outcome, tmp_path / "docs", "run-2", dt.datetime(2026, 11, 23, 11, 0, tzinfo=dt.UTC))
     assert css.stat().st_mtime_ns == mtime
+
+
+_RENDER_WITHOUT_SHARED_TEMPLATES = """
+import datetime as dt, json, sys
+from pathlib import Path
+import duckdb
+from dataset_platform.checks import data_docs
+from dataset_platform.checks.gx_suites import validate_relation
+if sys.argv[3] == "plain":
+    data_docs._SHARED_TEMPLATES.append(None)  # (as if installed: GX's views compile their own)
+outcome = validate_relation(duckdb.connect(), "SELECT 'doc-' || (i % 7) AS id FROM range(20) t(i)", Path(sys.argv[1]))
+data_docs.build_data_docs(outcome, Path(sys.argv[2]) / "first", "run-0")  # (the templates compiled once)
+page = data_docs.build_data_docs(outcome, Path(sys.argv[2]), "run-1", dt.datetime(2026, 12, 4, tzinfo=dt.UTC))
+from great_expectations.render.view.view import DefaultJinjaView
+print(page, type(DefaultJinjaView(None).env.bytecode_cache).__name__)
+"""
+
+
+def test_pages_rendered_with_shared_compiled_templates_are_the_pages_gx_renders(tmp_path: Path):
+    import re
+    import subprocess
+    import sys
+
+    suite = tmp_path / "docs.json"
+    suite.write_text(json.dumps({"name": "notes", "expectations": [
+        {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "id"}, "severity": "critical"},
+        {"type": "expect_column_value_lengths_to_be_between", "kwargs": {"column": "id", "min_value": 5},
+         "severity": "warning"}]}))
+    pages = {}
+    for how in ("plain", "shared"):
+        out = subprocess.run([sys.executable, "-c", _RENDER_WITHOUT_SHARED_TEMPLATES, str(suite),
+                              str(tmp_path / how), how], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        page, cache = out.stdout.split()
+        assert cache == ("NoneType" if how == "plain" else "_InMemory")
+        # (each render draws new element ids and stamps links with the time it ran)
+        pages[how] = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|d=\d{8}T\d{6}\.\d+Z", "~",
+                            Path(page).read_text(encoding="utf-8"))
+    assert "values must be unique" in pages["plain"] and pages["shared"] == pages["plain"]
