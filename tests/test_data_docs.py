@@ -46,6 +46,26 @@ def test_a_validation_renders_as_data_docs(tmp_path: Path):
 
 
 
+def test_a_layer_with_fewer_columns_than_its_suite_expects_still_gets_its_page(tmp_path: Path):
+    """An ordered column list checked against a narrower table counts more mismatches than the
+    table has columns: the page still renders, and shows the failure."""
+    suite = tmp_path / "cols.json"
+    suite.write_text(json.dumps({"name": "cols", "expectations": [
+        {"type": "expect_table_columns_to_match_ordered_list",
+         "kwargs": {"column_list": ["id", "url", "title", "text", "lang", "n_chars"]}, "severity": "critical"},
+        {"type": "expect_column_values_to_be_within_iqr_fences", "kwargs": {"column": "n_chars"}, "severity": "warning"},
+    ]}))
+    outcome = validate_relation(duckdb.connect(), "SELECT 'a' AS id, 'b' AS text FROM range(3)", suite)
+    columns, fences = outcome.outcomes
+    assert not columns.success and columns.unexpected_count > columns.element_count
+    assert not fences.success  # no n_chars column: no fences to render as a between-expectation
+    page = build_data_docs(outcome, tmp_path / "docs", "run-1")
+    import re
+
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page.read_text(encoding="utf-8")))
+    assert "Expectation Suite: cols" in text and "Status: Failed" in text and "n_chars" in text
+
+
 def test_the_index_lists_the_newest_validations_and_older_pages_stay(tmp_path: Path):
     """GX's index builder reads every result it lists on every build: the index lists the newest
     ``index_limit`` ones, so a check's cost does not grow with every check ever run."""
