@@ -434,6 +434,9 @@ def _batch_definition() -> Any:
         # cell, only stored as a batch marker). On text batches that costs more time and memory
         # than all our expectations together (1M rows of 3 KB text: 24 s -> 6 s, 4.1 -> 2.6 GB).
         pandas_engine.HASH_THRESHOLD = 0
+        from dataset_platform.checks import gx_memo
+
+        gx_memo.install()  # GX's repeated conversions, done once (checks/gx_memo.py)
 
         context = gx.get_context(
             mode="ephemeral",
@@ -474,6 +477,8 @@ def _validate_batches(
     from great_expectations.core import ExpectationSuite
     from great_expectations.validator.v1_validator import Validator
 
+    from dataset_platform.checks import gx_memo
+
     needed = {c for e in specs.values() for c in referenced_columns(e)}
     select = ", ".join(_quote(c) for c in columns if c in needed)
     tallies = {i: _Tally() for i in specs}
@@ -494,10 +499,11 @@ def _validate_batches(
                 df = _widen(table).to_pandas()
                 del table
                 # What Batch.validate does, without first building a Batch it would not use.
-                result = Validator(
-                    batch_definition=batch_definition, batch_parameters={"dataframe": df},
-                    result_format=_RESULT_FORMAT,
-                ).validate_expectation_suite(suite)
+                with gx_memo.memoised_configurations():
+                    result = Validator(
+                        batch_definition=batch_definition, batch_parameters={"dataframe": df},
+                        result_format=_RESULT_FORMAT,
+                    ).validate_expectation_suite(suite)
                 del df
                 for r in result.results:
                     i = r.expectation_config.meta[_IDX]
