@@ -96,3 +96,19 @@ def test_a_spawned_process_that_used_the_worker_ends(tmp_path):
     if alive:
         p.kill()
     assert not alive and p.exitcode == 0
+
+
+def test_a_verdict_waits_for_the_page_being_rendered_not_for_every_page_queued(tmp_path):
+    wd, suite = layer_with_a_critical_failure(tmp_path)
+    first = gx_worker.suite_check(_cfg(), wd, LAYER, suite)  # (GX warm on the worker)
+    for i in range(8):
+        gx_worker.data_docs(first.outcome, wd.data_docs, f"run-{i}")
+    with gx_worker._LOCK:
+        pages = [f for _, f in gx_worker._DOCS]
+    checked = gx_worker.suite_check(_cfg(), wd, LAYER, suite)  # queued after eight pages
+    rendered = sum(f.done() for f in pages)
+    assert checked.rows_validated == 200 and not checked.outcome.critical_passed
+    assert rendered <= 3, f"the verdict waited for {rendered} of 8 pages"
+    assert gx_worker.drain() == []
+    assert all(f.done() for f in pages)
+    assert len(list((wd.data_docs / "site" / "validations" / LAYER).iterdir())) == 8

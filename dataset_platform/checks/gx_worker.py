@@ -8,7 +8,10 @@ process, started when a run begins (``start``), imports GX while the raw layer i
 validates each suite (``suite_check``: the step waits for the verdict, which blocks what is below;
 ``prefetch`` lets the asset that wrote the layer start it, so it overlaps the rest of that step)
 and renders the pages (``data_docs``: queued, the step does not wait; the worker renders them while
-the next assets run). ``drain`` waits for the pages still queued: the platform resource calls it
+the next assets run). A page goes to the worker only while no validation is on it (a thread of
+this process hands them over one at a time): a verdict waits for at most the page being rendered,
+not for every page queued before it.
+``drain`` waits for the pages still queued: the platform resource calls it
 when a run ends (``defs/resources.py``), the CLI before it exits.
 
 The worker is one process for the life of the calling process (a test session runs many
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context, util
@@ -35,6 +39,12 @@ _POOL: ProcessPoolExecutor | None = None
 _DOCS: list[tuple[str, Future]] = []
 #: (workdir, layer) -> (config, suite, layer state, future) of a suite check started ahead
 _AHEAD: dict[tuple[str, str], tuple] = {}
+#: the validations on the worker, the pages waiting for it to be free of them, and the thread
+#: that hands the pages over (``_pager``)
+_QUEUE = threading.Condition(threading.Lock())
+_VALIDATING: set[Future] = set()
+_PAGES: deque[tuple[Future, tuple]] = deque()
+_PAGER: list[threading.Thread] = []
 
 
 def _init() -> None:
@@ -92,7 +102,7 @@ def prefetch(cfg, wd, layer: str, suite: Path) -> None:
     state = _state(cfg, wd, layer)
     if state is None:
         return
-    future = _pool().submit(_suite_check, cfg, wd, layer, Path(suite))
+    future = _validate(cfg, wd, layer, Path(suite))
     with _LOCK:
         _AHEAD[(str(wd.root), layer)] = (cfg, Path(suite), state, future)
 
@@ -108,21 +118,62 @@ def suite_check(cfg, wd, layer: str, suite: Path):
             checked = future.result()  # (also when stale: never leave it running behind a new one)
             if a_cfg == cfg and a_suite == Path(suite) and a_state == _state(cfg, wd, layer):
                 return checked
-        return _pool().submit(_suite_check, cfg, wd, layer, Path(suite)).result()
+        return _validate(cfg, wd, layer, Path(suite)).result()
     except BrokenProcessPool:
         _reset()
         raise
+
+
+def _validate(cfg, wd, layer: str, suite: Path) -> Future:
+    """Submit a suite check; the pages wait while it is on the worker."""
+    future = _pool().submit(_suite_check, cfg, wd, layer, suite)
+    with _QUEUE:
+        _VALIDATING.add(future)
+    future.add_done_callback(_validated)
+    return future
+
+
+def _validated(future: Future) -> None:
+    with _QUEUE:
+        _VALIDATING.discard(future)
+        _QUEUE.notify_all()
 
 
 def data_docs(outcome: SuiteOutcome, docs_dir: Path, run_name: str) -> Path:
     """Queue the Data Docs page of ``outcome``; returns where it will be (``drain`` waits for it)."""
     from dataset_platform.checks.data_docs import build_data_docs, page_path
 
+    _pool()  # (started, if this is its first use)
     run_time = dt.datetime.now(dt.UTC)
-    future = _pool().submit(build_data_docs, outcome, Path(docs_dir), run_name, run_time)
+    page: Future = Future()
+    with _QUEUE:
+        _PAGES.append((page, (build_data_docs, outcome, Path(docs_dir), run_name, run_time)))
+        if not _PAGER or not _PAGER[0].is_alive():
+            _PAGER[:] = [threading.Thread(target=_pager, name="gx-pages", daemon=True)]
+            _PAGER[0].start()
+        _QUEUE.notify_all()
     with _LOCK:
-        _DOCS.append((outcome.suite, future))
+        _DOCS.append((outcome.suite, page))
     return page_path(Path(docs_dir), outcome.suite, run_name, run_time)
+
+
+def _pager() -> None:
+    """Hand the queued pages to the worker one at a time, each when no validation is on it."""
+    while True:
+        with _QUEUE:
+            while not _PAGES or _VALIDATING:
+                _QUEUE.wait()
+            page, call = _PAGES.popleft()
+        if not page.set_running_or_notify_cancel():
+            continue
+        with _LOCK:
+            pool = _POOL
+        try:
+            if pool is None:  # (never a new worker for a page: the old one was stopped or broke)
+                raise RuntimeError("the GX worker stopped before the page was rendered")
+            page.set_result(pool.submit(*call).result())
+        except BaseException as e:  # (reported by drain)
+            page.set_exception(e)
 
 
 def drain(timeout: float | None = 600) -> list[str]:
@@ -153,11 +204,15 @@ def shutdown(*, at_exit: bool = False) -> None:
     process's exit (``at_exit``, registered with multiprocessing's exit finalizers) the idle worker
     is killed instead: the executor may already be shut, and a process Dagster's code server spawned
     for a run would otherwise wait for its worker forever."""
-    pool = _take_pool()
-    if pool is None:
+    with _LOCK:
+        started = _POOL is not None
+    if not started:
         return
     for _, page in list(_DOCS):  # queued pages are written first
         page.exception()
+    pool = _take_pool()
+    if pool is None:
+        return
     if isinstance(pool, RemotePool):  # the code server's worker: it stays for the next run
         pool.shutdown(wait=not at_exit, cancel_futures=True)
         return
