@@ -1,12 +1,13 @@
 """What Dagster itself costs per asset check: one asset step with N checks that do nothing, on the
 SQLite instance ``dataset-platform`` sets up for a work folder (its ``dagster.yaml``).
 
-For N checks it reports the whole ``materialize()``, the time Dagster takes to write the planned
+For N checks, with Dagster's own SQLite storage and with the pooled one a work folder gets
+(``defs/instance_storage.py``; ``--storage``), it reports the whole ``materialize()``, the time Dagster takes to write the planned
 events before the run starts (one per asset and one per check), and the time between consecutive
 check evaluation events (each check's result stored, with the step output that carries it). The graph has 33 checks (``defs/quality.py``):
 this is the floor of their cost in every run, whatever the data.
 
-    python bench/dagster_checks.py [--checks 1,11,33] [--runs 3]
+    python bench/dagster_checks.py [--checks 1,11,33] [--runs 3] [--storage dagster,workfolder]
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def _asset(n: int):
     return layer
 
 
-def measure(n: int, runs: int) -> dict:
+def measure(n: int, runs: int, storage: str = "workfolder") -> dict:
     import dagster as dg
 
     from dataset_platform.cli import _prepare_instance
@@ -46,7 +47,10 @@ def measure(n: int, runs: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         saved = os.environ.pop("DAGSTER_HOME", None)
         try:
-            _prepare_instance(Workdir.at(tmp))  # the instance a work folder gets (sets DAGSTER_HOME)
+            home = _prepare_instance(Workdir.at(tmp))  # the instance a work folder gets (sets DAGSTER_HOME)
+            if storage == "dagster":  # without its storage block: Dagster's own SQLite storage
+                yaml = home / "dagster.yaml"
+                yaml.write_text(yaml.read_text().split("# Dagster's SQLite storage")[0])
             instance = dg.DagsterInstance.get()
             asset = _asset(n)
             dg.materialize([asset], instance=instance)  # (first run: tables created)
@@ -69,7 +73,7 @@ def measure(n: int, runs: int) -> dict:
         finally:
             if saved is not None:
                 os.environ["DAGSTER_HOME"] = saved
-    return {"checks": n, "run_s": round(statistics.median(totals), 3),
+    return {"storage": storage, "checks": n, "run_s": round(statistics.median(totals), 3),
             "planned_s": round(statistics.median(planned), 3),
             "ms_between_check_results": round(1000 * statistics.median(per_check), 1) if per_check else None}
 
@@ -78,15 +82,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checks", default="1,11,33")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--storage", default="dagster,workfolder",
+                    help="dagster (its own SQLite storage), workfolder (pooled: defs/instance_storage.py)")
     args = ap.parse_args()
     import dagster
 
-    rows = [measure(int(n), args.runs) for n in args.checks.split(",")]
+    rows = [measure(int(n), args.runs, st) for n in args.checks.split(",") for st in args.storage.split(",")]
     print(f"dagster {dagster.__version__}")
-    print("| checks | materialize() s | planned events s | ms between check results |")
-    print("|---:|---:|---:|---:|")
+    print("| storage | checks | materialize() s | planned events s | ms between check results |")
+    print("|---|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['checks']} | {r['run_s']} | {r['planned_s']} | {r['ms_between_check_results']} |")
+        print(f"| {r['storage']} | {r['checks']} | {r['run_s']} | {r['planned_s']} | {r['ms_between_check_results']} |")
     print(json.dumps(rows))
 
 
