@@ -41,7 +41,7 @@ def _asset(n: int):
 def measure(n: int, runs: int, storage: str = "workfolder") -> dict:
     import dagster as dg
 
-    from dataset_platform.cli import _prepare_instance
+    from dataset_platform.cli import STORAGE_YAML, _prepare_instance
     from dataset_platform.workdir import Workdir
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -50,7 +50,7 @@ def measure(n: int, runs: int, storage: str = "workfolder") -> dict:
             home = _prepare_instance(Workdir.at(tmp))  # the instance a work folder gets (sets DAGSTER_HOME)
             if storage == "dagster":  # without its storage block: Dagster's own SQLite storage
                 yaml = home / "dagster.yaml"
-                yaml.write_text(yaml.read_text().split("# Dagster's SQLite storage")[0])
+                yaml.write_text(yaml.read_text().replace(STORAGE_YAML, ""))
             instance = dg.DagsterInstance.get()
             asset = _asset(n)
             dg.materialize([asset], instance=instance)  # (first run: tables created)

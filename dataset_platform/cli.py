@@ -32,6 +32,10 @@ from dataset_platform.config import ConfigError, demo_config_path, load_config
 from dataset_platform.workdir import DEFAULT_WORKDIR, Workdir
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: the storage block of the dagster.yaml a work folder gets (without it: Dagster's own SQLite storage)
+STORAGE_YAML = ("# Dagster's SQLite storage in this folder, its connections kept open (defs/instance_storage.py)\n"
+                "storage:\n  custom:\n    module: dataset_platform.defs.instance_storage\n"
+                "    class: WorkFolderSqliteStorage\n    config:\n      base_dir:\n        env: DAGSTER_HOME\n")
 
 
 def _prepare_instance(wd: Workdir) -> Path:
@@ -41,9 +45,7 @@ def _prepare_instance(wd: Workdir) -> Path:
     yaml_path = home / "dagster.yaml"
     nux = ("# no \"Join the Dagster community\" dialog in the UI of every new work folder\n"
            "nux:\n  enabled: false\n")
-    storage = ("# Dagster's SQLite storage in this folder, its connections kept open (defs/instance_storage.py)\n"
-               "storage:\n  custom:\n    module: dataset_platform.defs.instance_storage\n"
-               "    class: WorkFolderSqliteStorage\n    config:\n      base_dir:\n        env: DAGSTER_HOME\n")
+    storage = STORAGE_YAML
     if not yaml_path.exists():
         yaml_path.write_text(
             "# written by dataset-platform; edit freely\n"

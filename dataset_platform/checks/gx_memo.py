@@ -54,8 +54,8 @@ def install() -> None:
         memo = getattr(_LOCAL, "memo", None)
         if memo is None:
             return configuration.fget(self)
-        hit = memo.get(id(self))
-        if hit is None or hit[0] is not self:
+        hit = memo.get(id(self))  # (the memo holds the object too: its id is not reused meanwhile)
+        if hit is None:
             hit = memo[id(self)] = (self, configuration.fget(self))
         return hit[1]
 
