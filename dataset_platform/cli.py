@@ -85,9 +85,14 @@ def run_pipeline(config_path: Path, workdir: str | None, *, out=sys.stdout) -> i
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     wd = Workdir.at(workdir).ensure()
-    from dataset_platform.checks import gx_worker
+    from dataset_platform.checks import gx_service, gx_worker
 
-    gx_worker.start()  # GX's import on its worker process overlaps Dagster's start and the first steps
+    try:
+        gx_service.daemon()  # the GX service kept warm between runs (checks/gx_service.py), if any
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    gx_worker.start()  # else GX's import on a worker of its own overlaps Dagster's start and the first steps
     os.environ["DATASET_PLATFORM_CONFIG"] = str(Path(config_path).resolve())
     os.environ["DATASET_PLATFORM_WORKDIR"] = str(wd.root)
     home = _prepare_instance(wd)

@@ -20,3 +20,9 @@ def shared_corpus(sub: str) -> Path:
             pytest.fail(msg + "; CI must have it")
         pytest.skip(msg)
     return p
+
+
+# A `dataset-platform run` keeps GX warm for the next run in a service that outlives it
+# (checks/gx_service.py). Tests start no such service unless they ask for one (tests/test_gx_daemon.py):
+# each run starts and ends a GX worker of its own, and a test leaves no process behind.
+os.environ["DATASET_PLATFORM_GX_IDLE"] = "0"
