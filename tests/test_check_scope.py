@@ -302,3 +302,84 @@ def test_importing_the_code_location_and_the_cli_does_not_import_gx(tmp_path):
             "sys.exit(1 if 'great_expectations' in sys.modules else 0)")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     assert subprocess.run([sys.executable, "-P", "-c", code], env=env, cwd=tmp_path).returncode == 0
+
+
+def _clusters(wd: Workdir, rows: range, *, bad: int | None = None) -> None:
+    """duplicate_clusters rewritten whole (as dedup does), one row per number; row ``bad`` with an
+    invalid kind (a critical failure)."""
+    path = wd.layer("duplicate_clusters")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kind = "CASE WHEN i % 2 = 0 THEN 'exact' ELSE 'near' END" + (f" || CASE WHEN i = {bad} THEN '?' ELSE '' END"
+                                                                  if bad is not None else "")
+    con = duckdb.connect()
+    con.sql(f"COPY (SELECT substr(md5('k' || i // 3), 1, 16) AS cluster_id, substr(md5('d' || i), 1, 16) AS doc_id, "
+            f"substr(md5('k' || i // 3), 1, 16) AS keeper_id, 0.9 AS similarity, {kind} AS kind "
+            f"FROM range({rows.start}, {rows.stop}) t(i) ORDER BY doc_id) TO {sql_str(path)} (FORMAT parquet)")
+    con.close()
+
+
+def test_a_file_rewritten_whole_validates_only_its_new_rows_and_blocks_until_fixed(tmp_path):
+    """duplicate_clusters (and dedup's rejects) are rewritten whole on every refresh: the rows of
+    the last version are not validated again, new ones are, and a failing one keeps failing."""
+    from dataset_platform.checks.suite_check import run_suite_check
+
+    wd = Workdir.at(tmp_path / "wd").ensure()
+    suite = REPO / "expectations" / "duplicate_clusters.json"
+    _clusters(wd, range(100))
+    first = run_suite_check(_cfg(), wd, "duplicate_clusters", suite)
+    assert first.outcome.critical_passed and first.rows_validated == 100
+    _clusters(wd, range(105), bad=102)  # the same 100 rows, 5 new ones, one of them invalid
+    failed = run_suite_check(_cfg(), wd, "duplicate_clusters", suite)
+    assert failed.rows_validated == 5 and failed.layer_rows == 105 and not failed.outcome.critical_passed
+    assert "only the rows not validated before" in failed.scope()
+    assert not run_suite_check(_cfg(), wd, "duplicate_clusters", suite).outcome.critical_passed  # still
+    _clusters(wd, range(105))  # fixed: the fixed row is new, so it is validated
+    fixed = run_suite_check(_cfg(), wd, "duplicate_clusters", suite)
+    assert fixed.outcome.critical_passed and fixed.rows_validated == 5  # (its rows not recorded while it failed)
+    _clusters(wd, range(105))  # rewritten with the same rows: none is new
+    same = run_suite_check(_cfg(), wd, "duplicate_clusters", suite)
+    assert same.outcome.critical_passed and same.rows_validated == 0 and same.layer_rows == 105
+    # a row that changed is a new row; a whole-table expectation still sees every row
+    _clusters(wd, range(105), bad=7)
+    changed = run_suite_check(_cfg(), wd, "duplicate_clusters", suite)
+    assert changed.rows_validated == 1 and not changed.outcome.critical_passed
+    _clusters(wd, list_range := range(105))  # back as it was: that row was validated before
+    back = run_suite_check(_cfg(), wd, "duplicate_clusters", suite)
+    assert back.outcome.critical_passed and back.rows_validated == 0
+    path = wd.layer("duplicate_clusters")
+    con = duckdb.connect()
+    con.sql(f"COPY (SELECT * FROM read_parquet({sql_str(path)}) UNION ALL (SELECT * FROM read_parquet({sql_str(path)}) "
+            f"LIMIT 1)) TO {sql_str(tmp_path / 'dup.parquet')} (FORMAT parquet)")
+    con.close()
+    shutil.copy(tmp_path / "dup.parquet", path)
+    dup = run_suite_check(_cfg(), wd, "duplicate_clusters", suite)
+    assert dup.rows_validated == 0 and dup.layer_rows == len(list_range) + 1
+    assert not dup.outcome.critical_passed  # doc_id unique: over the whole file
+    # other row-level expectations (another fingerprint): every row again
+    other = tmp_path / "duplicate_clusters.json"
+    spec = json.loads(suite.read_text())
+    for e in spec["expectations"]:
+        if e["type"] == "expect_column_values_to_match_regex":
+            e["kwargs"]["regex"] = "^[0-9a-f]+$"
+    other.write_text(json.dumps(spec))
+    assert run_suite_check(_cfg(), wd, "duplicate_clusters", other).rows_validated == 106
+
+
+def test_a_file_validated_whole_before_its_rows_were_kept_gets_them_kept_at_the_next_check(tmp_path):
+    """A work folder from before row fingerprints: its validated file is not validated again, and
+    its rows are kept then, so the next rewrite validates only what is new."""
+    from dataset_platform.checks.gx_suites import row_level_fingerprint
+    from dataset_platform.checks.scope import Ledger, stored_layer
+    from dataset_platform.checks.suite_check import CHECK, run_suite_check
+
+    wd = Workdir.at(tmp_path / "wd").ensure()
+    suite = REPO / "expectations" / "duplicate_clusters.json"
+    _clusters(wd, range(50))
+    assert run_suite_check(_cfg(), wd, "duplicate_clusters", suite).rows_validated == 50
+    ledger = Ledger(wd, "duplicate_clusters", CHECK, row_level_fingerprint(suite, _cfg().label_values))
+    (unit,) = stored_layer(wd, "duplicate_clusters").units
+    ledger._rows_file(unit).unlink()  # as an older version left it: validated, no rows kept
+    assert run_suite_check(_cfg(), wd, "duplicate_clusters", suite).rows_validated == 0
+    assert ledger.has_rows(unit)
+    _clusters(wd, range(53))
+    assert run_suite_check(_cfg(), wd, "duplicate_clusters", suite).rows_validated == 3

@@ -14,7 +14,13 @@ whenever the file's rows may have changed:
 * the release: one unit per data file its manifest lists, its identity the file's sha256 (a
   shard a version reuses from the previous one is the same unit); without a manifest, every file
   (by size and modification time);
-* a layer stored as one file: that file.
+* a layer stored as one file (``duplicate_clusters``): that file.
+
+A file that a global stage rewrites whole on every refresh (``duplicate_clusters``, dedup's
+rejects) is a unit ``by_rows``: most of its rows are those of the last version, so once it was
+validated the ledger also keeps a fingerprint of each of its rows (128-bit, over the row as JSON),
+and :meth:`Ledger.rows_sql` reads only the rows whose fingerprint it does not hold. A row-level
+expectation judges each row on its own, so a row validated once need not be validated again.
 
 A :class:`Ledger` remembers, per layer and check, the units the check validated without a
 critical failure, under a fingerprint of what it checked (the row-level expectations, GX's
@@ -47,6 +53,7 @@ class Unit:
     identity: str  # changes whenever the file's rows may have changed
     file: Path
     rows: int | None = None  # when the commit point records it
+    by_rows: bool = False  # rewritten whole by a global stage: new rows told apart by content
 
 
 @dataclass
@@ -117,8 +124,8 @@ def _gen_of(part_dir: Path) -> int | None:
         return None
 
 
-def file_units(files: Iterable[Path], root: Path) -> list[Unit]:
-    return [Unit(str(f.relative_to(root)), stat_identity(f), f) for f in sorted(files)]
+def file_units(files: Iterable[Path], root: Path, *, by_rows: bool = False) -> list[Unit]:
+    return [Unit(str(f.relative_to(root)), stat_identity(f), f, by_rows=by_rows) for f in sorted(files)]
 
 
 def stored_layer(wd: Workdir, layer: str, label_sets=()) -> LayerFiles | None:
@@ -144,7 +151,7 @@ def stored_layer(wd: Workdir, layer: str, label_sets=()) -> LayerFiles | None:
     else:
         if not wd.layer(layer).exists():
             return None
-        units = file_units([wd.layer(layer)], wd.layer_dir(layer))
+        units = file_units([wd.layer(layer)], wd.layer_dir(layer), by_rows=True)
     return LayerFiles(layer, units, _files_or_empty([u.file for u in units], layer, label_sets),
                       lambda sub: files_sql([u.file for u in sub]))
 
@@ -158,7 +165,7 @@ def _rejected(wd: Workdir) -> LayerFiles | None:
         if st.per_batch:
             units += batched_units(wd.layer_dir(st.output), prefix=f"{st.output}/", file=REJECTED)
         elif wd.rejects(st.name).exists():
-            units += file_units([wd.rejects(st.name)], wd.layers)
+            units += file_units([wd.rejects(st.name)], wd.layers, by_rows=True)
     if not units:
         return None
     return LayerFiles("rejected_documents", units, rejected_sql(wd), lambda sub: files_sql([u.file for u in sub]))
@@ -232,6 +239,48 @@ class Ledger:
                                                 indent=1) + "\n")
         self._done = now
         self._identities = set(now.values())
+
+    # -- units by rows (see the module docstring)
+
+    def _rows_file(self, u: Unit) -> Path:
+        import duckdb
+
+        tag = fingerprint(self.fingerprint, duckdb.__version__, u.key)
+        return self.path.with_name(f"{self.path.stem}.rows-{tag}.parquet")
+
+    def has_rows(self, u: Unit) -> bool:
+        """The row fingerprints of unit by rows ``u`` are kept."""
+        return self._rows_file(u).exists()
+
+    def rows_sql(self, con, u: Unit) -> str:
+        """FROM-able: the rows of ``u`` to validate -- for a unit by rows with rows validated
+        before, those whose fingerprint is not among theirs; else every row."""
+        whole = files_sql([u.file])
+        seen = self._rows_file(u) if u.by_rows else None
+        if seen is None or not seen.exists():
+            return whole
+        return (f"(SELECT * FROM {whole} WHERE {_row_fp(con, whole)} NOT IN "
+                f"(SELECT fp FROM read_parquet({sql_str(seen)})))")
+
+    def record_rows(self, con, units: list[Unit]) -> None:
+        """Keep the row fingerprints of the units by rows among ``units`` (validated: every row of
+        each is now either new and validated, or validated before)."""
+        for u in units:
+            if not u.by_rows or u.identity.startswith("unsettled"):
+                continue
+            dest = self._rows_file(u)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            whole = files_sql([u.file])
+            tmp = dest.with_name(f".{dest.name}.tmp")
+            con.sql(f"COPY (SELECT DISTINCT {_row_fp(con, whole)} AS fp FROM {whole} ORDER BY 1) "
+                    f"TO {sql_str(tmp)} (FORMAT parquet)")
+            tmp.replace(dest)
+
+
+def _row_fp(con, relation: str) -> str:
+    """SQL for a 128-bit fingerprint of each row of ``relation``: md5 over the row as JSON."""
+    cols = con.sql(f"SELECT * FROM {relation} LIMIT 0").columns
+    return "md5_number(to_json(struct_pack(" + ", ".join('"' + c.replace('"', '""') + '"' for c in cols) + ")))"
 
 
 def fingerprint(*parts: object) -> str:
