@@ -458,3 +458,30 @@ def test_every_suite_renders_as_gx_data_docs(tmp_path, layer):
     result = validate_parquet(write_layer(tmp_path / "t.parquet", layer, 25), suite(layer), batch_rows=10)
     page = build_data_docs(result, tmp_path / "docs", "run")
     assert page.is_file() and layer in page.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("spec", [
+    {"type": UNIQUE, "kwargs": {"column": "a"}},
+    {"type": "expect_compound_columns_to_be_unique", "kwargs": {"column_list": ["a", "b"]}},
+    *({"type": "expect_compound_columns_to_be_unique", "kwargs": {"column_list": ["a", "b"], "ignore_row_if": how}}
+      for how in ("all_values_are_missing", "any_value_is_missing", "never")),
+])
+@pytest.mark.parametrize("rows", ["unique", "duplicated"])
+def test_uniqueness_in_duckdb_gives_gxs_verdict_and_count(spec, rows):
+    """Uniqueness runs in DuckDB (first by the keys' hashes): the same verdict and unexpected count
+    as GX's own evaluation of the same expectation, NULLs in every position included."""
+    from dataset_platform.checks.gx_suites import _native, _validate_batches
+
+    values = [("x", 1), ("y", None), (None, 2), (None, None), ("z", 3), (None, None), ("w", None)]
+    if rows == "duplicated":
+        values += [("x", 1), ("y", None), (None, 2)]
+    con = duckdb.connect()
+    con.sql("CREATE TABLE t (a VARCHAR, b INTEGER)")
+    con.executemany("INSERT INTO t VALUES (?, ?)", values)
+    e = {**spec, "severity": "critical"}
+    ours = _native(con, "SELECT * FROM t", e, ["a", "b"], len(values))
+    (gx,) = _validate_batches(con, "SELECT * FROM t", ["a", "b"], {0: e}, Path("t.json"), 100, 1 << 30,
+                              len(values)).values()
+    assert (ours.success, ours.unexpected_count) == (gx.success, gx.unexpected_count)
+    assert ours.engine == "duckdb" and gx.engine == "gx"
+    con.close()
