@@ -66,6 +66,8 @@ def test_a_check_started_ahead_is_taken_only_while_the_layer_is_as_it_was(tmp_pa
 
     gx_worker.prefetch(_cfg(), wd, LAYER, suite)  # as the asset step ends
     ahead = gx_worker._AHEAD[(str(wd.root), LAYER)][3]
+    gx_worker.prefetch(_cfg(), wd, LAYER, suite)  # started again on the same files: the first one stays
+    assert gx_worker._AHEAD[(str(wd.root), LAYER)][3] is ahead
     checked = gx_worker.suite_check(_cfg(), wd, LAYER, suite)  # the check step
     assert checked.rows_validated == 100 and checked.recorded and ahead.done()
     assert (str(wd.root), LAYER) not in gx_worker._AHEAD  # taken once

@@ -102,6 +102,10 @@ def prefetch(cfg, wd, layer: str, suite: Path) -> None:
     state = _state(cfg, wd, layer)
     if state is None:
         return
+    with _LOCK:
+        started = _AHEAD.get((str(wd.root), layer))
+    if started is not None and started[:3] == (cfg, Path(suite), state):
+        return  # (started already, on these very files: by a step before, see ``defs/quality.py``)
     future = _validate(cfg, wd, layer, Path(suite))
     with _LOCK:
         _AHEAD[(str(wd.root), layer)] = (cfg, Path(suite), state, future)
@@ -126,7 +130,13 @@ def suite_check(cfg, wd, layer: str, suite: Path):
 
 def _validate(cfg, wd, layer: str, suite: Path) -> Future:
     """Submit a suite check; the pages wait while it is on the worker."""
-    future = _pool().submit(_suite_check, cfg, wd, layer, suite)
+    return submit(_suite_check, cfg, wd, layer, suite)
+
+
+def submit(fn, *args) -> Future:
+    """Run ``fn(*args)`` (a module-level function; picklable arguments) on the worker, as a check:
+    the pages wait while it is on it."""
+    future = _pool().submit(fn, *args)
     with _QUEUE:
         _VALIDATING.add(future)
     future.add_done_callback(_validated)

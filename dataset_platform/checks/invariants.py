@@ -176,6 +176,18 @@ def structured_pii_check(wd: Workdir, cfg=None) -> Outcome:
 PARALLEL_SCAN_ROWS = 20_000
 
 
+def pii_rows_pending(wd: Workdir) -> int:
+    """Rows of the parts of cleaned_documents :func:`structured_pii_check` would scan now."""
+    from dataset_platform.checks.scope import Ledger, fingerprint, stored_layer
+    from dataset_platform.stages.clean.pii import PII_TYPES
+
+    files = stored_layer(wd, "cleaned_documents")
+    if files is None:
+        return 0
+    ledger = Ledger(wd, "cleaned_documents", "no_structured_pii", fingerprint(PII_CHECK_VERSION, list(PII_TYPES)))
+    return sum(u.rows if u.rows is not None else parquet_rows(u.file) for u in ledger.pending(files.units))
+
+
 def scan_runner(cfg, files: list[Path], rows: int | None = None):
     """``(run, where)`` (a context manager): how :func:`no_structured_pii` scans ``files`` -- each
     file a Ray task with ``pipeline.executor: ray`` (the scan runs on the cluster, beside the
@@ -251,6 +263,18 @@ def scan_file_for_pii(path: str) -> dict:
 
 
 # ------------------------------------------------------------------ the release
+
+
+def commit_points(wd: Workdir) -> tuple:
+    """The identities of every commit point of the work folder: the manifests of the layers stored
+    by batch, the files written whole (split assignments, dedup's rejects, duplicate_clusters) and
+    each dataset's pointer to its current release. Changes whenever a layer or the release does
+    (``checks/ahead.py``: a result started ahead is used only on the same)."""
+    from dataset_platform.checks.scope import stat_identity
+
+    files = [*sorted(wd.layers.glob("*/manifest.json")), *sorted(wd.layers.glob("*/*/manifest.json")),
+             *sorted(wd.layers.glob("*/*.parquet")), *sorted(wd.releases.glob("*/LATEST"))]
+    return tuple((str(f), stat_identity(f)) for f in files if f.exists())
 
 
 def split_leakage(wd: Workdir, release: Path) -> Outcome:

@@ -9,7 +9,7 @@ import dagster as dg
 
 from dataset_platform.defs.metadata import STAGE_METADATA, layer_metadata, md_table, round_floats
 from dataset_platform.defs.policies import refresh_after_upstream
-from dataset_platform.defs.quality import materialise_and_check, prefetch_suites, step_check_specs, step_checks
+from dataset_platform.defs.quality import materialise_and_check, start_checks_ahead, step_check_specs, step_checks
 from dataset_platform.defs.resources import PlatformResource
 from dataset_platform.stages.base import Stage
 from dataset_platform.stages.registry import STAGES
@@ -45,7 +45,9 @@ def _stage_asset(stage: Stage) -> dg.AssetsDefinition:
             result = materialise_as_ray_job(context, stage, platform.config_path, str(platform.wd.root), cfg)
         else:
             result = materialise(stage, cfg, platform.wd, log=context.log.info)
-        prefetch_suites(context, platform, stage.output, *stage.also_writes)
+        # (after the last stage, every stage's rejects are written: rejected_documents' suite starts too)
+        start_checks_ahead(context, platform, stage.output, *stage.also_writes,
+                           later=("rejected_documents",) if stage is STAGES[-1] else ())
         md = layer_metadata(result, label_sets=cfg.label_set_names)
         extra = STAGE_METADATA.get(stage.name)
         per_asset = extra(result, cfg) if extra else {}
@@ -72,7 +74,7 @@ def _rejected_asset() -> dg.AssetsDefinition:
         from dataset_platform.runner import materialise_rejected
 
         result = materialise_rejected(platform.config, platform.wd, log=context.log.info)
-        prefetch_suites(context, platform, "rejected_documents")
+        start_checks_ahead(context, platform, "rejected_documents")
         md = layer_metadata(result)
         md["drop_reasons"] = dg.MetadataValue.md(
             md_table(["stage", "rule", "documents"], result.counters["reasons"]) if result.counters["reasons"] else "none")

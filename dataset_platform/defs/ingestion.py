@@ -53,7 +53,7 @@ def build_assets(cfg: PlatformConfig) -> list[dg.AssetsDefinition]:
 
     def _land(context: dg.AssetExecutionContext, platform: PlatformResource):
         from dataset_platform.checks import gx_worker
-        from dataset_platform.defs.quality import prefetch_suites
+        from dataset_platform.defs.quality import start_checks_ahead
 
         gx_worker.start()  # (GX's import on its worker overlaps the crawl and the loading)
         sources = list(context.partition_keys)
@@ -63,7 +63,7 @@ def build_assets(cfg: PlatformConfig) -> list[dg.AssetsDefinition]:
 
         result = materialise_raw(platform.config, platform.wd, log=context.log.info, sources=sources,
                                  crawl=not inbox_only)
-        prefetch_suites(context, platform, "raw_pages", "crawl_log")
+        start_checks_ahead(context, platform, "raw_pages", "crawl_log")
         c = result.counters
         md = layer_metadata(result)
         outcomes: dict[str, int] = {}

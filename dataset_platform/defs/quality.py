@@ -69,24 +69,56 @@ def layers_with_suites() -> list[str]:
     return [name for name in LAYERS if (d / f"{name}.json").exists()]
 
 
-def prefetch_suites(context: dg.AssetExecutionContext, platform: PlatformResource, *layers: str) -> None:
-    """Start the ``gx_suite`` checks of the ``layers`` an asset step just wrote on the GX worker
-    (``gx_worker.prefetch``), when the run will execute them: they overlap the rest of the step
-    and the cheaper checks run before it. Only a head start: a problem here is logged, and the
-    ``gx_suite`` check then validates as it would have."""
-    from dataset_platform.checks import gx_worker
+def start_checks_ahead(context: dg.AssetExecutionContext, platform: PlatformResource, *layers: str,
+                       later: tuple[str, ...] = ()) -> None:
+    """Start the checks of the ``layers`` an asset step just wrote that the run will execute, as
+    the step's work on them is done: they overlap the rest of the step and the cheaper checks run
+    before them. The ``gx_suite`` checks on the GX worker (``gx_worker.prefetch``); the invariants
+    of :data:`_AHEAD` on a thread or on that worker (``checks/ahead.py``). ``later``: layers whose
+    files are final now though a later step materialises them (``rejected_documents``, a view
+    over every stage's rejects, once the last stage has written): their suites start now too.
+    Only a head start: a problem here is logged, and each check then computes its result itself."""
+    from dataset_platform.checks import ahead, gx_worker
 
-    selection = context.run.asset_check_selection  # None: every check of the run's assets
-    for layer in layers:
-        suite = expectations_dir() / f"{layer}.json"
+    selected = set(context.selected_asset_check_keys)
+    for layer in later:
         key = dg.AssetCheckKey(dg.AssetKey(layer), "gx_suite")
-        if not suite.exists() or (selection is not None and key not in selection):
-            continue
-        try:
-            gx_worker.prefetch(platform.config, platform.wd, layer, suite)
-        except Exception as e:
-            context.log.warning(f"{layer}: suite check not started ahead ({type(e).__name__}: {e}); "
-                                "its gx_suite check runs it")
+        # (the run's selections: None, or no asset at all, when the run executes the whole job)
+        checks, assets = context.run.asset_check_selection, context.run.asset_selection
+        if (key in checks) if checks is not None else (not assets or key.asset_key in assets):
+            selected.add(key)
+    for layer in (*layers, *later):
+        suite = expectations_dir() / f"{layer}.json"
+        if suite.exists() and dg.AssetCheckKey(dg.AssetKey(layer), "gx_suite") in selected:
+            try:
+                gx_worker.prefetch(platform.config, platform.wd, layer, suite)
+            except Exception as e:
+                context.log.warning(f"{layer}: suite check not started ahead ({type(e).__name__}: {e}); "
+                                    "its gx_suite check runs it")
+        for (on, name), (where, call) in _AHEAD.items():
+            if on != layer or dg.AssetCheckKey(dg.AssetKey(layer), name) not in selected:
+                continue
+            try:
+                todo = call(platform)
+                if todo is not None:
+                    ahead.start(_ahead_key(platform, layer, name), inv.commit_points(platform.wd), todo[0], *todo[1],
+                                submit=gx_worker.submit if where == "gx_worker" else None)
+            except Exception as e:
+                context.log.warning(f"{layer}:{name} not started ahead ({type(e).__name__}: {e}); the check "
+                                    "computes it")
+
+
+def _ahead_key(platform: PlatformResource, layer: str, name: str) -> tuple:
+    return (layer, name, str(platform.wd.root))
+
+
+def _ahead_or_now(platform: PlatformResource, layer: str, name: str):
+    """The result of invariant ``name`` of ``layer`` (:data:`_AHEAD`): started ahead, when on the
+    layers as they are now, else computed now."""
+    from dataset_platform.checks import ahead
+
+    fn, args = _AHEAD[(layer, name)][1](platform, now=True)
+    return ahead.result(_ahead_key(platform, layer, name), inv.commit_points(platform.wd), fn, *args)
 
 
 def _result(o: inv.Outcome) -> dg.AssetCheckResult:
@@ -218,11 +250,45 @@ def _release(platform: PlatformResource):
     return current_release(platform.config, platform.wd)
 
 
+def _release_call(fn: Callable, args: Callable) -> Callable:
+    def call(p: PlatformResource, now: bool = False):
+        release = _release(p)
+        return None if release is None and not now else (fn, args(p, release))
+
+    return call
+
+
+def _pii_call(p: PlatformResource, now: bool = False):
+    """The PII scan on the GX worker, ahead: only a scan this process would run alone (few rows,
+    no Ray); a larger one spreads over worker processes or the cluster when its check runs."""
+    if not now and (p.config.pipeline.executor == "ray" or inv.pii_rows_pending(p.wd) >= inv.PARALLEL_SCAN_ROWS):
+        return None
+    return inv.structured_pii_check, (p.wd, p.config)
+
+
+#: the checks besides the suites started ahead (``start_checks_ahead``): (layer, check) -> (where,
+#: call), ``call(platform, now=False)`` the function and arguments that compute the check's
+#: outcome (None: not worth starting ahead); "thread" for DuckDB queries (outside the GIL),
+#: "gx_worker" for Python work (on the GX worker process, beside the suites)
+_AHEAD: dict[tuple[str, str], tuple[str, Callable]] = {
+    ("dataset_release", "reconciles_with_crawl"): ("thread", _release_call(
+        inv.release_reconciles_with_crawl, lambda p, release: (p.wd, release))),
+    ("dataset_release", "no_split_leakage"): ("thread", _release_call(
+        inv.split_leakage, lambda p, release: (p.wd, release))),
+    ("dataset_release", "split_balance"): ("thread", lambda p, now=False: (
+        None if p.config.pipeline.splits.stratify_by is None or (release := _release(p)) is None
+        else (inv.split_shares, (release, p.config.pipeline.splits.stratify_by)))),
+    ("dataset_release", "diversity_and_balance"): ("thread", _release_call(
+        inv.release_diversity, lambda p, release: (release, p.config.label_set_names, p.config.pipeline.quality))),
+    ("cleaned_documents", "no_structured_pii"): ("thread", _pii_call),
+}
+
+
 @_check(asset="dataset_release", name="reconciles_with_crawl", blocking=True,
                 description="Every crawled page is in the release or in rejected_documents, exactly once.")
 def reconciles_with_crawl(context, platform: PlatformResource) -> dg.AssetCheckResult:
     release = _release(platform)
-    return _result(inv.no_release() if release is None else inv.release_reconciles_with_crawl(platform.wd, release))
+    return _result(inv.no_release() if release is None else _ahead_or_now(platform, "dataset_release", "reconciles_with_crawl"))
 
 
 @_check(
@@ -251,7 +317,7 @@ def no_refused_inbox_files(context, platform: PlatformResource) -> dg.AssetCheck
                 "in bounded Arrow batches.",
 )
 def no_structured_pii(context, platform: PlatformResource) -> dg.AssetCheckResult:
-    return _result(inv.structured_pii_check(platform.wd, platform.config))
+    return _result(_ahead_or_now(platform, "cleaned_documents", "no_structured_pii"))
 
 
 @_check(
@@ -283,7 +349,7 @@ def annotator_agreement(context, platform: PlatformResource) -> dg.AssetCheckRes
                             "augmented copy is outside train.")
 def no_split_leakage(context, platform: PlatformResource) -> dg.AssetCheckResult:
     release = _release(platform)
-    return _result(inv.no_release() if release is None else inv.split_leakage(platform.wd, release))
+    return _result(inv.no_release() if release is None else _ahead_or_now(platform, "dataset_release", "no_split_leakage"))
 
 
 @_check(asset="dataset_release", name="split_balance", blocking=False,
@@ -300,7 +366,7 @@ def split_balance(context, platform: PlatformResource) -> dg.AssetCheckResult:
     if settings.stratify_by is None:
         return dg.AssetCheckResult(passed=True, metadata={"note": "splits.stratify_by is not set: nothing to balance"})
     col = settings.stratify_by
-    rows = inv.split_shares(release, col)
+    rows = _ahead_or_now(platform, "dataset_release", "split_balance")
     worst = rows[0][4] if rows else 0.0
     passed = worst <= settings.tolerance + 1e-9
     return dg.AssetCheckResult(
@@ -326,7 +392,7 @@ def diversity_and_balance(context, platform: PlatformResource) -> dg.AssetCheckR
     if release is None:
         return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN,
                                    metadata={"error": "no release has been published"})
-    findings = inv.release_diversity(release, platform.config.label_set_names, platform.config.pipeline.quality)
+    findings = _ahead_or_now(platform, "dataset_release", "diversity_and_balance")
     failed = [f for f in findings if not f.ok]
     return dg.AssetCheckResult(
         passed=not failed,

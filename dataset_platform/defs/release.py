@@ -57,9 +57,9 @@ def _publish(context: dg.AssetExecutionContext, platform: PlatformResource) -> d
 
     info = materialise_release(cfg, platform.wd, log=context.log.info, lineage=upstream_materialisations(context))
     info_seconds = time.monotonic() - t0
-    from dataset_platform.defs.quality import prefetch_suites
+    from dataset_platform.defs.quality import start_checks_ahead
 
-    prefetch_suites(context, platform, "dataset_release")
+    start_checks_ahead(context, platform, "dataset_release")
     st = info.split_stats
     shares = st.shares if st is not None else []
     return dg.MaterializeResult(metadata=round_floats({

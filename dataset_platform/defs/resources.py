@@ -34,8 +34,13 @@ class PlatformResource(dg.ConfigurableResource):
         warm_up(self.config)  # the stages' first-use costs, on a thread (runner.warm_up)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        """A run ends once the Data Docs pages its checks queued are written (checks/gx_worker.py)."""
+        """A run ends once the Data Docs pages its checks queued are written (checks/gx_worker.py);
+        checks started ahead that no check took are dropped (checks/ahead.py)."""
         import sys
+
+        ahead = sys.modules.get("dataset_platform.checks.ahead")
+        if ahead is not None:
+            ahead.forget()
 
         worker = sys.modules.get("dataset_platform.checks.gx_worker")
         if worker is not None:
