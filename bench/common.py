@@ -146,9 +146,11 @@ class TreePeak(_Sampler):
     missed); unlike the parent's rusage of its children it also counts descendants nobody reaps
     (forkserver workers). ``timeline``: (epoch seconds, cumulative ``cpu_s``) at every sample."""
 
-    def __init__(self, root: int, interval: float = 0.2) -> None:
+    def __init__(self, root: int, interval: float = 0.2, extra: tuple[int, ...] = ()) -> None:
         super().__init__(interval)
         self.root = root
+        self.extra = tuple(extra)  # processes outside the tree that serve it (a warm GX service)
+        self._base: dict[int, int] = {}  # their CPU ticks before: only what they spend meanwhile counts
         self.peak_mb = 0.0
         self.samples = 0
         self._cpu_ticks: dict[int, int] = {}
@@ -160,13 +162,16 @@ class TreePeak(_Sampler):
 
     def _sample(self) -> None:
         total = 0.0
-        for pid in [self.root, *_descendants(self.root)]:
+        tree = [self.root, *_descendants(self.root)]
+        for pid in [*tree, *(p for p in self.extra if p not in tree)]:
             total += vm_rss_mb(pid)
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
                 ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
             except (OSError, IndexError, ValueError):
                 continue
+            if pid in self.extra:
+                ticks -= self._base.setdefault(pid, ticks)
             self._cpu_ticks[pid] = max(self._cpu_ticks.get(pid, 0), ticks)
         self.peak_mb = max(self.peak_mb, total)
         self.timeline.append((time.time(), self.cpu_s))

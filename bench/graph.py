@@ -39,7 +39,10 @@ Measured per run:
   writes do not land in the next one's time), input documents/s and per core
   (``os.cpu_count()``);
 * peak resident memory of its whole process tree: VmRSS of the process and every descendant,
-  summed every 0.2 s;
+  summed every 0.2 s; a warm GX service that an earlier run started (``checks/gx_service.py``:
+  ``full`` starts it, ``refresh`` and ``settings`` find it) counts as part of the tree, and so
+  does the CPU it spends during the run (``gx_service`` in the results says which it was;
+  ``DATASET_PLATFORM_GX_IDLE=0`` runs every run with a GX worker of its own);
 * CPU seconds (user + system) of every process of the tree, sampled with the memory: wall times
   depend on what else shares the cores, so the load average before and after is printed too;
 * from the Dagster run's event log (DAGSTER_HOME is ``work/dagster_home``): the wall seconds of
@@ -72,6 +75,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -316,21 +320,44 @@ def write_config(out: Path, *, settings_change: bool) -> Path:
 # ------------------------------------------------------------------------------------ measuring
 
 
+def warm_gx_service() -> int | None:
+    """The pid of the GX service that a ``dataset-platform run`` of this code would use now
+    (``checks/gx_service.daemon``: started by an earlier run, outside the new run's process tree),
+    or None when there is none (the run then starts one, in its tree)."""
+    from dataset_platform.checks import gx_service
+
+    if gx_service.idle_seconds() == 0:
+        return None
+    address = str(Path(tempfile.gettempdir()) / f"dpgx-{os.getuid()}" / f"{gx_service.fingerprint()}.sock")
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"dataset_platform.checks.gx_service" in argv and address.encode() in argv:
+            return int(proc.name)
+    return None
+
+
 def _timed(cmd: list[str], log: Path, env: dict[str, str]) -> dict:
     """Run ``cmd`` with stdout+stderr to ``log``: wall seconds, peak tree RSS, exit code, CPU
     seconds of the tree (the larger of the sampled figure and the rusage of the reaped
-    descendants; less sensitive to other load than wall time)."""
+    descendants; less sensitive to other load than wall time). A warm GX service that the run
+    will use counts as part of its tree: its memory, and the CPU it spends meanwhile."""
     import resource
 
     os.sync()  # the previous run's (or the data's) writes reach the disk before this one starts
     time.sleep(1)
     load = os.getloadavg()[0]
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    service = warm_gx_service()
     with open(log, "w", encoding="utf-8") as fh:
         t_epoch = time.time()
         t0 = time.monotonic()
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-        with TreePeak(proc.pid, interval=0.2) as peak:
+        with TreePeak(proc.pid, interval=0.2, extra=(service,) if service else ()) as peak:
             rc = proc.wait()
         seconds = time.monotonic() - t0
     times = [t for t, _ in peak.timeline]
@@ -340,7 +367,9 @@ def _timed(cmd: list[str], log: Path, env: dict[str, str]) -> dict:
             "cpu_s": round(max(peak.cpu_s, reaped), 1), "cpu_sampled_s": round(peak.cpu_s, 1),
             "cpu_reaped_s": round(reaped, 1), "cpu_timeline": peak.timeline, "_times": times,
             "load_avg_before": round(load, 2), "load_avg_after": round(os.getloadavg()[0], 2),
-            "peak_tree_rss_mb": round(peak.peak_mb, 1), "rss_samples": peak.samples}
+            "peak_tree_rss_mb": round(peak.peak_mb, 1), "rss_samples": peak.samples,
+            "gx_service": "warm (started by an earlier run)" if service else "none: the run starts it"
+            if os.environ.get("DATASET_PLATFORM_GX_IDLE", "").strip() not in ("0", "0.0") else "off"}
 
 
 def _child_env() -> dict[str, str]:
@@ -498,7 +527,7 @@ def graph_run(name: str, out: Path, work: Path, docs: int, cores: int) -> dict:
     res.update(name=name, input_docs=docs, docs_per_s=round(docs / res["seconds"], 1),
                docs_per_s_per_core=round(docs / res["seconds"] / cores, 1))
     print(f"[{name}] exit {res['returncode']} in {res['seconds']:.1f}s, peak tree RSS "
-          f"{res['peak_tree_rss_mb']:.0f} MB", file=sys.stderr)
+          f"{res['peak_tree_rss_mb']:.0f} MB; GX service: {res['gx_service']}", file=sys.stderr)
     return res
 
 
