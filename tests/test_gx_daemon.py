@@ -142,3 +142,14 @@ def test_a_folder_that_others_can_enter_is_not_used(monkeypatch, private_tmp):
     monkeypatch.delenv(gx_service.ADDRESS_ENV, raising=False)
     assert gx_service.daemon() is None
     assert list(shared.iterdir()) == []
+
+
+def test_the_same_interpreter_by_another_name_is_the_same_code(tmp_path):
+    """`python3` and `python3.11` (the CLI's entry script) are one interpreter: one service."""
+    link = tmp_path / "python-by-another-name"
+    link.symlink_to(os.path.realpath(sys.executable))
+    code = "from dataset_platform.checks import gx_service; print(gx_service.fingerprint())"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATASET_PLATFORM_GX")}
+    prints = {subprocess.run([exe, "-c", code], capture_output=True, text=True, env=env, check=True).stdout.strip()
+              for exe in (sys.executable, str(link))}
+    assert len(prints) == 1 and len(next(iter(prints))) == 16

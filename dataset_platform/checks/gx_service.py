@@ -24,8 +24,8 @@ process of its own session that outlives the run, and the next runs of the same 
 ends after ``DATASET_PLATFORM_GX_IDLE`` seconds (default 900) without a run, or at once when another
 service took its address; ``DATASET_PLATFORM_GX_IDLE=0`` turns it off (each run then starts and ends
 a worker of its own, as before). It is found in a folder of the user's own (``dpgx-<uid>`` in the
-temporary folder, mode 0700), under a fingerprint of the code that serves: the interpreter, GX's
-version, every module of this package (path, size, modification time) and the
+temporary folder, mode 0700), under a fingerprint of the code that serves: the interpreter (its real path and prefix), GX's
+version, where this package is and every module of it (path, size, modification time) and the
 ``DATASET_PLATFORM_*`` settings, so a run never sends its calls to a service that runs other code.
 """
 
@@ -237,8 +237,10 @@ def fingerprint() -> str:
         gx_version = version("great_expectations")
     except PackageNotFoundError:  # pragma: no cover
         gx_version = "?"
-    h = hashlib.sha256(f"{sys.executable}\0{sys.version}\0{gx_version}".encode())
     package = Path(__file__).resolve().parents[1]
+    # (the interpreter by its real path: `python3` and `python3.11` are one; a venv by its prefix)
+    h = hashlib.sha256(f"{os.path.realpath(sys.executable)}\0{sys.prefix}\0{sys.version}\0{gx_version}\0"
+                       f"{package}".encode())
     for path in sorted(package.rglob("*.py")):
         st = path.stat()
         h.update(f"\0{path.relative_to(package)}\0{st.st_size}\0{st.st_mtime_ns}".encode())
