@@ -149,7 +149,7 @@ class TreePeak(_Sampler):
     def __init__(self, root: int, interval: float = 0.2, extra: tuple[int, ...] = ()) -> None:
         super().__init__(interval)
         self.root = root
-        self.extra = tuple(extra)  # processes outside the tree that serve it (a warm GX service)
+        self.extra = tuple(extra)  # processes outside the tree that serve it (a warm GX service), and theirs
         self._base: dict[int, int] = {}  # their CPU ticks before: only what they spend meanwhile counts
         self.peak_mb = 0.0
         self.samples = 0
@@ -163,14 +163,15 @@ class TreePeak(_Sampler):
     def _sample(self) -> None:
         total = 0.0
         tree = [self.root, *_descendants(self.root)]
-        for pid in [*tree, *(p for p in self.extra if p not in tree)]:
+        served = [p for e in self.extra for p in (e, *_descendants(e)) if p not in tree]
+        for pid in [*tree, *served]:
             total += vm_rss_mb(pid)
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
                 ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
             except (OSError, IndexError, ValueError):
                 continue
-            if pid in self.extra:
+            if pid in served:
                 ticks -= self._base.setdefault(pid, ticks)
             self._cpu_ticks[pid] = max(self._cpu_ticks.get(pid, 0), ticks)
         self.peak_mb = max(self.peak_mb, total)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from test_check_scope import LAYER, _cfg
-from test_gx_service import _alive
+from test_gx_service import _alive, _parent
 from test_gx_worker import layer_with_a_critical_failure
 
 from dataset_platform.checks import gx_service
@@ -35,7 +35,8 @@ from dataset_platform.workdir import Workdir
 address = gx_service.daemon()
 checked = gx_worker.suite_check(_cfg(), Workdir.at(sys.argv[1]), LAYER, Path(sys.argv[2]))
 served_by = gx_worker._pool().submit(os.getpid).result()
-print(json.dumps({"address": address, "me": os.getpid(), "served_by": served_by,
+service = gx_worker._pool().submit(os.getppid).result()
+print(json.dumps({"address": address, "me": os.getpid(), "served_by": served_by, "service": service,
                   "rows_validated": checked.rows_validated,
                   "critical_passed": checked.outcome.critical_passed}))
 gx_worker.shutdown()
@@ -90,8 +91,9 @@ def test_the_next_run_of_the_same_code_is_served_warm_and_other_code_gets_its_ow
         assert run["served_by"] != run["me"]  # not on the run's own process...
         assert run["rows_validated"] == local.rows_validated == 200  # ... with the verdict it gives itself
         assert run["critical_passed"] is local.outcome.critical_passed is False
-    assert second["served_by"] == first["served_by"]  # the same service, still there after the first run
-    assert _alive(first["served_by"]) and _services(private_tmp) == [first["served_by"]]
+        assert _parent(run["served_by"]) == run["service"]  # on a GX process of the service
+    assert second["service"] == first["service"]  # the same service, still there after the first run
+    assert _alive(first["service"]) and _services(private_tmp) == [first["service"]]
     folder = Path(first["address"]).parent
     assert folder == private_tmp / f"dpgx-{os.getuid()}"
     assert os.stat(folder).st_mode & 0o777 == 0o700
@@ -100,21 +102,21 @@ def test_the_next_run_of_the_same_code_is_served_warm_and_other_code_gets_its_ow
 
     # another setting is other code: a service of its own; the first one still serves its code
     other = _run(private_tmp, wd, suite, DATASET_PLATFORM_TEST_SETTING="x")
-    assert other["served_by"] != first["served_by"] and other["address"] != first["address"]
-    assert _run(private_tmp, wd, suite)["served_by"] == first["served_by"]
+    assert other["service"] != first["service"] and other["address"] != first["address"]
+    assert _run(private_tmp, wd, suite)["service"] == first["service"]
 
 
 def test_a_service_ends_when_idle_and_a_later_run_starts_a_new_one(tmp_path, private_tmp):
     wd, suite = layer_with_a_critical_failure(tmp_path)
     first = _run(private_tmp, wd, suite, **{gx_service.IDLE_ENV: "1"})
     deadline = time.monotonic() + 20
-    while _alive(first["served_by"]) and time.monotonic() < deadline:
+    while (_alive(first["service"]) or _alive(first["served_by"])) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _alive(first["served_by"])
+    assert not _alive(first["service"]) and not _alive(first["served_by"])  # its GX processes with it
     assert not Path(first["address"]).exists()  # its address and key are removed with it
     assert not Path(first["address"]).with_suffix(".key").exists()
     again = _run(private_tmp, wd, suite, **{gx_service.IDLE_ENV: "1"})
-    assert again["served_by"] != first["served_by"] and again["rows_validated"] == 200
+    assert again["service"] != first["service"] and again["rows_validated"] == 200
 
 
 def test_turned_off_no_service_is_started_and_the_run_uses_its_own_worker(tmp_path, private_tmp):
@@ -153,3 +155,27 @@ def test_the_same_interpreter_by_another_name_is_the_same_code(tmp_path):
     prints = {subprocess.run([exe, "-c", code], capture_output=True, text=True, env=env, check=True).stdout.strip()
               for exe in (sys.executable, str(link))}
     assert len(prints) == 1 and len(next(iter(prints))) == 16
+
+
+def test_a_run_has_two_calls_in_flight_on_the_service(private_tmp, monkeypatch):
+    """Two calls at once run side by side, on two GX processes: the first waits for a file that
+    only the second creates (one after the other, the first would time out)."""
+    import concurrent.futures
+
+    monkeypatch.setenv("TMPDIR", str(private_tmp))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    monkeypatch.setenv(gx_service.IDLE_ENV, "30")
+    for name in (gx_service.ADDRESS_ENV, gx_service.KEY_ENV):
+        monkeypatch.delenv(name, raising=False)
+    assert gx_service.daemon() is not None
+    pool = gx_service.connect()
+    flag = private_tmp / "flag"
+    try:
+        waiting = pool.submit(subprocess.run, ["sh", "-c", f"until [ -e {flag} ]; do sleep 0.05; done"],
+                              timeout=60, check=True)
+        creating = pool.submit(subprocess.run, ["touch", str(flag)], check=True)
+        done, _ = concurrent.futures.wait([waiting, creating], timeout=90)
+        assert len(done) == 2 and waiting.result().returncode == 0 and creating.result().returncode == 0
+        assert pool.submit(os.getppid).result() in _services(private_tmp)
+    finally:
+        pool.shutdown()

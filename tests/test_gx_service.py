@@ -1,5 +1,5 @@
 """The GX worker that Dagster's code server keeps warm for the runs it launches
-(checks/gx_service.py): every launched run is served by the same process, with the verdict it
+(checks/gx_service.py): every launched run is served by the same service, with the verdict it
 would compute itself, and that process ends with the code server."""
 
 from __future__ import annotations
@@ -17,6 +17,11 @@ from dataset_platform.checks import gx_service
 from dataset_platform.checks.suite_check import run_suite_check
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+        return int(f.read().rsplit(") ", 1)[1].split()[1])
 
 
 def _alive(pid: int) -> bool:
@@ -45,9 +50,12 @@ def test_launched_runs_share_the_code_servers_worker_which_ends_with_it(tmp_path
     service = started["service"]
 
     local = run_suite_check(_cfg(), wd, LAYER, suite)
+    gx_processes = set()
     for run in (first, second):
         assert run["exitcode"] == 0
-        assert run["served_by"] == service != run["me"]  # the code server's worker, not one of its own
+        assert run["served_by"] != run["me"]  # the code server's worker, not one of its own:
+        assert _parent(run["served_by"]) == service  # one of its service's GX processes
+        gx_processes.add(run["served_by"])
         assert run["children"] == []  # it started no worker process
         assert run["rows_validated"] == local.rows_validated == 200
         assert run["critical_passed"] is local.outcome.critical_passed is False
@@ -55,9 +63,9 @@ def test_launched_runs_share_the_code_servers_worker_which_ends_with_it(tmp_path
     assert wrong_key == {"wrong_key": "AuthenticationError"}  # a process without the key is refused...
     # ... and the service still served the next run (above); killed with its code server, it ends
     deadline = time.monotonic() + 10
-    while _alive(service) and time.monotonic() < deadline:
+    while (_alive(service) or any(map(_alive, gx_processes))) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _alive(service)
+    assert not _alive(service) and not any(map(_alive, gx_processes))  # its GX processes with it
 
 
 def test_without_a_reachable_service_a_run_uses_a_worker_of_its_own(tmp_path, monkeypatch):

@@ -1,21 +1,27 @@
-"""The GX worker kept warm across runs, for runs that Dagster's code server launches.
+"""The GX worker kept warm across runs: one service per code location, or per user and code for
+the CLI's runs.
 
 A run launched from the UI or by a sensor is a new process that the code server spawns. With a
 worker of its own (``gx_worker``), its first suite check waits for GX's import (2-3 s), which a
 +1 % refresh pays in full: at 100k documents, 1.7 s of an 8.7 s run. The code server, unlike its
 runs, lives as long as the code location: when it imports our definitions (``definitions.py``) it
-starts this service, one process that imports GX once and then serves every run of that code
+starts this service (``serve``), which imports GX once and then serves every run of that code
 location. The runs find it through two environment variables that the code server sets before it
 spawns them (its children inherit them): the address of a Unix socket in a private temporary
 folder, and a random key that both ends prove with ``multiprocessing.connection``'s handshake.
 
 A run sends the same calls it would submit to its own worker (a picklable module-level function
-and its arguments) and gets their value or their exception back. One call runs at a time, as on a
-worker process of its own. When the service cannot be reached, the run starts its own worker; when
-it goes away during a call, that call fails as a broken worker would (``gx_worker.suite_check``).
-The service ends when the code server does (its parent's pid is watched: the kernel's parent-death
-signal would fire when the *thread* that started it ends, and the code server may import user code
-on a short-lived thread), or when the code server is reloaded, which is a new process.
+and its arguments) and gets their value or their exception back. The service is a small process
+that imports neither GX nor our code: it hands each call, still pickled, to one of its
+``WORKERS`` GX processes (each imports GX once, when the service starts) and sends the pickled
+answer back. A run keeps up to ``WORKERS`` calls in flight, one per connection: two suites a step
+wrote validate side by side, and a Data Docs page on one process never delays a verdict on the
+other (the run's main process is idle while its checks wait). When the service cannot be reached,
+the run starts its own worker; when it goes away during a call, that call fails as a broken
+worker would (``gx_worker.suite_check``). The code server's service ends when the code server
+does (its parent's pid is watched: the kernel's parent-death signal would fire when the *thread*
+that started it ends, and the code server may import user code on a short-lived thread), or when
+the code server is reloaded, which is a new process; its GX processes watch theirs the same way.
 
 ``dataset-platform run`` has no code server: each run is a new process, and its first suite check
 waited for GX's import (at 100k documents, 0.3-1.6 s of a 13 s +1 % refresh; GX's import is 4 s).
@@ -24,9 +30,10 @@ process of its own session that outlives the run, and the next runs of the same 
 ends after ``DATASET_PLATFORM_GX_IDLE`` seconds (default 900) without a run, or at once when another
 service took its address; ``DATASET_PLATFORM_GX_IDLE=0`` turns it off (each run then starts and ends
 a worker of its own, as before). It is found in a folder of the user's own (``dpgx-<uid>`` in the
-temporary folder, mode 0700), under a fingerprint of the code that serves: the interpreter (its real path and prefix), GX's
-version, where this package is and every module of it (path, size, modification time) and the
-``DATASET_PLATFORM_*`` settings, so a run never sends its calls to a service that runs other code.
+temporary folder, mode 0700), under a fingerprint of the code that serves: the interpreter (its
+real path and prefix), GX's version, where this package is and every module of it (path, size,
+modification time) and the ``DATASET_PLATFORM_*`` settings, so a run never sends its calls to a
+service that runs other code.
 """
 
 from __future__ import annotations
@@ -34,13 +41,14 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import pickle
 import stat
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from multiprocessing.connection import Client, Listener
@@ -51,6 +59,8 @@ KEY_ENV = "DATASET_PLATFORM_GX_SERVICE_KEY"
 #: seconds a service that the CLI started waits for the next run before it ends; 0: no such service
 IDLE_ENV = "DATASET_PLATFORM_GX_IDLE"
 DEFAULT_IDLE = 900.0
+#: the service's GX processes, and the calls a run keeps in flight on it
+WORKERS = 2
 #: settings that are not part of the code's fingerprint (the calls carry the config and workdir)
 _NOT_CODE = {ADDRESS_ENV, KEY_ENV, IDLE_ENV, "DATASET_PLATFORM_CONFIG", "DATASET_PLATFORM_WORKDIR"}
 
@@ -63,20 +73,17 @@ def is_code_server() -> bool:
     return sys.argv[1:3] == ["api", "grpc"]
 
 
-def serve() -> str:
-    """Start the service (once per process) and publish its address to the processes this one
-    will spawn; returns the address. Does not wait for GX's import."""
+def serve(wait: float = 30.0) -> str:
+    """Start the code server's service (once per process) and publish its address to the
+    processes this one will spawn; returns the address. Waits until it listens (a fraction of a
+    second), not for GX's import."""
     if "address" in _STARTED:
         return str(_STARTED["address"])
-    folder = tempfile.mkdtemp(prefix="dataset-platform-gx-")  # (mode 0700)
-    address = os.path.join(folder, "gx.sock")
-    key = os.urandom(32)
-    ctx = get_context("spawn")
-    ready = ctx.Event()
-    proc = ctx.Process(target=_serve, args=(address, key, os.getpid(), ready), name="dataset-platform-gx",
-                       daemon=True)
-    proc.start()
-    ready.wait(30)  # the socket is bound (milliseconds): a run spawned next can connect
+    folder = Path(tempfile.mkdtemp(prefix="dataset-platform-gx-"))  # (mode 0700)
+    address, key_file = str(folder / "gx.sock"), folder / "gx.key"
+    key, proc = _start(address, key_file, f"parent:{os.getpid()}", wait)
+    if key is None:
+        raise RuntimeError(f"the GX service did not start within {wait:g} s: see {key_file.with_suffix('.log')}")
     os.environ[ADDRESS_ENV] = address
     os.environ[KEY_ENV] = key.hex()
     _STARTED.update(address=address, process=proc)
@@ -89,25 +96,45 @@ def connect() -> RemotePool | None:
     if not address or not key:
         return None
     try:
-        return RemotePool(Client(address, family="AF_UNIX", authkey=bytes.fromhex(key)))
+        return RemotePool(address, bytes.fromhex(key))
     except (OSError, EOFError, ValueError):  # gone (the code server was reloaded), or a stale variable
         return None
 
 
 class RemotePool:
-    """The part of ``ProcessPoolExecutor`` that ``gx_worker`` uses, over one connection."""
+    """The part of ``ProcessPoolExecutor`` that ``gx_worker`` uses: up to ``WORKERS`` calls in
+    flight, each on a connection of its own (opened on first use by each calling thread)."""
 
-    def __init__(self, conn) -> None:
-        self._conn = conn
-        self._calls = ThreadPoolExecutor(1, thread_name_prefix="gx-service")
+    def __init__(self, address: str, key: bytes) -> None:
+        self._address, self._key = address, key
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._conns = [self._open()]  # (one now: the service is there, or this raises)
+        self._spare = self._conns[0]  # (handed to the first calling thread)
+        self._calls = ThreadPoolExecutor(WORKERS, thread_name_prefix="gx-service")
+
+    def _open(self):
+        return Client(self._address, family="AF_UNIX", authkey=self._key)
+
+    def _conn(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            with self._lock:
+                conn, self._spare = self._spare, None
+                if conn is None:
+                    conn = self._open()
+                    self._conns.append(conn)
+            self._local.conn = conn
+        return conn
 
     def submit(self, fn, /, *args, **kwargs) -> Future:
         return self._calls.submit(self._call, fn, args, kwargs)
 
     def _call(self, fn, args, kwargs):
         try:
-            self._conn.send((fn, args, kwargs))
-            ok, value = self._conn.recv()
+            conn = self._conn()
+            conn.send_bytes(pickle.dumps((fn, args, kwargs)))
+            ok, value = pickle.loads(conn.recv_bytes())
         except (OSError, EOFError) as e:
             raise BrokenProcessPool(f"the GX service ended during a call: {type(e).__name__}: {e}") from e
         if ok:
@@ -117,18 +144,12 @@ class RemotePool:
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._calls.shutdown(wait=wait, cancel_futures=cancel_futures)
         if wait:
-            self._conn.close()
+            for conn in self._conns:
+                conn.close()
 
 
-def _serve(address: str, key: bytes, parent: int, ready) -> None:
-    def watch_parent() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(0)
-
-    listener = Listener(address, family="AF_UNIX", authkey=key)
-    ready.set()
-    _accept(listener, watch_parent, _Activity())
+# ---------------------------------------------------------------------------------------------
+# the service process (``python -m dataset_platform.checks.gx_service``)
 
 
 class _Activity:
@@ -153,66 +174,133 @@ class _Activity:
             return 0.0 if self.open else time.monotonic() - self.since
 
 
-def _accept(listener: Listener, watch, activity: _Activity) -> None:
-    """Warm GX, then serve every connection on a thread of its own until ``watch`` ends the process."""
-    from dataset_platform.checks import gx_worker
-
-    one_at_a_time = threading.Lock()
-
-    def warm() -> None:
-        with one_at_a_time:
-            gx_worker._warm()
+def _watch(parent: int) -> None:
+    """End this process once its parent has (polled: see the module docstring)."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
 
     threading.Thread(target=watch, daemon=True).start()
-    threading.Thread(target=warm, daemon=True).start()
+
+
+def _worker_init(parent: int) -> None:
+    """A GX process of the service: ends with the service; imports GX now."""
+    _watch(parent)
+    from dataset_platform.checks import gx_worker
+
+    gx_worker._warm()
+
+
+def _run_call(blob: bytes) -> bytes:
+    """On a GX process: a pickled call, its pickled answer ((True, value) or (False, exception))."""
+    try:
+        fn, args, kwargs = pickle.loads(blob)
+    except Exception as e:  # a call whose function this code cannot load
+        return pickle.dumps((False, RuntimeError(f"the GX service cannot read the call: {type(e).__name__}: {e}")))
+    try:
+        answer = (True, fn(*args, **kwargs))
+    except BaseException as e:  # the caller's exception, as a worker process returns it
+        answer = (False, e)
+    try:
+        return pickle.dumps(answer)
+    except Exception as e:  # a value or exception that does not pickle: say what it was
+        ok, value = answer
+        what = "value" if ok else f"exception {type(value).__name__}: {value}"
+        return pickle.dumps((False, RuntimeError(f"the GX service could not send back the call's {what}: {e}"[:2000])))
+
+
+class _Workers:
+    """The service's GX processes (started now, each importing GX); a new set when they broke."""
+
+    def __init__(self, activity: _Activity) -> None:
+        self.lock = threading.Lock()
+        self.activity = activity
+        self.pool = self._new()
+
+    def _new(self) -> ProcessPoolExecutor:
+        """The GX processes, one after the other: the first now (a run that started the service
+        waits for its import), the others once it is warm and no run is connected (GX's import
+        would take a core from that run's stages: the CLI's service warms them after its first run)."""
+        pool = ProcessPoolExecutor(WORKERS, mp_context=get_context("spawn"), initializer=_worker_init,
+                                   initargs=(os.getpid(),))
+
+        def start() -> None:  # (a task while every process is busy starts the next process)
+            try:
+                for n in range(1, WORKERS + 1):
+                    while n > 1 and self.activity.idle_for() == 0:
+                        time.sleep(0.2)
+                    for f in [pool.submit(time.sleep, 0.2) for _ in range(n)]:
+                        f.result()
+            except Exception:  # (broken or shut: ``run`` starts a new set)
+                pass
+
+        threading.Thread(target=start, daemon=True).start()
+        return pool
+
+    def run(self, blob: bytes) -> bytes:
+        with self.lock:
+            pool = self.pool
+        try:
+            return pool.submit(_run_call, blob).result()
+        except BrokenProcessPool as e:
+            with self.lock:
+                if self.pool is pool:
+                    self.pool = self._new()
+            return pickle.dumps((False, BrokenProcessPool(f"a GX process of the service ended during a call: {e}")))
+
+
+def _service_main(address: str, key_file: str, mode: str) -> None:
+    key = Path(key_file).read_bytes()
+    listener = Listener(address, family="AF_UNIX", authkey=key)
+    activity = _Activity()
+    workers = _Workers(activity)
+    if mode.startswith("parent:"):  # the code server's: ends with it
+        _watch(int(mode.split(":", 1)[1]))
+    else:  # the CLI's: ends when idle, or when another service took its address
+        threading.Thread(target=_watch_idle, args=(address, key_file, float(mode), activity), daemon=True).start()
     while True:
         try:
             conn = listener.accept()
         except Exception:  # a client that failed the handshake: serve the next one
             continue
         activity.begin()
-        threading.Thread(target=_answer, args=(conn, one_at_a_time, activity), daemon=True).start()
+        threading.Thread(target=_answer, args=(conn, workers, activity), daemon=True).start()
 
 
-def _answer(conn, one_at_a_time: threading.Lock, activity: _Activity) -> None:
+def _watch_idle(address: str, key_file: str, idle: float, activity: _Activity) -> None:
+    mine = os.stat(address).st_ino
+    while True:
+        time.sleep(min(1.0, idle / 4))
+        try:
+            taken = os.stat(address).st_ino != mine
+        except FileNotFoundError:
+            taken = True
+        if taken:  # another service has this address now
+            os._exit(0)
+        if activity.idle_for() >= idle:
+            for path in (address, key_file):
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+            os._exit(0)
+
+
+def _answer(conn, workers: _Workers, activity: _Activity) -> None:
     try:
-        _answer_calls(conn, one_at_a_time)
+        with conn:
+            while True:
+                try:
+                    blob = conn.recv_bytes()
+                except (OSError, EOFError):
+                    return  # the run ended
+                try:
+                    conn.send_bytes(workers.run(blob))
+                except (OSError, EOFError):
+                    return
     finally:
         activity.end()
-
-
-def _answer_calls(conn, one_at_a_time: threading.Lock) -> None:
-    with conn:
-        while True:
-            try:
-                fn, args, kwargs = conn.recv()
-            except (OSError, EOFError):
-                return  # the run ended
-            except Exception as e:  # a call whose function this code cannot load
-                _send(conn, (False, RuntimeError(f"the GX service cannot read the call: {type(e).__name__}: {e}")))
-                continue
-            try:
-                with one_at_a_time:
-                    answer = (True, fn(*args, **kwargs))
-            except BaseException as e:  # the caller's exception, as a worker process returns it
-                answer = (False, e)
-            if not _send(conn, answer):
-                return
-
-
-def _send(conn, answer: tuple) -> bool:
-    try:
-        conn.send(answer)
-    except (OSError, EOFError):
-        return False
-    except Exception as e:  # a value or exception that does not pickle: say what it was
-        ok, value = answer
-        what = "value" if ok else f"exception {type(value).__name__}: {value}"
-        try:
-            conn.send((False, RuntimeError(f"the GX service could not send back the call's {what}: {e}"[:2000])))
-        except (OSError, EOFError):
-            return False
-    return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,7 +370,7 @@ def daemon(wait: float = 10.0) -> str | None:
         fcntl.flock(lock, fcntl.LOCK_EX)  # (two runs at once start one service)
         key = _reachable(address, key_file)
         if key is None:
-            key = _start(address, key_file, idle, wait)
+            key, _ = _start(address, key_file, str(idle), wait)
     if key is None:
         return None
     os.environ[ADDRESS_ENV] = address
@@ -300,7 +388,9 @@ def _reachable(address: str, key_file: Path) -> bytes | None:
     return key
 
 
-def _start(address: str, key_file: Path, idle: float, wait: float) -> bytes | None:
+def _start(address: str, key_file: Path, mode: str, wait: float) -> tuple[bytes | None, subprocess.Popen]:
+    """Start a service at ``address`` (``mode``: ``parent:<pid>``, or the seconds it waits idle)
+    with a new key in ``key_file`` (0600); its key once it answers within ``wait`` seconds."""
     key = os.urandom(32)
     for stale in (address, str(key_file)):
         try:
@@ -311,44 +401,19 @@ def _start(address: str, key_file: Path, idle: float, wait: float) -> bytes | No
     with os.fdopen(fd, "wb") as f:
         f.write(key)
     env = {k: v for k, v in os.environ.items() if k not in _NOT_CODE}
-    log = open(key_file.with_suffix(".log"), "ab")
-    with log:
-        subprocess.Popen([sys.executable, "-m", "dataset_platform.checks.gx_service", address, str(key_file),
-                          str(idle)], stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/", env=env,
-                         start_new_session=True, close_fds=True)
+    with open(key_file.with_suffix(".log"), "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "dataset_platform.checks.gx_service", address, str(key_file),
+                                 mode], stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/", env=env,
+                                start_new_session=not mode.startswith("parent:"), close_fds=True)
     deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and proc.poll() is None:
         if _reachable(address, key_file) is not None:
-            return key
+            return key, proc
         time.sleep(0.02)
-    return None
+    return None, proc
 
 
-def _daemon_main(address: str, key_file: str, idle: float) -> None:
-    key = Path(key_file).read_bytes()
-    listener = Listener(address, family="AF_UNIX", authkey=key)
-    mine = os.stat(address).st_ino
-    activity = _Activity()
+if __name__ == "__main__":  # (by its module's name: what the GX processes are given pickles by it)
+    from dataset_platform.checks import gx_service
 
-    def watch_idle() -> None:
-        while True:
-            time.sleep(min(1.0, idle / 4))
-            try:
-                taken = os.stat(address).st_ino != mine
-            except FileNotFoundError:
-                taken = True
-            if taken:  # another service has this address now
-                os._exit(0)
-            if activity.idle_for() >= idle:
-                for path in (address, key_file):
-                    try:
-                        os.unlink(path)
-                    except FileNotFoundError:
-                        pass
-                os._exit(0)
-
-    _accept(listener, watch_idle, activity)
-
-
-if __name__ == "__main__":
-    _daemon_main(sys.argv[1], sys.argv[2], float(sys.argv[3]))
+    gx_service._service_main(sys.argv[1], sys.argv[2], sys.argv[3])
