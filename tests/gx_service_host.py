@@ -21,12 +21,13 @@ def a_launched_run(wd_root: str, suite: str, out) -> None:
     gx_worker.start()  # as definitions.py does in a launched run
     checked = gx_worker.suite_check(_cfg(), Workdir.at(wd_root), LAYER, Path(suite))
     served_by = gx_worker._pool().submit(os.getpid).result()
+    served_from = gx_worker._pool().submit(os.getppid).result()  # (the service: the GX processes' parent)
     try:
         gx_worker._pool().submit(int, "not a number").result()
         raised = None
     except ValueError as e:
         raised = str(e)
-    out.put({"me": os.getpid(), "served_by": served_by, "children": [p.pid for p in mp.active_children()],
+    out.put({"me": os.getpid(), "served_by": served_by, "served_from": served_from, "children": [p.pid for p in mp.active_children()],
              "rows_validated": checked.rows_validated, "critical_passed": checked.outcome.critical_passed,
              "raised": raised})
     gx_worker.shutdown()

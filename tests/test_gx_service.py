@@ -54,7 +54,7 @@ def test_launched_runs_share_the_code_servers_worker_which_ends_with_it(tmp_path
     for run in (first, second):
         assert run["exitcode"] == 0
         assert run["served_by"] != run["me"]  # the code server's worker, not one of its own:
-        assert _parent(run["served_by"]) == service  # one of its service's GX processes
+        assert run["served_from"] == service  # one of its service's GX processes
         gx_processes.add(run["served_by"])
         assert run["children"] == []  # it started no worker process
         assert run["rows_validated"] == local.rows_validated == 200

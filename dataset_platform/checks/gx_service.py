@@ -61,6 +61,8 @@ IDLE_ENV = "DATASET_PLATFORM_GX_IDLE"
 DEFAULT_IDLE = 900.0
 #: the service's GX processes, and the calls a run keeps in flight on it
 WORKERS = 2
+#: seconds without a run before the service starts its GX processes after the first
+WARM_AFTER_IDLE = 10.0
 #: settings that are not part of the code's fingerprint (the calls carry the config and workdir)
 _NOT_CODE = {ADDRESS_ENV, KEY_ENV, IDLE_ENV, "DATASET_PLATFORM_CONFIG", "DATASET_PLATFORM_WORKDIR"}
 
@@ -220,15 +222,16 @@ class _Workers:
 
     def _new(self) -> ProcessPoolExecutor:
         """The GX processes, one after the other: the first now (a run that started the service
-        waits for its import), the others once it is warm and no run is connected (GX's import
-        would take a core from that run's stages: the CLI's service warms them after its first run)."""
+        waits for its import), the others once it is warm and no run has been connected for
+        ``WARM_AFTER_IDLE`` seconds (GX's import would take a core from a run's stages: the CLI's
+        service warms them after its first run, unless the next run follows at once)."""
         pool = ProcessPoolExecutor(WORKERS, mp_context=get_context("spawn"), initializer=_worker_init,
                                    initargs=(os.getpid(),))
 
         def start() -> None:  # (a task while every process is busy starts the next process)
             try:
                 for n in range(1, WORKERS + 1):
-                    while n > 1 and self.activity.idle_for() == 0:
+                    while n > 1 and self.activity.idle_for() < WARM_AFTER_IDLE:
                         time.sleep(0.2)
                     for f in [pool.submit(time.sleep, 0.2) for _ in range(n)]:
                         f.result()
