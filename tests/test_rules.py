@@ -424,6 +424,32 @@ def test_real_chinese_pages_are_mostly_kept_with_zh_settings():
     assert kept / len(zh) >= 0.6, [(r["rule"], r["value"]) for r in zh if r["rule"]]
 
 
+def test_zh_words_equal_jieba_on_real_pages_and_mixed_scripts():
+    """The clean stage's Chinese words come from jieba-rs (rjieba), 12x faster than jieba: they must
+    stay jieba 0.42.1's accurate-mode words without HMM, line by line, on the shared corpus's Chinese
+    pages and on random strings mixing Han, Latin, digits, CJK and ASCII punctuation, emoji, kana,
+    Hangul and rare-plane ideographs (the block splitting is where ports tend to differ)."""
+    import random
+
+    import jieba
+
+    from dataset_platform.stages.clean.text import normalise_text, tokenizer
+
+    path = shared_corpus("webextract") / "groundtruth.jsonl"
+    rows = [json.loads(line) for line in path.open(encoding="utf-8")]
+    lines = [ln for r in rows if r.get("lang") == "zh" and r.get("text")
+             for ln in normalise_text(r["text"]).split("\n") if ln]
+    assert len(lines) >= 200
+    rng = random.Random(7)
+    pool = (list("中文维基百科是一个自由的北京大学生活动") + list("abcXYZ0123456789+#&._%-")
+            + list(" 　，。！？、“”（）《》…—😀𠀀é日本ｶﾅ한국\u00a0'\"/:;@\u200d"))
+    lines += ["".join(rng.choice(pool) for _ in range(rng.randint(1, 40))) for _ in range(20000)]
+    ref = jieba.Tokenizer()
+    zh = tokenizer("zh")
+    differ = [ln for ln in lines if zh(ln) != [w for w in ref.lcut(ln, HMM=False) if not w.isspace()]]
+    assert not differ, differ[:5]
+
+
 def test_normalise_array_equals_normalise_text():
     """The set-based normaliser (RE2 + ftfy only where it can act) gives what the per-text one does."""
     from dataset_platform.stages.clean.text import _badness_re2, normalise_array, normalise_text
@@ -431,12 +457,80 @@ def test_normalise_array_equals_normalise_text():
     assert _badness_re2() is not None  # ftfy's mojibake test converted to RE2 and checked against ftfy
     texts = [article(6), zh_article(4), "cafÃ© au lait â€” naÃ¯ve", "Tom &amp; Jerry\x85next", "a\x07b\u200b c",
              "  lead\u3000space \r\n\r\n\r\n\r\n tail  ", "ＡＢＣ１２３，全角。", "", "“curly” quotes ﬁne",
-             "x\x1b[31mred\x1b[0m", "Ð¿Ñ€Ð¸Ð²ÐµÑ‚ Ð¼Ð¸Ñ€", "l\u2028m\u2029n\x0bo\x0cp"]
+             "x\x1b[31mred\x1b[0m", "Ð¿Ñ€Ð¸Ð²ÐµÑ‚ Ð¼Ð¸Ñ€", "l\u2028m\u2029n\x0bo\x0cp",
+             "one\ttwo three\u00a0 four  five \u3000six\x1c seven"]
     texts += [t.encode("utf-8").decode("latin-1") for t in texts[:3]]
     nfkc = [i % 3 == 0 for i in range(len(texts))]
     got = normalise_array(texts + [None], nfkc + [False]).to_pylist()
     assert got == [normalise_text(t, nfkc=f) for t, f in zip(texts, nfkc)] + [""]
     assert got[2] == "café au lait — naïve" and got[3] == "Tom & Jerry...next"  # what ftfy makes of the C1 character 0x85
+
+
+def test_ftfy_by_line_equals_ftfy_on_whole_texts():
+    """ftfy runs only on the lines it can change: the same texts (up to NFC, which follows) as ftfy
+    over whole texts, also where ftfy's "stop unescaping after a '<'" state matters, on the shared
+    corpus's pages and on random mixes of entities, mojibake, controls, tags and newlines."""
+    import random
+    import unicodedata
+
+    import ftfy
+
+    from dataset_platform.stages.clean.text import _ftfy_by_line, _ftfy_config
+
+    cfg = _ftfy_config()
+    rows = [json.loads(line) for line in (shared_corpus("webextract") / "groundtruth.jsonl").open(encoding="utf-8")]
+    texts = [r["text"] for r in rows if r.get("text")]
+    texts += [t.replace(". ", ". &amp; ", 3).replace("\n", " &#8217;\n", 2) for t in texts]
+    rng = random.Random(3)
+    pieces = ["caf\u00c3\u00a9", "&amp;", "&lt;b&gt;", "<b>", "&#8217;", "\x1b[31m", "\x85", "\u0080", "plain", "“q”",
+              "\n", "\n\n", " ", "naÃ¯ve", "Ã©tÃ© Â£5", "\u0301", "&nbsp;", "<", "\r\n", "\x00", "\ufeff", ""]
+    texts += ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 12))) for _ in range(5000)]
+    texts += ["&amp;<\n&amp;", "&amp;\n<&amp;\n&amp;", "x" * 1_000_001 + "&amp;\n&amp;"]  # the state; a segment cut by ftfy
+    want = [unicodedata.normalize("NFC", ftfy.fix_text(t, cfg)) for t in texts]
+    got = [unicodedata.normalize("NFC", t) for t in _ftfy_by_line(pa.array(texts, pa.string())).to_pylist()]
+    assert got == want
+    assert want[-3:-1] == ["&amp;<\n&amp;", "&\n<&amp;\n&amp;"]  # the cases mean what they say
+
+
+@pytest.mark.parametrize("lang", ["en", "ja", "zh"])
+def test_tokenize_lines_equals_the_tokeniser_line_by_line(lang):
+    """Words by distinct space-separated chunk (gathered with numpy) are the tokeniser's words line
+    by line, with the same ids; the chunk count is RE2's count of non-space runs. On the shared
+    corpus's pages (normalised) and on random lines of letters, digits, URLs, e-mail addresses,
+    initials, titles, clitics, units, dots and dashes; lines with other whitespace than single
+    spaces take the line-by-line path and give the same."""
+    import random
+
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from dataset_platform.stages.clean.text import normalise_array, tokenize_lines, tokenizer
+
+    rows = [json.loads(line) for line in (shared_corpus("webextract") / "groundtruth.jsonl").open(encoding="utf-8")]
+    texts = normalise_array([r["text"] for r in rows if r.get("text")]).to_pylist()
+    lines = [ln for t in texts for ln in t.split("\n")]
+    rng = random.Random(5)
+    pieces = ["word", "Word", "U.S.", "e.g.", "Mr.", "Dr", "don't", "it's", "we’re", "O'Neill", "1,000", "3.5",
+              "10:30", "600m", "5km", "https://example.test/a?b=1.", "a.b@example.test", "...", "--", "-", ",", ".",
+              "!", "(", ")", "“", "”", "café", "naïve", "日本語", "カタカナ", "中文", "²", "½", "_", "#tag", "@who", "+1",
+              "x-y", "end.", "", " ", " ", "  "]
+    lines += ["".join(rng.choice(pieces) + rng.choice(["", " ", " "]) for _ in range(rng.randint(0, 15)))
+              for _ in range(4000)]
+    tok = tokenizer(lang)
+    for sample in (lines, lines + ["tab\there", "nbsp\u00a0there"]):  # the second: line by line
+        arr = pa.array(sample, pa.string())
+        per_line = [tok(ln) if ln else [] for ln in sample]
+        flat = [w for ws in per_line for w in ws]
+        vocab = list(dict.fromkeys(flat))
+        index = {w: i for i, w in enumerate(vocab)}
+        ntok, ids, got_vocab, chunks = tokenize_lines(arr, lang)
+        assert ntok.tolist() == [len(ws) for ws in per_line]
+        assert got_vocab == vocab and ids.tolist() == [index[w] for w in flat]
+        if chunks is not None:
+            assert lang != "zh" and sample is lines
+            assert np.array_equal(chunks, pc.count_substring_regex(arr, r"\S+").to_numpy(zero_copy_only=False))
+        else:
+            assert lang == "zh" or sample is not lines
 
 
 def test_punctuation_sets_match_datatrove():

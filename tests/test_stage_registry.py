@@ -99,7 +99,7 @@ def test_warming_up_pays_a_stage_s_first_use_costs_and_never_fails_the_run(monke
 
     cfg = load_config(demo_config_path())
     runner.warm_up(cfg).join(timeout=120)
-    assert text._jieba is not None and text._jieba.initialized  # the cleaner's jieba loaded its dictionary
+    assert text._ZH_CUT is not None  # the cleaner's Chinese word dictionary is loaded
     calls = []
 
     def broken(settings):

@@ -4,8 +4,9 @@ One call handles a list of texts of one language profile. Lines, paragraphs and 
 whole batch are flattened into Arrow/numpy arrays (a document index per element); every statistic
 is then a vectorised operation over the batch: string predicates with ``pyarrow.compute``,
 duplicates by sorting (document, element id) keys, per-document sums with ``numpy.bincount``, and
-n-grams as rolling 64-bit hashes of word ids. The only per-document/per-line Python is the
-tokeniser call (a compiled regular expression, or jieba for Chinese).
+n-grams as rolling 64-bit hashes of word ids. The only per-element Python is the tokeniser
+(:func:`~dataset_platform.stages.clean.text.tokenize_lines`: a compiled regular expression once per
+distinct space-separated chunk, or jieba's words per line for Chinese).
 
 Semantics follow datatrove 0.10.1 (see rules.py); two documented differences:
 
@@ -26,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dataset_platform.contracts.rules import RULES, STOP_WORDS_EN
-from dataset_platform.stages.clean.text import tokenizer
+from dataset_platform.stages.clean.text import tokenize_lines
 
 # datatrove.utils.text.PUNCTUATION_SET: a word made only of these is a "symbol word"
 _PUNCT = "!/—”:％１〈&(、━\\【#%「」，】；+^]~“《„';’{|∶´[=-`*．（–？！：$～«〉,><》)?）。…@_.\"}►»" + "".join(
@@ -152,16 +153,9 @@ def measure(texts: list[str], profile: Profile) -> tuple[dict[str, np.ndarray], 
     n_lines_all = _bincount(line_doc, n)  # str.splitlines() keeps empty lines
 
     # ---- words, tokenised per line (so per-line word counts come for free)
-    tok = tokenizer(profile.lang)
-    py_lines = lines.to_pylist()
-    toks_per_line = [tok(ln) if ln else [] for ln in py_lines]
-    line_ntok = np.fromiter(map(len, toks_per_line), np.int64, len(toks_per_line))
-    flat = [w for ws in toks_per_line for w in ws]
-    tok_line = np.repeat(np.arange(len(py_lines)), line_ntok)
+    line_ntok, tok_id, vocab, line_chunks = tokenize_lines(lines, profile.lang)
+    tok_line = np.repeat(np.arange(len(lines)), line_ntok)
     tok_doc = line_doc[tok_line] if tok_line.size else np.zeros(0, np.int64)
-    enc = pc.dictionary_encode(pa.array(flat, pa.string()))
-    tok_id = _np(enc.indices).astype(np.int64)
-    vocab = enc.dictionary.to_pylist()
     stops = {w: i for i, w in enumerate(profile.stop_words)}
     v_symbol = np.fromiter((all(c in PUNCT_SET for c in w) for w in vocab), bool, len(vocab))
     v_alpha = np.fromiter((any(c.isalpha() for c in w) for w in vocab), bool, len(vocab))
@@ -265,10 +259,12 @@ def measure(texts: list[str], profile: Profile) -> tuple[dict[str, np.ndarray], 
         n_line_words = line_ntok
     else:
         terminal = _np(pc.and_(pc.match_substring_regex(clean, r"[.?!\"']$"), pc.invert(pc.ends_with(clean, "..."))))
-        n_line_words = _np(pc.count_substring_regex(lines, r"\S+"))
-    long_word = np.zeros(len(py_lines), bool)
-    for i in np.flatnonzero(line_len > 1000):
-        long_word[i] = any(len(w) > 1000 for w in py_lines[i].split())
+        # runs of non-space (RE2's \S+): the chunks between single spaces, when those are the only
+        # whitespace in the lines
+        n_line_words = line_chunks if line_chunks is not None else _np(pc.count_substring_regex(lines, r"\S+"))
+    long_word = np.zeros(len(lines), bool)
+    for i in np.flatnonzero(line_len > 1000).tolist():
+        long_word[i] = any(len(w) > 1000 for w in lines[i].as_py().split())
     lower = pc.utf8_lower(clean)
     pre = ~long_word & terminal & (n_line_words >= 3)
     lorem = pre & _np(pc.match_substring(lower, "lorem ipsum"))
