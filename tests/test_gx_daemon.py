@@ -115,8 +115,38 @@ def test_a_service_ends_when_idle_and_a_later_run_starts_a_new_one(tmp_path, pri
     assert not _alive(first["service"]) and not _alive(first["served_by"])  # its GX processes with it
     assert not Path(first["address"]).exists()  # its address and key are removed with it
     assert not Path(first["address"]).with_suffix(".key").exists()
+    assert not Path(first["address"]).with_suffix(".log").exists()
     again = _run(private_tmp, wd, suite, **{gx_service.IDLE_ENV: "1"})
     assert again["service"] != first["service"] and again["rows_validated"] == 200
+
+
+def test_files_a_killed_service_left_are_swept_when_a_service_for_other_code_starts(tmp_path, private_tmp):
+    import fcntl
+
+    wd, suite = layer_with_a_critical_failure(tmp_path)
+    live = _run(private_tmp, wd, suite, DATASET_PLATFORM_TEST_SETTING="live")
+    killed = _run(private_tmp, wd, suite, DATASET_PLATFORM_TEST_SETTING="old")
+    os.kill(killed["service"], signal.SIGKILL)  # (as a machine's restart leaves them)
+    deadline = time.monotonic() + 20
+    while (_alive(killed["service"]) or _alive(killed["served_by"])) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = Path(killed["address"])
+    folder = left.parent
+    assert [p.suffix for p in sorted(folder.glob(f"{left.stem}.*"))] == [".key", ".lock", ".log", ".sock"]
+    busy = folder / "0123456789abcdef.lock"  # a service being started for other code: its lock is held
+    with open(busy, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        new = _run(private_tmp, wd, suite)  # a service for this code starts: the sweep
+        assert busy.exists()
+    assert new["service"] not in (killed["service"], live["service"])
+    assert list(folder.glob(f"{left.stem}.*")) == []  # the killed one's address, key, log and lock
+    assert _reachable_files(folder, live["address"]) and _alive(live["service"])  # a live one keeps its files
+    assert _reachable_files(folder, new["address"])
+
+
+def _reachable_files(folder: Path, address: str) -> bool:
+    stem = Path(address).stem
+    return all((folder / f"{stem}{s}").exists() for s in (".sock", ".key", ".lock"))
 
 
 def test_turned_off_no_service_is_started_and_the_run_uses_its_own_worker(tmp_path, private_tmp):

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from test_check_scope import LAYER, _cfg
 from test_gx_worker import layer_with_a_critical_failure
@@ -66,6 +67,11 @@ def test_launched_runs_share_the_code_servers_worker_which_ends_with_it(tmp_path
     while (_alive(service) or any(map(_alive, gx_processes))) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _alive(service) and not any(map(_alive, gx_processes))  # its GX processes with it
+    folder = Path(started["address"]).parent
+    deadline = time.monotonic() + 5
+    while folder.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert folder.name.startswith("dataset-platform-gx-") and not folder.exists()  # and its private folder
 
 
 def test_without_a_reachable_service_a_run_uses_a_worker_of_its_own(tmp_path, monkeypatch):

@@ -22,6 +22,7 @@ worker would (``gx_worker.suite_check``). The code server's service ends when th
 does (its parent's pid is watched: the kernel's parent-death signal would fire when the *thread*
 that started it ends, and the code server may import user code on a short-lived thread), or when
 the code server is reloaded, which is a new process; its GX processes watch theirs the same way.
+Ending, it deletes its private folder.
 
 ``dataset-platform run`` has no code server: each run is a new process, and its first suite check
 waited for GX's import (at 100k documents, 0.3-1.6 s of a 13 s +1 % refresh; GX's import is 4 s).
@@ -33,7 +34,8 @@ a worker of its own, as before). It is found in a folder of the user's own (``dp
 temporary folder, mode 0700), under a fingerprint of the code that serves: the interpreter (its
 real path and prefix), GX's version, where this package is and every module of it (path, size,
 modification time) and the ``DATASET_PLATFORM_*`` settings, so a run never sends its calls to a
-service that runs other code.
+service that runs other code. An idle service removes its address, key and log as it ends; the
+files a killed one left are swept when a run starts a service for other code.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import fcntl
 import hashlib
 import os
 import pickle
+import shutil
 import stat
 import subprocess
 import sys
@@ -176,11 +179,14 @@ class _Activity:
             return 0.0 if self.open else time.monotonic() - self.since
 
 
-def _watch(parent: int) -> None:
-    """End this process once its parent has (polled: see the module docstring)."""
+def _watch(parent: int, remove: Path | None = None) -> None:
+    """End this process once its parent has (polled: see the module docstring); ``remove``: a
+    folder of this process's own, deleted first (the code server's service: its address, key and log)."""
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(0.5)
+        if remove is not None:
+            shutil.rmtree(remove, ignore_errors=True)
         os._exit(0)
 
     threading.Thread(target=watch, daemon=True).start()
@@ -258,8 +264,8 @@ def _service_main(address: str, key_file: str, mode: str) -> None:
     listener = Listener(address, family="AF_UNIX", authkey=key)
     activity = _Activity()
     workers = _Workers(activity)
-    if mode.startswith("parent:"):  # the code server's: ends with it
-        _watch(int(mode.split(":", 1)[1]))
+    if mode.startswith("parent:"):  # the code server's: ends with it, and its folder (``serve``) with it
+        _watch(int(mode.split(":", 1)[1]), remove=Path(address).parent)
     else:  # the CLI's: ends when idle, or when another service took its address
         threading.Thread(target=_watch_idle, args=(address, key_file, float(mode), activity), daemon=True).start()
     while True:
@@ -282,7 +288,7 @@ def _watch_idle(address: str, key_file: str, idle: float, activity: _Activity) -
         if taken:  # another service has this address now
             os._exit(0)
         if activity.idle_for() >= idle:
-            for path in (address, key_file):
+            for path in (address, key_file, str(Path(key_file).with_suffix(".log"))):
                 try:
                     os.unlink(path)
                 except FileNotFoundError:
@@ -374,11 +380,37 @@ def daemon(wait: float = 10.0) -> str | None:
         key = _reachable(address, key_file)
         if key is None:
             key, _ = _start(address, key_file, str(idle), wait)
+            _sweep(folder, keep=fp)
     if key is None:
         return None
     os.environ[ADDRESS_ENV] = address
     os.environ[KEY_ENV] = key.hex()
     return address
+
+
+def _sweep(folder: Path, keep: str) -> None:
+    """Remove the files of services that are gone (killed, or their machine restarted: an idle one
+    removes its own) for code other than ``keep``: a service's address, key, log and lock, when no
+    process holds its lock (none is starting it) and nothing answers at its address."""
+    for lock_path in folder.glob("*.lock"):
+        fp = lock_path.stem
+        if fp == keep:
+            continue
+        try:
+            with open(lock_path, "a") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # (a run is starting that service now)
+                if _reachable(str(folder / f"{fp}.sock"), folder / f"{fp}.key") is not None:
+                    continue
+                for suffix in (".sock", ".key", ".log", ".lock"):
+                    try:
+                        os.unlink(folder / f"{fp}{suffix}")
+                    except FileNotFoundError:
+                        pass
+        except OSError:  # (another run swept it first)
+            continue
 
 
 def _reachable(address: str, key_file: Path) -> bytes | None:
