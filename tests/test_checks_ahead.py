@@ -4,7 +4,6 @@ reads is as it was then; otherwise, or when the head start raised, it computes i
 from __future__ import annotations
 
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
@@ -60,21 +59,6 @@ def test_without_a_head_start_the_check_computes_and_forget_drops_the_untaken():
     assert ahead.pending() == 1
     ahead.forget()
     assert ahead.pending() == 0
-
-
-def test_a_head_start_runs_where_it_is_submitted():
-    pool = ThreadPoolExecutor(1, thread_name_prefix="elsewhere")
-    seen: list[Future] = []
-
-    def submit(fn, *args) -> Future:
-        seen.append(f := pool.submit(fn, *args))
-        return f
-
-    calls = Calls()
-    ahead.start(("t", "where"), "s", calls, 2, submit=submit)
-    assert ahead.result(("t", "where"), "s", calls, 2) == 4
-    assert len(seen) == 1 and len(calls.threads) == 1 and calls.threads[0].startswith("elsewhere")
-    pool.shutdown()
 
 
 def test_commit_points_change_with_a_layer_and_with_the_release(tmp_path):

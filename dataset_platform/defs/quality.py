@@ -74,7 +74,7 @@ def start_checks_ahead(context: dg.AssetExecutionContext, platform: PlatformReso
     """Start the checks of the ``layers`` an asset step just wrote that the run will execute, as
     the step's work on them is done: they overlap the rest of the step and the cheaper checks run
     before them. The ``gx_suite`` checks on the GX worker (``gx_worker.prefetch``); the invariants
-    of :data:`_AHEAD` on a thread or on that worker (``checks/ahead.py``). ``later``: layers whose
+    of :data:`_AHEAD` on a thread (``checks/ahead.py``). ``later``: layers whose
     files are final now though a later step materialises them (``rejected_documents``, a view
     over every stage's rejects, once the last stage has written): their suites start now too.
     Only a head start: a problem here is logged, and each check then computes its result itself."""
@@ -95,14 +95,13 @@ def start_checks_ahead(context: dg.AssetExecutionContext, platform: PlatformReso
             except Exception as e:
                 context.log.warning(f"{layer}: suite check not started ahead ({type(e).__name__}: {e}); "
                                     "its gx_suite check runs it")
-        for (on, name), (where, call) in _AHEAD.items():
+        for (on, name), call in _AHEAD.items():
             if on != layer or dg.AssetCheckKey(dg.AssetKey(layer), name) not in selected:
                 continue
             try:
                 todo = call(platform)
                 if todo is not None:
-                    ahead.start(_ahead_key(platform, layer, name), inv.commit_points(platform.wd), todo[0], *todo[1],
-                                submit=gx_worker.submit if where == "gx_worker" else None)
+                    ahead.start(_ahead_key(platform, layer, name), inv.commit_points(platform.wd), todo[0], *todo[1])
             except Exception as e:
                 context.log.warning(f"{layer}:{name} not started ahead ({type(e).__name__}: {e}); the check "
                                     "computes it")
@@ -117,7 +116,7 @@ def _ahead_or_now(platform: PlatformResource, layer: str, name: str):
     layers as they are now, else computed now."""
     from dataset_platform.checks import ahead
 
-    fn, args = _AHEAD[(layer, name)][1](platform, now=True)
+    fn, args = _AHEAD[(layer, name)](platform, now=True)
     return ahead.result(_ahead_key(platform, layer, name), inv.commit_points(platform.wd), fn, *args)
 
 
@@ -266,22 +265,20 @@ def _pii_call(p: PlatformResource, now: bool = False):
     return inv.structured_pii_check, (p.wd, p.config)
 
 
-#: the checks besides the suites started ahead (``start_checks_ahead``): (layer, check) -> (where,
-#: call), ``call(platform, now=False)`` the function and arguments that compute the check's
-#: outcome (None: not worth starting ahead); where: "thread" (this process; every entry now: on
-#: the GX worker the PII scan queued behind the suites and took 0.90 s against 0.33 s at 1M), or
-#: "gx_worker" (beside the suites)
-_AHEAD: dict[tuple[str, str], tuple[str, Callable]] = {
-    ("dataset_release", "reconciles_with_crawl"): ("thread", _release_call(
-        inv.release_reconciles_with_crawl, lambda p, release: (p.wd, release))),
-    ("dataset_release", "no_split_leakage"): ("thread", _release_call(
-        inv.split_leakage, lambda p, release: (p.wd, release))),
-    ("dataset_release", "split_balance"): ("thread", lambda p, now=False: (
+#: the checks besides the suites started ahead on a thread of this process (``start_checks_ahead``,
+#: ``checks/ahead.py``): (layer, check) -> ``call(platform, now=False)``, the function and arguments
+#: that compute the check's outcome (None: not worth starting ahead)
+_AHEAD: dict[tuple[str, str], Callable] = {
+    ("dataset_release", "reconciles_with_crawl"): _release_call(
+        inv.release_reconciles_with_crawl, lambda p, release: (p.wd, release)),
+    ("dataset_release", "no_split_leakage"): _release_call(
+        inv.split_leakage, lambda p, release: (p.wd, release)),
+    ("dataset_release", "split_balance"): lambda p, now=False: (
         None if p.config.pipeline.splits.stratify_by is None or (release := _release(p)) is None
-        else (inv.split_shares, (release, p.config.pipeline.splits.stratify_by)))),
-    ("dataset_release", "diversity_and_balance"): ("thread", _release_call(
-        inv.release_diversity, lambda p, release: (release, p.config.label_set_names, p.config.pipeline.quality))),
-    ("cleaned_documents", "no_structured_pii"): ("thread", _pii_call),
+        else (inv.split_shares, (release, p.config.pipeline.splits.stratify_by))),
+    ("dataset_release", "diversity_and_balance"): _release_call(
+        inv.release_diversity, lambda p, release: (release, p.config.label_set_names, p.config.pipeline.quality)),
+    ("cleaned_documents", "no_structured_pii"): _pii_call,
 }
 
 
