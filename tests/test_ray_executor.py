@@ -24,7 +24,7 @@ from graphkit import config, document, near_copy, refresh, write_jsonl
 
 from dataset_platform.workdir import Workdir
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]  # (a Ray cluster each: 2.4 min of the 9.9 min fast lane)
 
 
 @pytest.fixture(scope="module")
