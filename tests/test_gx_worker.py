@@ -114,3 +114,20 @@ def test_a_verdict_waits_for_the_page_being_rendered_not_for_every_page_queued(t
     assert gx_worker.drain() == []
     assert all(f.done() for f in pages)
     assert len(list((wd.data_docs / "site" / "validations" / LAYER).iterdir())) == 8
+
+
+def test_the_warm_up_runs_every_suite_on_a_row_of_its_contract():
+    """A GX process validates each suite's row-level expectations once before its first call (the
+    first validation of a suite in a process costs more than the next); every suite must still
+    run on a row typed by its layer's contract, or that suite's first check pays again."""
+    from dataset_platform.checks.gx_suites import expectations_dir
+    from dataset_platform.contracts.schema import LAYERS
+    from dataset_platform.storage import memory_connection
+
+    con = memory_connection()
+    try:
+        warmed = gx_worker._warm_suites(con)
+    finally:
+        con.close()
+    assert warmed == [layer for layer in LAYERS if (expectations_dir() / f"{layer}.json").exists()]
+    assert len(warmed) >= 10

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import threading
 from collections.abc import Iterator
@@ -202,6 +203,18 @@ class SuiteOutcome:
 
 # ---------------------------------------------------------------------------------------------
 # loading
+
+
+def expectations_dir() -> Path:
+    """``expectations/`` of the checkout (or $DATASET_PLATFORM_EXPECTATIONS)."""
+    env = os.environ.get("DATASET_PLATFORM_EXPECTATIONS")
+    d = Path(env) if env else Path(__file__).resolve().parents[2] / "expectations"
+    if not d.is_dir():
+        raise FileNotFoundError(
+            f"GX suites not found at {d}: install from a checkout (`pip install -e .`) or set "
+            "DATASET_PLATFORM_EXPECTATIONS to the expectations/ folder"
+        )
+    return d
 
 
 def load_suite(path: Path) -> dict[str, Any]:

@@ -17,16 +17,15 @@ says how long it took (``check_seconds``). A check that raises is reported as fa
 is blocking, so what is below stays blocked) with the error, and the others of its step still run.
 """
 
-import os
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import dagster as dg
 
 from dataset_platform.checks import invariants as inv
+from dataset_platform.checks.gx_suites import expectations_dir
 from dataset_platform.contracts.schema import LAYERS
 from dataset_platform.defs.metadata import round_floats
 from dataset_platform.defs.resources import PlatformResource
@@ -49,18 +48,6 @@ def _check(*, asset: str, name: str, blocking: bool, description: str):
         return fn
 
     return register
-
-
-def expectations_dir() -> Path:
-    """``expectations/`` of the checkout (or $DATASET_PLATFORM_EXPECTATIONS)."""
-    env = os.environ.get("DATASET_PLATFORM_EXPECTATIONS")
-    d = Path(env) if env else Path(__file__).resolve().parents[2] / "expectations"
-    if not d.is_dir():
-        raise FileNotFoundError(
-            f"GX suites not found at {d}: install from a checkout (`pip install -e .`) or set "
-            "DATASET_PLATFORM_EXPECTATIONS to the expectations/ folder"
-        )
-    return d
 
 
 def layers_with_suites() -> list[str]:
