@@ -140,11 +140,11 @@ def test_files_a_killed_service_left_are_swept_when_a_service_for_other_code_sta
         assert busy.exists()
     assert new["service"] not in (killed["service"], live["service"])
     assert list(folder.glob(f"{left.stem}.*")) == []  # the killed one's address, key, log and lock
-    assert _reachable_files(folder, live["address"]) and _alive(live["service"])  # a live one keeps its files
-    assert _reachable_files(folder, new["address"])
+    assert _has_files(folder, live["address"]) and _alive(live["service"])  # a live one keeps its files
+    assert _has_files(folder, new["address"])
 
 
-def _reachable_files(folder: Path, address: str) -> bool:
+def _has_files(folder: Path, address: str) -> bool:
     stem = Path(address).stem
     return all((folder / f"{stem}{s}").exists() for s in (".sock", ".key", ".lock"))
 

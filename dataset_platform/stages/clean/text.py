@@ -101,8 +101,13 @@ def _re2(py_class: str) -> str:
 
 _RE2_NEWLINES = _re2(r"\r\n|[\r\x0b\x0c\x85\u2028\u2029]")
 _RE2_CONTROL = _re2(r"[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\u200b\u200e\u200f\u2060\ufeff]")
-_RE2_SPACE_CLASS = _re2(_PY_SPACE.encode("unicode_escape").decode("ascii").replace("\\\\", "\\"))
-_RE2_OTHER_SPACE_CLASS = _re2(_PY_SPACE.replace(" ", "").encode("unicode_escape").decode("ascii").replace("\\\\", "\\"))
+def _re2_chars(chars: str) -> str:
+    """Characters (some unprintable) as the body of an RE2 character class."""
+    return _re2(chars.encode("unicode_escape").decode("ascii").replace("\\\\", "\\"))
+
+
+_RE2_SPACE_CLASS = _re2_chars(_PY_SPACE)
+_RE2_OTHER_SPACE_CLASS = _re2_chars(_PY_SPACE.replace(" ", ""))
 #: a run of whitespace that is not already one plain space (what becomes one space): replacing
 #: every run, single spaces included, made this 8x slower (a match per word)
 _RE2_SPACES = f"[{_RE2_SPACE_CLASS}]{{2,}}|[{_RE2_OTHER_SPACE_CLASS}]"
