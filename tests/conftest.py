@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from gx_processes import private_tmp  # noqa: F401  (a fixture: GX service tests start services in it)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CORPUS = REPO.parent / "shared" / "corpus"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from gx_processes import gx_services_under as _services
 from test_check_scope import LAYER, _cfg
 from test_gx_service import _alive, _parent
 from test_gx_worker import layer_with_a_critical_failure
@@ -29,6 +29,7 @@ A_RUN = """
 import json, os, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[3])
+from gx_processes import gx_services_under as _services
 from test_check_scope import LAYER, _cfg
 from dataset_platform.checks import gx_service, gx_worker
 from dataset_platform.workdir import Workdir
@@ -41,32 +42,6 @@ print(json.dumps({"address": address, "me": os.getpid(), "served_by": served_by,
                   "critical_passed": checked.outcome.critical_passed}))
 gx_worker.shutdown()
 """
-
-
-@pytest.fixture
-def private_tmp():
-    """A short temporary folder of the test's own (a Unix socket's address is at most 108 bytes);
-    every service started under it is stopped at the end."""
-    folder = Path(tempfile.mkdtemp(prefix="dpgx-t", dir="/tmp"))
-    yield folder
-    for pid in _services(folder):
-        os.kill(pid, signal.SIGKILL)
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-def _services(tmp: Path) -> list[int]:
-    """The pids of the services listening under ``tmp`` (by their command line)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmd = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"dataset_platform.checks.gx_service" in cmd and any(str(tmp).encode() in c for c in cmd):
-            pids.append(int(entry.name))
-    return pids
 
 
 def _run(tmp: Path, wd, suite, **env: str) -> dict:

@@ -88,3 +88,79 @@ def test_only_a_code_server_process_starts_the_service(monkeypatch):
     for argv in (["/venv/bin/dataset-platform", "run"], ["/venv/bin/dagster", "dev"], ["pytest"]):
         monkeypatch.setattr(sys, "argv", argv)
         assert not gx_service.is_code_server()
+
+
+#: a code server's part: start the service in a temporary folder of the test's, say where, wait
+A_CODE_SERVER = """
+import sys, time
+from dataset_platform.checks import gx_service
+print(gx_service.serve(), flush=True)
+time.sleep(300)
+"""
+
+
+def _code_server(tmp: Path) -> tuple[subprocess.Popen, Path]:
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    for name in (gx_service.ADDRESS_ENV, gx_service.KEY_ENV):
+        env.pop(name, None)
+    proc = subprocess.Popen([sys.executable, "-c", A_CODE_SERVER], stdout=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    return proc, Path(proc.stdout.readline().strip()).parent
+
+
+def _gone(folder: Path, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while folder.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not folder.exists()
+
+
+def test_a_service_stopped_with_its_process_group_deletes_its_folder(private_tmp):
+    """Ctrl-C in ``dagster dev``, or a service manager stopping the group: the signal reaches the
+    service itself, before its code server has ended."""
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        proc, folder = _code_server(private_tmp)
+        try:
+            assert folder.name.startswith(gx_service.PRIVATE_PREFIX) and (folder / "gx.sock").exists()
+            os.killpg(proc.pid, sig)
+            assert _gone(folder), f"{signal.Signals(sig).name}: the service left {sorted(folder.iterdir())}"
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+
+
+def test_the_folder_of_a_killed_service_is_swept_when_the_next_one_starts(private_tmp, monkeypatch):
+    import signal
+
+    killed_proc, killed = _code_server(private_tmp)
+    os.killpg(killed_proc.pid, signal.SIGKILL)  # (nothing of the group can clean up)
+    killed_proc.wait()
+    time.sleep(0.5)
+    assert (killed / "gx.key").exists()  # what SIGKILL leaves
+    live_proc, live = _code_server(private_tmp)
+    try:
+        young = private_tmp / f"{gx_service.PRIVATE_PREFIX}starting"  # a service being started now
+        young.mkdir(mode=0o700)
+        monkeypatch.setattr("tempfile.tempdir", str(private_tmp))
+        assert gx_service.sweep_private() == []  # every folder is younger than STALE_AFTER
+        old = time.time() - gx_service.STALE_AFTER - 1
+        for folder in (killed, live):
+            os.utime(folder, (old, old))
+        assert gx_service.sweep_private() == [killed]  # the live service answers: it keeps its folder
+        assert not killed.exists() and (live / "gx.sock").exists() and young.exists()
+        # and the code server's start sweeps (its own folder is young, so it is the only one kept)
+        os.utime(young, (old, old))
+        again_proc, again = _code_server(private_tmp)
+        try:
+            assert _gone(young) and again.exists() and live.exists()
+        finally:
+            os.killpg(again_proc.pid, signal.SIGKILL)
+            again_proc.wait()
+    finally:
+        os.killpg(live_proc.pid, signal.SIGKILL)
+        live_proc.wait()

@@ -22,7 +22,9 @@ worker would (``gx_worker.suite_check``). The code server's service ends when th
 does (its parent's pid is watched: the kernel's parent-death signal would fire when the *thread*
 that started it ends, and the code server may import user code on a short-lived thread), or when
 the code server is reloaded, which is a new process; its GX processes watch theirs the same way.
-Ending, it deletes its private folder.
+Ending, it deletes its private folder, also when it is stopped with its process group (Ctrl-C in
+``dagster dev``, a service manager's SIGTERM or SIGHUP); the folder of one killed outright (SIGKILL)
+is swept when the next code server's service starts.
 
 ``dataset-platform run`` has no code server: each run is a new process, and its first suite check
 waited for GX's import (at 100k documents, 0.3-1.6 s of a 13 s +1 % refresh; GX's import is 4 s).
@@ -45,6 +47,7 @@ import hashlib
 import os
 import pickle
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -68,6 +71,10 @@ WORKERS = 2
 WARM_AFTER_IDLE = 10.0
 #: settings that are not part of the code's fingerprint (the calls carry the config and workdir)
 _NOT_CODE = {ADDRESS_ENV, KEY_ENV, IDLE_ENV, "DATASET_PLATFORM_CONFIG", "DATASET_PLATFORM_WORKDIR"}
+#: a code server's service folder (``dataset-platform-gx-*``) starts with this; one older than
+#: ``STALE_AFTER`` seconds where no service answers is a killed service's, and is swept
+PRIVATE_PREFIX = "dataset-platform-gx-"
+STALE_AFTER = 60.0
 
 _STARTED: dict[str, object] = {}
 
@@ -84,11 +91,12 @@ def serve(wait: float = 30.0) -> str:
     second), not for GX's import."""
     if "address" in _STARTED:
         return str(_STARTED["address"])
-    folder = Path(tempfile.mkdtemp(prefix="dataset-platform-gx-"))  # (mode 0700)
+    folder = Path(tempfile.mkdtemp(prefix=PRIVATE_PREFIX))  # (mode 0700)
     address, key_file = str(folder / "gx.sock"), folder / "gx.key"
     key, proc = _start(address, key_file, f"parent:{os.getpid()}", wait)
     if key is None:
         raise RuntimeError(f"the GX service did not start within {wait:g} s: see {key_file.with_suffix('.log')}")
+    sweep_private(keep=folder)
     os.environ[ADDRESS_ENV] = address
     os.environ[KEY_ENV] = key.hex()
     _STARTED.update(address=address, process=proc)
@@ -192,6 +200,36 @@ def _watch(parent: int, remove: Path | None = None) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+def _end_on_stop(remove: Path) -> None:
+    """Delete ``remove`` and end when stopped by a signal to the process group (see ``serve``)."""
+    def end(signum, frame) -> None:
+        shutil.rmtree(remove, ignore_errors=True)
+        os._exit(0)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, end)
+
+
+def sweep_private(keep: Path | None = None, stale_after: float = STALE_AFTER) -> list[Path]:
+    """Delete the folders of this user's code-server services that are gone (killed outright, or
+    the machine stopped): older than ``stale_after`` seconds (a service being started is younger)
+    and no service answering in them. Returns the folders deleted."""
+    swept, now = [], time.time()
+    for folder in Path(tempfile.gettempdir()).glob(f"{PRIVATE_PREFIX}*"):
+        try:
+            st = os.lstat(folder)
+        except OSError:
+            continue
+        if (folder == keep or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid()
+                or now - st.st_mtime < stale_after):
+            continue
+        if _reachable(str(folder / "gx.sock"), folder / "gx.key") is not None:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        swept.append(folder)
+    return swept
+
+
 def _worker_init(parent: int) -> None:
     """A GX process of the service: ends with the service; imports GX now."""
     _watch(parent)
@@ -266,6 +304,7 @@ def _service_main(address: str, key_file: str, mode: str) -> None:
     workers = _Workers(activity)
     if mode.startswith("parent:"):  # the code server's: ends with it, and its folder (``serve``) with it
         _watch(int(mode.split(":", 1)[1]), remove=Path(address).parent)
+        _end_on_stop(Path(address).parent)
     else:  # the CLI's: ends when idle, or when another service took its address
         threading.Thread(target=_watch_idle, args=(address, key_file, float(mode), activity), daemon=True).start()
     while True:
