@@ -55,6 +55,12 @@ def test_every_assets_column_schema_carries_the_contracts_descriptions():
         cols = column_schema(layer, ["topic"] if layer in schema.LABELLED_LAYERS else []).columns
         described = [c for c in cols if c.description]
         assert len(described) >= 0.75 * len(cols), (layer, [c.name for c in cols if not c.description])
+    # computed once per layer (a derived layer reads its parents'): a caller's changes stay its own
+    from dataset_platform.contracts.descriptions import column_descriptions
+
+    mine = column_descriptions("dataset_release", ["topic"])
+    mine["split"] = "changed"
+    assert column_descriptions("dataset_release", ["topic"])["split"] == "train | validation | test"
 
 
 def test_metadata_floats_are_rounded_for_the_ui():
