@@ -184,8 +184,12 @@ def warm_up(cfg: PlatformConfig) -> threading.Thread:
     return th
 
 
-def materialise(stage: Stage | str, cfg: PlatformConfig, wd: Workdir, log: Log = _noop) -> LayerResult:
-    """Bring ``stage``'s output layer up to date with its input layer (see the module docstring)."""
+def materialise(stage: Stage | str, cfg: PlatformConfig, wd: Workdir, log: Log = _noop,
+                on_commit: Callable[[], None] | None = None) -> LayerResult:
+    """Bring ``stage``'s output layer up to date with its input layer (see the module docstring).
+    ``on_commit``: called once the output layer's parts are committed (or found up to date), before
+    the stage's ``finish`` and the warehouse views: work on the committed files starts there (the
+    asset step starts its layers' suite checks, which then overlap the rest of the step)."""
     stage = stage_named(stage) if isinstance(stage, str) else stage
     t0 = time.monotonic()
     wd.ensure()
@@ -220,6 +224,8 @@ def materialise(stage: Stage | str, cfg: PlatformConfig, wd: Workdir, log: Log =
                                    "extra": global_result.extra}
             if out.pending or not out.exists() or out.extra != extra:
                 out.commit(extra=extra)
+            if on_commit is not None:
+                on_commit()
             if stage.finish:
                 counters["finish"] = stage.finish(ctx, out)
             total = _totals(stage, out, global_result)

@@ -235,6 +235,44 @@ def test_a_new_batch_computes_only_its_parts_and_a_setting_only_what_it_touches(
     assert out["labelled_documents"].counters["parts_computed"] >= 2
 
 
+def test_suites_can_start_at_the_commit_on_the_files_their_checks_read(tmp_path):
+    """The asset steps start their layers' suite checks from ``on_commit`` / ``on_publish``, before
+    a stage's finish and views (runner.materialise, materialise_release): what the suite then reads
+    is what the check reads at the step's end, so the head start is the check's result."""
+    from dataset_platform import runner
+    from dataset_platform.checks.suite_check import layer_files
+    from dataset_platform.ingest.refresh import materialise_raw
+    from dataset_platform.release.materialise import materialise_release
+    from dataset_platform.stages.registry import STAGES
+
+    w = World(tmp_path, 5)
+    wd = Workdir.at(tmp_path / "A").ensure()
+    w.new(wd)
+    refresh(w.config(), wd)
+    w.step = 1
+    w.new(wd)
+    cfg = w.config()
+
+    def state(layer: str):
+        files = layer_files(cfg, wd, layer)
+        return None if files is None else (files.whole_sql, tuple((u.key, u.identity) for u in files.units))
+
+    materialise_raw(cfg, wd, sources=["news"], crawl=False)
+    for st in STAGES:
+        seen: list = []
+        out = runner.materialise(st, cfg, wd, on_commit=lambda st=st, seen=seen: seen.append(
+            (state(st.output), wd.layer_dir(st.output).joinpath("manifest.json").stat().st_mtime_ns)))
+        assert len(seen) == 1, st.name  # called once, with the new parts committed
+        assert seen[0] == (state(st.output), wd.layer_dir(st.output).joinpath("manifest.json").stat().st_mtime_ns)
+        if st.per_batch:
+            assert out.counters["parts_computed"] >= 1, st.name
+    runner.materialise_rejected(cfg, wd)
+    published = []
+    info = materialise_release(cfg, wd, on_publish=lambda: published.append(
+        (current_release(cfg, wd), state("dataset_release"))))
+    assert info.created and published == [(info.path, state("dataset_release"))]
+
+
 def test_parts_computed_on_worker_processes_equal_parts_computed_in_process(tmp_path, monkeypatch):
     from dataset_platform import runner
 

@@ -39,15 +39,17 @@ def _stage_asset(stage: Stage) -> dg.AssetsDefinition:
         from dataset_platform.runner import materialise
 
         cfg = platform.config
+        # (after the last stage, every stage's rejects are written: rejected_documents' suite starts too)
+        layers, later = (stage.output, *stage.also_writes), ("rejected_documents",) if stage is STAGES[-1] else ()
         if cfg.pipeline.executor == "ray" and cfg.pipeline.ray.submit == "job":  # the step as a Ray job (Pipes)
             from dataset_platform.defs.ray_jobs import materialise_as_ray_job
 
             result = materialise_as_ray_job(context, stage, platform.config_path, str(platform.wd.root), cfg)
-        else:
-            result = materialise(stage, cfg, platform.wd, log=context.log.info)
-        # (after the last stage, every stage's rejects are written: rejected_documents' suite starts too)
-        start_checks_ahead(context, platform, stage.output, *stage.also_writes,
-                           later=("rejected_documents",) if stage is STAGES[-1] else ())
+        else:  # the suites start as the parts are committed (the stage's finish and views overlap them)
+            result = materialise(stage, cfg, platform.wd, log=context.log.info,
+                                 on_commit=lambda: start_checks_ahead(context, platform, *layers, later=later,
+                                                                      invariants=False))
+        start_checks_ahead(context, platform, *layers, later=later)  # (a suite started on these files is not again)
         md = layer_metadata(result, label_sets=cfg.label_set_names)
         extra = STAGE_METADATA.get(stage.name)
         per_asset = extra(result, cfg) if extra else {}

@@ -57,14 +57,17 @@ def layers_with_suites() -> list[str]:
 
 
 def start_checks_ahead(context: dg.AssetExecutionContext, platform: PlatformResource, *layers: str,
-                       later: tuple[str, ...] = ()) -> None:
+                       later: tuple[str, ...] = (), invariants: bool = True) -> None:
     """Start the checks of the ``layers`` an asset step just wrote that the run will execute, as
     the step's work on them is done: they overlap the rest of the step and the cheaper checks run
     before them. The ``gx_suite`` checks on the GX worker (``gx_worker.prefetch``); the invariants
     of :data:`_AHEAD` on a thread (``checks/ahead.py``). ``later``: layers whose
     files are final now though a later step materialises them (``rejected_documents``, a view
     over every stage's rejects, once the last stage has written): their suites start now too.
-    Only a head start: a problem here is logged, and each check then computes its result itself."""
+    ``invariants=False``: the suites only (they read the committed files; an invariant may read a
+    warehouse view, published later). A suite already started on the same files is not started
+    again. Only a head start: a problem here is logged, and each check then computes its result
+    itself."""
     from dataset_platform.checks import ahead, gx_worker
 
     selected = set(context.selected_asset_check_keys)
@@ -82,7 +85,7 @@ def start_checks_ahead(context: dg.AssetExecutionContext, platform: PlatformReso
             except Exception as e:
                 context.log.warning(f"{layer}: suite check not started ahead ({type(e).__name__}: {e}); "
                                     "its gx_suite check runs it")
-        for (on, name), call in _AHEAD.items():
+        for (on, name), call in _AHEAD.items() if invariants else ():
             if on != layer or dg.AssetCheckKey(dg.AssetKey(layer), name) not in selected:
                 continue
             try:
@@ -266,6 +269,7 @@ _AHEAD: dict[tuple[str, str], Callable] = {
     ("dataset_release", "diversity_and_balance"): _release_call(
         inv.release_diversity, lambda p, release: (release, p.config.label_set_names, p.config.pipeline.quality)),
     ("cleaned_documents", "no_structured_pii"): _pii_call,
+    ("raw_pages", "reconciles_with_crawl_log"): lambda p, now=False: (inv.raw_reconciles_with_crawl_log, (p.wd,)),
 }
 
 
@@ -282,7 +286,7 @@ def reconciles_with_crawl(context, platform: PlatformResource) -> dg.AssetCheckR
                 "source fetched or found not_modified is stored (nothing stored without a record, nothing lost).",
 )
 def raw_reconciles_with_crawl_log(context, platform: PlatformResource) -> dg.AssetCheckResult:
-    return _result(inv.raw_reconciles_with_crawl_log(platform.wd))
+    return _result(_ahead_or_now(platform, "raw_pages", "reconciles_with_crawl_log"))
 
 
 @_check(

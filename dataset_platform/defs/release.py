@@ -53,12 +53,15 @@ def build_assets(cfg: PlatformConfig) -> list[dg.AssetsDefinition]:
 def _publish(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:
     cfg = platform.config
     t0 = time.monotonic()
+    from dataset_platform.defs.quality import start_checks_ahead
     from dataset_platform.release.materialise import materialise_release
 
-    info = materialise_release(cfg, platform.wd, log=context.log.info, lineage=upstream_materialisations(context))
+    # the suite starts as the version is in place; the invariants, which read the split
+    # assignments too, once those are written (a suite started on these files is not again)
+    info = materialise_release(cfg, platform.wd, log=context.log.info, lineage=upstream_materialisations(context),
+                               on_publish=lambda: start_checks_ahead(context, platform, "dataset_release",
+                                                                     invariants=False))
     info_seconds = time.monotonic() - t0
-    from dataset_platform.defs.quality import start_checks_ahead
-
     start_checks_ahead(context, platform, "dataset_release")
     st = info.split_stats
     shares = st.shares if st is not None else []
