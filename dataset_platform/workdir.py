@@ -173,6 +173,12 @@ class Workdir:
         (``checks/scope.py``). Deleting it only makes the next check validate everything."""
         return self.root / "checks" / layer / f"{check}.json"
 
+    def check_counts(self, layer: str, check: str) -> Path:
+        """Per file of ``layer``: the counts ``check`` combines (``checks/diversity.py``), so that
+        it reads only the files not counted before. Deleting it only makes the next check read
+        every file."""
+        return self.root / "checks" / layer / f"{check}-counts"
+
     def profile_cache(self, layer: str) -> Path:
         """Per part of ``layer``: the lengths, languages and sources its profile needs, so that
         a materialisation's profile reads no text but that of the parts it wrote

@@ -268,9 +268,12 @@ def test_suites_can_start_at_the_commit_on_the_files_their_checks_read(tmp_path)
             assert out.counters["parts_computed"] >= 1, st.name
     runner.materialise_rejected(cfg, wd)
     published = []
+    assignments = lambda: wd.split_assignments.stat().st_mtime_ns  # (the release invariants read them too)
+    before = assignments()
     info = materialise_release(cfg, wd, on_publish=lambda: published.append(
-        (current_release(cfg, wd), state("dataset_release"))))
-    assert info.created and published == [(info.path, state("dataset_release"))]
+        (current_release(cfg, wd), state("dataset_release"), assignments())))
+    assert info.created and published == [(info.path, state("dataset_release"), assignments())]
+    assert assignments() != before  # (new documents: new assignments, written before on_publish)
 
 
 def test_parts_computed_on_worker_processes_equal_parts_computed_in_process(tmp_path, monkeypatch):

@@ -328,14 +328,22 @@ def split_shares(release: Path, column: str) -> list[tuple]:
         con.close()
 
 
-def release_diversity(release: Path, label_sets: list[str], q) -> list:
-    """The diversity findings (``checks/diversity.py``) of the original documents of a release."""
-    from dataset_platform.checks.diversity import assess, measure
+def release_diversity(release: Path, label_sets: list[str], q, cache: Path | None = None) -> list:
+    """The diversity findings (``checks/diversity.py``) of the original documents of a release;
+    ``cache``: counted from counts kept per data file there (only shards not counted before are
+    read), else over the whole release."""
+    from dataset_platform.checks.diversity import assess, measure, measure_files
+    from dataset_platform.checks.scope import release_files
     from dataset_platform.release.publish import release_view_sql
 
     con = memory_connection()
     try:
-        measures = measure(con, f"(SELECT * FROM {release_view_sql(release)} WHERE augmented_from IS NULL)", label_sets)
+        if cache is not None:
+            measures = measure_files(con, [(u.file, u.identity) for u in release_files(release).units], label_sets,
+                                     cache)
+        else:
+            measures = measure(con, f"(SELECT * FROM {release_view_sql(release)} WHERE augmented_from IS NULL)",
+                               label_sets)
     finally:
         con.close()
     return assess(measures, min_sources=q.min_sources, min_languages=q.min_languages, min_domains=q.min_domains,

@@ -267,7 +267,8 @@ _AHEAD: dict[tuple[str, str], Callable] = {
         None if p.config.pipeline.splits.stratify_by is None or (release := _release(p)) is None
         else (inv.split_shares, (release, p.config.pipeline.splits.stratify_by))),
     ("dataset_release", "diversity_and_balance"): _release_call(
-        inv.release_diversity, lambda p, release: (release, p.config.label_set_names, p.config.pipeline.quality)),
+        inv.release_diversity, lambda p, release: (release, p.config.label_set_names, p.config.pipeline.quality,
+                                                   p.wd.check_counts("dataset_release", "diversity_and_balance"))),
     ("cleaned_documents", "no_structured_pii"): _pii_call,
     ("raw_pages", "reconciles_with_crawl_log"): lambda p, now=False: (inv.raw_reconciles_with_crawl_log, (p.wd,)),
 }

@@ -56,13 +56,11 @@ def _publish(context: dg.AssetExecutionContext, platform: PlatformResource) -> d
     from dataset_platform.defs.quality import start_checks_ahead
     from dataset_platform.release.materialise import materialise_release
 
-    # the suite starts as the version is in place; the invariants, which read the split
-    # assignments too, once those are written (a suite started on these files is not again)
+    # the checks start as the version and the split assignments are in place (they overlap the
+    # view and the metadata below)
     info = materialise_release(cfg, platform.wd, log=context.log.info, lineage=upstream_materialisations(context),
-                               on_publish=lambda: start_checks_ahead(context, platform, "dataset_release",
-                                                                     invariants=False))
+                               on_publish=lambda: start_checks_ahead(context, platform, "dataset_release"))
     info_seconds = time.monotonic() - t0
-    start_checks_ahead(context, platform, "dataset_release")
     st = info.split_stats
     shares = st.shares if st is not None else []
     return dg.MaterializeResult(metadata=round_floats({

@@ -66,9 +66,9 @@ def release_stats(cfg: PlatformConfig, wd: Workdir) -> dict:
 def materialise_release(cfg: PlatformConfig, wd: Workdir, log: Log = _noop, *, lineage: dict | None = None,
                         on_publish: Callable[[], None] | None = None) -> ReleaseInfo:
     """Publish the release of ``decontaminated_documents`` as it is now (a new version, or the
-    current one when nothing changed). ``on_publish``: called once the version is in place, before
-    the split assignments and the warehouse view are written (the asset step starts the release's
-    suite check there)."""
+    current one when nothing changed). ``on_publish``: called once the version and the split
+    assignments are in place, before the warehouse view (the asset step starts the release's
+    checks there: they overlap the view and its metadata)."""
     con = memory_connection(memory_limit=cfg.pipeline.memory_limit, temp_dir=_spill(wd))
     prev = wd.split_assignments
     augment = cfg.pipeline.augmentation if cfg.pipeline.augmentation.enabled else None
@@ -91,12 +91,12 @@ def materialise_release(cfg: PlatformConfig, wd: Workdir, log: Log = _noop, *, l
                 previous_assignments_sql=f"read_parquet({sql_str(prev)})" if prev.exists() else None,
                 lineage=lineage, augment=augment, tasks=tasks, shard_folder=_spill(wd) / "split", log=log,
             )
-        if on_publish is not None:
-            on_publish()
         # only once the release is in place: a failed publish keeps the old assignments (the table
         # is in id order; with no new document it is likely the same: then the file stays)
         write_parquet(con, "SELECT id, split, group_key FROM split_assignments", prev,
                       unless_same=info.split_stats.new == 0)
+        if on_publish is not None:
+            on_publish()
     finally:
         con.close()
     sh = info.shards
