@@ -383,3 +383,27 @@ def test_a_file_validated_whole_before_its_rows_were_kept_gets_them_kept_at_the_
     assert ledger.has_rows(unit)
     _clusters(wd, range(53))
     assert run_suite_check(_cfg(), wd, "duplicate_clusters", suite).rows_validated == 3
+
+
+def test_row_fingerprints_kept_under_an_earlier_suite_are_deleted_when_another_passes(tmp_path):
+    """A rewritten-whole file's row fingerprints are kept per suite fingerprint; once a changed
+    suite passes, those of the old one are deleted (they would never be read again)."""
+    from dataset_platform.checks.suite_check import run_suite_check
+
+    wd = Workdir.at(tmp_path / "wd").ensure()
+    suite = REPO / "expectations" / "duplicate_clusters.json"
+    _clusters(wd, range(40))
+    assert run_suite_check(_cfg(), wd, "duplicate_clusters", suite).outcome.critical_passed
+    folder = wd.check_state("duplicate_clusters", "gx_suite").parent
+    first = sorted(folder.glob("*.rows-*.parquet"))
+    assert len(first) == 1
+    other = tmp_path / "duplicate_clusters.json"
+    spec = json.loads(suite.read_text())
+    for e in spec["expectations"]:
+        if e["type"] == "expect_column_values_to_match_regex":
+            e["kwargs"]["regex"] = "^[0-9a-f]{16,}$"  # (still true of every row: the check passes)
+    other.write_text(json.dumps(spec))
+    again = run_suite_check(_cfg(), wd, "duplicate_clusters", other)
+    assert again.outcome.critical_passed and again.rows_validated == 40
+    now = sorted(folder.glob("*.rows-*.parquet"))
+    assert len(now) == 1 and now != first

@@ -229,7 +229,14 @@ class Ledger:
         return [u for u in units if not self._validated(u)]
 
     def record(self, live: list[Unit], validated: list[Unit]) -> None:
-        """``validated`` passed: remember them, and forget units that are no longer ``live``."""
+        """``validated`` passed: remember them, and forget units that are no longer ``live`` (with
+        the row fingerprints kept for a unit no longer live, or under another fingerprint of the
+        check or another DuckDB: their names say neither, so every file not named for a live unit
+        under this fingerprint goes)."""
+        keep = {self._rows_file(u).name for u in live if u.by_rows}
+        for old in self.path.parent.glob(f"{self.path.stem}.rows-*.parquet"):
+            if old.name not in keep:
+                old.unlink(missing_ok=True)
         now = {u.key: u.identity for u in live if self._validated(u)}
         now.update({u.key: u.identity for u in validated if not u.identity.startswith("unsettled")})
         if now == self._done and self.path.exists():
