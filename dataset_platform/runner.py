@@ -225,7 +225,10 @@ def materialise(stage: Stage | str, cfg: PlatformConfig, wd: Workdir, log: Log =
             if out.pending or not out.exists() or out.extra != extra:
                 out.commit(extra=extra)
             if on_commit is not None:
-                on_commit()
+                try:  # (a head start for the caller: its failure must not fail the committed stage)
+                    on_commit()
+                except Exception as e:
+                    log(f"{stage.name}: on_commit failed ({type(e).__name__}: {e}); the layer is committed")
             if stage.finish:
                 counters["finish"] = stage.finish(ctx, out)
             total = _totals(stage, out, global_result)

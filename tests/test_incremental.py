@@ -267,6 +267,10 @@ def test_suites_can_start_at_the_commit_on_the_files_their_checks_read(tmp_path)
         if st.per_batch:
             assert out.counters["parts_computed"] >= 1, st.name
     runner.materialise_rejected(cfg, wd)
+    # a caller's head start that fails does not fail the stage: it is logged, the layer committed
+    said: list[str] = []
+    again = runner.materialise(STAGES[-1], cfg, wd, log=said.append, on_commit=lambda: 1 / 0)
+    assert again.counters["parts_reused"] >= 1 and any("on_commit failed (ZeroDivisionError" in m for m in said)
     published = []
     assignments = lambda: wd.split_assignments.stat().st_mtime_ns  # (the release invariants read them too)
     before = assignments()

@@ -96,7 +96,10 @@ def materialise_release(cfg: PlatformConfig, wd: Workdir, log: Log = _noop, *, l
         write_parquet(con, "SELECT id, split, group_key FROM split_assignments", prev,
                       unless_same=info.split_stats.new == 0)
         if on_publish is not None:
-            on_publish()
+            try:  # (a head start for the caller: its failure must not fail the published release)
+                on_publish()
+            except Exception as e:
+                log(f"release: on_publish failed ({type(e).__name__}: {e}); the release is published")
     finally:
         con.close()
     sh = info.shards
