@@ -485,3 +485,38 @@ def test_uniqueness_in_duckdb_gives_gxs_verdict_and_count(spec, rows):
     assert (ours.success, ours.unexpected_count) == (gx.success, gx.unexpected_count)
     assert ours.engine == "duckdb" and gx.engine == "gx"
     con.close()
+
+
+@pytest.mark.parametrize("layer", list(LAYERS))
+def test_whole_table_expectations_beside_the_rows_give_what_they_give_after_them(tmp_path, layer, monkeypatch):
+    """The whole-table expectations run on a second connection while GX validates the rows: the
+    outcome is the one of running them first on the caller's connection."""
+    from dataset_platform.checks import gx_suites
+
+    dup = {"id": "substr(md5('doc' || (i // 2)), 1, 16)"} if "id" in columns(layer) else {}
+    path = write_layer(tmp_path / "t.parquet", layer, 90, **dup)
+    beside = validate_parquet(path, suite(layer), batch_rows=32)
+    monkeypatch.setattr(gx_suites, "_side_connection", lambda con, sql: None)
+    after = validate_parquet(path, suite(layer), batch_rows=32)
+    assert beside == after
+    if dup and any(e["type"] == "expect_column_values_to_be_unique" and e["kwargs"]["column"] == "id"
+                   for e in spec_of(layer)["expectations"]):
+        assert not outcome(beside, "expect_column_values_to_be_unique", "id").success  # (seen both ways)
+
+
+def test_a_relation_only_its_connection_sees_is_validated_there(tmp_path):
+    """A temporary table is its connection's own: the whole-table expectations then run there."""
+    from dataset_platform.checks import gx_suites
+
+    con = duckdb.connect()
+    con.sql("CREATE TEMP TABLE t AS SELECT i % 7 AS id, 'x' AS s FROM range(50) t(i)")
+    assert gx_suites._side_connection(con, "SELECT * FROM t") is None
+    spec = {"name": "t", "expectations": [
+        {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "id"}, "severity": "critical"},
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "s"}, "severity": "critical"}]}
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(spec))
+    r = validate_relation(con, "SELECT * FROM t", path)
+    unique, not_null = r.outcomes
+    assert not unique.success and unique.unexpected_count == 50 and not_null.success
+    assert gx_suites._side_connection(con, f"SELECT * FROM read_parquet('{write_layer(tmp_path / 'r.parquet', 'raw_pages', 3)}')") is not None
