@@ -214,13 +214,19 @@ def test_a_refresh_with_nothing_new_computes_nothing(tmp_path):
     assert current_release(w.config(), wd) is not None
 
 
-def test_a_new_batch_computes_only_its_parts_and_a_setting_only_what_it_touches(tmp_path):
-    w = World(tmp_path, 4)
+def _built_then_a_new_batch(tmp_path, seed: int) -> tuple[World, Workdir]:
+    """A work folder built from one batch, with a second batch landed in its inbox."""
+    w = World(tmp_path, seed)
     wd = Workdir.at(tmp_path / "A").ensure()
     w.new(wd)
     refresh(w.config(), wd)
     w.step = 1
     w.new(wd)
+    return w, wd
+
+
+def test_a_new_batch_computes_only_its_parts_and_a_setting_only_what_it_touches(tmp_path):
+    w, wd = _built_then_a_new_batch(tmp_path, 4)
     out = refresh(w.config(), wd)
     for layer in ("extracted_documents", "cleaned_documents", "labelled_documents", "decontaminated_documents"):
         c = out[layer].counters
@@ -240,22 +246,14 @@ def test_suites_can_start_at_the_commit_on_the_files_their_checks_read(tmp_path)
     a stage's finish and views (runner.materialise, materialise_release): what the suite then reads
     is what the check reads at the step's end, so the head start is the check's result."""
     from dataset_platform import runner
-    from dataset_platform.checks.suite_check import layer_files
+    from dataset_platform.checks.gx_worker import _state
     from dataset_platform.ingest.refresh import materialise_raw
     from dataset_platform.release.materialise import materialise_release
     from dataset_platform.stages.registry import STAGES
 
-    w = World(tmp_path, 5)
-    wd = Workdir.at(tmp_path / "A").ensure()
-    w.new(wd)
-    refresh(w.config(), wd)
-    w.step = 1
-    w.new(wd)
+    w, wd = _built_then_a_new_batch(tmp_path, 5)
     cfg = w.config()
-
-    def state(layer: str):
-        files = layer_files(cfg, wd, layer)
-        return None if files is None else (files.whole_sql, tuple((u.key, u.identity) for u in files.units))
+    state = lambda layer: _state(cfg, wd, layer)  # (what gx_worker.prefetch starts on)
 
     materialise_raw(cfg, wd, sources=["news"], crawl=False)
     for st in STAGES:

@@ -43,39 +43,39 @@ def measure(con: duckdb.DuckDBPyConnection, rel: str, label_sets: list[str]) -> 
     """Counts over ``rel`` (columns source, url, lang and each label set's): name -> (value, detail)."""
     cols = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {rel}").fetchall()}
     out: dict[str, tuple[float, str]] = {}
-    for name, expr in (("sources", "source"), ("languages", "lang"), ("domains", HOST_SQL)):
-        needed = {"sources": "source", "languages": "lang", "domains": "url"}[name]
-        if needed not in cols:
-            continue
-        rows = con.sql(f"SELECT {expr} AS v, count(*) AS n FROM {rel} WHERE {expr} IS NOT NULL AND {expr} <> '' "
-                       f"GROUP BY 1 ORDER BY n DESC, v").fetchall()
-        out[name] = (float(len(rows)), ", ".join(f"{v} {n}" for v, n in rows[:5]) + (" ..." if len(rows) > 5 else ""))
-    for s in label_sets:
-        if s not in cols:
-            continue
-        rows = con.sql(f'SELECT "{s}" AS v, count(*) AS n FROM {rel} WHERE "{s}" IS NOT NULL GROUP BY 1 '
-                       "ORDER BY n DESC, v").fetchall()
-        total = sum(n for _, n in rows)
-        out[f"{s}: values"] = (float(len(rows)), ", ".join(f"{v} {n}" for v, n in rows[:8]))
-        if total:
-            out[f"{s}: largest share"] = (rows[0][1] / total, f"{rows[0][0]}: {rows[0][1]} of {total}")
+    for name, expr, extra in _measures(cols, label_sets):
+        _summarise(out, name, con.sql(f"SELECT {expr} AS v, count(*) AS n FROM {rel} WHERE {expr} IS NOT NULL {extra} "
+                                      "GROUP BY 1 ORDER BY n DESC, v").fetchall())
     return out
-
-
-#: bump when what the counts kept per file hold changes
-COUNTS_VERSION = "1"
 
 
 def _measures(cols: set[str], label_sets: list[str] | tuple[str, ...]) -> list[tuple[str, str, str]]:
     """(name in ``measure``'s output, SQL of the value, the extra filter) of the measures whose
     column is among ``cols``, in ``measure``'s order."""
     out = []
-    for name, expr in (("sources", "source"), ("languages", "lang"), ("domains", HOST_SQL)):
-        needed = {"sources": "source", "languages": "lang", "domains": "url"}[name]
+    for name, expr, needed in (("sources", "source", "source"), ("languages", "lang", "lang"),
+                               ("domains", HOST_SQL, "url")):
         if needed in cols:
             out.append((name, expr, f"AND {expr} <> ''"))
     out += [(f"{s}: values", f'"{s}"', "") for s in label_sets if s in cols]
     return out
+
+
+def _summarise(out: dict[str, tuple[float, str]], name: str, rows: list[tuple]) -> None:
+    """Put measure ``name`` into ``out`` from its (value, count) rows, largest count first (then
+    by value): how many values, the first of them, and a label set's largest share."""
+    if not name.endswith(": values"):
+        out[name] = (float(len(rows)), ", ".join(f"{v} {n}" for v, n in rows[:5]) + (" ..." if len(rows) > 5 else ""))
+        return
+    total = sum(n for _, n in rows)
+    out[name] = (float(len(rows)), ", ".join(f"{v} {n}" for v, n in rows[:8]))
+    if total:
+        out[f"{name.removesuffix(': values')}: largest share"] = (rows[0][1] / total,
+                                                                 f"{rows[0][0]}: {rows[0][1]} of {total}")
+
+
+#: bump when what the counts kept per file hold changes
+COUNTS_VERSION = "1"
 
 
 def _file_counts(con: duckdb.DuckDBPyConnection, file: Path, label_sets, where: str, target: Path) -> None:
@@ -125,20 +125,9 @@ def measure_files(con: duckdb.DuckDBPyConnection, files: list[tuple[Path, str]],
         if v is not None:
             values.append((v, n))
     out: dict[str, tuple[float, str]] = {}
-    order = [name for name, _e, _x in _measures({"source", "lang", "url", *label_sets}, label_sets)]
-    for name in order:
-        if name not in by:
-            continue
-        values = sorted(by[name], key=lambda vn: (-vn[1], vn[0]))  # (as ORDER BY n DESC, v: byte order)
-        if not name.endswith(": values"):
-            out[name] = (float(len(values)), ", ".join(f"{v} {n}" for v, n in values[:5])
-                         + (" ..." if len(values) > 5 else ""))
-            continue
-        total = sum(n for _, n in values)
-        out[name] = (float(len(values)), ", ".join(f"{v} {n}" for v, n in values[:8]))
-        if total:
-            s = name.removesuffix(": values")
-            out[f"{s}: largest share"] = (values[0][1] / total, f"{values[0][0]}: {values[0][1]} of {total}")
+    for name, _e, _x in _measures({"source", "lang", "url", *label_sets}, label_sets):  # (measure's order)
+        if name in by:  # (as ORDER BY n DESC, v: VARCHAR compares by bytes, str by code point, alike)
+            _summarise(out, name, sorted(by[name], key=lambda vn: (-vn[1], vn[0])))
     return out
 
 

@@ -45,11 +45,12 @@ def _stage_asset(stage: Stage) -> dg.AssetsDefinition:
             from dataset_platform.defs.ray_jobs import materialise_as_ray_job
 
             result = materialise_as_ray_job(context, stage, platform.config_path, str(platform.wd.root), cfg)
+            start_checks_ahead(context, platform, *layers, later=later)
         else:  # the suites start as the parts are committed (the stage's finish and views overlap them)
             result = materialise(stage, cfg, platform.wd, log=context.log.info,
                                  on_commit=lambda: start_checks_ahead(context, platform, *layers, later=later,
                                                                       invariants=False))
-        start_checks_ahead(context, platform, *layers, later=later)  # (a suite started on these files is not again)
+            start_checks_ahead(context, platform, *layers, suites=False)
         md = layer_metadata(result, label_sets=cfg.label_set_names)
         extra = STAGE_METADATA.get(stage.name)
         per_asset = extra(result, cfg) if extra else {}

@@ -57,29 +57,30 @@ def layers_with_suites() -> list[str]:
 
 
 def start_checks_ahead(context: dg.AssetExecutionContext, platform: PlatformResource, *layers: str,
-                       later: tuple[str, ...] = (), invariants: bool = True) -> None:
+                       later: tuple[str, ...] = (), suites: bool = True, invariants: bool = True) -> None:
     """Start the checks of the ``layers`` an asset step just wrote that the run will execute, as
     the step's work on them is done: they overlap the rest of the step and the cheaper checks run
-    before them. The ``gx_suite`` checks on the GX worker (``gx_worker.prefetch``); the invariants
-    of :data:`_AHEAD` on a thread (``checks/ahead.py``). ``later``: layers whose
-    files are final now though a later step materialises them (``rejected_documents``, a view
-    over every stage's rejects, once the last stage has written): their suites start now too.
-    ``invariants=False``: the suites only (they read the committed files; an invariant may read a
-    warehouse view, published later). A suite already started on the same files is not started
-    again. Only a head start: a problem here is logged, and each check then computes its result
-    itself."""
+    before them. The ``gx_suite`` checks on the GX worker (``gx_worker.prefetch``; ``suites``);
+    the invariants of :data:`_AHEAD` on a thread (``checks/ahead.py``; ``invariants``). A stage's
+    step starts its suites as the stage commits (they read the committed files) and its
+    invariants once the stage has returned (one may read a warehouse view, published last).
+    ``later``: layers whose files are final now though a later step materialises them
+    (``rejected_documents``, a view over every stage's rejects, once the last stage has written):
+    their suites start now too. Only a head start: a problem here is logged, and each check then
+    computes its result itself."""
     from dataset_platform.checks import ahead, gx_worker
 
     selected = set(context.selected_asset_check_keys)
-    for layer in later:
+    for layer in later if suites else ():
         key = dg.AssetCheckKey(dg.AssetKey(layer), "gx_suite")
         # (the run's selections: None, or no asset at all, when the run executes the whole job)
         checks, assets = context.run.asset_check_selection, context.run.asset_selection
         if (key in checks) if checks is not None else (not assets or key.asset_key in assets):
             selected.add(key)
+    points = None  # (the work folder's commit points: what every invariant started here starts on)
     for layer in (*layers, *later):
         suite = expectations_dir() / f"{layer}.json"
-        if suite.exists() and dg.AssetCheckKey(dg.AssetKey(layer), "gx_suite") in selected:
+        if suites and suite.exists() and dg.AssetCheckKey(dg.AssetKey(layer), "gx_suite") in selected:
             try:
                 gx_worker.prefetch(platform.config, platform.wd, layer, suite)
             except Exception as e:
@@ -91,7 +92,8 @@ def start_checks_ahead(context: dg.AssetExecutionContext, platform: PlatformReso
             try:
                 todo = call(platform)
                 if todo is not None:
-                    ahead.start(_ahead_key(platform, layer, name), inv.commit_points(platform.wd), todo[0], *todo[1])
+                    points = inv.commit_points(platform.wd) if points is None else points
+                    ahead.start(_ahead_key(platform, layer, name), points, todo[0], *todo[1])
             except Exception as e:
                 context.log.warning(f"{layer}:{name} not started ahead ({type(e).__name__}: {e}); the check "
                                     "computes it")

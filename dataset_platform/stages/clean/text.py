@@ -101,6 +101,8 @@ def _re2(py_class: str) -> str:
 
 _RE2_NEWLINES = _re2(r"\r\n|[\r\x0b\x0c\x85\u2028\u2029]")
 _RE2_CONTROL = _re2(r"[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\u200b\u200e\u200f\u2060\ufeff]")
+
+
 def _re2_chars(chars: str) -> str:
     """Characters (some unprintable) as the body of an RE2 character class."""
     return _re2(chars.encode("unicode_escape").decode("ascii").replace("\\\\", "\\"))
