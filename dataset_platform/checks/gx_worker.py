@@ -62,11 +62,11 @@ def _warm() -> None:
     than the next (raw_pages' 300 rows: 0.22 s, then 0.09 s; after this 0.09-0.11 s the first time).
     About 0.8 s, on the GX process before its first call. A warm-up that fails is only skipped."""
     from dataset_platform.checks import gx_suites
-    from dataset_platform.storage import memory_connection
+    from dataset_platform.storage import query_connection
 
     with gx_suites._GX_LOCK:
         gx_suites._batch_definition()
-    con = memory_connection()
+    con = query_connection()
     try:
         e = {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "x"}, "severity": "critical"}
         gx_suites._validate_batches(con, "SELECT 'x' AS x", ["x"], {0: e}, Path("warm-up.json"), 10, 1 << 20, 1)

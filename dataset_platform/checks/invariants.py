@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dataset_platform.storage import files_sql, memory_connection, parquet_rows, read_layer, sql_str
+from dataset_platform.storage import files_sql, parquet_rows, query_connection, read_layer, sql_str
 from dataset_platform.workdir import Workdir
 
 ERROR, WARN = "ERROR", "WARN"
@@ -60,7 +60,7 @@ def release_reconciles_with_crawl(wd: Workdir, release: Path) -> Outcome:
     from dataset_platform.release.publish import release_view_sql
     from dataset_platform.runner import rejected_sql
 
-    con = memory_connection()
+    con = query_connection()
     try:
         raw, released, rejected, missing, both = con.sql(f"""
             WITH raw AS (SELECT id FROM {read_layer(wd, 'raw_pages')}),
@@ -98,7 +98,7 @@ def raw_reconciles_with_crawl_log(wd: Workdir) -> Outcome:
         return Outcome(False, ERROR, {"error": "raw_pages has not been materialised"})
     ledger = Ledger(wd, "raw_pages", "reconciles_with_crawl_log", fingerprint(RECONCILE_VERSION))
     todo = ledger.pending(files.units)
-    con = memory_connection()
+    con = query_connection()
     try:
         orphans = 0
         if todo:
@@ -283,7 +283,7 @@ def split_leakage(wd: Workdir, release: Path) -> Outcome:
     from dataset_platform.release.publish import release_view_sql
 
     rel = release_view_sql(release)
-    con = memory_connection()
+    con = query_connection()
     try:
         by_url, by_cluster, by_group, augmented = con.sql(f"""
             WITH r AS (SELECT id, url, split, augmented_from FROM {rel}),
@@ -310,7 +310,7 @@ def split_shares(release: Path, column: str) -> list[tuple]:
     original (not augmented) documents, largest deviation first."""
     from dataset_platform.release.publish import release_view_sql
 
-    con = memory_connection()
+    con = query_connection()
     try:
         return con.sql(f"""
             WITH r AS (SELECT "{column}" AS v, split FROM {release_view_sql(release)} WHERE augmented_from IS NULL),
@@ -336,7 +336,7 @@ def release_diversity(release: Path, label_sets: list[str], q, cache: Path | Non
     from dataset_platform.checks.scope import release_files
     from dataset_platform.release.publish import release_view_sql
 
-    con = memory_connection()
+    con = query_connection()
     try:
         if cache is not None:
             measures = measure_files(con, [(u.file, u.identity) for u in release_files(release).units], label_sets,

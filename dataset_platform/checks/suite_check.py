@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dataset_platform.checks.gx_suites import SuiteOutcome, row_level_fingerprint, validate_relation
 from dataset_platform.checks.scope import LayerFiles, Ledger, Unit, release_files, stored_layer
-from dataset_platform.storage import memory_connection
+from dataset_platform.storage import query_connection
 from dataset_platform.workdir import Workdir
 
 CHECK = "gx_suite"
@@ -78,7 +78,7 @@ def run_suite_check(cfg, wd: Workdir, layer: str, suite: Path, *, batch_rows: in
     label_sets = cfg.label_values
     ledger = Ledger(wd, layer, CHECK, row_level_fingerprint(suite, label_sets))
     todo = ledger.pending(files.units)
-    con = memory_connection()
+    con = query_connection()
     try:
         by_rows = [u for u in todo if u.by_rows]
         rows_sql = files.subset_sql([u for u in todo if not u.by_rows])

@@ -11,7 +11,7 @@ from dataset_platform.checks.profile import bar, parts_profile_sql, profile
 from dataset_platform.contracts import schema
 from dataset_platform.contracts.descriptions import column_descriptions
 from dataset_platform.runner import LayerResult
-from dataset_platform.storage import memory_connection
+from dataset_platform.storage import query_connection
 from dataset_platform.workdir import Workdir
 
 #: significant digits a float keeps in the metadata the UI shows (never fewer than its integer part)
@@ -111,7 +111,7 @@ def layer_metadata(result: LayerResult, *, label_sets: list[str] | tuple[str, ..
     if "text" in schema.columns(result.layer, label_sets) and result.path.is_dir():
         files = sorted(result.path.glob("*/*/data.parquet"))  # (a layer stored by batch)
         if files:  # the parts' lengths, languages and sources, cached per part (read once)
-            con = memory_connection()
+            con = query_connection()
             try:
                 rel = parts_profile_sql(con, files, Workdir.at(result.path.parents[1]).profile_cache(result.layer))
             finally:
@@ -127,7 +127,7 @@ def _share_rows(counts: list[tuple[str, int]], total: int) -> list[list]:
 def profile_metadata(relation_sql: str) -> dict:
     """Length histogram and language / source shares as small text-bar charts, plus numbers that
     the UI plots across materialisations (the asset's Plots tab)."""
-    con = memory_connection()
+    con = query_connection()
     try:
         p = profile(con, relation_sql)
     finally:

@@ -29,6 +29,7 @@ from dataset_platform.storage import (
     ensure_view,
     layer_view_sql,
     memory_connection,
+    query_connection,
     read_layer,
     source_lock,
     sql_str,
@@ -564,7 +565,7 @@ def materialise_raw(
 
 def crawl_log_summary(wd: Workdir) -> dict:
     """Outcome counts of the newest batch of each source (for metadata and the CLI)."""
-    con = memory_connection()
+    con = query_connection()
     try:
         rows = con.sql(f"""
             WITH newest AS (SELECT source, max(crawl_id) AS crawl_id FROM {read_layer(wd, 'crawl_log')} GROUP BY 1)

@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -114,6 +115,39 @@ def memory_connection(threads: int | None = None, *, memory_limit: str | None = 
         con.sql(f"SET temp_directory = {sql_str(temp_dir)}")
     con.sql("SET preserve_insertion_order = true")
     return con
+
+
+_SHARED: list[duckdb.DuckDBPyConnection] = []  # this process's shared in-memory database, once opened
+_SHARED_LOCK = threading.Lock()
+#: shared databases a forked child inherited: kept referenced, never used or closed there
+_INHERITED: list[duckdb.DuckDBPyConnection] = []
+
+
+def _forget_shared_in_child() -> None:
+    _INHERITED.extend(_SHARED)
+    _SHARED.clear()
+
+
+os.register_at_fork(after_in_child=_forget_shared_in_child)
+
+
+def query_connection() -> duckdb.DuckDBPyConnection:
+    """A connection for short queries over files (checks, metadata, profiles): a cursor on one
+    in-memory DuckDB database shared by this process, with DuckDB's default settings. Opening a
+    new in-memory database costs ~13 ms (its catalog of built-in functions is set up each time:
+    ~30 ms beside a run's other work on 2 cores); a cursor ~10 µs. A +1 % refresh at 100k
+    opened ~45 of them for checks and metadata. Close it when done, as any connection.
+
+    What a cursor creates is its own only when it is temporary (``CREATE TEMP``, ``register``):
+    settings (``SET``), ``ATTACH`` and persistent tables or views would be seen by every other
+    user of the process's database. Work that needs them, or its own memory or thread bounds,
+    takes :func:`memory_connection`."""
+    with _SHARED_LOCK:
+        if not _SHARED:
+            db = duckdb.connect(":memory:")
+            db.sql("SET preserve_insertion_order = true")
+            _SHARED.append(db)
+        return _SHARED[0].cursor()
 
 
 def sql_str(value: str | Path) -> str:
