@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 
-from dataset_platform.checks.data_docs import build_data_docs
+from dataset_platform.checks.data_docs import build_data_docs, build_page, build_site_index
 from dataset_platform.checks.gx_suites import validate_relation
 
 
@@ -81,6 +81,30 @@ def test_the_index_lists_the_newest_validations_and_older_pages_stay(tmp_path: P
     index = (tmp_path / "docs/site/index.html").read_text(encoding="utf-8")
     assert "validations/notes/run-4/" in index and "validations/notes/run-2/" in index
     assert "validations/notes/run-1/" not in index
+
+
+def test_a_run_renders_its_pages_then_the_index_once(tmp_path: Path):
+    """``build_page`` leaves the site's index as it is; ``build_site_index`` renders it alone,
+    listing every page, localised as a page-and-index build leaves it."""
+    suite = tmp_path / "docs.json"
+    suite.write_text(json.dumps({"name": "notes", "expectations": [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "id"}, "severity": "critical"}]}))
+    outcome = validate_relation(duckdb.connect(), "SELECT 'doc-' || i AS id FROM range(10) t(i)", suite)
+    docs, start = tmp_path / "docs", dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC)
+    build_data_docs(outcome, docs, "run-1", start)
+    index = docs / "site" / "index.html"
+    before = index.read_text(encoding="utf-8")
+    pages = [build_page(outcome, docs, f"run-{i}", start + dt.timedelta(minutes=i)) for i in (2, 3)]
+    assert all(p.is_file() for p in pages)
+    assert index.read_text(encoding="utf-8") == before and "validations/notes/run-2" not in before
+    assert build_site_index(docs) == index
+    after = index.read_text(encoding="utf-8")
+    assert all(f"validations/notes/run-{i}/" in after for i in (1, 2, 3))
+    # the same index a build with the last page would have written
+    other = tmp_path / "other"
+    for i in (1, 2, 3):
+        build_data_docs(outcome, other, f"run-{i}", start + dt.timedelta(minutes=i if i > 1 else 0))
+    assert after == (other / "site" / "index.html").read_text(encoding="utf-8")
 
 
 def test_the_pages_load_nothing_from_the_network(tmp_path: Path):

@@ -106,7 +106,7 @@ def test_a_verdict_waits_for_the_page_being_rendered_not_for_every_page_queued(t
     for i in range(8):
         gx_worker.data_docs(first.outcome, wd.data_docs, f"run-{i}")
     with gx_worker._LOCK:
-        pages = [f for _, f in gx_worker._DOCS]
+        pages = [f for _, f, _ in gx_worker._DOCS]
     checked = gx_worker.suite_check(_cfg(), wd, LAYER, suite)  # queued after eight pages
     rendered = sum(f.done() for f in pages)
     assert checked.rows_validated == 200 and not checked.outcome.critical_passed

@@ -11,8 +11,9 @@ and renders the pages (``data_docs``: queued, the step does not wait; the worker
 the next assets run). A page goes to the worker only while no validation is on it (a thread of
 this process hands them over one at a time): a verdict waits for at most the page being rendered,
 not for every page queued before it.
-``drain`` waits for the pages still queued: the platform resource calls it
-when a run ends (``defs/resources.py``), the CLI before it exits.
+``drain`` waits for the pages still queued, then renders the site's index once (each page
+left it as it was: the index is half of a page's cost): the platform resource calls it when a run
+ends (``defs/resources.py``), the CLI before it exits.
 
 The worker is one process for the life of the calling process (a test session runs many
 materialisations on it), dies with it (``exit_with_parent``), and gets only picklable values:
@@ -37,7 +38,7 @@ from dataset_platform.checks.gx_suites import SuiteOutcome
 
 _LOCK = threading.Lock()
 _POOL: ProcessPoolExecutor | None = None
-_DOCS: list[tuple[str, Future]] = []
+_DOCS: list[tuple[str, Future, str]] = []  # (suite, page, Data Docs folder)
 #: (workdir, layer) -> (config, suite, layer state, future) of a suite check started ahead
 _AHEAD: dict[tuple[str, str], tuple] = {}
 #: the validations on the worker, the pages waiting for it to be free of them, and the thread
@@ -187,20 +188,21 @@ def _validated(future: Future) -> None:
 
 
 def data_docs(outcome: SuiteOutcome, docs_dir: Path, run_name: str) -> Path:
-    """Queue the Data Docs page of ``outcome``; returns where it will be (``drain`` waits for it)."""
-    from dataset_platform.checks.data_docs import build_data_docs, page_path
+    """Queue the Data Docs page of ``outcome``; returns where it will be (``drain`` waits for it,
+    then renders the site's index once)."""
+    from dataset_platform.checks.data_docs import build_page, page_path
 
     _pool()  # (started, if this is its first use)
     run_time = dt.datetime.now(dt.UTC)
     page: Future = Future()
     with _QUEUE:
-        _PAGES.append((page, (build_data_docs, outcome, Path(docs_dir), run_name, run_time)))
+        _PAGES.append((page, (build_page, outcome, Path(docs_dir), run_name, run_time)))
         if not _PAGER or not _PAGER[0].is_alive():
             _PAGER[:] = [threading.Thread(target=_pager, name="gx-pages", daemon=True)]
             _PAGER[0].start()
         _QUEUE.notify_all()
     with _LOCK:
-        _DOCS.append((outcome.suite, page))
+        _DOCS.append((outcome.suite, page, str(docs_dir)))
     return page_path(Path(docs_dir), outcome.suite, run_name, run_time)
 
 
@@ -224,16 +226,28 @@ def _pager() -> None:
 
 
 def drain(timeout: float | None = 600) -> list[str]:
-    """Wait for the queued Data Docs pages; returns a message per page that failed to render."""
+    """Wait for the queued Data Docs pages, then render the index of each site they were written
+    to; returns a message per page or index that failed to render."""
+    from dataset_platform.checks.data_docs import build_site_index
+
     with _LOCK:
         pending = list(_DOCS)
         _DOCS.clear()
-    errors = []
-    for suite, future in pending:
+        pool = _POOL
+    errors, sites = [], {}
+    for suite, future, docs_dir in pending:
         try:
             future.result(timeout=timeout)
+            sites[docs_dir] = None
         except Exception as e:  # a page is a convenience: report it, never fail the run for it
             errors.append(f"{suite}: GX Data Docs not built: {type(e).__name__}: {e}"[:500])
+    for docs_dir in sites:
+        try:
+            if pool is None:
+                raise RuntimeError("the GX worker stopped before the index was rendered")
+            pool.submit(build_site_index, Path(docs_dir)).result(timeout=timeout)
+        except Exception as e:
+            errors.append(f"{docs_dir}: GX Data Docs index not built: {type(e).__name__}: {e}"[:500])
     return errors
 
 
@@ -255,8 +269,11 @@ def shutdown(*, at_exit: bool = False) -> None:
         started = _POOL is not None
     if not started:
         return
-    for _, page in list(_DOCS):  # queued pages are written first
-        page.exception()
+    if at_exit:
+        for _, page, _ in list(_DOCS):  # queued pages are written first
+            page.exception()
+    else:
+        drain()  # queued pages are written first, then their sites' index (a run's resource reported them)
     pool = _take_pool()
     if pool is None:
         return
