@@ -81,6 +81,11 @@ def test_the_index_lists_the_newest_validations_and_older_pages_stay(tmp_path: P
     index = (tmp_path / "docs/site/index.html").read_text(encoding="utf-8")
     assert "validations/notes/run-4/" in index and "validations/notes/run-2/" in index
     assert "validations/notes/run-1/" not in index
+    # GX lists every stored result for each page and index it renders: only the newest are kept
+    stored = sorted(p.relative_to(tmp_path / "docs/validation_results").parts[1]
+                    for p in (tmp_path / "docs/validation_results").rglob("*.json"))
+    assert stored == ["run-2", "run-3", "run-4"]
+    assert not (tmp_path / "docs/validation_results/notes/run-0").exists()  # (emptied folders go too)
 
 
 def test_a_run_renders_its_pages_then_the_index_once(tmp_path: Path):
