@@ -128,10 +128,10 @@ def build_data_docs(outcome: SuiteOutcome, docs_dir: Path, run_name: str,
     with _LOCK:
         ctx = _context(Path(docs_dir), index_limit)
         ctx.validation_results_store.set(key, validation)
-        prune_results(Path(docs_dir), keep=index_limit)
         ctx.build_data_docs(site_names=["workdir"], resource_identifiers=[key], build_index=build_index)
         if not page.exists():
             raise RuntimeError(f"GX Data Docs did not write the expected page {page}")
+        prune_results(Path(docs_dir), keep=index_limit)
         site = Path(docs_dir) / "site"
         install_static(site)
         localise(page, site)
