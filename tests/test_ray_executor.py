@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -586,6 +587,7 @@ def test_stopping_a_local_head_leaves_other_ray_clusters_running(ray_cluster):
     tests' while a benchmark ends); a head of ``cluster.local_head`` stops only its own."""
     from dataset_platform.cluster.local_head import start_head
 
+    tmp_before = set(Path(tempfile.gettempdir()).glob("pymp-*"))
     other = start_head(1, Path(f"/tmp/dp-ray-other-{os.getpid()}"), jobs=True)
     try:
         assert _processes_naming(str(other.temp)) and other.address != ray_cluster.address
@@ -609,6 +611,8 @@ def test_stopping_a_local_head_leaves_other_ray_clusters_running(ray_cluster):
     finally:  # (stopped even when an assertion fails: no head is left running)
         other.stop()
     assert not _processes_naming(str(other.temp)) and not other.temp.exists()
+    # (its dashboard's multiprocessing folder went with its temp folder, not left in /tmp)
+    assert set(Path(tempfile.gettempdir()).glob("pymp-*")) <= tmp_before
     assert _processes_naming(str(ray_cluster.temp))  # the first cluster is still up ...
     import ray
 

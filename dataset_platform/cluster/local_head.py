@@ -93,7 +93,12 @@ def start_head(cpus: int, temp: Path, *, jobs: bool = False, env: dict | None = 
         args += ["--include-dashboard=false", f"--dashboard-port={dashboard}"]
     head = LocalHead(f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}" if jobs else None, Path(temp),
                      (port, dashboard, client))
-    r = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, env={**(env or os.environ), **RAY_ENV})
+    # the head's processes keep their temporary files in its temp folder, which ``stop`` removes:
+    # Ray's dashboard starts a multiprocessing forkserver, whose folder (pymp-*) a stopped head
+    # otherwise leaves in /tmp, one per head
+    Path(temp).mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s,
+                       env={**(env or os.environ), **RAY_ENV, "TMPDIR": str(temp)})
     if r.returncode != 0:
         head.stop()
         raise RuntimeError(f"ray start --head failed: {r.stdout[-1500:]}{r.stderr[-1500:]}")
