@@ -7,11 +7,12 @@ expectation, with the counts, the unexpected sample and the observed value) and 
 site builder render it into ``<docs_dir>/site/validations/<suite>/<run>/<time>/<suite>.html``.
 
 The validation results are kept as GX keeps them (a filesystem validation-results store in
-``<docs_dir>/validation_results/``); each build renders only the new page (earlier pages stay as
-they are) and the site's index, which lists the newest ``INDEX_LIMIT`` validations (GX's
-``validation_results_limit``: its index builder reads every result it lists, so an unbounded
-index made every check slower than the one before: 0.25 s for the first, 0.86 s after 120 of one
-suite). One GX context per docs folder is kept for the life of the process.
+``<docs_dir>/validation_results/``), the newest ``INDEX_LIMIT`` only (``prune_results``: GX lists
+every stored result for each page and index it renders). Each build renders only the new page
+(earlier pages stay as they are, also those of pruned results); ``build_data_docs`` also renders the
+site's index, which lists the stored validations (``data_docs_index.py``), and a run renders its
+pages without it (``build_page``) and the index once at its end (``build_site_index``). One GX
+context per docs folder is kept for the life of the process.
 
 **Templates compiled once.** GX builds a new Jinja environment for every view it renders, so every
 page compiled its ~30 templates again (0.10 s a page, two thirds of it in Jinja's compiler). The

@@ -135,8 +135,8 @@ def query_connection() -> duckdb.DuckDBPyConnection:
     """A connection for short queries over files (checks, metadata, profiles): a cursor on one
     in-memory DuckDB database shared by this process, with DuckDB's default settings. Opening a
     new in-memory database costs ~13 ms (its catalog of built-in functions is set up each time:
-    ~30 ms beside a run's other work on 2 cores); a cursor ~10 µs. A +1 % refresh at 100k
-    opened ~45 of them for checks and metadata. Close it when done, as any connection.
+    20-35 ms beside a run's other work on 2 cores); a cursor ~10 µs. A +1 % refresh at 100k
+    opened ~34 databases for its checks, suites and metadata. Close it when done, as any connection.
 
     What a cursor creates is its own only when it is temporary (``CREATE TEMP``, ``register``):
     settings (``SET``), ``ATTACH`` and persistent tables or views would be seen by every other
