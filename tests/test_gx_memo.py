@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import duckdb
@@ -47,6 +48,41 @@ def _gx_results(layer: str, path) -> list[dict]:
     return out
 
 
+@contextlib.contextmanager
+def _graph_builds():
+    """The expectations whose metric graph GX builds meanwhile (a list, filled on exit)."""
+    from great_expectations.validator.metrics_calculator import MetricsCalculator
+
+    own = MetricsCalculator.build_metric_dependency_graph
+    builds: list = []
+
+    def counted(self, metric_configurations, runtime_configuration=None):
+        builds.append([m.metric_name for m in metric_configurations])
+        return own(self, metric_configurations, runtime_configuration)
+
+    MetricsCalculator.build_metric_dependency_graph = counted
+    try:
+        yield builds
+    finally:
+        MetricsCalculator.build_metric_dependency_graph = own
+
+
+def _validate(df, *expectations) -> list[dict]:
+    """GX's results of ``expectations`` (type, kwargs) over ``df``, as our validations run it."""
+    from great_expectations.core import ExpectationSuite
+    from great_expectations.validator.v1_validator import Validator
+
+    configs = [{"type": t, "kwargs": kw} for t, kw in expectations]
+    with gx_suites._GX_LOCK:
+        definition = gx_suites._batch_definition()
+        with gx_memo.memoised_configurations():
+            result = Validator(batch_definition=definition, batch_parameters={"dataframe": df},
+                               result_format="COMPLETE").validate_expectation_suite(
+                ExpectationSuite(name="s", expectations=configs))
+    return [{k: v for k, v in r.to_json_dict().items() if k != "expectation_config"}
+            | {"kwargs": r.expectation_config.kwargs} for r in result.results]
+
+
 @pytest.fixture
 def memos():
     with gx_suites._GX_LOCK:
@@ -62,7 +98,11 @@ def test_every_suite_gives_gx_s_own_results_with_the_memos(tmp_path, layer, memo
     gx_memo.uninstall()
     plain = _gx_results(layer, path)
     gx_memo.install()
-    memoised = _gx_results(layer, path)
+    # the metric graphs are kept by a validation of other rows (all valid), then used on these
+    _gx_results(layer, write_layer(tmp_path / "valid.parquet", layer, 40))
+    with _graph_builds() as builds:
+        memoised = _gx_results(layer, path)
+    assert builds == []  # every expectation's graph came from the memo
     assert memoised == plain
     assert len(plain) == sum(e["type"] in gx_suites.BATCH_TYPES for e in spec_of(layer)["expectations"])
     if layer in ("raw_pages", "cleaned_documents", "deduplicated_documents", "dataset_release"):
@@ -101,3 +141,44 @@ def test_ids_of_equal_looking_values_of_other_types_stay_apart(memos):
     assert nested.to_id() == nested.to_id()
     assert gx_memo._content(nested) is not None
     assert gx_memo._content({"column": object()}) is None  # anything else: GX's own method
+
+
+def test_a_kept_metric_graph_is_used_only_for_the_same_type_and_kwargs(memos):
+    import pandas as pd
+
+    df = pd.DataFrame({"n": [1, 4, 6, 9, None], "s": ["a", "b", "c", "dd", "e"]})
+    between = ("expect_column_values_to_be_between", {"column": "n", "min_value": 0, "max_value": 10})
+    narrower = ("expect_column_values_to_be_between", {"column": "n", "min_value": 5, "max_value": 10})
+    lengths = ("expect_column_value_lengths_to_equal", {"column": "s", "value": 1})
+    gx_memo.uninstall()
+    plain = [_validate(df, between), _validate(df, narrower), _validate(df, lengths, between)]
+    gx_memo.install()
+    with _graph_builds() as builds:
+        first = _validate(df, between)
+        assert len(builds) == 1
+        # other kwargs, another type: their own graphs; the kept one again with them
+        assert [_validate(df, narrower), _validate(df, lengths, between)] == plain[1:]
+        assert len(builds) == 3
+        again = _validate(df.assign(n=[11, 4, 6, 9, None]), between)
+    assert first == plain[0]
+    assert first[0]["success"] and not again[0]["success"]  # the same graph, new rows: their verdict
+    assert again[0]["result"]["unexpected_count"] == 1 and len(builds) == 3
+    gx_memo.uninstall()
+    assert again == _validate(df.assign(n=[11, 4, 6, 9, None]), between)
+    gx_memo.install()
+
+
+def test_outside_a_validation_gx_builds_every_graph_itself(memos):
+    import pandas as pd
+    from great_expectations.core import ExpectationSuite
+    from great_expectations.validator.v1_validator import Validator
+
+    suite = ExpectationSuite(name="s", expectations=[
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "x"}}])
+    with gx_suites._GX_LOCK:
+        definition = gx_suites._batch_definition()
+        with _graph_builds() as builds:
+            for _ in range(2):
+                Validator(batch_definition=definition,
+                          batch_parameters={"dataframe": pd.DataFrame({"x": [1, None]})}).validate_expectation_suite(suite)
+    assert len(builds) == 2

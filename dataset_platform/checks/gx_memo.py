@@ -1,4 +1,4 @@
-"""GX's validation without its repeated work: two memos over pure computations of GX 1.24.
+"""GX's validation without its repeated work: three memos over pure computations of GX 1.24.
 
 On a refresh's new part (a few hundred rows) a suite's validation is almost all fixed cost, and
 most of that is GX rebuilding the same values (profiled over the 12 suites of a +1 % refresh at
@@ -17,8 +17,18 @@ most of that is GX rebuilding the same values (profiled over the 12 suites of a 
   None, and lists, tuples and dicts of them, keys str) it is kept by that content, with its type
   (``1``, ``1.0``, ``True`` and ``"1"`` are different keys), in a bounded dict; anything else
   goes to GX's method.
+* The metric graph of each expectation (what it needs computed, and what those metrics need in
+  turn): GX derives it anew for every validation from the expectation's type and kwargs, the
+  batch id, the runtime configuration (the result format) and the kind of execution engine --
+  never from the rows -- by building the expectation and asking it and each metric provider for
+  their dependencies: ~45 % of a small suite's validation. Within our validations the edges of
+  each graph are kept by that content (bounded) and a later validation with the same content gets
+  a new graph over them on its own execution engine; the configuration it carries is GX's
+  own deep copy, as GX makes it. An expectation whose graph GX fails to build is never kept.
+  GX writes into a metric configuration only while it builds the graph (its dependencies, its
+  default kwargs), so kept edges are only read.
 
-Both are installed once per process (:func:`install`, called where GX's batch definition is
+All three are installed once per process (:func:`install`, called where GX's batch definition is
 built) and change no result: ``tests/test_gx_memo.py`` validates every suite of
 ``expectations/`` with and without them and compares GX's whole results.
 """
@@ -26,6 +36,7 @@ built) and change no result: ``tests/test_gx_memo.py`` validates every suite of
 from __future__ import annotations
 
 import contextlib
+import copy
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -35,6 +46,11 @@ _INSTALLED: list[Any] = []  # (the originals, once installed)
 _IDS: dict[Any, Any] = {}
 #: ids kept before the memo starts again (a validation needs a few hundred)
 MAX_IDS = 20_000
+#: (engine type, batch id, runtime configuration, expectation type, kwargs) -> the edges of the
+#: expectation's metric graph
+_GRAPHS: dict[Any, list] = {}
+#: graphs kept before the memo starts again (the suites of expectations/ have ~300 expectations)
+MAX_GRAPHS = 5_000
 _PLAIN = (str, int, bool, type(None))
 
 
@@ -44,11 +60,14 @@ def install() -> None:
         return
     from great_expectations.core.id_dict import IDDict
     from great_expectations.expectations.expectation import Expectation
+    from great_expectations.validator.validation_graph import ExpectationValidationGraph, ValidationGraph
+    from great_expectations.validator.validator import Validator
 
     configuration = Expectation.__dict__["configuration"]
     to_id = IDDict.to_id
-    if not isinstance(configuration, property):  # another GX than the one these memos were measured on
-        return
+    subgraphs = Validator.__dict__.get("_generate_metric_dependency_subgraphs_for_each_expectation_configuration")
+    if not isinstance(configuration, property) or subgraphs is None:  # another GX than the one these
+        return  # memos were measured on
 
     def memo_configuration(self):
         memo = getattr(_LOCAL, "memo", None)
@@ -73,9 +92,41 @@ def install() -> None:
             found = _IDS[key] = to_id(self)
         return found
 
+    def memo_subgraphs(self, expectation_configurations, processed_configurations, catch_exceptions,
+                       runtime_configuration=None):
+        if getattr(_LOCAL, "memo", None) is None:  # (outside our validations: GX's own)
+            return subgraphs(self, expectation_configurations, processed_configurations, catch_exceptions,
+                             runtime_configuration)
+        engine, batch_id = self._execution_engine, self.active_batch_id
+        runtime = _content(runtime_configuration or {})
+        graphs: list = []
+        evrs: list = []
+        for config in expectation_configurations:
+            kwargs = _content(dict(config.kwargs)) if runtime is not None and config.type else None
+            key = None if kwargs is None else (type(engine), batch_id, runtime, config.type, kwargs)
+            edges = None if key is None else _GRAPHS.get(key)
+            if edges is None:  # GX builds it (and reports it when it cannot)
+                built, failed, _ = subgraphs(self, [config], processed_configurations, catch_exceptions,
+                                             runtime_configuration)
+                graphs += built
+                evrs += failed
+                if key is not None and built and not failed:
+                    if len(_GRAPHS) >= MAX_GRAPHS:
+                        _GRAPHS.clear()
+                    _GRAPHS[key] = list(built[0].graph.edges)
+                continue
+            evaluated = copy.deepcopy(config)  # (what GX's own step gives the rest of the validation)
+            if batch_id:
+                evaluated.kwargs.update({"batch_id": batch_id})
+            graphs.append(ExpectationValidationGraph(
+                configuration=evaluated, graph=ValidationGraph(execution_engine=engine, edges=list(edges))))
+            processed_configurations.append(evaluated)
+        return graphs, evrs, processed_configurations
+
     Expectation.configuration = property(memo_configuration, doc=configuration.__doc__)
     IDDict.to_id = memo_to_id
-    _INSTALLED.append((configuration, to_id))
+    Validator._generate_metric_dependency_subgraphs_for_each_expectation_configuration = memo_subgraphs
+    _INSTALLED.append((configuration, to_id, subgraphs))
 
 
 def uninstall() -> None:
@@ -84,16 +135,20 @@ def uninstall() -> None:
         return
     from great_expectations.core.id_dict import IDDict
     from great_expectations.expectations.expectation import Expectation
+    from great_expectations.validator.validator import Validator
 
-    configuration, to_id = _INSTALLED.pop()
+    configuration, to_id, subgraphs = _INSTALLED.pop()
     Expectation.configuration = configuration
     IDDict.to_id = to_id
+    Validator._generate_metric_dependency_subgraphs_for_each_expectation_configuration = subgraphs
     _IDS.clear()
+    _GRAPHS.clear()
 
 
 @contextlib.contextmanager
 def memoised_configurations() -> Iterator[None]:
-    """Within: each expectation object converts itself to its configuration once (this thread)."""
+    """Within (this thread): each expectation object converts itself to its configuration once, and
+    an expectation's metric graph kept from an earlier validation is used again."""
     outer = getattr(_LOCAL, "memo", None)
     _LOCAL.memo = {} if outer is None else outer
     try:
