@@ -76,6 +76,33 @@ def _prepare_instance(wd: Workdir) -> Path:
 
 def run_pipeline(config_path: Path, workdir: str | None, *, out=sys.stdout) -> int:
     """Materialise the whole graph (with its checks) through Dagster; print a summary."""
+    from dataset_platform import procs
+
+    with procs.start_up():  # (no garbage collection while the modules and definitions load)
+        import dagster as dg
+
+        from dataset_platform.defs.ingestion import all_sources_tags
+
+        loaded = _load_job(config_path, workdir)
+    if isinstance(loaded, int):
+        return loaded
+    cfg, wd, job, home = loaded
+    print(f"dataset-platform: workdir {wd.root}, runs recorded in DAGSTER_HOME={home}", file=out)
+    t0 = time.monotonic()
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            tags=all_sources_tags(cfg),  # every source partition, in one run
+        )
+    evaluations = result.get_asset_check_evaluations()
+    return _summarise(cfg, wd, result, evaluations, time.monotonic() - t0, out)
+
+
+def _load_job(config_path: Path, workdir: str | None):
+    """``run_pipeline``'s start: the config checked, the GX worker started, the Dagster instance
+    prepared and the job built; (config, workdir, job, DAGSTER_HOME), or an exit code."""
     from dataset_platform import preflight
 
     try:
@@ -97,24 +124,10 @@ def run_pipeline(config_path: Path, workdir: str | None, *, out=sys.stdout) -> i
     os.environ["DATASET_PLATFORM_WORKDIR"] = str(wd.root)
     home = _prepare_instance(wd)
 
-    import dagster as dg
-
     from dataset_platform.definitions import build_definitions
-    from dataset_platform.defs.ingestion import all_sources_tags
 
     defs = build_definitions(config_path, wd.root)
-    job = defs.resolve_job_def("dataset_pipeline")
-    print(f"dataset-platform: workdir {wd.root}, runs recorded in DAGSTER_HOME={home}", file=out)
-    t0 = time.monotonic()
-    with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(
-            instance=instance,
-            raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-            tags=all_sources_tags(cfg),  # every source partition, in one run
-        )
-    evaluations = result.get_asset_check_evaluations()
-    return _summarise(cfg, wd, result, evaluations, time.monotonic() - t0, out)
+    return cfg, wd, defs.resolve_job_def("dataset_pipeline"), home
 
 
 def _summarise(cfg, wd: Workdir, result, evaluations, seconds: float, out) -> int:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from dataset_platform import procs
 from dataset_platform.config import PlatformConfig
 from dataset_platform.contracts.schema import LABELLED_LAYERS
 from dataset_platform.stages import takedown
@@ -178,6 +179,9 @@ def warm_up(cfg: PlatformConfig) -> threading.Thread:
             if st.warm is not None:
                 with contextlib.suppress(Exception):
                     st.warm(st.settings(cfg.pipeline))
+        # what the warm-up imported stays, as the start-up's heap: out of full collections too
+        # (at 100k one took 0.04-0.05 s of a +1 % refresh's dedup step without this)
+        procs.freeze_start_up_heap("warm-up")
 
     th = threading.Thread(target=warm, name="stage-warm-up", daemon=True)
     th.start()

@@ -26,10 +26,14 @@ class PlatformResource(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """Every run ends in suite checks: start GX's worker (its import) now (checks/gx_worker.py),
-        and warm the stages up."""
+        and warm the stages up. The process's heap so far (Dagster, the definitions) is frozen out
+        of the garbage collector's full collections (``procs.freeze_start_up_heap``: done already
+        in ``dataset-platform run``; here for a run Dagster launched)."""
+        from dataset_platform import procs
         from dataset_platform.checks import gx_worker
         from dataset_platform.runner import warm_up
 
+        procs.freeze_start_up_heap()
         gx_worker.start()
         warm_up(self.config)  # the stages' first-use costs, on a thread (runner.warm_up)
 
