@@ -61,7 +61,17 @@ def _warm() -> None:
     Then each suite's row-level expectations once, on a row of NULLs typed as the layer's
     contract: the first real validation of a suite on a fresh GX process still cost ~0.14 s more
     than the next (raw_pages' 300 rows: 0.22 s, then 0.09 s; after this 0.09-0.11 s the first time).
-    About 0.8 s, on the GX process before its first call. A warm-up that fails is only skipped."""
+    About 0.8 s, on the GX process before its first call. A warm-up that fails is only skipped.
+    First of all, the modules a call needs: unpickling its config imports ``config`` (pydantic's
+    models: 0.13 s idle, ~0.2 s beside a run), which delayed the first suite of a run on each
+    process of a fresh service by that much (the first run an inbox sensor launched); the files of
+    rejected_documents are listed by ``runner`` (its import 0.07-0.16 s), the release's by
+    ``release.materialise``."""
+    import dataset_platform.checks.suite_check
+    import dataset_platform.config
+    import dataset_platform.release.materialise
+    import dataset_platform.runner
+    import dataset_platform.workdir  # noqa: F401
     from dataset_platform.checks import gx_suites
     from dataset_platform.storage import query_connection
 
