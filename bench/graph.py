@@ -539,9 +539,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def sensor_run(out: Path, work: Path, docs: int, cores: int, timeout: float = 900) -> dict:
-    """The +1 % file dropped into the inbox while ``dataset-platform ui`` (Dagster's webserver and
-    daemon) runs on the work folder: the inbox sensor launches the run. Measured from the drop:
+def sensor_run(out: Path, work: Path, docs: int, cores: int, timeout: float = 900,
+               plus: str = "plus1.jsonl") -> dict:
+    """The +1 % file (``plus``, in ``out``) dropped into the inbox while ``dataset-platform ui``
+    (Dagster's webserver and daemon) runs on the work folder: the inbox sensor launches the run
+    (a work folder that took in ``plus1.jsonl`` already is given another). Measured from the drop:
     until the sensor requested the run, until the run started (its process launched), until it
     ended; the run's steps from its event log; and every other run launched meanwhile (the
     automation sensor's, if it adds any) in the following 60 s."""
@@ -578,9 +580,9 @@ def sensor_run(out: Path, work: Path, docs: int, cores: int, timeout: float = 90
         os.sync()
         inbox = work / "inbox" / SOURCE
         inbox.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(out / "plus1.jsonl", inbox / ".plus1.jsonl.part")
+        shutil.copyfile(out / plus, inbox / f".{plus}.part")
         dropped = time.time()
-        os.replace(inbox / ".plus1.jsonl.part", inbox / "plus1.jsonl")  # appears whole, as a user's mv
+        os.replace(inbox / f".{plus}.part", inbox / plus)  # appears whole, as a user's mv
         deadline = time.monotonic() + timeout
         inbox_run, quiet_since = None, None
         while time.monotonic() < deadline:

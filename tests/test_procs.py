@@ -73,3 +73,16 @@ def test_a_run_freezes_its_process_heap_at_its_start(tmp_path):
         print(result.output_for_node("probe") > 0)
     """)
     assert out.splitlines()[-1] == "True"
+
+
+def test_the_stages_warm_up_freezes_what_it_imported():
+    out = _python("""
+        import gc
+        from dataset_platform import procs
+        from dataset_platform.config import demo_config_path, load_config
+        from dataset_platform.runner import warm_up
+
+        warm_up(load_config(demo_config_path())).join(timeout=300)
+        print(sorted(procs._FROZEN), gc.get_freeze_count() > 0)
+    """)
+    assert out.splitlines()[-1] == "['warm-up'] True"
