@@ -54,8 +54,8 @@ _FROZEN: set[str] = set()
 def freeze_start_up_heap(part: str = "start-up") -> bool:
     """Keep the objects alive now (the imported modules, Dagster's definitions) out of the cyclic
     garbage collector's full collections, once per process (``gc.freeze``); True the first time.
-    A run process that imported Dagster, DuckDB and the stages spent 0.1-0.12 s in each full
-    collection, and one fell inside a +1 % refresh at 100k documents, in a stage or in the checks;
+    In a run process that had imported Dagster, DuckDB and the stages, a full collection took
+    0.12 s, and one fell inside each +1 % refresh at 100k documents, in a stage or in the checks;
     after this a full collection looks only at what came later. The frozen objects are still freed
     when their last reference goes; only garbage in reference cycles among them (made before the
     freeze, or later out of frozen objects) is never collected.

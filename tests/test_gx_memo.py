@@ -25,27 +25,32 @@ BROKEN = {
 }
 
 
-def _gx_results(layer: str, path) -> list[dict]:
-    """GX's own result of every row-level expectation of ``layer``'s suite over the file."""
+def _validate(df, configs: list[dict], name: str = "s") -> list[dict]:
+    """GX's whole result of each expectation config over ``df`` (as ours run it: within the
+    memos' context; each config's id left out)."""
     from great_expectations.core import ExpectationSuite
     from great_expectations.validator.v1_validator import Validator
 
-    spec = spec_of(layer)
-    configs = [{"type": e["type"], "kwargs": e["kwargs"], "severity": e["severity"]}
-               for e in spec["expectations"] if e["type"] in gx_suites.BATCH_TYPES]
-    df = duckdb.connect().sql(f"SELECT * FROM read_parquet('{path}')").df()
     with gx_suites._GX_LOCK:
         definition = gx_suites._batch_definition()
         with gx_memo.memoised_configurations():
             result = Validator(batch_definition=definition, batch_parameters={"dataframe": df},
                                result_format="COMPLETE").validate_expectation_suite(
-                ExpectationSuite(name=layer, expectations=configs))
+                ExpectationSuite(name=name, expectations=configs))
     out = []
     for r in result.results:
         d = r.to_json_dict()
         d["expectation_config"].pop("id", None)
         out.append(d)
     return out
+
+
+def _gx_results(layer: str, path) -> list[dict]:
+    """GX's own result of every row-level expectation of ``layer``'s suite over the file."""
+    configs = [{"type": e["type"], "kwargs": e["kwargs"], "severity": e["severity"]}
+               for e in spec_of(layer)["expectations"] if e["type"] in gx_suites.BATCH_TYPES]
+    df = duckdb.connect().sql(f"SELECT * FROM read_parquet('{path}')").df()
+    return _validate(df, configs, layer)
 
 
 @contextlib.contextmanager
@@ -65,22 +70,6 @@ def _graph_builds():
         yield builds
     finally:
         MetricsCalculator.build_metric_dependency_graph = own
-
-
-def _validate(df, *expectations) -> list[dict]:
-    """GX's results of ``expectations`` (type, kwargs) over ``df``, as our validations run it."""
-    from great_expectations.core import ExpectationSuite
-    from great_expectations.validator.v1_validator import Validator
-
-    configs = [{"type": t, "kwargs": kw} for t, kw in expectations]
-    with gx_suites._GX_LOCK:
-        definition = gx_suites._batch_definition()
-        with gx_memo.memoised_configurations():
-            result = Validator(batch_definition=definition, batch_parameters={"dataframe": df},
-                               result_format="COMPLETE").validate_expectation_suite(
-                ExpectationSuite(name="s", expectations=configs))
-    return [{k: v for k, v in r.to_json_dict().items() if k != "expectation_config"}
-            | {"kwargs": r.expectation_config.kwargs} for r in result.results]
 
 
 @pytest.fixture
@@ -147,24 +136,24 @@ def test_a_kept_metric_graph_is_used_only_for_the_same_type_and_kwargs(memos):
     import pandas as pd
 
     df = pd.DataFrame({"n": [1, 4, 6, 9, None], "s": ["a", "b", "c", "dd", "e"]})
-    between = ("expect_column_values_to_be_between", {"column": "n", "min_value": 0, "max_value": 10})
-    narrower = ("expect_column_values_to_be_between", {"column": "n", "min_value": 5, "max_value": 10})
-    lengths = ("expect_column_value_lengths_to_equal", {"column": "s", "value": 1})
+    between = {"type": "expect_column_values_to_be_between", "kwargs": {"column": "n", "min_value": 0, "max_value": 10}}
+    narrower = {"type": "expect_column_values_to_be_between", "kwargs": {"column": "n", "min_value": 5, "max_value": 10}}
+    lengths = {"type": "expect_column_value_lengths_to_equal", "kwargs": {"column": "s", "value": 1}}
     gx_memo.uninstall()
-    plain = [_validate(df, between), _validate(df, narrower), _validate(df, lengths, between)]
+    plain = [_validate(df, [between]), _validate(df, [narrower]), _validate(df, [lengths, between])]
     gx_memo.install()
     with _graph_builds() as builds:
-        first = _validate(df, between)
+        first = _validate(df, [between])
         assert len(builds) == 1
         # other kwargs, another type: their own graphs; the kept one again with them
-        assert [_validate(df, narrower), _validate(df, lengths, between)] == plain[1:]
+        assert [_validate(df, [narrower]), _validate(df, [lengths, between])] == plain[1:]
         assert len(builds) == 3
-        again = _validate(df.assign(n=[11, 4, 6, 9, None]), between)
+        again = _validate(df.assign(n=[11, 4, 6, 9, None]), [between])
     assert first == plain[0]
     assert first[0]["success"] and not again[0]["success"]  # the same graph, new rows: their verdict
     assert again[0]["result"]["unexpected_count"] == 1 and len(builds) == 3
     gx_memo.uninstall()
-    assert again == _validate(df.assign(n=[11, 4, 6, 9, None]), between)
+    assert again == _validate(df.assign(n=[11, 4, 6, 9, None]), [between])
     gx_memo.install()
 
 
